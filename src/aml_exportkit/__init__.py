@@ -1,0 +1,76 @@
+"""aml_exportkit: export MUSCLE experiment data through templates and plugins.
+
+The public API::
+
+    from aml_exportkit import load_template, run_export, open_source
+
+    template = load_template("export.toml")
+    report = run_export(template, source="block.zip", out_dir=Path("out"))
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("aml-exportkit")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+from .contracts import (  # noqa: E402
+    BaseSink,
+    Inventory,
+    OutputReport,
+    Sink,
+    SinkContext,
+    SinkSpec,
+    Source,
+    SourceOptions,
+    SourceSpec,
+    TemplateSpec,
+)
+from .errors import (  # noqa: E402
+    DatabaseError,
+    ExportkitError,
+    IntegrityError,
+    PluginError,
+    SinkError,
+    SourceError,
+    TemplateError,
+)
+from .graph import RecordGraph  # noqa: E402
+from .hookspecs import hookimpl  # noqa: E402
+from .pipeline import ExportReport, load_template, open_source, run_export  # noqa: E402
+from .plugins import get_plugin_manager, load_registry  # noqa: E402
+from .selection import Filter, Selection  # noqa: E402
+
+__all__ = [
+    "BaseSink",
+    "DatabaseError",
+    "ExportReport",
+    "ExportkitError",
+    "Filter",
+    "IntegrityError",
+    "Inventory",
+    "OutputReport",
+    "PluginError",
+    "RecordGraph",
+    "Selection",
+    "Sink",
+    "SinkContext",
+    "SinkError",
+    "SinkSpec",
+    "Source",
+    "SourceError",
+    "SourceOptions",
+    "SourceSpec",
+    "TemplateError",
+    "TemplateSpec",
+    "__version__",
+    "get_plugin_manager",
+    "hookimpl",
+    "load_registry",
+    "load_template",
+    "open_source",
+    "run_export",
+]

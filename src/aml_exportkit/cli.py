@@ -1,0 +1,199 @@
+"""The ``exportkit`` command: parse options, call the library, map errors to exit codes.
+
+Every command is a thin layer over the library; errors become one line on stderr and the
+exit code of their class (see :mod:`aml_exportkit.errors` and ``docs/exit-codes.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from . import __version__
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ExportkitError
+from .pipeline import _per_block, load_template, open_source, registry_for, run_export
+from .plugins import Registry, get_plugin_manager, load_registry
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_TERMINATED = 143
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when SIGTERM arrives, so that cleanup code runs."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
+    raise Terminated()
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"exportkit: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _debug() -> bool:
+    return bool(os.environ.get("EXPORTKIT_DEBUG"))
+
+
+def _registry() -> Registry:
+    return load_registry(get_plugin_manager())
+
+
+def guarded(func: F) -> F:
+    """Run a command body, turning errors and interrupts into one line and an exit code."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            return func(*args, **kwargs)
+        except ExportkitError as exc:
+            if _debug():
+                traceback.print_exc()
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; no output was written", EXIT_INTERRUPTED)
+        except Terminated:
+            _fail("terminated; no output was written", EXIT_TERMINATED)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if _debug():
+                traceback.print_exc()
+            _fail(
+                f"internal error ({type(exc).__name__}: {exc}); no output was written."
+                " Set EXPORTKIT_DEBUG=1 for a traceback and report it",
+                EXIT_INTERNAL,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="exportkit")
+def cli() -> None:
+    """Export MUSCLE experiment data (fixture zips, CSV, Parquet) by templates.
+
+    Set EXPORTKIT_DEBUG=1 to see tracebacks, EXPORTKIT_DISABLE_PLUGIN_AUTOLOAD=1 to load no
+    third-party plugins, EXPORTKIT_BLOCK_PLUGINS=a,b to skip some.
+    """
+
+
+@cli.command()
+@click.argument("template")
+@click.option("--source", "source", metavar="URI",
+              help="A zip path or postgresql:// URI; overrides [source] uri.")
+@click.option("--block", "blocks", multiple=True, metavar="SLUG",
+              help="A block slug (repeatable); overrides [source] blocks.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for relative sink paths (default: the template's folder).")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing on success.")
+@guarded
+def run(template: str, source: str | None, blocks: Sequence[str], out_dir: Path | None,
+        quiet: bool) -> None:
+    """Run TEMPLATE (a TOML file or a builtin template's name)."""
+    manager = get_plugin_manager()
+    registry = load_registry(manager)
+    loaded = load_template(template, registry=registry)
+    report = run_export(
+        loaded,
+        source=source,
+        blocks=blocks or None,
+        out_dir=out_dir,
+        plugin_manager=manager,
+    )
+    if not quiet:
+        for output in report.outputs:
+            click.echo(f"wrote {output.path} ({output.rows} rows)")
+
+
+@cli.command()
+@click.argument("template")
+@guarded
+def validate(template: str) -> None:
+    """Check TEMPLATE without running it."""
+    loaded = load_template(template, registry=_registry())
+    _per_block(loaded)
+    kinds = ", ".join(sink.type for sink in loaded.sinks)
+    click.echo(f"{loaded.file}: ok ({len(loaded.sinks)} sink(s): {kinds})")
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@guarded
+def inspect(source: str, as_json: bool) -> None:
+    """Show what SOURCE holds: blocks, counts per table, schema version."""
+    with open_source(source, registry=_registry()) as opened:
+        inventory = opened.inspect()
+    if as_json:
+        data = {
+            "kind": inventory.kind,
+            "location": inventory.location,
+            "schema_version": inventory.schema_version,
+            "blocks": [
+                {"pk": b.pk, "slug": b.slug, "name": b.name, "sessions": b.sessions}
+                for b in inventory.blocks
+            ],
+            "counts": dict(inventory.counts),
+            "notes": list(inventory.notes),
+        }
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"source: {inventory.location} ({inventory.kind})")
+    click.echo(f"schema: {inventory.schema_version}")
+    click.echo("blocks:")
+    for block in inventory.blocks:
+        name = f" {block.name!r}" if block.name else ""
+        click.echo(f"  {block.slug or '?'} (pk {block.pk}){name}: {block.sessions} sessions")
+    click.echo("counts:")
+    width = max((len(k) for k in inventory.counts), default=0)
+    for key, count in inventory.counts.items():
+        click.echo(f"  {key:<{width}}  {count}")
+    for note in inventory.notes:
+        click.echo(f"note: {note}")
+
+
+@cli.command()
+@guarded
+def plugins() -> None:
+    """List the sources, sinks and templates, with the plugin that provides each."""
+    registry = _registry()
+    for title, entries in (
+        ("sources", registry.sources),
+        ("sinks", registry.sinks),
+        ("templates", registry.templates),
+    ):
+        click.echo(f"{title}:")
+        if not entries:
+            click.echo("  (none)")
+        for name, provided in entries.items():
+            click.echo(f"  {name:<24} {provided.provider:<18} {provided.spec.description}")
+
+
+@cli.command()
+@guarded
+def templates() -> None:
+    """List the builtin templates, usable by name wherever a template is accepted."""
+    registry = registry_for()
+    if not registry.templates:
+        click.echo("(no builtin templates installed)")
+    for name, provided in registry.templates.items():
+        click.echo(f"{name:<32} {provided.spec.description}")
+
+
+def main() -> None:
+    """Entry point of the ``exportkit`` console script."""
+    cli(prog_name="exportkit")

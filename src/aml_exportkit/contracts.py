@@ -1,0 +1,219 @@
+"""What a plugin provides: frozen descriptions of sources, sinks and templates, and the
+small protocols the live objects follow.
+
+A hook returns descriptions (:class:`SourceSpec`, :class:`SinkSpec`, :class:`TemplateSpec`),
+never live objects; the pipeline creates sources and sinks from them for one run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from .graph import MissingSections, RecordGraph
+from .records import Result
+from .selection import Selection
+
+if TYPE_CHECKING:
+    from .atomic import OutputSet
+    from .template.model import Template
+
+
+# -- sources --------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class SourceOptions:
+    """The template's ``[source]`` settings that every source honours.
+
+    :param missing_sections: a result whose section is not exported is an ``"error"``
+        (the default) or is kept with its section id (``"keep"``).
+    """
+
+    missing_sections: MissingSections = "error"
+
+
+@attrs.frozen(kw_only=True)
+class BlockSummary:
+    """One block a source holds, for ``exportkit inspect``."""
+
+    pk: int | None
+    slug: str | None
+    name: str | None = None
+    sessions: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class Inventory:
+    """What a source holds: its schema version, its blocks and its row counts."""
+
+    kind: str
+    location: str
+    schema_version: str
+    blocks: tuple[BlockSummary, ...]
+    counts: Mapping[str, int]
+    notes: tuple[str, ...] = ()
+
+
+class Source(Protocol):
+    """An open source. Use it as a context manager; ``close`` releases it."""
+
+    def inspect(self) -> Inventory:
+        """Describe the source without reading results."""
+
+    def read(self, selection: Selection) -> AbstractContextManager[RecordGraph]:
+        """Read the graph of ``selection``.
+
+        The graph's result streams are valid inside the ``with`` block only (a database
+        source holds one snapshot transaction open for that long).
+        """
+
+    def close(self) -> None:
+        """Release files, connections and temporary files."""
+
+    def __enter__(self) -> Source: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+@attrs.frozen(kw_only=True)
+class SourceSpec:
+    """A kind of source, as a plugin registers it.
+
+    :param name: a short name, e.g. ``fixture-zip``.
+    :param description: one line for ``exportkit plugins``.
+    :param claims: whether this source reads the given URI or path.
+    :param open: open the source for a URI with the template's source options.
+    :param uri_help: what a URI for this source looks like, for messages.
+    """
+
+    name: str
+    description: str
+    claims: Callable[[str], bool]
+    open: Callable[[str, SourceOptions], Source]
+    uri_help: str = ""
+
+
+# -- sinks ----------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class OutputReport:
+    """One file a sink wrote: its final path and how many rows (or records) it holds."""
+
+    path: Path
+    rows: int
+
+
+@attrs.frozen(kw_only=True)
+class SinkContext:
+    """Everything a sink gets for one run.
+
+    :param name: the sink type, e.g. ``csv-long``.
+    :param index: the sink's position in the template's ``sinks`` list.
+    :param options: an instance of the sink's options class, validated.
+    :param target: the resolved output path (``{block}`` expanded).
+    :param outputs: where temporary files are made; they are renamed into place only after
+        every sink finished.
+    :param template: the template of the run.
+    """
+
+    name: str
+    index: int
+    options: Any
+    target: Path
+    outputs: OutputSet
+    template: Template
+
+    def temp_path(self, target: Path | None = None) -> Path:
+        """A temporary file beside ``target`` (default: the sink's target) to write into."""
+        return self.outputs.create(target or self.target)
+
+
+class Sink(Protocol):
+    """A live sink for one run. The pipeline calls, in order: :meth:`begin` with the graph,
+    :meth:`write_profiles` for each batch of profile answers, :meth:`write_results` for
+    each batch of trial results, then :meth:`finish`; or :meth:`abort` after a failure.
+    """
+
+    def begin(self, graph: RecordGraph) -> None:
+        """Start writing; the graph's small tables are complete."""
+
+    def write_profiles(self, batch: Sequence[Result]) -> None:
+        """Take a batch of profile answers, ordered by (participant, pk)."""
+
+    def write_results(self, batch: Sequence[Result]) -> None:
+        """Take a batch of trial results, ordered by (session, pk)."""
+
+    def finish(self) -> Sequence[OutputReport]:
+        """Complete every temporary file and report what was written."""
+
+    def abort(self) -> None:
+        """Close open files after a failure; the pipeline removes the temporary files."""
+
+
+class BaseSink:
+    """A convenient base for sinks: every step does nothing until overridden."""
+
+    def __init__(self, context: SinkContext) -> None:
+        self.context = context
+
+    def begin(self, graph: RecordGraph) -> None:
+        """Start writing."""
+
+    def write_profiles(self, batch: Sequence[Result]) -> None:
+        """Take profile answers; ignored unless overridden."""
+
+    def write_results(self, batch: Sequence[Result]) -> None:
+        """Take trial results; ignored unless overridden."""
+
+    def finish(self) -> Sequence[OutputReport]:
+        """Report nothing written unless overridden."""
+        return ()
+
+    def abort(self) -> None:
+        """Nothing to close unless overridden."""
+
+
+@attrs.frozen(kw_only=True)
+class SinkSpec:
+    """A kind of sink, as a plugin registers it.
+
+    :param name: the ``type`` templates use, e.g. ``csv-long``.
+    :param description: one line for ``exportkit plugins``.
+    :param options: an attrs class of the sink's own template keys (besides ``type`` and
+        ``path``); templates are validated against it.
+    :param factory: create the live sink for one run.
+    :param extensions: the file name endings the sink writes, e.g. ``(".csv",)``.
+    :param needs_profiles: whether the sink reads profile answers (the pipeline skips
+        reading them when no sink does).
+    """
+
+    name: str
+    description: str
+    options: type[Any]
+    factory: Callable[[SinkContext], Sink]
+    extensions: tuple[str, ...] = ()
+    needs_profiles: bool = True
+
+
+# -- templates ------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class TemplateSpec:
+    """A builtin template that a plugin ships.
+
+    :param name: its name, used wherever a template path is accepted, e.g.
+        ``muscle-classic:long``.
+    :param description: one line for ``exportkit templates``.
+    :param text: the template's TOML text.
+    """
+
+    name: str
+    description: str
+    text: str

@@ -1,0 +1,364 @@
+"""The record graph: small tables indexed by primary key, results streamed in batches.
+
+A source builds a graph with :class:`GraphBuilder`. The builder rejects duplicate primary
+keys as records arrive and, in :meth:`GraphBuilder.build`, every foreign key among the small
+tables that points into a table the source provides. Results never sit in memory as a whole:
+the source hands over two batch iterators (profile answers, then trial results), and the
+graph checks each result as it passes: its kind, its foreign keys, that its primary key is
+new, and that the stream is ordered by (session, pk) or (participant, pk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+
+from .errors import IntegrityError, SourceError
+from .records import (
+    Block,
+    Experiment,
+    Feedback,
+    Participant,
+    Phase,
+    Playlist,
+    Record,
+    Result,
+    Section,
+    Session,
+    Song,
+)
+from .schema import MODELS
+
+#: What to do with a result whose section is not among the exported sections. MUSCLE's zip
+#: lists only the sections of the playlists attached to the block at export time
+#: (MUSCLE_EXPORT.md §5.3), so such a reference can be genuine.
+MissingSections = Literal["error", "keep"]
+
+#: A factory of result batches; called once.
+ResultBatches = Callable[[], Iterable[Sequence[Result]]]
+
+_PAGE_BITS = 16
+_PAGE_SIZE = 1 << _PAGE_BITS
+
+
+class PkSet:
+    """A set of non-negative integer primary keys in about one bit per key.
+
+    MUSCLE's keys are dense 32-bit serials, so pages of 65,536 bits cover them compactly;
+    a Python ``set`` would cost ~60 bytes per key, which grows with millions of results.
+    """
+
+    __slots__ = ("_other", "_pages")
+
+    def __init__(self) -> None:
+        self._pages: dict[int, bytearray] = {}
+        self._other: set[int] = set()
+
+    def add(self, pk: int) -> bool:
+        """Add ``pk``; return False if it was already there."""
+        if pk < 0:
+            if pk in self._other:
+                return False
+            self._other.add(pk)
+            return True
+        page_no, bit = pk >> _PAGE_BITS, pk & (_PAGE_SIZE - 1)
+        page = self._pages.get(page_no)
+        if page is None:
+            page = self._pages[page_no] = bytearray(_PAGE_SIZE >> 3)
+        byte, mask = bit >> 3, 1 << (bit & 7)
+        if page[byte] & mask:
+            return False
+        page[byte] |= mask
+        return True
+
+
+@attrs.frozen(kw_only=True)
+class SourceInfo:
+    """What a graph was read from.
+
+    :param kind: the source's name, e.g. ``fixture-zip``.
+    :param location: the path or URI, never with a password.
+    :param schema_version: the MUSCLE schema era the source detected.
+    :param provided: the models whose tables the source holds in full for the selection;
+        foreign keys into these are checked, foreign keys into others are kept unchecked.
+    :param details: anything else worth reporting (``exportkit inspect``, manifests).
+    """
+
+    kind: str
+    location: str
+    schema_version: str
+    provided: frozenset[str]
+    details: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class GraphBuilder:
+    """Collects the small tables of a graph and checks them.
+
+    :param info: the source description.
+    :param missing_sections: the policy for results whose section is not exported.
+    """
+
+    def __init__(self, info: SourceInfo, *, missing_sections: MissingSections = "error") -> None:
+        self.info = info
+        self.missing_sections = missing_sections
+        self.tables: dict[str, dict[int, Any]] = {key: {} for key in MODELS if key != "result"}
+        self.origins: dict[str, str] = {}
+
+    def add(self, key: str, record: Record, origin: str, *, allow_repeat: bool = False) -> None:
+        """Add a record of model ``key`` read from ``origin`` (a file or table name).
+
+        :param allow_repeat: accept a second, identical copy of the record (MUSCLE's
+            participants.json lists a participant once per session); a differing copy is
+            still a duplicate primary key.
+        :raises IntegrityError: for a duplicate primary key.
+        """
+        table = self.tables[key]
+        self.origins.setdefault(key, origin)
+        previous = table.get(record.pk)
+        if previous is not None:
+            if allow_repeat and previous == record:
+                return
+            detail = "" if not allow_repeat else " with different values"
+            raise IntegrityError(
+                f"duplicate primary key{detail} (first seen in {self.origins[key]})",
+                file=origin,
+                model=key,
+                pk=record.pk,
+            )
+        table[record.pk] = record
+
+    def set_result_origin(self, kind: Literal["profile", "trial"], origin: str) -> None:
+        """Name the file or table the ``kind`` results come from, for messages."""
+        self.origins[f"{kind}-result"] = origin
+
+    def build(
+        self, *, profile_results: ResultBatches, trial_results: ResultBatches
+    ) -> RecordGraph:
+        """Check the foreign keys of the small tables and return the graph.
+
+        :param profile_results: batches of profile answers, ordered by (participant, pk).
+        :param trial_results: batches of trial results, ordered by (session, pk).
+        """
+        graph = RecordGraph(
+            info=self.info,
+            tables=self.tables,
+            origins=self.origins,
+            profile_batches=profile_results,
+            trial_batches=trial_results,
+            missing_sections=self.missing_sections,
+        )
+        graph.check_small_tables()
+        return graph
+
+
+class RecordGraph:
+    """The records of one export: small tables in memory, results streamed once.
+
+    Tables keep the order in which the source delivered them; sources deliver MUSCLE's
+    export order (sessions by pk, sections by playlist name then pk, and so on).
+    """
+
+    def __init__(
+        self,
+        *,
+        info: SourceInfo,
+        tables: Mapping[str, Mapping[int, Any]],
+        origins: Mapping[str, str],
+        profile_batches: ResultBatches,
+        trial_batches: ResultBatches,
+        missing_sections: MissingSections = "error",
+    ) -> None:
+        self.info = info
+        self._tables = tables
+        self._origins = origins
+        self._profile_batches: ResultBatches | None = profile_batches
+        self._trial_batches: ResultBatches | None = trial_batches
+        self._missing_sections = missing_sections
+        self._result_pks = PkSet()
+        #: Counts of results that passed, by kind; complete once both streams are consumed.
+        self.result_counts: dict[str, int] = {"profile": 0, "trial": 0}
+        #: Results kept although their section is not exported (``missing_sections="keep"``).
+        self.missing_section_refs = 0
+
+    # -- small tables ---------------------------------------------------------------------
+
+    @property
+    def experiments(self) -> Mapping[int, Experiment]:
+        """Experiments by pk (empty when the source does not hold them)."""
+        return self._tables["experiment"]
+
+    @property
+    def phases(self) -> Mapping[int, Phase]:
+        """Phases by pk."""
+        return self._tables["phase"]
+
+    @property
+    def blocks(self) -> Mapping[int, Block]:
+        """The exported blocks by pk."""
+        return self._tables["block"]
+
+    @property
+    def playlists(self) -> Mapping[int, Playlist]:
+        """Playlists by pk (not in a fixture zip)."""
+        return self._tables["playlist"]
+
+    @property
+    def sections(self) -> Mapping[int, Section]:
+        """The sections of the blocks' playlists, by pk."""
+        return self._tables["section"]
+
+    @property
+    def songs(self) -> Mapping[int, Song]:
+        """The songs of those sections, by pk."""
+        return self._tables["song"]
+
+    @property
+    def participants(self) -> Mapping[int, Participant]:
+        """The participants of the exported sessions, each once, by pk."""
+        return self._tables["participant"]
+
+    @property
+    def sessions(self) -> Mapping[int, Session]:
+        """The exported sessions by pk."""
+        return self._tables["session"]
+
+    @property
+    def feedback(self) -> Mapping[int, Feedback]:
+        """The blocks' feedback by pk."""
+        return self._tables["feedback"]
+
+    def table(self, key: str) -> Mapping[int, Any]:
+        """The small table of model ``key`` (e.g. ``"session"``)."""
+        return self._tables[key]
+
+    def origin(self, key: str) -> str:
+        """The file or table the records of model ``key`` came from."""
+        return self._origins.get(key, f"{key} records")
+
+    def block_slug(self, pk: int | None) -> str | None:
+        """The slug of block ``pk``, if known."""
+        block = self._tables["block"].get(pk) if pk is not None else None
+        return block.slug if block is not None else None
+
+    def check_small_tables(self) -> None:
+        """Check every foreign key among the small tables.
+
+        :raises IntegrityError: for the first dangling foreign key, naming the record.
+        """
+        provided = self.info.provided
+        for key, table in self._tables.items():
+            model = MODELS[key]
+            checks = [f for f in model.foreign_keys if f.fk in provided]
+            if not checks or not table:
+                continue
+            for record in table.values():
+                for field in checks:
+                    value = getattr(record, field.name)
+                    if value is not None and value not in self._tables[field.fk or ""]:
+                        raise IntegrityError(
+                            f"{field.name} {value} not found"
+                            f" in {self.origin(field.fk or '')}",
+                            file=self.origin(key),
+                            model=key,
+                            pk=record.pk,
+                            field=field.name,
+                            missing_pk=value,
+                        )
+
+    # -- results ----------------------------------------------------------------------------
+
+    def profile_results(self) -> Iterator[Sequence[Result]]:
+        """Batches of profile answers, ordered by (participant, pk), each checked.
+
+        Profile answers are participant-wide: they include answers given in other blocks
+        and questions never answered (``given_response`` null), as MUSCLE exports them.
+        Can be iterated once.
+        """
+        batches = self._take("_profile_batches", "profile results")
+        return self._checked(batches, "profile")
+
+    def trial_results(self) -> Iterator[Sequence[Result]]:
+        """Batches of trial results, ordered by (session, pk), each checked.
+
+        Can be iterated once.
+        """
+        batches = self._take("_trial_batches", "trial results")
+        return self._checked(batches, "trial")
+
+    def _take(self, attr: str, what: str) -> ResultBatches:
+        batches: ResultBatches | None = getattr(self, attr)
+        if batches is None:
+            raise RuntimeError(f"the {what} of this graph were already read")
+        setattr(self, attr, None)
+        return batches
+
+    def _checked(self, batches: ResultBatches, kind: str) -> Iterator[Sequence[Result]]:
+        owner_field = "session" if kind == "trial" else "participant"
+        other_field = "participant" if kind == "trial" else "session"
+        owners = self._tables[owner_field]
+        sections = self._tables["section"]
+        check_sections = "section" in self.info.provided
+        keep_missing = self._missing_sections == "keep"
+        origin = self._origins.get(f"{kind}-result", f"{kind} results")
+        pks = self._result_pks
+        last = (-(1 << 63), -(1 << 63))
+        count = 0
+        for batch in batches():
+            for result in batch:
+                owner = getattr(result, owner_field)
+                pk = result.pk
+                if owner is None or getattr(result, other_field) is not None:
+                    both = owner is not None
+                    raise IntegrityError(
+                        f"a {kind} result needs a {owner_field} and no {other_field}; it has "
+                        + ("both" if both else f"no {owner_field}"),
+                        file=origin,
+                        model="result",
+                        pk=pk,
+                        field=owner_field,
+                    )
+                if owner not in owners:
+                    raise IntegrityError(
+                        f"{owner_field} {owner} not found in {self.origin(owner_field)}",
+                        file=origin,
+                        model="result",
+                        pk=pk,
+                        field=owner_field,
+                        missing_pk=owner,
+                    )
+                section = result.section
+                if check_sections and section is not None and section not in sections:
+                    if not keep_missing:
+                        raise IntegrityError(
+                            f"section {section} not found in {self.origin('section')}"
+                            " (MUSCLE exports only the sections of the playlists attached to"
+                            " the block now; set [source] missing_sections = \"keep\" to keep"
+                            " the reference)",
+                            file=origin,
+                            model="result",
+                            pk=pk,
+                            field="section",
+                            missing_pk=section,
+                        )
+                    self.missing_section_refs += 1
+                position = (owner, pk)
+                if position <= last:
+                    raise SourceError(
+                        f"results are not ordered by ({owner_field}, pk): this one"
+                        f" ({owner_field} {owner}) comes after result {last[1]}"
+                        f" ({owner_field} {last[0]})",
+                        file=origin,
+                        model="result",
+                        pk=pk,
+                    )
+                last = position
+                if not pks.add(pk):
+                    raise IntegrityError(
+                        "duplicate primary key", file=origin, model="result", pk=pk
+                    )
+            count += len(batch)
+            yield batch
+        self.result_counts[kind] = count
+

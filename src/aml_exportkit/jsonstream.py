@@ -1,0 +1,241 @@
+"""Incremental parsing of one large JSON array, in bounded memory.
+
+MUSCLE's fixture files are a single line, ``[obj, obj, ...]``, and ``results.json`` grows to
+gigabytes. This reader keeps only a window of the file in memory and yields the array's
+elements in lists.
+
+Fast path: Django's serializer separates objects with ``}, {"model": ``, so the reader cuts
+the window at the last such separator and parses everything before it with one ``orjson``
+call. A cut inside a string or a nested value cannot parse as a complete array, so a parse
+that succeeds proves the cut was at an element boundary. Anything else (other formatting,
+big integers, malformed text) goes through the slow path: the standard library's
+``raw_decode``, one element at a time, which also gives exact error positions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import IO, Any
+
+import orjson
+
+from .errors import SourceError
+
+#: Django's separator between two objects of a fixture list.
+_DJANGO_SEPARATOR = b'}, {"model": '
+_WHITESPACE = b" \t\r\n"
+#: One element larger than this is refused, so that a broken file cannot fill memory.
+MAX_ELEMENT_BYTES = 256 << 20
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+class _Window:
+    """A sliding window over a binary stream."""
+
+    def __init__(self, stream: IO[bytes], read_size: int) -> None:
+        self.stream = stream
+        self.read_size = read_size
+        self.buf = b""
+        self.pos = 0
+        self.base = 0  # absolute offset of buf[0]
+        self.eof = False
+        #: Absolute offset before which the fast path already failed once.
+        self.slow_until = -1
+
+    def fill(self, at_least: int = 0) -> None:
+        """Drop what was consumed and read at least one more chunk (if any is left)."""
+        if self.pos:
+            self.base += self.pos
+            self.buf = self.buf[self.pos :]
+            self.pos = 0
+        want = max(self.read_size, at_least)
+        chunks = [self.buf]
+        got = 0
+        while got < want and not self.eof:
+            chunk = self.stream.read(want - got)
+            if not chunk:
+                self.eof = True
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        self.buf = b"".join(chunks)
+
+    def skip_whitespace(self) -> None:
+        """Advance past whitespace, reading more as needed."""
+        while True:
+            buf, pos = self.buf, self.pos
+            n = len(buf)
+            while pos < n and buf[pos] in _WHITESPACE:
+                pos += 1
+            self.pos = pos
+            if pos < n or self.eof:
+                return
+            self.fill()
+
+    def peek(self) -> int | None:
+        """The next non-whitespace byte, or None at the end of the stream."""
+        self.skip_whitespace()
+        return self.buf[self.pos] if self.pos < len(self.buf) else None
+
+
+def iter_json_array(
+    stream: IO[bytes], *, name: str, read_size: int = 4 << 20
+) -> Iterator[list[Any]]:
+    """Yield the elements of the JSON array in ``stream``, a list at a time.
+
+    :param stream: a binary stream holding one JSON array.
+    :param name: the file name for error messages.
+    :param read_size: bytes read at a time; memory stays a small multiple of it.
+    :raises SourceError: for text that is not one JSON array of valid JSON values, naming
+        the file, the byte offset and the last element read before the fault.
+    """
+    window = _Window(stream, read_size)
+    window.fill()
+    first = window.peek()
+    if first is None:
+        raise SourceError("empty file, expected a JSON array", file=name)
+    if first != ord("["):
+        raise SourceError(
+            f"expected a JSON array, found {_what_starts(window.buf[window.pos:])}", file=name
+        )
+    window.pos += 1
+    last: Any = None
+    if window.peek() == ord("]"):
+        window.pos += 1
+        _expect_end(window, name)
+        return
+    while True:
+        if not window.eof and len(window.buf) - window.pos < window.read_size:
+            window.fill()
+        items = _fast_slice(window)
+        if items:
+            last = items[-1]
+            yield items
+            continue
+        item = _slow_element(window, name, last)
+        last = item
+        yield [item]
+        nxt = window.peek()
+        if nxt == ord(","):
+            window.pos += 1
+            continue
+        if nxt == ord("]"):
+            window.pos += 1
+            _expect_end(window, name)
+            return
+        where = f"at byte {window.base + window.pos}"
+        raise SourceError(
+            f"malformed JSON {where}: expected ',' or ']' after {_describe_element(last)}"
+            if nxt is not None
+            else f"truncated JSON: the array is not closed (after {_describe_element(last)})",
+            file=name,
+        )
+
+
+def _fast_slice(window: _Window) -> list[Any] | None:
+    """Parse every complete element up to the window's last Django separator, if that works.
+
+    On success the window is left at the first byte of the element after the separator.
+    """
+    buf, pos = window.buf, window.pos
+    if window.base + pos <= window.slow_until:
+        return None
+    cut = buf.rfind(_DJANGO_SEPARATOR, pos)
+    if cut <= pos:
+        return None
+    try:
+        items = orjson.loads(b"[" + buf[pos : cut + 1] + b"]")
+    except orjson.JSONDecodeError:
+        # Parse this stretch element by element; trying the whole window again after
+        # each element would be quadratic.
+        window.slow_until = window.base + cut
+        return None
+    window.pos = cut + 3  # past '}, '
+    return items  # type: ignore[no-any-return]
+
+
+def _slow_element(window: _Window, name: str, last: Any) -> Any:
+    """Parse exactly one element at the window's position with the standard library."""
+    window.skip_whitespace()
+    while True:
+        buf, pos = window.buf, window.pos
+        text_bytes = buf[pos:]
+        try:
+            text = text_bytes.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if not window.eof and exc.start >= len(text_bytes) - 3:
+                text = text_bytes[: exc.start].decode("utf-8")
+            else:
+                raise SourceError(
+                    f"invalid UTF-8 at byte {window.base + pos + exc.start}"
+                    f" (after {_describe_element(last)})",
+                    file=name,
+                ) from None
+        try:
+            item, end = _DECODER.raw_decode(text)
+            # A number that ends the window may go on in the next chunk.
+            incomplete = end >= len(text)
+        except json.JSONDecodeError as exc:
+            unterminated = exc.msg.startswith("Unterminated string")
+            if not window.eof and (unterminated or exc.pos >= len(text) - 6):
+                _read_more(window, name, last)
+                continue
+            offset = window.base + pos + len(text[: exc.pos].encode("utf-8"))
+            truncated = window.eof and (unterminated or exc.pos >= len(text.rstrip()))
+            state = "truncated" if truncated else "malformed"
+            raise SourceError(
+                f"{state} JSON at byte {offset}: {exc.msg} (after {_describe_element(last)})",
+                file=name,
+            ) from None
+        except ValueError as exc:  # NaN, Infinity, -Infinity
+            raise SourceError(
+                f"{exc} (after {_describe_element(last)})", file=name
+            ) from None
+        if incomplete and not window.eof:
+            _read_more(window, name, last)
+            continue
+        window.pos = pos + len(text[:end].encode("utf-8"))
+        return item
+
+
+def _read_more(window: _Window, name: str, last: Any) -> None:
+    pending = len(window.buf) - window.pos
+    if pending > MAX_ELEMENT_BYTES:
+        raise SourceError(
+            f"an element larger than {MAX_ELEMENT_BYTES >> 20} MiB at byte"
+            f" {window.base + window.pos} (after {_describe_element(last)})",
+            file=name,
+        )
+    window.fill(at_least=pending)
+
+
+def _expect_end(window: _Window, name: str) -> None:
+    if window.peek() is not None:
+        raise SourceError(
+            f"unexpected data after the JSON array at byte {window.base + window.pos}",
+            file=name,
+        )
+
+
+def _describe_element(item: Any) -> str:
+    if item is None:
+        return "the start of the array"
+    if isinstance(item, dict) and "pk" in item:
+        model = str(item.get("model", "object")).rpartition(".")[2]
+        return f"{model} {item['pk']!r}"
+    return "the previous element"
+
+
+def _what_starts(data: bytes) -> str:
+    if data[:1] == b"{":
+        return "an object"
+    if data[:1] == b'"':
+        return "a string"
+    return f"{data[:16]!r}"

@@ -1,0 +1,234 @@
+"""One export run: template → source → graph → sinks → files renamed into place.
+
+This module imports no builtin source or sink by name; it knows them only through the
+plugin registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import attrs
+
+from .atomic import OutputSet
+from .contracts import OutputReport, Sink, SinkContext, Source, SourceOptions
+from .errors import SinkError, TemplateError
+from .graph import RecordGraph, SourceInfo
+from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
+from .selection import Selection
+from .template.load import load_template as _load_template
+from .template.model import SinkTable, Template
+
+BLOCK_PLACEHOLDER = "{block}"
+
+#: Called with the number of results written so far.
+ProgressCallback = Callable[[int], None]
+
+
+@attrs.frozen(kw_only=True)
+class ExportReport:
+    """What a run wrote.
+
+    :param outputs: every file, with its row count.
+    :param sources: what each part of the run read.
+    :param result_counts: profile answers and trial results that passed, summed over parts.
+    """
+
+    outputs: tuple[OutputReport, ...]
+    sources: tuple[SourceInfo, ...]
+    result_counts: dict[str, int]
+
+
+def registry_for(plugin_manager: PluginManager | None = None) -> Registry:
+    """The registry of ``plugin_manager``, or of a fresh default manager."""
+    return load_registry(plugin_manager or get_plugin_manager())
+
+
+def load_template(ref: str, *, registry: Registry | None = None) -> Template:
+    """Load a template from a path or a builtin name, checked against the installed sinks."""
+    registry = registry or registry_for()
+    return _load_template(ref, sinks=registry.sink_specs, templates=registry.template_specs)
+
+
+def resolve_source_uri(template: Template, override: str | None) -> str:
+    """The source URI of a run: ``override`` as given, else the template's, with a relative
+    path taken relative to the template's folder."""
+    if override:
+        return override
+    uri = template.source.uri
+    if not uri:
+        raise TemplateError("no source: set [source] uri or pass --source", file=template.file,
+                            key_path="source.uri")
+    if "://" in uri:
+        return uri
+    return str(template.folder / uri)
+
+
+def open_source(
+    uri: str,
+    *,
+    options: SourceOptions | None = None,
+    registry: Registry | None = None,
+) -> Source:
+    """Open the source that claims ``uri`` (a zip path or a ``postgresql://`` URI)."""
+    registry = registry or registry_for()
+    spec = registry.source_for(uri)
+    return spec.open(uri, options or SourceOptions())
+
+
+def _per_block(template: Template) -> bool:
+    marked = [BLOCK_PLACEHOLDER in sink.path for sink in template.sinks]
+    if any(marked) and not all(marked):
+        index = marked.index(False)
+        raise TemplateError(
+            f"some sink paths contain {BLOCK_PLACEHOLDER} and this one does not; either"
+            " every output is per block or none is",
+            file=template.file,
+            key_path=f"sinks[{index}].path",
+        )
+    return all(marked)
+
+
+def _target(sink: SinkTable, index: int, template: Template, out_dir: Path | None,
+            block_slug: str | None) -> Path:
+    raw = sink.path
+    if BLOCK_PLACEHOLDER in raw:
+        if not block_slug:
+            raise TemplateError(
+                f"{BLOCK_PLACEHOLDER} needs the block's slug, which the source does not know;"
+                " name the block in [source] blocks or with --block",
+                file=template.file,
+                key_path=f"sinks[{index}].path",
+            )
+        raw = raw.replace(BLOCK_PLACEHOLDER, block_slug)
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = (out_dir if out_dir is not None else template.folder) / path
+    return path
+
+
+def run_export(
+    template: Template,
+    *,
+    source: str | None = None,
+    blocks: Sequence[str] | None = None,
+    out_dir: Path | None = None,
+    plugin_manager: PluginManager | None = None,
+    progress: ProgressCallback | None = None,
+) -> ExportReport:
+    """Run ``template``: read the source, feed every sink, then move the outputs into place.
+
+    :param template: the loaded template.
+    :param source: a source URI that overrides ``[source] uri``.
+    :param blocks: block slugs that override ``[source] blocks``.
+    :param out_dir: the folder relative sink paths are relative to (default: the
+        template's folder).
+    :param plugin_manager: the plugins to use (default: a fresh manager).
+    :param progress: called with the running count of results written.
+    :raises ExportkitError: for any problem; the output locations are then as they were.
+    """
+    registry = registry_for(plugin_manager)
+    uri = resolve_source_uri(template, source)
+    wanted = tuple(blocks) if blocks else template.source.blocks
+    per_block = _per_block(template)
+    units: list[tuple[str, ...]] = [(slug,) for slug in wanted] if per_block and wanted else [
+        wanted
+    ]
+    outputs = OutputSet()
+    reports: list[OutputReport] = []
+    infos: list[SourceInfo] = []
+    counts = {"profile": 0, "trial": 0}
+    try:
+        with open_source(
+            uri,
+            options=SourceOptions(missing_sections=template.source.missing_sections),
+            registry=registry,
+        ) as opened:
+            for unit in units:
+                selection = Selection(blocks=unit, filter=template.filter)
+                with opened.read(selection) as graph:
+                    slug = _single_slug(graph) if per_block else None
+                    sinks = _make_sinks(template, registry, outputs, out_dir, slug)
+                    reports.extend(_drive(graph, sinks, progress))
+                    infos.append(graph.info)
+                    for kind, n in graph.result_counts.items():
+                        counts[kind] += n
+        outputs.commit()
+    except BaseException:
+        outputs.discard()
+        raise
+    return ExportReport(outputs=tuple(reports), sources=tuple(infos), result_counts=counts)
+
+
+def _single_slug(graph: RecordGraph) -> str | None:
+    slugs = [block.slug for block in graph.blocks.values()]
+    return slugs[0] if len(slugs) == 1 else None
+
+
+def _make_sinks(
+    template: Template,
+    registry: Registry,
+    outputs: OutputSet,
+    out_dir: Path | None,
+    slug: str | None,
+) -> list[tuple[SinkContext, Sink]]:
+    made: list[tuple[SinkContext, Sink]] = []
+    for index, table in enumerate(template.sinks):
+        spec = registry.sinks[table.type].spec
+        context = SinkContext(
+            name=table.type,
+            index=index,
+            options=table.options,
+            target=_target(table, index, template, out_dir, slug),
+            outputs=outputs,
+            template=template,
+        )
+        made.append((context, spec.factory(context)))
+    return made
+
+
+def _drive(
+    graph: RecordGraph,
+    sinks: list[tuple[SinkContext, Sink]],
+    progress: ProgressCallback | None,
+) -> list[OutputReport]:
+    live = [sink for _, sink in sinks]
+    try:
+        for context, sink in sinks:
+            with _naming(context):
+                sink.begin(graph)
+        for batch in graph.profile_results():
+            for context, sink in sinks:
+                with _naming(context):
+                    sink.write_profiles(batch)
+        done = 0
+        for batch in graph.trial_results():
+            for context, sink in sinks:
+                with _naming(context):
+                    sink.write_results(batch)
+            done += len(batch)
+            if progress is not None:
+                progress(done)
+        reports: list[OutputReport] = []
+        for context, sink in sinks:
+            with _naming(context):
+                reports.extend(sink.finish())
+        return reports
+    except BaseException:
+        for sink in live:
+            with contextlib.suppress(Exception):
+                sink.abort()
+        raise
+
+
+@contextlib.contextmanager
+def _naming(context: SinkContext) -> Iterator[None]:
+    """Turn an OS error inside a sink into a SinkError that names the sink and its path."""
+    try:
+        yield
+    except OSError as exc:
+        raise SinkError(
+            f"cannot write: {exc.strerror or exc}", sink=context.name, path=str(context.target)
+        ) from None

@@ -1,0 +1,1 @@
+"""Builtin sinks: each module is a plugin."""

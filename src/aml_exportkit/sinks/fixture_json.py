@@ -1,0 +1,195 @@
+"""Sink ``fixture-json``: a zip of MUSCLE's seven fixture files, as Django writes them.
+
+The members, their order, the selection and the serialisation are MUSCLE's (MUSCLE_EXPORT.md
+§2.2 to §2.4): one line per file, ``[`` + objects joined by ``", "`` + ``]``,
+``{"model", "pk", "fields"}`` objects, raw UTF-8, datetimes cut to milliseconds with ``Z``.
+Unlike MUSCLE's zip, the output is deterministic: fixed entry times, each participant once,
+results ordered by (session, pk). ``docs/fixture-json.md`` lists every difference.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import attrs
+
+from ..contracts import BaseSink, OutputReport, SinkContext, SinkSpec
+from ..errors import SinkError
+from ..graph import RecordGraph
+from ..hookspecs import hookimpl
+from ..records import Record, Result
+from ..schema import FIXTURE_FILES, ModelSpec, make_fixture_encoder
+
+NAME = "fixture-json"
+#: Entry times are fixed so that the same input gives the same bytes.
+ENTRY_TIME = (1980, 1, 1, 0, 0, 0)
+_MODELS = {f.name: f.model for f in FIXTURE_FILES}
+
+# Django's serializer: ensure_ascii=False and the default separators (", ", ": ").
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+# For text that UTF-8 cannot carry (a lone surrogate from a "\ud800" escape): escaped ASCII
+# is still the same JSON value.
+_ENCODE_ASCII = json.JSONEncoder(ensure_ascii=True, allow_nan=False).encode
+
+
+@attrs.frozen(kw_only=True)
+class FixtureJsonOptions:
+    """Options of the ``fixture-json`` sink.
+
+    :param compression: ``"stored"`` (as MUSCLE writes its zip) or ``"deflate"``.
+    """
+
+    compression: Literal["stored", "deflate"] = "stored"
+
+
+class _MemberWriter:
+    """Writes one fixture file into the zip, an object at a time."""
+
+    def __init__(self, stream: IO[bytes], name: str, model: ModelSpec, where: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.encode: Callable[[Record], dict[str, Any]] = make_fixture_encoder(model)
+        self.where = where
+        self.model = model
+        self.count = 0
+        stream.write(b"[")
+
+    def write(self, records: Iterable[Record]) -> None:
+        parts: list[str] = []
+        for record in records:
+            obj = self.encode(record)
+            try:
+                text = _ENCODE(obj)
+                data = text.encode("utf-8")
+            except ValueError as exc:  # NaN or Infinity
+                raise SinkError(
+                    f"{self.model.key} {record.pk}: {exc}; JSON cannot hold it",
+                    sink=NAME,
+                    path=self.where,
+                ) from None
+            except UnicodeEncodeError:
+                text = _ENCODE_ASCII(obj)
+            parts.append(text)
+        if not parts:
+            return
+        joined = ", ".join(parts)
+        self.stream.write(((", " if self.count else "") + joined).encode("utf-8"))
+        self.count += len(parts)
+
+    def close(self) -> None:
+        self.stream.write(b"]")
+        self.stream.close()
+
+
+class FixtureJsonSink(BaseSink):
+    """Writes the zip member by member while the results stream through."""
+
+    def __init__(self, context: SinkContext) -> None:
+        super().__init__(context)
+        options: FixtureJsonOptions = context.options
+        self.compression = (
+            zipfile.ZIP_DEFLATED if options.compression == "deflate" else zipfile.ZIP_STORED
+        )
+        self.graph: RecordGraph | None = None
+        self.zip: zipfile.ZipFile | None = None
+        self.current: _MemberWriter | None = None
+        self.counts: dict[str, int] = {}
+        self.temp: Path | None = None
+
+    def _info(self, name: str) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(name, date_time=ENTRY_TIME)
+        info.compress_type = self.compression
+        info.external_attr = 0o644 << 16
+        info.create_system = 3
+        return info
+
+    def _open_member(self, name: str) -> _MemberWriter:
+        assert self.zip is not None
+        stream = self.zip.open(self._info(name), mode="w", force_zip64=True)
+        return _MemberWriter(stream, name, _MODELS[name], f"{self.context.target}: {name}")
+
+    def _write_member(self, name: str, records: Iterable[Record]) -> None:
+        writer = self._open_member(name)
+        writer.write(records)
+        writer.close()
+        self.counts[name] = writer.count
+
+    def _switch_to(self, name: str) -> _MemberWriter:
+        current = self.current
+        if current is not None and current.name == name:
+            return current
+        if current is not None:
+            current.close()
+            self.counts[current.name] = current.count
+        self.current = self._open_member(name)
+        return self.current
+
+    def begin(self, graph: RecordGraph) -> None:
+        """Write sessions.json and participants.json, and open profiles.json."""
+        self.graph = graph
+        self.temp = self.context.temp_path()
+        try:
+            self.zip = zipfile.ZipFile(self.temp, "w", compression=self.compression)
+        except OSError as exc:
+            raise SinkError(f"cannot write: {exc.strerror}", sink=NAME,
+                            path=str(self.context.target)) from None
+        self._write_member("sessions.json", _by_pk(graph.sessions.values()))
+        self._write_member("participants.json", _by_pk(graph.participants.values()))
+        self._switch_to("profiles.json")
+
+    def write_profiles(self, batch: Sequence[Result]) -> None:
+        """Append profile answers to profiles.json."""
+        self._switch_to("profiles.json").write(batch)
+
+    def write_results(self, batch: Sequence[Result]) -> None:
+        """Append trial results to results.json."""
+        self._switch_to("results.json").write(batch)
+
+    def finish(self) -> Sequence[OutputReport]:
+        """Close results.json and write sections, songs and feedback."""
+        assert self.graph is not None and self.zip is not None
+        self._switch_to("results.json")
+        assert self.current is not None
+        self.current.close()
+        self.counts["results.json"] = self.current.count
+        self.current = None
+        graph = self.graph
+        self._write_member("sections.json", graph.sections.values())
+        self._write_member("songs.json", _by_pk(graph.songs.values()))
+        self._write_member("feedback.json", _by_pk(graph.feedback.values()))
+        self.zip.close()
+        self.zip = None
+        return (OutputReport(path=self.context.target, rows=sum(self.counts.values())),)
+
+    def abort(self) -> None:
+        """Close the zip file handle; the pipeline deletes the temporary file."""
+        if self.zip is not None:
+            try:
+                if self.current is not None:
+                    self.current.stream.close()
+                self.zip.close()
+            except (OSError, ValueError):
+                pass
+            self.zip = None
+
+
+def _by_pk(records: Iterable[Any]) -> list[Any]:
+    return sorted(records, key=lambda r: r.pk)
+
+
+@hookimpl
+def exportkit_register_sinks() -> list[SinkSpec]:
+    """The fixture-json sink."""
+    return [
+        SinkSpec(
+            name=NAME,
+            description="MUSCLE's export zip of seven fixture files, loadable by loaddata",
+            options=FixtureJsonOptions,
+            factory=FixtureJsonSink,
+            extensions=(".zip",),
+        )
+    ]

@@ -1,0 +1,1 @@
+"""Builtin sources: each module is a plugin."""

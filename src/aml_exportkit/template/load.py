@@ -1,0 +1,143 @@
+"""Reading templates: TOML text → checked :class:`Template`, every error with its key path."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..contracts import SinkSpec, TemplateSpec
+from ..errors import TemplateError
+from .convert import describe_value, iter_problems, make_converter
+from .model import SinkTable, Template
+
+_CONVERTER = make_converter()
+
+
+def _raise_problems(exc: BaseException, *, file: str, prefix: str = "") -> None:
+    problems = list(iter_problems(exc))
+    path, message = problems[0]
+    if prefix:
+        path = f"{prefix}.{path}" if path and not path.startswith("[") else prefix + path
+    more = len(problems) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    raise TemplateError(message, file=file, key_path=path) from None
+
+
+def structure_options(
+    data: Mapping[str, Any], options_type: type[Any], *, file: str, key_path: str
+) -> Any:
+    """Check a sink's (or plugin's) options against its attrs class.
+
+    :raises TemplateError: naming ``file`` and the key path below ``key_path``.
+    """
+    try:
+        return _CONVERTER.structure(dict(data), options_type)
+    except Exception as exc:  # cattrs raises groups of any exception type
+        _raise_problems(exc, file=file, prefix=key_path)
+        raise  # unreachable: _raise_problems always raises
+
+
+def parse_template(
+    text: str,
+    *,
+    file: str,
+    folder: Path,
+    sinks: Mapping[str, SinkSpec],
+) -> Template:
+    """Parse and check a template's TOML text.
+
+    :param text: the TOML text.
+    :param file: the file name (or builtin name) for messages.
+    :param folder: the folder its relative paths are relative to.
+    :param sinks: the installed sinks by name; each ``[[sinks]]`` entry is checked against
+        its sink's options class.
+    :raises TemplateError: naming ``file`` and the key path of the first problem.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TemplateError(f"not valid TOML: {exc}", file=file) from None
+    raw_sinks = data.pop("sinks", None)
+    if raw_sinks is None:
+        raise TemplateError("no [[sinks]]: the template exports nothing", file=file,
+                            key_path="sinks")
+    if not isinstance(raw_sinks, list) or not raw_sinks:
+        raise TemplateError(
+            f"expected an array of tables ([[sinks]]), got {describe_value(raw_sinks)}",
+            file=file,
+            key_path="sinks",
+        )
+    tables = tuple(
+        _parse_sink(raw, index, file=file, sinks=sinks) for index, raw in enumerate(raw_sinks)
+    )
+    try:
+        template = _CONVERTER.structure(data, Template)
+    except Exception as exc:
+        _raise_problems(exc, file=file)
+        raise
+    return template.evolve(sinks=tables, file=file, text=text, folder=folder)
+
+
+def _parse_sink(
+    raw: Any, index: int, *, file: str, sinks: Mapping[str, SinkSpec]
+) -> SinkTable:
+    where = f"sinks[{index}]"
+    if not isinstance(raw, dict):
+        raise TemplateError(f"expected a table, got {describe_value(raw)}", file=file,
+                            key_path=where)
+    options = dict(raw)
+    for key in ("type", "path"):
+        if key not in options:
+            raise TemplateError("missing required key", file=file, key_path=f"{where}.{key}")
+        if not isinstance(options[key], str) or not options[key]:
+            raise TemplateError(
+                f"expected a non-empty string, got {describe_value(options[key])}",
+                file=file,
+                key_path=f"{where}.{key}",
+            )
+    kind = options.pop("type")
+    path = options.pop("path")
+    spec = sinks.get(kind)
+    if spec is None:
+        known = ", ".join(sorted(sinks)) or "none"
+        raise TemplateError(f"unknown sink {kind!r}; installed: {known}", file=file,
+                            key_path=f"{where}.type")
+    structured = structure_options(options, spec.options, file=file, key_path=where)
+    return SinkTable(type=kind, path=path, options=structured)
+
+
+def load_template(
+    ref: str,
+    *,
+    sinks: Mapping[str, SinkSpec],
+    templates: Mapping[str, TemplateSpec],
+) -> Template:
+    """Load a template from a file path or by a builtin template's name.
+
+    A builtin's relative paths are relative to the current folder.
+
+    :raises TemplateError: for a missing file, an unknown builtin name or an invalid
+        template.
+    """
+    builtin = templates.get(ref)
+    if builtin is not None:
+        return parse_template(builtin.text, file=ref, folder=Path.cwd(), sinks=sinks)
+    path = Path(ref)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        hint = ""
+        if ":" in ref and templates:
+            hint = f"; builtin templates: {', '.join(sorted(templates))}"
+        raise TemplateError(f"no such template file or builtin template{hint}",
+                            file=ref) from None
+    except OSError as exc:
+        raise TemplateError(f"cannot read the template: {exc.strerror}", file=ref) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TemplateError(f"not UTF-8 text (byte {exc.start})", file=ref) from None
+    return parse_template(text, file=ref, folder=path.absolute().parent, sinks=sinks)

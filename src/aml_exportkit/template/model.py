@@ -1,0 +1,73 @@
+"""The template's shape, as frozen attrs classes.
+
+``docs/templates.md`` documents every key here; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from ..selection import Filter
+
+
+@attrs.frozen(kw_only=True)
+class SourceTable:
+    """``[source]``: where the data comes from.
+
+    :param uri: a fixture zip's path (relative to the template's folder) or a
+        ``postgresql://`` URI; ``--source`` on the command line overrides it.
+    :param blocks: block slugs; a fixture zip holds one block, and a slug given here names
+        it. ``--block`` overrides it.
+    :param missing_sections: what to do with a result whose section is not exported:
+        ``"error"`` or ``"keep"`` (keep the id and count it in the report).
+    """
+
+    uri: str | None = None
+    blocks: tuple[str, ...] = ()
+    missing_sections: Literal["error", "keep"] = "error"
+
+
+@attrs.frozen(kw_only=True)
+class SinkTable:
+    """One ``[[sinks]]`` entry.
+
+    :param type: the sink's name, e.g. ``fixture-json``.
+    :param path: the output file; ``{block}`` expands to the block slug. Relative to
+        ``--out`` when given, else to the template's folder.
+    :param options: the sink's own keys, validated against its options class.
+    """
+
+    type: str
+    path: str
+    options: Any = None
+
+
+@attrs.frozen(kw_only=True)
+class Template:
+    """A whole template.
+
+    :param name: a short name for listings.
+    :param description: what the template is for.
+    :param source: the ``[source]`` table.
+    :param filter: the ``[filter]`` table.
+    :param sinks: the ``[[sinks]]`` entries, at least one.
+    :param file: where it was loaded from (a path, or a builtin template's name).
+    :param text: the TOML text it was parsed from.
+    :param folder: the folder relative paths are resolved against.
+    """
+
+    name: str | None = None
+    description: str | None = None
+    source: SourceTable = SourceTable()
+    filter: Filter = Filter()
+    sinks: tuple[SinkTable, ...] = ()
+    file: str = attrs.field(default="<template>", metadata={"internal": True})
+    text: str = attrs.field(default="", metadata={"internal": True}, repr=False)
+    folder: Path = attrs.field(factory=Path.cwd, metadata={"internal": True})
+
+    def evolve(self, **changes: Any) -> Template:
+        """A copy with ``changes`` applied."""
+        return attrs.evolve(self, **changes)
