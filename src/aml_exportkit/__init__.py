@@ -17,7 +17,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-from .contracts import (  # noqa: E402
+from .contracts import (
     BaseSink,
     Inventory,
     OutputReport,
@@ -29,7 +29,7 @@ from .contracts import (  # noqa: E402
     SourceSpec,
     TemplateSpec,
 )
-from .errors import (  # noqa: E402
+from .errors import (
     DatabaseError,
     ExportkitError,
     IntegrityError,
@@ -38,11 +38,11 @@ from .errors import (  # noqa: E402
     SourceError,
     TemplateError,
 )
-from .graph import RecordGraph  # noqa: E402
-from .hookspecs import hookimpl  # noqa: E402
-from .pipeline import ExportReport, load_template, open_source, run_export  # noqa: E402
-from .plugins import get_plugin_manager, load_registry  # noqa: E402
-from .selection import Filter, Selection  # noqa: E402
+from .graph import RecordGraph
+from .hookspecs import hookimpl
+from .pipeline import ExportReport, load_template, open_source, run_export
+from .plugins import get_plugin_manager, load_registry
+from .selection import Filter, Selection
 
 __all__ = [
     "BaseSink",

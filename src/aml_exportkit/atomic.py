@@ -7,6 +7,7 @@ with SIGKILL cannot clean up after itself).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -76,8 +77,9 @@ class OutputSet:
         """
         target = target.absolute()
         if target in self._pending:
-            raise SinkError("two outputs of this run write the same file", sink="output",
-                            path=str(target))
+            raise SinkError(
+                "two outputs of this run write the same file", sink="output", path=str(target)
+            )
         if target.is_dir():
             raise SinkError("the output path is a folder", sink="output", path=str(target))
         self._make_parents(target.parent)
@@ -95,8 +97,9 @@ class OutputSet:
             try:
                 path.mkdir()
             except OSError as exc:
-                raise SinkError(f"cannot create the folder: {exc.strerror}", sink="output",
-                                path=str(path)) from None
+                raise SinkError(
+                    f"cannot create the folder: {exc.strerror}", sink="output", path=str(path)
+                ) from None
             self._made_dirs.append(path)
 
     def commit(self) -> None:
@@ -105,22 +108,21 @@ class OutputSet:
             try:
                 os.replace(temp, target)
             except OSError as exc:
-                raise SinkError(f"cannot move the output into place: {exc.strerror}",
-                                sink="output", path=str(target)) from None
+                raise SinkError(
+                    f"cannot move the output into place: {exc.strerror}",
+                    sink="output",
+                    path=str(target),
+                ) from None
         self._pending.clear()
         self._made_dirs.clear()
 
     def discard(self) -> None:
         """Remove every temporary file and every folder this run created."""
         for temp in self._pending.values():
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
-            except FileNotFoundError:
-                pass
         self._pending.clear()
         for folder in reversed(self._made_dirs):
-            try:
+            with contextlib.suppress(OSError):
                 folder.rmdir()
-            except OSError:
-                pass
         self._made_dirs.clear()

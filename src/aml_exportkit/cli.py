@@ -93,16 +93,30 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("template")
-@click.option("--source", "source", metavar="URI",
-              help="A zip path or postgresql:// URI; overrides [source] uri.")
-@click.option("--block", "blocks", multiple=True, metavar="SLUG",
-              help="A block slug (repeatable); overrides [source] blocks.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for relative sink paths (default: the template's folder).")
+@click.option(
+    "--source",
+    "source",
+    metavar="URI",
+    help="A zip path or postgresql:// URI; overrides [source] uri.",
+)
+@click.option(
+    "--block",
+    "blocks",
+    multiple=True,
+    metavar="SLUG",
+    help="A block slug (repeatable); overrides [source] blocks.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for relative sink paths (default: the template's folder).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing on success.")
 @guarded
-def run(template: str, source: str | None, blocks: Sequence[str], out_dir: Path | None,
-        quiet: bool) -> None:
+def run(
+    template: str, source: str | None, blocks: Sequence[str], out_dir: Path | None, quiet: bool
+) -> None:
     """Run TEMPLATE (a TOML file or a builtin template's name)."""
     manager = get_plugin_manager()
     registry = load_registry(manager)

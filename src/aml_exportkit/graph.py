@@ -133,9 +133,7 @@ class GraphBuilder:
         """Name the file or table the ``kind`` results come from, for messages."""
         self.origins[f"{kind}-result"] = origin
 
-    def build(
-        self, *, profile_results: ResultBatches, trial_results: ResultBatches
-    ) -> RecordGraph:
+    def build(self, *, profile_results: ResultBatches, trial_results: ResultBatches) -> RecordGraph:
         """Check the foreign keys of the small tables and return the graph.
 
         :param profile_results: batches of profile answers, ordered by (participant, pk).
@@ -258,8 +256,7 @@ class RecordGraph:
                     value = getattr(record, field.name)
                     if value is not None and value not in self._tables[field.fk or ""]:
                         raise IntegrityError(
-                            f"{field.name} {value} not found"
-                            f" in {self.origin(field.fk or '')}",
+                            f"{field.name} {value} not found in {self.origin(field.fk or '')}",
                             file=self.origin(key),
                             model=key,
                             pk=record.pk,
@@ -334,7 +331,7 @@ class RecordGraph:
                         raise IntegrityError(
                             f"section {section} not found in {self.origin('section')}"
                             " (MUSCLE exports only the sections of the playlists attached to"
-                            " the block now; set [source] missing_sections = \"keep\" to keep"
+                            ' the block now; set [source] missing_sections = "keep" to keep'
                             " the reference)",
                             file=origin,
                             model="result",
@@ -361,4 +358,3 @@ class RecordGraph:
             count += len(batch)
             yield batch
         self.result_counts[kind] = count
-

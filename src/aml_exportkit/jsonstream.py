@@ -103,7 +103,7 @@ def iter_json_array(
         raise SourceError("empty file, expected a JSON array", file=name)
     if first != ord("["):
         raise SourceError(
-            f"expected a JSON array, found {_what_starts(window.buf[window.pos:])}", file=name
+            f"expected a JSON array, found {_what_starts(window.buf[window.pos :])}", file=name
         )
     window.pos += 1
     last: Any = None
@@ -195,9 +195,7 @@ def _slow_element(window: _Window, name: str, last: Any) -> Any:
                 file=name,
             ) from None
         except ValueError as exc:  # NaN, Infinity, -Infinity
-            raise SourceError(
-                f"{exc} (after {_describe_element(last)})", file=name
-            ) from None
+            raise SourceError(f"{exc} (after {_describe_element(last)})", file=name) from None
         if incomplete and not window.eof:
             _read_more(window, name, last)
             continue

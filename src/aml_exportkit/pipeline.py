@@ -59,8 +59,11 @@ def resolve_source_uri(template: Template, override: str | None) -> str:
         return override
     uri = template.source.uri
     if not uri:
-        raise TemplateError("no source: set [source] uri or pass --source", file=template.file,
-                            key_path="source.uri")
+        raise TemplateError(
+            "no source: set [source] uri or pass --source",
+            file=template.file,
+            key_path="source.uri",
+        )
     if "://" in uri:
         return uri
     return str(template.folder / uri)
@@ -91,8 +94,9 @@ def _per_block(template: Template) -> bool:
     return all(marked)
 
 
-def _target(sink: SinkTable, index: int, template: Template, out_dir: Path | None,
-            block_slug: str | None) -> Path:
+def _target(
+    sink: SinkTable, index: int, template: Template, out_dir: Path | None, block_slug: str | None
+) -> Path:
     raw = sink.path
     if BLOCK_PLACEHOLDER in raw:
         if not block_slug:
@@ -133,9 +137,9 @@ def run_export(
     uri = resolve_source_uri(template, source)
     wanted = tuple(blocks) if blocks else template.source.blocks
     per_block = _per_block(template)
-    units: list[tuple[str, ...]] = [(slug,) for slug in wanted] if per_block and wanted else [
-        wanted
-    ]
+    units: list[tuple[str, ...]] = (
+        [(slug,) for slug in wanted] if per_block and wanted else [wanted]
+    )
     outputs = OutputSet()
     reports: list[OutputReport] = []
     infos: list[SourceInfo] = []

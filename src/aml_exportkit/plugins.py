@@ -87,7 +87,7 @@ def get_plugin_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        name = str(pm.get_name(exc.plugin) or repr(exc.plugin))
         raise PluginError(
             f"implements a hook that does not exist: {exc}",
             plugin=name,
@@ -100,9 +100,10 @@ def _register(pm: PluginManager, plugin: object, name: str | None, dist: str | N
     try:
         registered = pm.register(plugin, name=name)
     except (pluggy.PluginValidationError, ValueError) as exc:
-        plugin_name = name or getattr(plugin, "__name__", repr(plugin))
-        raise PluginError(f"cannot be registered: {exc}", plugin=plugin_name,
-                          distribution=dist) from None
+        plugin_name = str(name or getattr(plugin, "__name__", repr(plugin)))
+        raise PluginError(
+            f"cannot be registered: {exc}", plugin=plugin_name, distribution=dist
+        ) from None
     if dist is not None and registered is not None:
         pm.distributions[registered] = dist
 
@@ -183,8 +184,11 @@ def _claims(provided: Provided[SourceSpec], uri: str) -> bool:
     try:
         return bool(provided.spec.claims(uri))
     except Exception as exc:
-        raise PluginError(f"source {provided.spec.name!r} failed to check a URI: {exc}",
-                          plugin=provided.plugin, distribution=provided.distribution) from None
+        raise PluginError(
+            f"source {provided.spec.name!r} failed to check a URI: {exc}",
+            plugin=provided.plugin,
+            distribution=provided.distribution,
+        ) from None
 
 
 def load_registry(pm: PluginManager) -> Registry:
@@ -214,8 +218,11 @@ def _collect(pm: PluginManager, hook_name: str, kind: type[T]) -> dict[str, Prov
         try:
             specs = list(function() or ())
         except Exception as exc:
-            raise PluginError(f"{hook_name} failed: {type(exc).__name__}: {exc}",
-                              plugin=plugin_name, distribution=dist) from None
+            raise PluginError(
+                f"{hook_name} failed: {type(exc).__name__}: {exc}",
+                plugin=plugin_name,
+                distribution=dist,
+            ) from None
         for spec in specs:
             if not isinstance(spec, kind):
                 raise PluginError(

@@ -13,14 +13,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TypeAlias, Union
+from typing import TypeAlias
 
 import attrs
 
 #: A parsed JSON value. Objects keep their key order.
-JSONValue: TypeAlias = Union[
-    None, bool, int, float, str, list["JSONValue"], dict[str, "JSONValue"]
-]
+JSONValue: TypeAlias = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
 
 #: Fields a record type does not declare, by name, in their source order.
 Extra: TypeAlias = Mapping[str, JSONValue]
@@ -29,7 +27,7 @@ _NO_EXTRA: Extra = {}
 
 
 def _extra() -> Extra:
-    return attrs.field(default=_NO_EXTRA, repr=False)  # type: ignore[no-any-return]
+    return attrs.field(default=_NO_EXTRA, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -202,6 +200,15 @@ class Feedback:
 
 
 #: Any record type.
-Record: TypeAlias = Union[
-    Experiment, Phase, Block, Playlist, Song, Section, Participant, Session, Result, Feedback
-]
+Record: TypeAlias = (
+    Experiment
+    | Phase
+    | Block
+    | Playlist
+    | Song
+    | Section
+    | Participant
+    | Session
+    | Result
+    | Feedback
+)

@@ -209,8 +209,18 @@ FEEDBACK = ModelSpec(
 #: Every model, by key.
 MODELS: Mapping[str, ModelSpec] = {
     m.key: m
-    for m in (EXPERIMENT, PHASE, BLOCK, PLAYLIST, SONG, SECTION, PARTICIPANT, SESSION, RESULT,
-              FEEDBACK)
+    for m in (
+        EXPERIMENT,
+        PHASE,
+        BLOCK,
+        PLAYLIST,
+        SONG,
+        SECTION,
+        PARTICIPANT,
+        SESSION,
+        RESULT,
+        FEEDBACK,
+    )
 }
 #: Every model, by Django label.
 MODELS_BY_LABEL: Mapping[str, ModelSpec] = {m.label: m for m in MODELS.values()}
@@ -385,9 +395,7 @@ def make_fixture_decoder(
             try:
                 kwargs[name] = _convert(spec.kind, value)
             except ValueError as exc:
-                raise SourceError(
-                    f"field {name!r}: {exc}", file=file, model=key, pk=pk
-                ) from None
+                raise SourceError(f"field {name!r}: {exc}", file=file, model=key, pk=pk) from None
         if len(values) > len(kwargs) - 1:
             used = {_used_key(spec, values) for spec in fields}
             extra = {k: v for k, v in values.items() if k not in used}

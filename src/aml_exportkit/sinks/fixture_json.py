@@ -64,7 +64,7 @@ class _MemberWriter:
             obj = self.encode(record)
             try:
                 text = _ENCODE(obj)
-                data = text.encode("utf-8")
+                text.encode("utf-8")
             except ValueError as exc:  # NaN or Infinity
                 raise SinkError(
                     f"{self.model.key} {record.pk}: {exc}; JSON cannot hold it",
@@ -135,8 +135,9 @@ class FixtureJsonSink(BaseSink):
         try:
             self.zip = zipfile.ZipFile(self.temp, "w", compression=self.compression)
         except OSError as exc:
-            raise SinkError(f"cannot write: {exc.strerror}", sink=NAME,
-                            path=str(self.context.target)) from None
+            raise SinkError(
+                f"cannot write: {exc.strerror}", sink=NAME, path=str(self.context.target)
+            ) from None
         self._write_member("sessions.json", _by_pk(graph.sessions.values()))
         self._write_member("participants.json", _by_pk(graph.participants.values()))
         self._switch_to("profiles.json")
@@ -151,7 +152,8 @@ class FixtureJsonSink(BaseSink):
 
     def finish(self) -> Sequence[OutputReport]:
         """Close results.json and write sections, songs and feedback."""
-        assert self.graph is not None and self.zip is not None
+        assert self.graph is not None
+        assert self.zip is not None
         self._switch_to("results.json")
         assert self.current is not None
         self.current.close()

@@ -98,7 +98,8 @@ class FixtureZipSource:
             return self._open_gzip()
         if head not in _ZIP_MAGIC:
             raise SourceError(
-                "not a zip file (nor a gzip-wrapped zip as exportblock writes)" if head
+                "not a zip file (nor a gzip-wrapped zip as exportblock writes)"
+                if head
                 else "empty file, expected a MUSCLE export zip",
                 file=self.label,
             )
@@ -110,7 +111,7 @@ class FixtureZipSource:
     def _open_gzip(self) -> zipfile.ZipFile:
         # A zip needs random access, so the inflated bytes go to an anonymous temporary
         # file: it disappears with the process, even one killed with SIGKILL.
-        spool = tempfile.TemporaryFile(prefix="exportkit-gunzip-")
+        spool = tempfile.TemporaryFile(prefix="exportkit-gunzip-")  # noqa: SIM115
         try:
             with gzip.open(self.path, "rb") as gz:
                 shutil.copyfileobj(gz, spool, 1 << 20)
@@ -188,8 +189,12 @@ class FixtureZipSource:
                 for item in items:
                     model = item.get("model") if type(item) is dict else None
                     if model != label:
-                        raise SourceError(_wrong_model(item, fixture), file=where,
-                                          model=fixture.model.key, pk=_pk_of(item))
+                        raise SourceError(
+                            _wrong_model(item, fixture),
+                            file=where,
+                            model=fixture.model.key,
+                            pk=_pk_of(item),
+                        )
                     batch.append(decode(item, where))
                 yield batch
 
@@ -213,8 +218,13 @@ class FixtureZipSource:
             listed += 1
             participants.add(participant.pk)
         counts["participants.json"] = listed
-        for name in ("profiles.json", "results.json", "sections.json", "songs.json",
-                     "feedback.json"):
+        for name in (
+            "profiles.json",
+            "results.json",
+            "sections.json",
+            "songs.json",
+            "feedback.json",
+        ):
             if name in self.members:
                 counts[name] = sum(len(b) for b in self._records(name))
         notes = ["gzip-wrapped (as manage.py exportblock writes)"] if self.wrapped_in_gzip else []
@@ -269,8 +279,7 @@ class FixtureZipSource:
         yield self._build(selection)
 
     def _build(self, selection: Selection) -> RecordGraph:
-        provided = frozenset({"session", "participant", "section", "song", "feedback",
-                              "block"})
+        provided = frozenset({"session", "participant", "section", "song", "feedback", "block"})
         sessions = list(self._all("sessions.json"))
         builder = GraphBuilder(
             SourceInfo(
@@ -285,8 +294,7 @@ class FixtureZipSource:
         where = self._where
         all_participants: dict[int, Participant] = {}
         for participant in self._all("participants.json"):
-            builder.add("participant", participant, where("participants.json"),
-                        allow_repeat=True)
+            builder.add("participant", participant, where("participants.json"), allow_repeat=True)
             all_participants[participant.pk] = participant
         feedback = list(self._all("feedback.json"))
         block_pk = self._block_pk(sessions, feedback)
@@ -297,8 +305,9 @@ class FixtureZipSource:
         kept_participants: set[int] = set()
         excluded_sessions: set[int] = set()
         for session in sessions:
-            if flt.is_empty or session_matches(flt, session,
-                                               all_participants.get(session.participant)):
+            if flt.is_empty or session_matches(
+                flt, session, all_participants.get(session.participant)
+            ):
                 builder.add("session", session, where("sessions.json"))
                 kept_participants.add(session.participant)
             else:
@@ -308,15 +317,19 @@ class FixtureZipSource:
             table = builder.tables["participant"]
             for pk in excluded_participants:
                 del table[pk]
-        for name, key in (("sections.json", "section"), ("songs.json", "song"),
-                          ("feedback.json", "feedback")):
+        for name, key in (
+            ("sections.json", "section"),
+            ("songs.json", "song"),
+            ("feedback.json", "feedback"),
+        ):
             for record in self._all(name):
                 builder.add(key, record, where(name))
         builder.set_result_origin("profile", where("profiles.json"))
         builder.set_result_origin("trial", where("results.json"))
         return builder.build(
-            profile_results=lambda: self._results("profiles.json", "participant",
-                                                   excluded_participants),
+            profile_results=lambda: self._results(
+                "profiles.json", "participant", excluded_participants
+            ),
             trial_results=lambda: self._results("results.json", "session", excluded_sessions),
         )
 
@@ -332,13 +345,19 @@ class FixtureZipSource:
                     if block_pk is None:
                         raise IntegrityError(
                             "has no block, so it is not part of a block export",
-                            file=self._where(name), model=model, pk=record.pk, field="block",
+                            file=self._where(name),
+                            model=model,
+                            pk=record.pk,
+                            field="block",
                         )
                 elif record.block != block_pk:
                     raise IntegrityError(
                         f"belongs to block {record.block}, but this export is of block"
                         f" {block_pk} (as {first} says); a MUSCLE export zip holds one block",
-                        file=self._where(name), model=model, pk=record.pk, field="block",
+                        file=self._where(name),
+                        model=model,
+                        pk=record.pk,
+                        field="block",
                     )
         return block_pk
 

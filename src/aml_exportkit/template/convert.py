@@ -6,8 +6,6 @@ mistake to report, not to coerce.
 
 from __future__ import annotations
 
-import types
-import typing
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal, get_args, get_origin
@@ -105,7 +103,6 @@ def make_converter() -> cattrs.Converter:
         converter.register_structure_hook(tp, _strict(tp))
     converter.register_structure_hook(datetime, _structure_datetime)
     converter.register_structure_hook(int | str, _structure_int_or_str)
-    converter.register_structure_hook(typing.Union[int, str], _structure_int_or_str)
     converter.register_structure_hook_func(_is_literal, _structure_literal)
     converter.register_structure_hook_func(_is_any_mapping, lambda v, _: v)
     return converter
@@ -135,9 +132,7 @@ def iter_problems(exc: BaseException, path: str = "") -> Iterator[tuple[str, str
             yield from iter_problems(sub, path)
         return
     if isinstance(exc, ForbiddenExtraKeysError):
-        known = sorted(
-            f.name for f in attrs.fields(exc.cl) if not f.metadata.get("internal")
-        )
+        known = sorted(f.name for f in attrs.fields(exc.cl) if not f.metadata.get("internal"))
         for key in sorted(exc.extra_fields):
             yield (
                 _join(path, key),
@@ -154,10 +149,3 @@ def iter_problems(exc: BaseException, path: str = "") -> Iterator[tuple[str, str
         yield path, f"invalid value: {exc}"
         return
     yield path, f"{type(exc).__name__}: {exc}"
-
-
-def is_union_of(tp: Any, *members: type[Any]) -> bool:
-    """Whether ``tp`` is exactly the union of ``members`` (either spelling)."""
-    if get_origin(tp) in (typing.Union, types.UnionType):
-        return set(get_args(tp)) == set(members)
-    return False

@@ -62,8 +62,9 @@ def parse_template(
         raise TemplateError(f"not valid TOML: {exc}", file=file) from None
     raw_sinks = data.pop("sinks", None)
     if raw_sinks is None:
-        raise TemplateError("no [[sinks]]: the template exports nothing", file=file,
-                            key_path="sinks")
+        raise TemplateError(
+            "no [[sinks]]: the template exports nothing", file=file, key_path="sinks"
+        )
     if not isinstance(raw_sinks, list) or not raw_sinks:
         raise TemplateError(
             f"expected an array of tables ([[sinks]]), got {describe_value(raw_sinks)}",
@@ -81,13 +82,12 @@ def parse_template(
     return template.evolve(sinks=tables, file=file, text=text, folder=folder)
 
 
-def _parse_sink(
-    raw: Any, index: int, *, file: str, sinks: Mapping[str, SinkSpec]
-) -> SinkTable:
+def _parse_sink(raw: Any, index: int, *, file: str, sinks: Mapping[str, SinkSpec]) -> SinkTable:
     where = f"sinks[{index}]"
     if not isinstance(raw, dict):
-        raise TemplateError(f"expected a table, got {describe_value(raw)}", file=file,
-                            key_path=where)
+        raise TemplateError(
+            f"expected a table, got {describe_value(raw)}", file=file, key_path=where
+        )
     options = dict(raw)
     for key in ("type", "path"):
         if key not in options:
@@ -103,8 +103,9 @@ def _parse_sink(
     spec = sinks.get(kind)
     if spec is None:
         known = ", ".join(sorted(sinks)) or "none"
-        raise TemplateError(f"unknown sink {kind!r}; installed: {known}", file=file,
-                            key_path=f"{where}.type")
+        raise TemplateError(
+            f"unknown sink {kind!r}; installed: {known}", file=file, key_path=f"{where}.type"
+        )
     structured = structure_options(options, spec.options, file=file, key_path=where)
     return SinkTable(type=kind, path=path, options=structured)
 
@@ -132,8 +133,7 @@ def load_template(
         hint = ""
         if ":" in ref and templates:
             hint = f"; builtin templates: {', '.join(sorted(templates))}"
-        raise TemplateError(f"no such template file or builtin template{hint}",
-                            file=ref) from None
+        raise TemplateError(f"no such template file or builtin template{hint}", file=ref) from None
     except OSError as exc:
         raise TemplateError(f"cannot read the template: {exc.strerror}", file=ref) from None
     try:
