@@ -120,6 +120,7 @@ class SinkContext:
     :param outputs: where temporary files are made; they are renamed into place only after
         every sink finished.
     :param template: the template of the run.
+    :param needs_profiles: whether the sink is fed profile answers (from its spec).
     """
 
     name: str
@@ -128,6 +129,7 @@ class SinkContext:
     target: Path
     outputs: OutputSet
     template: Template
+    needs_profiles: bool = True
 
     def temp_path(self, target: Path | None = None) -> Path:
         """A temporary file beside ``target`` (default: the sink's target) to write into."""

@@ -188,6 +188,7 @@ def _make_sinks(
             target=_target(table, index, template, out_dir, slug),
             outputs=outputs,
             template=template,
+            needs_profiles=spec.needs_profiles,
         )
         made.append((context, spec.factory(context)))
     return made
@@ -203,10 +204,12 @@ def _drive(
         for context, sink in sinks:
             with _naming(context):
                 sink.begin(graph)
-        for batch in graph.profile_results():
-            for context, sink in sinks:
-                with _naming(context):
-                    sink.write_profiles(batch)
+        readers = [(c, s) for c, s in sinks if c.needs_profiles]
+        if readers:
+            for batch in graph.profile_results():
+                for context, sink in readers:
+                    with _naming(context):
+                        sink.write_profiles(batch)
         done = 0
         for batch in graph.trial_results():
             for context, sink in sinks:
