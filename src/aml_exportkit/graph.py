@@ -340,6 +340,10 @@ class RecordGraph:
                             missing_pk=section,
                         )
                     self.missing_section_refs += 1
+                if not pks.add(pk):
+                    raise IntegrityError(
+                        "duplicate primary key", file=origin, model="result", pk=pk
+                    )
                 position = (owner, pk)
                 if position <= last:
                     raise SourceError(
@@ -351,10 +355,6 @@ class RecordGraph:
                         pk=pk,
                     )
                 last = position
-                if not pks.add(pk):
-                    raise IntegrityError(
-                        "duplicate primary key", file=origin, model="result", pk=pk
-                    )
             count += len(batch)
             yield batch
         self.result_counts[kind] = count

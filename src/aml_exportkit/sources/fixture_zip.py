@@ -62,8 +62,13 @@ def guess_block_slug(path: Path) -> str:
     return stem.removeprefix("block_")
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+
+
 def _claims(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
+    # A path, or a file:// URI; anything else with a scheme (two or more letters, so that
+    # a Windows drive letter still counts as a path) belongs to another source.
+    return uri.startswith("file://") or not _SCHEME.match(uri)
 
 
 class FixtureZipSource:
@@ -312,8 +317,10 @@ class FixtureZipSource:
                 kept_participants.add(session.participant)
             else:
                 excluded_sessions.add(session.pk)
-        excluded_participants = set(all_participants) - kept_participants
+        # Without a filter every listed participant stays, even one without a session here.
+        excluded_participants: set[int] = set()
         if not flt.is_empty:
+            excluded_participants = set(all_participants) - kept_participants
             table = builder.tables["participant"]
             for pk in excluded_participants:
                 del table[pk]
