@@ -29,6 +29,7 @@ from .errors import PluginError, SourceError
 #: The builtin plugin modules, registered first, in this order.
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "aml_exportkit.sources.fixture_zip",
+    "aml_exportkit.sources.muscle_db",
     "aml_exportkit.sinks.fixture_json",
 )
 #: The entry-point group third-party plugins register in.
