@@ -15,6 +15,7 @@ big integers, malformed text) goes through the slow path: the standard library's
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -25,6 +26,7 @@ from .errors import SourceError
 #: Django's separator between two objects of a fixture list.
 _DJANGO_SEPARATOR = b'}, {"model": '
 _WHITESPACE = b" \t\r\n"
+_NUMBER_TAIL = re.compile(r"[0-9.eE+-]*")
 #: One element larger than this is refused, so that a broken file cannot fill memory.
 MAX_ELEMENT_BYTES = 256 << 20
 
@@ -115,28 +117,15 @@ def iter_json_array(
         if not window.eof and len(window.buf) - window.pos < window.read_size:
             window.fill()
         items = _fast_slice(window)
-        if items:
-            last = items[-1]
-            yield items
-            continue
-        item = _slow_element(window, name, last)
-        last = item
-        yield [item]
-        nxt = window.peek()
-        if nxt == ord(","):
-            window.pos += 1
-            continue
-        if nxt == ord("]"):
-            window.pos += 1
-            _expect_end(window, name)
-            return
-        where = f"at byte {window.base + window.pos}"
-        raise SourceError(
-            f"malformed JSON {where}: expected ',' or ']' after {_describe_element(last)}"
-            if nxt is not None
-            else f"truncated JSON: the array is not closed (after {_describe_element(last)})",
-            file=name,
-        )
+        if not items:
+            items, closed = _slow_elements(window, name, last)
+            if closed:
+                if items:
+                    yield items
+                _expect_end(window, name)
+                return
+        last = items[-1]
+        yield items
 
 
 def _fast_slice(window: _Window) -> list[Any] | None:
@@ -149,6 +138,8 @@ def _fast_slice(window: _Window) -> list[Any] | None:
         return None
     cut = buf.rfind(_DJANGO_SEPARATOR, pos)
     if cut <= pos:
+        # Not Django's formatting (or one huge element): parse this window the slow way.
+        window.slow_until = window.base + len(buf)
         return None
     try:
         items = orjson.loads(b"[" + buf[pos : cut + 1] + b"]")
@@ -161,46 +152,92 @@ def _fast_slice(window: _Window) -> list[Any] | None:
     return items  # type: ignore[no-any-return]
 
 
-def _slow_element(window: _Window, name: str, last: Any) -> Any:
-    """Parse exactly one element at the window's position with the standard library."""
-    window.skip_whitespace()
+def _slow_elements(window: _Window, name: str, last: Any) -> tuple[list[Any], bool]:
+    """Parse elements with the standard library from the window's position: until the
+    window is used up, the fast path may take over again, or the array closes.
+
+    The window is decoded once per call, so the work stays linear in its size.
+    Returns the elements and whether the closing ``]`` was reached.
+    """
     while True:
         buf, pos = window.buf, window.pos
-        text_bytes = buf[pos:]
+        raw = buf[pos:]
         try:
-            text = text_bytes.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            if not window.eof and exc.start >= len(text_bytes) - 3:
-                text = text_bytes[: exc.start].decode("utf-8")
-            else:
+            if window.eof or exc.start < len(raw) - 3:
                 raise SourceError(
                     f"invalid UTF-8 at byte {window.base + pos + exc.start}"
                     f" (after {_describe_element(last)})",
                     file=name,
                 ) from None
-        try:
-            item, end = _DECODER.raw_decode(text)
-            # A number that ends the window may go on in the next chunk.
-            incomplete = end >= len(text)
-        except json.JSONDecodeError as exc:
-            unterminated = exc.msg.startswith("Unterminated string")
-            if not window.eof and (unterminated or exc.pos >= len(text) - 6):
-                _read_more(window, name, last)
-                continue
-            offset = window.base + pos + len(text[: exc.pos].encode("utf-8"))
-            truncated = window.eof and (unterminated or exc.pos >= len(text.rstrip()))
-            state = "truncated" if truncated else "malformed"
-            raise SourceError(
-                f"{state} JSON at byte {offset}: {exc.msg} (after {_describe_element(last)})",
-                file=name,
-            ) from None
-        except ValueError as exc:  # NaN, Infinity, -Infinity
-            raise SourceError(f"{exc} (after {_describe_element(last)})", file=name) from None
-        if incomplete and not window.eof:
-            _read_more(window, name, last)
-            continue
-        window.pos = pos + len(text[:end].encode("utf-8"))
-        return item
+            text = raw[: exc.start].decode("utf-8")  # a character cut by the chunk end
+        items: list[Any] = []
+        i = consumed = 0
+        consumed_bytes = 0
+        closed = False
+        n = len(text)
+        while True:
+            i = _skip_ws(text, i)
+            try:
+                item, end = _DECODER.raw_decode(text, i)
+            except json.JSONDecodeError as exc:
+                unterminated = exc.msg.startswith("Unterminated string")
+                if not window.eof and (unterminated or exc.pos >= n - 6):
+                    break
+                offset = window.base + pos + consumed_bytes
+                offset += len(text[consumed : exc.pos].encode("utf-8"))
+                truncated = window.eof and (unterminated or exc.pos >= len(text.rstrip()))
+                state = "truncated" if truncated else "malformed"
+                raise SourceError(
+                    f"{state} JSON at byte {offset}: {exc.msg}"
+                    f" (after {_describe_element(items[-1] if items else last)})",
+                    file=name,
+                ) from None
+            except ValueError as exc:  # NaN, Infinity, -Infinity
+                raise SourceError(
+                    f"{exc} (after {_describe_element(items[-1] if items else last)})",
+                    file=name,
+                ) from None
+            # A number that ends the window may go on in the next chunk ("0" then ".5").
+            if not window.eof and _NUMBER_TAIL.fullmatch(text, end) is not None:
+                break
+            j = _skip_ws(text, end)
+            if j >= n:
+                if window.eof:
+                    raise SourceError(
+                        "truncated JSON: the array is not closed"
+                        f" (after {_describe_element(item)})",
+                        file=name,
+                    )
+                break
+            if text[j] not in ",]":
+                offset = window.base + pos + consumed_bytes
+                offset += len(text[consumed:j].encode("utf-8"))
+                raise SourceError(
+                    f"malformed JSON at byte {offset}: expected ',' or ']' after"
+                    f" {_describe_element(item)}",
+                    file=name,
+                )
+            items.append(item)
+            consumed_bytes += len(text[consumed : j + 1].encode("utf-8"))
+            consumed = i = j + 1
+            if text[j] == "]":
+                closed = True
+                break
+            if window.base + pos + consumed_bytes > window.slow_until:
+                break  # past the stretch the fast path failed on
+        window.pos = pos + consumed_bytes
+        if items or closed:
+            return items, closed
+        _read_more(window, name, last)
+
+
+def _skip_ws(text: str, i: int) -> int:
+    n = len(text)
+    while i < n and text[i] in " \t\r\n":
+        i += 1
+    return i
 
 
 def _read_more(window: _Window, name: str, last: Any) -> None:

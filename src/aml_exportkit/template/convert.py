@@ -95,6 +95,39 @@ def _is_any_mapping(tp: Any) -> bool:
     return tp is Any
 
 
+def _is_homogeneous_tuple(tp: Any) -> bool:
+    args = get_args(tp)
+    return get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _tuple_hook_factory(converter: cattrs.Converter) -> Any:
+    """Arrays become tuples; a string is not taken for an array of characters."""
+
+    def factory(tp: Any) -> Any:
+        element = get_args(tp)[0]
+
+        def structure(value: Any, _: Any) -> tuple[Any, ...]:
+            if type(value) is not list:
+                raise StrictTypeError(f"expected an array, got {describe_value(value)}")
+            items: list[Any] = []
+            errors: list[Exception] = []
+            for index, item in enumerate(value):
+                try:
+                    items.append(converter.structure(item, element))
+                except Exception as exc:
+                    exc.add_note(
+                        IterableValidationNote(f"Structuring {tp} @ index {index}", index, element)
+                    )
+                    errors.append(exc)
+            if errors:
+                raise IterableValidationError(f"While structuring {tp!r}", errors, tp)
+            return tuple(items)
+
+        return structure
+
+    return factory
+
+
 def make_converter() -> cattrs.Converter:
     """The converter for templates and sink options: unknown keys are errors, every error
     carries its key path, and values are not coerced between types."""
@@ -105,6 +138,7 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(int | str, _structure_int_or_str)
     converter.register_structure_hook_func(_is_literal, _structure_literal)
     converter.register_structure_hook_func(_is_any_mapping, lambda v, _: v)
+    converter.register_structure_hook_factory(_is_homogeneous_tuple, _tuple_hook_factory(converter))
     return converter
 
 

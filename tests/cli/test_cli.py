@@ -1,0 +1,235 @@
+"""The CLI with click's runner: commands, overrides, exit codes, untouched output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from aml_exportkit.cli import cli
+from aml_exportkit.errors import EXIT_SOURCE, EXIT_TEMPLATE, EXIT_USAGE
+
+ZIP = "head/block_hooked-eurovision.zip"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_run_with_template_source_and_block_placeholder(
+    reference_dir: Path, tmp_path: Path, cli_runner: CliRunner
+) -> None:
+    (tmp_path / "in").mkdir()
+    zip_path = tmp_path / "in" / "data.zip"
+    zip_path.write_bytes((reference_dir / ZIP).read_bytes())
+    template = write(
+        tmp_path / "t.toml",
+        '[source]\nuri = "in/data.zip"\n'
+        'blocks = ["hooked-eurovision"]\n'
+        '[[sinks]]\ntype = "fixture-json"\npath = "out/{block}.zip"\n',
+    )
+    result = cli_runner.invoke(cli, ["run", str(template)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "hooked-eurovision.zip").is_file()
+    # sessions 10 + participants 9 (distinct) + 56 + 95 + 8 + 8 + 2
+    assert "(188 rows)" in result.stdout
+
+
+def test_command_line_overrides_the_template(
+    reference_dir: Path, tmp_path: Path, cli_runner: CliRunner
+) -> None:
+    template = write(
+        tmp_path / "t.toml",
+        '[source]\nuri = "missing.zip"\n'
+        'blocks = ["wrong"]\n'
+        '[[sinks]]\ntype = "fixture-json"\npath = "{block}.zip"\n',
+    )
+    out = tmp_path / "elsewhere"
+    result = cli_runner.invoke(
+        cli,
+        [
+            "run",
+            str(template),
+            "--source",
+            str(reference_dir / ZIP),
+            "--block",
+            "my-slug",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert [p.name for p in out.iterdir()] == ["my-slug.zip"]
+
+
+def test_block_slug_is_guessed_from_the_file_name(
+    reference_dir: Path, tmp_path: Path, cli_runner: CliRunner
+) -> None:
+    template = write(
+        tmp_path / "t.toml", '[[sinks]]\ntype = "fixture-json"\npath = "{block}.zip"\n'
+    )
+    result = cli_runner.invoke(cli, ["run", str(template), "--source", str(reference_dir / ZIP)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "hooked-eurovision.zip").is_file()
+
+
+def test_validate(tmp_path: Path, cli_runner: CliRunner) -> None:
+    good = write(tmp_path / "good.toml", '[[sinks]]\ntype = "fixture-json"\npath = "a.zip"\n')
+    result = cli_runner.invoke(cli, ["validate", str(good)])
+    assert result.exit_code == 0
+    assert "ok" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("this is = = not toml", ["not valid TOML"]),
+        (
+            '[[sinks]]\ntype = "parqet"\npath = "a"\n',
+            ["sinks[0].type", 'unknown sink "parqet"'.replace('"', "'"), "fixture-json"],
+        ),
+        ('colour = 1\n[[sinks]]\ntype = "fixture-json"\npath = "a"\n', ["colour", "unknown key"]),
+        (
+            '[[sinks]]\ntype = "fixture-json"\npath = "a"\ncompresion = "deflate"\n',
+            ["sinks[0].compresion", "unknown key", "compression"],
+        ),
+        (
+            '[[sinks]]\ntype = "fixture-json"\npath = "a"\ncompression = "zstd"\n',
+            ["sinks[0].compression", "'stored', 'deflate'"],
+        ),
+        ('[[sinks]]\ntype = "fixture-json"\npath = 5\n', ["sinks[0].path", "string"]),
+        (
+            '[source]\nblocks = "one"\n[[sinks]]\ntype = "fixture-json"\npath = "a"\n',
+            ["source.blocks"],
+        ),
+        (
+            '[filter]\nfinished_only = "yes"\n[[sinks]]\ntype = "fixture-json"\npath = "a"\n',
+            ["filter.finished_only", "boolean"],
+        ),
+        (
+            '[filter]\nstarted_after = 2024-01-01T00:00:00\n[[sinks]]\ntype = "fixture-json"\n'
+            'path = "a"\n',
+            ["filter.started_after", "offset"],
+        ),
+        ('name = "x"\n', ["sinks", "exports nothing"]),
+        (
+            '[[sinks]]\ntype = "fixture-json"\npath = "{block}/a.zip"\n[[sinks]]\n'
+            'type = "fixture-json"\npath = "b.zip"\n',
+            ["sinks[1].path", "{block}"],
+        ),
+    ],
+)
+def test_invalid_templates_name_the_file_and_key(
+    text: str, words: list[str], tmp_path: Path, cli_runner: CliRunner
+) -> None:
+    template = write(tmp_path / "bad.toml", text)
+    result = cli_runner.invoke(cli, ["validate", str(template)])
+    assert result.exit_code == EXIT_TEMPLATE, result.output
+    line = result.stderr.strip()
+    assert "\n" not in line
+    assert str(template) in line
+    for word in words:
+        assert word in line, line
+
+
+def test_missing_template_file(tmp_path: Path, cli_runner: CliRunner) -> None:
+    result = cli_runner.invoke(cli, ["run", str(tmp_path / "nope.toml")])
+    assert result.exit_code == EXIT_TEMPLATE
+    assert "nope.toml" in result.stderr
+
+
+def test_usage_error_exit_code(cli_runner: CliRunner) -> None:
+    assert cli_runner.invoke(cli, ["run"]).exit_code == EXIT_USAGE
+
+
+def test_inspect_text_and_json(reference_dir: Path, cli_runner: CliRunner) -> None:
+    result = cli_runner.invoke(cli, ["inspect", str(reference_dir / ZIP)])
+    assert result.exit_code == 0, result.output
+    assert "hooked-eurovision (pk 3): 10 sessions" in result.stdout
+    assert "results.json" in result.stdout
+    as_json = cli_runner.invoke(cli, ["inspect", "--json", str(reference_dir / ZIP)])
+    data = json.loads(as_json.stdout)
+    assert data["counts"] == {
+        "sessions.json": 10,
+        "participants.json": 10,
+        "profiles.json": 56,
+        "results.json": 95,
+        "sections.json": 8,
+        "songs.json": 8,
+        "feedback.json": 2,
+    }
+    assert data["schema_version"].startswith("MUSCLE v3.1.0")
+
+
+def test_inspect_a_broken_source(tmp_path: Path, cli_runner: CliRunner) -> None:
+    bad = write(tmp_path / "x.zip", "nope")
+    result = cli_runner.invoke(cli, ["inspect", str(bad)])
+    assert result.exit_code == EXIT_SOURCE
+    assert "not a zip file" in result.stderr
+
+
+def test_plugins_lists_sources_sinks_and_templates(cli_runner: CliRunner) -> None:
+    result = cli_runner.invoke(cli, ["plugins"])
+    assert result.exit_code == 0
+    for word in ("sources:", "fixture-zip", "sinks:", "fixture-json", "templates:", "builtin"):
+        assert word in result.stdout
+
+
+def test_templates_command(cli_runner: CliRunner) -> None:
+    assert cli_runner.invoke(cli, ["templates"]).exit_code == 0
+
+
+def test_python_dash_m_runs_the_cli(reference_dir: Path, tmp_path: Path) -> None:
+    template = write(tmp_path / "t.toml", '[[sinks]]\ntype = "fixture-json"\npath = "o.zip"\n')
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aml_exportkit",
+            "run",
+            str(template),
+            "--source",
+            str(reference_dir / ZIP),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "o.zip").is_file()
+    failed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aml_exportkit",
+            "run",
+            str(template),
+            "--source",
+            str(tmp_path / "missing.zip"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert failed.returncode == EXIT_SOURCE
+    assert "Traceback" not in failed.stderr
+
+
+def test_failed_run_leaves_existing_output_untouched(
+    reference_dir: Path, tmp_path: Path, cli_runner: CliRunner
+) -> None:
+    target = tmp_path / "o.zip"
+    target.write_bytes(b"previous export")
+    template = write(tmp_path / "t.toml", '[[sinks]]\ntype = "fixture-json"\npath = "o.zip"\n')
+    bad = write(tmp_path / "bad.zip", "garbage")
+    result = cli_runner.invoke(cli, ["run", str(template), "--source", str(bad)])
+    assert result.exit_code == EXIT_SOURCE
+    assert target.read_bytes() == b"previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.zip", "o.zip", "t.toml"]
