@@ -7,9 +7,10 @@ elements in lists.
 Fast path: Django's serializer separates objects with ``}, {"model": ``, so the reader cuts
 the window at the last such separator and parses everything before it with one ``orjson``
 call. A cut inside a string or a nested value cannot parse as a complete array, so a parse
-that succeeds proves the cut was at an element boundary. Anything else (other formatting,
-big integers, malformed text) goes through the slow path: the standard library's
-``raw_decode``, one element at a time, which also gives exact error positions.
+that succeeds proves the cut was at an element boundary. A window with a run of 19 digits
+skips the fast path, because orjson turns integers beyond 64 bits into floats. Anything
+else (other formatting, big integers, malformed text) goes through the slow path: the
+standard library's ``raw_decode``, which also gives exact error positions.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .errors import SourceError
 _DJANGO_SEPARATOR = b'}, {"model": '
 _WHITESPACE = b" \t\r\n"
 _NUMBER_TAIL = re.compile(r"[0-9.eE+-]*")
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 #: One element larger than this is refused, so that a broken file cannot fill memory.
 MAX_ELEMENT_BYTES = 256 << 20
 
@@ -140,6 +142,11 @@ def _fast_slice(window: _Window) -> list[Any] | None:
     if cut <= pos:
         # Not Django's formatting (or one huge element): parse this window the slow way.
         window.slow_until = window.base + len(buf)
+        return None
+    if _LONG_DIGITS.search(buf, pos, cut):
+        # orjson turns integers beyond 64 bits into floats without a word; the standard
+        # library keeps them exact. (A long digit run inside a string lands here too.)
+        window.slow_until = window.base + cut
         return None
     try:
         items = orjson.loads(b"[" + buf[pos : cut + 1] + b"]")

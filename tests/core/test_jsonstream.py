@@ -54,6 +54,18 @@ def test_equals_json_loads(items: list[Any], read_size: int, indent: int | None)
     assert read_all(data, read_size) == json.loads(data)
 
 
+@pytest.mark.parametrize("big", [2**64 + 1, -(2**63) - 1, 10**40])
+def test_integers_beyond_64_bits_stay_exact(big: int) -> None:
+    items = [
+        {"model": "result.result", "pk": pk, "fields": {"json_data": {"n": big + pk}}}
+        for pk in range(50)
+    ]
+    data = ("[" + ", ".join(json.dumps(o) for o in items) + "]").encode()
+    back = read_all(data, 1 << 20)
+    assert back == items
+    assert all(type(o["fields"]["json_data"]["n"]) is int for o in back)
+
+
 @pytest.mark.parametrize(
     ("data", "words"),
     [

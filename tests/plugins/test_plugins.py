@@ -131,7 +131,7 @@ def test_failing_hook_names_its_distribution(entry_points: list[FakeEntryPoint])
 
     plugin.exportkit_register_sinks = exportkit_register_sinks
     entry_points.append(FakeEntryPoint("failing", plugin, "exportkit-failing"))
-    with pytest.raises(PluginError, match="exportkit-failing.*boom"):
+    with pytest.raises(PluginError, match=r"exportkit-failing.*boom"):
         load_registry(get_plugin_manager())
 
 
@@ -163,7 +163,7 @@ def test_misspelt_hook_is_caught(entry_points: list[FakeEntryPoint]) -> None:
 
     plugin.exportkit_register_sink = exportkit_register_sink
     entry_points.append(FakeEntryPoint("typo", plugin, "exportkit-typo"))
-    with pytest.raises(PluginError, match="exportkit-typo.*does not exist"):
+    with pytest.raises(PluginError, match=r"exportkit-typo.*does not exist"):
         get_plugin_manager()
 
 
