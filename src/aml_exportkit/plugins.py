@@ -31,6 +31,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "aml_exportkit.sources.fixture_zip",
     "aml_exportkit.sources.muscle_db",
     "aml_exportkit.sinks.fixture_json",
+    "aml_exportkit.sinks.csv_long",
+    "aml_exportkit.sinks.csv_wide",
+    "aml_exportkit.sinks.parquet",
+    "aml_exportkit.builtin_templates",
 )
 #: The entry-point group third-party plugins register in.
 ENTRY_POINT_GROUP = "aml_exportkit"

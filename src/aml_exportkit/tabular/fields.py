@@ -1,0 +1,107 @@
+"""The record fields a template can join into a row: their column names, kinds and getters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from operator import attrgetter
+from typing import Any
+
+from ..flatten import ColumnRegistry, FlattenOptions
+from ..records import Result
+from .table import Column, Kind
+
+#: Field kinds by origin; the column of field ``f`` of origin ``o`` is ``o_f`` (``id`` is
+#: the primary key).
+FIELD_KINDS: dict[str, dict[str, Kind]] = {
+    "block": {
+        "id": "int",
+        "slug": "string",
+        "name": "string",
+        "rules": "string",
+        "rounds": "int",
+        "bonus_points": "int",
+    },
+    "session": {
+        "id": "int",
+        "block": "int",
+        "participant": "int",
+        "playlist": "int",
+        "started_at": "datetime",
+        "finished_at": "datetime",
+        "final_score": "float",
+    },
+    "participant": {
+        "id": "int",
+        "unique_hash": "string",
+        "country_code": "string",
+        "access_info": "string",
+        "participant_id_url": "string",
+    },
+    "result": {
+        "id": "int",
+        "kind": "string",
+        "session": "int",
+        "participant": "int",
+        "section": "int",
+        "created_at": "datetime",
+        "question_key": "string",
+        "expected_response": "string",
+        "given_response": "string",
+        "comment": "string",
+        "score": "float",
+        "scoring_rule": "string",
+    },
+    "section": {
+        "id": "int",
+        "playlist": "int",
+        "song": "int",
+        "start_time": "float",
+        "duration": "float",
+        "filename": "string",
+        "play_count": "int",
+        "tag": "string",
+        "group": "string",
+    },
+    "song": {"id": "int", "artist": "string", "name": "string"},
+}
+
+
+def _result_kind(result: Result) -> str:
+    return "trial" if result.session is not None else "profile"
+
+
+def getter(origin: str, field: str) -> Callable[[Any], Any]:
+    """A function that reads ``field`` from a record of ``origin``."""
+    if origin == "result" and field == "kind":
+        return _result_kind
+    return attrgetter("pk" if field == "id" else field)
+
+
+def tuple_getter(origin: str, fields: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function that reads ``fields`` of a record as a tuple (``None`` record → Nones)."""
+    getters = [getter(origin, f) for f in fields]
+    empty = (None,) * len(fields)
+
+    def get(record: Any) -> tuple[Any, ...]:
+        if record is None:
+            return empty
+        return tuple([g(record) for g in getters])
+
+    return get
+
+
+def fixed_columns(
+    groups: Sequence[tuple[str, Sequence[str]]],
+    flatten: FlattenOptions,
+    registry: ColumnRegistry,
+) -> list[Column]:
+    """The columns of ``(origin, fields)`` groups, renamed and claimed in ``registry``."""
+    columns: list[Column] = []
+    for origin, fields in groups:
+        kinds = FIELD_KINDS[origin]
+        for field in fields:
+            name = f"{origin}_{field}"
+            name = flatten.rename.get(name, name)
+            registry.claim(name, origin, field)
+            columns.append(Column(name, kinds[field]))
+    return columns

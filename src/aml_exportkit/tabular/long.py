@@ -1,0 +1,304 @@
+"""The long table in our own style: one row per result (or per exploded list element).
+
+Columns: the record fields the template selects (block, session, participant, result,
+section, song, each in the template's order), then the flattened columns sorted by origin
+(session json, profile answers, profile scores, result json) and, within an origin, by path
+(keys in code point order, list indexes by number, a parent before its children).
+
+Rows go to a :class:`~aml_exportkit.tabular.spill.Spill` as they are built; the header is
+known only at the end, when every path has been seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import attrs
+
+from ..flatten import ColumnRegistry, Flattener, FlattenOptions
+from ..graph import RecordGraph
+from ..records import Result, Session
+from .fields import fixed_columns, tuple_getter
+from .options import TableOptions
+from .spill import Spill
+from .table import Column, Table, kind_of_types
+
+_EMPTY: dict[str, Any] = {}
+_ONE_EMPTY: list[dict[str, Any]] = [_EMPTY]
+
+
+class Joiner:
+    """What long and wide tables share: field getters, flatteners, profile answers.
+
+    :param options: the sink's options.
+    :param graph: the export's record graph.
+    :param track_types: record the Python types of flattened values (Parquet needs them
+        for its schema; CSV does not).
+    """
+
+    def __init__(self, options: TableOptions, graph: RecordGraph, *, track_types: bool) -> None:
+        self.options = options
+        self.graph = graph
+        self.track_types = track_types
+        self.registry = ColumnRegistry()
+        cols = options.columns
+        flat = options.flatten
+        self.get_block = tuple_getter("block", cols.block)
+        self.get_session = tuple_getter("session", cols.session)
+        self.get_participant = tuple_getter("participant", cols.participant)
+        self.get_result = tuple_getter("result", cols.result)
+        self.get_section = tuple_getter("section", cols.section)
+        self.get_song = tuple_getter("song", cols.song)
+        self.section_has_id = "id" in cols.section
+        self._section_cache: dict[int | None, tuple[Any, ...]] = {}
+        prefix = options.prefix
+        self.session_flat = self._flattener(options.session_json, prefix.session, "session_json")
+        self.result_flat = self._flattener(options.result_json, prefix.result, "result_json")
+        self.profile_flat: Flattener | None = None
+        self.score_flat: Flattener | None = None
+        if options.profile == "columns":
+            plain = FlattenOptions(separator=flat.separator, max_depth=1, rename=flat.rename)
+            self.profile_flat = Flattener(plain, prefix.profile, "profile", self.registry)
+            self.score_flat = Flattener(plain, prefix.profile_score, "profile_score", self.registry)
+        #: participant pk → its profile columns
+        self.profiles: dict[int, dict[str, Any]] = {}
+        self._answers: dict[str, Any] = {}
+        self._scores: dict[str, Any] = {}
+        self._answering: int | None = None
+        self.types: dict[Any, set[type]] = {}
+
+    def _flattener(self, mode: str, prefix: str, origin: str) -> Flattener | None:
+        if mode == "omit":
+            return None
+        flat = self.options.flatten
+        if mode == "json":
+            flat = FlattenOptions(separator=flat.separator, max_depth=0, rename=flat.rename)
+        return Flattener(flat, prefix, origin, self.registry)
+
+    def flatteners(self) -> list[Flattener]:
+        """The flatteners in column order."""
+        found = [self.session_flat, self.profile_flat, self.score_flat, self.result_flat]
+        return [f for f in found if f is not None]
+
+    def dynamic_sort_key(self, name: str) -> tuple[Any, ...]:
+        """Where a flattened column goes: by origin, then by path."""
+        for rank, flattener in enumerate(self.flatteners()):
+            key = flattener.sort_keys.get(name)
+            if key is not None:
+                return (rank, key)
+        return (len(self.flatteners()), ((1, name),))
+
+    # -- parts of a row -------------------------------------------------------------------------
+
+    def section_part(self, section_pk: int | None) -> tuple[Any, ...]:
+        """The section and song fields of a result's section."""
+        try:
+            return self._section_cache[section_pk]
+        except KeyError:
+            pass
+        section = self.graph.sections.get(section_pk) if section_pk is not None else None
+        song = self.graph.songs.get(section.song) if section and section.song is not None else None
+        part = self.get_section(section)
+        if section is None and section_pk is not None and self.section_has_id:
+            # a kept reference to a section the export lacks: its id is all that is known
+            index = self.options.columns.section.index("id")
+            part = (*part[:index], section_pk, *part[index + 1 :])
+        part += self.get_song(song)
+        self._section_cache[section_pk] = part
+        return part
+
+    def session_rows(self, session: Session | None) -> list[dict[str, Any]]:
+        """The flattened session json of ``session``."""
+        if self.session_flat is None or session is None:
+            return _ONE_EMPTY
+        return self.session_flat.flatten(session.json_data)
+
+    def result_rows(self, result: Result) -> list[dict[str, Any]]:
+        """The flattened json of ``result``."""
+        if self.result_flat is None:
+            return _ONE_EMPTY
+        return self.result_flat.flatten(result.json_data)
+
+    def profile_of(self, participant: int | None) -> dict[str, Any]:
+        """The profile columns of ``participant``."""
+        if self.profile_flat is None or participant is None:
+            return _EMPTY
+        return self.profiles.get(participant, _EMPTY)
+
+    def add_profile_answer(self, result: Result) -> None:
+        """Collect one profile answer (answers come ordered by participant, pk); a later
+        answer to the same question replaces an earlier one."""
+        if self.profile_flat is None:
+            return
+        if result.participant != self._answering:
+            self.close_profile()
+            self._answering = result.participant
+        self._answers[result.question_key] = result.given_response
+        self._scores[result.question_key] = result.score
+
+    def close_profile(self) -> None:
+        """Store the participant whose answers were being collected."""
+        if self._answering is None or self.profile_flat is None or self.score_flat is None:
+            return
+        row = self.profile_flat.flatten(self._answers)[0]
+        row.update(self.score_flat.flatten(self._scores)[0])
+        self.profiles[self._answering] = row
+        self._answering = None
+        self._answers = {}
+        self._scores = {}
+
+    def note_types(self, dyn: dict[Any, Any]) -> None:
+        """Remember the Python types of flattened values (for the Parquet schema)."""
+        types = self.types
+        for key, value in dyn.items():
+            seen = types.get(key)
+            if seen is None:
+                types[key] = {type(value)}
+            else:
+                seen.add(type(value))
+
+
+class LongBuilder:
+    """Builds the long table of our own style.
+
+    :param options: the sink's options.
+    :param graph: the export's record graph.
+    :param track_types: see :class:`Joiner`.
+    """
+
+    def __init__(self, options: TableOptions, graph: RecordGraph, *, track_types: bool) -> None:
+        self.options = options
+        self.graph = graph
+        self.join = Joiner(options, graph, track_types=track_types)
+        cols = options.columns
+        self.fixed = fixed_columns(
+            [
+                ("block", cols.block),
+                ("session", cols.session),
+                ("participant", cols.participant),
+                ("result", cols.result),
+                ("section", cols.section),
+                ("song", cols.song),
+            ],
+            options.flatten,
+            self.join.registry,
+        )
+        self.spill = Spill()
+        self.want_trials = options.rows in ("trial", "both")
+        self.want_profiles = options.rows in ("profile", "both")
+        self._session_pk: int | None = None
+        self._session_key: tuple[tuple[Any, ...], list[dict[str, Any]], dict[str, Any]] = (
+            (),
+            _ONE_EMPTY,
+            _EMPTY,
+        )
+        self._pending_profiles: list[Result] = []
+        self._pending_owner: int | None = None
+        self._profiles_done = False
+
+    def add_profiles(self, batch: Sequence[Result]) -> None:
+        """Take profile answers: collect them for the profile columns, and make rows of
+        them when the template asks for profile rows."""
+        join = self.join
+        for result in batch:
+            if self.want_profiles and result.participant != self._pending_owner:
+                self._flush_profile_rows()
+                self._pending_owner = result.participant
+            join.add_profile_answer(result)
+            if self.want_profiles:
+                self._pending_profiles.append(result)
+
+    def _flush_profile_rows(self) -> None:
+        # A participant's profile rows wait until all their answers are known, so that the
+        # profile columns on those rows are complete.
+        self.join.close_profile()
+        if not self._pending_profiles:
+            return
+        participant = self.graph.participants.get(self._pending_owner or -1)
+        head = self.join.get_block(None) + self.join.get_session(None)
+        head += self.join.get_participant(participant)
+        for result in self._pending_profiles:
+            self._emit(head, result, _ONE_EMPTY, self.join.profile_of(result.participant))
+        self._pending_profiles = []
+
+    def _end_profiles(self) -> None:
+        if not self._profiles_done:
+            self._flush_profile_rows()
+            self.join.close_profile()
+            self._profiles_done = True
+
+    def add_results(self, batch: Sequence[Result]) -> None:
+        """Take trial results and make their rows."""
+        self._end_profiles()
+        if not self.want_trials:
+            return
+        join = self.join
+        graph = self.graph
+        for result in batch:
+            if result.session != self._session_pk:
+                session = graph.sessions[result.session]  # type: ignore[index]
+                block = graph.blocks.get(session.block) if session.block is not None else None
+                participant = graph.participants.get(session.participant)
+                head = join.get_block(block) + join.get_session(session)
+                head += join.get_participant(participant)
+                self._session_key = (
+                    head,
+                    join.session_rows(session),
+                    join.profile_of(session.participant),
+                )
+                self._session_pk = result.session
+            head, session_rows, profile = self._session_key
+            self._emit(head, result, session_rows, profile)
+
+    def _emit(
+        self,
+        head: tuple[Any, ...],
+        result: Result,
+        session_rows: list[dict[str, Any]],
+        profile: dict[str, Any],
+    ) -> None:
+        join = self.join
+        fixed = head + join.get_result(result) + join.section_part(result.section)
+        result_rows = join.result_rows(result)
+        track = join.track_types
+        append = self.spill.append
+        for srow in session_rows:
+            for rrow in result_rows:
+                dyn = {**srow, **profile, **rrow} if srow or profile else rrow
+                if track:
+                    join.note_types(dyn)
+                append((fixed, dyn))
+
+    def finish(self) -> Table:
+        """The table; its rows are read back from the spill."""
+        self._end_profiles()
+        join = self.join
+        names = sorted(
+            (n for f in join.flatteners() for n in f.sort_keys), key=join.dynamic_sort_key
+        )
+        dynamic = [Column(n, kind_of_types(join.types.get(n, ()))) for n in names]
+        columns = (*self.fixed, *dynamic)
+        spill = self.spill
+
+        def rows() -> Iterator[list[Any]]:
+            try:
+                if not names:
+                    for fixed, _ in spill:
+                        yield list(fixed)
+                    return
+                for fixed, dyn in spill:
+                    yield [*fixed, *[dyn.get(n) for n in names]]
+            finally:
+                spill.close()
+
+        return Table(columns=columns, rows=rows, count=len(spill))
+
+    def close(self) -> None:
+        """Delete the spill (after a failure)."""
+        self.spill.close()
+
+
+def evolve_flatten(options: TableOptions, **changes: Any) -> TableOptions:
+    """``options`` with some flatten rules changed."""
+    return attrs.evolve(options, flatten=attrs.evolve(options.flatten, **changes))

@@ -1,0 +1,304 @@
+"""MUSCLE's own CSV layouts, reproduced with their quirks (MUSCLE_EXPORT.md §3.1, §3.2).
+
+- :class:`ClassicBuilder`: the 2022–2025 admin "Export CSV" (``Block.export_table``):
+  header = every key seen, sorted; values ``str()`` (Python repr for dicts and lists);
+  datetimes ``isoformat()`` in UTC; session columns, then the profile, then the session
+  json, then the result columns, each overwriting same-named keys before it.
+- :class:`DashboardBuilder`: the 2026 dashboard long CSV: 12 columns, session results
+  then profile answers, ``str(datetime)``.
+
+Both produce tables of ready-made strings, written with Python's :mod:`csv` like MUSCLE.
+MUSCLE writes rows in database order; here sessions come by pk and results of a session by
+creation time (the classic export's order within a session).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from itertools import chain
+from typing import Any
+
+from ..graph import RecordGraph
+from ..records import Result, Session
+from .options import Classic
+from .spill import Spill
+from .table import Column, Table
+from .walk import SessionWalker
+
+
+def classic_text(value: Any) -> str:
+    """A value as MUSCLE's classic export writes it: ``''`` for None, ``isoformat()`` in
+    UTC for datetimes, else ``str()`` (so dicts and lists are Python repr)."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return str(value)
+
+
+def dashboard_text(value: Any) -> str:
+    """A value as the dashboard CSV writes it: ``str(datetime)`` in UTC (a space, not
+    ``T``), ``''`` for None, else ``str()``."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return str(value.astimezone(UTC))
+    return str(value)
+
+
+class ClassicBuilder:
+    """Rows of MUSCLE's classic export, long or wide.
+
+    :param options: MUSCLE's form: session fields, result fields, options.
+    :param graph: the export's record graph.
+    :param wide: MUSCLE's ``wide_format``: one row per session, result columns prefixed
+        ``001-``, ``002-``, ….
+    """
+
+    def __init__(self, options: Classic, graph: RecordGraph, *, wide: bool) -> None:
+        self.graph = graph
+        self.wide = wide
+        self.session_fields = options.session_fields
+        self.result_fields = options.result_fields
+        chosen = set(options.options)
+        self.export_profile = "export_profile" in chosen
+        self.session_data = "session_data" in chosen
+        self.convert_session_json = "convert_session_json" in chosen
+        self.decision_time = "decision_time" in chosen
+        self.result_config = "result_config" in chosen
+        self.convert_result_json = "convert_result_json" in chosen
+        # participant pk → (created_at, pk, question_key, given_response, score) of each
+        # answered profile question; small (a few per participant), kept in memory.
+        self.answers: dict[int, list[tuple[datetime, int, str, str, float | None]]] = {}
+        self._profiles: dict[int, dict[str, str]] = {}
+        self.walker = SessionWalker(graph.sessions.values())
+        self.spill = Spill()
+        self.keys: set[str] = set()
+
+    def add_profiles(self, batch: Sequence[Result]) -> None:
+        """Keep the answered profile questions (MUSCLE's ``profile_object`` skips
+        unanswered ones)."""
+        if not self.export_profile:
+            return
+        for r in batch:
+            if r.given_response is not None and r.participant is not None:
+                self.answers.setdefault(r.participant, []).append(
+                    (r.created_at, r.pk, r.question_key, r.given_response, r.score)
+                )
+
+    def _profile(self, participant: int) -> dict[str, str]:
+        cached = self._profiles.get(participant)
+        if cached is not None:
+            return cached
+        profile: dict[str, str] = {}
+        for _, _, key, given, score in sorted(self.answers.get(participant, ())):
+            profile[key] = given
+            if score:  # MUSCLE drops 0 and None scores
+                profile[f"{key}_score"] = str(score)
+        self._profiles[participant] = profile
+        return profile
+
+    def add_results(self, batch: Sequence[Result]) -> None:
+        """Take trial results; rows are made per completed session."""
+        for session, results in self.walker.feed(batch):
+            self._session_rows(session, results)
+
+    def _base(self, session: Session) -> dict[str, str]:
+        graph = self.graph
+        participant = graph.participants.get(session.participant)
+        block = graph.blocks.get(session.block) if session.block is not None else None
+        values: dict[str, Any] = {
+            "block_id": session.block,
+            "block_name": block.name if block is not None else None,
+            "participant_id": session.participant,
+            "participant_country": participant.country_code if participant else None,
+            "participant_access_info": participant.access_info if participant else None,
+            "session_start": session.started_at,
+            "session_end": session.finished_at,
+            "final_score": session.final_score,
+        }
+        row: dict[str, str] = {f: classic_text(values[f]) for f in self.session_fields}
+        if self.export_profile:
+            row.update(self._profile(session.participant))
+        if self.session_data:
+            data = session.json_data
+            if self.convert_session_json:
+                if isinstance(data, dict):
+                    row.update({str(k): classic_text(v) for k, v in data.items()})
+            else:
+                row["session_data"] = classic_text(data if data is not None else {})
+        return row
+
+    def _result_values(self, result: Result) -> dict[str, str]:
+        fields = self.result_fields
+        out: dict[str, str] = {}
+        if fields:
+            values: dict[str, Any] = {
+                "section_name": self._song_name(result.section),
+                "result_created_at": result.created_at,
+                "result_score": result.score,
+                "result_comment": result.comment,
+                "expected_response": result.expected_response,
+                "given_response": result.given_response,
+                "question_key": result.question_key,
+            }
+            out = {f: classic_text(values[f]) for f in fields}
+        data = result.json_data if isinstance(result.json_data, dict) else {}
+        if self.convert_result_json:
+            # decision_time is taken out only here: without convert_result_json MUSCLE
+            # ignores the decision_time option (MUSCLE_EXPORT.md §3.1 step 5)
+            if self.decision_time:
+                out["decision_time"] = classic_text(data.get("decision_time", ""))
+            if self.result_config:
+                out["result_config"] = classic_text(data.get("config", ""))
+        elif self.result_config:
+            out["result_data"] = classic_text(result.json_data)
+        return out
+
+    def _song_name(self, section_pk: int | None) -> str:
+        section = self.graph.sections.get(section_pk) if section_pk is not None else None
+        if section is None or section.song is None:
+            return ""
+        song = self.graph.songs.get(section.song)
+        return song.name if song is not None else ""
+
+    def _session_rows(self, session: Session, results: list[Result]) -> None:
+        row = self._base(session)
+        ordered = sorted(results, key=lambda r: (r.created_at, r.pk))
+        if self.wide:
+            for n, result in enumerate(ordered, 1):
+                prefix = str(n).zfill(3) + "-"
+                for key, value in self._result_values(result).items():
+                    row[prefix + key] = value
+            self._add(row)
+            return
+        if not ordered:
+            self._add(row)
+        for result in ordered:
+            full = dict(row)
+            full.update(self._result_values(result))
+            self._add(full)
+
+    def _add(self, row: dict[str, str]) -> None:
+        self.keys.update(row)
+        self.spill.append(row)
+
+    def finish(self) -> Table:
+        """The table: header sorted as Python sorts strings, '' where a row lacks a key."""
+        for session, results in self.walker.finish():
+            self._session_rows(session, results)
+        header = sorted(self.keys)
+        spill = self.spill
+
+        def rows() -> Iterator[list[str]]:
+            try:
+                for row in spill:
+                    yield [row.get(c, "") for c in header]
+            finally:
+                spill.close()
+
+        return Table(
+            columns=tuple(Column(c, "string") for c in header), rows=rows, count=len(spill)
+        )
+
+    def close(self) -> None:
+        """Delete the spill."""
+        self.spill.close()
+
+
+#: The dashboard CSV's columns. MUSCLE's order is random per process (``list(set(...))``);
+#: this is the order of MUSCLE_EXPORT.md §3.2, fixed.
+DASHBOARD_COLUMNS = (
+    "session__id",
+    "participant__id",
+    "participant__country_code",
+    "question_key",
+    "created_at",
+    "expected_response",
+    "given_response",
+    "score",
+    "section__song__name",
+    "section__song__artist",
+    "section__tag",
+    "section__group",
+)
+
+
+class DashboardBuilder:
+    """Rows of MUSCLE's 2026 dashboard long CSV: every trial result, then every profile
+    answer of the participants (answered or not), MUSCLE's 12 columns.
+
+    :param graph: the export's record graph.
+    """
+
+    def __init__(self, graph: RecordGraph) -> None:
+        self.graph = graph
+        self.results = Spill()
+        self.profiles = Spill()
+
+    def add_profiles(self, batch: Sequence[Result]) -> None:
+        """Profile rows: participant id and country, no session or section."""
+        participants = self.graph.participants
+        for r in batch:
+            participant = participants.get(r.participant) if r.participant is not None else None
+            self.profiles.append(
+                [
+                    "",
+                    dashboard_text(r.participant),
+                    participant.country_code if participant else "",
+                    r.question_key,
+                    dashboard_text(r.created_at),
+                    dashboard_text(r.expected_response),
+                    dashboard_text(r.given_response),
+                    dashboard_text(r.score),
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+
+    def add_results(self, batch: Sequence[Result]) -> None:
+        """Session-result rows: the session's participant, the section's song, tag, group."""
+        graph = self.graph
+        for r in batch:
+            session = graph.sessions[r.session]  # type: ignore[index]
+            section = graph.sections.get(r.section) if r.section is not None else None
+            song = graph.songs.get(section.song) if section and section.song is not None else None
+            self.results.append(
+                [
+                    dashboard_text(r.session),
+                    dashboard_text(session.participant),
+                    "",
+                    r.question_key,
+                    dashboard_text(r.created_at),
+                    dashboard_text(r.expected_response),
+                    dashboard_text(r.given_response),
+                    dashboard_text(r.score),
+                    song.name if song else "",
+                    song.artist if song else "",
+                    section.tag if section else "",
+                    section.group if section else "",
+                ]
+            )
+
+    def finish(self) -> Table:
+        """The table: result rows, then profile rows."""
+        results, profiles = self.results, self.profiles
+
+        def rows() -> Iterator[list[str]]:
+            try:
+                yield from chain(results, profiles)
+            finally:
+                self.close()
+
+        count = len(results) + len(profiles)
+        return Table(
+            columns=tuple(Column(c, "string") for c in DASHBOARD_COLUMNS), rows=rows, count=count
+        )
+
+    def close(self) -> None:
+        """Delete the spills."""
+        self.results.close()
+        self.profiles.close()

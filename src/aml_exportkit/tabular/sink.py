@@ -1,0 +1,128 @@
+"""The lifecycle every tabular sink shares: pick a row builder for the style and layout,
+feed it, and write the finished table with the sink's own writer."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from ..contracts import BaseSink, OutputReport, SinkContext
+from ..errors import SinkError
+from ..flatten import FlattenError
+from ..graph import RecordGraph
+from ..records import Result
+from .long import LongBuilder
+from .muscle import ClassicBuilder, DashboardBuilder
+from .options import TableOptions, WideOptions
+from .table import Table
+from .wide import WideBuilder
+
+
+class Builder(Protocol):
+    """What a row builder offers the sinks."""
+
+    def add_profiles(self, batch: Sequence[Result]) -> None: ...
+
+    def add_results(self, batch: Sequence[Result]) -> None: ...
+
+    def finish(self) -> Table: ...
+
+    def close(self) -> None: ...
+
+
+def make_builder(
+    options: TableOptions,
+    graph: RecordGraph,
+    *,
+    layout: Literal["long", "wide"],
+    wide: WideOptions | None = None,
+    track_types: bool = False,
+) -> Builder:
+    """The row builder for ``options.style`` and ``layout``.
+
+    :raises FlattenError: for a combination that cannot work (explode in a wide table).
+    :raises ValueError: for the dashboard style in a wide layout.
+    """
+    if options.style == "muscle-classic":
+        return ClassicBuilder(options.classic, graph, wide=layout == "wide")
+    if options.style == "muscle-dashboard":
+        if layout == "wide":
+            raise ValueError("style 'muscle-dashboard' is MUSCLE's long CSV; it has no wide form")
+        return DashboardBuilder(graph)
+    if layout == "wide":
+        return WideBuilder(options, wide or WideOptions(), graph, track_types=track_types)
+    return LongBuilder(options, graph, track_types=track_types)
+
+
+class TableSink(BaseSink):
+    """A sink that builds one table and writes it at the end.
+
+    Subclasses set :attr:`layout` (or override :meth:`layout_of`) and implement :meth:`write`.
+    """
+
+    layout: Literal["long", "wide"] = "long"
+    track_types = False
+
+    def __init__(self, context: SinkContext) -> None:
+        super().__init__(context)
+        self.options: Any = context.options
+        self.builder: Builder | None = None
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (FlattenError, ValueError) as exc:
+            raise SinkError(
+                str(exc), sink=self.context.name, path=str(self.context.target)
+            ) from None
+
+    def wide_options(self) -> WideOptions | None:
+        """The wide layout's options, if the sink has them."""
+        return getattr(self.options, "wide", None)
+
+    def begin(self, graph: RecordGraph) -> None:
+        """Choose the row builder."""
+        with self._errors():
+            self.builder = make_builder(
+                self.options,
+                graph,
+                layout=self.layout,
+                wide=self.wide_options(),
+                track_types=self.track_types,
+            )
+
+    def write_profiles(self, batch: Sequence[Result]) -> None:
+        """Pass profile answers to the builder."""
+        assert self.builder is not None
+        with self._errors():
+            self.builder.add_profiles(batch)
+
+    def write_results(self, batch: Sequence[Result]) -> None:
+        """Pass trial results to the builder."""
+        assert self.builder is not None
+        with self._errors():
+            self.builder.add_results(batch)
+
+    def finish(self) -> Sequence[OutputReport]:
+        """Build the table and write it to a temporary file."""
+        assert self.builder is not None
+        with self._errors():
+            table = self.builder.finish()
+            path = self.context.temp_path()
+            rows = self.write(path, table)
+        self.builder = None
+        return (OutputReport(path=self.context.target, rows=rows),)
+
+    def write(self, path: Path, table: Table) -> int:
+        """Write ``table`` to ``path``; return the number of rows."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Delete the builder's spill files."""
+        if self.builder is not None:
+            with contextlib.suppress(Exception):
+                self.builder.close()
+            self.builder = None

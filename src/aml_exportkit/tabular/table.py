@@ -1,0 +1,246 @@
+"""A built table (columns with kinds, rows read back from a spill) and the CSV writers.
+
+``docs/csv.md`` documents how values are written and read back.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+import attrs
+
+#: What a column holds. ``json`` columns hold nested values (written as JSON text);
+#: ``mixed`` columns hold scalars of different types (written as text, as in CSV);
+#: ``null`` columns hold only nulls.
+Kind: TypeAlias = Literal["int", "float", "bool", "datetime", "string", "json", "mixed", "null"]
+
+_KIND_OF_TYPE: dict[type, Kind] = {
+    bool: "bool",
+    int: "int",
+    float: "float",
+    str: "string",
+    datetime: "datetime",
+    dict: "json",
+    list: "json",
+    type(None): "null",
+}
+
+
+def kind_of_types(types: Iterable[type]) -> Kind:
+    """The column kind for the Python types seen in a column: one kind stays itself,
+    ``int`` with ``float`` is ``float``, anything nested makes ``json``, other mixes are
+    ``mixed``."""
+    kinds = {_KIND_OF_TYPE.get(t, "string") for t in types} - {"null"}
+    if not kinds:
+        return "null"
+    if len(kinds) == 1:
+        return kinds.pop()
+    if kinds == {"int", "float"}:
+        return "float"
+    if "json" in kinds:
+        return "json"
+    return "mixed"
+
+
+@attrs.frozen
+class Column:
+    """One column of a built table."""
+
+    name: str
+    kind: Kind
+
+
+@attrs.frozen
+class Table:
+    """A table ready to write: its columns and a one-shot iterator factory of its rows
+    (each a sequence of Python values in column order).
+
+    :param count: the number of rows.
+    """
+
+    columns: tuple[Column, ...]
+    rows: Callable[[], Iterator[Sequence[Any]]]
+    count: int
+
+
+# -- our CSV ------------------------------------------------------------------------------------
+
+_NEEDS_QUOTES = frozenset(',"\r\n')
+
+
+def _quote(text: str) -> str:
+    if not text:
+        # An empty string is written "" so that it stays distinct from null (an empty cell).
+        return '""'
+    if _NEEDS_QUOTES.isdisjoint(text):
+        return text
+    return '"' + text.replace('"', '""') + '"'
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text with raw UTF-8; NaN and infinities stay as Python writes them
+    (``NaN``), since dropping them would change the data."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _float(value: float) -> str:
+    return repr(value)
+
+
+def _datetime(value: datetime) -> str:
+    return value.isoformat(timespec="microseconds")
+
+
+def text_of(value: Any) -> str | None:
+    """The text of a value in our CSV (None for null): strings as they are, floats by
+    ``repr`` (round-trips), booleans ``true``/``false``, datetimes ISO 8601 with offset and
+    microseconds, nested values as JSON text."""
+    if value is None:
+        return None
+    t = type(value)
+    if t is str:
+        return value  # type: ignore[no-any-return]
+    if t is float:
+        return repr(value)
+    if t is bool:
+        return "true" if value else "false"
+    if t is int:
+        return str(value)
+    if isinstance(value, datetime):
+        return _datetime(value)
+    if isinstance(value, dict | list):
+        return json_text(value)
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    t = type(value)
+    if t is str:
+        return _quote(value)
+    if t is float:
+        return repr(value)
+    if t is int:
+        return str(value)
+    text = text_of(value)
+    return _quote(text) if text is not None else ""
+
+
+def write_exportkit_csv(path: Path, table: Table) -> int:
+    """Write ``table`` as our CSV: RFC 4180 (CRLF, minimal quoting), UTF-8 without BOM,
+    null as an empty cell and the empty string as ``""``.
+
+    :return: the number of data rows.
+    """
+    count = 0
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        out.write(",".join(_quote(c.name) for c in table.columns) + "\r\n")
+        lines: list[str] = []
+        cell = _cell
+        for row in table.rows():
+            lines.append(",".join([cell(v) for v in row]))
+            if len(lines) >= 4096:
+                out.write("\r\n".join(lines) + "\r\n")
+                count += len(lines)
+                lines = []
+        if lines:
+            out.write("\r\n".join(lines) + "\r\n")
+            count += len(lines)
+    return count
+
+
+def write_python_csv(path: Path, table: Table, *, lineterminator: str) -> int:
+    """Write a table of ready-made strings with Python's :mod:`csv` (``excel`` dialect),
+    as MUSCLE's exports do.
+
+    :return: the number of data rows.
+    """
+    count = 0
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator=lineterminator)
+        writer.writerow([c.name for c in table.columns])
+        for row in table.rows():
+            writer.writerow(row)
+            count += 1
+    return count
+
+
+# -- reading our CSV back ---------------------------------------------------------------------
+
+
+def read_exportkit_csv(path: Path) -> tuple[list[str], list[list[str | None]]]:
+    """Read a CSV written by :func:`write_exportkit_csv`, keeping null (an empty unquoted
+    cell → None) apart from the empty string (``""`` → ``""``). Python's :mod:`csv` cannot
+    tell them apart, so this is a small RFC 4180 reader of its own.
+
+    :return: the header and the rows.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    records: list[list[str | None]] = []
+    row: list[str | None] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] == '"':
+            j = i + 1
+            parts: list[str] = []
+            while True:
+                k = text.index('"', j)
+                parts.append(text[j:k])
+                if k + 1 < n and text[k + 1] == '"':
+                    parts.append('"')
+                    j = k + 2
+                    continue
+                i = k + 1
+                break
+            row.append("".join(parts))
+        else:
+            j = i
+            while j < n and text[j] not in ",\r\n":
+                j += 1
+            row.append(text[i:j] if j > i else None)
+            i = j
+        if i >= n:
+            records.append(row)
+            break
+        if text[i] == ",":
+            i += 1
+            if i == n:
+                row.append(None)
+                records.append(row)
+            continue
+        # end of record: CRLF (or a bare LF)
+        i += 2 if text.startswith("\r\n", i) else 1
+        records.append(row)
+        row = []
+    header = [c if c is not None else "" for c in records[0]] if records else []
+    return header, records[1:]
+
+
+WriterKind: TypeAlias = Literal["exportkit", "classic", "dashboard"]
+
+
+def write_csv(path: Path, table: Table, dialect: WriterKind) -> int:
+    """Write ``table`` in one of the three CSV dialects.
+
+    :return: the number of data rows.
+    """
+    if dialect == "exportkit":
+        return write_exportkit_csv(path, table)
+    return write_python_csv(path, table, lineterminator="\r\n" if dialect == "classic" else "\n")
+
+
+def fill(
+    columns: Sequence[str], rows: Iterable[dict[str, Any]], missing: Any
+) -> Iterator[list[Any]]:
+    """Rows of dictionaries as lists in ``columns`` order, ``missing`` where a key is absent."""
+    for row in rows:
+        yield [row.get(c, missing) for c in columns]

@@ -1,0 +1,237 @@
+"""The wide table in our own style: one row per session (or per participant).
+
+A row holds the unit's fields (block, session, participant, session json, profile), then
+each result's columns under a key: ``<key><sep><column>``, e.g. ``03.result_given_response``
+or ``choice~2.result_json.decision_time``. In participant rows every session's columns sit
+under ``s<n>`` (sessions in start order). The column set is collected over the whole export,
+so every row has the same header: rows are spilled to a temporary SQLite file (which also
+groups a participant's sessions) and written in a second pass.
+
+Header order: the unit's fixed fields; the unit's flattened columns; then by key (session
+numbers and result numbers numerically, question keys and sections in code point order),
+within a key the result's fixed fields in template order, then its flattened columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..flatten import FlattenError, escape_key
+from ..graph import RecordGraph
+from ..records import Result, Session
+from .fields import fixed_columns
+from .long import Joiner
+from .options import TableOptions, WideOptions
+from .spill import GroupSpill
+from .table import Column, Table, kind_of_types
+from .walk import SessionWalker
+
+#: A key part: ("s", n) a session ordinal, ("n", n) a result number, ("q", text) a key.
+KeyPart = tuple[str, Any]
+
+
+class WideBuilder:
+    """Builds the wide table of our own style.
+
+    :param options: the sink's options.
+    :param wide: the wide layout.
+    :param graph: the export's record graph.
+    :param track_types: see :class:`~aml_exportkit.tabular.long.Joiner`.
+    """
+
+    def __init__(
+        self,
+        options: TableOptions,
+        wide: WideOptions,
+        graph: RecordGraph,
+        *,
+        track_types: bool,
+    ) -> None:
+        if options.flatten.lists == "explode":
+            raise FlattenError(
+                "lists = 'explode' needs a long table; the wide one has one row per unit"
+            )
+        self.options = options
+        self.wide = wide
+        self.graph = graph
+        self.join = Joiner(options, graph, track_types=track_types)
+        cols = options.columns
+        registry = self.join.registry
+        self.per_participant = wide.row_per == "participant"
+        if self.per_participant:
+            self.unit_fixed = fixed_columns(
+                [("participant", cols.participant)], options.flatten, registry
+            )
+            session_groups = [("block", cols.block), ("session", cols.session)]
+        else:
+            self.unit_fixed = fixed_columns(
+                [
+                    ("block", cols.block),
+                    ("session", cols.session),
+                    ("participant", cols.participant),
+                ],
+                options.flatten,
+                registry,
+            )
+            session_groups = []
+        # Keyed columns are claimed per key, so their names only need to be unique within one.
+        self.session_fixed = _plain_columns(session_groups, options)
+        self.result_fixed = _plain_columns(
+            [("result", cols.result), ("section", cols.section), ("song", cols.song)], options
+        )
+        self.fixed_rank = {c.name: i for i, c in enumerate(self.session_fixed + self.result_fixed)}
+        self.kinds = {c.name: c.kind for c in self.session_fixed + self.result_fixed}
+        self.walker = SessionWalker(graph.sessions.values())
+        self.spill = GroupSpill()
+        self.keys: set[tuple[tuple[KeyPart, ...], str]] = set()
+        self.ordinals: dict[int, int] = {}
+        if self.per_participant:
+            by_participant: dict[int, list[Session]] = {}
+            for session in graph.sessions.values():
+                by_participant.setdefault(session.participant, []).append(session)
+            for sessions in by_participant.values():
+                sessions.sort(key=lambda s: (s.started_at, s.pk))
+                for n, session in enumerate(sessions, 1):
+                    self.ordinals[session.pk] = n
+        self._profiles_done = False
+
+    def add_profiles(self, batch: Sequence[Result]) -> None:
+        """Collect profile answers for the profile columns."""
+        for result in batch:
+            self.join.add_profile_answer(result)
+
+    def add_results(self, batch: Sequence[Result]) -> None:
+        """Take trial results; every completed session becomes a spilled row."""
+        if not self._profiles_done:
+            self.join.close_profile()
+            self._profiles_done = True
+        for session, results in self.walker.feed(batch):
+            self._session_row(session, results)
+
+    def _session_row(self, session: Session, results: list[Result]) -> None:
+        join = self.join
+        graph = self.graph
+        block = graph.blocks.get(session.block) if session.block is not None else None
+        participant = graph.participants.get(session.participant)
+        dyn: dict[tuple[tuple[KeyPart, ...], str], Any] = {}
+        session_values = join.get_block(block) + join.get_session(session)
+        if self.per_participant:
+            fixed = join.get_participant(participant)
+            base: tuple[KeyPart, ...] = (("s", self.ordinals[session.pk]),)
+            for column, value in zip(self.session_fixed, session_values, strict=True):
+                dyn[(base, column.name)] = value
+        else:
+            fixed = session_values + join.get_participant(participant)
+            base = ()
+        for name, value in join.session_rows(session)[0].items():
+            dyn[(base, name)] = value
+        for name, value in join.profile_of(session.participant).items():
+            dyn[((), name)] = value
+        seen: dict[str, int] = {}
+        ordered = sorted(results, key=lambda r: (r.created_at, r.pk))
+        for number, result in enumerate(ordered, 1):
+            key = (*base, self._key(result, number, seen))
+            values = join.get_result(result) + join.section_part(result.section)
+            for column, value in zip(self.result_fixed, values, strict=True):
+                dyn[(key, column.name)] = value
+            for name, value in join.result_rows(result)[0].items():
+                dyn[(key, name)] = value
+        self.keys.update(dyn)
+        if join.track_types:
+            join.note_types(dyn)
+        group = session.participant if self.per_participant else session.pk
+        order = self.ordinals.get(session.pk, 0)
+        self.spill.append(group, order, (fixed, dyn))
+
+    def _key(self, result: Result, number: int, seen: dict[str, int]) -> KeyPart:
+        by = self.wide.key_by
+        if by == "number":
+            return ("n", number)
+        text = result.question_key if by == "question_key" else str(result.section)
+        count = seen[text] = seen.get(text, 0) + 1
+        return ("q", text if count == 1 else f"{text}~{count}")
+
+    def finish(self) -> Table:
+        """The table; rows are read back grouped from the spill."""
+        if not self._profiles_done:
+            self.join.close_profile()
+            self._profiles_done = True
+        for session, results in self.walker.finish():
+            self._session_row(session, results)
+        join = self.join
+        sep = self.options.flatten.separator
+        widths: dict[str, int] = {"s": 1, "n": 1}
+        for key, _ in self.keys:
+            for kind, value in key:
+                if kind in widths:
+                    widths[kind] = max(widths[kind], len(str(value)))
+
+        def part_text(part: KeyPart) -> str:
+            kind, value = part
+            if kind == "s":
+                return f"s{value:0{widths['s']}d}"
+            if kind == "n":
+                return f"{value:0{widths['n']}d}"
+            return escape_key(str(value), sep)
+
+        def order(item: tuple[tuple[KeyPart, ...], str]) -> tuple[Any, ...]:
+            key, name = item
+            rank = self.fixed_rank.get(name)
+            inner = (0, rank) if rank is not None else (1, join.dynamic_sort_key(name))
+            return (tuple(_part_order(part) for part in key), inner)
+
+        ordered = sorted(self.keys, key=order)
+        columns = list(self.unit_fixed)
+        owners = {c.name: ("field", c.name) for c in columns}
+        for key, name in ordered:
+            text = sep.join([*(part_text(p) for p in key), name]) if key else name
+            if text in owners:
+                raise FlattenError(
+                    f"two values would share the column {text!r}: {owners[text][1]!r} and"
+                    f" {name!r} under key {key!r}; change the separator or a prefix"
+                )
+            owners[text] = ("key", name)
+            kind = self.kinds.get(name) or kind_of_types(join.types.get((key, name), ()))
+            columns.append(Column(text, kind))
+        spill = self.spill
+        keys = ordered
+        units = 0
+        if self.per_participant:
+            units = len({s.participant for s in self.graph.sessions.values()})
+        else:
+            units = len(self.graph.sessions)
+
+        def rows() -> Iterator[list[Any]]:
+            try:
+                for _, parts in spill.groups():
+                    fixed = parts[0][0]
+                    merged: dict[Any, Any] = {}
+                    for _, dyn in parts:
+                        merged.update(dyn)
+                    yield [*fixed, *[merged.get(k) for k in keys]]
+            finally:
+                spill.close()
+
+        return Table(columns=tuple(columns), rows=rows, count=units)
+
+    def close(self) -> None:
+        """Delete the spill (after a failure)."""
+        self.spill.close()
+
+
+def _part_order(part: KeyPart) -> tuple[int, int, str]:
+    kind, value = part
+    if kind == "s":
+        return (0, value, "")
+    if kind == "n":
+        return (1, value, "")
+    return (2, 0, value)
+
+
+def _plain_columns(
+    groups: Sequence[tuple[str, Sequence[str]]], options: TableOptions
+) -> list[Column]:
+    from ..flatten import ColumnRegistry
+
+    return fixed_columns(groups, options.flatten, ColumnRegistry())
