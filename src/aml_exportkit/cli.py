@@ -19,12 +19,11 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ExportkitError
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ExportkitError
 from .pipeline import _per_block, load_template, open_source, registry_for, run_export
 from .plugins import Registry, get_plugin_manager, load_registry
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXIT_TERMINATED = 143
 
 
 class Terminated(BaseException):

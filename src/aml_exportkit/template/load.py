@@ -46,6 +46,7 @@ def parse_template(
     file: str,
     folder: Path,
     sinks: Mapping[str, SinkSpec],
+    templates: Mapping[str, TemplateSpec] | None = None,
 ) -> Template:
     """Parse and check a template's TOML text.
 
@@ -54,12 +55,12 @@ def parse_template(
     :param folder: the folder its relative paths are relative to.
     :param sinks: the installed sinks by name; each ``[[sinks]]`` entry is checked against
         its sink's options class.
+    :param templates: the builtin templates by name, for ``extends``.
     :raises TemplateError: naming ``file`` and the key path of the first problem.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise TemplateError(f"not valid TOML: {exc}", file=file) from None
+    data = _resolve_extends(
+        _parse_toml(text, file), file=file, folder=folder, templates=templates or {}, seen=(file,)
+    )
     raw_sinks = data.pop("sinks", None)
     if raw_sinks is None:
         raise TemplateError(
@@ -80,6 +81,78 @@ def parse_template(
         _raise_problems(exc, file=file)
         raise
     return template.evolve(sinks=tables, file=file, text=text, folder=folder)
+
+
+def _parse_toml(text: str, file: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TemplateError(f"not valid TOML: {exc}", file=file) from None
+
+
+def _resolve_extends(
+    data: dict[str, Any],
+    *,
+    file: str,
+    folder: Path,
+    templates: Mapping[str, TemplateSpec],
+    seen: tuple[str, ...],
+) -> dict[str, Any]:
+    """Merge ``data`` over the template it ``extends``, recursively."""
+    base_ref = data.pop("extends", None)
+    if base_ref is None:
+        return data
+    if not isinstance(base_ref, str):
+        raise TemplateError(
+            f"expected a string, got {describe_value(base_ref)}", file=file, key_path="extends"
+        )
+    builtin = templates.get(base_ref)
+    if builtin is not None:
+        base_file, base_text, base_folder = base_ref, builtin.text, folder
+    else:
+        path = folder / base_ref
+        try:
+            base_text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TemplateError(
+                f"cannot read the template it extends ({path}): {exc}",
+                file=file,
+                key_path="extends",
+            ) from None
+        base_file, base_folder = str(path.resolve()), path.parent
+    if base_file in seen:
+        chain = " -> ".join((seen[0], *seen[2:], base_file))
+        raise TemplateError(
+            f"templates extend each other in a circle: {chain}", file=file, key_path="extends"
+        )
+    base = _resolve_extends(
+        _parse_toml(base_text, base_file),
+        file=base_file,
+        folder=base_folder,
+        templates=templates,
+        seen=(*seen, base_file),
+    )
+    merged: dict[str, Any] = _merge(base, data)
+    return merged
+
+
+def _merge(base: Any, override: Any) -> Any:
+    """``override`` over ``base``: tables key by key, the sinks array entry by entry."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            if key == "sinks" and isinstance(value, list) and isinstance(base.get(key), list):
+                old = base[key]
+                merged[key] = [
+                    _merge(old[i], value[i])
+                    if i < len(old) and i < len(value)
+                    else (value[i] if i < len(value) else old[i])
+                    for i in range(max(len(old), len(value)))
+                ]
+            else:
+                merged[key] = _merge(base[key], value) if key in base else value
+        return merged
+    return override
 
 
 def _parse_sink(raw: Any, index: int, *, file: str, sinks: Mapping[str, SinkSpec]) -> SinkTable:
@@ -125,7 +198,9 @@ def load_template(
     """
     builtin = templates.get(ref)
     if builtin is not None:
-        return parse_template(builtin.text, file=ref, folder=Path.cwd(), sinks=sinks)
+        return parse_template(
+            builtin.text, file=ref, folder=Path.cwd(), sinks=sinks, templates=templates
+        )
     path = Path(ref)
     try:
         raw = path.read_bytes()
@@ -140,4 +215,6 @@ def load_template(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise TemplateError(f"not UTF-8 text (byte {exc.start})", file=ref) from None
-    return parse_template(text, file=ref, folder=path.absolute().parent, sinks=sinks)
+    return parse_template(
+        text, file=ref, folder=path.absolute().parent, sinks=sinks, templates=templates
+    )

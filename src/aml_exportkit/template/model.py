@@ -49,6 +49,9 @@ class SinkTable:
 class Template:
     """A whole template.
 
+    :param extends: a template to start from: a builtin template's name or a file path
+        (relative to this template's folder). Tables merge key by key, ``[[sinks]]``
+        entries merge by position, and this template's values win.
     :param name: a short name for listings.
     :param description: what the template is for.
     :param source: the ``[source]`` table.
@@ -59,6 +62,7 @@ class Template:
     :param folder: the folder relative paths are resolved against.
     """
 
+    extends: str | None = None
     name: str | None = None
     description: str | None = None
     source: SourceTable = SourceTable()

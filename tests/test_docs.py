@@ -1,0 +1,56 @@
+"""The reference docs are generated from the code; these tests fail when they drift."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from aml_exportkit import errors
+from aml_exportkit.docgen import render, undocumented_keys
+from aml_exportkit.plugins import get_plugin_manager, load_registry
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+REGISTRY = load_registry(get_plugin_manager(load_entrypoints=False))
+
+
+@pytest.mark.parametrize("name", ["templates.md", "hooks.md"])
+def test_generated_reference_is_current(name: str) -> None:
+    text = (DOCS / name).read_text(encoding="utf-8")
+    assert "<!-- generated:" in text
+    assert render(text, REGISTRY) == text, (
+        f"docs/{name} is out of date: run python -m aml_exportkit.docgen docs/{name}"
+    )
+
+
+def test_every_template_key_has_a_description() -> None:
+    assert undocumented_keys(REGISTRY) == []
+
+
+def test_every_hook_is_in_the_hook_reference() -> None:
+    from aml_exportkit import hookspecs
+
+    text = (DOCS / "hooks.md").read_text(encoding="utf-8")
+    hooks = [n for n in dir(hookspecs) if n.startswith("exportkit_")]
+    assert hooks
+    for hook in hooks:
+        assert f"### `{hook}(" in text
+
+
+def test_every_exit_code_is_documented() -> None:
+    text = (DOCS / "exit-codes.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (\d+) \| `?(\w+)`? \|", text, re.M))
+    codes = {getattr(errors, n) for n in dir(errors) if n.startswith("EXIT_")}
+    assert {int(c) for c in rows} >= codes
+    for cls in errors.ERROR_CLASSES:
+        assert f"`{cls.__name__}`" in text
+        assert rows[str(cls.exit_code)]
+
+
+def test_every_command_is_in_the_getting_started_guide() -> None:
+    from aml_exportkit.cli import cli
+
+    text = (DOCS / "getting-started.md").read_text(encoding="utf-8")
+    for name in cli.commands:
+        assert f"exportkit {name}" in text, name
