@@ -380,18 +380,24 @@ def detect_schema(conn: psycopg.Connection[Any], target: Target) -> SchemaInfo:
 # -- values ---------------------------------------------------------------------------------
 
 
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
 def _loads(data: bytes | bytearray | memoryview | str) -> Any:
     """jsonb text → Python, keeping the key order (jsonb's own).
 
-    orjson is the fast path; it refuses integers beyond 64 bits (which jsonb's numeric
-    holds), so those documents go through the standard library.
+    orjson is the fast path, but it silently turns an integer beyond 64 bits (which
+    jsonb's numeric holds) into a float; a document with a run of 19 or more digits goes
+    through the standard library instead, which keeps every integer exact.
     """
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        if isinstance(data, memoryview):
-            data = bytes(data)
-        return json.loads(data)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if _LONG_DIGITS.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(bytes(data))
 
 
 def _jsonable(value: Any) -> JSONValue:
