@@ -207,6 +207,38 @@ def templates() -> None:
         click.echo(f"{name:<32} {provided.spec.description}")
 
 
+@cli.command()
+@click.argument("source")
+@click.option(
+    "--against",
+    "reference",
+    required=True,
+    metavar="ZIP_OR_URI",
+    help="MUSCLE's export zip of the block, or another source (e.g. a postgresql:// URI).",
+)
+@click.option(
+    "--block",
+    "blocks",
+    multiple=True,
+    metavar="SLUG",
+    help="A block slug (repeatable); default: the slug the zip's name suggests.",
+)
+@guarded
+def verify(source: str, reference: str, blocks: Sequence[str]) -> None:
+    """Check that SOURCE exports the same objects as a reference, file by file.
+
+    Exit 0 when every fixture file holds the same objects, 9 when any differs.
+    """
+    from .errors import VerifyError
+    from .verify import verify_export
+
+    report = verify_export(source, reference, blocks=blocks, plugin_manager=get_plugin_manager())
+    for line in report.lines():
+        click.echo(line)
+    if not report.equal:
+        raise VerifyError(report.summary())
+
+
 def main() -> None:
     """Entry point of the ``exportkit`` console script."""
     cli(prog_name="exportkit")
