@@ -6,6 +6,8 @@ the same ``register`` call as third-party plugins from the entry-point group
 
 Environment:
 
+- ``EXPORTKIT_PLUGINS=package.module,other`` also registers these importable modules as
+  plugins, without packaging them (for trying a plugin out);
 - ``EXPORTKIT_DISABLE_PLUGIN_AUTOLOAD=1`` loads no entry-point plugins;
 - ``EXPORTKIT_BLOCK_PLUGINS=name,other`` skips plugins (builtin module names, entry-point
   names or distribution names).
@@ -40,6 +42,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 ENTRY_POINT_GROUP = "aml_exportkit"
 ENV_DISABLE_AUTOLOAD = "EXPORTKIT_DISABLE_PLUGIN_AUTOLOAD"
 ENV_BLOCK = "EXPORTKIT_BLOCK_PLUGINS"
+ENV_EXTRA = "EXPORTKIT_PLUGINS"
 
 T = TypeVar("T", SourceSpec, SinkSpec, TemplateSpec)
 
@@ -58,9 +61,9 @@ class PluginManager(pluggy.PluginManager):
         return self.distributions.get(plugin_name)
 
 
-def _blocked_from_env() -> set[str]:
-    raw = os.environ.get(ENV_BLOCK, "")
-    return {name.strip() for name in raw.split(",") if name.strip()}
+def _names_from_env(variable: str) -> list[str]:
+    raw = os.environ.get(variable, "")
+    return [name.strip() for name in raw.split(",") if name.strip()]
 
 
 def get_plugin_manager(
@@ -80,13 +83,23 @@ def get_plugin_manager(
     """
     if load_entrypoints is None:
         load_entrypoints = not os.environ.get(ENV_DISABLE_AUTOLOAD)
-    skip = set(blocked) | _blocked_from_env()
+    skip = set(blocked) | set(_names_from_env(ENV_BLOCK))
     pm = PluginManager()
     for module_name in DEFAULT_PLUGINS:
         if module_name not in skip:
             _register(pm, importlib.import_module(module_name), module_name, None)
     for plugin in plugins:
         _register(pm, plugin, None, None)
+    for module_name in _names_from_env(ENV_EXTRA):
+        if module_name in skip:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise PluginError(
+                f"cannot be imported (named in {ENV_EXTRA}): {exc}", plugin=module_name
+            ) from None
+        _register(pm, module, module_name, None)
     if load_entrypoints:
         _load_entrypoints(pm, skip)
     try:
