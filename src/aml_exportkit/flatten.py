@@ -14,11 +14,16 @@ lists in ``lists="json"`` mode, and whatever lies below ``max_depth``.
 
 ``lists="explode"`` turns each list element into its own row (see :func:`flatten_rows`);
 the row then carries the element's position in an extra column ``<path>[#]``.
+
+One name is ambiguous: with an empty prefix, a path that starts with an empty key
+(``{"": …}``) is spelt like the path without it; the sinks' prefixes are not empty by
+default, and where they are, :class:`ColumnRegistry` reports the clash.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import functools
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypeAlias
 
@@ -46,8 +51,10 @@ class FlattenOptions:
     """How nested JSON becomes columns (a template's ``[sinks.flatten]`` table).
 
     :param separator: joins the keys of a path; must not be empty or contain ``[`` or ``\\``.
-    :param include: path globs (:mod:`fnmatch`, matched against the path without prefix);
-        when given, only leaves whose path or an ancestor's path matches are kept.
+    :param include: path globs (``*`` any text, ``?`` one character, everything else
+        literal, brackets too), matched against the path without prefix
+        (``config.choices[0].value``); when given, only leaves whose path or an ancestor's
+        path matches are kept.
     :param exclude: path globs; a leaf whose path or an ancestor's path matches is dropped.
     :param rename: full column name → new name.
     :param max_depth: the number of path components after which the rest of a value is
@@ -179,10 +186,21 @@ def _parse_path(text: str, sep: str, name: str, key_first: bool) -> Path:
 # -- selection ------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
+def _glob(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    # Only * and ? are wildcards: brackets are literal, since paths spell indexes [0].
+    parts = []
+    for pattern in patterns:
+        parts.append(
+            "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+        )
+    return re.compile("|".join(f"(?:{p})" for p in parts), re.S)
+
+
 def _matches(path: Path, patterns: tuple[str, ...], separator: str) -> bool:
+    glob = _glob(patterns)
     for depth in range(len(path), 0, -1):
-        text = path_text(path[:depth], separator)
-        if any(fnmatch.fnmatchcase(text, p) for p in patterns):
+        if glob.fullmatch(path_text(path[:depth], separator)):
             return True
     return False
 
@@ -258,7 +276,7 @@ def flatten_rows(
     sep = options.separator
     limit = options.max_depth
 
-    def rows(node: Any, path: Path) -> list[dict[Path, Any]]:
+    def rows(node: Any, path: Path, in_list: bool = False) -> list[dict[Path, Any]]:
         if limit is not None and len(path) >= limit:
             return [{path: node}]
         if isinstance(node, dict) and node:
@@ -267,10 +285,12 @@ def flatten_rows(
                 child_rows = rows(child, (*path, key))
                 acc = [{**a, **b} for a in acc for b in child_rows]
             return acc
-        if isinstance(node, list) and node:
+        # A list right inside an exploded list would need a second position column at the
+        # same path; it is kept whole instead.
+        if isinstance(node, list) and node and not in_list:
             out: list[dict[Path, Any]] = []
             for i, child in enumerate(node):
-                for row in rows(child, path):
+                for row in rows(child, path, True):
                     out.append({(*path, EXPLODE_MARK): i, **row})
             return out
         return [{path: node}]

@@ -100,7 +100,7 @@ def fixed_columns(
     for origin, fields in groups:
         kinds = FIELD_KINDS[origin]
         for field in fields:
-            name = f"{origin}_{field}"
+            name = field if field.startswith(origin + "_") else f"{origin}_{field}"
             name = flatten.rename.get(name, name)
             registry.claim(name, origin, field)
             columns.append(Column(name, kinds[field]))

@@ -22,9 +22,11 @@ from ..records import Result, Session
 from .fields import fixed_columns, tuple_getter
 from .options import TableOptions
 from .spill import Spill
-from .table import Column, Table, kind_of_types
+from .table import BigInt, Column, Table, kind_of_types
 
 _EMPTY: dict[str, Any] = {}
+#: The largest integer a float64 holds exactly.
+_EXACT = 2**53
 _ONE_EMPTY: list[dict[str, Any]] = [_EMPTY]
 
 
@@ -152,11 +154,14 @@ class Joiner:
         """Remember the Python types of flattened values (for the Parquet schema)."""
         types = self.types
         for key, value in dyn.items():
+            t = type(value)
+            if t is int and not -_EXACT <= value <= _EXACT:
+                t = BigInt  # beyond a float's (and soon int64's) exact range: kept as text
             seen = types.get(key)
             if seen is None:
-                types[key] = {type(value)}
+                types[key] = {t}
             else:
-                seen.add(type(value))
+                seen.add(t)
 
 
 class LongBuilder:

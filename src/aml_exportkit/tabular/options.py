@@ -76,7 +76,15 @@ ClassicOption: TypeAlias = Literal[
 class Columns:
     """``[sinks.columns]``: the record fields joined into each row, in this order:
     block, session, participant, result, section, song. A field ``f`` of origin ``o`` is
-    the column ``o_f`` (``session_started_at``; a primary key is ``o_id``).
+    the column ``o_f`` (``session_started_at``; a primary key is ``o_id``), or ``f`` when
+    it already starts with ``o_`` (``participant_id_url``).
+
+    :param block: fields of the session's block.
+    :param session: fields of the result's session (empty on profile-answer rows).
+    :param participant: fields of the participant.
+    :param result: fields of the result; ``kind`` is ``trial`` or ``profile``.
+    :param section: fields of the result's section.
+    :param song: fields of that section's song.
     """
 
     block: tuple[BlockField, ...] = ("slug",)
@@ -127,6 +135,23 @@ class Classic:
     session_fields: tuple[ClassicSessionField, ...] = ()
     result_fields: tuple[ClassicResultField, ...] = ()
     options: tuple[ClassicOption, ...] = ()
+
+
+_TABLE_PARAMS = """
+    :param style: the rendering: ``"exportkit"`` (default), ``"muscle-classic"`` or
+        ``"muscle-dashboard"``.
+    :param rows: which results are rows of the long table: ``"trial"``, ``"profile"`` or
+        ``"both"`` (profile answers first).
+    :param columns: the record fields joined in.
+    :param session_json: session ``json_data``: ``"omit"``, ``"json"`` (one column of JSON
+        text) or ``"columns"`` (flattened).
+    :param result_json: result ``json_data``, the same choices.
+    :param profile: ``"columns"`` joins each participant's profile answers (and their
+        scores) as columns; ``"omit"`` does not.
+    :param flatten: the flattening rules.
+    :param prefix: the prefixes of flattened origins.
+    :param classic: MUSCLE's form, for ``style = "muscle-classic"``.
+"""
 
 
 @attrs.frozen(kw_only=True)
@@ -199,3 +224,21 @@ class ParquetOptions(TableOptions):
     wide: WideOptions = WideOptions()
     row_group_size: int = 65536
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+
+
+# The reference docs read each options class's own docstring; give the subclasses the
+# shared keys too.
+CsvLongOptions.__doc__ = "Options of ``csv-long``.\n\n" + _TABLE_PARAMS
+CsvWideOptions.__doc__ = (
+    "Options of ``csv-wide``.\n\n"
+    + _TABLE_PARAMS
+    + "    :param wide: the wide layout (``[sinks.wide]``).\n"
+)
+ParquetOptions.__doc__ = (
+    "Options of ``parquet``.\n\n"
+    + _TABLE_PARAMS
+    + '    :param layout: ``"long"`` or ``"wide"`` (then ``[sinks.wide]`` applies).\n'
+    "    :param wide: the wide layout (``[sinks.wide]``).\n"
+    "    :param row_group_size: rows per row group.\n"
+    "    :param compression: the Parquet codec.\n"
+)

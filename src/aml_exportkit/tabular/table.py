@@ -20,7 +20,13 @@ import attrs
 #: ``null`` columns hold only nulls.
 Kind: TypeAlias = Literal["int", "float", "bool", "datetime", "string", "json", "mixed", "null"]
 
+
+class BigInt(int):
+    """Marks, in type tracking, an integer too large for a float64 to hold exactly."""
+
+
 _KIND_OF_TYPE: dict[type, Kind] = {
+    BigInt: "mixed",
     bool: "bool",
     int: "int",
     float: "float",
@@ -34,8 +40,8 @@ _KIND_OF_TYPE: dict[type, Kind] = {
 
 def kind_of_types(types: Iterable[type]) -> Kind:
     """The column kind for the Python types seen in a column: one kind stays itself,
-    ``int`` with ``float`` is ``float``, anything nested makes ``json``, other mixes are
-    ``mixed``."""
+    ``int`` with ``float`` is ``float``, anything nested makes ``json``, other mixes (and
+    integers beyond 2**53) are ``mixed``."""
     kinds = {_KIND_OF_TYPE.get(t, "string") for t in types} - {"null"}
     if not kinds:
         return "null"
