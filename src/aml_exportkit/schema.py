@@ -43,6 +43,7 @@ class FieldSpec:
     :param aliases: older names of the field (MUSCLE renamed ``experiment`` to ``block``).
     :param required: whether a fixture object must carry the field; fields a source may not
         know (a block's name in a zip) are not required and default to ``None``.
+    :param max_length: the most characters MUSCLE's ``varchar`` column holds.
     """
 
     name: str
@@ -51,6 +52,7 @@ class FieldSpec:
     fk: str | None = None
     aliases: tuple[str, ...] = ()
     required: bool = True
+    max_length: int | None = None
 
 
 @attrs.frozen
@@ -154,10 +156,10 @@ PARTICIPANT = ModelSpec(
     "participant.participant",
     records.Participant,
     (
-        _f("unique_hash", _S),
-        _f("country_code", _S),
-        _f("access_info", _S, nullable=True),
-        _f("participant_id_url", _S, nullable=True),
+        _f("unique_hash", _S, max_length=64),
+        _f("country_code", _S, max_length=3),
+        _f("access_info", _S, nullable=True, max_length=512),
+        _f("participant_id_url", _S, nullable=True, max_length=128),
     ),
 )
 RESULT = ModelSpec(
@@ -169,12 +171,12 @@ RESULT = ModelSpec(
         _f("participant", _I, nullable=True, fk="participant"),
         _f("section", _I, nullable=True, fk="section"),
         _f("created_at", _D),
-        _f("question_key", _S),
-        _f("expected_response", _S, nullable=True),
-        _f("given_response", _S, nullable=True),
-        _f("comment", _S),
+        _f("question_key", _S, max_length=64),
+        _f("expected_response", _S, nullable=True, max_length=100),
+        _f("given_response", _S, nullable=True, max_length=100),
+        _f("comment", _S, max_length=100),
         _f("score", _F, nullable=True),
-        _f("scoring_rule", _S),
+        _f("scoring_rule", _S, max_length=64),
         _f("json_data", _J, nullable=True),
     ),
 )
@@ -187,17 +189,17 @@ SECTION = ModelSpec(
         _f("song", _I, nullable=True, fk="song"),
         _f("start_time", _F),
         _f("duration", _F),
-        _f("filename", _S),
+        _f("filename", _S, max_length=255),
         _f("play_count", _I),
-        _f("tag", _S),
-        _f("group", _S),
+        _f("tag", _S, max_length=128),
+        _f("group", _S, max_length=128),
     ),
 )
 SONG = ModelSpec(
     "song",
     "section.song",
     records.Song,
-    (_f("artist", _S), _f("name", _S)),
+    (_f("artist", _S, max_length=128), _f("name", _S, max_length=128)),
 )
 FEEDBACK = ModelSpec(
     "feedback",
@@ -396,6 +398,14 @@ def make_fixture_decoder(
                 kwargs[name] = _convert(spec.kind, value)
             except ValueError as exc:
                 raise SourceError(f"field {name!r}: {exc}", file=file, model=key, pk=pk) from None
+            if spec.max_length is not None and len(value) > spec.max_length:
+                raise SourceError(
+                    f"field {name!r} has {len(value):,} characters; MUSCLE's column holds at"
+                    f" most {spec.max_length}",
+                    file=file,
+                    model=key,
+                    pk=pk,
+                )
         if len(values) > len(kwargs) - 1:
             used = {_used_key(spec, values) for spec in fields}
             extra = {k: v for k, v in values.items() if k not in used}

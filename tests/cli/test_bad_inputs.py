@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from aml_exportkit.cli import cli
-from aml_exportkit.errors import EXIT_INTEGRITY, EXIT_SOURCE
+from aml_exportkit.errors import EXIT_INTEGRITY, EXIT_SINK, EXIT_SOURCE
 from zipcases import Objects, mutated
 
 REFERENCE_ZIP = "head/block_tafc-dvorak.zip"
@@ -84,6 +84,28 @@ def _top_level_object(objs: Objects) -> bytes:
     return b'{"model": "result.result"}'
 
 
+def _infinity(objs: Objects) -> bytes:
+    from zipcases import django_dumps
+
+    return django_dumps(objs).replace(b'"score": 1.0', b'"score": -Infinity', 1)
+
+
+def _invalid_utf8(objs: Objects) -> bytes:
+    from zipcases import django_dumps
+
+    return django_dumps(objs).replace("Dvořák".encode(), b"Dvo\xc5\x99\xff", 1)
+
+
+def _string_participant(objs: Objects) -> Objects:
+    objs[0]["fields"]["participant"] = str(objs[0]["fields"]["participant"])
+    return objs
+
+
+def _huge_string(objs: Objects) -> Objects:
+    objs[0]["fields"]["given_response"] = "x" * (10 << 20)
+    return objs
+
+
 CASES: dict[str, tuple[dict[str, Callable[[Objects], Any] | None], int, list[str]]] = {
     "dangling session": (
         {"results_json": _dangling_session},
@@ -147,6 +169,22 @@ CASES: dict[str, tuple[dict[str, Callable[[Objects], Any] | None], int, list[str
         ["results.json", "expected a JSON array"],
     ),
     "missing member": ({"results_json": None}, EXIT_SOURCE, ["missing results.json"]),
+    "Infinity": ({"results_json": _infinity}, EXIT_SOURCE, ["results.json", "Infinity"]),
+    "invalid UTF-8": (
+        {"songs_json": _invalid_utf8},
+        EXIT_SOURCE,
+        ["songs.json", "invalid UTF-8", "byte"],
+    ),
+    "integer as a string": (
+        {"sessions_json": _string_participant},
+        EXIT_SOURCE,
+        ["sessions.json", "session", "participant", "expected integer"],
+    ),
+    "a 10 MB string": (
+        {"results_json": _huge_string},
+        EXIT_SOURCE,
+        ["results.json", "result", "given_response", "10,485,760", "100"],
+    ),
 }
 
 
@@ -219,6 +257,82 @@ def test_broken_files_fail_cleanly(
     make(reference_dir / REFERENCE_ZIP, bad)
     result = run_cli(cli_runner, bad, tmp_path / "out")
     assert_clean_failure(result, EXIT_SOURCE, [str(bad), *words], tmp_path / "out")
+
+
+def _zip_with(path: Path, entries: list[tuple[str, bytes, int]]) -> None:
+    import warnings
+    import zipfile
+
+    with warnings.catch_warnings(), zipfile.ZipFile(path, "w") as archive:
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        for name, data, method in entries:
+            archive.writestr(name, data, compress_type=method)
+
+
+def _members(reference: Path) -> list[tuple[str, bytes, int]]:
+    import zipfile
+
+    with zipfile.ZipFile(reference) as archive:
+        return [(n, archive.read(n), zipfile.ZIP_STORED) for n in archive.namelist()]
+
+
+def test_zip_bomb_guard(reference_dir: Path, tmp_path: Path, cli_runner: CliRunner) -> None:
+    import zipfile
+
+    entries = _members(reference_dir / REFERENCE_ZIP)
+    entries[0] = ("sessions.json", b"[" + b" " * (20 << 20) + b"]", zipfile.ZIP_DEFLATED)
+    bad = tmp_path / "bomb.zip"
+    _zip_with(bad, entries)
+    result = run_cli(cli_runner, bad, tmp_path / "out")
+    assert_clean_failure(
+        result, EXIT_SOURCE, [str(bad), "sessions.json", "inflate", "zip bomb"], tmp_path / "out"
+    )
+
+
+def test_extra_member(reference_dir: Path, tmp_path: Path, cli_runner: CliRunner) -> None:
+    bad = tmp_path / "extra.zip"
+    _zip_with(bad, [*_members(reference_dir / REFERENCE_ZIP), ("notes.txt", b"hi", 0)])
+    result = run_cli(cli_runner, bad, tmp_path / "out")
+    assert_clean_failure(
+        result, EXIT_SOURCE, [str(bad), "unexpected member 'notes.txt'"], tmp_path / "out"
+    )
+
+
+def test_duplicate_member(reference_dir: Path, tmp_path: Path, cli_runner: CliRunner) -> None:
+    entries = _members(reference_dir / REFERENCE_ZIP)
+    bad = tmp_path / "dup.zip"
+    _zip_with(bad, [*entries, entries[3]])
+    result = run_cli(cli_runner, bad, tmp_path / "out")
+    assert_clean_failure(result, EXIT_SOURCE, [str(bad), "'results.json' twice"], tmp_path / "out")
+
+
+def test_output_path_that_cannot_be_written(
+    reference_dir: Path, tmp_path: Path, cli_runner: CliRunner
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    template = tmp_path / "t.toml"
+    template.write_text(
+        '[[sinks]]\ntype = "fixture-json"\npath = "a-file/sub/x.zip"\n', encoding="utf-8"
+    )
+    result = cli_runner.invoke(
+        cli, ["run", str(template), "--source", str(reference_dir / REFERENCE_ZIP)]
+    )
+    assert result.exit_code == EXIT_SINK, result.output
+    assert "a-file/sub" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "t.toml"]
+
+
+def test_a_10_mb_string_inside_json_data_is_fine(
+    reference_dir: Path, tmp_path: Path, cli_runner: CliRunner
+) -> None:
+    def big(objs: Objects) -> Objects:
+        objs[0]["fields"]["json_data"]["note"] = "♪" * (10 << 20)
+        return objs
+
+    good = mutated(reference_dir / REFERENCE_ZIP, tmp_path / "big.zip", results_json=big)
+    result = run_cli(cli_runner, good, tmp_path / "out")
+    assert result.exit_code == 0, result.output
 
 
 def test_missing_source_file(tmp_path: Path, cli_runner: CliRunner) -> None:
