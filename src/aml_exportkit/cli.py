@@ -22,6 +22,7 @@ from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ExportkitError
 from .pipeline import _per_block, load_template, open_source, registry_for, run_export
 from .plugins import Registry, get_plugin_manager, load_registry
+from .progress import TerminalProgress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -111,21 +112,33 @@ def cli() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for relative sink paths (default: the template's folder).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing on success.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing on success; no progress.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show rows, rate and ETA on stderr (default: when stderr is a terminal).",
+)
 @guarded
 def run(
-    template: str, source: str | None, blocks: Sequence[str], out_dir: Path | None, quiet: bool
+    template: str,
+    source: str | None,
+    blocks: Sequence[str],
+    out_dir: Path | None,
+    quiet: bool,
+    progress: bool | None,
 ) -> None:
     """Run TEMPLATE (a TOML file or a builtin template's name)."""
     manager = get_plugin_manager()
     registry = load_registry(manager)
     loaded = load_template(template, registry=registry)
+    show = (not quiet and sys.stderr.isatty()) if progress is None else progress and not quiet
     report = run_export(
         loaded,
         source=source,
         blocks=blocks or None,
         out_dir=out_dir,
         plugin_manager=manager,
+        progress=TerminalProgress(sys.stderr) if show else None,
     )
     if not quiet:
         for output in report.outputs:

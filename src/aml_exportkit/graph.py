@@ -179,6 +179,9 @@ class RecordGraph:
         self.result_counts: dict[str, int] = {"profile": 0, "trial": 0}
         #: Results kept although their section is not exported (``missing_sections="keep"``).
         self.missing_section_refs = 0
+        #: The source's estimate of the number of trial results, for progress displays;
+        #: a source may refine it while the results stream.
+        self.expected_trial_results: int | None = None
 
     # -- small tables ---------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ plugin registry.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -17,14 +17,12 @@ from .contracts import OutputReport, Sink, SinkContext, Source, SourceOptions
 from .errors import SinkError, TemplateError
 from .graph import RecordGraph, SourceInfo
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
+from .progress import NullProgress, Progress
 from .selection import Selection
 from .template.load import load_template as _load_template
 from .template.model import SinkTable, Template
 
 BLOCK_PLACEHOLDER = "{block}"
-
-#: Called with the number of results written so far.
-ProgressCallback = Callable[[int], None]
 
 
 @attrs.frozen(kw_only=True)
@@ -120,7 +118,7 @@ def run_export(
     blocks: Sequence[str] | None = None,
     out_dir: Path | None = None,
     plugin_manager: PluginManager | None = None,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
 ) -> ExportReport:
     """Run ``template``: read the source, feed every sink, then move the outputs into place.
 
@@ -130,7 +128,7 @@ def run_export(
     :param out_dir: the folder relative sink paths are relative to (default: the
         template's folder).
     :param plugin_manager: the plugins to use (default: a fresh manager).
-    :param progress: called with the running count of results written.
+    :param progress: receives the running count of trial results written.
     :raises ExportkitError: for any problem; the output locations are then as they were.
     """
     registry = registry_for(plugin_manager)
@@ -140,6 +138,7 @@ def run_export(
     units: list[tuple[str, ...]] = (
         [(slug,) for slug in wanted] if per_block and wanted else [wanted]
     )
+    progress = progress or NullProgress()
     outputs = OutputSet()
     reports: list[OutputReport] = []
     infos: list[SourceInfo] = []
@@ -163,6 +162,8 @@ def run_export(
     except BaseException:
         outputs.discard()
         raise
+    finally:
+        progress.finish()
     return ExportReport(outputs=tuple(reports), sources=tuple(infos), result_counts=counts)
 
 
@@ -197,7 +198,7 @@ def _make_sinks(
 def _drive(
     graph: RecordGraph,
     sinks: list[tuple[SinkContext, Sink]],
-    progress: ProgressCallback | None,
+    progress: Progress,
 ) -> list[OutputReport]:
     live = [sink for _, sink in sinks]
     try:
@@ -216,8 +217,7 @@ def _drive(
                 with _naming(context):
                     sink.write_results(batch)
             done += len(batch)
-            if progress is not None:
-                progress(done)
+            progress.update(done, graph.expected_trial_results)
         reports: list[OutputReport] = []
         for context, sink in sinks:
             with _naming(context):

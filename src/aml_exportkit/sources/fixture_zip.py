@@ -182,14 +182,22 @@ class FixtureZipSource:
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
             raise SourceError(f"broken zip member: {exc}", file=self._where(name)) from None
 
-    def _records(self, name: str) -> Iterator[Sequence[Record]]:
-        """Decode member ``name`` in batches, checking each object's model label."""
+    def _records(
+        self, name: str, read_fraction: Callable[[float], None] | None = None
+    ) -> Iterator[Sequence[Record]]:
+        """Decode member ``name`` in batches, checking each object's model label.
+
+        :param read_fraction: told, before each batch, how much of the member was read.
+        """
         fixture = _FILES[name]
         where = self._where(name)
         decode = make_fixture_decoder(fixture.model)
         label = fixture.model.label
+        size = max(self.members[name].file_size, 1)
         with self._member(name) as stream:
             for items in iter_json_array(stream, name=where):
+                if read_fraction is not None:
+                    read_fraction(stream.tell() / size)
                 batch: list[Record] = []
                 for item in items:
                     model = item.get("model") if type(item) is dict else None
@@ -333,12 +341,15 @@ class FixtureZipSource:
                 builder.add(key, record, where(name))
         builder.set_result_origin("profile", where("profiles.json"))
         builder.set_result_origin("trial", where("results.json"))
-        return builder.build(
+        graph = builder.build(
             profile_results=lambda: self._results(
                 "profiles.json", "participant", excluded_participants
             ),
-            trial_results=lambda: self._results("results.json", "session", excluded_sessions),
+            trial_results=lambda: self._results(
+                "results.json", "session", excluded_sessions, estimate=_estimator(graph)
+            ),
         )
+        return graph
 
     def _block_pk(self, sessions: Sequence[Session], feedback: Sequence[Any]) -> int | None:
         """The block every session and feedback belongs to; another block is an error."""
@@ -369,7 +380,11 @@ class FixtureZipSource:
         return block_pk
 
     def _results(
-        self, name: str, owner_field: str, excluded: set[int]
+        self,
+        name: str,
+        owner_field: str,
+        excluded: set[int],
+        estimate: Callable[[int, float], None] | None = None,
     ) -> Iterator[Sequence[Result]]:
         """Results of member ``name`` regrouped by (owner, pk), in batches.
 
@@ -383,7 +398,17 @@ class FixtureZipSource:
         batch: list[Result] = []
         group: list[Result] = []
         group_owner: int | None = None
-        for records in self._records(name):
+        seen = 0
+        fraction = 0.0
+
+        def note(read: float) -> None:
+            nonlocal fraction
+            fraction = read
+
+        for records in self._records(name, note if estimate is not None else None):
+            if estimate is not None:
+                seen += len(records)
+                estimate(seen, fraction)
             for result in records:
                 owner = owner_of(result)  # type: ignore[arg-type]
                 if owner != group_owner:
@@ -416,6 +441,16 @@ class FixtureZipSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _estimator(graph: RecordGraph) -> Callable[[int, float], None]:
+    """Keep ``graph.expected_trial_results`` at the count the bytes read so far suggest."""
+
+    def estimate(seen: int, fraction: float) -> None:
+        if fraction > 0:
+            graph.expected_trial_results = max(seen, round(seen / fraction))
+
+    return estimate
 
 
 def _pk(result: Result) -> int:
