@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aml_exportkit.errors import SinkError
+from aml_exportkit.errors import TemplateError
 from aml_exportkit.tabular.table import read_exportkit_csv
 from sinks.tabular_data import run
 
@@ -85,7 +85,7 @@ def test_profile_columns_per_row(tmp_path: Path) -> None:
 
 
 def test_explode_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(SinkError, match="explode"):
+    with pytest.raises(TemplateError, match=r"sinks\[0\].*explode"):
         run(SMALL.replace('include = ["decision_time"]', 'lists = "explode"'), tmp_path)
 
 
@@ -94,3 +94,8 @@ def test_header_even_for_an_empty_block(tmp_path: Path) -> None:
     header, rows = _load(tmp_path / "w.csv")
     assert header == ["session_id", "participant_id"]
     assert rows == []
+
+
+def test_dashboard_style_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match=r"sinks\[0\].*csv-long"):
+        run('[[sinks]]\ntype = "csv-wide"\npath = "x.csv"\nstyle = "muscle-dashboard"\n', tmp_path)

@@ -210,6 +210,12 @@ class CsvWideOptions(TableOptions):
 
     wide: WideOptions = WideOptions()
 
+    def __attrs_post_init__(self) -> None:
+        if self.style == "muscle-dashboard":
+            raise ValueError("style 'muscle-dashboard' is MUSCLE's long CSV; use csv-long")
+        if self.flatten.lists == "explode":
+            raise ValueError("flatten.lists = 'explode' needs a long table; use csv-long")
+
 
 @attrs.frozen(kw_only=True)
 class ParquetOptions(TableOptions):
