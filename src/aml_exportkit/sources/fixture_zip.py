@@ -179,7 +179,9 @@ class FixtureZipSource:
         try:
             with self._zip.open(self.members[name]) as stream:
                 yield stream
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+            # zipfile reports a corrupt directory with any of these (a negative seek gives
+            # OSError, a bad header ValueError); all mean the same to a user.
             raise SourceError(f"broken zip member: {exc}", file=self._where(name)) from None
 
     def _records(
