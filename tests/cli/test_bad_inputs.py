@@ -366,3 +366,10 @@ def test_missing_section_is_an_error_unless_kept(
     )
     assert kept.exit_code == 0, kept.output
     assert (tmp_path / "out2" / "r.zip").is_file()
+
+
+def test_gzip_bomb_guard(tmp_path: Path, cli_runner: CliRunner) -> None:
+    bad = tmp_path / "bomb.zip"
+    bad.write_bytes(gzip.compress(b"PK\x03\x04" + b"\0" * (50 << 20)))
+    result = run_cli(cli_runner, bad, tmp_path / "out")
+    assert_clean_failure(result, EXIT_SOURCE, [str(bad), "zip bomb"], tmp_path / "out")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import re
-import shutil
 import tempfile
 import zipfile
 import zlib
@@ -118,8 +117,16 @@ class FixtureZipSource:
         # file: it disappears with the process, even one killed with SIGKILL.
         spool = tempfile.TemporaryFile(prefix="exportkit-gunzip-")  # noqa: SIM115
         try:
+            limit = MAX_COMPRESSION_RATIO * self.path.stat().st_size + (1 << 20)
             with gzip.open(self.path, "rb") as gz:
-                shutil.copyfileobj(gz, spool, 1 << 20)
+                while chunk := gz.read(1 << 20):
+                    spool.write(chunk)
+                    if spool.tell() > limit:
+                        raise SourceError(
+                            f"the gzip data inflates more than {MAX_COMPRESSION_RATIO} times;"
+                            " refusing a possible zip bomb",
+                            file=self.label,
+                        )
             spool.seek(0)
             head = spool.read(4)
             spool.seek(0)
