@@ -228,7 +228,7 @@ class ParquetOptions(TableOptions):
 
     layout: Literal["long", "wide"] = "long"
     wide: WideOptions = WideOptions()
-    row_group_size: int = 65536
+    row_group_size: int = 16384
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
 
 
