@@ -51,7 +51,7 @@ def test_extends_a_builtin(tmp_path: Path) -> None:
 def test_errors_in_the_base_name_the_base(tmp_path: Path) -> None:
     write(tmp_path / "base.toml", '[[sinks]]\ntype = "fixture-json"\npath = "a"\nzip = 1\n')
     child = write(tmp_path / "child.toml", 'extends = "base.toml"\n')
-    with pytest.raises(TemplateError, match="sinks\\[0\\].zip"):
+    with pytest.raises(TemplateError, match=r"sinks\[0\]\.zip"):
         load_template(child, sinks=SINKS, templates={})
 
 
