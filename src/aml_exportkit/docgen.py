@@ -160,7 +160,7 @@ def template_reference(registry: Registry) -> str:
         lines += table_of(
             spec.options,
             "",
-            f"#### `type = \"{name}\"` ({provided.provider}): {spec.description}",
+            f'#### `type = "{name}"` ({provided.provider}): {spec.description}',
         )
     return "\n".join(lines).rstrip() + "\n"
 

@@ -26,11 +26,17 @@ def write(path: Path, text: str) -> str:
 
 
 def test_extends_a_file_and_overrides_keys(tmp_path: Path) -> None:
-    write(tmp_path / "base.toml", 'name = "base"\n[source]\nblocks = ["a"]\n'
-          '[[sinks]]\ntype = "fixture-json"\npath = "a.zip"\n')
-    child = write(tmp_path / "child.toml", 'extends = "base.toml"\ndescription = "mine"\n'
-                  '[source]\nmissing_sections = "keep"\n[[sinks]]\ncompression = "deflate"\n'
-                  '[[sinks]]\ntype = "fixture-json"\npath = "second.zip"\n')
+    write(
+        tmp_path / "base.toml",
+        'name = "base"\n[source]\nblocks = ["a"]\n'
+        '[[sinks]]\ntype = "fixture-json"\npath = "a.zip"\n',
+    )
+    child = write(
+        tmp_path / "child.toml",
+        'extends = "base.toml"\ndescription = "mine"\n'
+        '[source]\nmissing_sections = "keep"\n[[sinks]]\ncompression = "deflate"\n'
+        '[[sinks]]\ntype = "fixture-json"\npath = "second.zip"\n',
+    )
     template = load_template(child, sinks=SINKS, templates={})
     assert template.name == "base"
     assert template.description == "mine"
