@@ -88,6 +88,13 @@ class OutputSet:
         self._pending[target] = temp
         return temp
 
+    def pending_path(self, target: Path) -> Path:
+        """The temporary file that will become ``target``.
+
+        :raises KeyError: when ``target`` was not created in this set.
+        """
+        return self._pending[target.absolute()]
+
     def _make_parents(self, folder: Path) -> None:
         missing: list[Path] = []
         while not folder.exists():

@@ -102,11 +102,33 @@ class SourceSpec:
 
 
 @attrs.frozen(kw_only=True)
+class ColumnInfo:
+    """Where one output column comes from, for manifests and codebooks.
+
+    :param name: the column's name in the output.
+    :param origin: the model field or JSON document it comes from, e.g.
+        ``result.given_response`` or ``result.json_data``.
+    :param path: for a value taken from inside ``json_data``, its path (``config.buttons[0]``).
+    :param rule: how the value was made, e.g. ``field``, ``flatten``, ``json-text``.
+    :param type: the column's type, when the sink knows it (``string``, ``integer``,
+        ``number``, ``boolean``, ``datetime``, ``json``).
+    """
+
+    name: str
+    origin: str
+    path: str | None = None
+    rule: str | None = None
+    type: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class OutputReport:
-    """One file a sink wrote: its final path and how many rows (or records) it holds."""
+    """One file a sink wrote: its final path, how many rows (or records) it holds and,
+    for tables, where each column comes from."""
 
     path: Path
     rows: int
+    columns: tuple[ColumnInfo, ...] = ()
 
 
 @attrs.frozen(kw_only=True)

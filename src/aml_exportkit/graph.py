@@ -230,6 +230,17 @@ class RecordGraph:
         """The blocks' feedback by pk."""
         return self._tables["feedback"]
 
+    def replace_table(self, key: str, records: Mapping[int, Any]) -> None:
+        """Replace the small table of model ``key`` (e.g. pseudonymised participants).
+
+        :raises ValueError: when the primary keys change: foreign keys point at them.
+        """
+        if set(records) != set(self._tables[key]):
+            raise ValueError(f"replacing the {key} table must keep its primary keys")
+        tables = dict(self._tables)
+        tables[key] = dict(records)
+        self._tables = tables
+
     def table(self, key: str) -> Mapping[int, Any]:
         """The small table of model ``key`` (e.g. ``"session"``)."""
         return self._tables[key]

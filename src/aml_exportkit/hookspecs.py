@@ -15,11 +15,16 @@ documents each hook; a test fails when a hook is missing there.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from .contracts import SinkSpec, SourceSpec, TemplateSpec
+from .graph import RecordGraph
+
+if TYPE_CHECKING:
+    from .template.model import Template
 
 PROJECT_NAME = "aml_exportkit"
 
@@ -86,5 +91,32 @@ def exportkit_register_templates() -> Iterable[TemplateSpec]:
         def exportkit_register_templates():
             return [TemplateSpec(name="mylab:trials", description="...",
                                  text=files("mylab").joinpath("trials.toml").read_text())]
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def exportkit_prepare_graph(graph: RecordGraph, template: Template) -> Mapping[str, Any] | None:
+    """Change the graph's small tables after the source has read them and before any sink
+    sees them: for example, pseudonymise participants (the builtin ``[privacy]`` table is
+    implemented this way).
+
+    :param graph: the graph of one block (or of all blocks of the run); replace records with
+        :meth:`RecordGraph.replace_table`, keeping primary keys and foreign keys intact.
+        Results stream later and cannot be changed here.
+    :param template: the run's template.
+    :return: ``None``, or a JSON-ready mapping that the run's ``manifest.json`` records under
+        ``transforms`` (say what was changed, never secrets).
+
+    Every implementation is called, in registration order (builtins first).
+
+    Example::
+
+        @hookimpl
+        def exportkit_prepare_graph(graph, template):
+            graph.replace_table("participant", {
+                pk: attrs.evolve(p, access_info=None) for pk, p in graph.participants.items()
+            })
+            return {"dropped": ["access_info"]}
     """
     raise NotImplementedError

@@ -7,11 +7,13 @@ plugin registry.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
+from . import manifest
 from .atomic import OutputSet
 from .contracts import OutputReport, Sink, SinkContext, Source, SourceOptions
 from .errors import SinkError, TemplateError
@@ -131,7 +133,8 @@ def run_export(
     :param progress: receives the running count of trial results written.
     :raises ExportkitError: for any problem; the output locations are then as they were.
     """
-    registry = registry_for(plugin_manager)
+    pm = plugin_manager or get_plugin_manager()
+    registry = load_registry(pm)
     uri = resolve_source_uri(template, source)
     wanted = tuple(blocks) if blocks else template.source.blocks
     per_block = _per_block(template)
@@ -140,8 +143,9 @@ def run_export(
     )
     progress = progress or NullProgress()
     outputs = OutputSet()
-    reports: list[OutputReport] = []
+    written: list[tuple[str, OutputReport]] = []
     infos: list[SourceInfo] = []
+    transforms: list[Mapping[str, Any]] = []
     counts = {"profile": 0, "trial": 0}
     try:
         with open_source(
@@ -152,19 +156,76 @@ def run_export(
             for unit in units:
                 selection = Selection(blocks=unit, filter=template.filter)
                 with opened.read(selection) as graph:
+                    transforms.extend(_prepare(pm, graph, template))
                     slug = _single_slug(graph) if per_block else None
                     sinks = _make_sinks(template, registry, outputs, out_dir, slug)
-                    reports.extend(_drive(graph, sinks, progress))
+                    written.extend(_drive(graph, sinks, progress))
                     infos.append(graph.info)
                     for kind, n in graph.result_counts.items():
                         counts[kind] += n
+            if template.manifest:
+                _write_manifest(
+                    template,
+                    pm,
+                    opened,
+                    outputs,
+                    out_dir,
+                    wanted,
+                    written,
+                    infos,
+                    transforms,
+                    counts,
+                )
         outputs.commit()
     except BaseException:
         outputs.discard()
         raise
     finally:
         progress.finish()
-    return ExportReport(outputs=tuple(reports), sources=tuple(infos), result_counts=counts)
+    return ExportReport(
+        outputs=tuple(report for _, report in written),
+        sources=tuple(infos),
+        result_counts=counts,
+    )
+
+
+def _prepare(pm: PluginManager, graph: RecordGraph, template: Template) -> list[Mapping[str, Any]]:
+    """Let every plugin change the small tables (pseudonymisation) before the sinks start."""
+    results = pm.hook.exportkit_prepare_graph(graph=graph, template=template)
+    return [r for r in reversed(results) if r]
+
+
+def _write_manifest(
+    template: Template,
+    pm: PluginManager,
+    source: Source,
+    outputs: OutputSet,
+    out_dir: Path | None,
+    blocks: Sequence[str],
+    written: Sequence[tuple[str, OutputReport]],
+    infos: Sequence[SourceInfo],
+    transforms: Sequence[Mapping[str, Any]],
+    counts: Mapping[str, int],
+) -> None:
+    folder = manifest.manifest_folder([r.path for _, r in written], out_dir, template)
+    entries = [
+        manifest.output_entry(report, outputs.pending_path(report.path), folder, sink)
+        for sink, report in written
+    ]
+    details_of = getattr(source, "manifest_details", None)
+    details = details_of() if callable(details_of) else {}
+    document = manifest.build_manifest(
+        template=template,
+        pm=pm,
+        sources=infos,
+        source_details=details,
+        blocks=blocks,
+        outputs=entries,
+        transforms=transforms,
+        result_counts=counts,
+    )
+    path = outputs.create(folder / manifest.MANIFEST_NAME)
+    path.write_bytes(manifest.dumps(document))
 
 
 def _single_slug(graph: RecordGraph) -> str | None:
@@ -199,7 +260,7 @@ def _drive(
     graph: RecordGraph,
     sinks: list[tuple[SinkContext, Sink]],
     progress: Progress,
-) -> list[OutputReport]:
+) -> list[tuple[str, OutputReport]]:
     live = [sink for _, sink in sinks]
     try:
         for context, sink in sinks:
@@ -218,10 +279,10 @@ def _drive(
                     sink.write_results(batch)
             done += len(batch)
             progress.update(done, graph.expected_trial_results)
-        reports: list[OutputReport] = []
+        reports: list[tuple[str, OutputReport]] = []
         for context, sink in sinks:
             with _naming(context):
-                reports.extend(sink.finish())
+                reports.extend((context.name, report) for report in sink.finish())
         return reports
     except BaseException:
         for sink in live:

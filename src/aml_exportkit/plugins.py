@@ -37,6 +37,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "aml_exportkit.sinks.csv_wide",
     "aml_exportkit.sinks.parquet",
     "aml_exportkit.builtin_templates",
+    "aml_exportkit.privacy",
 )
 #: The entry-point group third-party plugins register in.
 ENTRY_POINT_GROUP = "aml_exportkit"

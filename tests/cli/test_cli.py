@@ -66,7 +66,7 @@ def test_command_line_overrides_the_template(
     )
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
-    assert [p.name for p in out.iterdir()] == ["my-slug.zip"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "my-slug.zip"]
 
 
 def test_block_slug_is_guessed_from_the_file_name(

@@ -147,7 +147,7 @@ def test_sigkill_leaves_named_temporaries_that_the_next_run_removes(
         check=False,
     )
     assert rerun.returncode == 0, rerun.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a.zip"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.zip", "manifest.json"]
 
 
 def test_failing_sink_exit_code_through_the_cli(reference_dir: Path, tmp_path: Path) -> None:

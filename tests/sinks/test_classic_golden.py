@@ -123,8 +123,9 @@ def test_cli_run_writes_exactly_one_csv(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    files = list(out.iterdir())
+    files = list(out.glob("*.csv"))
     assert [f.name for f in files] == ["tafc-dvorak.csv"]
+    assert sorted(f.name for f in out.iterdir()) == ["manifest.json", "tafc-dvorak.csv"]
     assert _rows(files[0]) == 143
 
 
@@ -134,7 +135,7 @@ def test_cli_run_from_the_database(muscle_2024_db: str, tmp_path: Path) -> None:
     args = ["run", "muscle-classic:long_json", "--source", muscle_2024_db]
     result = CliRunner().invoke(cli, [*args, "--block", "bat-ref", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert [f.name for f in out.iterdir()] == ["bat-ref.csv"]
+    assert [f.name for f in out.glob("*.csv")] == ["bat-ref.csv"]
     reference = REFERENCE / "v2024" / "csv" / "bat-ref__long_json.csv"
     assert table_differences(out / "bat-ref.csv", reference) == []
 

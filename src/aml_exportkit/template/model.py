@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import attrs
 
+from ..privacy import PrivacyTable
 from ..selection import Filter
 
 
@@ -56,6 +57,9 @@ class Template:
     :param description: what the template is for.
     :param source: the ``[source]`` table.
     :param filter: the ``[filter]`` table.
+    :param privacy: the ``[privacy]`` table: pseudonymised and dropped identifiers.
+    :param manifest: write ``manifest.json`` (versions, template, source, checksums of every
+        output) beside the outputs.
     :param sinks: the ``[[sinks]]`` entries, at least one.
     :param file: where it was loaded from (a path, or a builtin template's name).
     :param text: the TOML text it was parsed from.
@@ -67,6 +71,8 @@ class Template:
     description: str | None = None
     source: SourceTable = SourceTable()
     filter: Filter = Filter()
+    privacy: PrivacyTable = PrivacyTable()
+    manifest: bool = True
     sinks: tuple[SinkTable, ...] = ()
     file: str = attrs.field(default="<template>", metadata={"internal": True})
     text: str = attrs.field(default="", metadata={"internal": True}, repr=False)

@@ -1,0 +1,197 @@
+"""``manifest.json``: what a run read, how, and what it wrote, with checksums.
+
+Written beside the outputs by every run (unless the template says ``manifest = false``),
+through the same atomic output set as the outputs themselves, so it appears only with them.
+It records the tool and plugin versions, the template text and its sha256, the source (a
+zip's sha256, or the database, its server version, MUSCLE's migration state and the
+snapshot time), the filters, the transforms (pseudonymisation, with a key fingerprint, never
+the key), and every output file with its row count, size, sha256 and columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from . import __version__
+from .contracts import OutputReport
+from .graph import SourceInfo
+from .plugins import PluginManager
+from .template.model import Template
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """The hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class BackgroundHash:
+    """The sha256 of a file, computed in a daemon thread (hashlib releases the GIL, so it
+    runs on another core) that never holds up the process's exit.
+
+    :param path: the file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._stop = threading.Event()
+        self._digest: str | None = None
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="exportkit-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        digest = hashlib.sha256()
+        try:
+            with self._path.open("rb") as fh:
+                while not self._stop.is_set() and (block := fh.read(1 << 20)):
+                    digest.update(block)
+        except OSError as exc:
+            self._error = exc
+            return
+        if not self._stop.is_set():
+            self._digest = digest.hexdigest()
+
+    def result(self) -> str:
+        """Wait for the digest.
+
+        :raises OSError: when the file could not be read.
+        """
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._digest is None:
+            raise RuntimeError("the hash was cancelled")
+        return self._digest
+
+    def cancel(self) -> None:
+        """Stop hashing (the result is then unavailable)."""
+        self._stop.set()
+
+
+def manifest_folder(targets: Sequence[Path], out_dir: Path | None, template: Template) -> Path:
+    """Where the manifest goes: ``--out`` when given, else the folder all outputs share."""
+    if out_dir is not None:
+        return out_dir.absolute()
+    if not targets:
+        return template.folder
+    return Path(os.path.commonpath([t.absolute().parent for t in targets]))
+
+
+def plugin_versions(pm: PluginManager) -> list[dict[str, Any]]:
+    """Every registered plugin with its distribution and that distribution's version."""
+    rows: list[dict[str, Any]] = []
+    for name, _plugin in sorted(pm.list_name_plugin(), key=lambda item: str(item[0])):
+        dist = pm.distribution_of(str(name))
+        version: str | None = __version__
+        if dist is not None:
+            try:
+                version = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                version = None
+        rows.append(
+            {"plugin": str(name), "distribution": dist or "aml-exportkit", "version": version}
+        )
+    return rows
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
+    if attrs.has(type(value)):
+        return _jsonable(attrs.asdict(value, recurse=False))
+    return value
+
+
+def output_entry(report: OutputReport, written: Path, folder: Path, sink: str) -> dict[str, Any]:
+    """One output file: where, which sink, rows, bytes, sha256 and (when reported) columns.
+
+    :param written: the file as it is now (the temporary file, before the rename).
+    """
+    target = report.path.absolute()
+    try:
+        shown = str(target.relative_to(folder))
+    except ValueError:
+        shown = str(target)
+    entry: dict[str, Any] = {
+        "path": shown,
+        "sink": sink,
+        "rows": report.rows,
+        "bytes": written.stat().st_size,
+        "sha256": sha256_file(written),
+    }
+    if report.columns:
+        entry["columns"] = [_jsonable(column) for column in report.columns]
+    return entry
+
+
+def build_manifest(
+    *,
+    template: Template,
+    pm: PluginManager,
+    sources: Iterable[SourceInfo],
+    source_details: Mapping[str, Any],
+    blocks: Sequence[str],
+    outputs: Sequence[dict[str, Any]],
+    transforms: Sequence[Mapping[str, Any]],
+    result_counts: Mapping[str, int],
+) -> dict[str, Any]:
+    """The manifest as a JSON-ready dict."""
+    text = template.text
+    return {
+        "manifest_version": FORMAT_VERSION,
+        "tool": {"name": "aml-exportkit", "version": __version__},
+        "plugins": plugin_versions(pm),
+        "template": {
+            "file": template.file,
+            "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            "text": text,
+        },
+        "source": {
+            "parts": [
+                {
+                    "kind": info.kind,
+                    "location": info.location,
+                    "schema_version": info.schema_version,
+                    "details": _jsonable(info.details),
+                }
+                for info in sources
+            ],
+            **_jsonable(source_details),
+        },
+        "selection": {
+            "blocks": list(blocks),
+            "filter": _jsonable(attrs.asdict(template.filter)),
+        },
+        "transforms": [_jsonable(t) for t in transforms],
+        "result_counts": dict(result_counts),
+        "outputs": list(outputs),
+    }
+
+
+def dumps(manifest: Mapping[str, Any]) -> bytes:
+    """The manifest's bytes: indented, keys in the order built, UTF-8, a final newline."""
+    return (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
