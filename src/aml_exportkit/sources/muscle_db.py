@@ -46,12 +46,15 @@ from ..errors import DatabaseError, SourceError
 from ..graph import GraphBuilder, RecordGraph, SourceInfo
 from ..hookspecs import hookimpl
 from ..records import Block, Experiment, JSONValue, Phase, Playlist, Result
-from ..schema import MODELS, ModelSpec, django_datetime
+from ..schema import MODELS, Kind, ModelSpec, django_datetime
 from ..selection import Filter, Selection
 
 NAME = "postgresql"
-#: Rows fetched per round trip from a server-side cursor, and results per batch to sinks.
-BATCH_SIZE = 5000
+#: Rows fetched per round trip from a server-side cursor.
+FETCH_SIZE = 2000
+#: Results per batch handed to sinks. Small batches keep the parsed json_data of a batch in
+#: the CPU caches: on 760k results, 500 per batch read in 6.1 s and 5000 in 9.3 s.
+BATCH_SIZE = 500
 #: Seconds to wait for the server unless the URI or PGCONNECT_TIMEOUT says otherwise.
 CONNECT_TIMEOUT = 10
 #: How many slugs an "unknown block" message lists before it says "and N more".
@@ -380,24 +383,29 @@ def detect_schema(conn: psycopg.Connection[Any], target: Target) -> SchemaInfo:
 # -- values ---------------------------------------------------------------------------------
 
 
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# Every digit becomes b"0" and everything else a space, so that one C-speed find spots a
+# run of 19 digits (a regex scan measured ten times slower on result documents).
+_DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_NINETEEN_DIGITS = b"0" * 19
 
 
-def _loads(data: bytes | bytearray | memoryview | str) -> Any:
-    """jsonb text → Python, keeping the key order (jsonb's own).
+def _loads(data: bytes | bytearray | memoryview | str | None) -> Any:
+    """jsonb text (UTF-8) → Python, keeping the key order (jsonb's own); None stays None.
 
     orjson is the fast path, but it silently turns an integer beyond 64 bits (which
     jsonb's numeric holds) into a float; a document with a run of 19 or more digits goes
     through the standard library instead, which keeps every integer exact.
     """
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    if _LONG_DIGITS.search(data) is None:
+    if data is None:
+        return None
+    if type(data) is not bytes:
+        data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    if data.translate(_DIGITS_TO_ZERO).find(_NINETEEN_DIGITS) < 0:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(bytes(data))
+    return json.loads(data)
 
 
 def _jsonable(value: Any) -> JSONValue:
@@ -418,23 +426,66 @@ def _jsonable(value: Any) -> JSONValue:
 
 
 def _row_maker(model: ModelSpec, extras: Sequence[tuple[str, str]]) -> Callable[[Any], Any]:
-    """The function that turns a row (declared columns, then ``extras``) into a record."""
+    """The function that turns a row (declared columns, then ``extras``) into a record.
+
+    JSON fields arrive as UTF-8 bytes (see :meth:`MuscleDatabase._cols`) and are parsed
+    here.
+    """
+    if model.key == "result" and not extras:
+        return _make_result
     names = tuple(f.name for f in model.fields)
+    json_at = frozenset(i for i, f in enumerate(model.fields, start=1) if f.kind is Kind.JSON)
     record_type = model.record_type
     n = len(names) + 1
-    if not extras:
-
-        def make(row: Any) -> Any:
-            return record_type(pk=row[0], **dict(zip(names, row[1:], strict=True)))
-
-        return make
     extra_names = tuple(field for _, field in extras)
 
-    def make_with_extra(row: Any) -> Any:
-        extra = {k: _jsonable(v) for k, v in zip(extra_names, row[n:], strict=True)}
-        return record_type(pk=row[0], extra=extra, **dict(zip(names, row[1:n], strict=True)))
+    def make(row: Any) -> Any:
+        values = [_loads(v) if i in json_at else v for i, v in enumerate(row[:n])]
+        kwargs = dict(zip(names, values[1:], strict=True))
+        if extra_names:
+            kwargs["extra"] = {k: _jsonable(v) for k, v in zip(extra_names, row[n:], strict=True)}
+        return record_type(pk=row[0], **kwargs)
 
-    return make_with_extra
+    return make
+
+
+def _make_result(row: Any) -> Result:
+    """A result row (columns in :data:`_RESULT_FIELDS` order) as a record.
+
+    Spelled out because results are the bulk of an export: keyword arguments measured
+    30 % faster than building a dict per row.
+    """
+    return Result(
+        pk=row[0],
+        session=row[1],
+        participant=row[2],
+        section=row[3],
+        created_at=row[4],
+        question_key=row[5],
+        expected_response=row[6],
+        given_response=row[7],
+        comment=row[8],
+        score=row[9],
+        scoring_rule=row[10],
+        json_data=_loads(row[11]),
+    )
+
+
+_RESULT_FIELDS = (
+    "session",
+    "participant",
+    "section",
+    "created_at",
+    "question_key",
+    "expected_response",
+    "given_response",
+    "comment",
+    "score",
+    "scoring_rule",
+    "json_data",
+)
+# _make_result must follow the schema's field order.
+assert tuple(f.name for f in MODELS["result"].fields) == _RESULT_FIELDS
 
 
 # -- the source -----------------------------------------------------------------------------
@@ -557,12 +608,26 @@ class MuscleDatabase:
     # -- queries ----------------------------------------------------------------------------
 
     def _cols(self, key: str, alias: str) -> sql.Composed:
-        """The SELECT list of model ``key``'s table: declared columns, then extra ones."""
-        cols = known_columns(MODELS[key]) + tuple(c for c, _ in self.schema.extra_columns(key))
-        return sql.SQL(", ").join(sql.Identifier(alias, c) for c in cols)
+        """The SELECT list of model ``key``'s table: declared columns, then extra ones.
+
+        Declared JSON fields come as the jsonb's UTF-8 text (``bytea``), parsed by the row
+        maker: psycopg's per-value loader dispatch measured 1.8 s per 760k results on top
+        of the parsing itself.
+        """
+        model = MODELS[key]
+        json_fields = {_column(f.name, f.fk) for f in model.fields if f.kind is Kind.JSON}
+        items: list[sql.Composable] = []
+        for col in known_columns(model):
+            ident = sql.Identifier(alias, col)
+            if col in json_fields:
+                items.append(sql.SQL("convert_to({}::text, 'UTF8')").format(ident))
+            else:
+                items.append(ident)
+        items.extend(sql.Identifier(alias, c) for c, _ in self.schema.extra_columns(key))
+        return sql.SQL(", ").join(items)
 
     def _stream(
-        self, query: sql.Composed, params: Params, size: int = BATCH_SIZE
+        self, query: sql.Composed, params: Params, size: int = FETCH_SIZE
     ) -> Iterator[list[Any]]:
         """Rows of ``query`` in lists of ``size``, through a server-side cursor."""
         name = f"exportkit_{uuid.uuid4().hex[:12]}"
@@ -1010,7 +1075,8 @@ class MuscleDatabase:
         make = _row_maker(MODELS["result"], self.schema.extra_columns("result"))
         with self._errors(f"reading {kind} results"):
             for rows in self._stream(query, params):
-                yield [make(row) for row in rows]
+                for start in range(0, len(rows), BATCH_SIZE):
+                    yield [make(row) for row in rows[start : start + BATCH_SIZE]]
 
     def close(self) -> None:
         """Close the connection."""
