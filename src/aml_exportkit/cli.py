@@ -252,6 +252,68 @@ def verify(source: str, reference: str, blocks: Sequence[str]) -> None:
         raise VerifyError(report.summary())
 
 
+@cli.command()
+@click.argument("template")
+@click.option("--source", "source", metavar="URI", help="Overrides [source] uri.")
+@click.option("--block", "blocks", multiple=True, metavar="SLUG", help="Overrides [source] blocks.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--strict", is_flag=True, help="Exit 9 when anything drifted.")
+@guarded
+def check(
+    template: str, source: str | None, blocks: Sequence[str], as_json: bool, strict: bool
+) -> None:
+    """Compare TEMPLATE with the data: json_data paths not exported, template paths never
+    seen, type conflicts; and what each output would hold (rows, columns)."""
+    from .check import check_template
+    from .errors import VerifyError
+
+    manager = get_plugin_manager()
+    loaded = load_template(template, registry=load_registry(manager))
+    report = check_template(loaded, source=source, blocks=blocks or None, plugin_manager=manager)
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if strict and report.has_drift:
+        raise VerifyError("the template and the data have drifted apart (see above)")
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--block", "blocks", multiple=True, metavar="SLUG", help="Block slug(s) to scan.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the template to this file (default: print it).",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing --output file.")
+@guarded
+def init(source: str, blocks: Sequence[str], output: Path | None, force: bool) -> None:
+    """Write a starter template for SOURCE that lists every field and json_data path found,
+    with its type and how often it occurs."""
+    from .atomic import OutputSet
+    from .errors import SinkError
+    from .init import init_template
+
+    folder = output.absolute().parent if output is not None else Path.cwd()
+    text = init_template(source, blocks=blocks, registry=_registry(), template_folder=folder)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    if output.exists() and not force:
+        raise SinkError("exists; pass --force to overwrite it", sink="init", path=str(output))
+    outputs = OutputSet()
+    try:
+        outputs.create(output).write_text(text, encoding="utf-8")
+        outputs.commit()
+    except BaseException:
+        outputs.discard()
+        raise
+    click.echo(f"wrote {output}")
+
+
 def main() -> None:
     """Entry point of the ``exportkit`` console script."""
     cli(prog_name="exportkit")

@@ -124,11 +124,13 @@ class ColumnInfo:
 @attrs.frozen(kw_only=True)
 class OutputReport:
     """One file a sink wrote: its final path, how many rows (or records) it holds and,
-    for tables, where each column comes from."""
+    for tables, where each column comes from. The pipeline fills in ``sink``, the sink's
+    type name."""
 
     path: Path
     rows: int
     columns: tuple[ColumnInfo, ...] = ()
+    sink: str = ""
 
 
 @attrs.frozen(kw_only=True)

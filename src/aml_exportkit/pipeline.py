@@ -282,7 +282,10 @@ def _drive(
         reports: list[tuple[str, OutputReport]] = []
         for context, sink in sinks:
             with _naming(context):
-                reports.extend((context.name, report) for report in sink.finish())
+                reports.extend(
+                    (context.name, attrs.evolve(report, sink=context.name))
+                    for report in sink.finish()
+                )
         return reports
     except BaseException:
         for sink in live:
