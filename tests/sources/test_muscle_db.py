@@ -351,6 +351,23 @@ def test_export_is_one_snapshot_while_muscle_writes(head_copy: str) -> None:
     assert len(profile) == 69
 
 
+def test_every_read_of_one_source_shares_the_snapshot(head_copy: str) -> None:
+    """A per-block run reads each block separately; all come from one snapshot. A failed
+    read ends it, and the next read starts a fresh one."""
+    with MuscleDatabase(head_copy, SourceOptions()) as source:
+        with source.read(Selection(blocks=("tafc-dvorak",))) as graph:
+            first = len(graph.sessions)
+        admin(head_copy, "DELETE FROM session_session WHERE block_id = 2")
+        with source.read(Selection(blocks=("msi-questionnaire",))) as graph:
+            assert len(graph.sessions) == 6
+            assert sum(len(b) for b in graph.trial_results()) == 0
+        with pytest.raises(SourceError), source.read(Selection(blocks=("nope",))):
+            pass
+        with source.read(Selection(blocks=("msi-questionnaire",))) as graph:
+            assert len(graph.sessions) == 0
+    assert first == 9
+
+
 def test_undeclared_columns_are_kept_and_jsonb_order_and_big_ints(
     head_copy: str, plugin_manager: PluginManager, tmp_path: Path
 ) -> None:

@@ -1,9 +1,10 @@
 """Source: MUSCLE's PostgreSQL database, read with psycopg 3.
 
-One export is one ``REPEATABLE READ, READ ONLY`` transaction: the small tables are read when
-:meth:`MuscleDatabase.read` enters, and the results stream through server-side cursors
-while the caller is still inside the ``with`` block, all from the same snapshot, so MUSCLE
-may keep writing meanwhile. Nothing here holds more than one batch of results.
+An open source is one ``REPEATABLE READ, READ ONLY`` transaction, from the first read to
+:meth:`MuscleDatabase.close`: the small tables are read when :meth:`MuscleDatabase.read`
+enters, and the results stream through server-side cursors while the caller is still
+inside the ``with`` block, all from the same snapshot, so MUSCLE may keep writing
+meanwhile. Nothing here holds more than one batch of results.
 
 The selection is MUSCLE's JSON export (MUSCLE_EXPORT.md §2.3, HEAD column), done in SQL:
 
@@ -528,6 +529,7 @@ class MuscleDatabase:
             self.conn.close()
             raise
         self._in_read = False
+        self._in_snapshot = False
         self._generation = 0
 
     @property
@@ -792,19 +794,35 @@ class MuscleDatabase:
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[int]:
-        """One REPEATABLE READ, READ ONLY transaction; yields its generation number."""
+        """Run inside the source's snapshot; yields a generation number for this use.
+
+        The first use begins one REPEATABLE READ, READ ONLY transaction, and it stays open
+        until :meth:`close`: every block of a run (the pipeline reads per block when the
+        output paths hold ``{block}``) comes from the same snapshot. A failure ends it, so
+        that the next use starts clean.
+        """
         if self._in_read:
             raise RuntimeError("one read at a time per database source")
-        with self._errors("starting the snapshot"):
-            self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        if not self._in_snapshot:
+            with self._errors("starting the snapshot"):
+                self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            self._in_snapshot = True
         self._in_read = True
         self._generation += 1
+        ok = False
         try:
             yield self._generation
+            ok = True
         finally:
             self._in_read = False
             self._generation += 1
-            # Read only, so nothing to keep; a broken connection is reported elsewhere.
+            if not ok:
+                self._end_snapshot()
+
+    def _end_snapshot(self) -> None:
+        if self._in_snapshot:
+            self._in_snapshot = False
+            # Read only, so nothing to keep; a broken connection was reported already.
             with contextlib.suppress(psycopg.Error):
                 self.conn.execute("ROLLBACK")
 
@@ -1079,7 +1097,8 @@ class MuscleDatabase:
                     yield [make(row) for row in rows[start : start + BATCH_SIZE]]
 
     def close(self) -> None:
-        """Close the connection."""
+        """End the snapshot and close the connection."""
+        self._end_snapshot()
         self.conn.close()
 
     def __enter__(self) -> MuscleDatabase:
