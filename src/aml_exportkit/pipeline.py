@@ -7,19 +7,20 @@ plugin registry.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from . import manifest
+from . import codebook, manifest
 from .atomic import OutputSet
 from .contracts import OutputReport, Sink, SinkContext, Source, SourceOptions
 from .errors import SinkError, TemplateError
 from .graph import RecordGraph, SourceInfo
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
 from .progress import NullProgress, Progress
+from .records import Result
 from .selection import Selection
 from .template.load import load_template as _load_template
 from .template.model import SinkTable, Template
@@ -147,6 +148,8 @@ def run_export(
     infos: list[SourceInfo] = []
     transforms: list[Mapping[str, Any]] = []
     counts = {"profile": 0, "trial": 0}
+    questions = codebook.QuestionCollector() if template.codebook else None
+    observers = [questions.add] if questions is not None else []
     try:
         with open_source(
             uri,
@@ -159,10 +162,20 @@ def run_export(
                     transforms.extend(_prepare(pm, graph, template))
                     slug = _single_slug(graph) if per_block else None
                     sinks = _make_sinks(template, registry, outputs, out_dir, slug)
-                    written.extend(_drive(graph, sinks, progress))
+                    written.extend(_drive(graph, sinks, progress, observers))
                     infos.append(graph.info)
                     for kind, n in graph.result_counts.items():
                         counts[kind] += n
+            if questions is not None:
+                folder = manifest.manifest_folder([r.path for _, r in written], out_dir, template)
+                current = [(r, outputs.pending_path(r.path)) for _, r in written]
+                title = template.name or Path(template.file).stem
+                written.extend(
+                    ("codebook", r)
+                    for r in codebook.write_codebook(
+                        folder, outputs.create, current, questions.found, title
+                    )
+                )
             if template.manifest:
                 _write_manifest(
                     template,
@@ -260,6 +273,7 @@ def _drive(
     graph: RecordGraph,
     sinks: list[tuple[SinkContext, Sink]],
     progress: Progress,
+    observers: Sequence[Callable[[Sequence[Result]], None]] = (),
 ) -> list[tuple[str, OutputReport]]:
     live = [sink for _, sink in sinks]
     try:
@@ -267,13 +281,17 @@ def _drive(
             with _naming(context):
                 sink.begin(graph)
         readers = [(c, s) for c, s in sinks if c.needs_profiles]
-        if readers:
+        if readers or observers:
             for batch in graph.profile_results():
+                for observe in observers:
+                    observe(batch)
                 for context, sink in readers:
                     with _naming(context):
                         sink.write_profiles(batch)
         done = 0
         for batch in graph.trial_results():
+            for observe in observers:
+                observe(batch)
             for context, sink in sinks:
                 with _naming(context):
                     sink.write_results(batch)

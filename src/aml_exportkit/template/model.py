@@ -60,6 +60,9 @@ class Template:
     :param privacy: the ``[privacy]`` table: pseudonymised and dropped identifiers.
     :param manifest: write ``manifest.json`` (versions, template, source, checksums of every
         output) beside the outputs.
+    :param codebook: also write ``datapackage.json`` (a Frictionless Data Package) and
+        ``codebook.md`` describing every column of the CSV and Parquet outputs and every
+        question with its choice labels.
     :param sinks: the ``[[sinks]]`` entries, at least one.
     :param file: where it was loaded from (a path, or a builtin template's name).
     :param text: the TOML text it was parsed from.
@@ -73,6 +76,7 @@ class Template:
     filter: Filter = Filter()
     privacy: PrivacyTable = PrivacyTable()
     manifest: bool = True
+    codebook: bool = False
     sinks: tuple[SinkTable, ...] = ()
     file: str = attrs.field(default="<template>", metadata={"internal": True})
     text: str = attrs.field(default="", metadata={"internal": True}, repr=False)
