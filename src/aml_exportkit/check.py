@@ -8,8 +8,6 @@ paths whose values have more than one type. It also runs the export into a tempo
 
 from __future__ import annotations
 
-import csv
-import importlib
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -18,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from .codebook import header_of
 from .contracts import SourceOptions
 from .flatten import FlattenOptions, _matches, column_name, is_selected
 from .pipeline import open_source, resolve_source_uri, run_export
@@ -156,17 +155,10 @@ def _sink_drift(index: int, sink: Any, found: DataScan) -> SinkDrift | None:
 
 
 def _columns(path: Path) -> tuple[str, ...]:
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            return tuple(next(csv.reader(fh), []))
-    if path.suffix == ".parquet":
-        # imported by name: pyarrow is optional and ships no type information
-        parquet: Any = importlib.import_module("pyarrow.parquet")
-        return tuple(parquet.read_schema(path).names)
     if path.suffix == ".zip":
         with zipfile.ZipFile(path) as archive:
             return tuple(archive.namelist())
-    return ()
+    return tuple(header_of(path))
 
 
 def check_template(

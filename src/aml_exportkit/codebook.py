@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from .contracts import OutputReport
+from .contracts import ColumnInfo, OutputReport
 from .records import Result
 from .scan import DataScan, note_question
 
@@ -165,21 +165,101 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def origin_of(name: str) -> str:
-    """Where a column of our tables comes from, by the naming rules of docs/csv.md."""
-    base = name.split(".", 1)[1] if name[:1].isdigit() and "." in name else name
-    for prefix, origin in (
-        ("result_json.", "result.json_data"),
-        ("session_json.", "session.json_data"),
-        ("profile_score.", "profile answer score"),
-        ("profile.", "profile answer (given_response)"),
-    ):
+_CLASSIC = {
+    "block_id": ("block.id", "field"),
+    "block_name": ("block.name", "field"),
+    "participant_id": ("participant.id", "field"),
+    "participant_country": ("participant.country_code", "field"),
+    "participant_access_info": ("participant.access_info", "field"),
+    "session_start": ("session.started_at", "field"),
+    "session_end": ("session.finished_at", "field"),
+    "final_score": ("session.final_score", "field"),
+    "section_name": ("song.name", "field of the result's section's song"),
+    "result_created_at": ("result.created_at", "field"),
+    "result_score": ("result.score", "field"),
+    "result_comment": ("result.comment", "field"),
+    "expected_response": ("result.expected_response", "field"),
+    "given_response": ("result.given_response", "field"),
+    "question_key": ("result.question_key", "field"),
+    "decision_time": ("result.json_data: decision_time", "json path"),
+    "result_config": ("result.json_data: config", "json path, Python repr"),
+    "result_data": ("result.json_data", "whole document, Python repr"),
+    "session_data": ("session.json_data", "whole document, Python repr"),
+    # MUSCLE's 2026 dashboard CSV
+    "session__id": ("session.id", "field"),
+    "participant__id": ("participant.id", "field"),
+    "participant__country_code": ("participant.country_code", "field"),
+    "created_at": ("result.created_at", "field"),
+    "score": ("result.score", "field"),
+    "section__song__name": ("song.name", "field of the result's section's song"),
+    "section__song__artist": ("song.artist", "field of the result's section's song"),
+    "section__tag": ("section.tag", "field"),
+    "section__group": ("section.group", "field"),
+}
+_PREFIXES = (
+    ("result_json.", "result.json_data", "flatten"),
+    ("session_json.", "session.json_data", "flatten"),
+    ("profile_score.", "profile answer's score", "profile answer by question_key"),
+    ("profile.", "profile answer's given_response", "profile answer by question_key"),
+)
+_MODELS = ("block", "session", "participant", "result", "section", "song")
+
+
+def column_info(name: str) -> ColumnInfo:
+    """Where a column of our tables comes from, by the naming rules of docs/csv.md and
+    MUSCLE's classic and dashboard columns (docs/muscle-quirks.md)."""
+    base, numbered = name, ""
+    head, dot, rest = name.partition(".")
+    dash_head, dash, dash_rest = name.partition("-")
+    if dot and head.isdigit():
+        base, numbered = rest, f"result {int(head)} of the row's session; "
+    elif dash and dash_head.isdigit():
+        base, numbered = dash_rest, f"result {int(dash_head)} of the row's session; "
+    for prefix, origin, rule in _PREFIXES:
         if base.startswith(prefix):
-            return f"{origin}: {base[len(prefix) :]}"
+            return ColumnInfo(
+                name=name, origin=origin, path=base[len(prefix) :], rule=numbered + rule
+            )
+    if base in _CLASSIC:
+        origin, rule = _CLASSIC[base]
+        return ColumnInfo(name=name, origin=origin, rule=numbered + rule)
     model, _, field = base.partition("_")
-    if model in ("block", "session", "participant", "result", "section", "song") and field:
-        return f"{model}.{field}"
-    return "computed or MUSCLE's classic column"
+    if model in _MODELS and field:
+        return ColumnInfo(name=name, origin=f"{model}.{field}", rule=numbered + "field")
+    if base.endswith("_score"):
+        return ColumnInfo(
+            name=name,
+            origin="profile answer's score (MUSCLE classic)",
+            path=base[: -len("_score")],
+            rule=numbered + "classic namespace",
+        )
+    return ColumnInfo(
+        name=name,
+        origin="profile answer or session.json_data key (MUSCLE classic)",
+        path=base,
+        rule=numbered + "classic namespace: top-level key or question_key",
+    )
+
+
+def origin_of(name: str) -> str:
+    """A column's origin as one line of text."""
+    info = column_info(name)
+    return f"{info.origin}: {info.path}" if info.path else info.origin
+
+
+def header_of(path: Path, suffix: str | None = None) -> list[str]:
+    """The column names of a CSV or Parquet file (empty for other files).
+
+    :param suffix: the file's kind when ``path`` is a temporary name (``.csv``).
+    """
+    suffix = suffix or path.suffix
+    if suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as fh:
+            return next(csv.reader(fh), [])
+    if suffix == ".parquet":
+        parquet: Any = importlib.import_module("pyarrow.parquet")
+        return list(parquet.read_schema(path).names)
+    return []
 
 
 class QuestionCollector:

@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 
 from . import __version__
+from .codebook import column_info, header_of
 from .contracts import OutputReport
 from .graph import SourceInfo
 from .plugins import PluginManager
@@ -143,8 +144,15 @@ def output_entry(report: OutputReport, written: Path, folder: Path, sink: str) -
         "bytes": written.stat().st_size,
         "sha256": sha256_file(written),
     }
-    if report.columns:
-        entry["columns"] = [_jsonable(column) for column in report.columns]
+    columns = report.columns
+    if not columns and report.path.suffix in (".csv", ".parquet"):
+        # Sinks that do not report their columns: name each column's origin by the
+        # naming rules of our tables and of MUSCLE's CSVs.
+        columns = tuple(column_info(name) for name in header_of(written, report.path.suffix))
+    if columns:
+        entry["columns"] = [
+            {k: v for k, v in attrs.asdict(column).items() if v is not None} for column in columns
+        ]
     return entry
 
 

@@ -90,3 +90,28 @@ def test_manifest_goes_beside_outputs_without_out(reference_dir: Path, tmp_path:
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "exports" / "manifest.json").read_text())
     assert sorted(o["path"] for o in manifest["outputs"]) == ["a/x.zip", "b/y.zip"]
+
+
+def test_manifest_gives_each_columns_origin(reference_dir: Path, tmp_path: Path) -> None:
+    result, out = run(
+        tmp_path,
+        reference_dir,
+        '[[sinks]]\ntype = "csv-long"\npath = "t.csv"\nsession_json = "columns"\n',
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    columns = {c["name"]: c for c in manifest["outputs"][0]["columns"]}
+    header = (out / "t.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert list(columns) == header
+    assert columns["result_given_response"] == {
+        "name": "result_given_response",
+        "origin": "result.given_response",
+        "rule": "field",
+    }
+    assert columns["result_json.decision_time"] == {
+        "name": "result_json.decision_time",
+        "origin": "result.json_data",
+        "path": "decision_time",
+        "rule": "flatten",
+    }
+    assert columns["session_started_at"]["origin"] == "session.started_at"
