@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -450,9 +452,9 @@ def test_unreachable_server_writes_nothing(
 def test_wrong_credentials_never_show_the_password(
     muscle_head_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The local server trusts 127.0.0.1 (pg_hba ``trust``), so a wrong password cannot be
-    refused here; a role that does not exist is refused the same way, before any query.
-    The libpq text for a refused password is checked by the unit test below."""
+    """The shared test server trusts 127.0.0.1 (pg_hba ``trust``), so it cannot refuse a
+    password; a role that does not exist is refused the same way, before any query.
+    test_wrong_password_is_refused_without_showing_it uses a private cluster for that."""
     monkeypatch.setenv("PGPASSWORD", "env-secret-1")
     uri = other_dsn(muscle_head_db, user=f"ghost_{uuid.uuid4().hex[:8]}", password="p@ss:w/rd")
     with pytest.raises(DatabaseError) as info:
@@ -463,6 +465,77 @@ def test_wrong_credentials_never_show_the_password(
     for secret in ("p@ss:w/rd", "p%40ss", "env-secret-1"):
         assert secret not in message
     assert "\n" not in message
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="module")
+def password_server() -> Iterator[str]:
+    """A private, throw-away PostgreSQL cluster that wants a scram password, since the test
+    server trusts 127.0.0.1. Yields its URI without the password (which is "right-pw").
+    Skipped where no such cluster can be started (no server binaries, no postgres user):
+    the shared server's tests cover the rest."""
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries to start a password-protected cluster")
+    # Not under pytest's tmp_path: its parent is private to root, and the server runs as
+    # the postgres user.
+    folder = Path(tempfile.mkdtemp(prefix="exportkit-pwcluster-"))
+    (folder / "pw").write_text("right-pw\n")
+    data = folder / "data"
+    # the server refuses to run as root
+    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    pg_ctl = [*run_as, str(bindir / "pg_ctl"), "-D", str(data)]
+    port = closed_port()
+    steps = [
+        [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "scram-sha-256"],
+        ["-w", "-l", str(folder / "log"), "-o", f"-p {port} -k {folder} -h 127.0.0.1"],
+    ]
+    try:
+        if run_as:
+            subprocess.run(["chown", "-R", "postgres", str(folder)], check=True)
+        subprocess.run(
+            [*run_as, *steps[0], f"--pwfile={folder / 'pw'}"], capture_output=True, check=True
+        )
+        subprocess.run(
+            [*pg_ctl, *steps[1], "start"],
+            capture_output=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"cannot start a private PostgreSQL cluster: {exc}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_wrong_password_is_refused_without_showing_it(
+    password_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    wrong = password_server.replace("postgres@", "postgres:wr0ng%2Fpw@")
+    with pytest.raises(DatabaseError) as info:
+        MuscleDatabase(wrong, SourceOptions())
+    message = str(info.value)
+    assert 'wrong credentials: password authentication failed for user "postgres"' in message
+    assert "wr0ng" not in message
+    assert message.startswith("postgresql://postgres@127.0.0.1:")
+    with pytest.raises(DatabaseError, match="none was given"):
+        MuscleDatabase(password_server, SourceOptions())
+    monkeypatch.setenv("PGPASSWORD", "env-wr0ng")
+    with pytest.raises(DatabaseError) as info:
+        MuscleDatabase(password_server, SourceOptions())
+    assert "env-wr0ng" not in str(info.value)
+    assert "wrong credentials" in str(info.value)
+    monkeypatch.setenv("PGPASSWORD", "right-pw")  # the right one gets past the login
+    with pytest.raises(DatabaseError, match="not a MUSCLE database"):
+        MuscleDatabase(password_server, SourceOptions())
 
 
 def test_missing_database(muscle_head_db: str) -> None:
