@@ -15,23 +15,7 @@ import attrs
 from .flatten import Path, path_text
 from .graph import RecordGraph
 from .records import JSONValue, Result
-
-
-def json_type(value: Any) -> str:
-    """The JSON type name of a parsed value (``integer`` and ``number`` kept apart)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    return "object"
+from .schema import json_type
 
 
 def leaves(value: JSONValue, path: Path = ()) -> Iterator[tuple[Path, Any]]:

@@ -280,22 +280,30 @@ def django_datetime(value: datetime) -> str:
     return text
 
 
-def _describe(value: object) -> str:
+def json_type(value: Any) -> str:
+    """The JSON type name of a parsed value (``integer`` and ``number`` kept apart)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
-        return "a boolean"
+        return "boolean"
     if isinstance(value, int):
-        return "an integer"
+        return "integer"
     if isinstance(value, float):
-        return "a number"
+        return "number"
     if isinstance(value, str):
-        return "a string"
+        return "string"
     if isinstance(value, list):
-        return "a list"
+        return "list"
     if isinstance(value, dict):
-        return "an object"
+        return "object"
     return type(value).__name__
+
+
+def _describe(value: object) -> str:
+    kind = json_type(value)
+    if kind == "null":
+        return kind
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def _convert(kind: Kind, value: Any) -> Any:
