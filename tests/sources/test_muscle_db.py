@@ -31,6 +31,7 @@ from aml_exportkit.contracts import SourceOptions
 from aml_exportkit.errors import DatabaseError, SourceError
 from aml_exportkit.pipeline import run_export
 from aml_exportkit.plugins import PluginManager, load_registry
+from aml_exportkit.schema import MODELS
 from aml_exportkit.selection import Filter, Selection, session_matches
 from aml_exportkit.sources.muscle_db import (
     MuscleDatabase,
@@ -38,6 +39,7 @@ from aml_exportkit.sources.muscle_db import (
     Target,
     _connect_problem,
     _loads,
+    _make_result,
     target_of,
 )
 from aml_exportkit.template.load import parse_template
@@ -386,6 +388,18 @@ def test_undeclared_columns_are_kept_and_jsonb_order_and_big_ints(
     assert '{"a": 123456789012345678901234567890, "zz": 1, "nested": {"b": [1.5, null, "ü"]}}' in (
         out["results.json"].decode("utf-8")
     )
+
+
+def test_result_row_maker_follows_the_schema() -> None:
+    """_make_result spells the fields out for speed; it must follow schema.py's order."""
+    model = MODELS["result"]
+    row = (7, *(f"value of {f.name}" for f in model.fields[:-1]), b'{"k": 1}')
+    result = _make_result(row)
+    assert result.pk == 7
+    for field in model.fields[:-1]:
+        assert getattr(result, field.name) == f"value of {field.name}"
+    assert model.fields[-1].name == "json_data"
+    assert result.json_data == {"k": 1}
 
 
 def test_loads_keeps_order_and_big_integers() -> None:

@@ -195,13 +195,19 @@ def _shorten(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# libpq's wrapping: 'connection failed: connection to server at "h", port p failed: FATAL:  …'
+# (or 'on socket "…" failed:'); what follows is the reason.
+_LIBPQ_PREFIX = re.compile(
+    r"^(?:connection failed:\s*)?(?:connection to server (?:at|on) .*? failed:\s*)?"
+    r"(?:FATAL:\s*)?"
+)
+
+
 def _connect_problem(text: str, target: Target) -> str:
     """One line saying why a connection failed, from libpq's message."""
     line = _first_line(text)
     low = line.lower()
-    # libpq: 'connection failed: connection to server at "h", port p failed: FATAL:  ...'
-    detail = re.sub(r"^.*?failed:\s*(?:FATAL:\s*)?", "", line, count=1).strip() or line
-    detail = re.sub(r"^.*?failed:\s*(?:FATAL:\s*)?", "", detail, count=1).strip() or detail
+    detail = _LIBPQ_PREFIX.sub("", line, count=1).strip() or line
     if "password authentication failed" in low:
         return f"wrong credentials: {detail}"
     if "no password supplied" in low or "password is required" in low:
@@ -304,11 +310,18 @@ def detect_schema(conn: psycopg.Connection[Any], target: Target) -> SchemaInfo:
     :raises DatabaseError: for a database that is not MUSCLE's, a MUSCLE version this
         source does not read, or a table or column it needs that is missing.
     """
+    schema = conn.execute("SELECT current_schema()").fetchone()
+    schema_name = schema[0] if schema else None
+    if schema_name is None:
+        # current_schema() skips schemas the role may not use
+        raise DatabaseError(
+            f"missing permission: no schema on the search path that role {target.user} may"
+            " use (GRANT USAGE ON SCHEMA public, or set search_path in the URI's options)",
+            target=str(target),
+        )
     columns: dict[str, list[str]] = {}
     for table, column in conn.execute(_CATALOG_COLUMNS).fetchall():
         columns.setdefault(table, []).append(column)
-    schema = conn.execute("SELECT current_schema()").fetchone()
-    schema_name = schema[0] if schema else None
     if "session_session" not in columns:
         if "experiment_session" in columns:
             raise DatabaseError(
@@ -451,7 +464,7 @@ def _row_maker(model: ModelSpec, extras: Sequence[tuple[str, str]]) -> Callable[
 
 
 def _make_result(row: Any) -> Result:
-    """A result row (columns in :data:`_RESULT_FIELDS` order) as a record.
+    """A result row (``id``, then the columns of ``schema.RESULT``'s fields) as a record.
 
     Spelled out because results are the bulk of an export: keyword arguments measured
     30 % faster than building a dict per row.
@@ -470,23 +483,6 @@ def _make_result(row: Any) -> Result:
         scoring_rule=row[10],
         json_data=_loads(row[11]),
     )
-
-
-_RESULT_FIELDS = (
-    "session",
-    "participant",
-    "section",
-    "created_at",
-    "question_key",
-    "expected_response",
-    "given_response",
-    "comment",
-    "score",
-    "scoring_rule",
-    "json_data",
-)
-# _make_result must follow the schema's field order.
-assert tuple(f.name for f in MODELS["result"].fields) == _RESULT_FIELDS
 
 
 # -- the source -----------------------------------------------------------------------------
