@@ -90,8 +90,11 @@ def psql(dsn: str, *args: str) -> None:
     exe = shutil.which("psql")
     if exe is None:
         pytest.fail("psql is not installed")
-    subprocess.run([exe, "-X", "-q", "-v", "ON_ERROR_STOP=1", *args, dsn], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [exe, "-X", "-q", "-v", "ON_ERROR_STOP=1", *args, dsn],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="session")
