@@ -128,3 +128,36 @@ def muscle_head_db(pg_database: Callable[[Path | None], str]) -> str:
 def muscle_2024_db(pg_database: Callable[[Path | None], str]) -> str:
     """MUSCLE's January 2025 reference database, restored once per test session."""
     return pg_database(REFERENCE / "v2024" / "muscle_2024.sql")
+
+
+# -- generated data (the benchmark kit's generator) ----------------------------------------------
+
+GENERATOR = SHARED / "bench" / "generate.py"
+
+
+@pytest.fixture(scope="session")
+def generated_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MUSCLE export zip of 1,500 generated sessions (~115k trial results)."""
+    import sys
+
+    target = tmp_path_factory.mktemp("generated") / "muscle_1500.zip"
+    subprocess.run(
+        [sys.executable, str(GENERATOR), "--sessions", "1500", "--zip", str(target), "--quiet"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return target
+
+
+@pytest.fixture(scope="session")
+def generated_db(pg_database: Callable[[Path | None], str]) -> str:
+    """A PostgreSQL database with MUSCLE HEAD's schema and 1,500 generated sessions."""
+    import sys
+
+    dsn = pg_database(None)
+    subprocess.run(
+        [sys.executable, str(GENERATOR), "--sessions", "1500", "--postgres", dsn, "--quiet"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return dsn
