@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from aml_exportkit.cli import cli
@@ -115,3 +116,30 @@ def test_manifest_gives_each_columns_origin(reference_dir: Path, tmp_path: Path)
         "rule": "flatten",
     }
     assert columns["session_started_at"]["origin"] == "session.started_at"
+
+
+@pytest.mark.pg
+def test_manifest_of_a_database_export(muscle_head_db: str, tmp_path: Path) -> None:
+    template = tmp_path / "t.toml"
+    template.write_text('[[sinks]]\ntype = "fixture-json"\npath = "a.zip"\n')
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(template),
+            "--source",
+            muscle_head_db,
+            "--block",
+            "tafc-dvorak",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    source = json.loads((out / "manifest.json").read_text())["source"]
+    assert source["database"] == muscle_head_db.rsplit("/", 1)[1]
+    assert source["server_version"].startswith("15")
+    assert source["migrations"]["experiment"]["applied"] > 50
+    assert source["snapshot_time"].endswith("+00:00")
+    assert source["parts"][0]["kind"] == "postgresql"

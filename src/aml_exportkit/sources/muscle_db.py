@@ -527,6 +527,7 @@ class MuscleDatabase:
         self._in_read = False
         self._in_snapshot = False
         self._generation = 0
+        self._snapshot_time: Any = None
 
     @property
     def location(self) -> str:
@@ -802,6 +803,9 @@ class MuscleDatabase:
         if not self._in_snapshot:
             with self._errors("starting the snapshot"):
                 self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                # now() is the transaction's start: the moment the snapshot shows.
+                row = self.conn.execute("SELECT now()").fetchone()
+            self._snapshot_time = row[0] if row else None
             self._in_snapshot = True
         self._in_read = True
         self._generation += 1
@@ -1091,6 +1095,28 @@ class MuscleDatabase:
             for rows in self._stream(query, params):
                 for start in range(0, len(rows), BATCH_SIZE):
                     yield [make(row) for row in rows[start : start + BATCH_SIZE]]
+
+    def manifest_details(self) -> dict[str, Any]:
+        """What the manifest records about the database: its name (never a password), the
+        server version, MUSCLE's latest migration per app, and the snapshot time."""
+        with self._errors("reading the server version"):
+            version = self.conn.execute("SHOW server_version").fetchone()
+        try:
+            migrations = self.conn.execute(
+                "SELECT app, max(name), count(*) FROM django_migrations GROUP BY app ORDER BY app"
+            ).fetchall()
+        except psycopg.Error:
+            # A role may read MUSCLE's data without Django's bookkeeping: say so, go on.
+            migrations = []
+        return {
+            "database": self.target.dbname,
+            "location": self.location,
+            "server_version": version[0] if version else None,
+            "muscle_schema": self.schema.version,
+            "migrations": {app: {"latest": name, "applied": n} for app, name, n in migrations},
+            "snapshot_time": self._snapshot_time.isoformat() if self._snapshot_time else None,
+            "isolation": "repeatable read, read only",
+        }
 
     def close(self) -> None:
         """End the snapshot and close the connection."""
