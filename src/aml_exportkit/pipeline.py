@@ -160,7 +160,7 @@ def run_export(
                 selection = Selection(blocks=unit, filter=template.filter)
                 with opened.read(selection) as graph:
                     transforms.extend(_prepare(pm, graph, template))
-                    slug = _single_slug(graph) if per_block else None
+                    slug = _single_slug(graph, unit) if per_block else None
                     sinks = _make_sinks(template, registry, outputs, out_dir, slug)
                     written.extend(_drive(graph, sinks, progress, observers))
                     infos.append(graph.info)
@@ -241,9 +241,17 @@ def _write_manifest(
     path.write_bytes(manifest.dumps(document))
 
 
-def _single_slug(graph: RecordGraph) -> str | None:
+def _single_slug(graph: RecordGraph, unit: Sequence[str]) -> str | None:
+    """The slug that ``{block}`` becomes: the graph's one block, else the one slug asked
+    for, else what the source guessed (a zip of a block without sessions or feedback does
+    not even name the block's primary key)."""
     slugs = [block.slug for block in graph.blocks.values()]
-    return slugs[0] if len(slugs) == 1 else None
+    if len(slugs) == 1:
+        return slugs[0]
+    if not slugs and len(unit) == 1:
+        return unit[0]
+    guess = graph.info.details.get("block_slug") if not slugs else None
+    return guess if isinstance(guess, str) else None
 
 
 def _make_sinks(

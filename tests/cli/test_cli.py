@@ -233,3 +233,20 @@ def test_failed_run_leaves_existing_output_untouched(
     assert result.exit_code == EXIT_SOURCE
     assert target.read_bytes() == b"previous export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.zip", "o.zip", "t.toml"]
+
+
+def test_a_block_without_sessions_still_exports(tmp_path: Path, cli_runner: CliRunner) -> None:
+    from zipcases import MEMBERS, write_zip
+
+    empty = write_zip(tmp_path / "quiet-block.zip", {name: [] for name in MEMBERS})
+    template = write(
+        tmp_path / "t.toml",
+        '[[sinks]]\ntype = "csv-long"\npath = "{block}.csv"\n'
+        '[[sinks]]\ntype = "fixture-json"\npath = "{block}.zip"\n',
+    )
+    result = cli_runner.invoke(cli, ["run", str(template), "--source", str(empty)])
+    assert result.exit_code == 0, result.output
+    header = (tmp_path / "quiet-block.csv").read_text(encoding="utf-8").splitlines()
+    assert len(header) == 1
+    assert header[0].startswith("block_slug,session_id")
+    assert (tmp_path / "quiet-block.zip").is_file()

@@ -313,7 +313,12 @@ class FixtureZipSource:
                 location=self.label,
                 schema_version=self._schema_version(sessions),
                 provided=provided,
-                details={"gzip_wrapped": self.wrapped_in_gzip},
+                details={
+                    "gzip_wrapped": self.wrapped_in_gzip,
+                    "block_slug": selection.blocks[0]
+                    if selection.blocks
+                    else guess_block_slug(self.path),
+                },
             ),
             missing_sections=self.options.missing_sections,
         )
