@@ -1,0 +1,324 @@
+"""Export jobs as folders on disk: the spec, the live status, the outputs and the download.
+
+This module does not import Django: the web views and the worker process
+(:mod:`aml_exportkit.contrib.django.worker`) share it, and the worker runs without Django.
+
+A job folder ``<root>/<job id>/`` holds:
+
+- ``job.json``: what to run (blocks, template reference, owner), written once by the web;
+- ``status.json``: where the job is (state, rows, rate, ETA, preview, error), rewritten
+  atomically by whoever owns the job at that moment, so a reader never sees half a file;
+- ``template.toml``: an uploaded template's text;
+- ``out/``: the export's files; ``export.zip``: the download; ``worker.log``: the worker's
+  stderr, for the operator, never served.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ...errors import TemplateError
+from ...template.model import Template
+
+#: Job ids are random tokens; anything else in a URL is refused before it touches a path.
+JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+JOB_FILE = "job.json"
+STATUS_FILE = "status.json"
+UPLOAD_FILE = "template.toml"
+OUT_DIR = "out"
+ZIP_FILE = "export.zip"
+LOG_FILE = "worker.log"
+PID_FILE = "worker.pid"
+
+#: States of a job. A preview ends in ``checked``; an export in ``done`` or ``failed``.
+QUEUED = "queued"
+CHECKING = "checking"
+CHECKED = "checked"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+#: States in which a worker process owns the job.
+ACTIVE = frozenset({QUEUED, CHECKING, RUNNING})
+#: Where the page stops polling.
+SETTLED = frozenset({CHECKED, DONE, FAILED})
+
+#: A worker that has not touched its status for this long while its process is gone is
+#: reported as failed (a SIGKILL or an out-of-memory kill leaves no last word).
+_LOST_WORKER_GRACE = 5.0
+
+
+def new_job_id() -> str:
+    """A fresh random job id (128 bits, hex)."""
+    return secrets.token_hex(16)
+
+
+def valid_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` has the shape of an id this module made."""
+    return bool(JOB_ID_RE.fullmatch(job_id))
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file beside it, then a rename.
+
+    :param path: the target file.
+    :param data: JSON-ready data.
+    """
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, indent=1)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (and is not a zombie we could reap)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A child of this process that exited but was not reaped yet still answers kill(0).
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class JobStore:
+    """The job folders under one root.
+
+    :param root: the folder that holds one folder per job; created (mode 0700) on first use.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def ensure_root(self) -> None:
+        """Create the root folder, readable by this user only (jobs hold participant data)."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def folder(self, job_id: str) -> Path:
+        """The folder of ``job_id``.
+
+        :raises ValueError: for an id that is not one this module makes.
+        """
+        if not valid_job_id(job_id):
+            raise ValueError("not a job id")
+        return self.root / job_id
+
+    def create(self, spec: Mapping[str, Any], upload_text: str | None = None) -> str:
+        """Make a job folder with its spec and a ``queued`` status; return the new id.
+
+        :param spec: what to run (see :func:`aml_exportkit.contrib.django.worker.run_job`).
+        :param upload_text: an uploaded template's text, stored as ``template.toml``.
+        """
+        self.ensure_root()
+        job_id = new_job_id()
+        folder = self.folder(job_id)
+        folder.mkdir(mode=0o700)
+        write_json(folder / JOB_FILE, {**spec, "id": job_id, "created": time.time()})
+        if upload_text is not None:
+            (folder / UPLOAD_FILE).write_text(upload_text, encoding="utf-8")
+        self.set_status(job_id, {"state": QUEUED})
+        return job_id
+
+    def spec(self, job_id: str) -> dict[str, Any] | None:
+        """The job's ``job.json``, or None for an unknown job."""
+        return read_json(self.folder(job_id) / JOB_FILE)
+
+    def status(self, job_id: str) -> dict[str, Any] | None:
+        """The job's status, or None for an unknown job.
+
+        A job whose worker vanished without writing a last status is reported as failed.
+        """
+        folder = self.folder(job_id)
+        status = read_json(folder / STATUS_FILE)
+        if status is None:
+            return None
+        if status.get("state") in ACTIVE:
+            pid = self.worker_pid(job_id)
+            stale = time.time() - float(status.get("updated", 0)) > _LOST_WORKER_GRACE
+            if pid is not None and stale and not pid_alive(pid):
+                status = {
+                    **status,
+                    "state": FAILED,
+                    "error": "the export process ended unexpectedly; no output was written",
+                }
+        return status
+
+    def worker_pid(self, job_id: str) -> int | None:
+        """The process id of the job's latest worker, or None before one started."""
+        try:
+            return int((self.folder(job_id) / PID_FILE).read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            return None
+
+    def record_worker(self, job_id: str, pid: int) -> None:
+        """Remember the worker's process id (a file of its own: the worker may already be
+        rewriting ``status.json``)."""
+        (self.folder(job_id) / PID_FILE).write_text(str(pid), encoding="ascii")
+
+    def set_status(self, job_id: str, status: Mapping[str, Any]) -> None:
+        """Replace the job's status (adding the time of the update)."""
+        write_json(self.folder(job_id) / STATUS_FILE, {**status, "updated": time.time()})
+
+    def jobs(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every job with its spec, newest first."""
+        try:
+            entries = list(self.root.iterdir())
+        except OSError:
+            return
+        found: list[tuple[float, str, dict[str, Any]]] = []
+        for entry in entries:
+            if not valid_job_id(entry.name):
+                continue
+            spec = read_json(entry / JOB_FILE)
+            if spec is not None:
+                found.append((float(spec.get("created", 0)), entry.name, spec))
+        for _, job_id, spec in sorted(found, key=lambda item: item[0], reverse=True):
+            yield job_id, spec
+
+    def cleanup(self, max_age: float, now: float | None = None) -> list[str]:
+        """Delete the folders of jobs older than ``max_age`` seconds whose worker is not
+        running; return their ids.
+
+        :param max_age: the age (from the job's creation) after which a job goes.
+        :param now: the current time (for tests).
+        """
+        now = time.time() if now is None else now
+        removed: list[str] = []
+        try:
+            entries = list(self.root.iterdir())
+        except OSError:
+            return removed
+        for entry in entries:
+            if not valid_job_id(entry.name) or not entry.is_dir():
+                continue
+            spec = read_json(entry / JOB_FILE)
+            created = float(spec.get("created", 0)) if spec else entry.stat().st_mtime
+            if now - created <= max_age:
+                continue
+            status = self.status(entry.name) or {}
+            pid = self.worker_pid(entry.name)
+            if status.get("state") in ACTIVE and pid is not None and pid_alive(pid):
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+        return removed
+
+
+# -- starting the worker -----------------------------------------------------------------
+
+
+def start_worker(folder: Path, mode: str, secrets_doc: Mapping[str, Any]) -> int:
+    """Start the worker process for the job in ``folder``; return its process id.
+
+    The database URI (with its password) goes to the worker on its standard input, so that
+    it is in no command line, no environment and no file. The worker runs in its own
+    session: it outlives the web request, and a restart of the web server.
+
+    :param folder: the job's folder.
+    :param mode: ``check`` (the preview) or ``export``.
+    :param secrets_doc: what the worker needs but must not be written down (``uri``).
+    """
+    log = open(folder / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child, closed below
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aml_exportkit.contrib.django.worker", str(folder), mode],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=log,
+            close_fds=True,
+            start_new_session=True,
+            cwd=folder,
+        )
+    finally:
+        log.close()
+    assert process.stdin is not None
+    try:
+        process.stdin.write(json.dumps(dict(secrets_doc)).encode("utf-8"))
+        process.stdin.close()
+    except BrokenPipeError:  # the worker died at once; its status tells why
+        pass
+    # Reap the child when it ends, so that a long-lived web process collects no zombies.
+    threading.Thread(
+        target=process.wait, name=f"exportkit-reaper-{process.pid}", daemon=True
+    ).start()
+    return process.pid
+
+
+# -- output paths --------------------------------------------------------------------------
+
+
+def check_output_paths(template: Template, blocks: Sequence[str]) -> None:
+    """Refuse a template whose outputs could land outside the job's output folder.
+
+    Every sink path must be relative, without ``..`` and without ``~``, also after
+    ``{block}`` became each block's slug.
+
+    :param template: the loaded template.
+    :param blocks: the block slugs of the run.
+    :raises TemplateError: naming the sink's path key.
+    """
+    slugs = list(blocks) or ["block"]
+    for index, sink in enumerate(template.sinks):
+        for slug in slugs:
+            raw = sink.path.replace("{block}", slug)
+            pure = PurePosixPath(raw.replace("\\", "/"))
+            if (
+                raw.startswith("~")
+                or pure.is_absolute()
+                or ".." in pure.parts
+                or (len(raw) > 1 and raw[1] == ":")
+            ):
+                raise TemplateError(
+                    f"{sink.path!r} leaves the export folder; on this page every output path"
+                    " must be relative, without '..' or '~'",
+                    file=template.file,
+                    key_path=f"sinks[{index}].path",
+                )
+
+
+def zip_outputs(out_dir: Path, target: Path) -> int:
+    """Zip every file under ``out_dir`` (paths relative to it) into ``target`` atomically;
+    return the zip's size in bytes."""
+    import zipfile
+
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
+                archive.write(path, path.relative_to(out_dir).as_posix())
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return target.stat().st_size

@@ -1,0 +1,262 @@
+"""The export page, its job endpoints and the download.
+
+Every view needs an active staff user (others are sent to the admin's login) with the
+``run_export`` permission (others get 403). A job is visible to the user who started it
+and to superusers; any other id answers 404, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import os
+import re
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError as DjangoDatabaseError
+from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from ...pipeline import registry_for
+from . import conf
+from .forms import DEFAULT_TEMPLATE, ExportForm
+from .jobstore import ACTIVE, CHECKED, DONE, QUEUED, SETTLED, ZIP_FILE, JobStore, start_worker
+from .models import permission_name
+
+#: Status keys the browser may see (never the worker's pid or any path on the server).
+PUBLIC_STATUS_KEYS = (
+    "state",
+    "phase",
+    "rows",
+    "expected",
+    "rate",
+    "percent",
+    "eta",
+    "elapsed",
+    "error",
+    "exit_code",
+    "preview",
+    "outputs",
+    "zip_bytes",
+    "started",
+    "finished",
+)
+#: How many of a user's jobs the page lists.
+RECENT_JOBS = 10
+
+View = Callable[..., Any]
+
+
+def exportkit_permission_required(view: View) -> View:
+    """Let only active staff users with the ``run_export`` permission through.
+
+    Anonymous and non-staff users are sent to the admin's login page, as the admin does;
+    staff users without the permission get 403.
+    """
+
+    @functools.wraps(view)
+    def wrapped(request: Any, *args: Any, **kwargs: Any) -> Any:
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+        if not user.has_perm(permission_name()):
+            raise PermissionDenied("the run_export permission is needed for exports")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _job(request: Any, store: JobStore, job_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The spec and status of a job the user may see.
+
+    :raises Http404: for a malformed id, an unknown job or another user's job.
+    """
+    try:
+        spec = store.spec(job_id)
+        status = store.status(job_id)
+    except ValueError:
+        raise Http404("no such job") from None
+    if spec is None or status is None:
+        raise Http404("no such job")
+    if spec.get("user_id") != request.user.pk and not request.user.is_superuser:
+        raise Http404("no such job")
+    return spec, status
+
+
+def public_status(job_id: str, status: dict[str, Any]) -> dict[str, Any]:
+    """What the status endpoint sends: the public keys, and the download's URL when done."""
+    data = {key: status.get(key) for key in PUBLIC_STATUS_KEYS if key in status}
+    data["id"] = job_id
+    data["settled"] = status.get("state") in SETTLED
+    if status.get("state") == DONE:
+        data["download"] = reverse("aml_exportkit:download", args=[job_id])
+    return data
+
+
+def _start(store: JobStore, job_id: str, mode: str) -> None:
+    pid = start_worker(store.folder(job_id), mode, {"uri": conf.database_uri()})
+    store.record_worker(job_id, pid)
+
+
+def _page_url(job_id: str | None = None) -> str:
+    url: str = reverse("aml_exportkit:export")
+    return f"{url}?job={job_id}" if job_id else url
+
+
+def _download_name(spec: dict[str, Any]) -> str:
+    blocks = "+".join(spec.get("blocks") or []) or "export"
+    label = str(spec.get("template", {}).get("label", "template")).removesuffix(".toml")
+    created = dt.datetime.fromtimestamp(float(spec.get("created", 0)), tz=dt.UTC)
+    name = f"{blocks[:80]}-{label}-{created:%Y%m%dT%H%M%SZ}.zip"
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name)
+
+
+def _job_context(job_id: str, spec: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "template": spec.get("template", {}).get("label", ""),
+        "blocks": spec.get("blocks") or [],
+        "created": dt.datetime.fromtimestamp(float(spec.get("created", 0)), tz=dt.UTC),
+        "status": public_status(job_id, status),
+        "status_url": reverse("aml_exportkit:status", args=[job_id]),
+        "run_url": reverse("aml_exportkit:run", args=[job_id]),
+        "cancel_url": reverse("aml_exportkit:cancel", args=[job_id]),
+        "download_url": reverse("aml_exportkit:download", args=[job_id]),
+        "active": status.get("state") in ACTIVE,
+    }
+
+
+@never_cache
+@exportkit_permission_required
+@require_http_methods(["GET", "POST"])
+def export_page(request: Any) -> Any:
+    """The page: the form, the current job (``?job=ID``) and the user's recent jobs.
+
+    A valid POST starts a job (``_preview``: the check; otherwise the export) and
+    redirects to the page showing it, so that a reload never starts a second job.
+    """
+    store = conf.job_store()
+    store.cleanup(conf.job_max_age())
+    registry = registry_for()
+    problem = ""
+    try:
+        blocks = conf.muscle_blocks()
+    except DjangoDatabaseError as exc:
+        blocks = []
+        problem = f"cannot list MUSCLE's blocks: {type(exc).__name__}"
+    options: dict[str, Any] = {
+        "blocks": blocks,
+        "templates": conf.template_choices(registry),
+        "registry": registry,
+        "max_upload": conf.max_template_bytes(),
+    }
+    if request.method == "POST":
+        form = ExportForm(request.POST, request.FILES, **options)
+        if form.is_valid():
+            spec = {
+                "blocks": form.cleaned_data["blocks"],
+                "template": form.reference,
+                "user_id": request.user.pk,
+                "username": request.user.get_username(),
+            }
+            job_id = store.create(spec, upload_text=form.upload_text)
+            _start(store, job_id, "check" if "_preview" in request.POST else "export")
+            return HttpResponseRedirect(_page_url(job_id))
+    else:
+        wanted = [slug for slug in request.GET.getlist("block") if slug]
+        form = ExportForm(initial={"blocks": wanted, "template": DEFAULT_TEMPLATE}, **options)
+    job = None
+    job_id = request.GET.get("job", "")
+    if job_id:
+        spec, status = _job(request, store, job_id)
+        job = _job_context(job_id, spec, status)
+        if request.method == "GET":
+            form.initial = {"blocks": spec.get("blocks") or [], **_initial_template(spec)}
+    recent = []
+    for other_id, other in store.jobs():
+        if other.get("user_id") != request.user.pk:
+            continue
+        status = store.status(other_id) or {}
+        recent.append({**_job_context(other_id, other, status), "current": other_id == job_id})
+        if len(recent) >= RECENT_JOBS:
+            break
+    context = {
+        **admin.site.each_context(request),
+        "title": "Export results",
+        "form": form,
+        "job": job,
+        "recent": recent,
+        "problem": problem,
+        "max_age_hours": round(conf.job_max_age() / 3600, 1),
+    }
+    return render(request, "aml_exportkit/export.html", context)
+
+
+def _initial_template(spec: dict[str, Any]) -> dict[str, str]:
+    ref = spec.get("template") or {}
+    if ref.get("kind") == "builtin":
+        return {"template": f"builtin:{ref.get('ref')}"}
+    return {"template": DEFAULT_TEMPLATE}
+
+
+@never_cache
+@exportkit_permission_required
+@require_GET
+def job_status(request: Any, job_id: str) -> Any:
+    """The job's status as JSON: state, rows, rate, ETA, preview, error, download URL."""
+    store = conf.job_store()
+    _, status = _job(request, store, job_id)
+    return JsonResponse(public_status(job_id, status))
+
+
+@exportkit_permission_required
+@require_POST
+def job_run(request: Any, job_id: str) -> Any:
+    """Run the export of a previewed job (its template and blocks as they were checked)."""
+    store = conf.job_store()
+    _, status = _job(request, store, job_id)
+    if status.get("state") != CHECKED:
+        return HttpResponseRedirect(_page_url(job_id))
+    store.set_status(job_id, {"state": QUEUED, "phase": "export", "preview": status.get("preview")})
+    _start(store, job_id, "export")
+    return HttpResponseRedirect(_page_url(job_id))
+
+
+@exportkit_permission_required
+@require_POST
+def job_cancel(request: Any, job_id: str) -> Any:
+    """Stop a running job: its worker discards its outputs and reports "terminated"."""
+    store = conf.job_store()
+    _, status = _job(request, store, job_id)
+    pid = store.worker_pid(job_id)
+    if status.get("state") in ACTIVE and pid is not None:
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            os.kill(pid, signal.SIGTERM)
+    return HttpResponseRedirect(_page_url(job_id))
+
+
+@never_cache
+@exportkit_permission_required
+@require_GET
+def job_download(request: Any, job_id: str) -> Any:
+    """The finished job's zip: every output, manifest.json and the codebook."""
+    store = conf.job_store()
+    spec, status = _job(request, store, job_id)
+    path = store.folder(job_id) / ZIP_FILE
+    if status.get("state") != DONE or not path.is_file():
+        raise Http404("this job has no download")
+    return FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename=_download_name(spec),
+        content_type="application/zip",
+    )

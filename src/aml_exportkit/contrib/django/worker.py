@@ -1,0 +1,256 @@
+"""The worker process of one export job: ``python -m aml_exportkit.contrib.django.worker
+JOB_FOLDER MODE``, with the database URI as JSON (``{"uri": ...}``) on standard input.
+
+MODE ``check`` previews the job (``exportkit check``: each output's rows and columns);
+``export`` runs it with the manifest and the codebook on and zips the outputs. Either way
+the worker reports through the job's ``status.json`` and never imports Django, so a job
+runs the same whatever the web server does meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import tomllib
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+from ...check import check_template
+from ...errors import ExportkitError, TemplateError
+from ...pipeline import load_template, run_export
+from ...plugins import Registry, get_plugin_manager, load_registry
+from ...progress import format_duration
+from ...sources.muscle_db import Scrubber
+from ...template.load import parse_template
+from ...template.model import Template
+from .jobstore import (
+    CHECKED,
+    CHECKING,
+    DONE,
+    FAILED,
+    OUT_DIR,
+    RUNNING,
+    UPLOAD_FILE,
+    ZIP_FILE,
+    JobStore,
+    check_output_paths,
+    zip_outputs,
+)
+
+#: Seconds between two status writes while rows stream: live enough for a person, and
+#: cheap next to the export.
+STATUS_INTERVAL = 0.25
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (the page's cancel, or a shutdown): unwind so outputs are discarded."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
+    raise Terminated()
+
+
+def check_upload_extends(text: str, file: str, builtin_names: Sequence[str]) -> None:
+    """Refuse an uploaded template that ``extends`` anything but a builtin template: a
+    file path would be read from the server's disk.
+
+    :param text: the uploaded TOML text.
+    :param file: its name, for the message.
+    :param builtin_names: the builtin templates' names.
+    :raises TemplateError: for such an ``extends``, or for text that is not TOML.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TemplateError(f"not valid TOML: {exc}", file=file) from None
+    base = data.get("extends")
+    if base is not None and base not in builtin_names:
+        raise TemplateError(
+            f"an uploaded template may extend only a builtin template, not {base!r}",
+            file=file,
+            key_path="extends",
+        )
+
+
+def load_job_template(spec: Mapping[str, Any], folder: Path, registry: Registry) -> Template:
+    """The template of a job: a builtin by name, a folder template by its path, or the
+    uploaded text stored in the job's folder.
+
+    :raises TemplateError: when it cannot be loaded.
+    """
+    ref = spec["template"]
+    kind, name = ref["kind"], ref["ref"]
+    if kind == "upload":
+        text = (folder / UPLOAD_FILE).read_text(encoding="utf-8")
+        check_upload_extends(text, ref["label"], list(registry.template_specs))
+        return parse_template(
+            text,
+            file=ref["label"],
+            folder=folder,
+            sinks=registry.sink_specs,
+            templates=registry.template_specs,
+        )
+    if kind not in ("builtin", "folder"):
+        raise TemplateError(f"unknown template kind {kind!r}", file=str(name))
+    return load_template(str(name), registry=registry)
+
+
+class StatusProgress:
+    """Writes rows, rate, percent and ETA into the job's status, at most every
+    :data:`STATUS_INTERVAL` seconds.
+
+    :param write: stores a status update (merged into the job's base status).
+    """
+
+    def __init__(self, write: Callable[[dict[str, Any]], None]) -> None:
+        self.write = write
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def update(self, done: int, expected: int | None) -> None:
+        """Report ``done`` trial results of ``expected``, if the interval has passed."""
+        now = time.monotonic()
+        if now - self.last < STATUS_INTERVAL:
+            return
+        self.last = now
+        self.write(progress_fields(done, expected, now - self.started))
+
+    def finish(self) -> None:
+        """Nothing to clear: the final status follows."""
+
+
+def progress_fields(done: int, expected: int | None, elapsed: float) -> dict[str, Any]:
+    """The progress part of a status: rows, expected, rate (rows/s), percent, ETA."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    fields: dict[str, Any] = {
+        "rows": done,
+        "expected": expected,
+        "rate": round(rate, 1),
+        "elapsed": round(elapsed, 2),
+        "percent": None,
+        "eta": None,
+    }
+    if expected and expected >= done:
+        fields["percent"] = round(100 * done / expected, 1)
+        if rate > 0:
+            fields["eta"] = format_duration((expected - done) / rate)
+    return fields
+
+
+def run_job(store: JobStore, job_id: str, mode: str, uri: str) -> dict[str, Any]:
+    """Run job ``job_id`` in ``mode`` (``check`` or ``export``) against ``uri``; return
+    its final status (also written to ``status.json``)."""
+    folder = store.folder(job_id)
+    spec = store.spec(job_id)
+    if spec is None:
+        raise SystemExit(f"no job in {folder}")
+    previous = store.status(job_id) or {}
+    base: dict[str, Any] = {
+        "phase": mode,
+        "started": time.time(),
+        "preview": previous.get("preview"),
+    }
+    store.set_status(job_id, {**base, "state": CHECKING if mode == "check" else RUNNING})
+    scrub = Scrubber(uri, {})
+    blocks: list[str] = list(spec.get("blocks") or [])
+    try:
+        pm = get_plugin_manager()
+        registry = load_registry(pm)
+        template = load_job_template(spec, folder, registry)
+        check_output_paths(template, blocks)
+        if mode == "check":
+            report = check_template(template, source=uri, blocks=blocks or None, plugin_manager=pm)
+            final = {
+                **base,
+                "state": CHECKED,
+                "preview": {
+                    "outputs": [
+                        {
+                            "path": o.path,
+                            "sink": o.sink,
+                            "rows": o.rows,
+                            "columns": list(o.columns),
+                        }
+                        for o in report.outputs
+                    ],
+                    "documents": dict(report.documents),
+                    "drift": report.has_drift,
+                },
+            }
+        else:
+            out = folder / OUT_DIR
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(mode=0o700)
+
+            def write(fields: dict[str, Any]) -> None:
+                store.set_status(job_id, {**base, "state": RUNNING, **fields})
+
+            started = time.monotonic()
+            export = run_export(
+                template.evolve(manifest=True, codebook=True),
+                source=uri,
+                blocks=blocks or None,
+                out_dir=out,
+                plugin_manager=pm,
+                progress=StatusProgress(write),
+            )
+            size = zip_outputs(out, folder / ZIP_FILE)
+            trials = export.result_counts.get("trial", 0)
+            final = {
+                **base,
+                **progress_fields(trials, trials, time.monotonic() - started),
+                "state": DONE,
+                # The template's own outputs; the codebook's files are in the zip too.
+                "outputs": [
+                    {"path": str(o.path.relative_to(out)), "rows": o.rows}
+                    for o in export.outputs
+                    if o.sink != "codebook"
+                ],
+                "zip_bytes": size,
+            }
+    except ExportkitError as exc:
+        final = _failure(base, scrub(str(exc)), exc.exit_code)
+    except Terminated:
+        final = _failure(base, "terminated; no output was written", 143)
+    except Exception as exc:
+        traceback.print_exc()
+        final = _failure(
+            base,
+            scrub(
+                f"internal error ({type(exc).__name__}: {exc}); no output was written."
+                " The traceback is in the job's worker.log; please report it"
+            ),
+            1,
+        )
+    final["finished"] = time.time()
+    store.set_status(job_id, final)
+    return final
+
+
+def _failure(base: Mapping[str, Any], line: str, code: int) -> dict[str, Any]:
+    return {**base, "state": FAILED, "error": line, "exit_code": code}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``worker.py JOB_FOLDER MODE`` with ``{"uri": ...}`` on stdin."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2 or args[1] not in ("check", "export"):
+        print("usage: python -m aml_exportkit.contrib.django.worker JOB_FOLDER check|export")
+        return 2
+    folder = Path(args[0]).absolute()
+    secrets_doc = json.loads(sys.stdin.read() or "{}")
+    os.umask(0o077)  # outputs hold participant data: this user only
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    final = run_job(JobStore(folder.parent), folder.name, args[1], str(secrets_doc["uri"]))
+    return 0 if final["state"] != FAILED else int(final.get("exit_code") or 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Constants and helpers of the export page's tests (the fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from conftest import ROOT
+
+SETTINGS = "contrib_django_admin.project.settings"
+TESTS = ROOT / "tests"
+#: Set as the database's password; the server trusts local connections and never asks for
+#: it, so the tests can look for it everywhere it must not be.
+PASSWORD = "exportkit-Secret-pw-7Qz"
+USER_PASSWORD = "not-a-real-password-1"
+RESEARCHER = "ek_researcher"
+NO_PERMISSION = "ek_staff_only"
+OTHER_RESEARCHER = "ek_other_researcher"
+SCREENSHOTS = Path(
+    os.environ.get("EXPORTKIT_SCREENSHOTS", ROOT / "tests" / "artifacts" / "screenshots")
+)
+CHROMIUM = os.environ.get("EXPORTKIT_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("EXPORTKIT_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+FOLDER_TEMPLATE = """\
+name = "trials-long"
+description = "Trial results of the block, one row each"
+
+[[sinks]]
+type = "csv-long"
+path = "{block}-trials.csv"
+"""
+
+
+@attrs.frozen
+class Project:
+    """The configured test project.
+
+    :param dsn: the restored database (no password in it).
+    :param env: the environment a dev server of the project needs.
+    :param job_dir: ``EXPORTKIT_JOB_DIR``.
+    :param template_dir: the one folder of ``EXPORTKIT_TEMPLATE_DIRS``.
+    """
+
+    dsn: str
+    env: dict[str, str]
+    job_dir: Path
+    template_dir: Path
+
+
+def wait_settled(client: Any, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    """Poll a job's status endpoint until it settles; return the status."""
+    url = f"/admin/exportkit/jobs/{job_id}/status"
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(url)
+        assert response.status_code == 200, response.status_code
+        status: dict[str, Any] = response.json()
+        if status["settled"]:
+            return status
+        if time.monotonic() > deadline:
+            pytest.fail(f"job {job_id} did not settle in {timeout} s: {status}")
+        time.sleep(0.1)
+
+
+def missing_browser() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[test]')"
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not Path(path).exists():
+            return f"{path} not found (apt-get install chromium chromium-driver)"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Screens:
+    """Saves numbered screenshots of one test into the screenshot folder."""
+
+    def __init__(self, driver: Any, prefix: str) -> None:
+        self.driver = driver
+        self.prefix = prefix
+        self.count = 0
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for old in SCREENSHOTS.glob(f"{prefix}-*.png"):
+            old.unlink()
+
+    def __call__(self, step: str) -> Path:
+        self.count += 1
+        path = SCREENSHOTS / f"{self.prefix}-{self.count:02d}-{step}.png"
+        # The whole page, not only the window (Chromium's DevTools capture).
+        import base64
+
+        metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+        size = metrics["cssContentSize"]
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {
+                    "x": 0,
+                    "y": 0,
+                    "width": size["width"],
+                    "height": min(size["height"], 4000),
+                    "scale": 1,
+                },
+            },
+        )
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+
+def copy_for_docs(path: Path, name: str) -> None:
+    """With ``EXPORTKIT_DOCS_SCREENSHOTS=1``, copy a screenshot to docs/images/ (used to
+    refresh the documentation's pictures, never in CI)."""
+    if os.environ.get("EXPORTKIT_DOCS_SCREENSHOTS") == "1":
+        target = ROOT / "docs" / "images" / name
+        target.parent.mkdir(exist_ok=True)
+        shutil.copyfile(path, target)

@@ -1,0 +1,171 @@
+"""The export page in headless Chromium against the dev server: a researcher logs in,
+previews and runs ``muscle-classic:long_json`` on block ``tafc-dvorak`` of the 2024
+reference database and downloads the zip, whose CSV equals MUSCLE's own; a staff user
+without the permission gets 403. Every step is saved as a screenshot."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REFERENCE
+from contrib_django_admin.helpers import (
+    NO_PERMISSION,
+    PASSWORD,
+    RESEARCHER,
+    USER_PASSWORD,
+    Screens,
+    copy_for_docs,
+)
+from sinks.golden import read_table, table_differences
+
+pytestmark = [pytest.mark.pg, pytest.mark.browser]
+
+SLUG = "tafc-dvorak"
+TEMPLATE = "builtin:muscle-classic:long_json"
+GOLDEN = REFERENCE / "v2024" / "csv" / f"{SLUG}__long_json.csv"
+
+
+def _wait(condition: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what or condition}")
+        time.sleep(0.1)
+
+
+def _text(driver: Any, css: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    # textContent: the rendered text is in capitals (CSS)
+    return str(found[0].get_attribute("textContent")).strip() if found else ""
+
+
+def _log_in(driver: Any, base: str, username: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base}/admin/login/?next=/admin/")
+    driver.find_element(By.ID, "id_username").send_keys(username)
+    driver.find_element(By.ID, "id_password").send_keys(USER_PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    _wait(lambda: driver.current_url.endswith("/admin/"), what="the admin index")
+
+
+def _fetch(driver: Any, url: str) -> tuple[int, bytes]:
+    """GET ``url`` with the browser's session cookie, outside the browser (for the status
+    code, which the browser does not expose)."""
+    cookies = "; ".join(f"{c['name']}={c['value']}" for c in driver.get_cookies())
+    request = urllib.request.Request(url, headers={"Cookie": cookies})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read())
+
+
+def test_researcher_exports_a_block(
+    live_server: str, browser: Any, screens: Screens, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = browser
+    _log_in(driver, live_server, RESEARCHER)
+    shot = screens("admin-index")
+    # The admin index links to the page for a user with the permission.
+    driver.find_element(By.LINK_TEXT, "Export page").click()
+    _wait(lambda: "/admin/exportkit/" in driver.current_url, what="the export page")
+    assert "Export results" in driver.title
+    shot = screens("export-form")
+    copy_for_docs(shot, "admin-page-form.png")
+
+    driver.find_element(By.CSS_SELECTOR, f"input[name=blocks][value='{SLUG}']").click()
+    Select(driver.find_element(By.ID, "id_template")).select_by_value(TEMPLATE)
+    screens("block-and-template-picked")
+    driver.find_element(By.ID, "submit-preview").click()
+
+    # The page polls the status and reloads itself when the preview is ready.
+    _wait(lambda: _text(driver, "#job-state") == "checked", what="the preview")
+    header, rows = read_table(GOLDEN)
+    preview = driver.find_element(By.ID, "job-preview")
+    assert f"{SLUG}.csv" in preview.text
+    assert _text(driver, "#job-preview td.rows") == str(len(rows))
+    assert f"{len(header)} columns" in preview.text
+    shot = screens("preview")
+    copy_for_docs(shot, "admin-page-preview.png")
+
+    driver.find_element(By.ID, "job-run").click()
+    _wait(lambda: _text(driver, "#job-state") == "done", what="the export")
+    link = driver.find_element(By.ID, "job-download")
+    shot = screens("done")
+    copy_for_docs(shot, "admin-page-done.png")
+    assert PASSWORD not in driver.page_source
+
+    link.click()
+    downloads: Path = driver.downloads
+    zips = _wait(
+        lambda: (
+            [p for p in downloads.glob("*.zip") if p.stat().st_size > 0]
+            and not list(downloads.glob("*.crdownload"))
+            and list(downloads.glob("*.zip"))
+        ),
+        what="the download",
+    )
+    (archive_path,) = zips
+    assert archive_path.name.startswith(f"{SLUG}-muscle-classic_long_json-")
+    with zipfile.ZipFile(archive_path) as archive:
+        names = set(archive.namelist())
+        assert names == {f"{SLUG}.csv", "manifest.json", "datapackage.json", "codebook.md"}
+        archive.extractall(tmp_path / "unzipped")
+    got = tmp_path / "unzipped" / f"{SLUG}.csv"
+    assert table_differences(got, GOLDEN) == []
+    assert len(read_table(got)[1]) == len(rows) > 0
+    manifest = json.loads((tmp_path / "unzipped" / "manifest.json").read_text("utf-8"))
+    assert {o["path"] for o in manifest["outputs"]} == names - {"manifest.json"}
+    assert PASSWORD not in json.dumps(manifest)
+    # The page after the download: the job stays listed, with its download.
+    driver.refresh()
+    assert "done" in driver.find_element(By.ID, "recent-jobs").text
+    screens("after-reload")
+
+
+def test_staff_without_the_permission_gets_403(
+    live_server: str, browser: Any, screens: Screens, client_for: Callable[..., Any]
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from contrib_django_admin.helpers import wait_settled
+
+    # A finished job of a researcher: its status and download must stay closed too.
+    researcher = client_for(RESEARCHER)
+    response = researcher.post(
+        "/admin/exportkit/", {"blocks": [SLUG], "template": TEMPLATE, "_export": "1"}
+    )
+    job_id = response.headers["Location"].rsplit("=", 1)[1]
+    assert wait_settled(researcher, job_id)["state"] == "done"
+
+    driver = browser
+    _log_in(driver, live_server, NO_PERMISSION)
+    screens("admin-index-without-link")
+    assert not driver.find_elements(By.LINK_TEXT, "Export page")
+    driver.get(f"{live_server}/admin/exportkit/")
+    assert "403" in driver.find_element(By.TAG_NAME, "h1").text
+    screens("page-forbidden")
+    driver.get(f"{live_server}/admin/exportkit/jobs/{job_id}/status")
+    screens("status-forbidden")
+    for path in ("", f"jobs/{job_id}/status", f"jobs/{job_id}/download", f"?job={job_id}"):
+        status, body = _fetch(driver, f"{live_server}/admin/exportkit/{path}")
+        assert status == 403, (path, status)
+        assert SLUG.encode() not in body
