@@ -117,7 +117,8 @@ def live_server(project: Project, tmp_path_factory: pytest.TempPathFactory) -> I
     """The test project under Django's dev server in a subprocess; yields its base URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("runserver") / "runserver.log"
-    env = {**os.environ, **project.env, "PYTHONPATH": str(TESTS)}
+    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, **project.env, "PYTHONPATH": path}
     with open(log, "wb") as out:
         server = subprocess.Popen(
             [

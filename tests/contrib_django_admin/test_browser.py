@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable
@@ -46,11 +47,16 @@ def _wait(condition: Callable[[], Any], timeout: float = 30, what: str = "") -> 
 
 
 def _text(driver: Any, css: str) -> str:
-    from selenium.webdriver.common.by import By
+    """The text of the first element matching ``css``, read in one step in the page (the
+    page reloads itself when a job settles, so an element found may be gone a moment
+    later); textContent, because CSS shows the state in capitals."""
+    from selenium.common.exceptions import WebDriverException
 
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    # textContent: the rendered text is in capitals (CSS)
-    return str(found[0].get_attribute("textContent")).strip() if found else ""
+    script = "var e = document.querySelector(arguments[0]); return e ? e.textContent : '';"
+    try:
+        return str(driver.execute_script(script, css) or "").strip()
+    except WebDriverException:  # between two documents
+        return ""
 
 
 def _log_in(driver: Any, base: str, username: str) -> None:
@@ -60,7 +66,11 @@ def _log_in(driver: Any, base: str, username: str) -> None:
     driver.find_element(By.ID, "id_username").send_keys(username)
     driver.find_element(By.ID, "id_password").send_keys(USER_PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    _wait(lambda: driver.current_url.endswith("/admin/"), what="the admin index")
+    # the index itself, not the login page (whose ?next=/admin/ ends the same way)
+    _wait(
+        lambda: urllib.parse.urlsplit(driver.current_url)[2:4] == ("/admin/", ""),
+        what="the admin index",
+    )
 
 
 def _fetch(driver: Any, url: str) -> tuple[int, bytes]:
@@ -169,3 +179,42 @@ def test_staff_without_the_permission_gets_403(
         status, body = _fetch(driver, f"{live_server}/admin/exportkit/{path}")
         assert status == 403, (path, status)
         assert SLUG.encode() not in body
+
+
+FAILING = """\
+name = "pseudonymised"
+[privacy]
+pseudonymise = ["unique_hash"]
+key_env = "EXPORTKIT_ADMIN_TEST_NO_SUCH_KEY"
+
+[[sinks]]
+type = "csv-long"
+path = "{block}.csv"
+"""
+
+
+def test_an_uploaded_template_that_fails_shows_the_error_line(
+    live_server: str, browser: Any, screens: Screens, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    upload = tmp_path / "pseudonymised.toml"
+    upload.write_text(FAILING, encoding="utf-8")
+    driver = browser
+    _log_in(driver, live_server, RESEARCHER)
+    driver.get(f"{live_server}/admin/exportkit/?block={SLUG}")
+    assert driver.find_element(By.CSS_SELECTOR, f"input[value='{SLUG}']").is_selected()
+    Select(driver.find_element(By.ID, "id_template")).select_by_value("upload")
+    driver.find_element(By.ID, "id_upload").send_keys(str(upload))
+    screens("upload-picked")
+    driver.find_element(By.ID, "submit-run").click()
+    _wait(lambda: _text(driver, "#job-state") == "failed", what="the failure")
+    line = _text(driver, "#job-error")
+    assert line == (
+        "exportkit: error: pseudonymised.toml: privacy.key_env: the environment variable"
+        " EXPORTKIT_ADMIN_TEST_NO_SUCH_KEY is not set (or empty)"
+    )
+    assert not driver.find_elements(By.ID, "job-download")
+    shot = screens("failed")
+    copy_for_docs(shot, "admin-page-failed.png")

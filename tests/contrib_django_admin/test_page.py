@@ -464,3 +464,32 @@ def test_the_database_password_reaches_no_page_and_no_file(
         assert PASSWORD not in " ".join(map(str, args))
         assert kwargs.get("env") is None  # the worker inherits the web's environment...
     assert PASSWORD not in "".join(os.environ.values())  # ...which does not hold it
+
+
+def test_cancel_stops_the_worker_and_leaves_no_output(
+    project: Project, client_for: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from conftest import ROOT
+
+    # a sink that waits (tests/slow_sink_module.py), in this process and in the worker
+    monkeypatch.setenv("EXPORTKIT_PLUGINS", "slow_sink_module")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"), prepend=os.pathsep)
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("SLOW_SINK_MARKER", str(marker))
+    text = '[[sinks]]\ntype = "slow"\npath = "{block}.txt"\nseconds = 60\n'
+    client = client_for(RESEARCHER)
+    job_id = _start(client, template="upload", upload=_upload("slow.toml", text))
+    deadline = time.monotonic() + 30
+    while not (marker.exists() and marker.read_text()):
+        assert time.monotonic() < deadline, "the slow sink did not start"
+        time.sleep(0.1)
+    temporary = Path(marker.read_text())
+    assert temporary.exists()
+    assert client.get(f"{PAGE}jobs/{job_id}/status").json()["state"] == RUNNING
+    assert client.post(f"{PAGE}jobs/{job_id}/cancel").status_code == 302
+    status = wait_settled(client, job_id, timeout=20)
+    assert status["state"] == FAILED
+    assert status["error"] == "terminated; no output was written"
+    assert status["exit_code"] == 143
+    assert not temporary.exists()
+    assert not (project.job_dir / job_id / "export.zip").exists()
