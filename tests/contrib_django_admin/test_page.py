@@ -462,8 +462,22 @@ def test_the_database_password_reaches_no_page_and_no_file(
     assert len(started) == 3
     for args, kwargs in started:
         assert PASSWORD not in " ".join(map(str, args))
-        assert kwargs.get("env") is None  # the worker inherits the web's environment...
-    assert PASSWORD not in "".join(os.environ.values())  # ...which does not hold it
+        assert PASSWORD not in "".join(kwargs["env"].values())
+        assert kwargs["env"]["HOME"] == os.environ["HOME"]
+
+
+def test_the_worker_does_not_inherit_the_password_from_the_environment(
+    project: Project, client_for: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """MUSCLE's settings read the password from the environment (SQL_PASSWORD): a template
+    must not be able to name that variable, e.g. as the pseudonymisation key."""
+    monkeypatch.setenv("SQL_PASSWORD", PASSWORD)
+    text = FAILING.replace("EXPORTKIT_ADMIN_TEST_NO_SUCH_KEY", "SQL_PASSWORD")
+    client = client_for(RESEARCHER)
+    job_id = _start(client, template="upload", upload=_upload("pseudo.toml", text))
+    status = wait_settled(client, job_id)
+    assert status["state"] == FAILED
+    assert "the environment variable SQL_PASSWORD is not set" in status["error"]
 
 
 def test_cancel_stops_the_worker_and_leaves_no_output(
@@ -493,3 +507,14 @@ def test_cancel_stops_the_worker_and_leaves_no_output(
     assert status["exit_code"] == 143
     assert not temporary.exists()
     assert not (project.job_dir / job_id / "export.zip").exists()
+
+
+def test_a_broken_plugin_is_named_on_the_page(
+    project: Project, client_for: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXPORTKIT_PLUGINS", "no_such_exportkit_plugin_module")
+    response = client_for(RESEARCHER).get(PAGE)
+    assert response.status_code == 200
+    html = _html_unescape(response.content.decode())
+    assert "exportkit: error: plugin 'no_such_exportkit_plugin_module'" in html
+    assert 'id="export-form"' not in html

@@ -125,6 +125,11 @@ def database_uri() -> str:
     return uri_from_database_settings(_settings().DATABASES[database_alias()])
 
 
+def database_password() -> str:
+    """The password of the database named by ``EXPORTKIT_DATABASE`` ('' when none)."""
+    return str(_settings().DATABASES[database_alias()].get("PASSWORD") or "")
+
+
 # -- templates ------------------------------------------------------------------------------
 
 

@@ -237,7 +237,9 @@ class JobStore:
 # -- starting the worker -----------------------------------------------------------------
 
 
-def start_worker(folder: Path, mode: str, secrets_doc: Mapping[str, Any]) -> int:
+def start_worker(
+    folder: Path, mode: str, secrets_doc: Mapping[str, Any], hide: Sequence[str] = ()
+) -> int:
     """Start the worker process for the job in ``folder``; return its process id.
 
     The database URI (with its password) goes to the worker on its standard input, so that
@@ -247,7 +249,12 @@ def start_worker(folder: Path, mode: str, secrets_doc: Mapping[str, Any]) -> int
     :param folder: the job's folder.
     :param mode: ``check`` (the preview) or ``export``.
     :param secrets_doc: what the worker needs but must not be written down (``uri``).
+    :param hide: secrets (the database password) that the worker's environment must not
+        hold: variables of the web process that contain one are left out, so that a
+        template cannot name them, e.g. as its ``[privacy] key_env``.
     """
+    secrets = [h for h in hide if h]
+    env = {k: v for k, v in os.environ.items() if not any(h in v for h in secrets)}
     log = open(folder / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child, closed below
     try:
         process = subprocess.Popen(
@@ -257,6 +264,7 @@ def start_worker(folder: Path, mode: str, secrets_doc: Mapping[str, Any]) -> int
             stderr=log,
             close_fds=True,
             start_new_session=True,
+            env=env,
             cwd=folder,
         )
     finally:

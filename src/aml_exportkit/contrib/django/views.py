@@ -26,6 +26,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from ...errors import ExportkitError
 from ...pipeline import registry_for
 from . import conf
 from .forms import DEFAULT_TEMPLATE, ExportForm
@@ -103,7 +104,12 @@ def public_status(job_id: str, status: dict[str, Any]) -> dict[str, Any]:
 
 
 def _start(store: JobStore, job_id: str, mode: str) -> None:
-    pid = start_worker(store.folder(job_id), mode, {"uri": conf.database_uri()})
+    pid = start_worker(
+        store.folder(job_id),
+        mode,
+        {"uri": conf.database_uri()},
+        hide=[conf.database_password()],
+    )
     store.record_worker(job_id, pid)
 
 
@@ -146,7 +152,15 @@ def export_page(request: Any) -> Any:
     """
     store = conf.job_store()
     store.cleanup(conf.job_max_age())
-    registry = registry_for()
+    try:
+        registry = registry_for()
+    except ExportkitError as exc:  # a broken plugin: say so, as the command line would
+        context = {
+            **admin.site.each_context(request),
+            "title": "Export results",
+            "problem": f"exportkit: error: {exc}",
+        }
+        return render(request, "aml_exportkit/export.html", context)
     problem = ""
     try:
         blocks = conf.muscle_blocks()
@@ -223,6 +237,7 @@ def job_status(request: Any, job_id: str) -> Any:
 def job_run(request: Any, job_id: str) -> Any:
     """Run the export of a previewed job (its template and blocks as they were checked)."""
     store = conf.job_store()
+    store.cleanup(conf.job_max_age())
     _, status = _job(request, store, job_id)
     if status.get("state") != CHECKED:
         return HttpResponseRedirect(_page_url(job_id))
