@@ -191,3 +191,10 @@ def test_the_uri_from_djangos_settings() -> None:
 def test_the_worker_refuses_a_wrong_command_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["only-one"]) == 2
     assert "usage:" in capsys.readouterr().out
+
+
+def test_a_previewed_job_is_exported_once(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    job_id = store.create({})
+    assert store.claim_export(job_id)
+    assert not store.claim_export(job_id)

@@ -42,6 +42,7 @@ OUT_DIR = "out"
 ZIP_FILE = "export.zip"
 LOG_FILE = "worker.log"
 PID_FILE = "worker.pid"
+RUN_CLAIM_FILE = "export.claimed"
 
 #: States of a job. A preview ends in ``checked``; an export in ``done`` or ``failed``.
 QUEUED = "queued"
@@ -184,6 +185,16 @@ class JobStore:
         """Remember the worker's process id (a file of its own: the worker may already be
         rewriting ``status.json``)."""
         (self.folder(job_id) / PID_FILE).write_text(str(pid), encoding="ascii")
+
+    def claim_export(self, job_id: str) -> bool:
+        """Claim the one export run of a previewed job; False when it was claimed before
+        (a double click, or two tabs), so that only one worker starts."""
+        try:
+            fd = os.open(self.folder(job_id) / RUN_CLAIM_FILE, os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        os.close(fd)
+        return True
 
     def set_status(self, job_id: str, status: Mapping[str, Any]) -> None:
         """Replace the job's status (adding the time of the update)."""

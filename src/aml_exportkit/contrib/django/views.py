@@ -239,7 +239,7 @@ def job_run(request: Any, job_id: str) -> Any:
     store = conf.job_store()
     store.cleanup(conf.job_max_age())
     _, status = _job(request, store, job_id)
-    if status.get("state") != CHECKED:
+    if status.get("state") != CHECKED or not store.claim_export(job_id):
         return HttpResponseRedirect(_page_url(job_id))
     store.set_status(job_id, {"state": QUEUED, "phase": "export", "preview": status.get("preview")})
     _start(store, job_id, "export")
