@@ -145,6 +145,7 @@ class SinkContext:
         every sink finished.
     :param template: the template of the run.
     :param needs_profiles: whether the sink is fed profile answers (from its spec).
+    :param bulk: whether the sink is a :class:`BulkSink` (from its spec).
     """
 
     name: str
@@ -154,6 +155,7 @@ class SinkContext:
     outputs: OutputSet
     template: Template
     needs_profiles: bool = True
+    bulk: bool = False
 
     def temp_path(self, target: Path | None = None) -> Path:
         """A temporary file beside ``target`` (default: the sink's target) to write into."""
@@ -207,7 +209,7 @@ class BaseSink:
 
 @attrs.frozen(kw_only=True)
 class SinkSpec:
-    """A kind of sink, as a plugin registers it.
+    r"""A kind of sink, as a plugin registers it.
 
     :param name: the ``type`` templates use, e.g. ``csv-long``.
     :param description: one line for ``exportkit plugins``.
@@ -217,6 +219,9 @@ class SinkSpec:
     :param extensions: the file name endings the sink writes, e.g. ``(".csv",)``.
     :param needs_profiles: whether the sink reads profile answers (the pipeline skips
         reading them when no sink does).
+    :param bulk: the sink's live objects are :class:`BulkSink`\ s: they can let the bulk
+        lane (:mod:`aml_exportkit.fastlane`) write their long table from the source's raw
+        trial results, without a :class:`~aml_exportkit.records.Result` per row.
     """
 
     name: str
@@ -225,6 +230,33 @@ class SinkSpec:
     factory: Callable[[SinkContext], Sink]
     extensions: tuple[str, ...] = ()
     needs_profiles: bool = True
+    bulk: bool = False
+
+
+class BulkSink(Sink, Protocol):
+    """A sink that can hand its trial results over to the bulk lane.
+
+    The bulk lane (``docs/performance.md``) reads the source's raw trial results in
+    parallel, applies every check the graph applies to a result stream (kind, foreign keys,
+    unique pk, order; the graph's counts are updated as if the stream had been read), and
+    writes the long table of our CSV dialect (and Parquet made from that text) byte for
+    byte as the sink itself would. The pipeline uses it only when the source offers raw
+    results (``RecordGraph.bulk_results``), every sink of the run is a bulk sink that
+    accepts, and nothing else observes the results. Anything unexpected in the data makes
+    the lane stand down before any output is final, and the plain path runs instead.
+
+    The calls: :meth:`bulk_table` after :meth:`Sink.begin` and the profile answers; then
+    either :meth:`bulk_written` (the lane wrote the file) and :meth:`Sink.finish`, or the
+    plain :meth:`Sink.write_results` batches as usual.
+    """
+
+    def bulk_table(self) -> tuple[Any, str, Path] | None:
+        """``(table options, format, temporary path)``: the long table the sink writes,
+        ``"csv"`` or ``"parquet"``, and where; None when the lane cannot write it."""
+
+    def bulk_written(self, rows: int) -> None:
+        """The lane wrote ``rows`` rows to the temporary path; :meth:`Sink.finish` reports
+        them."""
 
 
 # -- templates ------------------------------------------------------------------------------

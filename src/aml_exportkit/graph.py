@@ -182,6 +182,9 @@ class RecordGraph:
         #: The source's estimate of the number of trial results, for progress displays;
         #: a source may refine it while the results stream.
         self.expected_trial_results: int | None = None
+        #: The source's raw access to the trial results, for the bulk lane
+        #: (:mod:`aml_exportkit.fastlane`); None when the source offers none.
+        self.bulk_results: Any = None
 
     # -- small tables ---------------------------------------------------------------------
 
@@ -297,6 +300,27 @@ class RecordGraph:
         """
         batches = self._take("_trial_batches", "trial results")
         return self._checked(batches, "trial")
+
+    @property
+    def missing_sections(self) -> MissingSections:
+        """The policy for results whose section is not exported."""
+        return self._missing_sections
+
+    @property
+    def result_pks(self) -> PkSet:
+        """The primary keys of the results that passed so far."""
+        return self._result_pks
+
+    def settle_trial_results(self, count: int, missing_section_refs: int) -> None:
+        """Mark the trial results as read by the bulk lane, which applied the checks of
+        :meth:`trial_results` to every one of them (and added their keys to
+        :attr:`result_pks`).
+
+        :raises RuntimeError: when the trial results were already read.
+        """
+        self._take("_trial_batches", "trial results")
+        self.result_counts["trial"] = count
+        self.missing_section_refs += missing_section_refs
 
     def _take(self, attr: str, what: str) -> ResultBatches:
         batches: ResultBatches | None = getattr(self, attr)

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from . import codebook, manifest
+from . import codebook, fastlane, manifest
 from .atomic import OutputSet
 from .contracts import OutputReport, Sink, SinkContext, Source, SourceOptions
 from .errors import SinkError, TemplateError
@@ -272,6 +272,7 @@ def _make_sinks(
             outputs=outputs,
             template=template,
             needs_profiles=spec.needs_profiles,
+            bulk=spec.bulk,
         )
         made.append((context, spec.factory(context)))
     return made
@@ -296,15 +297,18 @@ def _drive(
                 for context, sink in readers:
                     with _naming(context):
                         sink.write_profiles(batch)
-        done = 0
-        for batch in graph.trial_results():
-            for observe in observers:
-                observe(batch)
-            for context, sink in sinks:
-                with _naming(context):
-                    sink.write_results(batch)
-            done += len(batch)
-            progress.update(done, graph.expected_trial_results)
+        # The bulk lane writes the long tables straight from the source's raw results when
+        # it can (docs/performance.md); otherwise every sink gets checked Result batches.
+        if not fastlane.run(graph, sinks, progress, observed=bool(observers)):
+            done = 0
+            for batch in graph.trial_results():
+                for observe in observers:
+                    observe(batch)
+                for context, sink in sinks:
+                    with _naming(context):
+                        sink.write_results(batch)
+                done += len(batch)
+                progress.update(done, graph.expected_trial_results)
         reports: list[tuple[str, OutputReport]] = []
         for context, sink in sinks:
             with _naming(context):

@@ -63,6 +63,8 @@ class ParquetSink(TableSink):
 
     track_types = True
 
+    bulk_format = "parquet"
+
     def __init__(self, context: SinkContext) -> None:
         super().__init__(context)
         try:
@@ -75,16 +77,12 @@ class ParquetSink(TableSink):
             ) from None
         self.layout = context.options.layout
 
-    def write(self, path: Path, table: Table) -> int:
-        """Write row groups of ``row_group_size`` rows from the table's rows."""
+    def schema(self, columns: Sequence[Column]) -> Any:
+        """The Arrow schema of a table with ``columns``, with the run's metadata."""
         from .. import __version__
 
-        pa, pq = _pyarrow()
-
-        options: ParquetOptions = self.options
-        columns = table.columns
+        pa, _ = _pyarrow()
         types = [_arrow_type(pa, c) for c in columns]
-        convert = [_converter(c) for c in columns]
         metadata = {
             "exportkit.version": __version__,
             "exportkit.template": self.context.template.text,
@@ -92,14 +90,29 @@ class ParquetSink(TableSink):
             "exportkit.sink": json.dumps({"type": NAME, "index": self.context.index}),
             "exportkit.column_kinds": json.dumps({c.name: c.kind for c in columns}),
         }
-        schema = pa.schema(
+        return pa.schema(
             [pa.field(c.name, t, nullable=True) for c, t in zip(columns, types, strict=True)],
             metadata=metadata,
         )
+
+    def open_writer(self, path: Path, schema: Any) -> Any:
+        """A ``ParquetWriter`` for ``path`` with the sink's compression."""
+        _, pq = _pyarrow()
+        options: ParquetOptions = self.options
         compression = None if options.compression == "none" else options.compression
+        return pq.ParquetWriter(str(path), schema, compression=compression)
+
+    def write(self, path: Path, table: Table) -> int:
+        """Write row groups of ``row_group_size`` rows from the table's rows."""
+        pa, _ = _pyarrow()
+        options: ParquetOptions = self.options
+        columns = table.columns
+        schema = self.schema(columns)
+        types = [_arrow_type(pa, c) for c in columns]
+        convert = [_converter(c) for c in columns]
         size = options.row_group_size
         count = 0
-        with pq.ParquetWriter(str(path), schema, compression=compression) as writer:
+        with self.open_writer(path, schema) as writer:
             chunk: list[Sequence[Any]] = []
             for row in table.rows():
                 chunk.append(row)
@@ -135,5 +148,6 @@ def exportkit_register_sinks() -> list[SinkSpec]:
             options=ParquetOptions,
             factory=ParquetSink,
             extensions=(".parquet",),
+            bulk=True,
         )
     ]

@@ -30,6 +30,7 @@ from typing import IO, Any
 
 from ..contracts import BlockSummary, Inventory, SourceOptions, SourceSpec
 from ..errors import IntegrityError, SourceError
+from ..fastlane import ZipTrialResults
 from ..graph import GraphBuilder, RecordGraph, SourceInfo
 from ..hookspecs import hookimpl
 from ..jsonstream import iter_json_array
@@ -366,6 +367,12 @@ class FixtureZipSource:
             trial_results=lambda: self._results(
                 "results.json", "session", excluded_sessions, estimate=_estimator(graph)
             ),
+        )
+        # The bulk lane reads results.json in byte ranges, in parallel (fastlane.py).
+        graph.bulk_results = ZipTrialResults(
+            self._zip.fp.fileno(),  # type: ignore[union-attr]
+            self.members["results.json"],
+            frozenset(excluded_sessions),
         )
         return graph
 

@@ -64,11 +64,32 @@ class TableSink(BaseSink):
 
     layout: Literal["long", "wide"] = "long"
     track_types = False
+    #: What the bulk lane writes for this sink (``"csv"`` or ``"parquet"``), if it can.
+    bulk_format: str | None = None
 
     def __init__(self, context: SinkContext) -> None:
         super().__init__(context)
         self.options: Any = context.options
         self.builder: Builder | None = None
+        self._temp: Path | None = None
+        self._bulk_rows: int | None = None
+
+    def temp_path(self) -> Path:
+        """The sink's temporary output file (reserved once)."""
+        if self._temp is None:
+            self._temp = self.context.temp_path()
+        return self._temp
+
+    def bulk_table(self) -> tuple[Any, str, Path] | None:
+        """The long table the bulk lane may write for this sink (see
+        :class:`~aml_exportkit.contracts.BulkSink`)."""
+        if self.bulk_format is None or self.layout != "long":
+            return None
+        return self.options, self.bulk_format, self.temp_path()
+
+    def bulk_written(self, rows: int) -> None:
+        """The bulk lane wrote the table: ``rows`` rows."""
+        self._bulk_rows = rows
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -109,10 +130,13 @@ class TableSink(BaseSink):
     def finish(self) -> Sequence[OutputReport]:
         """Build the table and write it to a temporary file."""
         assert self.builder is not None
-        with self._errors():
-            table = self.builder.finish()
-            path = self.context.temp_path()
-            rows = self.write(path, table)
+        if self._bulk_rows is not None:
+            rows = self._bulk_rows
+            self.builder.close()
+        else:
+            with self._errors():
+                table = self.builder.finish()
+                rows = self.write(self.temp_path(), table)
         self.builder = None
         return (OutputReport(path=self.context.target, rows=rows),)
 

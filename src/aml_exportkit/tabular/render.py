@@ -1,0 +1,478 @@
+"""Column-wise rendering of trial results as lines of our CSV, for the bulk lane.
+
+:class:`~aml_exportkit.tabular.long.LongBuilder` builds one Python row per result and one
+cell per value, which costs about 30 µs per result. The bulk lane (:mod:`aml_exportkit.fastlane`)
+renders a whole chunk of results at once instead, a column at a time, so that most of the
+work runs inside C loops (``map``, ``zip``, ``str.join``, ``set``):
+
+- ``json_data`` is flattened column-wise: at each level the keys of all the chunk's objects
+  are united, and each key's values are pulled out with one comprehension (or one
+  ``itemgetter`` call per row when every object has the same keys);
+- a column is formatted by the set of types it holds: a column of floats is
+  ``map(float.__repr__, …)``, a column of strings that need no quoting is used as it is;
+- the session, participant and block fields of a session, and the section and song fields
+  of a section, are formatted once per session and once per section.
+
+The text is exactly what :func:`~aml_exportkit.tabular.table.write_exportkit_csv` writes
+for the same rows (``tests/perf_paths`` compares the two byte for byte); the column names,
+their order and the types recorded for Parquet are the ones
+:class:`~aml_exportkit.tabular.long.LongBuilder` finds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any
+
+from ..flatten import Flattener, Path
+from ..graph import RecordGraph
+from .fields import fixed_columns
+from .long import _EXACT, Joiner
+from .options import TableOptions
+from .table import BigInt, Column, _cell, _quote, kind_of_types
+
+
+class _Missing(float):
+    """Marks a path that a row does not have (unlike ``None``, a JSON null it has).
+
+    It is a float whose ``str`` and ``repr`` are empty, so that a column of floats, ints or
+    strings with gaps renders through one C-level ``map(repr, …)`` or ``map(str, …)``. It
+    is only ever compared by identity.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls) -> _Missing:
+        return float.__new__(cls, 0.0)
+
+    def __repr__(self) -> str:
+        return ""
+
+    __str__ = __repr__
+
+
+MISSING: Any = _Missing()
+_MISSING_TYPE = type(MISSING)
+_NONE_TYPE = type(None)
+_BOOL_TEXT = {True: "true", False: "false"}
+_SPECIAL = (",", '"', "\r", "\n")
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_json_text = _JSON.encode
+
+
+def supports(options: TableOptions) -> str | None:
+    """Why the bulk lane cannot render a table with ``options``, or None when it can."""
+    if options.style != "exportkit":
+        return f"style {options.style!r}"
+    if options.rows != "trial":
+        return f"rows = {options.rows!r}"
+    if options.profile != "omit":
+        return "profile columns"
+    if options.session_json != "omit":
+        return "session_json columns"
+    if options.flatten.lists == "explode":
+        return "lists = 'explode'"
+    return None
+
+
+# -- formatting a column ----------------------------------------------------------------------
+
+
+def str_cells(values: list[Any]) -> list[str]:
+    """Cells of a column of strings (and None / MISSING): quoted only where needed."""
+    types = set(map(type, values))
+    if types == {str}:
+        joined = "\x00".join(values)
+        if not any(c in joined for c in _SPECIAL) and "" not in values:
+            return values
+        return [_quote(v) for v in values]
+    return [_any_cell(v) for v in values]
+
+
+def _any_cell(value: Any) -> str:
+    if value is None or value is MISSING:
+        return ""
+    return _cell(value)
+
+
+def _float_or_empty(value: Any) -> str:
+    return "" if value is None or value is MISSING else repr(value)
+
+
+def value_cells(values: list[Any], types: set[type]) -> list[str]:
+    """Cells of one column whose values have ``types`` (MISSING renders as null)."""
+    if len(types) == 1:
+        t = next(iter(types))
+        if t is str:
+            return str_cells(values)
+        if t is float:
+            return list(map(float.__repr__, values))
+        if t is int:
+            return list(map(int.__repr__, values))
+        if t is bool:
+            return list(map(_BOOL_TEXT.__getitem__, values))
+    rest = types - {_NONE_TYPE, _MISSING_TYPE}
+    if not rest:
+        return [""] * len(values)
+    if _NONE_TYPE not in types:
+        if rest <= {float, int}:
+            return list(map(repr, values))  # MISSING's repr is empty
+        if rest == {str}:
+            cells = list(map(str, values))  # MISSING's str is empty
+            joined = "\x00".join(cells)
+            if not any(c in joined for c in _SPECIAL) and "" not in values:
+                return cells
+    elif rest == {float}:
+        return list(map(_float_or_empty, values))
+    if rest <= {list, dict}:
+        return ["" if v is None or v is MISSING else _quote(_json_text(v)) for v in values]
+    return [_any_cell(v) for v in values]
+
+
+def int_cells(values: list[Any]) -> list[str]:
+    """Cells of integers and None."""
+    if None in values:
+        return ["" if v is None else str(v) for v in values]
+    return list(map(int.__repr__, values))
+
+
+def float_cells(values: list[Any]) -> list[str]:
+    """Cells of floats and None."""
+    if None in values:
+        return list(map(_float_or_empty, values))
+    return list(map(float.__repr__, values))
+
+
+# -- flattening a column of JSON values -------------------------------------------------------
+
+
+class ColumnFlattener:
+    """Flattens the ``json_data`` of a chunk column-wise, with the rules of a
+    :class:`~aml_exportkit.flatten.Flattener` (whose names, claims and sort keys it uses).
+
+    :param flattener: the table's flattener of result json.
+    """
+
+    def __init__(self, flattener: Flattener) -> None:
+        self.flattener = flattener
+        options = flattener.options
+        self.limit = options.max_depth
+        self.index_lists = options.lists == "index"
+        #: the path of every column name found
+        self.paths: dict[str, Path] = {}
+
+    def columns(self, values: list[Any]) -> dict[str, list[Any]]:
+        """``{column name: values}`` of the leaves the chunk's values hold (MISSING where
+        a row lacks the path), in no particular order."""
+        out: dict[str, list[Any]] = {}
+        if values:
+            self._walk(values, (), out)
+        return out
+
+    def _leaf(self, path: Path, values: list[Any], out: dict[str, list[Any]]) -> None:
+        name = self.flattener._name(path)
+        if name is not None:
+            out[name] = values
+            self.paths[name] = path
+
+    def _walk(self, values: list[Any], path: Path, out: dict[str, list[Any]]) -> None:
+        if self.limit is not None and len(path) >= self.limit:
+            self._leaf(path, values, out)
+            return
+        types = set(map(type, values))
+        if types == {dict} and min(map(len, values)) > 0:
+            self._dicts(values, path, out)
+            return
+        nested = dict in types or (self.index_lists and list in types)
+        if not nested:
+            if types != {_MISSING_TYPE}:
+                self._leaf(path, values, out)
+            return
+        # Some rows hold a non-empty object (or list) here, others a leaf: split them.
+        inner: list[Any] = []
+        leaves: list[Any] = []
+        any_leaf = False
+        index_lists = self.index_lists
+        for v in values:
+            t = type(v)
+            if (t is dict or (index_lists and t is list)) and v:
+                inner.append(v)
+                leaves.append(MISSING)
+            else:
+                inner.append(MISSING)
+                leaves.append(v)
+                if v is not MISSING:
+                    any_leaf = True
+        if any_leaf:
+            self._leaf(path, leaves, out)
+        dicts = [v if type(v) is dict else MISSING for v in inner]
+        if any(v is not MISSING for v in dicts):
+            self._dicts(dicts, path, out)
+        if index_lists:
+            lists = [v if type(v) is list else MISSING for v in inner]
+            if any(v is not MISSING for v in lists):
+                self._lists(lists, path, out)
+
+    def _dicts(self, values: list[Any], path: Path, out: dict[str, list[Any]]) -> None:
+        missing = MISSING
+        whole = not any(v is missing for v in values)
+        present = values if whole else [v for v in values if v is not missing]
+        shapes = set(map(tuple, present))
+        if whole and len(shapes) == 1:
+            # every row has the same keys: one C call per row pulls them all out
+            self._common(values, next(iter(shapes)), path, out)
+            return
+        common = set.intersection(*map(set, shapes))
+        ordered = list(dict.fromkeys(itertools.chain.from_iterable(shapes)))
+        if whole and common:
+            self._common(values, [k for k in ordered if k in common], path, out)
+        else:
+            common = set()
+        for key in ordered:
+            if key in common:
+                continue
+            if whole:
+                column = [v.get(key, missing) for v in values]
+            else:
+                column = [missing if v is missing else v.get(key, missing) for v in values]
+            self._walk(column, (*path, key), out)
+
+    def _common(
+        self, values: list[Any], keys: Sequence[str], path: Path, out: dict[str, list[Any]]
+    ) -> None:
+        if len(keys) == 1:
+            columns: Iterable[Any] = [list(map(itemgetter(keys[0]), values))]
+        else:
+            columns = map(list, zip(*map(itemgetter(*keys), values), strict=True))
+        for key, column in zip(keys, columns, strict=True):
+            self._walk(column, (*path, key), out)
+
+    def _lists(self, values: list[Any], path: Path, out: dict[str, list[Any]]) -> None:
+        longest = max(len(v) for v in values if v is not MISSING)
+        for i in range(longest):
+            column = [MISSING if v is MISSING or len(v) <= i else v[i] for v in values]
+            self._walk(column, (*path, i), out)
+
+
+def column_types(values: list[Any]) -> set[type]:
+    """The types a column holds for Parquet (MISSING left out, big integers marked)."""
+    raw = set(map(type, values))
+    types = raw - {_MISSING_TYPE}
+    if int in types:
+        ints = values if raw == {int} else [v for v in values if type(v) is int]
+        if max(ints) > _EXACT or min(ints) < -_EXACT:
+            types.add(BigInt)
+            if not any(-_EXACT <= v <= _EXACT for v in ints):
+                types.discard(int)
+    return types
+
+
+# -- whole rows -------------------------------------------------------------------------------
+
+
+class ResultColumns:
+    """One chunk of trial results, as columns, checked and in output order.
+
+    :param pk: primary keys.
+    :param session: session pks.
+    :param section: section pks or None.
+    :param created_at: creation times as our CSV writes them
+        (``2024-07-22T10:26:50.911000+00:00``).
+    :param fields: the other result fields by name (``question_key``, ``score``, …), score
+        as floats or None.
+    :param json_data: the parsed ``json_data`` values.
+    """
+
+    __slots__ = ("created_at", "fields", "json_data", "pk", "section", "session")
+
+    def __init__(
+        self,
+        *,
+        pk: list[int],
+        session: list[int],
+        section: list[int | None],
+        created_at: list[str],
+        fields: Mapping[str, list[Any]],
+        json_data: list[Any],
+    ) -> None:
+        self.pk = pk
+        self.session = session
+        self.section = section
+        self.created_at = created_at
+        self.fields = fields
+        self.json_data = json_data
+
+    def __len__(self) -> int:
+        return len(self.pk)
+
+
+_STRING_FIELDS = frozenset(
+    {"question_key", "expected_response", "given_response", "comment", "scoring_rule"}
+)
+
+
+class ChunkRenderer:
+    """Renders chunks of trial results as the long table of one set of table options.
+
+    :param options: the sink's table options (:func:`supports` must accept them).
+    :param graph: the export's graph; session, participant, block, section and song
+        fields come from it (so pseudonymised participants are what is written).
+    """
+
+    def __init__(self, options: TableOptions, graph: RecordGraph) -> None:
+        self.options = options
+        self.graph = graph
+        self.join = Joiner(options, graph, track_types=False)
+        cols = options.columns
+        self.head_columns = fixed_columns(
+            [("block", cols.block), ("session", cols.session), ("participant", cols.participant)],
+            options.flatten,
+            self.join.registry,
+        )
+        self.result_columns = fixed_columns(
+            [("result", cols.result)], options.flatten, self.join.registry
+        )
+        self.tail_columns = fixed_columns(
+            [("section", cols.section), ("song", cols.song)], options.flatten, self.join.registry
+        )
+        self.result_fields = cols.result
+        flat = self.join.result_flat
+        self.flatten = ColumnFlattener(flat) if flat is not None else None
+        self._heads: dict[int, str] = {}
+        self._tails: dict[int | None, str] = {}
+        #: dynamic column names known so far, in output order
+        self.names: list[str] = []
+        self._known: set[str] = set()
+
+    @property
+    def fixed(self) -> list[Column]:
+        """The fixed columns, in output order."""
+        return [*self.head_columns, *self.result_columns, *self.tail_columns]
+
+    def header(self, names: Sequence[str]) -> str:
+        """The header line (with CRLF) for the dynamic columns ``names``."""
+        columns = [c.name for c in self.fixed] + list(names)
+        return ",".join(_quote(c) for c in columns) + "\r\n"
+
+    def sort_names(self, names: Iterable[str]) -> list[str]:
+        """Dynamic column names in output order."""
+        return sorted(names, key=self.join.dynamic_sort_key)
+
+    def known(self, names: Iterable[str]) -> None:
+        """Add dynamic column names found elsewhere (a sample, another process)."""
+        new = [n for n in names if n not in self._known]
+        if new:
+            self._known.update(new)
+            self.names = self.sort_names(self._known)
+
+    def head(self, session_pk: int) -> str:
+        """The block, session and participant cells of a session's rows."""
+        try:
+            return self._heads[session_pk]
+        except KeyError:
+            pass
+        join = self.join
+        graph = self.graph
+        session = graph.sessions[session_pk]
+        block = graph.blocks.get(session.block) if session.block is not None else None
+        participant = graph.participants.get(session.participant)
+        values = join.get_block(block) + join.get_session(session)
+        values += join.get_participant(participant)
+        text = self._heads[session_pk] = ",".join([_cell(v) for v in values])
+        return text
+
+    def tail(self, section_pk: int | None) -> str:
+        """The section and song cells of a section's rows."""
+        try:
+            return self._tails[section_pk]
+        except KeyError:
+            text = self._tails[section_pk] = ",".join(
+                [_cell(v) for v in self.join.section_part(section_pk)]
+            )
+            return text
+
+    def prepare(self) -> None:
+        """Format every session's and section's cells now (before worker processes fork)."""
+        for pk in self.graph.sessions:
+            self.head(pk)
+        for pk in self.graph.sections:
+            self.tail(pk)
+        self.tail(None)
+
+    def dynamic(self, chunk: ResultColumns) -> dict[str, list[Any]]:
+        """The flattened json columns of a chunk (raw values)."""
+        if self.flatten is None:
+            return {}
+        return self.flatten.columns(chunk.json_data)
+
+    def render(
+        self, chunk: ResultColumns, dyn: Mapping[str, list[Any]], names: Sequence[str]
+    ) -> str:
+        """The CSV lines (each with CRLF) of a chunk, with the dynamic columns ``names``
+        (a superset of ``dyn``'s keys, in output order)."""
+        n = len(chunk)
+        if not n:
+            return ""
+        parts: list[Iterable[str]] = []
+        if self.head_columns:
+            heads = self._heads
+            parts.append([heads[s] if s in heads else self.head(s) for s in chunk.session])
+        for field in self.result_fields:
+            parts.append(self._field_cells(chunk, field))
+        if self.tail_columns:
+            tails = self._tails
+            parts.append([tails[s] if s in tails else self.tail(s) for s in chunk.section])
+        empty = [""] * n  # a list: zip takes a fresh iterator of it for every column
+        for name in names:
+            values = dyn.get(name)
+            if values is None:
+                parts.append(empty)
+            else:
+                parts.append(value_cells(values, set(map(type, values))))
+        if not parts:
+            return "\r\n" * n
+        if len(parts) == 1:
+            lines: Iterable[str] = parts[0]
+        else:
+            lines = map(",".join, zip(*parts, strict=False))  # "kind" is an endless repeat
+        return "\r\n".join(lines) + "\r\n"
+
+    def _field_cells(self, chunk: ResultColumns, field: str) -> Iterable[str]:
+        n = len(chunk)
+        if field == "id":
+            return list(map(int.__repr__, chunk.pk))
+        if field == "kind":
+            return itertools.repeat("trial", n)
+        if field == "session":
+            return list(map(int.__repr__, chunk.session))
+        if field == "participant":
+            return itertools.repeat("", n)
+        if field == "section":
+            return int_cells(chunk.section)
+        if field == "created_at":
+            return chunk.created_at
+        values = chunk.fields[field]
+        if field == "score":
+            return float_cells(values)
+        if field in _STRING_FIELDS:
+            return str_cells(values)
+        raise ValueError(f"unknown result field {field!r}")  # pragma: no cover
+
+    def types(self, dyn: Mapping[str, list[Any]]) -> dict[str, set[type]]:
+        """The types of each dynamic column of a chunk (for Parquet kinds)."""
+        return {name: column_types(values) for name, values in dyn.items()}
+
+
+def kinds_of(
+    renderer: ChunkRenderer, names: Sequence[str], types: Mapping[str, set[type]]
+) -> list[Column]:
+    """Every column of the table, with the kinds the plain path would give them."""
+    dynamic = [Column(n, kind_of_types(types.get(n, ()))) for n in names]
+    return [*renderer.fixed, *dynamic]
+
+
+#: A function that makes a renderer's chunks from some input.
+ChunkSource = Callable[[], Iterable[ResultColumns]]

@@ -1,0 +1,221 @@
+"""The bulk lane (fastlane.py) writes byte for byte what the plain path writes, applies the
+same checks, and stands down (the plain path then reports) on anything unexpected."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aml_exportkit import fastlane
+from aml_exportkit.errors import ExportkitError
+from aml_exportkit.pipeline import registry_for, run_export
+from aml_exportkit.template.load import parse_template
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = Path("/work/shared/reference")
+GENERATOR = Path("/work/shared/bench/generate.py")
+BENCH = (ROOT / "benchmarks" / "long.toml").read_text(encoding="utf-8")
+
+LONG_PARQUET = """
+[[sinks]]
+type = "csv-long"
+path = "a.csv"
+{extra}
+[[sinks]]
+type = "parquet"
+path = "a.parquet"
+{extra}
+"""
+
+TEMPLATES = {
+    "bench": BENCH,
+    "defaults": LONG_PARQUET.format(extra=""),
+    "index": LONG_PARQUET.format(
+        extra='[sinks.flatten]\nlists = "index"\nexclude = ["style*"]\n'
+        'rename = { "result_json.value" = "answer" }\n'
+    ),
+    "depth": LONG_PARQUET.format(extra="[sinks.flatten]\nmax_depth = 1\n"),
+    "include": LONG_PARQUET.format(extra='[sinks.flatten]\ninclude = ["config.*", "value"]\n'),
+    "json": LONG_PARQUET.format(extra='result_json = "json"\n'),
+    "omit": LONG_PARQUET.format(extra='result_json = "omit"\n'),
+    "finished": "[filter]\nfinished_only = true\n" + LONG_PARQUET.format(extra=""),
+    "parquet-only": '[[sinks]]\ntype = "parquet"\npath = "p.parquet"\nrow_group_size = 1000\n',
+    "two-csv": LONG_PARQUET.format(extra="")
+    .replace("a.parquet", "b.csv")
+    .replace('type = "parquet"', 'type = "csv-long"'),
+}
+
+
+def _reference_zips() -> list[Path]:
+    return sorted(REFERENCE.glob("*/*.zip"))
+
+
+@pytest.fixture(scope="session")
+def generated_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small zip of the benchmark's generator (ragged json_data, unfinished sessions)."""
+    if not GENERATOR.exists():
+        pytest.skip("the bench kit's generator is not here")
+    path = tmp_path_factory.mktemp("gen") / "muscle_60.zip"
+    subprocess.run(
+        [sys.executable, str(GENERATOR), "--quiet", "--sessions", "60", "--zip", str(path)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return path
+
+
+def _run(text: str, source: Path, out: Path) -> dict[str, bytes]:
+    registry = registry_for()
+    template = parse_template(
+        "manifest = false\n" + text, file="t.toml", folder=out, sinks=registry.sink_specs
+    )
+    report = run_export(template, source=str(source), out_dir=out)
+    files = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    rows = {o.path.name: o.rows for o in report.outputs}
+    assert set(rows) == set(files)
+    return files
+
+
+def _compare(
+    text: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, used: bool
+) -> None:
+    monkeypatch.setenv(fastlane.ENV_SWITCH, "0")
+    plain = _run(text, source, tmp_path / "plain")
+    monkeypatch.setenv(fastlane.ENV_SWITCH, "strict" if used else "1")
+    fast = _run(text, source, tmp_path / "fast")
+    assert fastlane.LAST_RUN["used"] is used, fastlane.LAST_RUN
+    assert fast.keys() == plain.keys()
+    for name in plain:
+        assert fast[name] == plain[name], name
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_generated_zip_same_bytes(
+    name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _compare(TEMPLATES[name], generated_zip, tmp_path, monkeypatch, used=True)
+
+
+@pytest.mark.parametrize("name", ["bench", "defaults", "index"])
+def test_small_chunks_and_a_short_sample(
+    name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many chunks (cut at session boundaries), and a sample too small to hold every
+    column: the chunks that did not know a column are rendered again, Parquet rebuilt."""
+    monkeypatch.setattr(fastlane, "CHUNK_BYTES", 40_000)
+    monkeypatch.setattr(fastlane, "SAMPLE_BYTES", 3_000)
+    _compare(TEMPLATES[name], generated_zip, tmp_path, monkeypatch, used=True)
+    assert fastlane.LAST_RUN["chunks"] > 10
+
+
+@pytest.mark.parametrize("zip_path", _reference_zips(), ids=lambda p: f"{p.parent.name}-{p.stem}")
+@pytest.mark.parametrize("name", ["bench", "defaults", "index"])
+def test_reference_zips_same_bytes(
+    name: str, zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastlane, "CHUNK_BYTES", 20_000)
+    _compare(TEMPLATES[name], zip_path, tmp_path, monkeypatch, used=True)
+
+
+def test_codebook_runs_take_the_plain_path(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _compare("codebook = true\n" + BENCH, generated_zip, tmp_path, monkeypatch, used=False)
+    assert "codebook" in fastlane.LAST_RUN["reason"]
+
+
+def test_other_styles_take_the_plain_path(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = '[[sinks]]\ntype = "csv-long"\npath = "a.csv"\nprofile = "columns"\n'
+    _compare(text, generated_zip, tmp_path, monkeypatch, used=False)
+
+
+def _rewrite_results(source: Path, target: Path, change: Callable[[list[Any]], None]) -> None:
+    """Copy a zip, changing the parsed results.json (written back in Django's format)."""
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "results.json":
+                items = json.loads(data)
+                change(items)
+                data = json.dumps(items, ensure_ascii=False).encode("utf-8")
+            zout.writestr(info, data)
+
+
+def _set(index: int, key: str, value: Any) -> Callable[[list[Any]], None]:
+    def change(items: list[Any]) -> None:
+        where = items[index] if key == "pk" else items[index]["fields"]
+        where[key] = value(items) if callable(value) else value
+
+    return change
+
+
+def _swap(items: list[Any]) -> None:
+    items[0], items[-1] = items[-1], items[0]
+
+
+BAD = {
+    "duplicate pk": _set(300, "pk", lambda items: items[100]["pk"]),
+    "session order": _swap,
+    "unknown session": _set(200, "session", 99_999),
+    "participant and session": _set(200, "participant", 1),
+    "unknown section": _set(200, "section", 99_999),
+    "bad timestamp": _set(200, "created_at", "2024-02-30T10:00:00.000Z"),
+    "long question key": _set(200, "question_key", "q" * 65),
+    "score text": _set(200, "score", "1.0"),
+    "big integer in json": _set(200, "json_data", {"n": 12345678901234567890123}),
+    "extra field": _set(200, "x", 1),
+}
+
+
+@pytest.mark.parametrize("what", sorted(BAD))
+def test_bad_data_gives_the_plain_paths_result(
+    what: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plain path's error (or output) comes out, whether or not the lane stood down."""
+    broken = tmp_path / "broken.zip"
+    _rewrite_results(generated_zip, broken, BAD[what])
+    outcome: list[Any] = []
+    for mode in ("0", "1"):
+        monkeypatch.setenv(fastlane.ENV_SWITCH, mode)
+        try:
+            outcome.append(_run(BENCH, broken, tmp_path / mode))
+        except ExportkitError as exc:
+            outcome.append(str(exc))
+    assert outcome[0] == outcome[1]
+    if what in ("big integer in json", "extra field"):
+        assert isinstance(outcome[0], dict), what
+    else:
+        assert isinstance(outcome[0], str), what
+        assert fastlane.LAST_RUN["used"] is False
+
+
+def test_crc32_combine() -> None:
+    a, b = b"hello, " * 1000, b"world" * 777
+    assert fastlane.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+    assert fastlane.crc32_combine(zlib.crc32(a), 0, 0) == zlib.crc32(a)
+
+
+def test_corrupt_member_fails_its_crc(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stored member whose bytes changed fails zipfile's CRC check; the lane checks it
+    too (combining the chunks' CRCs) and leaves the message to the plain path."""
+    data = bytearray(generated_zip.read_bytes())
+    at = data.find(b'"question_key": "') + 17
+    data[at] = ord("Q") if data[at] != ord("Q") else ord("R")
+    broken = tmp_path / "crc.zip"
+    broken.write_bytes(bytes(data))
+    monkeypatch.setenv(fastlane.ENV_SWITCH, "1")
+    with pytest.raises(ExportkitError, match="CRC"):
+        _run(BENCH, broken, tmp_path / "out")
+    assert fastlane.LAST_RUN["used"] is False
