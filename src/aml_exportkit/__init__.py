@@ -6,6 +6,8 @@ The public API::
 
     template = load_template("export.toml")
     report = run_export(template, source="block.zip", out_dir=Path("out"))
+
+    trials = to_dataframe("block.zip")  # the long table as a pandas DataFrame, no files
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .errors import (
     SourceError,
     TemplateError,
 )
+from .frames import to_arrow, to_dataframe
 from .graph import RecordGraph
 from .hookspecs import hookimpl
 from .pipeline import ExportReport, load_template, open_source, run_export
@@ -73,4 +76,6 @@ __all__ = [
     "load_template",
     "open_source",
     "run_export",
+    "to_arrow",
+    "to_dataframe",
 ]
