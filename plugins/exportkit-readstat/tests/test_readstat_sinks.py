@@ -1,0 +1,231 @@
+"""The spss and stata sinks, end to end: files written by a run, read back with pyreadstat."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import exportkit_readstat
+import pyreadstat
+import pytest
+from click.testing import CliRunner
+
+from aml_exportkit import (
+    TemplateError,
+    get_plugin_manager,
+    load_registry,
+    load_template,
+    run_export,
+    to_dataframe,
+)
+from aml_exportkit.cli import cli
+from aml_exportkit.plugins import PluginManager
+
+WIDE = """
+name = "likert demo"
+[source]
+uri = "{zip}"
+
+[[sinks]]
+type = "{type}"
+path = "out/demo{ext}"
+profile = "columns"
+{extra}
+[sinks.wide]
+key_by = "question_key"
+"""
+
+
+@pytest.fixture
+def manager() -> PluginManager:
+    """The builtins and this plugin, registered without its entry point."""
+    return get_plugin_manager(load_entrypoints=False, plugins=[exportkit_readstat])
+
+
+def run(tmp_path: Path, manager: PluginManager, text: str) -> Path:
+    path = tmp_path / "template.toml"
+    path.write_text(text, encoding="utf-8")
+    template = load_template(str(path), registry=load_registry(manager))
+    run_export(template, plugin_manager=manager)
+    return path
+
+
+def wide(zip_path: Path, kind: str, extra: str = "") -> str:
+    ext = ".sav" if kind == "spss" else ".dta"
+    return (
+        WIDE.replace("{zip}", str(zip_path))
+        .replace("{type}", kind)
+        .replace("{ext}", ext)
+        .replace("{extra}", extra)
+    )
+
+
+def test_spss_wide_has_labels_from_the_questions(
+    tmp_path: Path, muscle_zip: Path, manager: PluginManager
+) -> None:
+    run(tmp_path, manager, wide(muscle_zip, "spss"))
+    frame, meta = pyreadstat.read_sav(tmp_path / "out" / "demo.sav")
+    assert len(frame) == 3  # one row per session
+    labels = meta.column_names_to_labels
+    values = meta.variable_value_labels
+    # a Likert answer: numeric, labelled by the choices
+    assert labels["profile_likert_01"] == "profile.likert_01: I like this music."
+    assert values["profile_likert_01"] == {1.0: "Disagree", 2.0: "Neutral", 3.0: "Agree"}
+    assert frame["profile_likert_01"].tolist()[:2] == [3.0, 1.0]
+    assert math.isnan(frame["profile_likert_01"].tolist()[2])
+    # named choices ({value: label}) stay text, labelled by text
+    assert values["profile_generation"]["gen_x"] == "1965–1980"
+    assert frame["profile_generation"].tolist() == ["gen_x", "boomer", "gen_z"]
+    # an open question: the old "question" key gives its text, no value labels
+    assert labels["profile_instrument"] == (
+        "profile.instrument: Which instrument do you play best?"
+    )
+    assert "profile_instrument" not in values
+    assert frame["profile_instrument"].tolist()[1] == "Erhu 二胡"
+    # trial answers under their question key; a repeated key is choice~2
+    assert labels["choice_result_given_response"] == "choice.result_given_response: A or B?"
+    assert values["choice_result_given_response"] == {"A": "Answer A", "B": "Answer B"}
+    assert values["choice_2_result_given_response"] == {"A": "Answer A", "B": "Answer B"}
+    assert labels["choice_2_result_json_decision_time"].startswith(
+        "choice~2.result_json.decision_time"
+    )
+    # the scores of profile answers: numbers, the question's text, no value labels
+    assert labels["profile_score_likert_01"] == "profile_score.likert_01: score: I like this music."
+    assert "profile_score_likert_01" not in values
+    # unchanged names keep their name as the label
+    assert labels["session_id"] == "session_id"
+    assert meta.file_label == "likert demo"
+
+
+def test_values_equal_the_table_of_the_same_template(
+    tmp_path: Path, muscle_zip: Path, manager: PluginManager
+) -> None:
+    template = run(tmp_path, manager, wide(muscle_zip, "spss"))
+    frame, meta = pyreadstat.read_sav(tmp_path / "out" / "demo.sav")
+    table = to_dataframe(str(template), plugin_manager=manager)
+    originals = [label.split(": ")[0] for label in meta.column_labels]
+    assert originals == list(table.columns)
+    assert frame["session_id"].tolist() == [float(v) for v in table["session_id"]]
+    times = table["choice.result_json.decision_time"].tolist()
+    assert frame["choice_result_json_decision_time"].tolist() == pytest.approx(times)
+    started = [t.tz_convert(None) for t in table["session_started_at"]]
+    for got, want in zip(frame["session_started_at"], started, strict=True):
+        # SPSS keeps seconds as a double: microseconds may be off by one
+        assert abs((got - want).total_seconds()) < 1e-5
+    assert frame["participant_id_url"].tolist() == ["", "", ""]  # null text: empty string
+
+
+def test_stata_labels_integers_only_and_keeps_names_short(
+    tmp_path: Path, muscle_zip: Path, manager: PluginManager
+) -> None:
+    run(tmp_path, manager, wide(muscle_zip, "stata"))
+    frame, meta = pyreadstat.read_dta(tmp_path / "out" / "demo.dta")
+    assert len(frame) == 3
+    assert all(len(name) <= 28 for name in frame.columns)
+    values = meta.variable_value_labels
+    assert values["profile_likert_01"] == {1: "Disagree", 2: "Neutral", 3: "Agree"}
+    assert "profile_generation" not in values  # Stata cannot label text
+    assert frame["profile_likert_01"].tolist()[:2] == [3.0, 1.0]
+    labels = meta.column_names_to_labels
+    assert all(len(label) <= 80 for label in labels.values())
+    assert labels["choice_2_result_given_respon"] == "choice~2.result_given_response: A or B?"
+    assert frame["session_final_score"].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_long_layout_has_a_row_per_result(
+    tmp_path: Path, muscle_zip: Path, manager: PluginManager
+) -> None:
+    text = (
+        f'[source]\nuri = "{muscle_zip}"\n'
+        '[[sinks]]\ntype = "spss"\npath = "long.sav"\nlayout = "long"\n'
+        'variable_labels = "question"\n'
+    )
+    run(tmp_path, manager, text)
+    frame, meta = pyreadstat.read_sav(tmp_path / "long.sav")
+    assert len(frame) == 5
+    assert frame["result_given_response"].tolist() == ["A", "B", "A", "B", "B"]
+    labels = meta.variable_value_labels
+    assert labels["result_given_response"] == {"A": "Answer A", "B": "Answer B"}
+    assert labels["result_json_value"] == {"A": "Answer A", "B": "Answer B"}
+    # one question behind the column: its text; "question" mode drops the original name
+    assert meta.column_names_to_labels["result_given_response"] == "A or B?"
+    assert meta.column_names_to_labels["result_json_decision_time"] == ("result_json.decision_time")
+
+
+def test_profile_rows_hold_several_questions(
+    tmp_path: Path, muscle_zip: Path, manager: PluginManager
+) -> None:
+    text = (
+        f'[source]\nuri = "{muscle_zip}"\n'
+        '[[sinks]]\ntype = "stata"\npath = "profile.dta"\nlayout = "long"\nrows = "profile"\n'
+    )
+    run(tmp_path, manager, text)
+    frame, meta = pyreadstat.read_dta(tmp_path / "profile.dta")
+    assert len(frame) == 9
+    # answers of three questions share the column: no single text, no common labels
+    assert meta.column_names_to_labels["result_given_response"] == "result_given_response"
+    assert "result_given_response" not in meta.variable_value_labels
+
+
+def test_labels_can_be_turned_off(tmp_path: Path, muscle_zip: Path, manager: PluginManager) -> None:
+    extra = 'variable_labels = "name"\nvalue_labels = false\nfile_label = "mine"'
+    run(tmp_path, manager, wide(muscle_zip, "spss", extra))
+    frame, meta = pyreadstat.read_sav(tmp_path / "out" / "demo.sav")
+    assert meta.variable_value_labels == {}
+    assert meta.column_names_to_labels["profile_likert_01"] == "profile.likert_01"
+    assert frame["profile_likert_01"].tolist()[0] == "3"  # not labelled: stays text
+    assert meta.file_label == "mine"
+
+
+def test_the_msi_questionnaire_in_spss(
+    tmp_path: Path, reference_msi_zip: Path, manager: PluginManager
+) -> None:
+    run(tmp_path, manager, wide(reference_msi_zip, "spss"))
+    frame, meta = pyreadstat.read_sav(tmp_path / "out" / "demo.sav")
+    assert len(frame) == 6
+    scale = meta.variable_value_labels["profile_msi_01_music_activities"]
+    assert scale[1.0] == "Completely Disagree"
+    assert scale[7.0] == "Completely Agree"
+    assert meta.column_names_to_labels["profile_msi_07_from_memory"] == (
+        "profile.msi_07_from_memory: I can sing or play music from memory."
+    )
+
+
+def test_bad_options_name_their_key(
+    tmp_path: Path, muscle_zip: Path, manager: PluginManager
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        f'[source]\nuri = "{muscle_zip}"\n'
+        '[[sinks]]\ntype = "spss"\npath = "x.sav"\nvariable_labels = "all"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TemplateError, match=r"sinks\[0\]\.variable_labels"):
+        load_template(str(path), registry=load_registry(manager))
+
+
+def test_nothing_is_left_when_another_sink_fails(
+    tmp_path: Path, muscle_zip: Path, manager: PluginManager
+) -> None:
+    (tmp_path / "blocked").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    text = (
+        f'[source]\nuri = "{muscle_zip}"\n'
+        '[[sinks]]\ntype = "spss"\npath = "ok.sav"\n'
+        '[[sinks]]\ntype = "csv-long"\npath = "blocked"\n'
+    )
+    with pytest.raises(Exception, match="blocked"):
+        run(tmp_path, manager, text)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "template.toml"])
+
+
+def test_installed_plugin_is_listed_with_its_distribution(monkeypatch: Any) -> None:
+    monkeypatch.delenv("EXPORTKIT_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    monkeypatch.delenv("EXPORTKIT_BLOCK_PLUGINS", raising=False)
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines() if line.startswith("  ")]
+    lines = {row[0]: row for row in rows}
+    assert lines["spss"][1] == "exportkit-readstat"
+    assert lines["stata"][1] == "exportkit-readstat"
