@@ -1,0 +1,1 @@
+"""Integrations with other software; each needs its optional dependency (``django``)."""
