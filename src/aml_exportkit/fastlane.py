@@ -750,6 +750,8 @@ class _ParquetOut:
         names = [c.name for c in columns]
         self.read_options = pcsv.ReadOptions(column_names=names, block_size=8 << 20)
         self.parse_options = pcsv.ParseOptions(newlines_in_values=True)
+        # Without CR or LF inside values, the reader may split the text anywhere.
+        self.plain_options = pcsv.ParseOptions(newlines_in_values=False)
         self.convert_options = pcsv.ConvertOptions(
             column_types={f.name: f.type for f in self.schema},
             strings_can_be_null=True,
@@ -759,15 +761,17 @@ class _ParquetOut:
             false_values=["false"],
         )
 
-    def add(self, text: bytes) -> None:
-        """Add the rows of a chunk's CSV text."""
+    def add(self, text: bytes, rows: int) -> None:
+        """Add the ``rows`` rows of a chunk's CSV text."""
         if not self.valid or not text:
             return
+        # When the only CR and LF are the rows' CRLFs, no value holds one.
+        simple = rows == text.count(b"\n") == text.count(b"\r") == text.count(b"\r\n")
         try:
             table = self.pcsv.read_csv(
                 self.pa.py_buffer(text),
                 read_options=self.read_options,
-                parse_options=self.parse_options,
+                parse_options=self.plain_options if simple else self.parse_options,
                 convert_options=self.convert_options,
             )
         except self.pa.ArrowInvalid:
@@ -830,6 +834,7 @@ class _PlanState:
         self.text.write(header)
         self.header_len = len(header)
         self.ranges: list[tuple[int, int]] = []
+        self.rows: list[int] = []
         self.chunk_names: list[tuple[str, ...]] = []
         self.offset = len(header)
         self.parquets = [
@@ -840,9 +845,12 @@ class _PlanState:
         fixed = self.renderer.fixed
         return [*fixed, *(Column(n, kind_of_types(self.types.get(n, ()))) for n in self.names)]
 
-    def add(self, names: tuple[str, ...], text: bytes, types: dict[str, set[type]]) -> None:
+    def add(
+        self, names: tuple[str, ...], text: bytes, types: dict[str, set[type]], rows: int
+    ) -> None:
         self.text.write(text)
         self.ranges.append((self.offset, len(text)))
+        self.rows.append(rows)
         self.offset += len(text)
         self.chunk_names.append(names)
         for name, seen in types.items():
@@ -853,7 +861,7 @@ class _PlanState:
                 known |= seen
         if names == self.names:
             for out in self.parquets:
-                out.add(text)
+                out.add(text, rows)
         else:
             for out in self.parquets:
                 out.valid = False
@@ -955,7 +963,7 @@ class _Lane:
             for state, found, (names, text, types, paths) in zip(
                 self.states, new_paths, chunk.tables, strict=True
             ):
-                state.add(names, text, types)
+                state.add(names, text, types, chunk.rows)
                 found.update(paths)
             if chunk.position:
                 graph.expected_trial_results = max(rows, round(rows / chunk.position))
@@ -1058,8 +1066,8 @@ class _Lane:
         state.text.flush()
         fd = state.text.fileno()
         try:
-            for start, length in state.ranges:
-                out.add(os.pread(fd, length, start))
+            for (start, length), rows in zip(state.ranges, state.rows, strict=True):
+                out.add(os.pread(fd, length, start), rows)
                 if not out.valid:  # pragma: no cover - the final kinds fit every value
                     raise NotFast("a value does not fit its Parquet column")
             out.close()

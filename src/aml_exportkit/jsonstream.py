@@ -28,7 +28,10 @@ from .errors import SourceError
 _DJANGO_SEPARATOR = b'}, {"model": '
 _WHITESPACE = b" \t\r\n"
 _NUMBER_TAIL = re.compile(r"[0-9.eE+-]*")
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# Every digit becomes b"0" and everything else a space, so that one C-speed find spots a
+# run of 19 digits (the regex above scans about ten times slower).
+_DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_NINETEEN_DIGITS = b"0" * 19
 #: One element larger than this is refused, so that a broken file cannot fill memory.
 MAX_ELEMENT_BYTES = 256 << 20
 
@@ -143,7 +146,7 @@ def _fast_slice(window: _Window) -> list[Any] | None:
         # Not Django's formatting (or one huge element): parse this window the slow way.
         window.slow_until = window.base + len(buf)
         return None
-    if _LONG_DIGITS.search(buf, pos, cut):
+    if buf[pos:cut].translate(_DIGITS_TO_ZERO).find(_NINETEEN_DIGITS) >= 0:
         # orjson turns integers beyond 64 bits into floats without a word; the standard
         # library keeps them exact. (A long digit run inside a string lands here too.)
         window.slow_until = window.base + cut
