@@ -54,3 +54,36 @@ def test_every_command_is_in_the_getting_started_guide() -> None:
     text = (DOCS / "getting-started.md").read_text(encoding="utf-8")
     for name in cli.commands:
         assert f"exportkit {name}" in text, name
+
+
+def test_the_pseudonymised_share_recipe_runs(
+    reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from aml_exportkit.cli import cli
+
+    text = (DOCS / "recipes.md").read_text(encoding="utf-8")
+    template = text.split("# share.toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "share.toml").write_text(template, encoding="utf-8")
+    monkeypatch.setenv("LAB_EXPORT_KEY", "a key of at least sixteen characters")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(tmp_path / "share.toml"),
+            "--source",
+            str(reference_dir / "head" / "block_tafc-dvorak.zip"),
+            "--out",
+            str(tmp_path / "share"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "share").iterdir())
+    assert names == [
+        "codebook.md",
+        "datapackage.json",
+        "manifest.json",
+        "tafc-dvorak-fixtures.zip",
+        "tafc-dvorak-trials.csv",
+    ]
