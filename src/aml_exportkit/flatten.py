@@ -64,8 +64,8 @@ class FlattenOptions:
     """
 
     separator: str = attrs.field(default=".")
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
+    include: tuple[str, ...] = attrs.field(default=())
+    exclude: tuple[str, ...] = attrs.field(default=())
     rename: Mapping[str, str] = attrs.field(factory=dict)
     max_depth: int | None = attrs.field(default=None)
     lists: ListMode = "json"
@@ -79,6 +79,66 @@ class FlattenOptions:
     def _check_depth(self, _: Any, value: int | None) -> None:
         if value is not None and value < 0:
             raise ValueError("max_depth must be 0 or more")
+
+    @include.validator
+    @exclude.validator
+    def _check_globs(self, attribute: Any, value: tuple[str, ...]) -> None:
+        for index, pattern in enumerate(value):
+            problem = glob_problem(pattern, self.separator)
+            if problem:
+                raise ValueError(f"{attribute.name}[{index}] {pattern!r}: {problem}")
+
+    @rename.validator
+    def _check_rename(self, _: Any, value: Mapping[str, str]) -> None:
+        targets: dict[str, str] = {}
+        for source, target in value.items():
+            if not target:
+                raise ValueError(f"rename {source!r}: the new name is empty")
+            if target in targets:
+                raise ValueError(
+                    f"rename {targets[target]!r} and {source!r} both become {target!r};"
+                    " two columns cannot share a name"
+                )
+            targets[target] = source
+
+
+_INDEX_GLOB = re.compile(r"[0-9*?]+")
+
+
+def glob_problem(pattern: str, separator: str = ".") -> str | None:
+    """Why ``pattern`` cannot match any path, or None when it can.
+
+    Paths are keys joined by the separator with list indexes in brackets
+    (``config.choices[0].value``); a bracket in a key is written ``\\[``.
+    """
+    if not pattern:
+        return "an empty glob matches nothing"
+    if pattern.startswith(separator) or pattern.endswith(separator):
+        return f"a glob cannot start or end with the separator {separator!r}"
+    depth, start = 0, 0
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "[":
+            if depth:
+                return "brackets inside brackets"
+            depth, start = 1, i + 1
+        elif char == "]":
+            if not depth:
+                return "a ']' without its '['"
+            if not _INDEX_GLOB.fullmatch(pattern[start:i]):
+                return (
+                    "brackets hold a list index ([0]) or a wildcard ([*]); write a bracket"
+                    " that is part of a key as \\["
+                )
+            depth = 0
+        i += 1
+    if depth:
+        return "a '[' without its ']'"
+    return None
 
 
 DEFAULT_OPTIONS = FlattenOptions()
