@@ -194,3 +194,14 @@ def test_unknown_block(muscle_head_db: str, tmp_path: Path) -> None:
     result, out = run(tmp_path, template, muscle_head_db)
     assert result.exit_code != 0
     assert_clean_failure(result, result.exit_code, ["no-such-block", "tafc-dvorak"], out)
+
+
+def test_a_rename_onto_a_column_the_data_makes(tmp_path: Path) -> None:
+    text = (
+        '[[sinks]]\ntype = "csv-long"\npath = "x.csv"\n[sinks.flatten]\n'
+        'rename = { "result_json.key" = "result_json.view" }\n'
+    )
+    result, out = run(tmp_path, text, str(ZIP))
+    assert_clean_failure(
+        result, EXIT_SINK, ["x.csv (csv-long)", "'result_json.view'", "result_json 'key'"], out
+    )
