@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 ENV_SWITCH = "EXPORTKIT_BULK"
 #: Bytes of ``results.json`` per chunk.
-CHUNK_BYTES = 6 << 20
+CHUNK_BYTES = 4 << 20
 #: Sessions per chunk of a database.
 CHUNK_SESSIONS = 200
 #: Worker processes (the machine's cores, at most this many).
@@ -70,7 +70,7 @@ MAX_WORKERS = 2
 #: Chunks a worker may have queued; the parent holds at most this many results per worker.
 IN_FLIGHT = 2
 #: Bytes of ``results.json`` sampled before the start (for the first header and schema).
-SAMPLE_BYTES = 3 << 20
+SAMPLE_BYTES = 1 << 20
 
 #: What the last run did, for tests and ``docs/performance.md``: ``used`` and ``reason``.
 LAST_RUN: dict[str, Any] = {}
@@ -87,6 +87,27 @@ _CREATED = re.compile(
     r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
     r"(?:\.\d{3})?Z"
 )
+
+
+def _trim() -> None:
+    """Give the C heap's free pages back to the system (glibc only).
+
+    The parent takes a few MB of text per chunk; glibc serves such blocks from its heap
+    once it has freed a few, and the heap's free pages otherwise stay resident: about
+    50 MB over a 50k-session export."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            import ctypes
+
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None
 
 
 class NotFast(Exception):
@@ -192,6 +213,7 @@ def _serve(conn: Connection, work: Callable[[Any], Any]) -> None:
     # (and parsed JSON has no cycles, so nothing needs the cyclic collector here).
     gc.freeze()
     gc.disable()
+    chunks = 0
     while True:
         try:
             message = conn.recv()
@@ -209,6 +231,10 @@ def _serve(conn: Connection, work: Callable[[Any], Any]) -> None:
         except Exception as exc:
             reply = (number, False, f"{type(exc).__name__}: {exc}")
         conn.send(reply)
+        del reply
+        chunks += 1
+        if chunks % 16 == 0:
+            _trim()
     conn.close()
 
 
@@ -239,7 +265,8 @@ class _Workers:
         following = 0
         while following < total:
             for conn in self.conns:
-                while busy[conn] < IN_FLIGHT and sent < total and sent - following < 8:
+                ahead = IN_FLIGHT * len(self.conns)
+                while busy[conn] < IN_FLIGHT and sent < total and sent - following < ahead:
                     conn.send((sent, payloads[sent]))
                     busy[conn] += 1
                     sent += 1
@@ -723,6 +750,155 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
     return crc1 ^ crc2
 
 
+# -- database: groups of sessions, each worker on the source's snapshot -----------------------
+
+
+class DbTrialResults:
+    """The trial results of a MUSCLE database, read by session groups.
+
+    Each worker process opens its own connection and imports the source's snapshot
+    (``pg_export_snapshot``), so every chunk comes from the same instant as the graph.
+
+    :param uri: the source's URI (it stays in memory: the workers connect with it).
+    :param conn: the source's connection, inside its snapshot transaction.
+    :param select: the SELECT list of ``result_result r`` (the source's, json as UTF-8).
+    """
+
+    def __init__(self, uri: str, conn: Any, select: Any) -> None:
+        self.uri = uri
+        self.conn = conn
+        self.select = select
+        self.snapshot = ""
+        self.sessions: list[int] = []
+        self.checks: _Checks | None = None
+        self._worker_conn: Any = None
+
+    def open(self, graph: RecordGraph) -> None:
+        """Export the snapshot; note the sessions."""
+        import psycopg
+
+        try:
+            row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
+        except psycopg.Error as exc:
+            raise NotFast(f"cannot export the snapshot: {exc}") from None
+        self.snapshot = row[0]
+        self.sessions = sorted(graph.sessions)
+        self.checks = _checks(graph, frozenset())
+
+    def tasks(self) -> list[tuple[list[int], float]]:
+        """Groups of session pks, in order, with the share of sessions done after each."""
+        size = CHUNK_SESSIONS
+        total = max(len(self.sessions), 1)
+        return [
+            (self.sessions[i : i + size], min(i + size, total) / total)
+            for i in range(0, len(self.sessions), size)
+        ] or [([], 1.0)]
+
+    def _query(self) -> Any:
+        from psycopg import sql
+
+        return sql.SQL(
+            "SELECT {} FROM result_result r WHERE r.session_id = ANY(%s::int8[])"
+            " ORDER BY r.session_id, r.id"
+        ).format(self.select)
+
+    def sample(self) -> ResultColumns | None:
+        """The results of a few sessions spread over the export, for the first header."""
+        if not self.sessions or self.checks is None:
+            return None
+        step = max(1, len(self.sessions) // 16)
+        picked = self.sessions[::step][:16]
+        import psycopg
+
+        try:
+            with self.conn.cursor(binary=True) as cur:
+                rows = cur.execute(self._query(), (picked,)).fetchall()
+            return db_columns(rows, self.checks)[0]
+        except (NotFast, psycopg.Error):
+            return None
+
+    def _connection(self) -> Any:
+        if self._worker_conn is None:
+            import psycopg
+
+            from .sources.muscle_db import _loads
+
+            conn = psycopg.connect(self.uri, autocommit=True, application_name="aml_exportkit")
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            conn.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot}'")
+            conn.execute("SET TIME ZONE 'UTC'")
+            psycopg.types.json.set_json_loads(_loads, conn)
+            self._worker_conn = conn
+        return self._worker_conn
+
+    def work(self, task: tuple[list[int], float]) -> tuple[ResultColumns, dict[str, Any]]:
+        """Read, parse and check one group of sessions (in a worker)."""
+        import psycopg
+
+        assert self.checks is not None
+        group, position = task
+        try:
+            with self._connection().cursor(binary=True) as cur:
+                rows = cur.execute(self._query(), (group,)).fetchall()
+        except psycopg.Error as exc:
+            raise NotFast(f"database: {exc}") from None
+        cols, meta = db_columns(rows, self.checks)
+        meta["position"] = position
+        return cols, meta
+
+    def finish(self, crcs: Sequence[tuple[int, int]]) -> None:
+        """Nothing to check at the end."""
+
+
+def db_columns(rows: list[Any], checks: _Checks) -> tuple[ResultColumns, dict[str, Any]]:
+    """Rows of ``result_result`` (the source's column order) as checked columns."""
+    if not rows:
+        return _finish_columns([], [], [], [], [], {}, [], [], checks)
+    columns = list(zip(*rows, strict=True))
+    pks, sessions, participants, sections, created = columns[:5]
+    if {type(d).__name__ for d in created} != {"datetime"}:
+        raise NotFast("created_at: a value that is not a timestamp")
+    texts = [d.isoformat(timespec="microseconds") for d in created]
+    strings = dict(
+        zip(
+            ("question_key", "expected_response", "given_response", "comment", "scoring_rule"),
+            (columns[5], columns[6], columns[7], columns[8], columns[10]),
+            strict=True,
+        )
+    )
+    return _finish_columns(
+        pks,
+        sessions,
+        participants,
+        sections,
+        texts,
+        strings,
+        columns[9],
+        _json_values(columns[11]),
+        checks,
+    )
+
+
+def _json_values(docs: Sequence[Any]) -> list[Any]:
+    """Parse the jsonb texts of a chunk at once (as the source's ``_loads`` parses each)."""
+    from .sources.muscle_db import _loads
+
+    if None in docs:
+        docs = [b"null" if d is None else d for d in docs]
+    if not all(type(d) is bytes for d in docs):
+        return [_loads(d) for d in docs]
+    body = b",".join(docs)
+    if body.translate(_DIGITS_TO_ZERO).find(_NINETEEN_DIGITS) >= 0:
+        return [_loads(d) for d in docs]
+    try:
+        values = orjson.loads(b"[" + body + b"]")
+    except orjson.JSONDecodeError:
+        return [_loads(d) for d in docs]
+    if len(values) != len(docs):  # pragma: no cover - jsonb text is one value each
+        return [_loads(d) for d in docs]
+    return values  # type: ignore[no-any-return]
+
+
 # -- the lane ---------------------------------------------------------------------------------
 
 
@@ -737,9 +913,12 @@ class _ParquetOut:
 
         self.pa = pa
         self.pcsv = pcsv
+        self.pool = pa.default_memory_pool()
         self.output = output
         self.sink = output.sink
-        self.size = self.sink.options.row_group_size
+        from .sinks.parquet import group_rows
+
+        self.size = group_rows(self.sink.options.row_group_size, len(columns))
         self.columns = columns
         self.schema = self.sink.schema(columns)
         self.writer: Any = self.sink.open_writer(output.path, self.schema)
@@ -788,6 +967,8 @@ class _ParquetOut:
         group = table.slice(0, rows).combine_chunks()
         rest = table.slice(rows)
         self.writer.write_table(pa.Table.from_arrays(group.columns, schema=self.schema))
+        del group, table
+        self.pool.release_unused()  # give freed buffers back at once (bounded RSS)
         self.count += rows
         self.pending = [rest] if rest.num_rows else []
         self.pending_rows -= rows
@@ -852,7 +1033,8 @@ class _PlanState:
         self.ranges.append((self.offset, len(text)))
         self.rows.append(rows)
         self.offset += len(text)
-        self.chunk_names.append(names)
+        # the same tuple object for the same names: one per chunk would add up
+        self.chunk_names.append(self.names if names == self.names else names)
         for name, seen in types.items():
             known = self.types.get(name)
             if known is None:
@@ -917,8 +1099,8 @@ class _Lane:
         raw = self.raw
         raw.open(graph)
         tasks = raw.tasks()
-        for plan in self.plans:
-            plan.renderer.prepare()
+        # (the sessions' and sections' cells are formatted in the workers, as they meet them:
+        # formatting all of them here first would cost the parent 25 MB at 50k sessions)
         sample = raw.sample()
         seeds: list[tuple[list[str], dict[str, set[type]]]] = []
         for plan in self.plans:
@@ -929,6 +1111,7 @@ class _Lane:
                 renderer.known(dyn)
                 types = renderer.types(dyn)
             seeds.append((list(renderer.names), types))
+        del sample  # not needed while the chunks run
         self.states = [
             _PlanState(plan, names, types)
             for plan, (names, types) in zip(self.plans, seeds, strict=True)
@@ -936,6 +1119,8 @@ class _Lane:
         count = min(MAX_WORKERS, os.cpu_count() or 1, max(1, len(tasks)))
         self.workers = _Workers(count, self._work)
         self.stats["workers"] = count
+        for plan in self.plans:
+            plan.renderer.forget()  # the workers have their copies; the parent renders nothing
         pks = graph.result_pks
         rows = 0
         missing = 0
@@ -943,8 +1128,11 @@ class _Lane:
         edge: Any = _UNSET
         crcs: list[tuple[int, int]] = []
         new_paths: list[dict[str, Any]] = [{} for _ in self.plans]
+        _trim()
         for chunk in self.workers.map([(task, None) for task in tasks]):
             self.chunk_count += 1
+            if self.chunk_count % 32 == 0:
+                _trim()
             if chunk.edges[0] is not None:
                 if edge is not _UNSET and chunk.edges[0] == edge:
                     raise NotFast("a session's results span two chunks")

@@ -72,12 +72,14 @@ def generated_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _run(text: str, source: Path, out: Path) -> dict[str, bytes]:
+def _run(
+    text: str, source: Path | str, out: Path, blocks: tuple[str, ...] | None = None
+) -> dict[str, bytes]:
     registry = registry_for()
     template = parse_template(
         "manifest = false\n" + text, file="t.toml", folder=out, sinks=registry.sink_specs
     )
-    report = run_export(template, source=str(source), out_dir=out)
+    report = run_export(template, source=str(source), out_dir=out, blocks=blocks)
     files = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
     rows = {o.path.name: o.rows for o in report.outputs}
     assert set(rows) == set(files)
@@ -219,3 +221,47 @@ def test_corrupt_member_fails_its_crc(
     with pytest.raises(ExportkitError, match="CRC"):
         _run(BENCH, broken, tmp_path / "out")
     assert fastlane.LAST_RUN["used"] is False
+
+
+# -- the database source ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_db(pg_database: Callable[[Path | None], str]) -> str:
+    """A database of 60 generated sessions (MUSCLE HEAD's schema)."""
+    if not GENERATOR.exists():
+        pytest.skip("the bench kit's generator is not here")
+    dsn = pg_database(None)
+    subprocess.run(
+        [sys.executable, str(GENERATOR), "--quiet", "--sessions", "60", "--postgres", dsn],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return dsn
+
+
+def _compare_db(
+    text: str, dsn: str, block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(fastlane.ENV_SWITCH, "0")
+    plain = _run(text, dsn, tmp_path / "plain", (block,))
+    monkeypatch.setenv(fastlane.ENV_SWITCH, "strict")
+    fast = _run(text, dsn, tmp_path / "fast", (block,))
+    assert fastlane.LAST_RUN["used"] is True
+    assert fast == plain
+
+
+@pytest.mark.parametrize("name", ["bench", "defaults", "index", "finished", "parquet-only"])
+def test_database_same_bytes(
+    name: str, small_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastlane, "CHUNK_SESSIONS", 7)
+    _compare_db(TEMPLATES[name], small_db, "pitch-categories-main", tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("block", ["hooked-eurovision", "msi-questionnaire", "tafc-dvorak"])
+def test_reference_database_same_bytes(
+    block: str, muscle_head_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastlane, "CHUNK_SESSIONS", 2)
+    _compare_db(TEMPLATES["defaults"], muscle_head_db, block, tmp_path, monkeypatch)

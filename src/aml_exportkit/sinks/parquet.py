@@ -29,6 +29,14 @@ from ..tabular.table import Column, Table, text_of
 
 NAME = "parquet"
 INSTALL_HINT = "pip install 'aml-exportkit[parquet]'"
+#: The most values a row group holds: a row group is Python objects until it is written,
+#: and a wide table has thousands of columns.
+GROUP_CELLS = 1 << 20
+
+
+def group_rows(row_group_size: int, columns: int) -> int:
+    """Rows per row group: ``row_group_size``, fewer when the rows are wide."""
+    return max(1, min(row_group_size, GROUP_CELLS // max(columns, 1)))
 
 
 def _arrow_type(pa: Any, column: Column) -> Any:
@@ -110,7 +118,7 @@ class ParquetSink(TableSink):
         schema = self.schema(columns)
         types = [_arrow_type(pa, c) for c in columns]
         convert = [_converter(c) for c in columns]
-        size = options.row_group_size
+        size = group_rows(options.row_group_size, len(columns))
         count = 0
         with self.open_writer(path, schema) as writer:
             chunk: list[Sequence[Any]] = []

@@ -44,6 +44,7 @@ from psycopg.types.json import set_json_loads
 
 from ..contracts import BlockSummary, Inventory, SourceOptions, SourceSpec
 from ..errors import DatabaseError, SourceError
+from ..fastlane import DbTrialResults
 from ..graph import GraphBuilder, RecordGraph, SourceInfo
 from ..hookspecs import hookimpl
 from ..records import Block, Experiment, JSONValue, Phase, Playlist, Result
@@ -506,6 +507,7 @@ class MuscleDatabase:
 
     def __init__(self, uri: str, options: SourceOptions) -> None:
         self.options = options
+        self._uri = uri  # kept in memory for the bulk lane's worker connections
         self.target, params, self.scrub = target_of(uri)
         self.conn = self._connect(uri, params)
         try:
@@ -918,10 +920,14 @@ class MuscleDatabase:
             " (SELECT s.id FROM session_session s WHERE {})"
             " ORDER BY r.session_id, r.id"
         ).format(result_cols, cond)
-        return builder.build(
+        graph = builder.build(
             profile_results=lambda: self._results(profile_query, params, generation, "profile"),
             trial_results=lambda: self._results(trial_query, params, generation, "trial"),
         )
+        # The bulk lane reads the same results by session groups, in worker processes that
+        # import this snapshot (fastlane.py).
+        graph.bulk_results = DbTrialResults(self._uri, self.conn, result_cols)
+        return graph
 
     def _add_direct(
         self, builder: GraphBuilder, key: str, query: sql.Composed, params: Params

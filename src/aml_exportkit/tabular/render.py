@@ -438,6 +438,11 @@ class ChunkRenderer:
             self.tail(pk)
         self.tail(None)
 
+    def forget(self) -> None:
+        """Drop the formatted sessions and sections (they are made again when needed)."""
+        self._heads = {}
+        self._tails = {}
+
     def dynamic(self, chunk: ResultColumns) -> dict[str, list[Any]]:
         """The flattened json columns of a chunk (raw values)."""
         if self.flatten is None:

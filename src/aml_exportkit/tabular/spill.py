@@ -18,6 +18,22 @@ from typing import IO, Any
 #: Rows per pickled batch: large enough that pickle's per-call cost vanishes, small enough
 #: to stay a few megabytes.
 BATCH_ROWS = 2048
+#: Values per batch at most: a wide row holds thousands (80 results × 45 columns), and
+#: 2048 of them as Python objects would take hundreds of megabytes.
+BATCH_CELLS = 1 << 18
+#: Bytes of pickled rows an SQLite spill keeps before it inserts them.
+BATCH_BYTES = 8 << 20
+
+
+def _cells(row: Any) -> int:
+    """About how many values ``row`` holds (a dict, a sequence, or a pair of them)."""
+    if isinstance(row, dict):
+        return len(row)
+    if isinstance(row, tuple | list):
+        if len(row) == 2 and isinstance(row[1], dict):
+            return len(row[0]) + len(row[1]) if isinstance(row[0], tuple | list) else len(row[1])
+        return len(row)
+    return 1
 
 
 class Spill:
@@ -27,12 +43,14 @@ class Spill:
         # closed by close(); it outlives this call by design
         self._file: IO[bytes] | None = tempfile.TemporaryFile(prefix="exportkit-spill-")  # noqa: SIM115
         self._batch: list[Any] = []
+        self._cells = 0
         self.count = 0
 
     def append(self, row: Any) -> None:
         """Add one row."""
         self._batch.append(row)
-        if len(self._batch) >= BATCH_ROWS:
+        self._cells += _cells(row)
+        if len(self._batch) >= BATCH_ROWS or self._cells >= BATCH_CELLS:
             self._flush()
 
     def __len__(self) -> int:
@@ -43,6 +61,7 @@ class Spill:
             pickle.dump(self._batch, self._file, protocol=pickle.HIGHEST_PROTOCOL)
             self.count += len(self._batch)
             self._batch = []
+            self._cells = 0
 
     def __iter__(self) -> Iterator[Any]:
         self._flush()
@@ -75,19 +94,23 @@ class GroupSpill:
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("CREATE TABLE rows (grp INTEGER, ord INTEGER, data BLOB)")
         self._pending: list[tuple[int, int, bytes]] = []
+        self._bytes = 0
         self.count = 0
 
     def append(self, group: int, order: int, row: Any) -> None:
         """Add ``row`` to ``group`` at position ``order``."""
-        self._pending.append((group, order, pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)))
+        data = pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
+        self._pending.append((group, order, data))
+        self._bytes += len(data)
         self.count += 1
-        if len(self._pending) >= BATCH_ROWS:
+        if len(self._pending) >= BATCH_ROWS or self._bytes >= BATCH_BYTES:
             self._flush()
 
     def _flush(self) -> None:
         if self._pending:
             self._db.executemany("INSERT INTO rows VALUES (?, ?, ?)", self._pending)
             self._pending = []
+            self._bytes = 0
 
     def groups(self) -> Iterator[tuple[int, list[Any]]]:
         """Each group with its rows in order, groups in ascending order."""

@@ -151,13 +151,18 @@ def write_exportkit_csv(path: Path, table: Table) -> int:
     with open(path, "w", encoding="utf-8", newline="") as out:
         out.write(",".join(_quote(c.name) for c in table.columns) + "\r\n")
         lines: list[str] = []
+        size = 0
         cell = _cell
         for row in table.rows():
-            lines.append(",".join([cell(v) for v in row]))
-            if len(lines) >= 4096:
+            line = ",".join([cell(v) for v in row])
+            lines.append(line)
+            size += len(line)
+            # a few megabytes at a time, however wide the rows
+            if len(lines) >= 4096 or size >= 1 << 22:
                 out.write("\r\n".join(lines) + "\r\n")
                 count += len(lines)
                 lines = []
+                size = 0
         if lines:
             out.write("\r\n".join(lines) + "\r\n")
             count += len(lines)
