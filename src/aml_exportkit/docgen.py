@@ -30,9 +30,14 @@ _PARAM = re.compile(r":param (\w+):\s*(.*?)(?=\n\s*:\w|\Z)", re.S)
 
 
 def param_docs(cls: type[Any]) -> dict[str, str]:
-    """The ``:param name:`` texts of a class docstring, joined onto one line each."""
-    doc = inspect.getdoc(cls) or ""
-    return {name: " ".join(text.split()) for name, text in _PARAM.findall(doc)}
+    """The ``:param name:`` texts of a class's docstring and its bases' (the class's own
+    win), joined onto one line each."""
+    found: dict[str, str] = {}
+    for klass in cls.__mro__:
+        doc = klass.__dict__.get("__doc__") or ""
+        for name, text in _PARAM.findall(inspect.cleandoc(doc)):
+            found.setdefault(name, " ".join(text.split()))
+    return found
 
 
 def type_name(tp: Any) -> str:

@@ -27,7 +27,12 @@ class CsvLongSink(TableSink):
 
     def write(self, path: Path, table: Table) -> int:
         """Write the CSV in the style's dialect."""
-        return write_csv(path, table, _DIALECTS[self.options.style])  # type: ignore[arg-type]
+        return write_csv(
+            path,
+            table,
+            _DIALECTS[self.options.style],  # type: ignore[arg-type]
+            formula_guard=self.options.formula_guard,
+        )
 
 
 @hookimpl

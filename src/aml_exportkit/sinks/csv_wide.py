@@ -25,8 +25,8 @@ class CsvWideSink(TableSink):
     def write(self, path: Path, table: Table) -> int:
         """Write the CSV in the style's dialect."""
         if self.options.style == "muscle-classic":
-            return write_csv(path, table, "classic")
-        return write_csv(path, table, "exportkit")
+            return write_csv(path, table, "classic", formula_guard=self.options.formula_guard)
+        return write_csv(path, table, "exportkit", formula_guard=self.options.formula_guard)
 
 
 @hookimpl

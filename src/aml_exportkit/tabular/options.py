@@ -186,7 +186,15 @@ class TableOptions:
 
 @attrs.frozen(kw_only=True)
 class CsvLongOptions(TableOptions):
-    """Options of ``csv-long`` (see :class:`TableOptions`)."""
+    """Options of ``csv-long``: :class:`TableOptions` plus ``formula_guard``.
+
+    :param formula_guard: put a ``'`` before every text cell that a spreadsheet would run
+        as a formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+        and is not a number), so that opening the CSV in Excel or LibreOffice cannot run
+        what a participant typed. Off by default: it changes the text. See docs/csv.md.
+    """
+
+    formula_guard: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -206,9 +214,18 @@ class WideOptions:
 
 @attrs.frozen(kw_only=True)
 class CsvWideOptions(TableOptions):
-    """Options of ``csv-wide``: :class:`TableOptions` plus ``[sinks.wide]``."""
+    """Options of ``csv-wide``: :class:`TableOptions` plus ``[sinks.wide]`` and
+    ``formula_guard``.
+
+    :param wide: the wide layout.
+    :param formula_guard: put a ``'`` before every text cell that a spreadsheet would run
+        as a formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+        and is not a number), so that opening the CSV in Excel or LibreOffice cannot run
+        what a participant typed. Off by default: it changes the text. See docs/csv.md.
+    """
 
     wide: WideOptions = WideOptions()
+    formula_guard: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.style == "muscle-dashboard":
@@ -234,12 +251,6 @@ class ParquetOptions(TableOptions):
 
 # The reference docs read each options class's own docstring; give the subclasses the
 # shared keys too.
-CsvLongOptions.__doc__ = "Options of ``csv-long``.\n\n" + _TABLE_PARAMS
-CsvWideOptions.__doc__ = (
-    "Options of ``csv-wide``.\n\n"
-    + _TABLE_PARAMS
-    + "    :param wide: the wide layout (``[sinks.wide]``).\n"
-)
 ParquetOptions.__doc__ = (
     "Options of ``parquet``.\n\n"
     + _TABLE_PARAMS

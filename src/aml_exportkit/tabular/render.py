@@ -77,6 +77,8 @@ def supports(options: TableOptions) -> str | None:
         return "session_json columns"
     if options.flatten.lists == "explode":
         return "lists = 'explode'"
+    if getattr(options, "formula_guard", False):
+        return "formula_guard"  # the plain path's writer applies it
     return None
 
 

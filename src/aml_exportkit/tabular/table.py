@@ -141,7 +141,23 @@ def _cell(value: Any) -> str:
     return _quote(text) if text is not None else ""
 
 
-def write_exportkit_csv(path: Path, table: Table) -> int:
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def guard_formula(text: Any) -> Any:
+    """``text`` with a ``'`` in front when a spreadsheet would run it as a formula: a
+    string that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return and is
+    not a number. Other values are returned as they are."""
+    if type(text) is not str or not text.startswith(_FORMULA_START):
+        return text
+    try:
+        float(text)
+    except ValueError:
+        return "'" + text
+    return text
+
+
+def write_exportkit_csv(path: Path, table: Table, *, formula_guard: bool = False) -> int:
     """Write ``table`` as our CSV: RFC 4180 (CRLF, minimal quoting), UTF-8 without BOM,
     null as an empty cell and the empty string as ``""``.
 
@@ -153,6 +169,8 @@ def write_exportkit_csv(path: Path, table: Table) -> int:
         lines: list[str] = []
         size = 0
         cell = _cell
+        if formula_guard:
+            cell = lambda value: _cell(guard_formula(value))  # noqa: E731
         for row in table.rows():
             line = ",".join([cell(v) for v in row])
             lines.append(line)
@@ -169,7 +187,9 @@ def write_exportkit_csv(path: Path, table: Table) -> int:
     return count
 
 
-def write_python_csv(path: Path, table: Table, *, lineterminator: str) -> int:
+def write_python_csv(
+    path: Path, table: Table, *, lineterminator: str, formula_guard: bool = False
+) -> int:
     """Write a table of ready-made strings with Python's :mod:`csv` (``excel`` dialect),
     as MUSCLE's exports do.
 
@@ -180,7 +200,7 @@ def write_python_csv(path: Path, table: Table, *, lineterminator: str) -> int:
         writer = csv.writer(out, lineterminator=lineterminator)
         writer.writerow([c.name for c in table.columns])
         for row in table.rows():
-            writer.writerow(row)
+            writer.writerow([guard_formula(v) for v in row] if formula_guard else row)
             count += 1
     return count
 
@@ -239,14 +259,21 @@ def read_exportkit_csv(path: Path) -> tuple[list[str], list[list[str | None]]]:
 WriterKind: TypeAlias = Literal["exportkit", "classic", "dashboard"]
 
 
-def write_csv(path: Path, table: Table, dialect: WriterKind) -> int:
+def write_csv(path: Path, table: Table, dialect: WriterKind, *, formula_guard: bool = False) -> int:
     """Write ``table`` in one of the three CSV dialects.
 
+    :param formula_guard: put ``'`` before text cells a spreadsheet would run as formulas
+        (see :func:`guard_formula`).
     :return: the number of data rows.
     """
     if dialect == "exportkit":
-        return write_exportkit_csv(path, table)
-    return write_python_csv(path, table, lineterminator="\r\n" if dialect == "classic" else "\n")
+        return write_exportkit_csv(path, table, formula_guard=formula_guard)
+    return write_python_csv(
+        path,
+        table,
+        lineterminator="\r\n" if dialect == "classic" else "\n",
+        formula_guard=formula_guard,
+    )
 
 
 def fill(
