@@ -89,7 +89,7 @@ _CREATED = re.compile(
 )
 
 
-def _trim() -> None:
+def trim_heap() -> None:
     """Give the C heap's free pages back to the system (glibc only).
 
     The parent takes a few MB of text per chunk; glibc serves such blocks from its heap
@@ -234,7 +234,7 @@ def _serve(conn: Connection, work: Callable[[Any], Any]) -> None:
         del reply
         chunks += 1
         if chunks % 16 == 0:
-            _trim()
+            trim_heap()
     conn.close()
 
 
@@ -1128,11 +1128,11 @@ class _Lane:
         edge: Any = _UNSET
         crcs: list[tuple[int, int]] = []
         new_paths: list[dict[str, Any]] = [{} for _ in self.plans]
-        _trim()
+        trim_heap()
         for chunk in self.workers.map([(task, None) for task in tasks]):
             self.chunk_count += 1
             if self.chunk_count % 32 == 0:
-                _trim()
+                trim_heap()
             if chunk.edges[0] is not None:
                 if edge is not _UNSET and chunk.edges[0] == edge:
                     raise NotFast("a session's results span two chunks")
