@@ -194,6 +194,10 @@ def run(
         rows = lane.run()
     except NotFast as exc:
         return _decline(str(exc))
+    except ValueError as exc:
+        # a column clash (FlattenError) met in the sample or the final columns: the plain
+        # path meets it too and reports it as the sink's error, naming that sink
+        return _decline(f"{type(exc).__name__}: {exc}")
     finally:
         lane.close()
         if frozen:

@@ -265,3 +265,22 @@ def test_reference_database_same_bytes(
 ) -> None:
     monkeypatch.setattr(fastlane, "CHUNK_SESSIONS", 2)
     _compare_db(TEMPLATES["defaults"], muscle_head_db, block, tmp_path, monkeypatch)
+
+
+def test_a_column_clash_is_the_plain_paths_error(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rename onto a column the data also makes: the plain path's message, naming the
+    sink that has the clash."""
+    text = LONG_PARQUET.format(
+        extra='[sinks.flatten]\nrename = { "result_json.value" = "result_json.view" }\n'
+    )
+    messages = []
+    for mode in ("0", "1"):
+        monkeypatch.setenv(fastlane.ENV_SWITCH, mode)
+        with pytest.raises(ExportkitError) as caught:
+            _run(text, generated_zip, tmp_path / mode)
+        messages.append(str(caught.value).replace(str(tmp_path / mode), "OUT"))
+    assert messages[0] == messages[1]
+    assert "two values would share the column" in messages[0]
+    assert fastlane.LAST_RUN["used"] is False
