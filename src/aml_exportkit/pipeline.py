@@ -17,7 +17,6 @@ from . import codebook, fastlane, manifest
 from .atomic import OutputSet
 from .contracts import OutputReport, Sink, SinkContext, Source, SourceOptions
 from .errors import SinkError, TemplateError
-from .flatten import FlattenError
 from .graph import RecordGraph, SourceInfo
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
 from .progress import NullProgress, Progress
@@ -300,7 +299,7 @@ def _drive(
                         sink.write_profiles(batch)
         # The bulk lane writes the long tables straight from the source's raw results when
         # it can (docs/performance.md); otherwise every sink gets checked Result batches.
-        if not _bulk(graph, sinks, progress, observed=bool(observers)):
+        if not fastlane.run(graph, sinks, progress, observed=bool(observers)):
             done = 0
             for batch in graph.trial_results():
                 for observe in observers:
@@ -323,22 +322,6 @@ def _drive(
             with contextlib.suppress(Exception):
                 sink.abort()
         raise
-
-
-def _bulk(
-    graph: RecordGraph,
-    sinks: Sequence[tuple[SinkContext, Sink]],
-    progress: Progress,
-    *,
-    observed: bool,
-) -> bool:
-    """Run the bulk lane; a column clash there is the sinks' error, as on the plain path."""
-    try:
-        return fastlane.run(graph, sinks, progress, observed=observed)
-    except FlattenError as exc:
-        names = ", ".join(context.name for context, _ in sinks)
-        paths = ", ".join(str(context.target) for context, _ in sinks)
-        raise SinkError(str(exc), sink=names, path=paths) from None
 
 
 @contextlib.contextmanager
