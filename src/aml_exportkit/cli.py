@@ -165,31 +165,10 @@ def inspect(source: str, as_json: bool) -> None:
     with open_source(source, registry=_registry()) as opened:
         inventory = opened.inspect()
     if as_json:
-        data = {
-            "kind": inventory.kind,
-            "location": inventory.location,
-            "schema_version": inventory.schema_version,
-            "blocks": [
-                {"pk": b.pk, "slug": b.slug, "name": b.name, "sessions": b.sessions}
-                for b in inventory.blocks
-            ],
-            "counts": dict(inventory.counts),
-            "notes": list(inventory.notes),
-        }
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(inventory.as_json(), indent=2, ensure_ascii=False))
         return
-    click.echo(f"source: {inventory.location} ({inventory.kind})")
-    click.echo(f"schema: {inventory.schema_version}")
-    click.echo("blocks:")
-    for block in inventory.blocks:
-        name = f" {block.name!r}" if block.name else ""
-        click.echo(f"  {block.slug or '?'} (pk {block.pk}){name}: {block.sessions} sessions")
-    click.echo("counts:")
-    width = max((len(k) for k in inventory.counts), default=0)
-    for key, count in inventory.counts.items():
-        click.echo(f"  {key:<{width}}  {count}")
-    for note in inventory.notes:
-        click.echo(f"note: {note}")
+    for line in inventory.lines():
+        click.echo(line)
 
 
 @cli.command()

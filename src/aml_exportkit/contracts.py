@@ -58,6 +58,36 @@ class Inventory:
     counts: Mapping[str, int]
     notes: tuple[str, ...] = ()
 
+    def as_json(self) -> dict[str, Any]:
+        """The inventory as JSON-ready data (``exportkit inspect --json``)."""
+        return {
+            "kind": self.kind,
+            "location": self.location,
+            "schema_version": self.schema_version,
+            "blocks": [
+                {"pk": b.pk, "slug": b.slug, "name": b.name, "sessions": b.sessions}
+                for b in self.blocks
+            ],
+            "counts": dict(self.counts),
+            "notes": list(self.notes),
+        }
+
+    def lines(self) -> list[str]:
+        """The inventory as text lines (``exportkit inspect``)."""
+        out = [
+            f"source: {self.location} ({self.kind})",
+            f"schema: {self.schema_version}",
+            "blocks:",
+        ]
+        for block in self.blocks:
+            name = f" {block.name!r}" if block.name else ""
+            out.append(f"  {block.slug or '?'} (pk {block.pk}){name}: {block.sessions} sessions")
+        out.append("counts:")
+        width = max((len(k) for k in self.counts), default=0)
+        out += [f"  {key:<{width}}  {count}" for key, count in self.counts.items()]
+        out += [f"note: {note}" for note in self.notes]
+        return out
+
 
 class Source(Protocol):
     """An open source. Use it as a context manager; ``close`` releases it."""

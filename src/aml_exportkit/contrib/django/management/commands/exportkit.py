@@ -161,33 +161,10 @@ class Command(BaseCommand):
         with open_source(uri, registry=load_registry(get_plugin_manager())) as opened:
             inventory = opened.inspect()
         if as_json:
-            data = {
-                "kind": inventory.kind,
-                "location": inventory.location,
-                "schema_version": inventory.schema_version,
-                "blocks": [
-                    {"pk": b.pk, "slug": b.slug, "name": b.name, "sessions": b.sessions}
-                    for b in inventory.blocks
-                ],
-                "counts": dict(inventory.counts),
-                "notes": list(inventory.notes),
-            }
-            self.stdout.write(json.dumps(data, indent=2, ensure_ascii=False))
+            self.stdout.write(json.dumps(inventory.as_json(), indent=2, ensure_ascii=False))
             return
-        self.stdout.write(f"source: {inventory.location} ({inventory.kind})")
-        self.stdout.write(f"schema: {inventory.schema_version}")
-        self.stdout.write("blocks:")
-        for block in inventory.blocks:
-            name = f" {block.name!r}" if block.name else ""
-            self.stdout.write(
-                f"  {block.slug or '?'} (pk {block.pk}){name}: {block.sessions} sessions"
-            )
-        self.stdout.write("counts:")
-        width = max((len(k) for k in inventory.counts), default=0)
-        for key, count in inventory.counts.items():
-            self.stdout.write(f"  {key:<{width}}  {count}")
-        for note in inventory.notes:
-            self.stdout.write(f"note: {note}")
+        for line in inventory.lines():
+            self.stdout.write(line)
 
     def validate(self, template: str) -> None:
         """``validate``: load and check the template."""
