@@ -137,23 +137,6 @@ class Classic:
     options: tuple[ClassicOption, ...] = ()
 
 
-_TABLE_PARAMS = """
-    :param style: the rendering: ``"exportkit"`` (default), ``"muscle-classic"`` or
-        ``"muscle-dashboard"``.
-    :param rows: which results are rows of the long table: ``"trial"``, ``"profile"`` or
-        ``"both"`` (profile answers first).
-    :param columns: the record fields joined in.
-    :param session_json: session ``json_data``: ``"omit"``, ``"json"`` (one column of JSON
-        text) or ``"columns"`` (flattened).
-    :param result_json: result ``json_data``, the same choices.
-    :param profile: ``"columns"`` joins each participant's profile answers (and their
-        scores) as columns; ``"omit"`` does not.
-    :param flatten: the flattening rules.
-    :param prefix: the prefixes of flattened origins.
-    :param classic: MUSCLE's form, for ``style = "muscle-classic"``.
-"""
-
-
 @attrs.frozen(kw_only=True)
 class TableOptions:
     """The keys shared by every tabular sink.
@@ -239,6 +222,7 @@ class ParquetOptions(TableOptions):
     """Options of ``parquet``: :class:`TableOptions` plus the layout and file settings.
 
     :param layout: ``"long"`` or ``"wide"`` (then ``[sinks.wide]`` applies).
+    :param wide: the wide layout (``[sinks.wide]``).
     :param row_group_size: rows per row group.
     :param compression: the Parquet codec.
     """
@@ -247,15 +231,3 @@ class ParquetOptions(TableOptions):
     wide: WideOptions = WideOptions()
     row_group_size: int = 16384
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
-
-
-# The reference docs read each options class's own docstring; give the subclasses the
-# shared keys too.
-ParquetOptions.__doc__ = (
-    "Options of ``parquet``.\n\n"
-    + _TABLE_PARAMS
-    + '    :param layout: ``"long"`` or ``"wide"`` (then ``[sinks.wide]`` applies).\n'
-    "    :param wide: the wide layout (``[sinks.wide]``).\n"
-    "    :param row_group_size: rows per row group.\n"
-    "    :param compression: the Parquet codec.\n"
-)
