@@ -6,12 +6,13 @@ long table of our CSV (and the Parquet file of the same table) the bulk lane doe
 work in bulk:
 
 1. The source splits its trial results into chunks that never split a session: byte ranges
-   of ``results.json`` cut at Django's ``}, {"model": `` separator (a zip), or groups of
-   sessions (a database, each worker on the run's snapshot).
+   of ``results.json`` cut at Django's ``}, {"model": `` separator (a zip,
+   :mod:`~aml_exportkit.sources.fixture_zip_bulk`), or groups of sessions (a database, each
+   worker on the run's snapshot, :mod:`~aml_exportkit.sources.muscle_db_bulk`).
 2. Worker processes (forked, so they share the graph, pseudonymised participants included)
    parse a chunk, apply the graph's checks to every result (kind, foreign keys, duplicate
-   keys, order), flatten ``json_data`` column-wise and render the chunk as our CSV text
-   (:mod:`aml_exportkit.tabular.render`).
+   keys, order: :mod:`~aml_exportkit.chunks`), flatten ``json_data`` column-wise and render
+   the chunk as our CSV text (:mod:`aml_exportkit.tabular.render`).
 3. The parent takes the chunks in order, checks what spans chunks (keys unique across
    chunks, order across chunks, the zip member's CRC), writes the CSV and makes each
    Parquet row group from the same text with pyarrow's CSV reader.
@@ -33,26 +34,18 @@ from __future__ import annotations
 import array
 import contextlib
 import gc
-import json
-import math
 import multiprocessing
 import os
-import re
-import zipfile
-import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import date
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
-from operator import itemgetter, lt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import orjson
 
+from .chunks import NotFast
 from .errors import ExportkitError
-from .schema import RESULT, parse_datetime
-from .tabular.render import ChunkRenderer, ResultColumns, supports
+from .tabular.render import ChunkRenderer, supports
 from .tabular.table import Column, kind_of_types
 
 if TYPE_CHECKING:
@@ -61,32 +54,15 @@ if TYPE_CHECKING:
     from .progress import Progress
 
 ENV_SWITCH = "EXPORTKIT_BULK"
-#: Bytes of ``results.json`` per chunk.
-CHUNK_BYTES = 4 << 20
-#: Sessions per chunk of a database.
-CHUNK_SESSIONS = 200
 #: Worker processes (the machine's cores, at most this many).
 MAX_WORKERS = 2
 #: Chunks a worker may have queued; the parent holds at most this many results per worker.
 IN_FLIGHT = 2
-#: Bytes of ``results.json`` sampled before the start (for the first header and schema).
-SAMPLE_BYTES = 1 << 20
 
 #: What the last run did, for tests and ``docs/performance.md``: ``used`` and ``reason``.
 LAST_RUN: dict[str, Any] = {}
 
-_SEPARATOR = b'}, {"model": '
-_WHITESPACE = b" \t\r\n"
-_DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
-_NINETEEN_DIGITS = b"0" * 19
-_RESULT_FIELDS = tuple(f.name for f in RESULT.fields)
-_RESULT_KEYS = frozenset(_RESULT_FIELDS)
-_MAX_LENGTH = {f.name: f.max_length for f in RESULT.fields if f.max_length is not None}
-_GET_FIELDS = itemgetter(*_RESULT_FIELDS)
-_CREATED = re.compile(
-    r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
-    r"(?:\.\d{3})?Z"
-)
+_UNSET: Any = object()
 
 
 def trim_heap() -> None:
@@ -108,10 +84,6 @@ def trim_heap() -> None:
 
 
 _MALLOC_TRIM: Any = None
-
-
-class NotFast(Exception):
-    """The bulk lane cannot (or must not) take this export; the plain path will."""
 
 
 def _decline(reason: str) -> bool:
@@ -305,107 +277,6 @@ class _Workers:
 # -- what every chunk reports -----------------------------------------------------------------
 
 
-@attrs.frozen
-class _Checks:
-    """The graph's rules for trial results, as the worker processes apply them."""
-
-    sessions: frozenset[int]
-    excluded: frozenset[int]
-    sections: frozenset[int]
-    check_sections: bool
-    keep_missing: bool
-
-
-def _checks(graph: RecordGraph, excluded: frozenset[int]) -> _Checks:
-    return _Checks(
-        sessions=frozenset(graph.sessions),
-        excluded=excluded,
-        sections=frozenset(graph.sections),
-        check_sections="section" in graph.info.provided,
-        keep_missing=graph.missing_sections == "keep",
-    )
-
-
-def _ordered(
-    sessions: Sequence[int], pks: Sequence[int], checks: _Checks
-) -> tuple[list[int] | None, int]:
-    """The order in which a chunk's results leave the source (None: as they are), and the
-    number kept: each run of one session sorted by pk, excluded sessions left out, as
-    ``FixtureZipSource._results`` does. The result must be ordered by (session, pk)."""
-    excluded = checks.excluded
-    drop = bool(excluded) and not excluded.isdisjoint(sessions)
-    if not drop:
-        keys = list(zip(sessions, pks, strict=True))
-        if all(map(lt, keys, keys[1:])):
-            return None, len(keys)
-    run = -1
-    last: Any = object()
-    runs: list[int] = []
-    for s in sessions:
-        if s != last:
-            run += 1
-            last = s
-        runs.append(run)
-    kept = [i for i, s in enumerate(sessions) if s not in excluded] if drop else range(len(pks))
-    order = sorted(kept, key=lambda i: (runs[i], pks[i]))
-    keys = [(sessions[i], pks[i]) for i in order]
-    if not all(map(lt, keys, keys[1:])):
-        raise NotFast("results are not ordered by (session, pk)")
-    return order, len(order)
-
-
-def _pick(values: Sequence[Any], order: list[int] | None) -> list[Any]:
-    if order is None:
-        return values if isinstance(values, list) else list(values)
-    if not order:
-        return []
-    if len(order) == 1:
-        return [values[order[0]]]
-    return list(itemgetter(*order)(values))
-
-
-def _check_strings(name: str, values: Sequence[Any], nullable: bool) -> None:
-    types = set(map(type, values))
-    allowed = {str, type(None)} if nullable else {str}
-    if not types <= allowed:
-        raise NotFast(f"{name}: a value of another type")
-    limit = _MAX_LENGTH.get(name)
-    if limit is not None:
-        texts = values if types == {str} else [v for v in values if v is not None]
-        if texts and max(map(len, texts)) > limit:
-            raise NotFast(f"{name}: longer than MUSCLE's column")
-
-
-def _scores(values: Sequence[Any]) -> list[Any]:
-    types = set(map(type, values))
-    if not types <= {float, int, type(None)}:
-        raise NotFast("score: a value of another type")
-    if int in types:
-        values = [float(v) if type(v) is int else v for v in values]
-    numbers = values if types == {float} else [v for v in values if v is not None]
-    if not all(map(math.isfinite, numbers)):
-        raise NotFast("score: not a finite number")
-    return values if isinstance(values, list) else list(values)
-
-
-def created_texts(values: Sequence[Any]) -> list[str]:
-    """Django's timestamps as our CSV writes them (``…T10:26:50.911000+00:00``)."""
-    if set(map(type, values)) != {str}:
-        raise NotFast("created_at: a value that is not text")
-    match = _CREATED.fullmatch
-    if all(map(match, values)):
-        for day in {v[:10] for v in values}:
-            try:
-                date.fromisoformat(day)
-            except ValueError:
-                raise NotFast(f"created_at: no such day {day}") from None
-        return [v[:23] + "000+00:00" if len(v) == 24 else v[:19] + ".000000+00:00" for v in values]
-    try:
-        return [parse_datetime(v).isoformat(timespec="microseconds") for v in values]
-    except ValueError as exc:
-        raise NotFast(f"created_at: {exc}") from None
-
-
 @attrs.define
 class _Chunk:
     """What a worker reports about one chunk (besides the rendered text)."""
@@ -419,488 +290,6 @@ class _Chunk:
     crc: tuple[int, int] | None
     position: float
     tables: list[tuple[tuple[str, ...], bytes, dict[str, set[type]], dict[str, Any]]]
-
-
-def _finish_columns(
-    pks: Sequence[int],
-    sessions: Sequence[int],
-    participants: Sequence[Any],
-    sections: Sequence[Any],
-    created: Sequence[Any],
-    strings: Mapping[str, Sequence[Any]],
-    scores: Sequence[Any],
-    json_data: Sequence[Any],
-    checks: _Checks,
-) -> tuple[ResultColumns, dict[str, Any]]:
-    """Check a chunk's raw columns as the graph would and put them in output order."""
-    if not pks:
-        cols = ResultColumns(pk=[], session=[], section=[], created_at=[], fields={}, json_data=[])
-        return cols, {"first": None, "last": None, "missing": 0, "edges": (None, None)}
-    if set(map(type, pks)) != {int}:
-        raise NotFast("a pk that is not an integer")
-    if set(map(type, sessions)) != {int}:
-        raise NotFast("a trial result without a session")
-    if set(participants) != {None}:
-        raise NotFast("a trial result with a participant")
-    unknown = set(sessions) - checks.sessions - checks.excluded
-    if unknown:
-        raise NotFast(f"session {min(unknown)} not found")
-    if not set(map(type, sections)) <= {int, type(None)}:
-        raise NotFast("section: a value that is not an integer")
-    edges = (sessions[0], sessions[-1])
-    order, kept = _ordered(sessions, pks, checks)
-    pks = _pick(pks, order)
-    if len(set(pks)) != len(pks):
-        raise NotFast("duplicate primary key")
-    sessions = _pick(sessions, order)
-    sections = _pick(sections, order)
-    missing = 0
-    if checks.check_sections:
-        absent = set(sections) - checks.sections - {None}
-        if absent:
-            if not checks.keep_missing:
-                raise NotFast(f"section {min(absent)} not found")
-            missing = sum(1 for s in sections if s in absent)
-    fields = {name: _pick(values, order) for name, values in strings.items()}
-    for name, values in fields.items():
-        _check_strings(name, values, RESULT.field(name).nullable)
-    fields["score"] = _scores(_pick(scores, order))
-    cols = ResultColumns(
-        pk=pks,
-        session=sessions,
-        section=sections,
-        created_at=_pick(created, order),
-        fields=fields,
-        json_data=_pick(json_data, order),
-    )
-    first = (sessions[0], pks[0]) if kept else None
-    last = (sessions[-1], pks[-1]) if kept else None
-    return cols, {"first": first, "last": last, "missing": missing, "edges": edges}
-
-
-def fixture_columns(items: list[Any], checks: _Checks) -> tuple[ResultColumns, dict[str, Any]]:
-    """A chunk of parsed ``results.json`` objects as checked columns in output order."""
-    if not items:
-        return _finish_columns([], [], [], [], [], {}, [], [], checks)
-    if set(map(type, items)) != {dict}:
-        raise NotFast("an element that is not an object")
-    try:
-        if set(map(itemgetter("model"), items)) != {"result.result"}:
-            raise NotFast("an object that is not a result.result")
-        pks = list(map(itemgetter("pk"), items))
-        fields = list(map(itemgetter("fields"), items))
-    except KeyError:
-        raise NotFast("an object without model, pk or fields") from None
-    if set(map(type, fields)) != {dict}:
-        raise NotFast("'fields' that is not an object")
-    if set(map(len, fields)) != {len(_RESULT_FIELDS)} or set().union(*fields) != _RESULT_KEYS:
-        raise NotFast("result fields other than MUSCLE's")
-    columns = list(zip(*map(_GET_FIELDS, fields), strict=True))
-    by_name = dict(zip(_RESULT_FIELDS, columns, strict=True))
-    created = created_texts(by_name["created_at"])
-    strings = {
-        name: by_name[name]
-        for name in (
-            "question_key",
-            "expected_response",
-            "given_response",
-            "comment",
-            "scoring_rule",
-        )
-    }
-    return _finish_columns(
-        pks,
-        by_name["session"],
-        by_name["participant"],
-        by_name["section"],
-        created,
-        strings,
-        by_name["score"],
-        by_name["json_data"],
-        checks,
-    )
-
-
-def _parse_array(body: bytes | bytearray | memoryview) -> list[Any]:
-    """The elements of ``[body]`` as the plain path's reader parses them."""
-    if bytes(body).translate(_DIGITS_TO_ZERO).find(_NINETEEN_DIGITS) >= 0:
-        # integers beyond 64 bits: the standard library keeps them exact (as jsonstream)
-        try:
-            items = json.loads(b"[" + body + b"]", parse_constant=_reject_constant)
-        except ValueError as exc:
-            raise NotFast(f"malformed JSON: {exc}") from None
-    else:
-        buf = bytearray(b"[")
-        buf += body
-        buf += b"]"
-        try:
-            items = orjson.loads(buf)
-        except orjson.JSONDecodeError as exc:
-            raise NotFast(f"malformed JSON or a cut inside a value: {exc}") from None
-    if type(items) is not list:  # pragma: no cover - "[...]" is always a list
-        raise NotFast("not an array")
-    return items
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-# -- zip: byte ranges of results.json ---------------------------------------------------------
-
-
-class ZipTrialResults:
-    """The trial results of a MUSCLE zip's ``results.json``, read in byte ranges.
-
-    Only a stored (uncompressed) member qualifies, as MUSCLE writes them: its bytes can
-    then be read at any offset of the file, by every worker at once.
-
-    :param fd: a file descriptor of the zip (or of the inflated copy of a gzip-wrapped one).
-    :param info: the member.
-    :param excluded: sessions the filter dropped.
-    """
-
-    def __init__(self, fd: int, info: zipfile.ZipInfo, excluded: frozenset[int]) -> None:
-        self.fd = fd
-        self.info = info
-        self.excluded = excluded
-        self.start = 0
-        self.size = info.file_size
-        self.checks: _Checks | None = None
-
-    def _read(self, offset: int, size: int) -> bytes:
-        parts: list[bytes] = []
-        position = self.start + offset
-        while size > 0:
-            part = os.pread(self.fd, size, position)
-            if not part:
-                raise NotFast("results.json ends early")
-            parts.append(part)
-            size -= len(part)
-            position += len(part)
-        return b"".join(parts)
-
-    def open(self, graph: RecordGraph) -> None:
-        """Find the member's data; check that it is stored, framed as one array."""
-        info = self.info
-        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-            raise NotFast("results.json is compressed")
-        if info.compress_size != info.file_size:
-            raise NotFast("results.json's sizes differ")
-        header = os.pread(self.fd, 30, info.header_offset)
-        if len(header) < 30 or header[:4] != b"PK\x03\x04":
-            raise NotFast("no local header for results.json")
-        name_len = int.from_bytes(header[26:28], "little")
-        extra_len = int.from_bytes(header[28:30], "little")
-        self.start = info.header_offset + 30 + name_len + extra_len
-        self.checks = _checks(graph, self.excluded)
-
-    def tasks(self) -> list[tuple[int, int, int, int]]:
-        """Chunks as ``(read_from, read_to, parse_from, parse_to)``: the read ranges cover the
-        member without gap (for its CRC), the parse ranges hold whole elements and never
-        split a session."""
-        size = self.size
-        if size == 0:
-            raise NotFast("results.json is empty")
-        head = self._read(0, min(size, 4096))
-        first = len(head) - len(head.lstrip(_WHITESPACE))
-        if head[first : first + 1] != b"[":
-            raise NotFast("results.json does not start with '['")
-        tail = self._read(max(0, size - 4096), min(size, 4096))
-        stripped = tail.rstrip(_WHITESPACE)
-        if not stripped.endswith(b"]"):
-            raise NotFast("results.json does not end with ']'")
-        close = size - len(tail) + len(stripped) - 1
-        inner = self._read(first + 1, min(close - first - 1, 4096))
-        lead = len(inner) - len(inner.lstrip(_WHITESPACE))
-        begin = first + 1 + lead
-        end_block = self._read(max(begin, close - 4096), close - max(begin, close - 4096))
-        end = close - (len(end_block) - len(end_block.rstrip(_WHITESPACE)))
-        if begin >= end:
-            return [(0, size, 0, 0)]
-        tasks: list[tuple[int, int, int, int]] = []
-        read_from, parse_from = 0, begin
-        while True:
-            cut = None
-            if end - parse_from > CHUNK_BYTES * 3 // 2:
-                cut = self._session_cut(parse_from + CHUNK_BYTES, end)
-            if cut is None:
-                tasks.append((read_from, size, parse_from, end))
-                return tasks
-            tasks.append((read_from, cut + 3, parse_from, cut + 1))
-            read_from = parse_from = cut + 3
-
-    def _session_cut(self, position: int, end: int) -> int | None:
-        """The offset of the first separator at or after ``position`` between two results
-        of different sessions."""
-        window = 1 << 20
-        last: Any = _UNSET
-        while position < end:
-            size = min(window, end - position)
-            buf = self._read(position, size)
-            i = buf.find(_SEPARATOR)
-            if i < 0:
-                if position + size >= end:
-                    return None
-                position += size - len(_SEPARATOR)
-                last = _UNSET
-                continue
-            while True:
-                j = buf.find(_SEPARATOR, i + 3)
-                if j < 0:
-                    break
-                session = _session_of(buf[i + 3 : j + 1])
-                if last is not _UNSET and session is not _UNSET and session != last:
-                    return position + i
-                last = session
-                i = j
-            if position + size >= end:
-                session = _session_of(buf[i + 3 :])
-                if last is not _UNSET and session is not _UNSET and session != last:
-                    return position + i
-                return None
-            if i == 0:
-                window *= 2
-            position += i
-        return None
-
-    def sample(self) -> ResultColumns | None:
-        """Results from the start of the member, for the first header (None if they do not
-        pass the checks; the chunks will tell)."""
-        size = min(self.size, SAMPLE_BYTES)
-        buf = self._read(0, size)
-        start = buf.find(b"[")
-        cut = buf.rfind(_SEPARATOR)
-        if start < 0 or cut <= start or self.checks is None:
-            return None
-        try:
-            items = _parse_array(buf[start + 1 : cut + 1])
-            return fixture_columns(items, self.checks)[0]
-        except NotFast:
-            return None
-
-    def work(self, task: tuple[int, int, int, int]) -> tuple[ResultColumns, dict[str, Any]]:
-        """Read, parse and check one chunk (in a worker)."""
-        read_from, read_to, parse_from, parse_to = task
-        assert self.checks is not None
-        data = self._read(read_from, read_to - read_from)
-        crc = zlib.crc32(data)
-        if parse_to > parse_from:
-            items = _parse_array(memoryview(data)[parse_from - read_from : parse_to - read_from])
-        else:
-            items = []
-        del data
-        cols, meta = fixture_columns(items, self.checks)
-        meta["crc"] = (crc, read_to - read_from)
-        meta["position"] = read_to / max(self.size, 1)
-        return cols, meta
-
-    def finish(self, crcs: Sequence[tuple[int, int]]) -> None:
-        """Check the member's CRC-32 from the chunks' CRCs."""
-        crc = 0
-        for part, length in crcs:
-            crc = crc32_combine(crc, part, length)
-        if crc != self.info.CRC:
-            raise NotFast("results.json fails its CRC-32 check")
-
-
-_UNSET: Any = object()
-
-
-def _session_of(element: bytes) -> Any:
-    try:
-        obj = orjson.loads(element)
-        return obj["fields"]["session"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return _UNSET
-
-
-def _gf2_times(matrix: list[int], vector: int) -> int:
-    total = 0
-    i = 0
-    while vector:
-        if vector & 1:
-            total ^= matrix[i]
-        vector >>= 1
-        i += 1
-    return total
-
-
-def _gf2_square(matrix: list[int]) -> list[int]:
-    return [_gf2_times(matrix, matrix[n]) for n in range(32)]
-
-
-def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """The CRC-32 of ``A + B`` from the CRC-32s of ``A`` and ``B`` and ``len(B)`` (zlib's
-    ``crc32_combine``, which Python's zlib module does not offer)."""
-    if len2 <= 0:
-        return crc1
-    odd = [0xEDB88320] + [1 << n for n in range(31)]
-    even = _gf2_square(odd)
-    odd = _gf2_square(even)
-    while True:
-        even = _gf2_square(odd)
-        if len2 & 1:
-            crc1 = _gf2_times(even, crc1)
-        len2 >>= 1
-        if not len2:
-            break
-        odd = _gf2_square(even)
-        if len2 & 1:
-            crc1 = _gf2_times(odd, crc1)
-        len2 >>= 1
-        if not len2:
-            break
-    return crc1 ^ crc2
-
-
-# -- database: groups of sessions, each worker on the source's snapshot -----------------------
-
-
-class DbTrialResults:
-    """The trial results of a MUSCLE database, read by session groups.
-
-    Each worker process opens its own connection and imports the source's snapshot
-    (``pg_export_snapshot``), so every chunk comes from the same instant as the graph.
-
-    :param uri: the source's URI (it stays in memory: the workers connect with it).
-    :param conn: the source's connection, inside its snapshot transaction.
-    :param select: the SELECT list of ``result_result r`` (the source's, json as UTF-8).
-    """
-
-    def __init__(self, uri: str, conn: Any, select: Any) -> None:
-        self.uri = uri
-        self.conn = conn
-        self.select = select
-        self.snapshot = ""
-        self.sessions: list[int] = []
-        self.checks: _Checks | None = None
-        self._worker_conn: Any = None
-
-    def open(self, graph: RecordGraph) -> None:
-        """Export the snapshot; note the sessions."""
-        import psycopg
-
-        try:
-            row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
-        except psycopg.Error as exc:
-            raise NotFast(f"cannot export the snapshot: {exc}") from None
-        self.snapshot = row[0]
-        self.sessions = sorted(graph.sessions)
-        self.checks = _checks(graph, frozenset())
-
-    def tasks(self) -> list[tuple[list[int], float]]:
-        """Groups of session pks, in order, with the share of sessions done after each."""
-        size = CHUNK_SESSIONS
-        total = max(len(self.sessions), 1)
-        return [
-            (self.sessions[i : i + size], min(i + size, total) / total)
-            for i in range(0, len(self.sessions), size)
-        ] or [([], 1.0)]
-
-    def _query(self) -> Any:
-        from psycopg import sql
-
-        return sql.SQL(
-            "SELECT {} FROM result_result r WHERE r.session_id = ANY(%s::int8[])"
-            " ORDER BY r.session_id, r.id"
-        ).format(self.select)
-
-    def sample(self) -> ResultColumns | None:
-        """The results of a few sessions spread over the export, for the first header."""
-        if not self.sessions or self.checks is None:
-            return None
-        step = max(1, len(self.sessions) // 16)
-        picked = self.sessions[::step][:16]
-        import psycopg
-
-        try:
-            with self.conn.cursor(binary=True) as cur:
-                rows = cur.execute(self._query(), (picked,)).fetchall()
-            return db_columns(rows, self.checks)[0]
-        except (NotFast, psycopg.Error):
-            return None
-
-    def _connection(self) -> Any:
-        if self._worker_conn is None:
-            import psycopg
-
-            from .sources.muscle_db import _loads
-
-            conn = psycopg.connect(self.uri, autocommit=True, application_name="aml_exportkit")
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            conn.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot}'")
-            conn.execute("SET TIME ZONE 'UTC'")
-            psycopg.types.json.set_json_loads(_loads, conn)
-            self._worker_conn = conn
-        return self._worker_conn
-
-    def work(self, task: tuple[list[int], float]) -> tuple[ResultColumns, dict[str, Any]]:
-        """Read, parse and check one group of sessions (in a worker)."""
-        import psycopg
-
-        assert self.checks is not None
-        group, position = task
-        try:
-            with self._connection().cursor(binary=True) as cur:
-                rows = cur.execute(self._query(), (group,)).fetchall()
-        except psycopg.Error as exc:
-            raise NotFast(f"database: {exc}") from None
-        cols, meta = db_columns(rows, self.checks)
-        meta["position"] = position
-        return cols, meta
-
-    def finish(self, crcs: Sequence[tuple[int, int]]) -> None:
-        """Nothing to check at the end."""
-
-
-def db_columns(rows: list[Any], checks: _Checks) -> tuple[ResultColumns, dict[str, Any]]:
-    """Rows of ``result_result`` (the source's column order) as checked columns."""
-    if not rows:
-        return _finish_columns([], [], [], [], [], {}, [], [], checks)
-    columns = list(zip(*rows, strict=True))
-    pks, sessions, participants, sections, created = columns[:5]
-    if {type(d).__name__ for d in created} != {"datetime"}:
-        raise NotFast("created_at: a value that is not a timestamp")
-    texts = [d.isoformat(timespec="microseconds") for d in created]
-    strings = dict(
-        zip(
-            ("question_key", "expected_response", "given_response", "comment", "scoring_rule"),
-            (columns[5], columns[6], columns[7], columns[8], columns[10]),
-            strict=True,
-        )
-    )
-    return _finish_columns(
-        pks,
-        sessions,
-        participants,
-        sections,
-        texts,
-        strings,
-        columns[9],
-        _json_values(columns[11]),
-        checks,
-    )
-
-
-def _json_values(docs: Sequence[Any]) -> list[Any]:
-    """Parse the jsonb texts of a chunk at once (as the source's ``_loads`` parses each)."""
-    from .sources.muscle_db import _loads
-
-    if None in docs:
-        docs = [b"null" if d is None else d for d in docs]
-    if not all(type(d) is bytes for d in docs):
-        return [_loads(d) for d in docs]
-    body = b",".join(docs)
-    if body.translate(_DIGITS_TO_ZERO).find(_NINETEEN_DIGITS) >= 0:
-        return [_loads(d) for d in docs]
-    try:
-        values = orjson.loads(b"[" + body + b"]")
-    except orjson.JSONDecodeError:
-        return [_loads(d) for d in docs]
-    if len(values) != len(docs):  # pragma: no cover - jsonb text is one value each
-        return [_loads(d) for d in docs]
-    return values  # type: ignore[no-any-return]
 
 
 # -- the lane ---------------------------------------------------------------------------------

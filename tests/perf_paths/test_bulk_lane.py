@@ -17,6 +17,7 @@ import pytest
 from aml_exportkit import fastlane
 from aml_exportkit.errors import ExportkitError
 from aml_exportkit.pipeline import registry_for, run_export
+from aml_exportkit.sources import fixture_zip_bulk, muscle_db_bulk
 from aml_exportkit.template.load import parse_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,8 +113,8 @@ def test_small_chunks_and_a_short_sample(
 ) -> None:
     """Many chunks (cut at session boundaries), and a sample too small to hold every
     column: the chunks that did not know a column are rendered again, Parquet rebuilt."""
-    monkeypatch.setattr(fastlane, "CHUNK_BYTES", 40_000)
-    monkeypatch.setattr(fastlane, "SAMPLE_BYTES", 3_000)
+    monkeypatch.setattr(fixture_zip_bulk, "CHUNK_BYTES", 40_000)
+    monkeypatch.setattr(fixture_zip_bulk, "SAMPLE_BYTES", 3_000)
     _compare(TEMPLATES[name], generated_zip, tmp_path, monkeypatch, used=True)
     assert fastlane.LAST_RUN["chunks"] > 10
 
@@ -123,7 +124,7 @@ def test_small_chunks_and_a_short_sample(
 def test_reference_zips_same_bytes(
     name: str, zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fastlane, "CHUNK_BYTES", 20_000)
+    monkeypatch.setattr(fixture_zip_bulk, "CHUNK_BYTES", 20_000)
     _compare(TEMPLATES[name], zip_path, tmp_path, monkeypatch, used=True)
 
 
@@ -203,8 +204,8 @@ def test_bad_data_gives_the_plain_paths_result(
 
 def test_crc32_combine() -> None:
     a, b = b"hello, " * 1000, b"world" * 777
-    assert fastlane.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
-    assert fastlane.crc32_combine(zlib.crc32(a), 0, 0) == zlib.crc32(a)
+    assert fixture_zip_bulk.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+    assert fixture_zip_bulk.crc32_combine(zlib.crc32(a), 0, 0) == zlib.crc32(a)
 
 
 def test_corrupt_member_fails_its_crc(
@@ -255,7 +256,7 @@ def _compare_db(
 def test_database_same_bytes(
     name: str, small_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fastlane, "CHUNK_SESSIONS", 7)
+    monkeypatch.setattr(muscle_db_bulk, "CHUNK_SESSIONS", 7)
     _compare_db(TEMPLATES[name], small_db, "pitch-categories-main", tmp_path, monkeypatch)
 
 
@@ -263,7 +264,7 @@ def test_database_same_bytes(
 def test_reference_database_same_bytes(
     block: str, muscle_head_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fastlane, "CHUNK_SESSIONS", 2)
+    monkeypatch.setattr(muscle_db_bulk, "CHUNK_SESSIONS", 2)
     _compare_db(TEMPLATES["defaults"], muscle_head_db, block, tmp_path, monkeypatch)
 
 

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from ..contracts import BlockSummary, Inventory, SourceOptions, SourceSpec
 from ..errors import IntegrityError, SourceError
-from ..fastlane import ZipTrialResults, trim_heap
+from ..fastlane import trim_heap
 from ..graph import GraphBuilder, RecordGraph, SourceInfo
 from ..hookspecs import hookimpl
 from ..jsonstream import iter_json_array
@@ -38,6 +38,7 @@ from ..manifest import BackgroundHash
 from ..records import Block, Participant, Record, Result, Session
 from ..schema import FIXTURE_FILES, MODELS_BY_LABEL, FixtureFile, make_fixture_decoder
 from ..selection import Selection, session_matches
+from .fixture_zip_bulk import ZipTrialResults
 
 NAME = "fixture-zip"
 #: A member that inflates more than this many times is refused (a zip bomb guard).
@@ -371,7 +372,7 @@ class FixtureZipSource:
         # Parsing the small tables leaves free pages in the C heap (30 MB at 50k sessions);
         # hand them back before the results stream.
         trim_heap()
-        # The bulk lane reads results.json in byte ranges, in parallel (fastlane.py).
+        # The bulk lane reads results.json in byte ranges, in parallel (fixture_zip_bulk.py).
         graph.bulk_results = ZipTrialResults(
             self._zip.fp.fileno(),  # type: ignore[union-attr]
             self.members["results.json"],

@@ -44,12 +44,12 @@ from psycopg.types.json import set_json_loads
 
 from ..contracts import BlockSummary, Inventory, SourceOptions, SourceSpec
 from ..errors import DatabaseError, SourceError
-from ..fastlane import DbTrialResults
 from ..graph import GraphBuilder, RecordGraph, SourceInfo
 from ..hookspecs import hookimpl
 from ..records import Block, Experiment, JSONValue, Phase, Playlist, Result
 from ..schema import MODELS, Kind, ModelSpec, django_datetime
 from ..selection import Filter, Selection
+from .muscle_db_bulk import DbTrialResults
 
 NAME = "postgresql"
 #: Rows fetched per round trip from a server-side cursor.
@@ -925,7 +925,7 @@ class MuscleDatabase:
             trial_results=lambda: self._results(trial_query, params, generation, "trial"),
         )
         # The bulk lane reads the same results by session groups, in worker processes that
-        # import this snapshot (fastlane.py).
+        # import this snapshot (muscle_db_bulk.py).
         graph.bulk_results = DbTrialResults(self._uri, self.conn, result_cols)
         return graph
 

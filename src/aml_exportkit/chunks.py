@@ -1,0 +1,203 @@
+"""Chunks of raw trial results as checked columns: the graph's rules, applied in bulk.
+
+The bulk lane (:mod:`aml_exportkit.fastlane`) never makes a
+:class:`~aml_exportkit.records.Result`. A source's raw reader (a byte range of a zip's
+``results.json``, a group of sessions of a database) turns a chunk into columns and hands
+them to :func:`finish_columns`, which applies what :class:`~aml_exportkit.graph.RecordGraph`
+checks for every result (types, foreign keys, duplicate keys, order, MUSCLE's column
+lengths) and puts the rows in output order. Anything it does not accept raises
+:class:`NotFast`: the lane stands down and the plain path reports the problem.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import date
+from operator import itemgetter, lt
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .schema import RESULT, parse_datetime
+from .tabular.render import ResultColumns
+
+if TYPE_CHECKING:
+    from .graph import RecordGraph
+
+#: Bytes mapped so that a run of 19 digits (an integer that may exceed 64 bits) is a run of "0".
+DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+NINETEEN_DIGITS = b"0" * 19
+_MAX_LENGTH = {f.name: f.max_length for f in RESULT.fields if f.max_length is not None}
+_CREATED = re.compile(
+    r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+    r"(?:\.\d{3})?Z"
+)
+
+
+class NotFast(Exception):
+    """The bulk lane cannot take this run (the plain path runs instead)."""
+
+
+def wide_integers(text: bytes) -> bool:
+    """Whether ``text`` may hold an integer beyond 64 bits (a run of 19 digits)."""
+    return text.translate(DIGITS_TO_ZERO).find(NINETEEN_DIGITS) >= 0
+
+
+@attrs.frozen
+class Checks:
+    """The graph's rules for trial results, as the worker processes apply them."""
+
+    sessions: frozenset[int]
+    excluded: frozenset[int]
+    sections: frozenset[int]
+    check_sections: bool
+    keep_missing: bool
+
+
+def make_checks(graph: RecordGraph, excluded: frozenset[int]) -> Checks:
+    return Checks(
+        sessions=frozenset(graph.sessions),
+        excluded=excluded,
+        sections=frozenset(graph.sections),
+        check_sections="section" in graph.info.provided,
+        keep_missing=graph.missing_sections == "keep",
+    )
+
+
+def ordered(
+    sessions: Sequence[int], pks: Sequence[int], checks: Checks
+) -> tuple[list[int] | None, int]:
+    """The order in which a chunk's results leave the source (None: as they are), and the
+    number kept: each run of one session sorted by pk, excluded sessions left out, as
+    ``FixtureZipSource._results`` does. The result must be ordered by (session, pk)."""
+    excluded = checks.excluded
+    drop = bool(excluded) and not excluded.isdisjoint(sessions)
+    if not drop:
+        keys = list(zip(sessions, pks, strict=True))
+        if all(map(lt, keys, keys[1:])):
+            return None, len(keys)
+    run = -1
+    last: Any = object()
+    runs: list[int] = []
+    for s in sessions:
+        if s != last:
+            run += 1
+            last = s
+        runs.append(run)
+    kept = [i for i, s in enumerate(sessions) if s not in excluded] if drop else range(len(pks))
+    order = sorted(kept, key=lambda i: (runs[i], pks[i]))
+    keys = [(sessions[i], pks[i]) for i in order]
+    if not all(map(lt, keys, keys[1:])):
+        raise NotFast("results are not ordered by (session, pk)")
+    return order, len(order)
+
+
+def pick(values: Sequence[Any], order: list[int] | None) -> list[Any]:
+    if order is None:
+        return values if isinstance(values, list) else list(values)
+    if not order:
+        return []
+    if len(order) == 1:
+        return [values[order[0]]]
+    return list(itemgetter(*order)(values))
+
+
+def check_strings(name: str, values: Sequence[Any], nullable: bool) -> None:
+    types = set(map(type, values))
+    allowed = {str, type(None)} if nullable else {str}
+    if not types <= allowed:
+        raise NotFast(f"{name}: a value of another type")
+    limit = _MAX_LENGTH.get(name)
+    if limit is not None:
+        texts = values if types == {str} else [v for v in values if v is not None]
+        if texts and max(map(len, texts)) > limit:
+            raise NotFast(f"{name}: longer than MUSCLE's column")
+
+
+def check_scores(values: Sequence[Any]) -> list[Any]:
+    types = set(map(type, values))
+    if not types <= {float, int, type(None)}:
+        raise NotFast("score: a value of another type")
+    if int in types:
+        values = [float(v) if type(v) is int else v for v in values]
+    numbers = values if types == {float} else [v for v in values if v is not None]
+    if not all(map(math.isfinite, numbers)):
+        raise NotFast("score: not a finite number")
+    return values if isinstance(values, list) else list(values)
+
+
+def created_texts(values: Sequence[Any]) -> list[str]:
+    """Django's timestamps as our CSV writes them (``…T10:26:50.911000+00:00``)."""
+    if set(map(type, values)) != {str}:
+        raise NotFast("created_at: a value that is not text")
+    match = _CREATED.fullmatch
+    if all(map(match, values)):
+        for day in {v[:10] for v in values}:
+            try:
+                date.fromisoformat(day)
+            except ValueError:
+                raise NotFast(f"created_at: no such day {day}") from None
+        return [v[:23] + "000+00:00" if len(v) == 24 else v[:19] + ".000000+00:00" for v in values]
+    try:
+        return [parse_datetime(v).isoformat(timespec="microseconds") for v in values]
+    except ValueError as exc:
+        raise NotFast(f"created_at: {exc}") from None
+
+
+def finish_columns(
+    pks: Sequence[int],
+    sessions: Sequence[int],
+    participants: Sequence[Any],
+    sections: Sequence[Any],
+    created: Sequence[Any],
+    strings: Mapping[str, Sequence[Any]],
+    scores: Sequence[Any],
+    json_data: Sequence[Any],
+    checks: Checks,
+) -> tuple[ResultColumns, dict[str, Any]]:
+    """Check a chunk's raw columns as the graph would and put them in output order."""
+    if not pks:
+        cols = ResultColumns(pk=[], session=[], section=[], created_at=[], fields={}, json_data=[])
+        return cols, {"first": None, "last": None, "missing": 0, "edges": (None, None)}
+    if set(map(type, pks)) != {int}:
+        raise NotFast("a pk that is not an integer")
+    if set(map(type, sessions)) != {int}:
+        raise NotFast("a trial result without a session")
+    if set(participants) != {None}:
+        raise NotFast("a trial result with a participant")
+    unknown = set(sessions) - checks.sessions - checks.excluded
+    if unknown:
+        raise NotFast(f"session {min(unknown)} not found")
+    if not set(map(type, sections)) <= {int, type(None)}:
+        raise NotFast("section: a value that is not an integer")
+    edges = (sessions[0], sessions[-1])
+    order, kept = ordered(sessions, pks, checks)
+    pks = pick(pks, order)
+    if len(set(pks)) != len(pks):
+        raise NotFast("duplicate primary key")
+    sessions = pick(sessions, order)
+    sections = pick(sections, order)
+    missing = 0
+    if checks.check_sections:
+        absent = set(sections) - checks.sections - {None}
+        if absent:
+            if not checks.keep_missing:
+                raise NotFast(f"section {min(absent)} not found")
+            missing = sum(1 for s in sections if s in absent)
+    fields = {name: pick(values, order) for name, values in strings.items()}
+    for name, values in fields.items():
+        check_strings(name, values, RESULT.field(name).nullable)
+    fields["score"] = check_scores(pick(scores, order))
+    cols = ResultColumns(
+        pk=pks,
+        session=sessions,
+        section=sections,
+        created_at=pick(created, order),
+        fields=fields,
+        json_data=pick(json_data, order),
+    )
+    first = (sessions[0], pks[0]) if kept else None
+    last = (sessions[-1], pks[-1]) if kept else None
+    return cols, {"first": first, "last": last, "missing": missing, "edges": edges}

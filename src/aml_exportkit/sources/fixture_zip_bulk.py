@@ -1,0 +1,312 @@
+"""The bulk lane's reader of a MUSCLE zip: ``results.json`` in byte ranges, in parallel.
+
+MUSCLE stores ``results.json`` uncompressed, so any byte range of it can be read at any
+offset by every worker at once. Chunks are cut at Django's ``}, {"model": `` separator
+between two results of different sessions; each worker parses its range, checks it
+(:func:`~aml_exportkit.chunks.finish_columns`) and reports the CRC-32 of the bytes it read,
+which the parent combines to check the member's CRC.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+import zlib
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..chunks import Checks, NotFast, created_texts, finish_columns, make_checks, wide_integers
+from ..schema import RESULT
+from ..tabular.render import ResultColumns
+
+if TYPE_CHECKING:
+    from ..graph import RecordGraph
+
+#: Bytes of ``results.json`` per chunk.
+CHUNK_BYTES = 4 << 20
+#: Bytes of ``results.json`` sampled before the start (for the first header and schema).
+SAMPLE_BYTES = 1 << 20
+
+_SEPARATOR = b'}, {"model": '
+_WHITESPACE = b" \t\r\n"
+_RESULT_FIELDS = tuple(f.name for f in RESULT.fields)
+_RESULT_KEYS = frozenset(_RESULT_FIELDS)
+_GET_FIELDS = itemgetter(*_RESULT_FIELDS)
+_UNSET: Any = object()
+
+
+def fixture_columns(items: list[Any], checks: Checks) -> tuple[ResultColumns, dict[str, Any]]:
+    """A chunk of parsed ``results.json`` objects as checked columns in output order."""
+    if not items:
+        return finish_columns([], [], [], [], [], {}, [], [], checks)
+    if set(map(type, items)) != {dict}:
+        raise NotFast("an element that is not an object")
+    try:
+        if set(map(itemgetter("model"), items)) != {"result.result"}:
+            raise NotFast("an object that is not a result.result")
+        pks = list(map(itemgetter("pk"), items))
+        fields = list(map(itemgetter("fields"), items))
+    except KeyError:
+        raise NotFast("an object without model, pk or fields") from None
+    if set(map(type, fields)) != {dict}:
+        raise NotFast("'fields' that is not an object")
+    if set(map(len, fields)) != {len(_RESULT_FIELDS)} or set().union(*fields) != _RESULT_KEYS:
+        raise NotFast("result fields other than MUSCLE's")
+    columns = list(zip(*map(_GET_FIELDS, fields), strict=True))
+    by_name = dict(zip(_RESULT_FIELDS, columns, strict=True))
+    created = created_texts(by_name["created_at"])
+    strings = {
+        name: by_name[name]
+        for name in (
+            "question_key",
+            "expected_response",
+            "given_response",
+            "comment",
+            "scoring_rule",
+        )
+    }
+    return finish_columns(
+        pks,
+        by_name["session"],
+        by_name["participant"],
+        by_name["section"],
+        created,
+        strings,
+        by_name["score"],
+        by_name["json_data"],
+        checks,
+    )
+
+
+def parse_array(body: bytes | bytearray | memoryview) -> list[Any]:
+    """The elements of ``[body]`` as the plain path's reader parses them."""
+    if wide_integers(bytes(body)):
+        # integers beyond 64 bits: the standard library keeps them exact (as jsonstream)
+        try:
+            items = json.loads(b"[" + body + b"]", parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise NotFast(f"malformed JSON: {exc}") from None
+    else:
+        buf = bytearray(b"[")
+        buf += body
+        buf += b"]"
+        try:
+            items = orjson.loads(buf)
+        except orjson.JSONDecodeError as exc:
+            raise NotFast(f"malformed JSON or a cut inside a value: {exc}") from None
+    if type(items) is not list:  # pragma: no cover - "[...]" is always a list
+        raise NotFast("not an array")
+    return items
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# -- zip: byte ranges of results.json ---------------------------------------------------------
+
+
+class ZipTrialResults:
+    """The trial results of a MUSCLE zip's ``results.json``, read in byte ranges.
+
+    Only a stored (uncompressed) member qualifies, as MUSCLE writes them: its bytes can
+    then be read at any offset of the file, by every worker at once.
+
+    :param fd: a file descriptor of the zip (or of the inflated copy of a gzip-wrapped one).
+    :param info: the member.
+    :param excluded: sessions the filter dropped.
+    """
+
+    def __init__(self, fd: int, info: zipfile.ZipInfo, excluded: frozenset[int]) -> None:
+        self.fd = fd
+        self.info = info
+        self.excluded = excluded
+        self.start = 0
+        self.size = info.file_size
+        self.checks: Checks | None = None
+
+    def _read(self, offset: int, size: int) -> bytes:
+        parts: list[bytes] = []
+        position = self.start + offset
+        while size > 0:
+            part = os.pread(self.fd, size, position)
+            if not part:
+                raise NotFast("results.json ends early")
+            parts.append(part)
+            size -= len(part)
+            position += len(part)
+        return b"".join(parts)
+
+    def open(self, graph: RecordGraph) -> None:
+        """Find the member's data; check that it is stored, framed as one array."""
+        info = self.info
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+            raise NotFast("results.json is compressed")
+        if info.compress_size != info.file_size:
+            raise NotFast("results.json's sizes differ")
+        header = os.pread(self.fd, 30, info.header_offset)
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            raise NotFast("no local header for results.json")
+        name_len = int.from_bytes(header[26:28], "little")
+        extra_len = int.from_bytes(header[28:30], "little")
+        self.start = info.header_offset + 30 + name_len + extra_len
+        self.checks = make_checks(graph, self.excluded)
+
+    def tasks(self) -> list[tuple[int, int, int, int]]:
+        """Chunks as ``(read_from, read_to, parse_from, parse_to)``: the read ranges cover the
+        member without gap (for its CRC), the parse ranges hold whole elements and never
+        split a session."""
+        size = self.size
+        if size == 0:
+            raise NotFast("results.json is empty")
+        head = self._read(0, min(size, 4096))
+        first = len(head) - len(head.lstrip(_WHITESPACE))
+        if head[first : first + 1] != b"[":
+            raise NotFast("results.json does not start with '['")
+        tail = self._read(max(0, size - 4096), min(size, 4096))
+        stripped = tail.rstrip(_WHITESPACE)
+        if not stripped.endswith(b"]"):
+            raise NotFast("results.json does not end with ']'")
+        close = size - len(tail) + len(stripped) - 1
+        inner = self._read(first + 1, min(close - first - 1, 4096))
+        lead = len(inner) - len(inner.lstrip(_WHITESPACE))
+        begin = first + 1 + lead
+        end_block = self._read(max(begin, close - 4096), close - max(begin, close - 4096))
+        end = close - (len(end_block) - len(end_block.rstrip(_WHITESPACE)))
+        if begin >= end:
+            return [(0, size, 0, 0)]
+        tasks: list[tuple[int, int, int, int]] = []
+        read_from, parse_from = 0, begin
+        while True:
+            cut = None
+            if end - parse_from > CHUNK_BYTES * 3 // 2:
+                cut = self._session_cut(parse_from + CHUNK_BYTES, end)
+            if cut is None:
+                tasks.append((read_from, size, parse_from, end))
+                return tasks
+            tasks.append((read_from, cut + 3, parse_from, cut + 1))
+            read_from = parse_from = cut + 3
+
+    def _session_cut(self, position: int, end: int) -> int | None:
+        """The offset of the first separator at or after ``position`` between two results
+        of different sessions."""
+        window = 1 << 20
+        last: Any = _UNSET
+        while position < end:
+            size = min(window, end - position)
+            buf = self._read(position, size)
+            i = buf.find(_SEPARATOR)
+            if i < 0:
+                if position + size >= end:
+                    return None
+                position += size - len(_SEPARATOR)
+                last = _UNSET
+                continue
+            while True:
+                j = buf.find(_SEPARATOR, i + 3)
+                if j < 0:
+                    break
+                session = _session_of(buf[i + 3 : j + 1])
+                if last is not _UNSET and session is not _UNSET and session != last:
+                    return position + i
+                last = session
+                i = j
+            if position + size >= end:
+                session = _session_of(buf[i + 3 :])
+                if last is not _UNSET and session is not _UNSET and session != last:
+                    return position + i
+                return None
+            if i == 0:
+                window *= 2
+            position += i
+        return None
+
+    def sample(self) -> ResultColumns | None:
+        """Results from the start of the member, for the first header (None if they do not
+        pass the checks; the chunks will tell)."""
+        size = min(self.size, SAMPLE_BYTES)
+        buf = self._read(0, size)
+        start = buf.find(b"[")
+        cut = buf.rfind(_SEPARATOR)
+        if start < 0 or cut <= start or self.checks is None:
+            return None
+        try:
+            items = parse_array(buf[start + 1 : cut + 1])
+            return fixture_columns(items, self.checks)[0]
+        except NotFast:
+            return None
+
+    def work(self, task: tuple[int, int, int, int]) -> tuple[ResultColumns, dict[str, Any]]:
+        """Read, parse and check one chunk (in a worker)."""
+        read_from, read_to, parse_from, parse_to = task
+        assert self.checks is not None
+        data = self._read(read_from, read_to - read_from)
+        crc = zlib.crc32(data)
+        if parse_to > parse_from:
+            items = parse_array(memoryview(data)[parse_from - read_from : parse_to - read_from])
+        else:
+            items = []
+        del data
+        cols, meta = fixture_columns(items, self.checks)
+        meta["crc"] = (crc, read_to - read_from)
+        meta["position"] = read_to / max(self.size, 1)
+        return cols, meta
+
+    def finish(self, crcs: Sequence[tuple[int, int]]) -> None:
+        """Check the member's CRC-32 from the chunks' CRCs."""
+        crc = 0
+        for part, length in crcs:
+            crc = crc32_combine(crc, part, length)
+        if crc != self.info.CRC:
+            raise NotFast("results.json fails its CRC-32 check")
+
+
+def _session_of(element: bytes) -> Any:
+    try:
+        obj = orjson.loads(element)
+        return obj["fields"]["session"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return _UNSET
+
+
+def _gf2_times(matrix: list[int], vector: int) -> int:
+    total = 0
+    i = 0
+    while vector:
+        if vector & 1:
+            total ^= matrix[i]
+        vector >>= 1
+        i += 1
+    return total
+
+
+def _gf2_square(matrix: list[int]) -> list[int]:
+    return [_gf2_times(matrix, matrix[n]) for n in range(32)]
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """The CRC-32 of ``A + B`` from the CRC-32s of ``A`` and ``B`` and ``len(B)`` (zlib's
+    ``crc32_combine``, which Python's zlib module does not offer)."""
+    if len2 <= 0:
+        return crc1
+    odd = [0xEDB88320] + [1 << n for n in range(31)]
+    even = _gf2_square(odd)
+    odd = _gf2_square(even)
+    while True:
+        even = _gf2_square(odd)
+        if len2 & 1:
+            crc1 = _gf2_times(even, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+        odd = _gf2_square(even)
+        if len2 & 1:
+            crc1 = _gf2_times(odd, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+    return crc1 ^ crc2

@@ -1,0 +1,167 @@
+"""The bulk lane's reader of a MUSCLE database: trial results by groups of sessions.
+
+Each worker process opens its own connection and imports the source's snapshot
+(``pg_export_snapshot``), so every chunk comes from the same instant as the graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..chunks import Checks, NotFast, finish_columns, make_checks, wide_integers
+from ..tabular.render import ResultColumns
+
+if TYPE_CHECKING:
+    from ..graph import RecordGraph
+
+#: Sessions per chunk.
+CHUNK_SESSIONS = 200
+
+
+class DbTrialResults:
+    """The trial results of a MUSCLE database, read by session groups.
+
+    Each worker process opens its own connection and imports the source's snapshot
+    (``pg_export_snapshot``), so every chunk comes from the same instant as the graph.
+
+    :param uri: the source's URI (it stays in memory: the workers connect with it).
+    :param conn: the source's connection, inside its snapshot transaction.
+    :param select: the SELECT list of ``result_result r`` (the source's, json as UTF-8).
+    """
+
+    def __init__(self, uri: str, conn: Any, select: Any) -> None:
+        self.uri = uri
+        self.conn = conn
+        self.select = select
+        self.snapshot = ""
+        self.sessions: list[int] = []
+        self.checks: Checks | None = None
+        self._worker_conn: Any = None
+
+    def open(self, graph: RecordGraph) -> None:
+        """Export the snapshot; note the sessions."""
+        import psycopg
+
+        try:
+            row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
+        except psycopg.Error as exc:
+            raise NotFast(f"cannot export the snapshot: {exc}") from None
+        self.snapshot = row[0]
+        self.sessions = sorted(graph.sessions)
+        self.checks = make_checks(graph, frozenset())
+
+    def tasks(self) -> list[tuple[list[int], float]]:
+        """Groups of session pks, in order, with the share of sessions done after each."""
+        size = CHUNK_SESSIONS
+        total = max(len(self.sessions), 1)
+        return [
+            (self.sessions[i : i + size], min(i + size, total) / total)
+            for i in range(0, len(self.sessions), size)
+        ] or [([], 1.0)]
+
+    def _query(self) -> Any:
+        from psycopg import sql
+
+        return sql.SQL(
+            "SELECT {} FROM result_result r WHERE r.session_id = ANY(%s::int8[])"
+            " ORDER BY r.session_id, r.id"
+        ).format(self.select)
+
+    def sample(self) -> ResultColumns | None:
+        """The results of a few sessions spread over the export, for the first header."""
+        if not self.sessions or self.checks is None:
+            return None
+        step = max(1, len(self.sessions) // 16)
+        picked = self.sessions[::step][:16]
+        import psycopg
+
+        try:
+            with self.conn.cursor(binary=True) as cur:
+                rows = cur.execute(self._query(), (picked,)).fetchall()
+            return db_columns(rows, self.checks)[0]
+        except (NotFast, psycopg.Error):
+            return None
+
+    def _connection(self) -> Any:
+        if self._worker_conn is None:
+            import psycopg
+
+            from .muscle_db import _loads
+
+            conn = psycopg.connect(self.uri, autocommit=True, application_name="aml_exportkit")
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            conn.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot}'")
+            conn.execute("SET TIME ZONE 'UTC'")
+            psycopg.types.json.set_json_loads(_loads, conn)
+            self._worker_conn = conn
+        return self._worker_conn
+
+    def work(self, task: tuple[list[int], float]) -> tuple[ResultColumns, dict[str, Any]]:
+        """Read, parse and check one group of sessions (in a worker)."""
+        import psycopg
+
+        assert self.checks is not None
+        group, position = task
+        try:
+            with self._connection().cursor(binary=True) as cur:
+                rows = cur.execute(self._query(), (group,)).fetchall()
+        except psycopg.Error as exc:
+            raise NotFast(f"database: {exc}") from None
+        cols, meta = db_columns(rows, self.checks)
+        meta["position"] = position
+        return cols, meta
+
+    def finish(self, crcs: Sequence[tuple[int, int]]) -> None:
+        """Nothing to check at the end."""
+
+
+def db_columns(rows: list[Any], checks: Checks) -> tuple[ResultColumns, dict[str, Any]]:
+    """Rows of ``result_result`` (the source's column order) as checked columns."""
+    if not rows:
+        return finish_columns([], [], [], [], [], {}, [], [], checks)
+    columns = list(zip(*rows, strict=True))
+    pks, sessions, participants, sections, created = columns[:5]
+    if {type(d).__name__ for d in created} != {"datetime"}:
+        raise NotFast("created_at: a value that is not a timestamp")
+    texts = [d.isoformat(timespec="microseconds") for d in created]
+    strings = dict(
+        zip(
+            ("question_key", "expected_response", "given_response", "comment", "scoring_rule"),
+            (columns[5], columns[6], columns[7], columns[8], columns[10]),
+            strict=True,
+        )
+    )
+    return finish_columns(
+        pks,
+        sessions,
+        participants,
+        sections,
+        texts,
+        strings,
+        columns[9],
+        _json_values(columns[11]),
+        checks,
+    )
+
+
+def _json_values(docs: Sequence[Any]) -> list[Any]:
+    """Parse the jsonb texts of a chunk at once (as the source's ``_loads`` parses each)."""
+    from .muscle_db import _loads
+
+    if None in docs:
+        docs = [b"null" if d is None else d for d in docs]
+    if not all(type(d) is bytes for d in docs):
+        return [_loads(d) for d in docs]
+    body = b",".join(docs)
+    if wide_integers(body):
+        return [_loads(d) for d in docs]
+    try:
+        values = orjson.loads(b"[" + body + b"]")
+    except orjson.JSONDecodeError:
+        return [_loads(d) for d in docs]
+    if len(values) != len(docs):  # pragma: no cover - jsonb text is one value each
+        return [_loads(d) for d in docs]
+    return values  # type: ignore[no-any-return]
