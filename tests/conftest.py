@@ -135,18 +135,30 @@ def muscle_2024_db(pg_database: Callable[[Path | None], str]) -> str:
 GENERATOR = SHARED / "bench" / "generate.py"
 
 
-@pytest.fixture(scope="session")
-def generated_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A MUSCLE export zip of 1,500 generated sessions (~115k trial results)."""
+def generate_zip(sessions: int, folder: Path) -> Path:
+    """A MUSCLE export zip of ``sessions`` generated sessions, in ``folder``."""
     import sys
 
-    target = tmp_path_factory.mktemp("generated") / "muscle_1500.zip"
+    target = folder / f"muscle_{sessions}.zip"
+    command = [sys.executable, str(GENERATOR), "--quiet", "--sessions", str(sessions)]
     subprocess.run(
-        [sys.executable, str(GENERATOR), "--sessions", "1500", "--zip", str(target), "--quiet"],
+        [*command, "--zip", str(target)],
         check=True,
         stdout=subprocess.DEVNULL,
     )
     return target
+
+
+@pytest.fixture(scope="session")
+def generated_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MUSCLE export zip of 1,500 generated sessions (~115k trial results)."""
+    return generate_zip(1500, tmp_path_factory.mktemp("generated"))
+
+
+@pytest.fixture(scope="session")
+def small_generated_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MUSCLE export zip of 40 generated sessions (~3k trial results)."""
+    return generate_zip(40, tmp_path_factory.mktemp("generated_small"))
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .schema import RESULT, parse_datetime
-from .tabular.render import ResultColumns
 
 if TYPE_CHECKING:
     from .graph import RecordGraph
@@ -43,6 +42,46 @@ class NotFast(Exception):
 def wide_integers(text: bytes) -> bool:
     """Whether ``text`` may hold an integer beyond 64 bits (a run of 19 digits)."""
     return text.translate(DIGITS_TO_ZERO).find(NINETEEN_DIGITS) >= 0
+
+
+class ResultColumns:
+    """One chunk of trial results, as columns, checked and in output order.
+
+    :param pk: primary keys.
+    :param session: session pks.
+    :param section: section pks or None.
+    :param created_at: creation times as our CSV writes them
+        (``2024-07-22T10:26:50.911000+00:00``).
+    :param fields: the other result fields by name (``question_key``, ``score``, …), score
+        as floats or None.
+    :param json_data: the parsed ``json_data`` values, or their JSON texts (bytes) when
+        ``json_raw``.
+    :param json_raw: ``json_data`` holds JSON texts, which the native kernel flattens.
+    """
+
+    __slots__ = ("created_at", "fields", "json_data", "json_raw", "pk", "section", "session")
+
+    def __init__(
+        self,
+        *,
+        pk: list[int],
+        session: list[int],
+        section: list[int | None],
+        created_at: list[str],
+        fields: Mapping[str, list[Any]],
+        json_data: list[Any],
+        json_raw: bool = False,
+    ) -> None:
+        self.pk = pk
+        self.session = session
+        self.section = section
+        self.created_at = created_at
+        self.fields = fields
+        self.json_data = json_data
+        self.json_raw = json_raw
+
+    def __len__(self) -> int:
+        return len(self.pk)
 
 
 @attrs.frozen
@@ -156,8 +195,14 @@ def finish_columns(
     scores: Sequence[Any],
     json_data: Sequence[Any],
     checks: Checks,
+    *,
+    raw_json: bool = False,
 ) -> tuple[ResultColumns, dict[str, Any]]:
-    """Check a chunk's raw columns as the graph would and put them in output order."""
+    """Check a chunk's raw columns as the graph would and put them in output order.
+
+    :param raw_json: ``json_data`` holds JSON texts (bytes) for the native kernel to
+        flatten, not parsed values.
+    """
     if not pks:
         cols = ResultColumns(pk=[], session=[], section=[], created_at=[], fields={}, json_data=[])
         return cols, {"first": None, "last": None, "missing": 0, "edges": (None, None)}
@@ -197,6 +242,7 @@ def finish_columns(
         created_at=pick(created, order),
         fields=fields,
         json_data=pick(json_data, order),
+        json_raw=raw_json,
     )
     first = (sessions[0], pks[0]) if kept else None
     last = (sessions[-1], pks[-1]) if kept else None

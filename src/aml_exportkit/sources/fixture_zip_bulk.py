@@ -19,9 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..chunks import Checks, NotFast, created_texts, finish_columns, make_checks, wide_integers
+from .. import native
+from ..chunks import (
+    Checks,
+    NotFast,
+    ResultColumns,
+    created_texts,
+    finish_columns,
+    make_checks,
+    wide_integers,
+)
 from ..schema import RESULT
-from ..tabular.render import ResultColumns
 
 if TYPE_CHECKING:
     from ..graph import RecordGraph
@@ -57,7 +65,20 @@ def fixture_columns(items: list[Any], checks: Checks) -> tuple[ResultColumns, di
     if set(map(len, fields)) != {len(_RESULT_FIELDS)} or set().union(*fields) != _RESULT_KEYS:
         raise NotFast("result fields other than MUSCLE's")
     columns = list(zip(*map(_GET_FIELDS, fields), strict=True))
-    by_name = dict(zip(_RESULT_FIELDS, columns, strict=True))
+    return field_columns(pks, dict(zip(_RESULT_FIELDS, columns, strict=True)), checks)
+
+
+def field_columns(
+    pks: Sequence[Any],
+    by_name: dict[str, Sequence[Any]],
+    checks: Checks,
+    *,
+    raw_json: bool = False,
+) -> tuple[ResultColumns, dict[str, Any]]:
+    """A chunk's pks and its fields by name as checked columns in output order.
+
+    :param raw_json: each ``json_data`` is its JSON text (the native kernel's parse).
+    """
     created = created_texts(by_name["created_at"])
     strings = {
         name: by_name[name]
@@ -79,6 +100,7 @@ def fixture_columns(items: list[Any], checks: Checks) -> tuple[ResultColumns, di
         by_name["score"],
         by_name["json_data"],
         checks,
+        raw_json=raw_json,
     )
 
 
@@ -246,12 +268,20 @@ class ZipTrialResults:
         assert self.checks is not None
         data = self._read(read_from, read_to - read_from)
         crc = zlib.crc32(data)
-        if parse_to > parse_from:
-            items = parse_array(memoryview(data)[parse_from - read_from : parse_to - read_from])
+        body = memoryview(data)[parse_from - read_from : parse_to - read_from]
+        kernel = native.kernel()
+        if kernel is not None and parse_to > parse_from:
+            try:
+                pks, columns = kernel.parse_columns(body, _RESULT_FIELDS)
+            except ValueError as exc:
+                raise NotFast(f"results.json (native kernel): {exc}") from None
+            del body, data
+            by_name = dict(zip(_RESULT_FIELDS, columns, strict=True))
+            cols, meta = field_columns(pks, by_name, self.checks, raw_json=True)
         else:
-            items = []
-        del data
-        cols, meta = fixture_columns(items, self.checks)
+            items = parse_array(body) if parse_to > parse_from else []
+            del body, data
+            cols, meta = fixture_columns(items, self.checks)
         meta["crc"] = (crc, read_to - read_from)
         meta["position"] = read_to / max(self.size, 1)
         return cols, meta

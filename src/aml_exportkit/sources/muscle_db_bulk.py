@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..chunks import Checks, NotFast, finish_columns, make_checks, wide_integers
-from ..tabular.render import ResultColumns
+from .. import native
+from ..chunks import Checks, NotFast, ResultColumns, finish_columns, make_checks, wide_integers
 
 if TYPE_CHECKING:
     from ..graph import RecordGraph
@@ -134,6 +134,7 @@ def db_columns(rows: list[Any], checks: Checks) -> tuple[ResultColumns, dict[str
             strict=True,
         )
     )
+    json_data, raw = _json_column(columns[11])
     return finish_columns(
         pks,
         sessions,
@@ -142,9 +143,21 @@ def db_columns(rows: list[Any], checks: Checks) -> tuple[ResultColumns, dict[str
         texts,
         strings,
         columns[9],
-        _json_values(columns[11]),
+        json_data,
         checks,
+        raw_json=raw,
     )
+
+
+def _json_column(docs: Sequence[Any]) -> tuple[list[Any], bool]:
+    """The chunk's ``json_data``: the jsonb texts themselves when the native kernel will
+    flatten them (a SQL NULL read as JSON null, as the source's ``_loads`` reads it), else
+    the parsed values."""
+    if native.kernel() is not None:
+        texts = [b"null" if d is None else d for d in docs] if None in docs else list(docs)
+        if all(type(d) is bytes for d in texts):
+            return texts, True
+    return _json_values(docs), False
 
 
 def _json_values(docs: Sequence[Any]) -> list[Any]:

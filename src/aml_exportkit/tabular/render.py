@@ -29,6 +29,8 @@ from typing import Any
 
 import orjson
 
+from .. import native
+from ..chunks import NotFast, ResultColumns
 from ..flatten import Flattener, Path
 from ..graph import RecordGraph
 from .fields import fixed_columns
@@ -120,8 +122,8 @@ def scalar_cells(values: list[Any], t: type) -> list[str]:
     """
     try:
         text = orjson.dumps(values)
-    except orjson.JSONEncodeError:
-        text = b"e-"
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits
+        return list(map(repr, values))
     if t is float and (b"e-" in text or b"0.0000" in text or b"n" in text):
         return list(map(float.__repr__, values))
     if not values:
@@ -187,6 +189,21 @@ def join_rows(parts: list[list[str]], n: int) -> str:
 # -- flattening a column of JSON values -------------------------------------------------------
 
 
+class Cells:
+    """A flattened column that the native kernel finished: its cells, and the types its
+    values have (as :func:`column_types` gives them).
+
+    :param cells: one finished cell per row.
+    :param types: the Python types of the values.
+    """
+
+    __slots__ = ("cells", "types")
+
+    def __init__(self, cells: list[str], types: set[type]) -> None:
+        self.cells = cells
+        self.types = types
+
+
 class ColumnFlattener:
     """Flattens the ``json_data`` of a chunk column-wise, with the rules of a
     :class:`~aml_exportkit.flatten.Flattener` (whose names, claims and sort keys it uses).
@@ -208,6 +225,24 @@ class ColumnFlattener:
         out: dict[str, list[Any]] = {}
         if values:
             self._walk(values, (), out)
+        return out
+
+    def native_columns(self, docs: list[bytes], kernel: Any) -> dict[str, Cells]:
+        """``{column name: Cells}`` of the chunk's JSON texts ``docs``, flattened by the
+        native kernel row by row: the same leaves as :meth:`columns` finds column by column
+        (``tests/native`` holds the two to the same cells and types)."""
+        limit = -1 if self.limit is None else self.limit
+        try:
+            flat = kernel.flatten(docs, limit, self.index_lists)
+        except ValueError as exc:
+            raise NotFast(f"json_data: {exc}") from None
+        out: dict[str, Cells] = {}
+        name_of = self.flattener._name
+        for path, (cells, bits) in flat.items():
+            name = name_of(path)
+            if name is not None:
+                out[name] = Cells(cells, native.types_of(bits))
+                self.paths[name] = path
         return out
 
     def _leaf(self, path: Path, values: list[Any], out: dict[str, list[Any]]) -> None:
@@ -311,42 +346,6 @@ def column_types(values: list[Any]) -> set[type]:
 # -- whole rows -------------------------------------------------------------------------------
 
 
-class ResultColumns:
-    """One chunk of trial results, as columns, checked and in output order.
-
-    :param pk: primary keys.
-    :param session: session pks.
-    :param section: section pks or None.
-    :param created_at: creation times as our CSV writes them
-        (``2024-07-22T10:26:50.911000+00:00``).
-    :param fields: the other result fields by name (``question_key``, ``score``, …), score
-        as floats or None.
-    :param json_data: the parsed ``json_data`` values.
-    """
-
-    __slots__ = ("created_at", "fields", "json_data", "pk", "section", "session")
-
-    def __init__(
-        self,
-        *,
-        pk: list[int],
-        session: list[int],
-        section: list[int | None],
-        created_at: list[str],
-        fields: Mapping[str, list[Any]],
-        json_data: list[Any],
-    ) -> None:
-        self.pk = pk
-        self.session = session
-        self.section = section
-        self.created_at = created_at
-        self.fields = fields
-        self.json_data = json_data
-
-    def __len__(self) -> int:
-        return len(self.pk)
-
-
 _STRING_FIELDS = frozenset(
     {"question_key", "expected_response", "given_response", "comment", "scoring_rule"}
 )
@@ -445,14 +444,20 @@ class ChunkRenderer:
         self._heads = {}
         self._tails = {}
 
-    def dynamic(self, chunk: ResultColumns) -> dict[str, list[Any]]:
-        """The flattened json columns of a chunk (raw values)."""
+    def dynamic(self, chunk: ResultColumns) -> Mapping[str, list[Any] | Cells]:
+        """The flattened json columns of a chunk: raw values, or :class:`Cells` when the
+        native kernel flattened the chunk's JSON texts."""
         if self.flatten is None:
             return {}
+        if chunk.json_raw:
+            kernel = native.kernel()
+            if kernel is None:  # pragma: no cover - the reader asked the same switch
+                raise NotFast("JSON texts without the native kernel")
+            return self.flatten.native_columns(chunk.json_data, kernel)
         return self.flatten.columns(chunk.json_data)
 
     def render(
-        self, chunk: ResultColumns, dyn: Mapping[str, list[Any]], names: Sequence[str]
+        self, chunk: ResultColumns, dyn: Mapping[str, list[Any] | Cells], names: Sequence[str]
     ) -> str:
         """The CSV lines (each with CRLF) of a chunk, with the dynamic columns ``names``
         (a superset of ``dyn``'s keys, in output order)."""
@@ -473,10 +478,15 @@ class ChunkRenderer:
             values = dyn.get(name)
             if values is None:
                 parts.append(empty)
+            elif isinstance(values, Cells):
+                parts.append(values.cells)
             else:
                 parts.append(value_cells(values, set(map(type, values))))
         if not parts:
             return "\r\n" * n
+        kernel = native.kernel()
+        if kernel is not None:
+            return kernel.join_rows(parts, n).decode("utf-8")  # type: ignore[no-any-return]
         return join_rows(parts, n)
 
     def _field_cells(self, chunk: ResultColumns, field: str) -> list[str]:
@@ -500,9 +510,12 @@ class ChunkRenderer:
             return str_cells(values)
         raise ValueError(f"unknown result field {field!r}")  # pragma: no cover
 
-    def types(self, dyn: Mapping[str, list[Any]]) -> dict[str, set[type]]:
+    def types(self, dyn: Mapping[str, list[Any] | Cells]) -> dict[str, set[type]]:
         """The types of each dynamic column of a chunk (for Parquet kinds)."""
-        return {name: column_types(values) for name, values in dyn.items()}
+        return {
+            name: values.types if isinstance(values, Cells) else column_types(values)
+            for name, values in dyn.items()
+        }
 
 
 def kinds_of(

@@ -1,0 +1,1312 @@
+/*
+ * aml_exportkit._speedups: the bulk lane's native kernel.
+ *
+ * Three functions, each the exact counterpart of Python code that stays the reference
+ * (tests/native compares them on generated input):
+ *
+ *   parse_fixture(body)   the elements of "[body]" (Django fixture objects) as Python
+ *                         objects, like json.loads, except that the value of a fixture's
+ *                         fields.json_data is returned as its raw JSON text (bytes);
+ *   flatten(docs, max_depth, index_lists)
+ *                         json_data texts flattened row-wise into columns of finished CSV
+ *                         cells, like tabular.render.ColumnFlattener + value_cells;
+ *   join_rows(parts, n)   columns of cells joined into CSV lines (CRLF), as UTF-8 bytes.
+ *
+ * Anything the kernel is not sure to treat exactly as Python does (NaN, numbers that
+ * overflow a double, lone surrogates, duplicate keys inside json_data, invalid UTF-8)
+ * raises ValueError; the lane then stands down and the plain path handles the input.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* -- growable byte buffer ------------------------------------------------------------- */
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int buf_reserve(Buf *b, Py_ssize_t extra) {
+    if (b->len + extra <= b->cap) return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra) cap *= 2;
+    char *data = PyMem_Realloc(b->data, cap);
+    if (!data) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int buf_put(Buf *b, const char *s, Py_ssize_t n) {
+    if (buf_reserve(b, n) < 0) return -1;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+static inline int buf_byte(Buf *b, char c) {
+    if (b->len >= b->cap && buf_reserve(b, 1) < 0) return -1;
+    b->data[b->len++] = c;
+    return 0;
+}
+
+static void buf_free(Buf *b) {
+    PyMem_Free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* -- the scanner -------------------------------------------------------------------------- */
+
+typedef struct {
+    const unsigned char *start, *p, *end;
+    Buf str;  /* a decoded string */
+    Buf out;  /* a cell or a JSON text being written */
+    Buf keys; /* keys of the objects being written (duplicate checks) */
+} Scan;
+
+static int fail(Scan *s, const char *what) {
+    if (!PyErr_Occurred())
+        PyErr_Format(PyExc_ValueError, "%s at byte %zd", what, (Py_ssize_t)(s->p - s->start));
+    return -1;
+}
+
+static inline void skip_ws(Scan *s) {
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+        s->p++;
+}
+
+static int hex4(Scan *s, unsigned *out) {
+    if (s->end - s->p < 4) return fail(s, "truncated \\u escape");
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned c = s->p[i], d;
+        if (c >= '0' && c <= '9') d = c - '0';
+        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+        else return fail(s, "bad \\u escape");
+        v = v * 16 + d;
+    }
+    s->p += 4;
+    *out = v;
+    return 0;
+}
+
+/* Length of the valid UTF-8 sequence at p (not ASCII), 0 if invalid (overlong forms and
+ * surrogates included, as Python's strict decoder rejects them). */
+static Py_ssize_t utf8_len(const unsigned char *p, const unsigned char *end) {
+    unsigned c = p[0];
+    if (c >= 0xC2 && c <= 0xDF) {
+        if (end - p >= 2 && (p[1] & 0xC0) == 0x80) return 2;
+        return 0;
+    }
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (end - p < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return 0;
+        if (c == 0xE0 && p[1] < 0xA0) return 0;
+        if (c == 0xED && p[1] >= 0xA0) return 0;
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (end - p < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 ||
+            (p[3] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xF0 && p[1] < 0x90) return 0;
+        if (c == 0xF4 && p[1] >= 0x90) return 0;
+        return 4;
+    }
+    return 0;
+}
+
+static int put_code_point(Buf *b, unsigned cp) {
+    char u[4];
+    Py_ssize_t n;
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xC0 | (cp >> 6));
+        u[1] = (char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (char)(0xE0 | (cp >> 12));
+        u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        u[2] = (char)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        u[0] = (char)(0xF0 | (cp >> 18));
+        u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        u[3] = (char)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    return buf_put(b, u, n);
+}
+
+/* The first byte at or after p that ends a run of plain ASCII in a string: a quote, a
+ * backslash, a control character or a non-ASCII byte (end if none). */
+static inline const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), slash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        /* signed: below 0x20 is a control character or a byte of 0x80 and above */
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, slash)),
+                                   _mm_cmplt_epi8(v, space));
+        int mask = _mm_movemask_epi8(hit);
+        if (mask) return p + __builtin_ctz(mask);
+        p += 16;
+    }
+#endif
+    while (p < end && *p != '"' && *p != '\\' && *p >= 0x20 && *p < 0x80) p++;
+    return p;
+}
+
+/* The first quote or backslash at or after p (end if none). */
+static inline const unsigned char *quote_or_slash(const unsigned char *p, const unsigned char *end) {
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), slash = _mm_set1_epi8('\\');
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        int mask = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, slash)));
+        if (mask) return p + __builtin_ctz(mask);
+        p += 16;
+    }
+#endif
+    while (p < end && *p != '"' && *p != '\\') p++;
+    return p;
+}
+
+/* Decode the string at s->p (on its opening quote) into s->str, as UTF-8. */
+static int read_string(Scan *s) {
+    s->str.len = 0;
+    s->p++;
+    for (;;) {
+        const unsigned char *run = s->p;
+        s->p = plain_run(s->p, s->end);
+        if (s->p > run && buf_put(&s->str, (const char *)run, s->p - run) < 0) return -1;
+        if (s->p >= s->end) return fail(s, "unterminated string");
+        unsigned c = *s->p;
+        if (c == '"') {
+            s->p++;
+            return 0;
+        }
+        if (c < 0x20) return fail(s, "control character in a string");
+        if (c >= 0x80) {
+            Py_ssize_t n = utf8_len(s->p, s->end);
+            if (!n) return fail(s, "invalid UTF-8");
+            if (buf_put(&s->str, (const char *)s->p, n) < 0) return -1;
+            s->p += n;
+            continue;
+        }
+        /* a backslash */
+        s->p++;
+        if (s->p >= s->end) return fail(s, "unterminated string");
+        c = *s->p++;
+        char e;
+        switch (c) {
+        case '"': e = '"'; break;
+        case '\\': e = '\\'; break;
+        case '/': e = '/'; break;
+        case 'b': e = '\b'; break;
+        case 'f': e = '\f'; break;
+        case 'n': e = '\n'; break;
+        case 'r': e = '\r'; break;
+        case 't': e = '\t'; break;
+        case 'u': {
+            unsigned cp;
+            if (hex4(s, &cp) < 0) return -1;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                unsigned lo;
+                if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u')
+                    return fail(s, "a lone surrogate");
+                s->p += 2;
+                if (hex4(s, &lo) < 0) return -1;
+                if (lo < 0xDC00 || lo > 0xDFFF) return fail(s, "a lone surrogate");
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return fail(s, "a lone surrogate");
+            }
+            if (put_code_point(&s->str, cp) < 0) return -1;
+            continue;
+        }
+        default:
+            return fail(s, "bad escape");
+        }
+        if (buf_byte(&s->str, e) < 0) return -1;
+    }
+}
+
+/* A number token at s->p: its extent, and whether it is an integer. */
+static int read_number(Scan *s, const unsigned char **tok, Py_ssize_t *len, int *is_int) {
+    const unsigned char *p = s->p, *end = s->end;
+    *tok = p;
+    *is_int = 1;
+    if (p < end && *p == '-') p++;
+    if (p >= end) return fail(s, "bad number");
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    } else {
+        return fail(s, "bad value");
+    }
+    if (p < end && *p == '.') {
+        *is_int = 0;
+        p++;
+        if (p >= end || *p < '0' || *p > '9') return fail(s, "bad number");
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        *is_int = 0;
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || *p < '0' || *p > '9') return fail(s, "bad number");
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    *len = p - *tok;
+    s->p = p;
+    return 0;
+}
+
+/* _floats.cpp */
+int aek_parse_double(const char *first, const char *last, double *out);
+int aek_repr_double(double v, char *out);
+
+static int token_double(Scan *s, const unsigned char *tok, Py_ssize_t len, double *out) {
+    /* 1e400 (Python: inf, which its JSON writer spells Infinity) and 1e-400 (0.0) are
+     * left to the plain path */
+    if (aek_parse_double((const char *)tok, (const char *)tok + len, out) < 0 || !isfinite(*out))
+        return fail(s, "a number beyond a double");
+    return 0;
+}
+
+/* Write float v as Python's repr does. */
+static int put_repr(Buf *b, double v) {
+    char text[48];
+    int n = aek_repr_double(v, text);
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "cannot write a double");
+        return -1;
+    }
+    return buf_put(b, text, n);
+}
+
+/* After an element of an object or array: 1 when another follows (the comma consumed), 0
+ * at the closing bracket (consumed), -1 on anything else. */
+static int next_item(Scan *s, unsigned char close) {
+    skip_ws(s);
+    if (s->p < s->end) {
+        if (*s->p == ',') {
+            s->p++;
+            return 1;
+        }
+        if (*s->p == close) {
+            s->p++;
+            return 0;
+        }
+    }
+    return fail(s, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
+}
+
+static int literal(Scan *s, const char *word, Py_ssize_t n) {
+    if (s->end - s->p < n || memcmp(s->p, word, n) != 0) return fail(s, "bad value");
+    s->p += n;
+    return 0;
+}
+
+/* -- parse_fixture ------------------------------------------------------------------------ */
+
+static PyObject *build_value(Scan *s, int depth, int in_fields);
+
+static PyObject *string_object(Scan *s) {
+    if (read_string(s) < 0) return NULL;
+    return PyUnicode_DecodeUTF8(s->str.data ? s->str.data : "", s->str.len, "strict");
+}
+
+static int skip_value(Scan *s, int depth);
+
+static int skip_string(Scan *s) {
+    s->p++;
+    for (;;) {
+        s->p = quote_or_slash(s->p, s->end);
+        if (s->p >= s->end) return fail(s, "unterminated string");
+        if (*s->p == '"') {
+            s->p++;
+            return 0;
+        }
+        s->p += 2;
+    }
+}
+
+/* Find the end of one value (its syntax is checked when flatten parses it). */
+static int skip_value(Scan *s, int depth) {
+    if (depth > 512) return fail(s, "nesting too deep");
+    skip_ws(s);
+    if (s->p >= s->end) return fail(s, "truncated value");
+    unsigned c = *s->p;
+    if (c == '"') return skip_string(s);
+    if (c == '{' || c == '[') {
+        unsigned close = c == '{' ? '}' : ']';
+        s->p++;
+        skip_ws(s);
+        if (s->p < s->end && *s->p == close) {
+            s->p++;
+            return 0;
+        }
+        for (;;) {
+            if (c == '{') {
+                skip_ws(s);
+                if (s->p >= s->end || *s->p != '"') return fail(s, "expected a key");
+                if (skip_string(s) < 0) return -1;
+                skip_ws(s);
+                if (s->p >= s->end || *s->p != ':') return fail(s, "expected ':'");
+                s->p++;
+            }
+            if (skip_value(s, depth + 1) < 0) return -1;
+            int more = next_item(s, close);
+            if (more <= 0) return more;
+        }
+    }
+    while (s->p < s->end && !(*s->p == ',' || *s->p == '}' || *s->p == ']' || *s->p == ' ' ||
+                              *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+        s->p++;
+    return 0;
+}
+
+static PyObject *build_number(Scan *s) {
+    const unsigned char *tok;
+    Py_ssize_t len;
+    int is_int;
+    if (read_number(s, &tok, &len, &is_int) < 0) return NULL;
+    if (is_int) {
+        if (len <= 18) {
+            long long v = 0;
+            Py_ssize_t i = tok[0] == '-';
+            for (; i < len; i++) v = v * 10 + (tok[i] - '0');
+            return PyLong_FromLongLong(tok[0] == '-' ? -v : v);
+        }
+        char *text = PyMem_Malloc(len + 1);
+        if (!text) return PyErr_NoMemory();
+        memcpy(text, tok, len);
+        text[len] = 0;
+        PyObject *v = PyLong_FromString(text, NULL, 10);
+        PyMem_Free(text);
+        return v;
+    }
+    double v;
+    if (token_double(s, tok, len, &v) < 0) return NULL;
+    return PyFloat_FromDouble(v);
+}
+
+/* Keys of the fixture objects repeat on every element: keep their str objects. */
+#define KEY_CACHE 32
+static PyObject *key_cache[KEY_CACHE];
+
+static PyObject *key_object(Scan *s) {
+    if (read_string(s) < 0) return NULL;
+    const char *d = s->str.data ? s->str.data : "";
+    Py_ssize_t n = s->str.len;
+    for (int i = 0; i < KEY_CACHE && key_cache[i]; i++) {
+        Py_ssize_t kn;
+        const char *k = PyUnicode_AsUTF8AndSize(key_cache[i], &kn);
+        if (k && kn == n && memcmp(k, d, n) == 0) {
+            Py_INCREF(key_cache[i]);
+            return key_cache[i];
+        }
+    }
+    PyObject *key = PyUnicode_DecodeUTF8(d, n, "strict");
+    if (!key) return NULL;
+    for (int i = 0; i < KEY_CACHE; i++) {
+        if (!key_cache[i]) {
+            if (n <= 32) {
+                Py_INCREF(key);
+                key_cache[i] = key;
+            }
+            break;
+        }
+    }
+    return key;
+}
+
+static PyObject *build_value(Scan *s, int depth, int in_fields) {
+    if (depth > 512) {
+        fail(s, "nesting too deep");
+        return NULL;
+    }
+    skip_ws(s);
+    if (s->p >= s->end) {
+        fail(s, "truncated value");
+        return NULL;
+    }
+    unsigned c = *s->p;
+    if (c == '"') return string_object(s);
+    if (c == '{') {
+        s->p++;
+        PyObject *d = PyDict_New();
+        if (!d) return NULL;
+        skip_ws(s);
+        if (s->p < s->end && *s->p == '}') {
+            s->p++;
+            return d;
+        }
+        for (;;) {
+            skip_ws(s);
+            if (s->p >= s->end || *s->p != '"') {
+                fail(s, "expected a key");
+                goto bad;
+            }
+            PyObject *key = key_object(s);
+            if (!key) goto bad;
+            skip_ws(s);
+            if (s->p >= s->end || *s->p != ':') {
+                Py_DECREF(key);
+                fail(s, "expected ':'");
+                goto bad;
+            }
+            s->p++;
+            PyObject *value;
+            if (in_fields && PyUnicode_CompareWithASCIIString(key, "json_data") == 0) {
+                skip_ws(s);
+                const unsigned char *from = s->p;
+                if (skip_value(s, depth + 1) < 0) {
+                    Py_DECREF(key);
+                    goto bad;
+                }
+                value = PyBytes_FromStringAndSize((const char *)from, s->p - from);
+            } else {
+                int fields = depth == 0 && PyUnicode_CompareWithASCIIString(key, "fields") == 0;
+                value = build_value(s, depth + 1, fields);
+            }
+            if (!value) {
+                Py_DECREF(key);
+                goto bad;
+            }
+            int rc = PyDict_SetItem(d, key, value);
+            Py_DECREF(key);
+            Py_DECREF(value);
+            if (rc < 0) goto bad;
+            int more = next_item(s, '}');
+            if (more < 0) goto bad;
+            if (!more) return d;
+        }
+    bad:
+        Py_DECREF(d);
+        return NULL;
+    }
+    if (c == '[') {
+        s->p++;
+        PyObject *l = PyList_New(0);
+        if (!l) return NULL;
+        skip_ws(s);
+        if (s->p < s->end && *s->p == ']') {
+            s->p++;
+            return l;
+        }
+        for (;;) {
+            PyObject *item = build_value(s, depth + 1, 0);
+            if (!item || PyList_Append(l, item) < 0) {
+                Py_XDECREF(item);
+                Py_DECREF(l);
+                return NULL;
+            }
+            Py_DECREF(item);
+            int more = next_item(s, ']');
+            if (more < 0) {
+                Py_DECREF(l);
+                return NULL;
+            }
+            if (!more) return l;
+        }
+    }
+    if (c == 't') return literal(s, "true", 4) < 0 ? NULL : Py_NewRef(Py_True);
+    if (c == 'f') return literal(s, "false", 5) < 0 ? NULL : Py_NewRef(Py_False);
+    if (c == 'n') return literal(s, "null", 4) < 0 ? NULL : Py_NewRef(Py_None);
+    return build_number(s);
+}
+
+static void scan_init(Scan *s, const char *data, Py_ssize_t len) {
+    memset(s, 0, sizeof(*s));
+    s->start = s->p = (const unsigned char *)data;
+    s->end = s->start + len;
+}
+
+static void scan_free(Scan *s) {
+    buf_free(&s->str);
+    buf_free(&s->out);
+    buf_free(&s->keys);
+}
+
+static PyObject *parse_fixture(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    Scan s;
+    scan_init(&s, view.buf, view.len);
+    PyObject *items = PyList_New(0);
+    if (!items) goto done;
+    skip_ws(&s);
+    if (s.p < s.end) {
+        for (;;) {
+            PyObject *item = build_value(&s, 0, 0);
+            if (!item || PyList_Append(items, item) < 0) {
+                Py_XDECREF(item);
+                Py_CLEAR(items);
+                goto done;
+            }
+            Py_DECREF(item);
+            skip_ws(&s);
+            if (s.p >= s.end) break;
+            if (*s.p != ',') {
+                fail(&s, "expected ',' between elements");
+                Py_CLEAR(items);
+                goto done;
+            }
+            s.p++;
+        }
+    }
+done:
+    scan_free(&s);
+    PyBuffer_Release(&view);
+    return items;
+}
+
+/* One fixture element into the columns: exactly the keys model ("result.result"), pk and
+ * fields, fields exactly the given names (json_data kept as its text). Any other shape is
+ * refused, and the lane leaves such a file to the plain path. */
+typedef struct {
+    const char *text[64];
+    Py_ssize_t len[64];
+    Py_ssize_t count, json_data;
+} Names;
+
+static int element_columns(Scan *s, const Names *names, PyObject *pks, PyObject *columns) {
+    Py_ssize_t count = names->count;
+    int have_model = 0, have_fields = 0;
+    PyObject *pk = NULL;
+    skip_ws(s);
+    if (s->p >= s->end || *s->p != '{') return fail(s, "an element that is not an object");
+    s->p++;
+    for (;;) {
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != '"') goto bad_key;
+        if (read_string(s) < 0) goto error;
+        const char *k = s->str.data ? s->str.data : "";
+        Py_ssize_t kn = s->str.len;
+        int which = (kn == 5 && !memcmp(k, "model", 5)) ? 0
+                    : (kn == 2 && !memcmp(k, "pk", 2))  ? 1
+                    : (kn == 6 && !memcmp(k, "fields", 6)) ? 2
+                                                           : -1;
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != ':') goto bad_key;
+        s->p++;
+        skip_ws(s);
+        if (which == 0) {
+            if (have_model++ || s->p >= s->end || *s->p != '"' || read_string(s) < 0 ||
+                s->str.len != 13 || memcmp(s->str.data, "result.result", 13) != 0) {
+                fail(s, "an object that is not a result.result");
+                goto error;
+            }
+        } else if (which == 1) {
+            if (pk) goto bad_key;
+            pk = build_value(s, 1, 0);
+            if (!pk) goto error;
+        } else if (which == 2) {
+            if (have_fields++ || s->p >= s->end || *s->p != '{') goto bad_key;
+            s->p++;
+            uint64_t seen = 0;
+            Py_ssize_t hint = 0;
+            for (;;) {
+                skip_ws(s);
+                if (s->p >= s->end || *s->p != '"') goto bad_key;
+                if (read_string(s) < 0) goto error;
+                Py_ssize_t j = -1;
+                for (Py_ssize_t t = 0; t < count; t++) {
+                    Py_ssize_t i = (hint + t) % count;
+                    if (names->len[i] == s->str.len &&
+                        memcmp(names->text[i], s->str.data, s->str.len) == 0) {
+                        j = i;
+                        break;
+                    }
+                }
+                if (j < 0 || (seen >> j) & 1) goto bad_key;
+                seen |= (uint64_t)1 << j;
+                hint = j + 1;
+                skip_ws(s);
+                if (s->p >= s->end || *s->p != ':') goto bad_key;
+                s->p++;
+                skip_ws(s);
+                PyObject *value;
+                if (j == names->json_data) {
+                    const unsigned char *from = s->p;
+                    if (skip_value(s, 2) < 0) goto error;
+                    value = PyBytes_FromStringAndSize((const char *)from, s->p - from);
+                } else {
+                    value = build_value(s, 2, 0);
+                }
+                if (!value) goto error;
+                int rc = PyList_Append(PyTuple_GET_ITEM(columns, j), value);
+                Py_DECREF(value);
+                if (rc < 0) goto error;
+                int more = next_item(s, '}');
+                if (more < 0) goto error;
+                if (!more) break;
+            }
+            if (seen != (count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1))) goto bad_key;
+        } else {
+            goto bad_key;
+        }
+        int more = next_item(s, '}');
+        if (more < 0) goto error;
+        if (!more) break;
+    }
+    if (!have_model || !have_fields || !pk) goto bad_key;
+    if (PyList_Append(pks, pk) < 0) goto error;
+    Py_DECREF(pk);
+    return 0;
+bad_key:
+    fail(s, "an object with other keys than a MUSCLE result's");
+error:
+    Py_XDECREF(pk);
+    return -1;
+}
+
+static PyObject *parse_columns(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    PyObject *names;
+    if (!PyArg_ParseTuple(args, "y*O!", &view, &PyTuple_Type, &names)) return NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(names);
+    PyObject *pks = NULL, *columns = NULL, *result = NULL;
+    Scan s;
+    scan_init(&s, view.buf, view.len);
+    if (count > 64) {
+        PyErr_SetString(PyExc_ValueError, "too many field names");
+        goto done;
+    }
+    Names known = {.count = count, .json_data = -1};
+    for (Py_ssize_t j = 0; j < count; j++) {
+        PyObject *name = PyTuple_GET_ITEM(names, j);
+        known.text[j] = PyUnicode_Check(name) ? PyUnicode_AsUTF8AndSize(name, &known.len[j]) : NULL;
+        if (!known.text[j]) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "field names must be str");
+            goto done;
+        }
+        if (strcmp(known.text[j], "json_data") == 0) known.json_data = j;
+    }
+    pks = PyList_New(0);
+    columns = PyTuple_New(count);
+    if (!pks || !columns) goto done;
+    for (Py_ssize_t j = 0; j < count; j++) {
+        PyObject *col = PyList_New(0);
+        if (!col) goto done;
+        PyTuple_SET_ITEM(columns, j, col);
+    }
+    skip_ws(&s);
+    if (s.p < s.end) {
+        for (;;) {
+            if (element_columns(&s, &known, pks, columns) < 0) goto done;
+            skip_ws(&s);
+            if (s.p >= s.end) break;
+            if (*s.p != ',') {
+                fail(&s, "expected ',' between elements");
+                goto done;
+            }
+            s.p++;
+        }
+    }
+    result = PyTuple_Pack(2, pks, columns);
+done:
+    Py_XDECREF(pks);
+    Py_XDECREF(columns);
+    scan_free(&s);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* -- flatten ------------------------------------------------------------------------------ */
+
+enum {
+    T_STR = 1,
+    T_INT = 2,
+    T_BIGINT = 4,
+    T_FLOAT = 8,
+    T_BOOL = 16,
+    T_NONE = 32,
+    T_LIST = 64,
+    T_DICT = 128,
+};
+
+typedef struct Node {
+    char *key; /* decoded UTF-8 key (NULL for a list index) */
+    Py_ssize_t klen;
+    Py_ssize_t index;
+    PyObject *path; /* tuple */
+    struct Node **kids;
+    Py_ssize_t nkids, cap, last;
+    PyObject *cells; /* list of n cells, or NULL */
+    int types;
+    Py_ssize_t seen;
+    /* the last cell made here and what it was made from (the source token or the decoded
+     * string): values repeat row after row, and a hit costs a memcmp */
+    PyObject *last_cell;
+    char *last_src;
+    Py_ssize_t last_len, last_cap;
+    int last_type;
+} Node;
+
+typedef struct {
+    Scan s;
+    Py_ssize_t n, row;
+    int max_depth, index_lists;
+    PyObject *empty; /* "" */
+    PyObject *quoted_empty, *true_, *false_;
+    Node *root;
+} Flat;
+
+static Node *node_new(PyObject *path) {
+    Node *node = PyMem_Calloc(1, sizeof(Node));
+    if (!node) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    node->path = path;
+    node->seen = -1;
+    node->index = -1;
+    return node;
+}
+
+static void node_free(Node *node) {
+    if (!node) return;
+    for (Py_ssize_t i = 0; i < node->nkids; i++) node_free(node->kids[i]);
+    PyMem_Free(node->kids);
+    PyMem_Free(node->key);
+    Py_XDECREF(node->path);
+    Py_XDECREF(node->cells);
+    Py_XDECREF(node->last_cell);
+    PyMem_Free(node->last_src);
+    PyMem_Free(node);
+}
+
+static Node *node_child(Node *node, const char *key, Py_ssize_t klen, Py_ssize_t index) {
+    Py_ssize_t n = node->nkids;
+    /* keys come in the same order row after row: try the one after the last found */
+    for (Py_ssize_t t = 0; t < n; t++) {
+        Py_ssize_t i = node->last + 1 + t;
+        if (i >= n) i -= n;
+        Node *kid = node->kids[i];
+        if (key ? (kid->key && kid->klen == klen && memcmp(kid->key, key, klen) == 0)
+                : (!kid->key && kid->index == index)) {
+            node->last = i;
+            return kid;
+        }
+    }
+    PyObject *part = key ? PyUnicode_DecodeUTF8(key, klen, "strict") : PyLong_FromSsize_t(index);
+    if (!part) return NULL;
+    Py_ssize_t depth = PyTuple_GET_SIZE(node->path);
+    PyObject *path = PyTuple_New(depth + 1);
+    if (!path) {
+        Py_DECREF(part);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < depth; i++) {
+        PyObject *p = PyTuple_GET_ITEM(node->path, i);
+        Py_INCREF(p);
+        PyTuple_SET_ITEM(path, i, p);
+    }
+    PyTuple_SET_ITEM(path, depth, part);
+    Node *kid = node_new(path);
+    if (!kid) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    if (key) {
+        kid->key = PyMem_Malloc(klen ? klen : 1);
+        if (!kid->key) {
+            node_free(kid);
+            PyErr_NoMemory();
+            return NULL;
+        }
+        memcpy(kid->key, key, klen);
+        kid->klen = klen;
+    } else {
+        kid->index = index;
+    }
+    if (node->nkids == node->cap) {
+        Py_ssize_t cap = node->cap ? node->cap * 2 : 4;
+        Node **kids = PyMem_Realloc(node->kids, cap * sizeof(Node *));
+        if (!kids) {
+            node_free(kid);
+            PyErr_NoMemory();
+            return NULL;
+        }
+        node->kids = kids;
+        node->cap = cap;
+    }
+    node->kids[node->nkids] = kid;
+    node->last = node->nkids++;
+    return kid;
+}
+
+/* Whether a cell of this text needs quotes (our CSV: ',', '"', CR, LF). */
+static int needs_quotes(const char *d, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = d[i];
+        if (c == ',' || c == '"' || c == '\r' || c == '\n') return 1;
+    }
+    return 0;
+}
+
+/* Put a cell (a new reference) in row f->row of the node's column. */
+static int put_cell(Flat *f, Node *node, PyObject *cell, int type) {
+    if (!cell) return -1;
+    if (!node->cells) {
+        node->cells = PyList_New(f->n);
+        if (!node->cells) {
+            Py_DECREF(cell);
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < f->n; i++) {
+            Py_INCREF(f->empty);
+            PyList_SET_ITEM(node->cells, i, f->empty);
+        }
+    }
+    node->types |= type;
+    PyObject *old = PyList_GET_ITEM(node->cells, f->row);
+    PyList_SET_ITEM(node->cells, f->row, cell);
+    Py_DECREF(old);
+    return 0;
+}
+
+/* Reuse the node's last cell if it was made from the same source bytes. */
+static int cache_hit(Flat *f, Node *node, int type, const char *src, Py_ssize_t len) {
+    if (!node->last_cell || node->last_type != type || node->last_len != len ||
+        memcmp(node->last_src, src, len) != 0)
+        return 0;
+    Py_INCREF(node->last_cell);
+    return put_cell(f, node, node->last_cell, type) < 0 ? -1 : 1;
+}
+
+static int cache_store(Node *node, int type, const char *src, Py_ssize_t len, PyObject *cell) {
+    if (len > 256) return 0; /* long texts rarely repeat */
+    if (len > node->last_cap) {
+        char *buf = PyMem_Realloc(node->last_src, len ? len : 1);
+        if (!buf) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        node->last_src = buf;
+        node->last_cap = len;
+    }
+    memcpy(node->last_src, src, len);
+    node->last_len = len;
+    node->last_type = type;
+    Py_INCREF(cell);
+    Py_XSETREF(node->last_cell, cell);
+    return 0;
+}
+
+/* A cell of this UTF-8 text, quoted as our CSV needs when quote is set. */
+static PyObject *make_cell(Flat *f, const char *d, Py_ssize_t n, int quote) {
+    if (!quote || (n > 0 && !needs_quotes(d, n))) return PyUnicode_DecodeUTF8(d, n, "strict");
+    if (n == 0) return Py_NewRef(f->quoted_empty);
+    Buf q = {0};
+    int rc = buf_byte(&q, '"');
+    for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
+        if (d[i] == '"') rc = buf_byte(&q, '"');
+        if (rc == 0) rc = buf_byte(&q, d[i]);
+    }
+    if (rc == 0) rc = buf_byte(&q, '"');
+    PyObject *cell = rc == 0 ? PyUnicode_DecodeUTF8(q.data, q.len, "strict") : NULL;
+    buf_free(&q);
+    return cell;
+}
+
+/* The cell of source bytes src: from the node's cache, or made from text d (with
+ * quoting) and remembered. */
+static int leaf(Flat *f, Node *node, int type, const char *src, Py_ssize_t slen, const char *d,
+                Py_ssize_t n, int quote) {
+    int hit = cache_hit(f, node, type, src, slen);
+    if (hit) return hit < 0 ? -1 : 0;
+    PyObject *cell = make_cell(f, d, n, quote);
+    if (!cell || cache_store(node, type, src, slen, cell) < 0) {
+        Py_XDECREF(cell);
+        return -1;
+    }
+    return put_cell(f, node, cell, type);
+}
+
+/* Integer token: its type (int within 2**53, BigInt beyond), as Python's int would be. */
+static int int_type(const unsigned char *tok, Py_ssize_t len) {
+    Py_ssize_t digits = len - (tok[0] == '-');
+    const unsigned char *d = tok + (tok[0] == '-');
+    if (digits < 16) return T_INT;
+    if (digits > 16) return T_BIGINT;
+    return memcmp(d, "9007199254740992", 16) <= 0 ? T_INT : T_BIGINT;
+}
+
+/* Append a string to out as Python's json.dumps(ensure_ascii=False) writes it. */
+static int emit_string(Buf *out, const char *d, Py_ssize_t n) {
+    static const char hex[] = "0123456789abcdef";
+    if (buf_byte(out, '"') < 0) return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)d[i];
+        const char *esc = NULL;
+        char u[6];
+        switch (c) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        default:
+            if (c < 0x20) {
+                u[0] = '\\';
+                u[1] = 'u';
+                u[2] = '0';
+                u[3] = '0';
+                u[4] = hex[c >> 4];
+                u[5] = hex[c & 15];
+                if (buf_put(out, u, 6) < 0) return -1;
+                continue;
+            }
+        }
+        if (esc) {
+            if (buf_put(out, esc, (Py_ssize_t)strlen(esc)) < 0) return -1;
+        } else if (buf_byte(out, (char)c) < 0) {
+            return -1;
+        }
+    }
+    return buf_byte(out, '"');
+}
+
+/* Parse one value and append it to s->out as Python's compact JSON text
+ * (separators "," and ":", raw UTF-8, floats by repr). Duplicate keys are refused:
+ * Python keeps only the last one, the text would keep both. */
+static int emit_value(Scan *s, int depth) {
+    if (depth > 512) return fail(s, "nesting too deep");
+    skip_ws(s);
+    if (s->p >= s->end) return fail(s, "truncated value");
+    unsigned c = *s->p;
+    Buf *out = &s->out;
+    if (c == '"') {
+        if (read_string(s) < 0) return -1;
+        return emit_string(out, s->str.data ? s->str.data : "", s->str.len);
+    }
+    if (c == '{') {
+        s->p++;
+        if (buf_byte(out, '{') < 0) return -1;
+        skip_ws(s);
+        if (s->p < s->end && *s->p == '}') {
+            s->p++;
+            return buf_byte(out, '}');
+        }
+        /* this object's keys, each as (length, bytes), from keys_from on */
+        Py_ssize_t keys_from = s->keys.len;
+        int first = 1;
+        for (;;) {
+            skip_ws(s);
+            if (s->p >= s->end || *s->p != '"') return fail(s, "expected a key");
+            if (read_string(s) < 0) return -1;
+            const char *k = s->str.data ? s->str.data : "";
+            Py_ssize_t kn = s->str.len;
+            for (Py_ssize_t at = keys_from; at < s->keys.len;) {
+                Py_ssize_t len;
+                memcpy(&len, s->keys.data + at, sizeof(len));
+                at += sizeof(len);
+                if (len == kn && memcmp(s->keys.data + at, k, kn) == 0)
+                    return fail(s, "a duplicate key in json_data");
+                at += len;
+            }
+            if (buf_put(&s->keys, (const char *)&kn, sizeof(kn)) < 0) return -1;
+            if (buf_put(&s->keys, k, kn) < 0) return -1;
+            if (!first && buf_byte(out, ',') < 0) return -1;
+            first = 0;
+            if (emit_string(out, s->keys.data + s->keys.len - kn, kn) < 0) return -1;
+            if (buf_byte(out, ':') < 0) return -1;
+            skip_ws(s);
+            if (s->p >= s->end || *s->p != ':') return fail(s, "expected ':'");
+            s->p++;
+            if (emit_value(s, depth + 1) < 0) return -1;
+            int more = next_item(s, '}');
+            if (more < 0) return -1;
+            if (!more) {
+                s->keys.len = keys_from;
+                return buf_byte(out, '}');
+            }
+        }
+    }
+    if (c == '[') {
+        s->p++;
+        if (buf_byte(out, '[') < 0) return -1;
+        skip_ws(s);
+        if (s->p < s->end && *s->p == ']') {
+            s->p++;
+            return buf_byte(out, ']');
+        }
+        for (int first = 1;; first = 0) {
+            if (!first && buf_byte(out, ',') < 0) return -1;
+            if (emit_value(s, depth + 1) < 0) return -1;
+            int more = next_item(s, ']');
+            if (more < 0) return -1;
+            if (!more) return buf_byte(out, ']');
+        }
+    }
+    if (c == 't') return literal(s, "true", 4) < 0 ? -1 : buf_put(out, "true", 4);
+    if (c == 'f') return literal(s, "false", 5) < 0 ? -1 : buf_put(out, "false", 5);
+    if (c == 'n') return literal(s, "null", 4) < 0 ? -1 : buf_put(out, "null", 4);
+    const unsigned char *tok;
+    Py_ssize_t len;
+    int is_int;
+    if (read_number(s, &tok, &len, &is_int) < 0) return -1;
+    if (is_int) {
+        if (len == 2 && tok[0] == '-' && tok[1] == '0') return buf_byte(out, '0');
+        return buf_put(out, (const char *)tok, len);
+    }
+    double v;
+    if (token_double(s, tok, len, &v) < 0) return -1;
+    return put_repr(out, v);
+}
+
+/* The whole value at s->p as one cell: its compact JSON text, quoted. */
+static int json_leaf(Flat *f, Node *node, int type) {
+    Scan *s = &f->s;
+    const unsigned char *from = s->p;
+    if (skip_value(s, 0) < 0) return -1;
+    /* the same source text as the last time here: it was checked then */
+    int hit = cache_hit(f, node, type, (const char *)from, s->p - from);
+    if (hit) return hit < 0 ? -1 : 0;
+    const unsigned char *to = s->p;
+    s->p = from;
+    s->out.len = 0;
+    if (emit_value(s, 0) < 0) return -1;
+    if (s->p != to) return fail(s, "bad value");
+    return leaf(f, node, type, (const char *)from, to - from, s->out.data ? s->out.data : "",
+                s->out.len, 1);
+}
+
+static int walk(Flat *f, Node *node, int depth) {
+    Scan *s = &f->s;
+    if (depth > 512) return fail(s, "nesting too deep");
+    if (node->seen == f->row) return fail(s, "a duplicate key in json_data");
+    node->seen = f->row;
+    skip_ws(s);
+    if (s->p >= s->end) return fail(s, "truncated value");
+    unsigned c = *s->p;
+    if (f->max_depth >= 0 && depth >= f->max_depth) {
+        int type = c == '{' ? T_DICT : c == '[' ? T_LIST : 0;
+        if (type) return json_leaf(f, node, type);
+    } else if (c == '{') {
+        const unsigned char *at = s->p;
+        s->p++;
+        skip_ws(s);
+        if (s->p < s->end && *s->p == '}') {
+            s->p = at;
+            return json_leaf(f, node, T_DICT);
+        }
+        for (;;) {
+            skip_ws(s);
+            if (s->p >= s->end || *s->p != '"') return fail(s, "expected a key");
+            if (read_string(s) < 0) return -1;
+            Node *kid = node_child(node, s->str.data ? s->str.data : "", s->str.len, -1);
+            if (!kid) return -1;
+            skip_ws(s);
+            if (s->p >= s->end || *s->p != ':') return fail(s, "expected ':'");
+            s->p++;
+            if (walk(f, kid, depth + 1) < 0) return -1;
+            int more = next_item(s, '}');
+            if (more < 0) return -1;
+            if (!more) return 0;
+        }
+    } else if (c == '[') {
+        const unsigned char *at = s->p;
+        s->p++;
+        skip_ws(s);
+        if (!f->index_lists || (s->p < s->end && *s->p == ']')) {
+            s->p = at;
+            return json_leaf(f, node, T_LIST);
+        }
+        for (Py_ssize_t i = 0;; i++) {
+            Node *kid = node_child(node, NULL, 0, i);
+            if (!kid) return -1;
+            if (walk(f, kid, depth + 1) < 0) return -1;
+            int more = next_item(s, ']');
+            if (more < 0) return -1;
+            if (!more) return 0;
+        }
+    }
+    /* a scalar leaf */
+    if (c == '"') {
+        if (read_string(s) < 0) return -1;
+        const char *d = s->str.data ? s->str.data : "";
+        return leaf(f, node, T_STR, d, s->str.len, d, s->str.len, 1);
+    }
+    if (c == 't')
+        return literal(s, "true", 4) < 0 ? -1 : put_cell(f, node, Py_NewRef(f->true_), T_BOOL);
+    if (c == 'f')
+        return literal(s, "false", 5) < 0 ? -1 : put_cell(f, node, Py_NewRef(f->false_), T_BOOL);
+    if (c == 'n')
+        return literal(s, "null", 4) < 0 ? -1 : put_cell(f, node, Py_NewRef(f->empty), T_NONE);
+    const unsigned char *tok;
+    Py_ssize_t len;
+    int is_int;
+    if (read_number(s, &tok, &len, &is_int) < 0) return -1;
+    if (is_int) {
+        const char *t = (const char *)tok;
+        if (len == 2 && tok[0] == '-' && tok[1] == '0') return leaf(f, node, T_INT, t, 2, "0", 1, 0);
+        return leaf(f, node, int_type(tok, len), t, len, t, len, 0);
+    }
+    int hit = cache_hit(f, node, T_FLOAT, (const char *)tok, len);
+    if (hit) return hit < 0 ? -1 : 0;
+    double v;
+    if (token_double(s, tok, len, &v) < 0) return -1;
+    s->out.len = 0;
+    if (put_repr(&s->out, v) < 0) return -1;
+    return leaf(f, node, T_FLOAT, (const char *)tok, len, s->out.data, s->out.len, 0);
+}
+
+static int collect(Node *node, PyObject *result) {
+    if (node->cells) {
+        PyObject *entry = Py_BuildValue("(Oi)", node->cells, node->types);
+        if (!entry) return -1;
+        int rc = PyDict_SetItem(result, node->path, entry);
+        Py_DECREF(entry);
+        if (rc < 0) return -1;
+    }
+    for (Py_ssize_t i = 0; i < node->nkids; i++)
+        if (collect(node->kids[i], result) < 0) return -1;
+    return 0;
+}
+
+static PyObject *flatten(PyObject *self, PyObject *args) {
+    PyObject *docs;
+    int max_depth, index_lists;
+    if (!PyArg_ParseTuple(args, "O!ip", &PyList_Type, &docs, &max_depth, &index_lists))
+        return NULL;
+    Flat f;
+    memset(&f, 0, sizeof(f));
+    f.n = PyList_GET_SIZE(docs);
+    f.max_depth = max_depth;
+    f.index_lists = index_lists;
+    PyObject *result = NULL;
+    f.empty = PyUnicode_FromStringAndSize("", 0);
+    f.quoted_empty = PyUnicode_FromString("\"\"");
+    f.true_ = PyUnicode_FromString("true");
+    f.false_ = PyUnicode_FromString("false");
+    PyObject *root_path = PyTuple_New(0);
+    if (!f.empty || !f.quoted_empty || !f.true_ || !f.false_ || !root_path) {
+        Py_XDECREF(root_path);
+        goto done;
+    }
+    f.root = node_new(root_path);
+    if (!f.root) {
+        Py_DECREF(root_path);
+        goto done;
+    }
+    for (f.row = 0; f.row < f.n; f.row++) {
+        PyObject *doc = PyList_GET_ITEM(docs, f.row);
+        if (!PyBytes_Check(doc)) {
+            PyErr_SetString(PyExc_TypeError, "flatten() takes a list of bytes");
+            goto done;
+        }
+        Buf keep_str = f.s.str, keep_out = f.s.out, keep_keys = f.s.keys;
+        f.s.start = f.s.p = (const unsigned char *)PyBytes_AS_STRING(doc);
+        f.s.end = f.s.start + PyBytes_GET_SIZE(doc);
+        f.s.str = keep_str;
+        f.s.out = keep_out;
+        f.s.keys = keep_keys;
+        int rc = walk(&f, f.root, 0);
+        if (rc == 0) {
+            skip_ws(&f.s);
+            if (f.s.p != f.s.end) rc = fail(&f.s, "text after the value");
+        }
+        if (rc < 0) {
+            if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyObject *type, *value, *tb;
+                PyErr_Fetch(&type, &value, &tb);
+                PyErr_Format(PyExc_ValueError, "row %zd: %S", f.row, value);
+                Py_XDECREF(type);
+                Py_XDECREF(value);
+                Py_XDECREF(tb);
+            }
+            goto done;
+        }
+    }
+    result = PyDict_New();
+    if (result && collect(f.root, result) < 0) Py_CLEAR(result);
+done:
+    node_free(f.root);
+    scan_free(&f.s);
+    Py_XDECREF(f.empty);
+    Py_XDECREF(f.quoted_empty);
+    Py_XDECREF(f.true_);
+    Py_XDECREF(f.false_);
+    return result;
+}
+
+/* -- join_rows ---------------------------------------------------------------------------- */
+
+static PyObject *join_rows(PyObject *self, PyObject *args) {
+    PyObject *parts;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &parts, &n)) return NULL;
+    Py_ssize_t width = PyList_GET_SIZE(parts);
+    for (Py_ssize_t j = 0; j < width; j++) {
+        PyObject *col = PyList_GET_ITEM(parts, j);
+        if (!PyList_Check(col) || PyList_GET_SIZE(col) != n) {
+            PyErr_Format(PyExc_ValueError, "column %zd is not a list of %zd cells", j, n);
+            return NULL;
+        }
+    }
+    Buf out = {0};
+    for (Py_ssize_t i = 0; i < n; i++) {
+        for (Py_ssize_t j = 0; j < width; j++) {
+            PyObject *cell = PyList_GET_ITEM(PyList_GET_ITEM(parts, j), i);
+            Py_ssize_t len;
+            const char *text = PyUnicode_AsUTF8AndSize(cell, &len);
+            if (!text) {
+                buf_free(&out);
+                return NULL;
+            }
+            if ((j && buf_byte(&out, ',') < 0) || buf_put(&out, text, len) < 0) {
+                buf_free(&out);
+                return NULL;
+            }
+        }
+        if (buf_put(&out, "\r\n", 2) < 0) {
+            buf_free(&out);
+            return NULL;
+        }
+    }
+    PyObject *result = PyBytes_FromStringAndSize(out.data ? out.data : "", out.len);
+    buf_free(&out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"parse_fixture", parse_fixture, METH_O,
+     "parse_fixture(body) -> list: the elements of '[body]'; fields.json_data as raw bytes."},
+    {"parse_columns", parse_columns, METH_VARARGS,
+     "parse_columns(body, names) -> (pks, columns): MUSCLE results as columns of fields."},
+    {"flatten", flatten, METH_VARARGS,
+     "flatten(docs, max_depth, index_lists) -> {path: (cells, types)}: JSON texts flattened."},
+    {"join_rows", join_rows, METH_VARARGS,
+     "join_rows(parts, n) -> bytes: columns of cells as CSV lines (CRLF), UTF-8."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_speedups", "The bulk lane's native kernel.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }

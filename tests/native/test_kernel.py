@@ -1,0 +1,243 @@
+"""The native kernel (``_speedups.c``) against the Python code it stands in for.
+
+Every function of the kernel has a Python counterpart that stays the reference: the
+column-wise flattener and cell formatting of ``tabular/render.py``, ``json.loads`` and
+``repr``. These tests generate JSON and compare the two, and check that whatever the
+kernel cannot treat exactly as Python does is refused (the lane then stands down).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import struct
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aml_exportkit import native
+from aml_exportkit.flatten import ColumnRegistry, Flattener, FlattenOptions
+from aml_exportkit.schema import RESULT
+from aml_exportkit.tabular.render import ColumnFlattener, column_types, join_rows, value_cells
+
+if not native.available():
+    if os.environ.get("CI") == "true":
+        pytest.fail("the native kernel was not built", pytrace=False)
+    pytest.skip("the native kernel is not built here", allow_module_level=True)
+
+from aml_exportkit import _speedups as kernel
+
+NAMES = tuple(f.name for f in RESULT.fields)
+
+# Keys without the separator or brackets, so that two paths never share a column name
+# (a clash is the flattener's error either way, tested elsewhere).
+keys = st.text(alphabet='ab,"\n\\é\x01 ', max_size=3)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([2**53, 2**53 + 1, -(2**53), -(2**53) - 1, 0, -1]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6),
+    st.sampled_from(["", ",", '"', "a\r\nb", "=1+2", "é,ü", "\x00\x1f\x7f"]),
+)
+values = st.recursive(
+    scalars,
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(keys, kids, max_size=3),
+    max_leaves=12,
+)
+options = st.builds(
+    FlattenOptions,
+    max_depth=st.sampled_from([None, 0, 1, 2]),
+    lists=st.sampled_from(["json", "index"]),
+)
+
+
+def _flattener(opts: FlattenOptions) -> ColumnFlattener:
+    return ColumnFlattener(Flattener(opts, "result_json", "result_json", ColumnRegistry()))
+
+
+def _python(docs: list[Any], opts: FlattenOptions) -> dict[str, tuple[list[str], set[type]]]:
+    cols = _flattener(opts).columns(docs)
+    return {n: (value_cells(v, set(map(type, v))), column_types(v)) for n, v in cols.items()}
+
+
+def _native(texts: list[bytes], opts: FlattenOptions) -> dict[str, tuple[list[str], set[type]]]:
+    cols = _flattener(opts).native_columns(texts, kernel)
+    return {n: (c.cells, c.types) for n, c in cols.items()}
+
+
+def _dumps(value: Any, style: int) -> bytes:
+    if style == 0:
+        return json.dumps(value).encode()  # as Django writes json_data
+    if style == 1:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(value, indent=1).encode()  # whitespace everywhere
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(values, min_size=1, max_size=6), options, st.integers(0, 2))
+def test_flatten_gives_the_python_cells_and_types(
+    docs: list[Any], opts: FlattenOptions, style: int
+) -> None:
+    texts = [_dumps(d, style) for d in docs]
+    assert _native(texts, opts) == _python([json.loads(t) for t in texts], opts)
+
+
+@st.composite
+def number_tokens(draw: st.DrawFn) -> str:
+    """JSON number tokens in every spelling the grammar allows (not only Python's)."""
+    sign = draw(st.sampled_from(["", "-"]))
+    whole = draw(st.sampled_from(["0", "7", "10", "123456789", "9007199254740993"]))
+    frac = draw(st.sampled_from(["", ".0", ".5", ".000001", ".1000", ".12345678901234567890"]))
+    exp = draw(st.sampled_from(["", "e5", "E-5", "e+0", "e-320", "e300", "E16", "e-4", "e-5"]))
+    return sign + whole + frac + exp
+
+
+def _representable(token: str, value: float) -> bool:
+    """Whether a double holds the token without overflow or underflow to zero."""
+    mantissa = token.lower().split("e")[0]
+    return math.isfinite(value) and (value != 0 or not any(c in "123456789" for c in mantissa))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(number_tokens(), min_size=1, max_size=4))
+def test_numbers_in_any_spelling(tokens: list[str]) -> None:
+    parsed = [json.loads(t) for t in tokens]
+    if not all(map(_representable, tokens, parsed)):
+        return  # 1e400 and 1e-400 the kernel refuses (test_flatten_refuses_…)
+    opts = FlattenOptions()
+    texts = [t.encode() for t in tokens]
+    assert _native(texts, opts) == _python(parsed, opts)
+    listed = [f"[{t}]".encode() for t in tokens]
+    assert _native(listed, opts) == _python([json.loads(t) for t in listed], opts)
+
+
+def test_repr_of_many_doubles() -> None:
+    rng = random.Random(6)
+    doubles = [struct.unpack("<d", rng.randbytes(8))[0] for _ in range(20_000)]
+    doubles += [rng.random() * 10 ** rng.randint(-30, 30) for _ in range(20_000)]
+    doubles += [5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 1e16, 1e15, 1e-4, 1e-5]
+    doubles += [0.1, 0.3, 2 / 3, 100.0, 123456789012345678.0, 9007199254740993.0]
+    doubles = [d for d in doubles if math.isfinite(d)]
+    doc = json.dumps(doubles).encode()
+    ((cells, bits),) = kernel.flatten([doc], 0, False).values()
+    assert bits == 64
+    assert cells == ['"[' + ",".join(map(repr, doubles)) + ']"']
+    flat = kernel.flatten([json.dumps(d).encode() for d in doubles], -1, False)
+    assert flat[()][0] == [repr(d) for d in doubles]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.text(max_size=5), min_size=3, max_size=3), max_size=5))
+def test_join_rows_is_the_python_join(rows: list[list[str]]) -> None:
+    parts = [list(column) for column in zip(*rows, strict=True)] if rows else []
+    if not parts:
+        return
+    assert kernel.join_rows(parts, len(rows)) == join_rows(parts, len(rows)).encode()
+
+
+fields = st.fixed_dictionaries(
+    {name: (values if name == "json_data" else scalars) for name in NAMES}
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-(2**70), 2**70), fields), max_size=5), st.randoms())
+def test_parse_columns_is_json_loads(elements: list[Any], rnd: random.Random) -> None:
+    objects = []
+    for pk, values_ in elements:
+        order = list(NAMES)
+        rnd.shuffle(order)  # any key order
+        fields_ = {k: values_[k] for k in order}
+        objects.append({"model": "result.result", "pk": pk, "fields": fields_})
+    body = ", ".join(json.dumps(o) for o in objects).encode()
+    pks, columns = kernel.parse_columns(body, NAMES)
+    expected = json.loads(b"[" + body + b"]")
+
+    def same(a: Any, b: Any) -> bool:
+        return type(a) is type(b) and repr(a) == repr(b)
+
+    assert all(map(same, pks, [o["pk"] for o in expected]))
+    for name, column in zip(NAMES, columns, strict=True):
+        want = [o["fields"][name] for o in expected]
+        if name == "json_data":
+            assert [json.loads(t) for t in column] == want
+        else:
+            assert len(column) == len(want), name
+            assert all(map(same, column, want)), name
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        b"NaN",
+        b'{"a": Infinity}',
+        b"1e400",
+        b"-1e400",
+        b"1e-400",
+        b'"\\ud800"',
+        b'"\\udc00x"',
+        b'{"a": 1, "a": 2}',
+        b'{"a": {"b": 1}, "a": {"c": 2}}',
+        b'[{"a": 1, "a": 2}]',
+        b'"\xff"',
+        b'"\xed\xa0\x80"',
+        b'"\xc0\xaf"',
+        b'"a\x01"',
+        b"",
+        b"tru",
+        b'"abc',
+        b"01",
+        b"1.",
+        b"-",
+        b"[1,]",
+        b"[1] x",
+        b'{"a" 1}',
+        b"{'a': 1}",
+    ],
+)
+def test_flatten_refuses_what_python_would_read_otherwise(doc: bytes) -> None:
+    with pytest.raises(ValueError, match=r"^row 0: .* at byte \d+$"):
+        kernel.flatten([doc], -1, False)
+
+
+GOOD = json.dumps(
+    {"model": "result.result", "pk": 1, "fields": dict.fromkeys(NAMES, None)}
+).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        GOOD.replace(b'"pk": 1', b'"pk": 1, "extra": 2'),
+        GOOD.replace(b'"result.result"', b'"session.session"'),
+        GOOD.replace(b'"comment": null, ', b""),
+        GOOD.replace(b'"comment": null', b'"comment": null, "comment": null'),
+        GOOD.replace(b'"comment": null', b'"unknown": null'),
+        b'{"model": "result.result", "pk": 1, "fields": []}',
+        b"[]",
+        GOOD + b" " + GOOD,
+        GOOD[:-5],
+    ],
+)
+def test_parse_columns_refuses_other_shapes(body: bytes) -> None:
+    with pytest.raises(ValueError, match=r" at byte \d+$"):
+        kernel.parse_columns(body, NAMES)
+
+
+def test_parse_columns_of_nothing() -> None:
+    pks, columns = kernel.parse_columns(b"  ", NAMES)
+    assert pks == []
+    assert all(c == [] for c in columns)
+
+
+def test_switch_turns_the_kernel_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(native.ENV_SWITCH, "0")
+    assert native.kernel() is None
+    monkeypatch.delenv(native.ENV_SWITCH)
+    assert native.kernel() is kernel

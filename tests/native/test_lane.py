@@ -1,0 +1,71 @@
+"""The bulk lane gives the same bytes with the native kernel, without it (the Python lane)
+and on the plain path; input the kernel refuses sends the run to the plain path."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from aml_exportkit import fastlane, native
+from aml_exportkit.pipeline import registry_for, run_export
+from aml_exportkit.template.load import parse_template
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = {
+    "bench": (ROOT / "benchmarks" / "long.toml").read_text(encoding="utf-8"),
+    "index": '[[sinks]]\ntype = "csv-long"\npath = "a.csv"\n[sinks.flatten]\nlists = "index"\n'
+    '[[sinks]]\ntype = "parquet"\npath = "a.parquet"\n[sinks.flatten]\nlists = "index"\n',
+    "depth": '[[sinks]]\ntype = "csv-long"\npath = "a.csv"\n[sinks.flatten]\nmax_depth = 1\n',
+}
+
+# (test_kernel.py fails the run under CI=true when the kernel is missing)
+pytestmark = pytest.mark.skipif(not native.available(), reason="the native kernel is not built")
+
+
+def _run(text: str, source: Path, out: Path) -> dict[str, bytes]:
+    template = parse_template(
+        "manifest = false\n" + text, file="t.toml", folder=out, sinks=registry_for().sink_specs
+    )
+    run_export(template, source=str(source), out_dir=out)
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_kernel_python_lane_and_plain_path_agree(
+    name: str, small_generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = TEMPLATES[name]
+    monkeypatch.setenv(fastlane.ENV_SWITCH, "0")
+    plain = _run(text, small_generated_zip, tmp_path / "plain")
+    monkeypatch.setenv(fastlane.ENV_SWITCH, "strict")
+    with_kernel = _run(text, small_generated_zip, tmp_path / "kernel")
+    assert fastlane.LAST_RUN["used"] is True
+    monkeypatch.setenv(native.ENV_SWITCH, "0")
+    without = _run(text, small_generated_zip, tmp_path / "python")
+    assert fastlane.LAST_RUN["used"] is True
+    assert with_kernel == plain
+    assert without == plain
+
+
+def test_refused_json_data_goes_to_the_plain_path(
+    small_generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a duplicate key inside json_data: Python keeps the last value, the kernel refuses
+    broken = tmp_path / "dup.zip"
+    with zipfile.ZipFile(small_generated_zip) as src, zipfile.ZipFile(broken, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "results.json":
+                data = data.replace(b'"json_data": {', b'"json_data": {"dup": 1, "dup": 2, ', 1)
+            dst.writestr(info, data)
+    text = TEMPLATES["bench"]
+    monkeypatch.setenv(fastlane.ENV_SWITCH, "0")
+    plain = _run(text, broken, tmp_path / "plain")
+    monkeypatch.setenv(fastlane.ENV_SWITCH, "1")
+    fast = _run(text, broken, tmp_path / "fast")
+    assert fastlane.LAST_RUN["used"] is False
+    assert "duplicate key" in fastlane.LAST_RUN["reason"]
+    assert fast == plain
+    assert b"result_json.dup" in plain["results.csv"].split(b"\r\n", 1)[0]
