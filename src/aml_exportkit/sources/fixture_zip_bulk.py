@@ -318,25 +318,31 @@ def _gf2_square(matrix: list[int]) -> list[int]:
     return [_gf2_times(matrix, matrix[n]) for n in range(32)]
 
 
+def _byte_operators() -> list[list[int]]:
+    """The GF(2) operators that append 2**k zero bytes to a CRC-32, for k = 0 … 63."""
+    one_bit = [0xEDB88320] + [1 << n for n in range(31)]
+    operator = _gf2_square(_gf2_square(_gf2_square(one_bit)))  # 8 bits: one byte
+    operators = [operator]
+    for _ in range(63):
+        operator = _gf2_square(operator)
+        operators.append(operator)
+    return operators
+
+
+_BYTE_OPERATORS: list[list[int]] = []
+
+
 def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
     """The CRC-32 of ``A + B`` from the CRC-32s of ``A`` and ``B`` and ``len(B)`` (zlib's
     ``crc32_combine``, which Python's zlib module does not offer)."""
     if len2 <= 0:
         return crc1
-    odd = [0xEDB88320] + [1 << n for n in range(31)]
-    even = _gf2_square(odd)
-    odd = _gf2_square(even)
-    while True:
-        even = _gf2_square(odd)
+    if not _BYTE_OPERATORS:
+        _BYTE_OPERATORS.extend(_byte_operators())  # once: the squarings cost ~3 ms
+    k = 0
+    while len2:
         if len2 & 1:
-            crc1 = _gf2_times(even, crc1)
+            crc1 = _gf2_times(_BYTE_OPERATORS[k], crc1)
         len2 >>= 1
-        if not len2:
-            break
-        odd = _gf2_square(even)
-        if len2 & 1:
-            crc1 = _gf2_times(odd, crc1)
-        len2 >>= 1
-        if not len2:
-            break
+        k += 1
     return crc1 ^ crc2
