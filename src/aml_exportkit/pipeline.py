@@ -290,16 +290,14 @@ def _drive(
             with _naming(context):
                 sink.begin(graph)
         readers = [(c, s) for c, s in sinks if c.needs_profiles]
-        if readers or observers:
-            for batch in graph.profile_results():
-                for observe in observers:
-                    observe(batch)
-                for context, sink in readers:
-                    with _naming(context):
-                        sink.write_profiles(batch)
+        profiles = _ProfileReader(graph, readers, observers)
         # The bulk lane writes the long tables straight from the source's raw results when
-        # it can (docs/performance.md); otherwise every sink gets checked Result batches.
-        if not fastlane.run(graph, sinks, progress, observed=bool(observers)):
+        # it can (docs/performance.md), reading the profile answers in a thread while its
+        # workers run; otherwise the profile answers come first, then every sink gets
+        # checked Result batches.
+        beside = None if profiles.started else profiles.read
+        if not fastlane.run(graph, sinks, progress, observed=bool(observers), beside=beside):
+            profiles.read()
             done = 0
             for batch in graph.trial_results():
                 for observe in observers:
@@ -322,6 +320,33 @@ def _drive(
             with contextlib.suppress(Exception):
                 sink.abort()
         raise
+
+
+class _ProfileReader:
+    """Hands the profile answers to the sinks that read them and to the observers, once."""
+
+    def __init__(
+        self,
+        graph: RecordGraph,
+        readers: Sequence[tuple[SinkContext, Sink]],
+        observers: Sequence[Callable[[Sequence[Result]], None]],
+    ) -> None:
+        self.graph = graph
+        self.readers = readers
+        self.observers = observers
+        self.started = not (readers or observers)
+
+    def read(self) -> None:
+        """Read them, unless that was done (or begun) already."""
+        if self.started:
+            return
+        self.started = True
+        for batch in self.graph.profile_results():
+            for observe in self.observers:
+                observe(batch)
+            for context, sink in self.readers:
+                with _naming(context):
+                    sink.write_profiles(batch)
 
 
 @contextlib.contextmanager

@@ -202,6 +202,26 @@ def test_bad_data_gives_the_plain_paths_result(
         assert fastlane.LAST_RUN["used"] is False
 
 
+def test_a_trial_key_repeating_a_profile_key(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The profile answers are read beside the lane (in a thread); their keys and the
+    trial results' meet only at the end, and a clash is still the plain path's error."""
+    with zipfile.ZipFile(generated_zip) as zf:
+        profile_pk = json.loads(zf.read("profiles.json"))[0]["pk"]
+    broken = tmp_path / "clash.zip"
+    _rewrite_results(generated_zip, broken, _set(200, "pk", profile_pk))
+    messages = []
+    for mode in ("0", "1"):
+        monkeypatch.setenv(fastlane.ENV_SWITCH, mode)
+        with pytest.raises(ExportkitError) as caught:
+            _run(BENCH, broken, tmp_path / mode)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    assert fastlane.LAST_RUN["used"] is False
+    assert fastlane.LAST_RUN["reason"] == f"duplicate primary key {profile_pk}"
+
+
 def test_crc32_combine() -> None:
     a, b = b"hello, " * 1000, b"world" * 777
     assert fixture_zip_bulk.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
@@ -214,7 +234,9 @@ def test_corrupt_member_fails_its_crc(
     """A stored member whose bytes changed fails zipfile's CRC check; the lane checks it
     too (combining the chunks' CRCs) and leaves the message to the plain path."""
     data = bytearray(generated_zip.read_bytes())
-    at = data.find(b'"question_key": "') + 17
+    with zipfile.ZipFile(generated_zip) as zf:  # in results.json, which the lane reads
+        start = zf.getinfo("results.json").header_offset
+    at = data.find(b'"question_key": "', start) + 17
     data[at] = ord("Q") if data[at] != ord("Q") else ord("R")
     broken = tmp_path / "crc.zip"
     broken.write_bytes(bytes(data))
@@ -285,3 +307,25 @@ def test_a_column_clash_is_the_plain_paths_error(
     assert messages[0] == messages[1]
     assert "two values would share the column" in messages[0]
     assert fastlane.LAST_RUN["used"] is False
+
+
+def test_add_keys_matches_pkset() -> None:
+    """The parent adds a chunk's keys to the graph's PkSet page by page; a key already
+    there (from another chunk or a profile answer) is found as one at a time would."""
+    import array
+
+    from aml_exportkit.graph import PkSet
+
+    def chunk(*keys: int) -> bytes:
+        return array.array("q", keys).tobytes()
+
+    bulk, single = PkSet(), PkSet()
+    for keys in [(5, 70_000, 1 << 40), (6, 65_535, 65_536), (), (131_072, 7)]:
+        assert fastlane._add_keys(bulk, chunk(*keys)) is None
+        for pk in keys:
+            assert single.add(pk)
+    assert bulk._pages == single._pages
+    assert fastlane._add_keys(bulk, chunk(1_000, 70_000, 2_000)) == 70_000
+    assert fastlane._add_keys(bulk, chunk(-3, -4)) is None
+    assert fastlane._add_keys(bulk, chunk(-4)) == -4
+    assert fastlane._add_keys(PkSet(), chunk(9, 3, 9)) == 9
