@@ -333,7 +333,7 @@ static PyObject *string_object(Scan *s) {
     return PyUnicode_DecodeUTF8(s->str.data ? s->str.data : "", s->str.len, "strict");
 }
 
-static int skip_value(Scan *s, int depth);
+static int skip_value(Scan *s);
 
 static int skip_string(Scan *s) {
     s->p++;
@@ -348,33 +348,50 @@ static int skip_string(Scan *s) {
     }
 }
 
-/* Find the end of one value (its syntax is checked when flatten parses it). */
-static int skip_value(Scan *s, int depth) {
-    if (depth > 512) return fail(s, "nesting too deep");
+/* The first string or bracket character at or after p (end if none). */
+static inline const unsigned char *structural(const unsigned char *p, const unsigned char *end) {
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), open1 = _mm_set1_epi8('{');
+    const __m128i close1 = _mm_set1_epi8('}'), open2 = _mm_set1_epi8('[');
+    const __m128i close2 = _mm_set1_epi8(']');
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        __m128i hit = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, open1)),
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, close1), _mm_cmpeq_epi8(v, open2)),
+                         _mm_cmpeq_epi8(v, close2)));
+        int mask = _mm_movemask_epi8(hit);
+        if (mask) return p + __builtin_ctz(mask);
+        p += 16;
+    }
+#endif
+    while (p < end && *p != '"' && *p != '{' && *p != '}' && *p != '[' && *p != ']') p++;
+    return p;
+}
+
+/* Find the end of one value: strings and brackets only (flatten checks the syntax when it
+ * parses the value; a wrong end on bad input makes that parse, or the element's, fail). */
+static int skip_value(Scan *s) {
     skip_ws(s);
     if (s->p >= s->end) return fail(s, "truncated value");
     unsigned c = *s->p;
     if (c == '"') return skip_string(s);
     if (c == '{' || c == '[') {
-        unsigned close = c == '{' ? '}' : ']';
-        s->p++;
-        skip_ws(s);
-        if (s->p < s->end && *s->p == close) {
-            s->p++;
-            return 0;
-        }
+        int level = 0;
         for (;;) {
-            if (c == '{') {
-                skip_ws(s);
-                if (s->p >= s->end || *s->p != '"') return fail(s, "expected a key");
+            s->p = structural(s->p, s->end);
+            if (s->p >= s->end) return fail(s, "unterminated value");
+            c = *s->p;
+            if (c == '"') {
                 if (skip_string(s) < 0) return -1;
-                skip_ws(s);
-                if (s->p >= s->end || *s->p != ':') return fail(s, "expected ':'");
-                s->p++;
+                continue;
             }
-            if (skip_value(s, depth + 1) < 0) return -1;
-            int more = next_item(s, close);
-            if (more <= 0) return more;
+            s->p++;
+            if (c == '{' || c == '[') {
+                if (++level > 512) return fail(s, "nesting too deep");
+            } else if (--level == 0) {
+                return 0;
+            }
         }
     }
     while (s->p < s->end && !(*s->p == ',' || *s->p == '}' || *s->p == ']' || *s->p == ' ' ||
@@ -478,7 +495,7 @@ static PyObject *build_value(Scan *s, int depth, int in_fields) {
             if (in_fields && PyUnicode_CompareWithASCIIString(key, "json_data") == 0) {
                 skip_ws(s);
                 const unsigned char *from = s->p;
-                if (skip_value(s, depth + 1) < 0) {
+                if (skip_value(s) < 0) {
                     Py_DECREF(key);
                     goto bad;
                 }
@@ -647,7 +664,7 @@ static int element_columns(Scan *s, const Names *names, PyObject *pks, PyObject 
                 PyObject *value;
                 if (j == names->json_data) {
                     const unsigned char *from = s->p;
-                    if (skip_value(s, 2) < 0) goto error;
+                    if (skip_value(s) < 0) goto error;
                     value = PyBytes_FromStringAndSize((const char *)from, s->p - from);
                 } else {
                     value = build_value(s, 2, 0);
@@ -1081,7 +1098,7 @@ static int emit_value(Scan *s, int depth) {
 static int json_leaf(Flat *f, Node *node, int type) {
     Scan *s = &f->s;
     const unsigned char *from = s->p;
-    if (skip_value(s, 0) < 0) return -1;
+    if (skip_value(s) < 0) return -1;
     /* the same source text as the last time here: it was checked then */
     int hit = cache_hit(f, node, type, (const char *)from, s->p - from);
     if (hit) return hit < 0 ? -1 : 0;
@@ -1255,40 +1272,182 @@ done:
 
 /* -- join_rows ---------------------------------------------------------------------------- */
 
+/* A cell's UTF-8 text (pure-ASCII strs, nearly all of them, without a call). */
+static inline const char *cell_text(PyObject *cell, Py_ssize_t *len) {
+    if (PyUnicode_CheckExact(cell) && PyUnicode_IS_COMPACT_ASCII(cell)) {
+        *len = PyUnicode_GET_LENGTH(cell);
+        return (const char *)PyUnicode_DATA(cell);
+    }
+    if (!PyUnicode_Check(cell)) {
+        PyErr_SetString(PyExc_TypeError, "a cell that is not a str");
+        return NULL;
+    }
+    return PyUnicode_AsUTF8AndSize(cell, len);
+}
+
 static PyObject *join_rows(PyObject *self, PyObject *args) {
     PyObject *parts;
     Py_ssize_t n;
     if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &parts, &n)) return NULL;
     Py_ssize_t width = PyList_GET_SIZE(parts);
+    /* the exact size first: one allocation, then plain copies */
+    Py_ssize_t total = n * (width ? width + 1 : 2);
     for (Py_ssize_t j = 0; j < width; j++) {
         PyObject *col = PyList_GET_ITEM(parts, j);
         if (!PyList_Check(col) || PyList_GET_SIZE(col) != n) {
             PyErr_Format(PyExc_ValueError, "column %zd is not a list of %zd cells", j, n);
             return NULL;
         }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_ssize_t len;
+            if (!cell_text(PyList_GET_ITEM(col, i), &len)) return NULL;
+            total += len;
+        }
     }
-    Buf out = {0};
+    PyObject *result = PyBytes_FromStringAndSize(NULL, total);
+    if (!result) return NULL;
+    char *o = PyBytes_AS_STRING(result);
     for (Py_ssize_t i = 0; i < n; i++) {
         for (Py_ssize_t j = 0; j < width; j++) {
-            PyObject *cell = PyList_GET_ITEM(PyList_GET_ITEM(parts, j), i);
             Py_ssize_t len;
-            const char *text = PyUnicode_AsUTF8AndSize(cell, &len);
-            if (!text) {
-                buf_free(&out);
-                return NULL;
-            }
-            if ((j && buf_byte(&out, ',') < 0) || buf_put(&out, text, len) < 0) {
-                buf_free(&out);
-                return NULL;
-            }
+            const char *text = cell_text(PyList_GET_ITEM(PyList_GET_ITEM(parts, j), i), &len);
+            if (j) *o++ = ',';
+            memcpy(o, text, len);
+            o += len;
         }
-        if (buf_put(&out, "\r\n", 2) < 0) {
-            buf_free(&out);
+        *o++ = '\r';
+        *o++ = '\n';
+    }
+    return result;
+}
+
+/* -- str_cells ------------------------------------------------------------------------------ */
+
+static PyObject *quote_str(PyObject *v) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(v);
+    int kind = PyUnicode_KIND(v);
+    const void *data = PyUnicode_DATA(v);
+    int special = 0;
+    for (Py_ssize_t i = 0; i < n && !special; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        special = c == ',' || c == '"' || c == '\r' || c == '\n';
+    }
+    if (!special) return Py_NewRef(v);
+    PyObject *quote = PyUnicode_FromString("\""), *twice = PyUnicode_FromString("\"\"");
+    PyObject *inner = quote && twice ? PyUnicode_Replace(v, quote, twice, -1) : NULL;
+    PyObject *cell = inner ? PyUnicode_FromFormat("\"%U\"", inner) : NULL;
+    Py_XDECREF(quote);
+    Py_XDECREF(twice);
+    Py_XDECREF(inner);
+    return cell;
+}
+
+/* Cells of a column of strings and None, as our CSV writes them: None empty, "" as "",
+ * quotes where a comma, quote, CR or LF needs them; None (the return) if another type. */
+static PyObject *str_cells(PyObject *self, PyObject *values) {
+    if (!PyList_Check(values)) {
+        PyErr_SetString(PyExc_TypeError, "str_cells() takes a list");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    PyObject *result = PyList_New(n), *empty = PyUnicode_FromString("");
+    PyObject *quoted_empty = PyUnicode_FromString("\"\"");
+    if (!result || !empty || !quoted_empty) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(values, i), *cell;
+        if (v == Py_None) {
+            cell = Py_NewRef(empty);
+        } else if (!PyUnicode_CheckExact(v)) {
+            Py_DECREF(result);
+            Py_DECREF(empty);
+            Py_DECREF(quoted_empty);
+            Py_RETURN_NONE;
+        } else if (PyUnicode_GET_LENGTH(v) == 0) {
+            cell = Py_NewRef(quoted_empty);
+        } else if (PyUnicode_IS_COMPACT_ASCII(v) &&
+                   !needs_quotes(PyUnicode_DATA(v), PyUnicode_GET_LENGTH(v))) {
+            cell = Py_NewRef(v);
+        } else {
+            cell = quote_str(v);
+            if (!cell) goto fail;
+        }
+        PyList_SET_ITEM(result, i, cell);
+    }
+    Py_DECREF(empty);
+    Py_DECREF(quoted_empty);
+    return result;
+fail:
+    Py_XDECREF(result);
+    Py_XDECREF(empty);
+    Py_XDECREF(quoted_empty);
+    return NULL;
+}
+
+/* -- created_texts ------------------------------------------------------------------------ */
+
+static int digits(const char *d, int from, int count, int *out) {
+    int v = 0;
+    for (int i = from; i < from + count; i++) {
+        if (d[i] < '0' || d[i] > '9') return -1;
+        v = v * 10 + (d[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* Django's "2024-07-22T10:26:50.911Z" (or without milliseconds) as our CSV writes it,
+ * "2024-07-22T10:26:50.911000+00:00"; 0 if the text is not exactly that form of a real
+ * instant. */
+static int created_text(const char *d, Py_ssize_t len, char *out) {
+    int year, month, day, hour, minute, second, ms;
+    if (len != 20 && len != 24) return 0;
+    if (d[4] != '-' || d[7] != '-' || d[10] != 'T' || d[13] != ':' || d[16] != ':' ||
+        d[len - 1] != 'Z')
+        return 0;
+    if (digits(d, 0, 4, &year) || digits(d, 5, 2, &month) || digits(d, 8, 2, &day) ||
+        digits(d, 11, 2, &hour) || digits(d, 14, 2, &minute) || digits(d, 17, 2, &second))
+        return 0;
+    if (len == 24 && (d[19] != '.' || digits(d, 20, 3, &ms))) return 0;
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59)
+        return 0;
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (day > days[month - 1] + (month == 2 && leap)) return 0;
+    memcpy(out, d, 19);
+    out[19] = '.';
+    if (len == 24) {
+        memcpy(out + 20, d + 20, 3);
+        memcpy(out + 23, "000", 3);
+    } else {
+        memcpy(out + 20, "000000", 6);
+    }
+    memcpy(out + 26, "+00:00", 6);
+    return 1;
+}
+
+static PyObject *created_texts(PyObject *self, PyObject *values) {
+    if (!PyList_Check(values)) {
+        PyErr_SetString(PyExc_TypeError, "created_texts() takes a list");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    PyObject *result = PyList_New(n);
+    if (!result) return NULL;
+    char out[32];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(values, i);
+        if (!PyUnicode_CheckExact(v) || !PyUnicode_IS_COMPACT_ASCII(v) ||
+            !created_text(PyUnicode_DATA(v), PyUnicode_GET_LENGTH(v), out)) {
+            Py_DECREF(result);
+            Py_RETURN_NONE; /* the Python code decides (and names the problem) */
+        }
+        PyObject *text = PyUnicode_FromStringAndSize(out, 32);
+        if (!text) {
+            Py_DECREF(result);
             return NULL;
         }
+        PyList_SET_ITEM(result, i, text);
     }
-    PyObject *result = PyBytes_FromStringAndSize(out.data ? out.data : "", out.len);
-    buf_free(&out);
     return result;
 }
 
@@ -1299,6 +1458,10 @@ static PyMethodDef methods[] = {
      "parse_columns(body, names) -> (pks, columns): MUSCLE results as columns of fields."},
     {"flatten", flatten, METH_VARARGS,
      "flatten(docs, max_depth, index_lists) -> {path: (cells, types)}: JSON texts flattened."},
+    {"str_cells", str_cells, METH_O,
+     "str_cells(values) -> list | None: cells of a column of strings and None."},
+    {"created_texts", created_texts, METH_O,
+     "created_texts(values) -> list | None: Django's UTC timestamps as our CSV writes them."},
     {"join_rows", join_rows, METH_VARARGS,
      "join_rows(parts, n) -> bytes: columns of cells as CSV lines (CRLF), UTF-8."},
     {NULL, NULL, 0, NULL},

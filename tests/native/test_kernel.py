@@ -241,3 +241,62 @@ def test_switch_turns_the_kernel_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert native.kernel() is None
     monkeypatch.delenv(native.ENV_SWITCH)
     assert native.kernel() is kernel
+
+
+created_at = st.one_of(
+    st.datetimes(
+        min_value=__import__("datetime").datetime(1, 1, 1),
+        max_value=__import__("datetime").datetime(9999, 12, 31, 23, 59, 59),
+    ).map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S") + f".{d.microsecond // 1000:03d}Z"),
+    st.datetimes().map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")),
+    st.from_regex(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z\Z"),
+    st.sampled_from(
+        [
+            "2023-02-29T10:00:00Z",
+            "2024-02-29T10:00:00Z",
+            "1900-02-29T00:00:00.000Z",
+            "2000-02-29T00:00:00.000Z",
+            "0000-01-01T00:00:00Z",
+            "2024-07-22T24:00:00Z",
+            "2024-07-22T10:26:50.911+00:00",
+            "2024-07-22 10:26:50Z",
+            "2024-07-22T10:26:50.9Z",
+            "２０２４-07-22T10:26:50Z",
+        ]
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(created_at, min_size=1, max_size=4))
+def test_created_texts_is_the_python_conversion(values: list[str]) -> None:
+    from aml_exportkit.chunks import NotFast, created_texts
+
+    def python() -> Any:
+        # the Python code alone (the kernel switched off), or its refusal
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(native.ENV_SWITCH, "0")
+            try:
+                return created_texts(values)
+            except NotFast:
+                return NotFast
+
+    fast = kernel.created_texts(values)
+    if fast is not None:
+        assert fast == python()
+    try:
+        assert created_texts(values) == python()
+    except NotFast:
+        assert python() is NotFast
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=5), st.sampled_from(["", ',"', "é\n"]))))
+def test_str_cells_is_the_python_quoting(values: list[str | None]) -> None:
+    from aml_exportkit.tabular.render import str_cells
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(native.ENV_SWITCH, "0")
+        expected = str_cells(values)
+    assert kernel.str_cells(values) == expected
+    assert kernel.str_cells([*values, 1.5]) is None  # another type: the Python code decides

@@ -89,6 +89,11 @@ def supports(options: TableOptions) -> str | None:
 
 def str_cells(values: list[Any]) -> list[str]:
     """Cells of a column of strings (and None / MISSING): quoted only where needed."""
+    kernel = native.kernel()
+    if kernel is not None and type(values) is list:
+        cells = kernel.str_cells(values)  # None when a value is not a str or None
+        if cells is not None:
+            return cells  # type: ignore[no-any-return]
     types = set(map(type, values))
     if types == {str}:
         joined = "\x00".join(values)
