@@ -18,6 +18,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <datetime.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -1321,6 +1322,45 @@ static PyObject *join_rows(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* -- utc_texts -------------------------------------------------------------------------------- */
+
+/* Datetimes in UTC (tzinfo datetime.timezone.utc) as datetime.isoformat(timespec=
+ * "microseconds") writes them; None (the return) for anything else. */
+static PyObject *utc_texts(PyObject *self, PyObject *values) {
+    PyObject *seq = PySequence_Fast(values, "utc_texts() takes a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    PyObject *result = PyList_New(n);
+    if (!result) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    char out[40];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = items[i];
+        if (!PyDateTime_CheckExact(d) || !_PyDateTime_HAS_TZINFO(d) ||
+            PyDateTime_DATE_GET_TZINFO(d) != PyDateTime_TimeZone_UTC) {
+            Py_DECREF(result);
+            Py_DECREF(seq);
+            Py_RETURN_NONE;
+        }
+        int len = snprintf(out, sizeof(out), "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00",
+                           PyDateTime_GET_YEAR(d), PyDateTime_GET_MONTH(d), PyDateTime_GET_DAY(d),
+                           PyDateTime_DATE_GET_HOUR(d), PyDateTime_DATE_GET_MINUTE(d),
+                           PyDateTime_DATE_GET_SECOND(d), PyDateTime_DATE_GET_MICROSECOND(d));
+        PyObject *text = PyUnicode_FromStringAndSize(out, len);
+        if (!text) {
+            Py_DECREF(result);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        PyList_SET_ITEM(result, i, text);
+    }
+    Py_DECREF(seq);
+    return result;
+}
+
 /* -- str_cells ------------------------------------------------------------------------------ */
 
 static PyObject *quote_str(PyObject *v) {
@@ -1458,6 +1498,8 @@ static PyMethodDef methods[] = {
      "parse_columns(body, names) -> (pks, columns): MUSCLE results as columns of fields."},
     {"flatten", flatten, METH_VARARGS,
      "flatten(docs, max_depth, index_lists) -> {path: (cells, types)}: JSON texts flattened."},
+    {"utc_texts", utc_texts, METH_O,
+     "utc_texts(values) -> list | None: UTC datetimes as isoformat(timespec='microseconds')."},
     {"str_cells", str_cells, METH_O,
      "str_cells(values) -> list | None: cells of a column of strings and None."},
     {"created_texts", created_texts, METH_O,
@@ -1472,4 +1514,8 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void) {
+    PyDateTime_IMPORT;
+    if (!PyDateTimeAPI) return NULL;
+    return PyModule_Create(&module);
+}

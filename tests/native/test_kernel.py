@@ -300,3 +300,20 @@ def test_str_cells_is_the_python_quoting(values: list[str | None]) -> None:
         expected = str_cells(values)
     assert kernel.str_cells(values) == expected
     assert kernel.str_cells([*values, 1.5]) is None  # another type: the Python code decides
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.datetimes(timezones=st.just(__import__("datetime").timezone.utc)), max_size=5))
+def test_utc_texts_is_isoformat(values: list[Any]) -> None:
+    assert kernel.utc_texts(values) == [d.isoformat(timespec="microseconds") for d in values]
+    assert kernel.utc_texts(tuple(values)) == kernel.utc_texts(values)
+
+
+def test_utc_texts_leaves_other_zones_to_python() -> None:
+    import datetime as dt
+
+    utc = dt.datetime(2024, 7, 1, 8, 1, 40, 151000, tzinfo=dt.UTC)
+    assert kernel.utc_texts([utc]) == ["2024-07-01T08:01:40.151000+00:00"]
+    assert kernel.utc_texts([utc, utc.replace(tzinfo=dt.timezone(dt.timedelta(hours=2)))]) is None
+    assert kernel.utc_texts([utc.replace(tzinfo=None)]) is None
+    assert kernel.utc_texts([utc, "2024"]) is None

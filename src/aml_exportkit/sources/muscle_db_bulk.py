@@ -124,9 +124,12 @@ def db_columns(rows: list[Any], checks: Checks) -> tuple[ResultColumns, dict[str
         return finish_columns([], [], [], [], [], {}, [], [], checks)
     columns = list(zip(*rows, strict=True))
     pks, sessions, participants, sections, created = columns[:5]
-    if {type(d).__name__ for d in created} != {"datetime"}:
-        raise NotFast("created_at: a value that is not a timestamp")
-    texts = [d.isoformat(timespec="microseconds") for d in created]
+    kernel = native.kernel()
+    texts = kernel.utc_texts(created) if kernel is not None else None  # None: not all UTC
+    if texts is None:
+        if {type(d).__name__ for d in created} != {"datetime"}:
+            raise NotFast("created_at: a value that is not a timestamp")
+        texts = [d.isoformat(timespec="microseconds") for d in created]
     strings = dict(
         zip(
             ("question_key", "expected_response", "given_response", "comment", "scoring_rule"),
