@@ -13,9 +13,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import attrs
+import orjson
 
 #: A parsed JSON value. Objects keep their key order.
 JSONValue: TypeAlias = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
@@ -125,6 +126,66 @@ class Participant:
     extra: Extra = _extra()
 
 
+class CompactJSON(bytes):
+    """A JSON object or list held as its compact UTF-8 text (orjson's spelling).
+
+    A parsed ``json_data`` costs several times its text in Python objects; the record graph
+    keeps every session in memory, so a session keeps the text and parses it on each read.
+    Only text made by :func:`compact_json` is held, so a read gives back exactly the value
+    that was compacted: the same types, key order, integers and float bits.
+    """
+
+    __slots__ = ()
+
+    def value(self) -> JSONValue:
+        """The value, parsed anew (a fresh object on every call)."""
+        # orjson.dumps wrote only integers orjson.loads reads back as integers (64-bit).
+        # (orjson takes bytes, not a subclass of it; a memoryview does not copy.)
+        return orjson.loads(memoryview(self))  # type: ignore[no-any-return]
+
+
+def compact_json(value: JSONValue) -> JSONValue | CompactJSON:
+    """``value`` as :class:`CompactJSON` when its text gives it back exactly; otherwise
+    (scalars, integers beyond 64 bits, lone surrogates, NaN) ``value`` itself.
+
+    For values a JSON parser made (dicts, lists, str, int, float, bool, None); a record
+    field given the result reads as the value (see :class:`Session`).
+    """
+    if type(value) is not dict and type(value) is not list:
+        return value
+    try:
+        text = orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, a lone surrogate
+        return value
+    # orjson writes NaN as null and a tuple as a list; such a value stays as it is. (Types,
+    # key order and float bits survive dumps and loads, see tests/core/test_compact_json.py.)
+    if orjson.loads(text) != value:
+        return value
+    return CompactJSON(text)
+
+
+class _CompactJSONField:
+    """The descriptor of a record's JSON field whose slot may hold :class:`CompactJSON`:
+    reads parse it, so the field keeps its type (``attrs``' ``__eq__``, ``__repr__``,
+    ``evolve`` and pickling all read through it)."""
+
+    __slots__ = ("_slot",)
+
+    def __init__(self, slot: Any) -> None:
+        self._slot = slot
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = self._slot.__get__(obj, owner)
+        if type(value) is CompactJSON:
+            return value.value()
+        return value
+
+    def __set__(self, obj: object, value: Any) -> None:
+        self._slot.__set__(obj, value)
+
+
 @attrs.frozen(kw_only=True)
 class Session:
     """``session.Session``: one participant playing one block."""
@@ -143,6 +204,18 @@ class Session:
     def is_finished(self) -> bool:
         """Whether the session was finished (MUSCLE sets ``finished_at`` then)."""
         return self.finished_at is not None
+
+
+# Sessions sit in the graph for the whole export: their json_data may be given as
+# compact_json(value) and is parsed when read.
+setattr(Session, "json_data", _CompactJSONField(Session.__dict__["json_data"]))  # noqa: B010
+
+
+def compact_fields(record_type: type) -> frozenset[str]:
+    """The fields of ``record_type`` that may be given as :func:`compact_json` values."""
+    return frozenset(
+        name for name, attr in vars(record_type).items() if isinstance(attr, _CompactJSONField)
+    )
 
 
 class ResultKind(enum.Enum):

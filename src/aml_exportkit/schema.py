@@ -44,6 +44,8 @@ class FieldSpec:
     :param required: whether a fixture object must carry the field; fields a source may not
         know (a block's name in a zip) are not required and default to ``None``.
     :param max_length: the most characters MUSCLE's ``varchar`` column holds.
+    :param repeats: text that few distinct values fill (country codes, browsers' user
+        agents): a source keeps one string per value for the records it holds in memory.
     """
 
     name: str
@@ -53,6 +55,7 @@ class FieldSpec:
     aliases: tuple[str, ...] = ()
     required: bool = True
     max_length: int | None = None
+    repeats: bool = False
 
 
 @attrs.frozen
@@ -157,8 +160,8 @@ PARTICIPANT = ModelSpec(
     records.Participant,
     (
         _f("unique_hash", _S, max_length=64),
-        _f("country_code", _S, max_length=3),
-        _f("access_info", _S, nullable=True, max_length=512),
+        _f("country_code", _S, max_length=3, repeats=True),
+        _f("access_info", _S, nullable=True, max_length=512, repeats=True),
         _f("participant_id_url", _S, nullable=True, max_length=128),
     ),
 )
@@ -355,10 +358,15 @@ def make_fixture_decoder(
     The function takes the parsed object and the file name (for messages) and raises
     :class:`SourceError` naming the file and the record when a key is missing or a value has
     the wrong type. Fields the model does not declare go into the record's ``extra``.
+    JSON fields of records that stay in memory (a session's ``json_data``) are kept as
+    compact text (:func:`~aml_exportkit.records.compact_json`); they read the same.
     """
     fields = model.fields
     record_type = model.record_type
     key = model.key
+    compact = records.compact_fields(record_type)
+    repeats = frozenset(f.name for f in fields if f.repeats)
+    shared: dict[str, str] = {}  # one string per value of the `repeats` fields
 
     def decode(obj: Mapping[str, Any], file: str) -> Record:
         if type(obj) is not dict:
@@ -406,6 +414,10 @@ def make_fixture_decoder(
                 kwargs[name] = _convert(spec.kind, value)
             except ValueError as exc:
                 raise SourceError(f"field {name!r}: {exc}", file=file, model=key, pk=pk) from None
+            if name in compact:
+                kwargs[name] = records.compact_json(value)
+            elif name in repeats:
+                kwargs[name] = shared.setdefault(value, value)
             if spec.max_length is not None and len(value) > spec.max_length:
                 raise SourceError(
                     f"field {name!r} has {len(value):,} characters; MUSCLE's column holds at"

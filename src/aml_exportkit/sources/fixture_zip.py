@@ -328,7 +328,8 @@ class FixtureZipSource:
         all_participants: dict[int, Participant] = {}
         for participant in self._all("participants.json"):
             builder.add("participant", participant, where("participants.json"), allow_repeat=True)
-            all_participants[participant.pk] = participant
+            # the first copy, the one the graph keeps: repeats are freed
+            all_participants.setdefault(participant.pk, participant)
         feedback = list(self._all("feedback.json"))
         block_pk = self._block_pk(sessions, feedback)
         if block_pk is not None:

@@ -42,6 +42,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import set_json_loads
 
+from .. import records
 from ..contracts import BlockSummary, Inventory, SourceOptions, SourceSpec
 from ..errors import DatabaseError, SourceError
 from ..graph import GraphBuilder, RecordGraph, SourceInfo
@@ -451,11 +452,22 @@ def _row_maker(model: ModelSpec, extras: Sequence[tuple[str, str]]) -> Callable[
     names = tuple(f.name for f in model.fields)
     json_at = frozenset(i for i, f in enumerate(model.fields, start=1) if f.kind is Kind.JSON)
     record_type = model.record_type
+    # JSON the graph keeps (a session's json_data) stays compact text until read.
+    compact = records.compact_fields(record_type)
+    compact_at = frozenset(i for i, f in enumerate(model.fields, start=1) if f.name in compact)
+    repeat_at = frozenset(i for i, f in enumerate(model.fields, start=1) if f.repeats)
+    special = json_at | repeat_at
+    shared: dict[Any, Any] = {}  # one string per value of the `repeats` fields
     n = len(names) + 1
     extra_names = tuple(field for _, field in extras)
 
+    def load(i: int, v: Any) -> Any:
+        if i in json_at:
+            return records.compact_json(_loads(v)) if i in compact_at else _loads(v)
+        return shared.setdefault(v, v) if i in repeat_at else v
+
     def make(row: Any) -> Any:
-        values = [_loads(v) if i in json_at else v for i, v in enumerate(row[:n])]
+        values = [load(i, v) if i in special else v for i, v in enumerate(row[:n])]
         kwargs = dict(zip(names, values[1:], strict=True))
         if extra_names:
             kwargs["extra"] = {k: _jsonable(v) for k, v in zip(extra_names, row[n:], strict=True)}
