@@ -14,6 +14,7 @@ creation time (the classic export's order within a session).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain
@@ -68,36 +69,58 @@ class ClassicBuilder:
         self.decision_time = "decision_time" in chosen
         self.result_config = "result_config" in chosen
         self.convert_result_json = "convert_result_json" in chosen
-        # participant pk → (created_at, pk, question_key, given_response, score) of each
-        # answered profile question; small (a few per participant), kept in memory.
-        self.answers: dict[int, list[tuple[datetime, int, str, str, float | None]]] = {}
-        self._profiles: dict[int, dict[str, str]] = {}
+        # The answered profile questions of the participant being read:
+        # (created_at, pk, question_key, given_response, score).
+        self._answers: list[tuple[datetime, int, str, str, float | None]] = []
+        self._answers_of: int | None = None
+        # participant pk → its profile columns as a flat (name, value, name, value, ...)
+        # tuple of interned strings: a few per participant, but 45,000 participants' dicts
+        # and answer tuples took tens of megabytes.
+        self._profiles: dict[int, tuple[str, ...]] = {}
         self.walker = SessionWalker(graph.sessions.values())
         self.spill = Spill()
         self.keys: set[str] = set()
 
     def add_profiles(self, batch: Sequence[Result]) -> None:
         """Keep the answered profile questions (MUSCLE's ``profile_object`` skips
-        unanswered ones)."""
+        unanswered ones).
+
+        Batches come in (participant, pk) order, as the graph checks them: a participant's
+        profile is settled when the next participant's answers begin.
+        """
         if not self.export_profile:
             return
         for r in batch:
             if r.given_response is not None and r.participant is not None:
-                self.answers.setdefault(r.participant, []).append(
+                if r.participant != self._answers_of:
+                    self._settle_profile()
+                    self._answers_of = r.participant
+                self._answers.append(
                     (r.created_at, r.pk, r.question_key, r.given_response, r.score)
                 )
 
-    def _profile(self, participant: int) -> dict[str, str]:
-        cached = self._profiles.get(participant)
-        if cached is not None:
-            return cached
+    def _settle_profile(self) -> None:
+        participant = self._answers_of
+        if participant is None:
+            return
+        if participant in self._profiles:
+            raise ValueError(
+                f"profile answers of participant {participant} are not contiguous; they must"
+                " come ordered by (participant, pk)"
+            )
         profile: dict[str, str] = {}
-        for _, _, key, given, score in sorted(self.answers.get(participant, ())):
+        for _, _, key, given, score in sorted(self._answers):
             profile[key] = given
             if score:  # MUSCLE drops 0 and None scores
                 profile[f"{key}_score"] = str(score)
-        self._profiles[participant] = profile
-        return profile
+        self._profiles[participant] = tuple(sys.intern(t) for t in chain(*profile.items()))
+        self._answers = []
+        self._answers_of = None
+
+    def _profile(self, participant: int) -> dict[str, str]:
+        self._settle_profile()
+        flat = self._profiles.get(participant, ())
+        return dict(zip(flat[::2], flat[1::2], strict=True))
 
     def add_results(self, batch: Sequence[Result]) -> None:
         """Take trial results; rows are made per completed session."""
