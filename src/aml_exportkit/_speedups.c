@@ -767,6 +767,7 @@ typedef struct Node {
     Py_ssize_t klen;
     Py_ssize_t index;
     PyObject *path; /* tuple */
+    int plain;      /* the key needs no escape in JSON: its raw text is the key itself */
     struct Node **kids;
     Py_ssize_t nkids, cap, last;
     PyObject *cells; /* list of n cells, or NULL */
@@ -813,6 +814,39 @@ static void node_free(Node *node) {
     PyMem_Free(node);
 }
 
+/* The child of a key given as its raw JSON text without escapes, or NULL (no such child,
+ * or one whose text would differ): only keys known to be valid match. */
+static Node *node_plain(Node *node, const unsigned char *key, Py_ssize_t klen) {
+    Py_ssize_t n = node->nkids;
+    for (Py_ssize_t t = 0; t < n; t++) {
+        Py_ssize_t i = node->last + 1 + t;
+        if (i >= n) i -= n;
+        Node *kid = node->kids[i];
+        if (kid->plain && kid->klen == klen && memcmp(kid->key, key, klen) == 0) {
+            node->last = i;
+            return kid;
+        }
+    }
+    return NULL;
+}
+
+/* The raw text between the quotes of the string at s->p, unchecked; *escaped tells whether
+ * it holds a backslash. s->p stays on the opening quote. */
+static int raw_string(Scan *s, const unsigned char **from, Py_ssize_t *len, int *escaped) {
+    const unsigned char *p = s->p + 1, *start = p;
+    *escaped = 0;
+    for (;;) {
+        p = quote_or_slash(p, s->end);
+        if (p >= s->end) return fail(s, "unterminated string");
+        if (*p == '"') break;
+        *escaped = 1;
+        p += 2;
+    }
+    *from = start;
+    *len = p - start;
+    return 0;
+}
+
 static Node *node_child(Node *node, const char *key, Py_ssize_t klen, Py_ssize_t index) {
     Py_ssize_t n = node->nkids;
     /* keys come in the same order row after row: try the one after the last found */
@@ -854,6 +888,9 @@ static Node *node_child(Node *node, const char *key, Py_ssize_t klen, Py_ssize_t
         }
         memcpy(kid->key, key, klen);
         kid->klen = klen;
+        kid->plain = 1;
+        for (Py_ssize_t i = 0; i < klen; i++)
+            if ((unsigned char)key[i] < 0x20 || key[i] == '"' || key[i] == '\\') kid->plain = 0;
     } else {
         kid->index = index;
     }
@@ -1134,9 +1171,19 @@ static int walk(Flat *f, Node *node, int depth) {
         for (;;) {
             skip_ws(s);
             if (s->p >= s->end || *s->p != '"') return fail(s, "expected a key");
-            if (read_string(s) < 0) return -1;
-            Node *kid = node_child(node, s->str.data ? s->str.data : "", s->str.len, -1);
-            if (!kid) return -1;
+            const unsigned char *raw;
+            Py_ssize_t raw_len;
+            int escaped;
+            if (raw_string(s, &raw, &raw_len, &escaped) < 0) return -1;
+            /* a key seen before, byte for byte: no decoding, no checks */
+            Node *kid = escaped ? NULL : node_plain(node, raw, raw_len);
+            if (kid) {
+                s->p = raw + raw_len + 1;
+            } else {
+                if (read_string(s) < 0) return -1;
+                kid = node_child(node, s->str.data ? s->str.data : "", s->str.len, -1);
+                if (!kid) return -1;
+            }
             skip_ws(s);
             if (s->p >= s->end || *s->p != ':') return fail(s, "expected ':'");
             s->p++;
@@ -1164,9 +1211,19 @@ static int walk(Flat *f, Node *node, int depth) {
     }
     /* a scalar leaf */
     if (c == '"') {
+        /* the cache holds the raw text: the same bytes as a string checked before */
+        const unsigned char *raw;
+        Py_ssize_t raw_len;
+        int escaped;
+        if (raw_string(s, &raw, &raw_len, &escaped) < 0) return -1;
+        int hit = cache_hit(f, node, T_STR, (const char *)raw, raw_len);
+        if (hit) {
+            s->p = raw + raw_len + 1;
+            return hit < 0 ? -1 : 0;
+        }
         if (read_string(s) < 0) return -1;
         const char *d = s->str.data ? s->str.data : "";
-        return leaf(f, node, T_STR, d, s->str.len, d, s->str.len, 1);
+        return leaf(f, node, T_STR, (const char *)raw, raw_len, d, s->str.len, 1);
     }
     if (c == 't')
         return literal(s, "true", 4) < 0 ? -1 : put_cell(f, node, Py_NewRef(f->true_), T_BOOL);

@@ -206,6 +206,22 @@ def test_flatten_refuses_what_python_would_read_otherwise(doc: bytes) -> None:
         kernel.flatten([doc], -1, False)
 
 
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [
+        (b'{"a\\nb": 1}', b'{"a\nb": 1}'),  # a key known from its escaped form
+        (b'{"a": "x\\ny"}', b'{"a": "x\ny"}'),  # a value cached from its escaped form
+        (b'{"a": "\xc3\xa9"}', b'{"a": "\xc3"}'),
+    ],
+)
+def test_no_shortcut_takes_bad_text(good: bytes, bad: bytes) -> None:
+    """Known keys and cached values are matched by their raw bytes; a raw control
+    character or broken UTF-8 must still be refused after a valid row."""
+    kernel.flatten([good, good], -1, False)
+    with pytest.raises(ValueError, match=r"^row 1: "):
+        kernel.flatten([good, bad], -1, False)
+
+
 GOOD = json.dumps(
     {"model": "result.result", "pk": 1, "fields": dict.fromkeys(NAMES, None)}
 ).encode()
