@@ -17,6 +17,7 @@ from aml_exportkit.records import Result
 from aml_exportkit.sinks import fixture_json
 from aml_exportkit.tabular.muscle import ClassicBuilder
 from aml_exportkit.tabular.options import Classic
+from aml_exportkit.tabular.spill import GroupSpill
 from aml_exportkit.template.load import parse_template
 from conftest import REFERENCE
 
@@ -98,3 +99,25 @@ def test_classic_profiles_out_of_order_are_refused() -> None:
     builder.add_profiles([_answer(1, 1, "q1", "a", 1), _answer(2, 2, "q1", "a", 1)])
     with pytest.raises(ValueError, match="not contiguous"):
         builder.add_profiles([_answer(3, 1, "q2", "b", 1), _answer(4, 3, "q2", "b", 1)])
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [(1, 0), (2, 0), (2, 1), (5, 0)],  # in order already: read back without a sort
+        [(5, 0), (2, 1), (1, 0), (2, 0)],  # out of order: sorted on disk
+        [(1, 1), (1, 0), (3, 0)],
+    ],
+)
+def test_group_spill_reads_groups_in_order(keys: list[tuple[int, int]]) -> None:
+    spill = GroupSpill()
+    try:
+        for group, order in keys:
+            spill.append(group, order, f"{group}.{order}")
+        got = list(spill.groups())
+    finally:
+        spill.close()
+    expected: dict[int, list[str]] = {}
+    for group, order in sorted(keys):
+        expected.setdefault(group, []).append(f"{group}.{order}")
+    assert got == list(expected.items())

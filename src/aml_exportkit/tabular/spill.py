@@ -96,9 +96,17 @@ class GroupSpill:
         self._pending: list[tuple[int, int, bytes]] = []
         self._bytes = 0
         self.count = 0
+        # Whether the rows came in (group, order) order already (a wide table's rows per
+        # session do): then reading them back needs no sort of gigabytes on disk.
+        self._sorted = True
+        self._last: tuple[int, int] | None = None
 
     def append(self, group: int, order: int, row: Any) -> None:
         """Add ``row`` to ``group`` at position ``order``."""
+        key = (group, order)
+        if self._last is not None and key < self._last:
+            self._sorted = False
+        self._last = key
         data = pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
         self._pending.append((group, order, data))
         self._bytes += len(data)
@@ -115,7 +123,8 @@ class GroupSpill:
     def groups(self) -> Iterator[tuple[int, list[Any]]]:
         """Each group with its rows in order, groups in ascending order."""
         self._flush()
-        cursor = self._db.execute("SELECT grp, data FROM rows ORDER BY grp, ord")
+        order = "rowid" if self._sorted else "grp, ord"
+        cursor = self._db.execute(f"SELECT grp, data FROM rows ORDER BY {order}")
         current: int | None = None
         rows: list[Any] = []
         for group, data in cursor:
