@@ -4,6 +4,7 @@
   python benchmarks/run.py bench  --sizes 1000,10000      # 3 reps, all baselines
   python benchmarks/run.py bench  --sizes 50000 --reps 1 --skip pandas
   python benchmarks/run.py memory --sizes 1000,10000,50000
+  python benchmarks/run.py memory --sizes 50000 --only parquet_wide,fixture_json
 
 ``bench`` times ``exportkit run benchmarks/long.toml`` on the zip (tool ``kit``) and on the
 PostgreSQL database (tool ``kit-db``) against the kit's baselines, interleaved in one run,
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -118,6 +118,9 @@ def _tree_rss(pid: int) -> int:
 
 def memory(args: argparse.Namespace) -> int:
     templates = [HERE / "long.toml", *sorted((HERE / "sinks").glob("*.toml"))]
+    if args.only:
+        wanted = set(args.only.split(","))
+        templates = [t for t in templates if t.stem in wanted or t.name in wanted]
     rows = []
     for sessions in args.sizes:
         zip_path, _ = ensure_inputs(sessions, args.data, False)
@@ -161,6 +164,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--skip", default="", help="baselines to leave out, e.g. pandas")
     ap.add_argument("--no-db", action="store_true", help="zip only")
+    ap.add_argument("--only", default="", help="memory: these templates only, e.g. csv_wide,long")
     ap.add_argument("--data", type=Path, default=Path("/tmp/bench"))
     ap.add_argument("--results", type=Path, default=Path("/tmp/bench/results"))
     args = ap.parse_args()
