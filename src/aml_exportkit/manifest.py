@@ -42,6 +42,31 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+#: Digests that a writer computed while it wrote a file: path → (identity, hex digest).
+_KNOWN: dict[str, tuple[tuple[int, ...], str]] = {}
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def remember_sha256(path: Path, digest: str) -> None:
+    """Note the sha256 of a file just written (the bulk lane hashes its CSV as it writes
+    it, beside the export): :func:`file_sha256` then need not read the file again, as
+    long as its size, times and inode are unchanged."""
+    _KNOWN[str(Path(path).absolute())] = (_identity(path), digest)
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file: the one noted by :func:`remember_sha256` while the file
+    is unchanged, else read from the file."""
+    known = _KNOWN.pop(str(Path(path).absolute()), None)
+    if known is not None and known[0] == _identity(path):
+        return known[1]
+    return sha256_file(path)
+
+
 class BackgroundHash:
     """The sha256 of a file, computed in a daemon thread (hashlib releases the GIL, so it
     runs on another core) that never holds up the process's exit.
@@ -142,7 +167,7 @@ def output_entry(report: OutputReport, written: Path, folder: Path, sink: str) -
         "sink": sink,
         "rows": report.rows,
         "bytes": written.stat().st_size,
-        "sha256": sha256_file(written),
+        "sha256": file_sha256(written),
     }
     columns = report.columns
     if not columns and report.path.suffix in (".csv", ".parquet"):

@@ -329,3 +329,27 @@ def test_add_keys_matches_pkset() -> None:
     assert fastlane._add_keys(bulk, chunk(-3, -4)) is None
     assert fastlane._add_keys(bulk, chunk(-4)) == -4
     assert fastlane._add_keys(PkSet(), chunk(9, 3, 9)) == 9
+
+
+@pytest.mark.parametrize("name", ["bench", "two-csv"])
+@pytest.mark.parametrize("small", [False, True], ids=["chunks", "rewritten"])
+def test_manifest_digests_of_the_lanes_files(
+    name: str, small: bool, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lane hashes its CSV as it writes it; the manifest's digests are the files'."""
+    import hashlib
+
+    if small:  # chunks rendered again with the final columns: the manifest hashes them
+        monkeypatch.setattr(fixture_zip_bulk, "CHUNK_BYTES", 40_000)
+        monkeypatch.setattr(fixture_zip_bulk, "SAMPLE_BYTES", 3_000)
+    monkeypatch.setenv(fastlane.ENV_SWITCH, "strict")
+    registry = registry_for()
+    template = parse_template(
+        TEMPLATES[name], file="t.toml", folder=tmp_path, sinks=registry.sink_specs
+    )
+    run_export(template, source=str(generated_zip), out_dir=tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["outputs"]
+    for entry in manifest["outputs"]:
+        data = (tmp_path / entry["path"]).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest(), entry["path"]
