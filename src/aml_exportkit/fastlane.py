@@ -36,6 +36,7 @@ import contextlib
 import gc
 import hashlib
 import importlib
+import io
 import multiprocessing
 import os
 import queue
@@ -389,6 +390,10 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _is_table(value: Any) -> bool:
+    return value is not None and not isinstance(value, bytes | _Part)
+
+
 def _spool_folder() -> str | None:
     import tempfile
 
@@ -472,19 +477,20 @@ class _CsvToArrow:
         except self.pa.ArrowInvalid:
             return None
 
-    def ipc(self, text: bytes, rows: int) -> bytes | None:
-        """:meth:`table` as Arrow IPC stream bytes (``b""`` for no rows), for the parent."""
-        if not text:
-            return b""
-        table = self.table(text, rows)
-        if table is None:
-            return None
-        pa = self.pa
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        data: bytes = sink.getvalue().to_pybytes()
-        return data
+
+def _write_ipc(table: Any, fh: Any) -> None:
+    """Write ``table`` as an Arrow IPC stream to the file or stream ``fh``."""
+    ipc = importlib.import_module("pyarrow.ipc")
+    with ipc.new_stream(fh, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _ipc_bytes(table: Any) -> bytes:
+    pa = importlib.import_module("pyarrow")
+    sink = pa.BufferOutputStream()
+    _write_ipc(table, sink)
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 class _ParquetOut:
@@ -826,7 +832,7 @@ class _Lane:
             # columns: other chunks make the parent rebuild the Parquet files at the end.
             arrow = None
             if state.reader is not None and forced is None and tuple(names) == state.names:
-                arrow = state.reader.ipc(text, len(cols))
+                arrow = state.reader.table(text, len(cols)) if text else b""
             tables.append((tuple(names), text, renderer.types(dyn), paths, arrow))
         chunk = _Chunk(
             rows=len(cols),
@@ -839,35 +845,55 @@ class _Lane:
             position=meta.get("position", 0.0),
             tables=tables,  # type: ignore[arg-type]
         )
-        self._spool(chunk)
+        if not self._spool(chunk):
+            # the Arrow tables as IPC stream bytes, in the message
+            chunk.tables = [
+                (names, text, types, paths, _ipc_bytes(arrow) if _is_table(arrow) else arrow)
+                for names, text, types, paths, arrow in chunk.tables
+            ]
         return chunk
 
-    def _spool(self, chunk: _Chunk) -> None:
-        """Move the chunk's text and Arrow bytes into a spool file (in a worker); keep
-        them in the message when that fails (a full ``/dev/shm``, say)."""
+    def _spool(self, chunk: _Chunk) -> bool:
+        """Move the chunk's text and Arrow tables (as IPC streams) into a spool file (in a
+        worker); False when that fails (a full ``/dev/shm``, say)."""
         if self.spool_folder is None:
-            return
+            return False
         self.spooled += 1
         spool = _Spool(os.path.join(self.spool_folder, f"{os.getpid()}-{self.spooled}"))
         tables = []
-        offset = 0
+        fh: Any
         try:
-            with open(spool.path, "wb") as fh:
+            if any(_is_table(arrow) for *_, arrow in chunk.tables):
+                # pyarrow's file: the tables' buffers go out without a copy, and every
+                # write is whole (or raises an OSError)
+                fh = importlib.import_module("pyarrow").OSFile(spool.path, "w")
+            else:
+                fh = open(spool.path, "wb", buffering=0)  # noqa: SIM115
+            with fh:
+                offset = 0
                 for names, text, types, paths, arrow in chunk.tables:
                     parts: list[Any] = []
                     for data in (text, arrow):
                         if isinstance(data, bytes):
-                            fh.write(data)
-                            parts.append(_Part(spool, offset, len(data)))
-                            offset += len(data)
+                            if isinstance(fh, io.FileIO):
+                                _write_all(fh.fileno(), data)
+                            else:
+                                fh.write(data)
+                        elif data is not None:
+                            _write_ipc(data, fh)
                         else:
-                            parts.append(data)
+                            parts.append(None)
+                            continue
+                        end = fh.tell()
+                        parts.append(_Part(spool, offset, end - offset))
+                        offset = end
                     tables.append((names, parts[0], types, paths, parts[1]))
         except OSError:
             spool.discard()
-            return
+            return False
         chunk.tables = tables
         chunk.spool = spool
+        return True
 
     def run(self) -> int:
         graph = self.graph

@@ -353,3 +353,13 @@ def test_manifest_digests_of_the_lanes_files(
     for entry in manifest["outputs"]:
         data = (tmp_path / entry["path"]).read_bytes()
         assert entry["sha256"] == hashlib.sha256(data).hexdigest(), entry["path"]
+
+
+@pytest.mark.parametrize("name", ["bench", "two-csv"])
+def test_without_a_spool_folder(
+    name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No spool folder (or a full one): the chunks' text and Arrow bytes come in the
+    workers' messages, and the files are the same."""
+    monkeypatch.setattr(fastlane, "_spool_folder", lambda: None)
+    _compare(TEMPLATES[name], generated_zip, tmp_path, monkeypatch, used=True)
