@@ -12,10 +12,15 @@ work in bulk:
 2. Worker processes (forked, so they share the graph, pseudonymised participants included)
    parse a chunk, apply the graph's checks to every result (kind, foreign keys, duplicate
    keys, order: :mod:`~aml_exportkit.chunks`), flatten ``json_data`` column-wise and render
-   the chunk as our CSV text (:mod:`aml_exportkit.tabular.render`).
+   the chunk as our CSV text (:mod:`aml_exportkit.tabular.render`), which they also read
+   into an Arrow table with pyarrow's CSV reader (the Parquet columns: the same values, so
+   the same file bytes as the plain path). Text and table go to the parent through a
+   spool file (``/dev/shm``), not the pipe.
 3. The parent takes the chunks in order, checks what spans chunks (keys unique across
-   chunks, order across chunks, the zip member's CRC), writes the CSV and makes each
-   Parquet row group from the same text with pyarrow's CSV reader.
+   chunks, order across chunks, the zip member's CRC), appends the text to the CSV
+   (``sendfile``) and hands the tables to a thread that encodes the Parquet row groups.
+   Beside the lane, threads read the profile answers (the pipeline's) and hash the CSV
+   for the manifest, so that the parent's one core does not bound the lane.
 
 The header and the Parquet schema depend on every json path and type of the export. The
 lane starts with those of a sample; a chunk that finds more is rendered again at the end
