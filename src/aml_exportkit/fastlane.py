@@ -55,7 +55,7 @@ import attrs
 
 from .chunks import NotFast
 from .errors import ExportkitError
-from .graph import _PAGE_BITS, PkSet
+from .graph import PkSet
 from .tabular.render import ChunkRenderer, supports
 from .tabular.table import Column, kind_of_types
 
@@ -74,8 +74,6 @@ IN_FLIGHT = 2
 LAST_RUN: dict[str, Any] = {}
 
 _UNSET: Any = object()
-
-_PAGE_KEYS = 1 << _PAGE_BITS  # keys per bitmap page of a PkSet
 
 
 def trim_heap() -> None:
@@ -958,7 +956,7 @@ class _Lane:
                 if last is not None and not last < chunk.first:
                     raise NotFast("results are not ordered by (session, pk) across chunks")
                 last = chunk.last
-            duplicate = _add_keys(pks, chunk.pks)
+            duplicate = pks.add_many(chunk.pks)
             if duplicate is not None:
                 raise NotFast(f"duplicate primary key {duplicate}")
             rows += chunk.rows
@@ -982,7 +980,7 @@ class _Lane:
         self.workers.close()
         self.workers = None
         self._join_beside()
-        duplicate = _merge_keys(graph.result_pks, pks)
+        duplicate = graph.result_pks.merge(pks)
         if duplicate is not None:
             raise NotFast(f"duplicate primary key {duplicate}")
         graph.settle_trial_results(rows, missing)
@@ -1124,73 +1122,6 @@ class _Lane:
             shutil.rmtree(self.spool_folder, ignore_errors=True)
             self.spool_folder = None
         self._join_beside()
-
-
-def _add_keys(pks: Any, data: bytes) -> int | None:
-    """Add a chunk's primary keys (``int64`` bytes, unique within the chunk) to the graph's
-    :class:`~aml_exportkit.graph.PkSet`; return a key that was already there, if any.
-
-    One pk at a time this cost ~0.5 µs per result in the parent; with numpy, a chunk's
-    keys go into each bitmap page of the set at once (the page layout is ``PkSet``'s).
-    """
-    pages = getattr(pks, "_pages", None)
-    try:
-        np: Any = importlib.import_module("numpy")  # optional (pyarrow's companion)
-    except ImportError:
-        np = None
-    if np is None or not isinstance(pages, dict):
-        for pk in array.array("q", data):
-            if not pks.add(pk):
-                return pk
-        return None
-    keys = np.frombuffer(data, dtype=np.int64)
-    if not keys.size:
-        return None
-    if int(keys.min()) < 0:  # PkSet keeps those in a set: one at a time
-        for pk in keys.tolist():
-            if not pks.add(pk):
-                return int(pk)
-        return None
-    numbers = keys >> _PAGE_BITS
-    for number in np.unique(numbers).tolist():
-        bits = keys[numbers == number] & (_PAGE_KEYS - 1)
-        marks = np.zeros(_PAGE_KEYS, dtype=bool)
-        marks[bits] = True
-        if int(np.count_nonzero(marks)) != bits.size:  # repeated within the chunk
-            counts = np.bincount(bits, minlength=_PAGE_KEYS)
-            return int(number << _PAGE_BITS | int(np.argmax(counts > 1)))
-        packed = np.packbits(marks, bitorder="little")
-        page = pages.get(number)
-        if page is None:
-            page = pages[number] = bytearray(_PAGE_KEYS >> 3)
-        current = np.frombuffer(page, dtype=np.uint8)
-        clash = current & packed
-        if clash.any():
-            taken = np.unpackbits(clash, bitorder="little")
-            return int(number << _PAGE_BITS | int(np.argmax(taken)))
-        current |= packed
-    return None
-
-
-def _merge_keys(into: PkSet, keys: PkSet) -> int | None:
-    """Add the keys of ``keys`` to ``into``, unless one is in both: return that one (and
-    leave ``into`` as it was). Page by page, as Python ints: a few µs per 65,536 keys."""
-    merged: dict[int, bytes | bytearray] = {}
-    for number, page in keys._pages.items():
-        have = into._pages.get(number)
-        if have is None:
-            merged[number] = page
-            continue
-        a, b = int.from_bytes(have, "little"), int.from_bytes(page, "little")
-        if clash := a & b:
-            return number << _PAGE_BITS | (clash & -clash).bit_length() - 1
-        merged[number] = (a | b).to_bytes(len(have), "little")
-    if clash_other := into._other & keys._other:
-        return min(clash_other)
-    for number, bits in merged.items():
-        into._pages[number] = bytearray(bits)
-    into._other |= keys._other
-    return None
 
 
 def _copy_file(source: Path, target: Path) -> None:

@@ -10,6 +10,8 @@ new, and that the stream is ordered by (session, pk) or (participant, pk).
 
 from __future__ import annotations
 
+import array
+import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -72,6 +74,70 @@ class PkSet:
             return False
         page[byte] |= mask
         return True
+
+    def add_many(self, data: bytes) -> int | None:
+        """Add keys given as native ``int64`` bytes (unique among themselves); return one
+        that was already there (None if none was), in which case some may have been added.
+
+        One key at a time this cost ~0.5 µs per result in the bulk lane's parent; with
+        numpy (pyarrow's companion, optional) the keys go into each page at once.
+        """
+        try:
+            np: Any = importlib.import_module("numpy")
+        except ImportError:
+            np = None
+        if np is None:
+            for pk in array.array("q", data):
+                if not self.add(pk):
+                    return pk
+            return None
+        keys = np.frombuffer(data, dtype=np.int64)
+        if not keys.size:
+            return None
+        if int(keys.min()) < 0:  # those live in a set: one at a time
+            for pk in keys.tolist():
+                if not self.add(pk):
+                    return int(pk)
+            return None
+        numbers = keys >> _PAGE_BITS
+        for number in np.unique(numbers).tolist():
+            bits = keys[numbers == number] & (_PAGE_SIZE - 1)
+            marks = np.zeros(_PAGE_SIZE, dtype=bool)
+            marks[bits] = True
+            if int(np.count_nonzero(marks)) != bits.size:  # repeated among themselves
+                counts = np.bincount(bits, minlength=_PAGE_SIZE)
+                return int(number << _PAGE_BITS | int(np.argmax(counts > 1)))
+            packed = np.packbits(marks, bitorder="little")
+            page = self._pages.get(number)
+            if page is None:
+                page = self._pages[number] = bytearray(_PAGE_SIZE >> 3)
+            current = np.frombuffer(page, dtype=np.uint8)
+            clash = current & packed
+            if clash.any():
+                taken = np.unpackbits(clash, bitorder="little")
+                return int(number << _PAGE_BITS | int(np.argmax(taken)))
+            current |= packed
+        return None
+
+    def merge(self, other: PkSet) -> int | None:
+        """Add the keys of ``other``, unless one is in both: return that one (and leave
+        this set as it was). Page by page, as Python ints: a few µs per 65,536 keys."""
+        merged: dict[int, bytes | bytearray] = {}
+        for number, page in other._pages.items():
+            have = self._pages.get(number)
+            if have is None:
+                merged[number] = page
+                continue
+            a, b = int.from_bytes(have, "little"), int.from_bytes(page, "little")
+            if clash := a & b:
+                return number << _PAGE_BITS | (clash & -clash).bit_length() - 1
+            merged[number] = (a | b).to_bytes(len(have), "little")
+        if clash_other := self._other & other._other:
+            return min(clash_other)
+        for number, bits in merged.items():
+            self._pages[number] = bytearray(bits)
+        self._other |= other._other
+        return None
 
 
 @attrs.frozen(kw_only=True)

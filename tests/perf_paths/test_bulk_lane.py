@@ -309,28 +309,6 @@ def test_a_column_clash_is_the_plain_paths_error(
     assert fastlane.LAST_RUN["used"] is False
 
 
-def test_add_keys_matches_pkset() -> None:
-    """The parent adds a chunk's keys to the graph's PkSet page by page; a key already
-    there (from another chunk or a profile answer) is found as one at a time would."""
-    import array
-
-    from aml_exportkit.graph import PkSet
-
-    def chunk(*keys: int) -> bytes:
-        return array.array("q", keys).tobytes()
-
-    bulk, single = PkSet(), PkSet()
-    for keys in [(5, 70_000, 1 << 40), (6, 65_535, 65_536), (), (131_072, 7)]:
-        assert fastlane._add_keys(bulk, chunk(*keys)) is None
-        for pk in keys:
-            assert single.add(pk)
-    assert bulk._pages == single._pages
-    assert fastlane._add_keys(bulk, chunk(1_000, 70_000, 2_000)) == 70_000
-    assert fastlane._add_keys(bulk, chunk(-3, -4)) is None
-    assert fastlane._add_keys(bulk, chunk(-4)) == -4
-    assert fastlane._add_keys(PkSet(), chunk(9, 3, 9)) == 9
-
-
 @pytest.mark.parametrize("name", ["bench", "two-csv"])
 @pytest.mark.parametrize("small", [False, True], ids=["chunks", "rewritten"])
 def test_manifest_digests_of_the_lanes_files(
