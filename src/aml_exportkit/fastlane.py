@@ -11,9 +11,10 @@ work in bulk:
    worker on the run's snapshot, :mod:`~aml_exportkit.sources.muscle_db_bulk`).
 2. Worker processes (forked, so they share the graph, pseudonymised participants included)
    parse a chunk, apply the graph's checks to every result (kind, foreign keys, duplicate
-   keys, order: :mod:`~aml_exportkit.chunks`), flatten ``json_data`` column-wise and render
-   the chunk as our CSV text (:mod:`aml_exportkit.tabular.render`), which they also read
-   into an Arrow table with pyarrow's CSV reader (the Parquet columns: the same values, so
+   keys, order: :mod:`~aml_exportkit.chunks`), flatten ``json_data`` and render the chunk
+   as our CSV text (:mod:`aml_exportkit.tabular.render`; parsing, flattening and formatting
+   run in the native kernel, :mod:`aml_exportkit.native`, when it is built), which they
+   also read into an Arrow table with pyarrow's CSV reader (the Parquet columns: the same values, so
    the same file bytes as the plain path). Text and table go to the parent through a
    spool file (``/dev/shm``), not the pipe.
 3. The parent takes the chunks in order, checks what spans chunks (keys unique across
