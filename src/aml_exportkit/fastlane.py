@@ -14,9 +14,9 @@ work in bulk:
    keys, order: :mod:`~aml_exportkit.chunks`), flatten ``json_data`` and render the chunk
    as our CSV text (:mod:`aml_exportkit.tabular.render`; parsing, flattening and formatting
    run in the native kernel, :mod:`aml_exportkit.native`, when it is built), which they
-   also read into an Arrow table with pyarrow's CSV reader (the Parquet columns: the same values, so
-   the same file bytes as the plain path). Text and table go to the parent through a
-   spool file (``/dev/shm``), not the pipe.
+   also read into an Arrow table with pyarrow's CSV reader (the Parquet columns: the same
+   values, so the same file bytes as the plain path). Text and table go to the parent
+   through a spool file (``/dev/shm``), not the pipe.
 3. The parent takes the chunks in order, checks what spans chunks (keys unique across
    chunks, order across chunks, the zip member's CRC), appends the text to the CSV
    (``sendfile``) and hands the tables to a thread that encodes the Parquet row groups.
