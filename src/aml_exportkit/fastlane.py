@@ -398,15 +398,48 @@ def _is_table(value: Any) -> bool:
     return value is not None and not isinstance(value, bytes | _Part)
 
 
+_SPOOL_PREFIX = "exportkit-lane-"
+
+
 def _spool_folder() -> str | None:
+    """A new folder for the chunks' spool files: in ``/dev/shm`` when it is there (memory,
+    not disk), else the system's temporary folder; None if neither can be made.
+
+    Its name carries the run's pid: a run killed with SIGKILL cannot remove its folder, so
+    each new run removes the folders of runs that are no longer alive.
+    """
     import tempfile
 
     shm = "/dev/shm"
     where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+    _sweep_spools(where or tempfile.gettempdir())
     try:
-        return tempfile.mkdtemp(prefix="exportkit-lane-", dir=where)
+        return tempfile.mkdtemp(prefix=f"{_SPOOL_PREFIX}{os.getpid()}-", dir=where)
     except OSError:
         return None
+
+
+def _sweep_spools(folder: str) -> None:
+    """Remove the spool folders in ``folder`` that are ours and whose run has ended."""
+    import shutil
+
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(_SPOOL_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid_text = name[len(_SPOOL_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        path = os.path.join(folder, name)
+        try:
+            if os.stat(path).st_uid != os.getuid():
+                continue
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)  # its run is gone
+        except OSError:
+            continue  # alive (or not ours to signal): leave it
 
 
 # -- what every chunk reports -----------------------------------------------------------------

@@ -4,6 +4,7 @@ same checks, and stands down (the plain path then reports) on anything unexpecte
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -341,3 +342,29 @@ def test_without_a_spool_folder(
     workers' messages, and the files are the same."""
     monkeypatch.setattr(fastlane, "_spool_folder", lambda: None)
     _compare(TEMPLATES[name], generated_zip, tmp_path, monkeypatch, used=True)
+
+
+def test_spool_folders_of_ended_runs_are_swept(tmp_path: Path) -> None:
+    """A run killed with SIGKILL leaves its spool folder; the next run removes it, and
+    leaves the folders of runs still alive."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = tmp_path / f"exportkit-lane-{int(done.stdout)}-abc"
+    dead.mkdir()
+    (dead / "1-1").write_bytes(b"x" * 100)
+    alive = tmp_path / f"exportkit-lane-{os.getpid()}-def"
+    alive.mkdir()
+    other = tmp_path / "exportkit-lane-notapid"
+    other.mkdir()
+    fastlane._sweep_spools(str(tmp_path))
+    assert not dead.exists()
+    assert alive.exists()
+    assert other.exists()
+    made = fastlane._spool_folder()
+    assert made is not None
+    assert Path(made).name.startswith(f"exportkit-lane-{os.getpid()}-")
+    Path(made).rmdir()
