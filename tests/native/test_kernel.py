@@ -8,6 +8,7 @@ kernel cannot treat exactly as Python does is refused (the lane then stands down
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -333,3 +334,79 @@ def test_utc_texts_leaves_other_zones_to_python() -> None:
     assert kernel.utc_texts([utc, utc.replace(tzinfo=dt.timezone(dt.timedelta(hours=2)))]) is None
     assert kernel.utc_texts([utc.replace(tzinfo=None)]) is None
     assert kernel.utc_texts([utc, "2024"]) is None
+
+
+def _mutations(draw: st.DrawFn) -> bytes:
+    """Valid JSON text with a few bytes changed, cut short or doubled: the kernel must
+    refuse or accept it, never crash or read past it."""
+    text = bytearray(_dumps(draw(values), draw(st.integers(0, 2))))
+    for _ in range(draw(st.integers(0, 3))):
+        if not text:
+            break
+        at = draw(st.integers(0, len(text) - 1))
+        text[at] = draw(st.sampled_from(list(b'"\\{}[],:0eE-.\x00\x80\xff tnf')))
+    if draw(st.booleans()):
+        text = text[: draw(st.integers(0, len(text)))]
+    return bytes(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.composite(_mutations)(), min_size=1, max_size=4), options)
+def test_flatten_survives_broken_text(docs: list[bytes], opts: FlattenOptions) -> None:
+    limit = -1 if opts.max_depth is None else opts.max_depth
+    try:
+        kernel.flatten(docs, limit, opts.lists == "index")
+    except ValueError:
+        return
+    # accepted: then Python reads every text as the same JSON
+    assert _native(docs, opts) == _python([json.loads(d) for d in docs], opts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64), st.binary(max_size=64))
+def test_parse_columns_survives_any_bytes(head: bytes, tail: bytes) -> None:
+    with contextlib.suppress(ValueError):
+        kernel.parse_columns(head + GOOD + tail, NAMES)
+    with contextlib.suppress(ValueError):
+        kernel.parse_columns(head, NAMES)
+
+
+def test_no_memory_kept_between_calls() -> None:
+    """Every object and buffer the kernel makes is released (on errors too): memory traced
+    by tracemalloc does not grow over repeated calls."""
+    import gc
+    import tracemalloc
+
+    docs = [
+        _dumps({"a": [1, 2.5, "x"], "b": {"c": "y,z", "d": None}, "e": i}, 0) for i in range(50)
+    ]
+    body = b", ".join([GOOD] * 20)
+    bad = [*docs, b'{"a": NaN}']
+
+    def calls() -> None:
+        kernel.flatten(docs, -1, False)
+        kernel.flatten(docs, 1, True)
+        kernel.parse_columns(body, NAMES)
+        kernel.join_rows([["a"] * 10, ["é"] * 10], 10)
+        kernel.str_cells(["a,b", None, "", "c"])
+        kernel.created_texts(["2024-07-22T10:26:50.911Z"])
+        with contextlib.suppress(ValueError):
+            kernel.flatten(bad, -1, False)
+        with contextlib.suppress(ValueError):
+            kernel.parse_columns(body + b", {", NAMES)
+
+    for _ in range(20):  # warm up caches (interned strings, free lists)
+        calls()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        calls()
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(300):
+            calls()
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 20_000, grown
