@@ -87,22 +87,31 @@ class ResultColumns:
 
 @attrs.frozen
 class Checks:
-    """The graph's rules for trial results, as the worker processes apply them."""
+    """The graph's rules for trial results (or profile answers), as the lane applies them.
+
+    :param sessions: the owners a result may have: sessions (participants for profile
+        answers, ``owner == "participant"``).
+    :param excluded: owners the filter dropped (their results are left out).
+    """
 
     sessions: frozenset[int]
     excluded: frozenset[int]
     sections: frozenset[int]
     check_sections: bool
     keep_missing: bool
+    owner: str = "session"
 
 
-def make_checks(graph: RecordGraph, excluded: frozenset[int]) -> Checks:
+def make_checks(graph: RecordGraph, excluded: frozenset[int], owner: str = "session") -> Checks:
+    """The checks of trial results (``owner="session"``) or profile answers
+    (``owner="participant"``) of ``graph``."""
     return Checks(
-        sessions=frozenset(graph.sessions),
+        sessions=frozenset(graph.sessions if owner == "session" else graph.participants),
         excluded=excluded,
         sections=frozenset(graph.sections),
         check_sections="section" in graph.info.provided,
         keep_missing=graph.missing_sections == "keep",
+        owner=owner,
     )
 
 
@@ -206,9 +215,15 @@ def finish_columns(
 ) -> tuple[ResultColumns, dict[str, Any]]:
     """Check a chunk's raw columns as the graph would and put them in output order.
 
+    For profile answers (``checks.owner == "participant"``) the participants are the owners
+    and every session must be null: the two columns trade places below, and ``sessions``
+    means the owners from there on.
+
     :param raw_json: ``json_data`` holds JSON texts (bytes) for the native kernel to
         flatten, not parsed values.
     """
+    if checks.owner == "participant":
+        sessions, participants = participants, sessions
     if not pks:
         cols = ResultColumns(pk=[], session=[], section=[], created_at=[], fields={}, json_data=[])
         return cols, {"first": None, "last": None, "missing": 0, "edges": (None, None)}

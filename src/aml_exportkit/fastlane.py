@@ -204,6 +204,29 @@ def run(
     return True
 
 
+def check_profiles(graph: RecordGraph) -> bool:
+    """Check the profile answers in bulk, when no sink uses them (the source's
+    :attr:`~aml_exportkit.graph.RecordGraph.bulk_profiles`, with the native kernel).
+
+    :return: True when every answer passed and the graph counts them as read; False when
+        the plain path must read them (it then reports whatever was wrong).
+    """
+    LAST_RUN.pop("profiles", None)
+    bulk = graph.bulk_profiles
+    if bulk is None or os.environ.get(ENV_SWITCH) == "0":
+        return False
+    try:
+        keys, count, missing = bulk.check(graph)
+    except NotFast as exc:
+        LAST_RUN["profiles"] = f"plain path: {exc}"
+        return False
+    if not graph.settle_profile_results(keys, count, missing):
+        LAST_RUN["profiles"] = "plain path: a key of a profile answer is taken"
+        return False
+    LAST_RUN["profiles"] = "bulk"
+    return True
+
+
 # -- running chunks in worker processes -------------------------------------------------------
 
 

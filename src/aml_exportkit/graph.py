@@ -251,6 +251,9 @@ class RecordGraph:
         #: The source's raw access to the trial results, for the bulk lane
         #: (:mod:`aml_exportkit.fastlane`); None when the source offers none.
         self.bulk_results: Any = None
+        #: The source's bulk check of the profile answers, for runs whose sinks do not use
+        #: them (``check(graph) -> (keys, count, missing section refs)``); None if none.
+        self.bulk_profiles: Any = None
 
     # -- small tables ---------------------------------------------------------------------
 
@@ -376,6 +379,24 @@ class RecordGraph:
     def result_pks(self) -> PkSet:
         """The primary keys of the results that passed so far."""
         return self._result_pks
+
+    def settle_profile_results(self, keys: PkSet, count: int, missing_section_refs: int) -> bool:
+        """Mark the profile answers as read by a bulk check (the source's
+        :attr:`bulk_profiles`), which applied the checks of :meth:`profile_results` to
+        every one of them and collected their ``keys``.
+
+        :return: False, changing nothing, when one of ``keys`` is already a result's key
+            (reading them with :meth:`profile_results` then reports it).
+        :raises RuntimeError: when the profile answers were already read.
+        """
+        if self._profile_batches is None:
+            raise RuntimeError("the profile results were already read")
+        if self._result_pks.merge(keys) is not None:
+            return False
+        self._take("_profile_batches", "profile results")
+        self.result_counts["profile"] = count
+        self.missing_section_refs += missing_section_refs
+        return True
 
     def settle_trial_results(self, count: int, missing_section_refs: int) -> None:
         """Mark the trial results as read by the bulk lane, which applied the checks of

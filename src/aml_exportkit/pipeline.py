@@ -323,7 +323,13 @@ def _drive(
 
 
 class _ProfileReader:
-    """Hands the profile answers to the sinks that read them and to the observers, once."""
+    """Hands the profile answers to the sinks that read them and to the observers, once.
+
+    Sinks whose spec reads profile answers may find at run time that their table has no
+    use for them (:meth:`~aml_exportkit.tabular.sink.TabularSink.wants_profiles`); when no
+    sink and no observer uses them, the answers are only checked, in bulk when the source
+    can (:func:`~aml_exportkit.fastlane.check_profiles`), else through the graph.
+    """
 
     def __init__(
         self,
@@ -332,8 +338,9 @@ class _ProfileReader:
         observers: Sequence[Callable[[Sequence[Result]], None]],
     ) -> None:
         self.graph = graph
-        self.readers = readers
+        self.readers = [(c, s) for c, s in readers if getattr(s, "wants_profiles", _yes)()]
         self.observers = observers
+        self.check_only = bool(readers) and not (self.readers or observers)
         self.started = not (readers or observers)
 
     def read(self) -> None:
@@ -341,12 +348,18 @@ class _ProfileReader:
         if self.started:
             return
         self.started = True
+        if self.check_only and fastlane.check_profiles(self.graph):
+            return
         for batch in self.graph.profile_results():
             for observe in self.observers:
                 observe(batch)
             for context, sink in self.readers:
                 with _naming(context):
                     sink.write_profiles(batch)
+
+
+def _yes() -> bool:
+    return True
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from aml_exportkit import fastlane
+from aml_exportkit import fastlane, native
 from aml_exportkit.errors import ExportkitError
 from aml_exportkit.pipeline import registry_for, run_export
 from aml_exportkit.sources import fixture_zip_bulk, muscle_db_bulk
@@ -368,3 +368,65 @@ def test_spool_folders_of_ended_runs_are_swept(tmp_path: Path) -> None:
     assert made is not None
     assert Path(made).name.startswith(f"exportkit-lane-{os.getpid()}-")
     Path(made).rmdir()
+
+
+def test_profiles_checked_in_bulk_when_no_sink_uses_them(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The benchmark's table omits profile answers: they are checked by the native
+    kernel (not turned into records), and the run writes and counts what the plain path
+    does."""
+    registry = registry_for()
+    template = parse_template(
+        "manifest = false\n" + BENCH, file="t.toml", folder=tmp_path, sinks=registry.sink_specs
+    )
+    reports = {}
+    for mode in ("0", "strict"):
+        monkeypatch.setenv(fastlane.ENV_SWITCH, mode)
+        reports[mode] = run_export(template, source=str(generated_zip), out_dir=tmp_path / mode)
+        if mode == "0":
+            assert "profiles" not in fastlane.LAST_RUN
+    assert (fastlane.LAST_RUN.get("profiles") == "bulk") is native.available()
+    for name in ("results.csv", "results.parquet"):
+        assert (tmp_path / "strict" / name).read_bytes() == (tmp_path / "0" / name).read_bytes()
+    with zipfile.ZipFile(generated_zip) as z:
+        answers = len(json.loads(z.read("profiles.json")))
+    assert reports["strict"].result_counts == reports["0"].result_counts
+    assert reports["strict"].result_counts["profile"] == answers
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ('"participant": ', '"participant": 999999999'),  # an unknown participant
+        ('"score": ', '"score": NaN'),  # NaN: Python reads it, the kernel does not
+    ],
+)
+def test_odd_profiles_go_through_the_graph(
+    change: str,
+    error: str,
+    generated_zip: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Profile answers the bulk check does not take are read by the graph, which reports
+    (or accepts) them exactly as when nothing runs in bulk."""
+    broken = tmp_path / "odd.zip"
+    with zipfile.ZipFile(generated_zip) as src, zipfile.ZipFile(broken, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "profiles.json":
+                head, _, tail = data.partition(change.encode())  # the first answer's value
+                data = head + error.encode() + b", " + tail.split(b", ", 1)[1]
+            dst.writestr(info, data)
+    outcomes = []
+    for mode in ("0", "1"):
+        monkeypatch.setenv(fastlane.ENV_SWITCH, mode)
+        try:
+            files = _run(BENCH, broken, tmp_path / mode)
+            outcomes.append(("ok", files["results.csv"]))
+        except ExportkitError as exc:
+            outcomes.append(("error", str(exc).replace(str(tmp_path / mode), "OUT")))
+        if mode == "1" and native.available():
+            assert fastlane.LAST_RUN.get("profiles", "").startswith("plain path")
+    assert outcomes[0] == outcomes[1]

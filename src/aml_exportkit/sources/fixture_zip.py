@@ -38,7 +38,7 @@ from ..manifest import BackgroundHash
 from ..records import Block, Participant, Record, Result, Session
 from ..schema import FIXTURE_FILES, MODELS_BY_LABEL, FixtureFile, make_fixture_decoder
 from ..selection import Selection, session_matches
-from .fixture_zip_bulk import ZipTrialResults
+from .fixture_zip_bulk import ZipProfileAnswers, ZipTrialResults
 
 NAME = "fixture-zip"
 #: A member that inflates more than this many times is refused (a zip bomb guard).
@@ -379,6 +379,12 @@ class FixtureZipSource:
             self.members["results.json"],
             frozenset(excluded_sessions),
         )
+        if "profiles.json" in self.members:
+            graph.bulk_profiles = ZipProfileAnswers(
+                self._zip.fp.fileno(),  # type: ignore[union-attr]
+                self.members["profiles.json"],
+                frozenset(excluded_participants),
+            )
         return graph
 
     def _block_pk(self, sessions: Sequence[Session], feedback: Sequence[Any]) -> int | None:

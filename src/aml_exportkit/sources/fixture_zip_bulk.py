@@ -9,6 +9,7 @@ which the parent combines to check the member's CRC.
 
 from __future__ import annotations
 
+import array
 import json
 import os
 import zipfile
@@ -29,6 +30,7 @@ from ..chunks import (
     make_checks,
     wide_integers,
 )
+from ..graph import PkSet
 from ..schema import RESULT
 
 if TYPE_CHECKING:
@@ -346,3 +348,91 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
         len2 >>= 1
         k += 1
     return crc1 ^ crc2
+
+
+# -- profile answers: checked in bulk when no sink uses them ----------------------------------
+
+#: Bytes of ``profiles.json`` parsed at a time.
+PROFILE_PIECE = 4 << 20
+
+
+class ZipProfileAnswers:
+    """Checks a zip's stored ``profiles.json`` with the native kernel, as the graph checks
+    its profile answers, for runs whose sinks do not use the answers themselves.
+
+    The member is read in pieces cut at Django's separator; each piece's answers are
+    parsed into columns, their ``json_data`` parsed in full, and checked as the lane checks
+    trial results, with the participants as owners. Anything unusual raises
+    :class:`~aml_exportkit.chunks.NotFast` and the plain path reads the answers instead.
+
+    :param fd: a file descriptor of the zip.
+    :param info: the member.
+    :param excluded: participants the filter dropped.
+    """
+
+    def __init__(self, fd: int, info: zipfile.ZipInfo, excluded: frozenset[int]) -> None:
+        self.reader = ZipTrialResults(fd, info, excluded)
+
+    def check(self, graph: RecordGraph) -> tuple[PkSet, int, int]:
+        """The answers' keys, their number, and their references to sections that are
+        not exported (kept with ``missing_sections = "keep"``)."""
+        kernel = native.kernel()
+        if kernel is None:
+            raise NotFast("no native kernel")
+        reader = self.reader
+        reader.open(graph)
+        checks = make_checks(graph, reader.excluded, owner="participant")
+        keys = PkSet()
+        count = missing = 0
+        last: tuple[int, int] | None = None
+        crc = 0
+        carry = b""
+        started = False
+        size = reader.size
+        for offset in range(0, size, PROFILE_PIECE) if size else ():
+            block = reader._read(offset, min(PROFILE_PIECE, size - offset))
+            crc = zlib.crc32(block, crc)
+            buf = carry + block
+            if not started:
+                stripped = buf.lstrip(_WHITESPACE)
+                if not stripped:
+                    continue
+                if stripped[:1] != b"[":
+                    raise NotFast("profiles.json does not start with '['")
+                buf = stripped[1:]
+                started = True
+            final = offset + len(block) >= size
+            if final:
+                body = buf.rstrip(_WHITESPACE)
+                if not body.endswith(b"]"):
+                    raise NotFast("profiles.json does not end with ']'")
+                body, carry = body[:-1], b""
+            else:
+                cut = buf.rfind(_SEPARATOR)
+                if cut < 0:
+                    carry = buf
+                    continue
+                body, carry = buf[: cut + 1], buf[cut + 3 :]
+            if not body.strip(_WHITESPACE):
+                continue
+            try:
+                pks, columns = kernel.parse_columns(body, _RESULT_FIELDS)
+                by_name = dict(zip(_RESULT_FIELDS, columns, strict=True))
+                kernel.flatten(by_name["json_data"], 0, False)  # parses every json_data
+            except ValueError as exc:
+                raise NotFast(f"profiles.json (native kernel): {exc}") from None
+            cols, meta = field_columns(pks, by_name, checks, raw_json=True)
+            if meta["first"] is not None:
+                if last is not None and not last < meta["first"]:
+                    raise NotFast("profile answers are not ordered by (participant, pk)")
+                last = meta["last"]
+            duplicate = keys.add_many(array.array("q", cols.pk).tobytes())
+            if duplicate is not None:
+                raise NotFast(f"duplicate primary key {duplicate}")
+            count += len(cols)
+            missing += meta["missing"]
+        if not started and size:
+            raise NotFast("profiles.json is empty")
+        if crc != reader.info.CRC:
+            raise NotFast("profiles.json fails its CRC-32 check")
+        return keys, count, missing

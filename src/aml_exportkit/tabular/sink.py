@@ -115,6 +115,17 @@ class TableSink(BaseSink):
                 track_types=self.track_types,
             )
 
+    def wants_profiles(self) -> bool:
+        """Whether the table uses profile answers: as rows, as columns, or in MUSCLE's
+        styles and the wide layout. The pipeline then only checks them."""
+        options = self.options
+        return not (
+            self.layout == "long"
+            and getattr(options, "style", "exportkit") == "exportkit"
+            and getattr(options, "rows", "trial") == "trial"
+            and getattr(options, "profile", "omit") == "omit"
+        )
+
     def write_profiles(self, batch: Sequence[Result]) -> None:
         """Pass profile answers to the builder."""
         assert self.builder is not None
