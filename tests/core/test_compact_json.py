@@ -89,23 +89,28 @@ def test_compact_json_gives_back_the_value(value: Any) -> None:
     assert same(session.json_data, value)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.dictionaries(KEYS, JSON, max_size=6))
-def test_decoded_session_equals_the_eager_parse(data: dict[str, Any]) -> None:
-    """The whole path of a zip: fixture text → jsonstream (orjson or stdlib) → decoder."""
-    obj = {
+def _session_object(pk: int, json_data: Any) -> dict[str, Any]:
+    """A session of a fixture file, as Django writes it."""
+    return {
         "model": "session.session",
-        "pk": 1,
+        "pk": pk,
         "fields": {
             "block": 1,
             "participant": 1,
             "playlist": None,
             "started_at": "2024-07-01T08:01:15.306Z",
             "finished_at": None,
-            "json_data": data,
+            "json_data": json_data,
             "final_score": 1.0,
         },
     }
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(KEYS, JSON, max_size=6))
+def test_decoded_session_equals_the_eager_parse(data: dict[str, Any]) -> None:
+    """The whole path of a zip: fixture text → jsonstream (orjson or stdlib) → decoder."""
+    obj = _session_object(1, data)
     text = json.dumps([obj, obj | {"pk": 2}], ensure_ascii=False).encode("utf-8", "surrogatepass")
     try:
         items = [x for batch in iter_json_array(io.BytesIO(text), name="s") for x in batch]
@@ -122,19 +127,7 @@ def test_sessions_from_the_decoder_are_compact() -> None:
     """Fails if the graph's sessions stop being compact (the memory the issue is about)."""
     assert compact_fields(Session) == {"json_data"}
     decode = make_fixture_decoder(SESSION)
-    obj = {
-        "model": "session.session",
-        "pk": 3,
-        "fields": {
-            "block": 1,
-            "participant": 1,
-            "playlist": None,
-            "started_at": "2024-07-01T08:01:15.306Z",
-            "finished_at": None,
-            "json_data": {"b": [1, 2.5, -0.0], "a": {"x": None}},
-            "final_score": 1.0,
-        },
-    }
+    obj = _session_object(3, {"b": [1, 2.5, -0.0], "a": {"x": None}})
     session = decode(obj, "sessions.json")
     raw = Session.__dict__["json_data"]._slot.__get__(session)
     assert type(raw) is CompactJSON
