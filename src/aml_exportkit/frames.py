@@ -23,7 +23,6 @@ pandas and pyarrow are optional: ``pip install 'aml-exportkit[frames]'``.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ from .pipeline import load_template, open_source, resolve_source_uri
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
 from .records import Result
 from .selection import Filter, Selection
+from .tabular.arrow import RowConverter, arrow_schema
 from .tabular.options import CsvWideOptions, TableOptions, WideOptions
 from .tabular.sink import Builder, make_builder
 from .tabular.table import Column, Kind, Table, text_of
@@ -164,31 +164,6 @@ def _require(module: str, what: str) -> Any:
         raise SinkError(f"{what} needs {module.split('.')[0]}: {FRAMES_HINT}", sink=what) from None
 
 
-def _arrow_type(pa: Any, kind: Kind) -> Any:
-    # the parquet sink's types (docs/parquet.md): nested and mixed values are the CSV's text
-    if kind == "int":
-        return pa.int64()
-    if kind == "float":
-        return pa.float64()
-    if kind == "bool":
-        return pa.bool_()
-    if kind == "datetime":
-        return pa.timestamp("us", tz="UTC")
-    return pa.string()
-
-
-def _as_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _converter(kind: Kind) -> Callable[[Any], Any] | None:
-    if kind in ("json", "mixed", "null"):
-        return text_of
-    if kind == "float":
-        return _as_float  # an int in a float column
-    return None
-
-
 def arrow_table(table: Table) -> Any:
     """A ``pyarrow.Table`` of ``table``, typed as the ``parquet`` sink types its columns:
     ``int`` → ``int64``, ``float`` → ``float64``, ``bool`` → ``bool``, ``datetime`` →
@@ -201,34 +176,18 @@ def arrow_table(table: Table) -> Any:
 
     pa = _require("pyarrow", "to_arrow")
     columns = table.columns
-    types = [_arrow_type(pa, c.kind) for c in columns]
-    convert = [_converter(c.kind) for c in columns]
-    schema = pa.schema(
-        [pa.field(c.name, t, nullable=True) for c, t in zip(columns, types, strict=True)],
-        metadata={
-            "exportkit.version": __version__,
-            "exportkit.column_kinds": json.dumps({c.name: c.kind for c in columns}),
-        },
-    )
-
-    def batch(rows: list[Sequence[Any]]) -> Any:
-        arrays = []
-        for index, (arrow_type, fn) in enumerate(zip(types, convert, strict=True)):
-            values = [row[index] for row in rows]
-            if fn is not None:
-                values = [fn(v) for v in values]
-            arrays.append(pa.array(values, type=arrow_type))
-        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    schema = arrow_schema(pa, columns, {"exportkit.version": __version__})
+    rows = RowConverter(pa, schema, columns)
 
     batches = []
     chunk: list[Sequence[Any]] = []
     for row in table.rows():
         chunk.append(row)
         if len(chunk) >= BATCH_ROWS:
-            batches.append(batch(chunk))
+            batches.append(rows.batch(chunk))
             chunk = []
     if chunk:
-        batches.append(batch(chunk))
+        batches.append(rows.batch(chunk))
     return pa.Table.from_batches(batches, schema=schema)
 
 

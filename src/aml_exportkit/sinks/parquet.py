@@ -23,9 +23,10 @@ from typing import Any
 from ..contracts import SinkContext, SinkSpec
 from ..errors import SinkError
 from ..hookspecs import hookimpl
+from ..tabular.arrow import RowConverter, arrow_schema
 from ..tabular.options import ParquetOptions
 from ..tabular.sink import TableSink
-from ..tabular.table import Column, Table, text_of
+from ..tabular.table import Column, Table
 
 NAME = "parquet"
 INSTALL_HINT = "pip install 'aml-exportkit[parquet]'"
@@ -39,31 +40,9 @@ def group_rows(row_group_size: int, columns: int) -> int:
     return max(1, min(row_group_size, GROUP_CELLS // max(columns, 1)))
 
 
-def _arrow_type(pa: Any, column: Column) -> Any:
-    return {
-        "int": pa.int64(),
-        "float": pa.float64(),
-        "bool": pa.bool_(),
-        "datetime": pa.timestamp("us", tz="UTC"),
-    }.get(column.kind, pa.string())
-
-
 def _pyarrow() -> tuple[Any, Any]:
     # imported by name: pyarrow is optional and ships no type information
     return importlib.import_module("pyarrow"), importlib.import_module("pyarrow.parquet")
-
-
-def _as_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _converter(column: Column) -> Any:
-    # nested values and mixed scalars become the CSV's text; ints in a float column floats
-    if column.kind in ("json", "mixed", "null"):
-        return text_of
-    if column.kind == "float":
-        return _as_float
-    return None
 
 
 class ParquetSink(TableSink):
@@ -90,18 +69,13 @@ class ParquetSink(TableSink):
         from .. import __version__
 
         pa, _ = _pyarrow()
-        types = [_arrow_type(pa, c) for c in columns]
         metadata = {
             "exportkit.version": __version__,
             "exportkit.template": self.context.template.text,
             "exportkit.template_file": self.context.template.file,
             "exportkit.sink": json.dumps({"type": NAME, "index": self.context.index}),
-            "exportkit.column_kinds": json.dumps({c.name: c.kind for c in columns}),
         }
-        return pa.schema(
-            [pa.field(c.name, t, nullable=True) for c, t in zip(columns, types, strict=True)],
-            metadata=metadata,
-        )
+        return arrow_schema(pa, columns, metadata)
 
     def open_writer(self, path: Path, schema: Any) -> Any:
         """A ``ParquetWriter`` for ``path`` with the sink's compression."""
@@ -116,8 +90,7 @@ class ParquetSink(TableSink):
         options: ParquetOptions = self.options
         columns = table.columns
         schema = self.schema(columns)
-        types = [_arrow_type(pa, c) for c in columns]
-        convert = [_converter(c) for c in columns]
+        rows = RowConverter(pa, schema, columns)
         size = group_rows(options.row_group_size, len(columns))
         count = 0
         with self.open_writer(path, schema) as writer:
@@ -125,25 +98,13 @@ class ParquetSink(TableSink):
             for row in table.rows():
                 chunk.append(row)
                 if len(chunk) >= size:
-                    writer.write_table(_to_arrow(pa, schema, types, convert, chunk))
+                    writer.write_table(rows.table(chunk))
                     count += len(chunk)
                     chunk = []
             if chunk or count == 0:
-                writer.write_table(_to_arrow(pa, schema, types, convert, chunk))
+                writer.write_table(rows.table(chunk))
                 count += len(chunk)
         return count
-
-
-def _to_arrow(
-    pa: Any, schema: Any, types: list[Any], convert: list[Any], rows: list[Sequence[Any]]
-) -> Any:
-    arrays = []
-    for index, (arrow_type, fn) in enumerate(zip(types, convert, strict=True)):
-        values = [row[index] for row in rows]
-        if fn is not None:
-            values = [fn(v) for v in values]
-        arrays.append(pa.array(values, type=arrow_type))
-    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 @hookimpl
