@@ -55,6 +55,19 @@ class Project:
     template_dir: Path
 
 
+#: An uploaded template that fails at run time: its pseudonymisation key is not set.
+FAILING = """\
+name = "pseudonymised"
+[privacy]
+pseudonymise = ["unique_hash"]
+key_env = "EXPORTKIT_ADMIN_TEST_NO_SUCH_KEY"
+
+[[sinks]]
+type = "csv-long"
+path = "{block}.csv"
+"""
+
+
 def wait_settled(client: Any, job_id: str, timeout: float = 60) -> dict[str, Any]:
     """Poll a job's status endpoint until it settles; return the status."""
     url = f"/admin/exportkit/jobs/{job_id}/status"

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import REFERENCE
 from contrib_django_admin.helpers import (
+    FAILING,
     NO_PERMISSION,
     PASSWORD,
     RESEARCHER,
@@ -179,18 +180,6 @@ def test_staff_without_the_permission_gets_403(
         status, body = _fetch(driver, f"{live_server}/admin/exportkit/{path}")
         assert status == 403, (path, status)
         assert SLUG.encode() not in body
-
-
-FAILING = """\
-name = "pseudonymised"
-[privacy]
-pseudonymise = ["unique_hash"]
-key_env = "EXPORTKIT_ADMIN_TEST_NO_SUCH_KEY"
-
-[[sinks]]
-type = "csv-long"
-path = "{block}.csv"
-"""
 
 
 def test_an_uploaded_template_that_fails_shows_the_error_line(

@@ -22,6 +22,7 @@ from aml_exportkit.cli import cli
 from aml_exportkit.contrib.django.jobstore import DONE, FAILED, RUNNING, JobStore
 from conftest import REFERENCE
 from contrib_django_admin.helpers import (
+    FAILING,
     NO_PERMISSION,
     OTHER_RESEARCHER,
     PASSWORD,
@@ -343,17 +344,6 @@ def test_csrf_is_enforced(project: Project, client_for: Client) -> None:
 
 
 # -- failures -------------------------------------------------------------------------------
-
-FAILING = """\
-name = "pseudonymised"
-[privacy]
-pseudonymise = ["unique_hash"]
-key_env = "EXPORTKIT_ADMIN_TEST_NO_SUCH_KEY"
-
-[[sinks]]
-type = "csv-long"
-path = "{block}.csv"
-"""
 
 
 def test_a_failed_job_shows_the_command_lines_error(
