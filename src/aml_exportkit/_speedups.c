@@ -984,18 +984,24 @@ static PyObject *make_cell(Flat *f, const char *d, Py_ssize_t n, int quote) {
     return cell;
 }
 
-/* The cell of source bytes src: from the node's cache, or made from text d (with
- * quoting) and remembered. */
-static int leaf(Flat *f, Node *node, int type, const char *src, Py_ssize_t slen, const char *d,
-                Py_ssize_t n, int quote) {
-    int hit = cache_hit(f, node, type, src, slen);
-    if (hit) return hit < 0 ? -1 : 0;
+/* A new cell made from text d (with quoting), remembered as the cell of source bytes src
+ * (the caller found no cached one). */
+static int new_leaf(Flat *f, Node *node, int type, const char *src, Py_ssize_t slen,
+                    const char *d, Py_ssize_t n, int quote) {
     PyObject *cell = make_cell(f, d, n, quote);
     if (!cell || cache_store(node, type, src, slen, cell) < 0) {
         Py_XDECREF(cell);
         return -1;
     }
     return put_cell(f, node, cell, type);
+}
+
+/* The cell of source bytes src: from the node's cache, else a new one. */
+static int leaf(Flat *f, Node *node, int type, const char *src, Py_ssize_t slen, const char *d,
+                Py_ssize_t n, int quote) {
+    int hit = cache_hit(f, node, type, src, slen);
+    if (hit) return hit < 0 ? -1 : 0;
+    return new_leaf(f, node, type, src, slen, d, n, quote);
 }
 
 /* Integer token: its type (int within 2**53, BigInt beyond), as Python's int would be. */
@@ -1145,7 +1151,7 @@ static int json_leaf(Flat *f, Node *node, int type) {
     s->out.len = 0;
     if (emit_value(s, 0) < 0) return -1;
     if (s->p != to) return fail(s, "bad value");
-    return leaf(f, node, type, (const char *)from, to - from, s->out.data ? s->out.data : "",
+    return new_leaf(f, node, type, (const char *)from, to - from, s->out.data ? s->out.data : "",
                 s->out.len, 1);
 }
 
@@ -1223,7 +1229,7 @@ static int walk(Flat *f, Node *node, int depth) {
         }
         if (read_string(s) < 0) return -1;
         const char *d = s->str.data ? s->str.data : "";
-        return leaf(f, node, T_STR, (const char *)raw, raw_len, d, s->str.len, 1);
+        return new_leaf(f, node, T_STR, (const char *)raw, raw_len, d, s->str.len, 1);
     }
     if (c == 't')
         return literal(s, "true", 4) < 0 ? -1 : put_cell(f, node, Py_NewRef(f->true_), T_BOOL);
@@ -1246,7 +1252,7 @@ static int walk(Flat *f, Node *node, int depth) {
     if (token_double(s, tok, len, &v) < 0) return -1;
     s->out.len = 0;
     if (put_repr(&s->out, v) < 0) return -1;
-    return leaf(f, node, T_FLOAT, (const char *)tok, len, s->out.data, s->out.len, 0);
+    return new_leaf(f, node, T_FLOAT, (const char *)tok, len, s->out.data, s->out.len, 0);
 }
 
 static int collect(Node *node, PyObject *result) {
