@@ -890,7 +890,7 @@ class _Lane:
             names = forced if forced is not None else tuple(renderer.names)
             if forced is not None and not set(dyn) <= set(forced):
                 raise NotFast("a chunk changed between two readings")
-            text = renderer.render(cols, dyn, names).encode("utf-8")
+            text = renderer.render(cols, dyn, names)
             paths = {n: renderer.flatten.paths[n] for n in dyn} if renderer.flatten else {}
             # The Arrow table for the Parquet outputs, read here rather than in the parent
             # (the parent's one core would otherwise bound the lane). Only with the sample's

@@ -463,12 +463,12 @@ class ChunkRenderer:
 
     def render(
         self, chunk: ResultColumns, dyn: Mapping[str, list[Any] | Cells], names: Sequence[str]
-    ) -> str:
-        """The CSV lines (each with CRLF) of a chunk, with the dynamic columns ``names``
-        (a superset of ``dyn``'s keys, in output order)."""
+    ) -> bytes:
+        """The CSV lines (each with CRLF, UTF-8) of a chunk, with the dynamic columns
+        ``names`` (a superset of ``dyn``'s keys, in output order)."""
         n = len(chunk)
         if not n:
-            return ""
+            return b""
         parts: list[list[str]] = []
         if self.head_columns:
             heads = self._heads
@@ -488,11 +488,11 @@ class ChunkRenderer:
             else:
                 parts.append(value_cells(values, set(map(type, values))))
         if not parts:
-            return "\r\n" * n
+            return b"\r\n" * n
         kernel = native.kernel()
         if kernel is not None:
-            return kernel.join_rows(parts, n).decode("utf-8")  # type: ignore[no-any-return]
-        return join_rows(parts, n)
+            return kernel.join_rows(parts, n)  # type: ignore[no-any-return]
+        return join_rows(parts, n).encode("utf-8")
 
     def _field_cells(self, chunk: ResultColumns, field: str) -> list[str]:
         n = len(chunk)
