@@ -229,13 +229,14 @@ def finish_columns(
         return cols, {"first": None, "last": None, "missing": 0, "edges": (None, None)}
     if set(map(type, pks)) != {int}:
         raise NotFast("a pk that is not an integer")
+    owner, other = checks.owner, "participant" if checks.owner == "session" else "session"
     if set(map(type, sessions)) != {int}:
-        raise NotFast("a trial result without a session")
+        raise NotFast(f"a result without a {owner}")
     if set(participants) != {None}:
-        raise NotFast("a trial result with a participant")
+        raise NotFast(f"a result with a {other}")
     unknown = set(sessions) - checks.sessions - checks.excluded
     if unknown:
-        raise NotFast(f"session {min(unknown)} not found")
+        raise NotFast(f"{owner} {min(unknown)} not found")
     if not set(map(type, sections)) <= {int, type(None)}:
         raise NotFast("section: a value that is not an integer")
     edges = (sessions[0], sessions[-1])
