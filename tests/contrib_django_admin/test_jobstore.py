@@ -16,8 +16,8 @@ from aml_exportkit.contrib.django.conf import (
 )
 from aml_exportkit.contrib.django.jobstore import (
     FAILED,
-    QUEUED,
     RUNNING,
+    WAITING,
     JobStore,
     check_output_paths,
     valid_job_id,
@@ -62,7 +62,7 @@ def test_a_reader_never_sees_half_a_status(tmp_path: Path) -> None:
         for _ in range(300):
             status = store.status(job_id)
             assert status is not None
-            assert status["state"] in (QUEUED, RUNNING)
+            assert status["state"] in (WAITING, RUNNING)
     finally:
         stop.set()
         thread.join()
