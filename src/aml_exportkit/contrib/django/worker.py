@@ -112,9 +112,12 @@ class StatusProgress:
     """Writes the phase, rows, rate, percent and ETA into the job's status: row counts at
     most every :data:`STATUS_INTERVAL` seconds, a new phase at once.
 
+    A run that reads block by block counts from zero for each block; the rows of the
+    blocks already read are added, so the count never goes back.
+
     :param write: stores a status update (merged into the job's base status).
-    :param known_total: the number of trial results when the preview counted them; used
-        while the source has no estimate of its own.
+    :param known_total: the number of trial results when the preview counted them; it is
+        exact, so it goes before the source's estimate.
     """
 
     def __init__(
@@ -124,14 +127,21 @@ class StatusProgress:
         self.known_total = known_total
         self.started = time.monotonic()
         self.last = 0.0
-        self.done = 0
-        self.expected: int | None = known_total
-        self.current: str = "reading"
+        self.before = 0  # rows of the blocks read before this one
+        self.done = 0  # rows of this block
+        self.estimate: int | None = None  # the source's estimate for this block
+        self.current = ""
+
+    @property
+    def expected(self) -> int | None:
+        """The total the percentage refers to, when anything knows it."""
+        if self.known_total is not None:
+            return self.known_total
+        return None if self.estimate is None else self.before + self.estimate
 
     def update(self, done: int, expected: int | None) -> None:
         """Report ``done`` trial results of ``expected``, if the interval has passed."""
-        self.done = done
-        self.expected = expected if expected is not None else self.known_total
+        self.done, self.estimate = done, expected
         now = time.monotonic()
         if now - self.last < STATUS_INTERVAL:
             return
@@ -140,12 +150,14 @@ class StatusProgress:
 
     def phase(self, name: Phase | str) -> None:
         """Report the new phase (with the rows counted so far) at once."""
+        if name == "reading" and self.current not in ("", "reading"):  # the next block
+            self.before, self.done, self.estimate = self.before + self.done, 0, None
         self.current = name
         self._write(time.monotonic())
 
     def _write(self, now: float) -> None:
-        fields = progress_fields(self.done, self.expected, now - self.started)
-        self.write({**fields, "phase": self.current})
+        fields = progress_fields(self.before + self.done, self.expected, now - self.started)
+        self.write({**fields, "phase": self.current or "reading"})
 
     def finish(self) -> None:
         """Nothing to clear: the final status follows."""
