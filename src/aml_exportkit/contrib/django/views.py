@@ -309,7 +309,7 @@ def export_page(request: Any) -> Any:
         context = {
             **admin.site.each_context(request),
             "title": "Export results",
-            "problem": f"exportkit: error: {exc}",
+            "problem": f"exportkit: error: {redact_paths(str(exc))}",
         }
         return render(request, "aml_exportkit/export.html", context)
     problem = ""
