@@ -158,6 +158,7 @@ def run_export(
         ) as opened:
             for unit in units:
                 selection = Selection(blocks=unit, filter=template.filter)
+                progress.phase("reading")
                 with opened.read(selection) as graph:
                     transforms.extend(_prepare(pm, graph, template))
                     slug = _single_slug(graph, unit) if per_block else None
@@ -167,6 +168,7 @@ def run_export(
                     for kind, n in graph.result_counts.items():
                         counts[kind] += n
             if questions is not None:
+                progress.phase("codebook")
                 folder = manifest.manifest_folder([r.path for _, r in written], out_dir, template)
                 current = [(r, outputs.pending_path(r.path)) for _, r in written]
                 title = template.name or Path(template.file).stem
@@ -177,6 +179,7 @@ def run_export(
                     )
                 )
             if template.manifest:
+                progress.phase("manifest")
                 _write_manifest(
                     template,
                     pm,
@@ -307,6 +310,7 @@ def _drive(
                         sink.write_results(batch)
                 done += len(batch)
                 progress.update(done, graph.expected_trial_results)
+        progress.phase("writing")
         reports: list[tuple[str, OutputReport]] = []
         for context, sink in sinks:
             with _naming(context):

@@ -7,15 +7,24 @@ itself; the CLI supplies :class:`TerminalProgress` when stderr is a terminal.
 from __future__ import annotations
 
 import time
-from typing import Protocol, TextIO
+from typing import Literal, Protocol, TextIO
+
+#: What an export is doing: reading the source and feeding the sinks, the sinks writing
+#: their files, writing the codebook, writing the manifest (and moving the outputs into
+#: place). A run may read and write several times, once per block.
+Phase = Literal["reading", "writing", "codebook", "manifest"]
 
 
 class Progress(Protocol):
-    """Receives the running count of trial results written."""
+    """Receives the running count of trial results written, and the phase of the run."""
 
     def update(self, done: int, expected: int | None) -> None:
         """``done`` results so far; ``expected`` is the source's estimate of the total,
         if it has one."""
+
+    def phase(self, name: Phase) -> None:
+        """The run entered phase ``name``; the row count stays where it was until the
+        next :meth:`update`."""
 
     def finish(self) -> None:
         """The export ended (successfully or not)."""
@@ -26,6 +35,9 @@ class NullProgress:
 
     def update(self, done: int, expected: int | None) -> None:
         """Ignore the update."""
+
+    def phase(self, name: Phase) -> None:
+        """Ignore the phase."""
 
     def finish(self) -> None:
         """Nothing to clear."""
@@ -72,6 +84,9 @@ class TerminalProgress:
         self.stream.write("\r" + line.ljust(self.width))
         self.stream.flush()
         self.width = len(line)
+
+    def phase(self, name: Phase) -> None:
+        """Nothing to show: the line keeps the rows read, and the run ends soon after."""
 
     def finish(self) -> None:
         """Clear the status line."""

@@ -118,7 +118,9 @@ def live_server(project: Project, tmp_path_factory: pytest.TempPathFactory) -> I
     port = free_port()
     log = tmp_path_factory.mktemp("runserver") / "runserver.log"
     path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, **project.env, "PYTHONPATH": path}
+    # The gated sink (gate_sink.py) lets the progress test hold a job where it looks.
+    plugins = "contrib_django_admin.gate_sink"
+    env = {**os.environ, **project.env, "PYTHONPATH": path, "EXPORTKIT_PLUGINS": plugins}
     with open(log, "wb") as out:
         server = subprocess.Popen(
             [

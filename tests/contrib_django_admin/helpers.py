@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import shutil
 import socket
 import time
@@ -15,6 +17,9 @@ import pytest
 from conftest import ROOT
 
 SETTINGS = "contrib_django_admin.project.settings"
+PAGE = "/admin/exportkit/"
+SLUG = "tafc-dvorak"
+TEMPLATE = "builtin:muscle-classic:long_json"
 TESTS = ROOT / "tests"
 #: Set as the database's password; the server trusts local connections and never asks for
 #: it, so the tests can look for it everywhere it must not be.
@@ -66,6 +71,45 @@ key_env = "EXPORTKIT_ADMIN_TEST_NO_SUCH_KEY"
 type = "csv-long"
 path = "{block}.csv"
 """
+
+
+def upload_file(name: str, text: str | bytes) -> Any:
+    """A file for the form's ``upload`` field."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return SimpleUploadedFile(name, data, content_type="application/toml")
+
+
+def start_job(client: Any, action: str = "_export", **fields: Any) -> str:
+    """Submit the form (``tafc-dvorak``, the default template unless ``fields`` say
+    otherwise); return the new job's id."""
+    data = {"blocks": [SLUG], "template": TEMPLATE, action: "1", **fields}
+    response = client.post(PAGE, data)
+    assert response.status_code == 302, form_errors(response)
+    location: str = response.headers["Location"]
+    match = re.fullmatch(r"/admin/exportkit/\?job=([0-9a-f]{32})", location)
+    assert match, location
+    return match[1]
+
+
+def form_errors(response: Any) -> str:
+    """The form's error lists in a page, joined."""
+    page = response.content.decode()
+    return " | ".join(re.findall(r'<ul class="errorlist"[^>]*>(.*?)</ul>', page, re.S))
+
+
+def post_form_error(client: Any, **fields: Any) -> str:
+    """Submit an upload that the form must refuse; return its errors."""
+    data = {"blocks": [SLUG], "template": "upload", "_export": "1", **fields}
+    response = client.post(PAGE, data)
+    assert response.status_code == 200, "the form should be shown again with an error"
+    return form_errors(response)
+
+
+def unescape(text: str) -> str:
+    """``text`` with HTML's character references resolved."""
+    return html.unescape(text)
 
 
 def wait_settled(client: Any, job_id: str, timeout: float = 60) -> dict[str, Any]:

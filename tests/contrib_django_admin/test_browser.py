@@ -1,11 +1,13 @@
 """The export page in headless Chromium against the dev server: a researcher logs in,
 previews and runs ``muscle-classic:long_json`` on block ``tafc-dvorak`` of the 2024
 reference database and downloads the zip, whose CSV equals MUSCLE's own; a staff user
-without the permission gets 403. Every step is saved as a screenshot."""
+without the permission gets 403; a running export shows its phase, percentage and ETA.
+Every step is saved as a screenshot."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import REFERENCE
+from contrib_django_admin.gate_sink import Gates, gated_template
 from contrib_django_admin.helpers import (
     FAILING,
     NO_PERMISSION,
@@ -207,3 +210,65 @@ def test_an_uploaded_template_that_fails_shows_the_error_line(
     assert not driver.find_elements(By.ID, "job-download")
     shot = screens("failed")
     copy_for_docs(shot, "admin-page-failed.png")
+
+
+def test_a_running_export_shows_its_phase_percentage_and_eta(
+    live_server: str, browser: Any, screens: Screens, tmp_path: Path
+) -> None:
+    """A previewed export of two blocks through the gated sink: held while the second
+    block is read, the page says "running" with the rows of the preview's total, the
+    percentage, the ETA and a filled bar; held while the sink writes, it names that
+    phase."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    gates = Gates(tmp_path / "gates")
+    upload = tmp_path / "gated.toml"
+    upload.write_text(gated_template(gates.folder), encoding="utf-8")
+    driver = browser
+    wait = WebDriverWait(driver, 60, poll_frequency=0.1)
+    try:
+        _log_in(driver, live_server, RESEARCHER)
+        driver.get(f"{live_server}/admin/exportkit/?block={SLUG}&block=bat-ref")
+        Select(driver.find_element(By.ID, "id_template")).select_by_value("upload")
+        driver.find_element(By.ID, "id_upload").send_keys(str(upload))
+        driver.find_element(By.ID, "submit-preview").click()
+        wait.until(lambda d: _text(d, "#job-state") == "checked")
+        gates.add("results-2", "finish-2")
+        driver.find_element(By.ID, "job-run").click()
+
+        gates.arrive("results-2")
+        wait.until(
+            lambda d: (
+                _text(d, "#job-state") == "running" and "ETA" in _text(d, "#job-progress-text")
+            )
+        )
+        line = _text(driver, "#job-progress-text")
+        found = re.fullmatch(
+            r"reading: ([\d,]+) of ([\d,]+) trial results \(([\d.]+)%\),"
+            r" [\d,]+ rows/s, ETA \d+:\d\d",
+            line,
+        )
+        assert found, line
+        done, total = (int(found[i].replace(",", "")) for i in (1, 2))
+        assert 0 < done < total
+        # the job's row in "Your recent jobs" follows too
+        assert _text(driver, "#recent-jobs tr.selected td.recent-state") == "running"
+        bar = driver.find_element(By.ID, "job-progress").get_attribute("value")
+        assert float(bar) == float(found[3]) > 0
+        screens("reading")
+
+        gates.release("results-2")
+        gates.arrive("finish-2")
+        wait.until(lambda d: _text(d, "#job-progress-text").startswith("writing the outputs"))
+        assert _text(driver, "#job-state") == "running"
+        assert _text(driver, "#job-progress-text") == (
+            f"writing the outputs ({total:,} trial results read)"
+        )
+        screens("writing")
+
+        gates.release("finish-2")
+        wait.until(lambda d: _text(d, "#job-state") == "done")
+        screens("done")
+    finally:
+        gates.close()

@@ -15,9 +15,12 @@ from aml_exportkit.contrib.django.conf import (
     uri_from_database_settings,
 )
 from aml_exportkit.contrib.django.jobstore import (
+    DONE,
     FAILED,
     QUEUED,
     RUNNING,
+    WAITING,
+    JobLimits,
     JobStore,
     check_output_paths,
     valid_job_id,
@@ -25,6 +28,7 @@ from aml_exportkit.contrib.django.jobstore import (
     zip_outputs,
 )
 from aml_exportkit.contrib.django.worker import (
+    StatusProgress,
     check_upload_extends,
     main,
     progress_fields,
@@ -62,7 +66,7 @@ def test_a_reader_never_sees_half_a_status(tmp_path: Path) -> None:
         for _ in range(300):
             status = store.status(job_id)
             assert status is not None
-            assert status["state"] in (QUEUED, RUNNING)
+            assert status["state"] in (WAITING, RUNNING)
     finally:
         stop.set()
         thread.join()
@@ -198,3 +202,77 @@ def test_a_previewed_job_is_exported_once(tmp_path: Path) -> None:
     job_id = store.create({})
     assert store.claim_export(job_id)
     assert not store.claim_export(job_id)
+
+
+def _waiting_job(store: JobStore, user: int) -> str:
+    job_id = store.create({"blocks": [], "user_id": user})
+    store.wait(job_id, "export")
+    return job_id
+
+
+def test_dispatch_starts_the_oldest_waiting_jobs_within_the_limits(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    started: list[str] = []
+
+    def start(job_id: str, mode: str) -> int:
+        assert mode == "export"
+        started.append(job_id)
+        return os.getpid()  # a live process: the job counts as running
+
+    a1, a2, b1, c1 = (_waiting_job(store, user) for user in (1, 1, 2, 3))
+    limits = JobLimits(total=2, per_user=1)
+    assert store.dispatch(limits, start) == [a1, b1]
+    assert store.status(a2)["state"] == WAITING  # its user has a job running
+    assert store.status(c1)["state"] == WAITING  # two run in total
+    assert store.status(a1)["state"] == QUEUED
+    assert store.dispatch(limits, start) == []
+    store.set_status(a1, {"state": DONE})
+    assert store.dispatch(limits, start) == [a2]
+    assert started == [a1, b1, a2]
+    assert store.dispatch(JobLimits(), start) == [c1]  # no limits
+
+
+def test_a_worker_that_cannot_start_fails_its_job(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    job_id = _waiting_job(store, 1)
+
+    def start(job_id: str, mode: str) -> int:
+        raise OSError(12, "Cannot allocate memory")
+
+    assert store.dispatch(JobLimits(total=1), start) == []
+    status = store.status(job_id)
+    assert status["state"] == FAILED
+    assert status["error"] == "the export process could not start (Cannot allocate memory)"
+
+
+def test_job_files_and_the_root_are_private(tmp_path: Path) -> None:
+    root = tmp_path / "jobs"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)
+    store = JobStore(root)
+    job_id = store.create({"blocks": []}, upload_text="name = 'x'\n")
+    store.record_worker(job_id, 1)
+    assert root.stat().st_mode & 0o777 == 0o700
+    folder = root / job_id
+    assert folder.stat().st_mode & 0o777 == 0o700
+    for name in ("job.json", "status.json", "template.toml", "worker.pid"):
+        assert (folder / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_status_progress_counts_on_across_blocks() -> None:
+    written: list[dict[str, object]] = []
+    progress = StatusProgress(written.append, known_total=250)
+    progress.phase("reading")
+    progress.update(100, None)
+    progress.phase("writing")
+    assert written[-1]["phase"] == "writing"
+    assert written[-1]["rows"] == 100
+    assert written[-1]["percent"] == 40.0
+    progress.phase("reading")  # the next block counts from zero
+    progress.last = 0.0  # past the interval
+    progress.update(50, None)
+    assert (written[-1]["rows"], written[-1]["percent"]) == (150, 60.0)
+    # without a preview, the source's estimate (of this block) counts
+    progress = StatusProgress(written.append)
+    progress.update(30, 120)
+    assert (written[-1]["expected"], written[-1]["percent"]) == (120, 25.0)

@@ -25,49 +25,24 @@ from contrib_django_admin.helpers import (
     FAILING,
     NO_PERMISSION,
     OTHER_RESEARCHER,
+    PAGE,
     PASSWORD,
     RESEARCHER,
+    SLUG,
+    TEMPLATE,
     Project,
+    form_errors,
+    post_form_error,
+    start_job,
+    unescape,
+    upload_file,
     wait_settled,
 )
 from sinks.golden import read_table
 
 pytestmark = pytest.mark.pg
 
-PAGE = "/admin/exportkit/"
-SLUG = "tafc-dvorak"
-TEMPLATE = "builtin:muscle-classic:long_json"
-
 Client = Callable[..., Any]
-
-
-def _upload(name: str, text: str | bytes) -> Any:
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    return SimpleUploadedFile(name, data, content_type="application/toml")
-
-
-def _start(client: Any, action: str = "_export", **fields: Any) -> str:
-    data = {"blocks": [SLUG], "template": TEMPLATE, action: "1", **fields}
-    response = client.post(PAGE, data)
-    assert response.status_code == 302, _errors(response)
-    location: str = response.headers["Location"]
-    match = re.fullmatch(r"/admin/exportkit/\?job=([0-9a-f]{32})", location)
-    assert match, location
-    return match[1]
-
-
-def _errors(response: Any) -> str:
-    html = response.content.decode()
-    return " | ".join(re.findall(r'<ul class="errorlist"[^>]*>(.*?)</ul>', html, re.S))
-
-
-def _form_error(client: Any, **fields: Any) -> str:
-    data = {"blocks": [SLUG], "template": "upload", "_export": "1", **fields}
-    response = client.post(PAGE, data)
-    assert response.status_code == 200, "the form should be shown again with an error"
-    return _errors(response)
 
 
 def _cli_error(tmp_path: Path, name: str, text: str, *args: str) -> str:
@@ -82,12 +57,6 @@ def _cli_error(tmp_path: Path, name: str, text: str, *args: str) -> str:
     assert result.exit_code != 0
     (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("exportkit: error: ")]
     return line.removeprefix("exportkit: error: ")
-
-
-def _html_unescape(text: str) -> str:
-    import html
-
-    return html.unescape(text)
 
 
 # -- who may see what --------------------------------------------------------------------
@@ -112,7 +81,7 @@ def test_staff_without_the_permission_get_403_everywhere(
     project: Project, client_for: Client
 ) -> None:
     researcher = client_for(RESEARCHER)
-    job_id = _start(researcher)
+    job_id = start_job(researcher)
     assert wait_settled(researcher, job_id)["state"] == DONE
     staff = client_for(NO_PERMISSION)
     for method, url in (
@@ -150,7 +119,7 @@ def test_a_non_staff_user_with_the_permission_is_sent_to_the_login(
 
 def test_another_researchers_job_is_not_found(project: Project, client_for: Client) -> None:
     researcher = client_for(RESEARCHER)
-    job_id = _start(researcher, "_preview")
+    job_id = start_job(researcher, "_preview")
     wait_settled(researcher, job_id)
     other = client_for(OTHER_RESEARCHER)
     assert other.get(f"{PAGE}jobs/{job_id}/status").status_code == 404
@@ -174,7 +143,7 @@ def test_the_admin_index_link_leads_to_the_page(project: Project, client_for: Cl
 
 def test_preview_then_run_then_download(project: Project, client_for: Client) -> None:
     client = client_for(RESEARCHER)
-    job_id = _start(client, "_preview")
+    job_id = start_job(client, "_preview")
     status = wait_settled(client, job_id)
     assert status["state"] == "checked", status
     golden_header, golden_rows = read_table(REFERENCE / "v2024" / "csv" / f"{SLUG}__long_json.csv")
@@ -208,7 +177,7 @@ def test_preview_then_run_then_download(project: Project, client_for: Client) ->
 
 def test_a_folder_template_runs(project: Project, client_for: Client) -> None:
     client = client_for(RESEARCHER)
-    job_id = _start(client, template="folder:0:trials.toml", blocks=["bat-ref", SLUG])
+    job_id = start_job(client, template="folder:0:trials.toml", blocks=["bat-ref", SLUG])
     status = wait_settled(client, job_id)
     assert status["state"] == DONE, status
     assert sorted(o["path"] for o in status["outputs"]) == [
@@ -219,7 +188,7 @@ def test_a_folder_template_runs(project: Project, client_for: Client) -> None:
 
 def test_a_reload_shows_the_existing_job(project: Project, client_for: Client) -> None:
     client = client_for(RESEARCHER)
-    job_id = _start(client)
+    job_id = start_job(client)
     wait_settled(client, job_id)
     html = client.get(f"{PAGE}?job={job_id}").content.decode()
     assert 'id="job-panel"' in html
@@ -254,7 +223,7 @@ def test_a_template_value_cannot_name_a_path(project: Project, client_for: Clien
     ):
         response = client.post(PAGE, {"blocks": [SLUG], "template": value, "_export": "1"})
         assert response.status_code == 200, value
-        assert "Select a valid choice" in _html_unescape(_errors(response)), value
+        assert "Select a valid choice" in unescape(form_errors(response)), value
 
 
 def test_a_symlink_out_of_the_template_folder_is_not_offered(
@@ -277,21 +246,23 @@ def test_an_upload_is_checked_like_the_command_line_checks_it(
 ) -> None:
     client = client_for(RESEARCHER)
     text = '[[sinks]]\ntype = "csv-long"\npath = "{block}.csv"\ncompresion = "x"\n'
-    error = _form_error(client, upload=_upload("mine.toml", text))
-    assert _cli_error(tmp_path, "mine.toml", text, "validate") in _html_unescape(error)
-    assert "mine.toml: sinks[0]" in _html_unescape(error)
+    error = post_form_error(client, upload=upload_file("mine.toml", text))
+    assert _cli_error(tmp_path, "mine.toml", text, "validate") in unescape(error)
+    assert "mine.toml: sinks[0]" in unescape(error)
 
-    error = _form_error(client, upload=_upload("broken.toml", "[[sinks]\n"))
-    assert "broken.toml: not valid TOML" in _html_unescape(error)
-    error = _form_error(client, upload=_upload("latin1.toml", "name = 'Dvořák'".encode("cp1250")))
-    assert "latin1.toml: not UTF-8 text" in _html_unescape(error)
-    error = _form_error(client, upload=_upload("big.toml", "# " + "x" * 20_000))
-    assert "the limit is 16,384" in _html_unescape(error)
-    error = _form_error(client)
-    assert "Choose a template file" in _html_unescape(error)
-    error = _form_error(client, upload=_upload("../../../x/evil.toml", text))
-    assert "evil.toml: sinks[0]" in _html_unescape(error)
-    assert "../" not in _html_unescape(error)
+    error = post_form_error(client, upload=upload_file("broken.toml", "[[sinks]\n"))
+    assert "broken.toml: not valid TOML" in unescape(error)
+    error = post_form_error(
+        client, upload=upload_file("latin1.toml", "name = 'Dvořák'".encode("cp1250"))
+    )
+    assert "latin1.toml: not UTF-8 text" in unescape(error)
+    error = post_form_error(client, upload=upload_file("big.toml", "# " + "x" * 20_000))
+    assert "the limit is 16,384" in unescape(error)
+    error = post_form_error(client)
+    assert "Choose a template file" in unescape(error)
+    error = post_form_error(client, upload=upload_file("../../../x/evil.toml", text))
+    assert "evil.toml: sinks[0]" in unescape(error)
+    assert "../" not in unescape(error)
 
 
 @pytest.mark.parametrize(
@@ -307,7 +278,7 @@ def test_an_upload_cannot_write_outside_the_job(
     project: Project, client_for: Client, path: str, where: str
 ) -> None:
     text = f'[[sinks]]\ntype = "csv-long"\npath = "{path}"\n'
-    error = _html_unescape(_form_error(client_for(RESEARCHER), upload=_upload("up.toml", text)))
+    error = unescape(post_form_error(client_for(RESEARCHER), upload=upload_file("up.toml", text)))
     assert f"up.toml: {where}: " in error
     assert "leaves the export folder" in error
 
@@ -317,12 +288,12 @@ def test_an_upload_cannot_extend_a_file(project: Project, client_for: Client) ->
     folder_template = str(project.template_dir / "trials.toml")
     for base in ("/etc/passwd", "../../../../etc/passwd", folder_template):
         text = f'extends = "{base}"\n[[sinks]]\ntype = "csv-long"\npath = "x.csv"\n'
-        error = _html_unescape(_form_error(client, upload=_upload("ext.toml", text)))
+        error = unescape(post_form_error(client, upload=upload_file("ext.toml", text)))
         assert "ext.toml: extends: an uploaded template may extend only a builtin" in error
         assert "root:" not in error
     # a builtin is fine
     text = 'extends = "muscle-classic:long_json"\nname = "mine"\n'
-    job_id = _start(client, template="upload", upload=_upload("ext.toml", text))
+    job_id = start_job(client, template="upload", upload=upload_file("ext.toml", text))
     assert wait_settled(client, job_id)["state"] == DONE
 
 
@@ -351,7 +322,7 @@ def test_a_failed_job_shows_the_command_lines_error(
 ) -> None:
     assert "EXPORTKIT_ADMIN_TEST_NO_SUCH_KEY" not in os.environ
     client = client_for(RESEARCHER)
-    job_id = _start(client, template="upload", upload=_upload("pseudo.toml", FAILING))
+    job_id = start_job(client, template="upload", upload=upload_file("pseudo.toml", FAILING))
     status = wait_settled(client, job_id)
     assert status["state"] == FAILED
     expected = _cli_error(
@@ -361,14 +332,14 @@ def test_a_failed_job_shows_the_command_lines_error(
     assert expected.startswith("pseudo.toml: privacy.key_env: the environment variable")
     assert status["exit_code"] == 3
     assert "download" not in status
-    html = _html_unescape(client.get(f"{PAGE}?job={job_id}").content.decode())
+    html = unescape(client.get(f"{PAGE}?job={job_id}").content.decode())
     assert f"exportkit: error: {expected}" in html
     assert client.get(f"{PAGE}jobs/{job_id}/download").status_code == 404
 
 
 def test_a_vanished_worker_is_reported_as_failed(project: Project, client_for: Client) -> None:
     client = client_for(RESEARCHER)
-    job_id = _start(client, "_preview")
+    job_id = start_job(client, "_preview")
     wait_settled(client, job_id)
     store = JobStore(project.job_dir)
     dead = subprocess.Popen(["true"])
@@ -429,12 +400,12 @@ def test_the_database_password_reaches_no_page_and_no_file(
 
     monkeypatch.setattr(subprocess, "Popen", spy)
     client = client_for(RESEARCHER)
-    job_id = _start(client, "_preview")
+    job_id = start_job(client, "_preview")
     pages = [client.get(f"{PAGE}jobs/{job_id}/status").content]
     wait_settled(client, job_id)
     client.post(f"{PAGE}jobs/{job_id}/run")
     status = wait_settled(client, job_id)
-    failing = _start(client, template="upload", upload=_upload("pseudo.toml", FAILING))
+    failing = start_job(client, template="upload", upload=upload_file("pseudo.toml", FAILING))
     wait_settled(client, failing)
     pages += [
         client.get(PAGE).content,
@@ -461,10 +432,14 @@ def test_the_worker_does_not_inherit_the_password_from_the_environment(
 ) -> None:
     """MUSCLE's settings read the password from the environment (SQL_PASSWORD): a template
     must not be able to name that variable, e.g. as the pseudonymisation key."""
+    from django.test import override_settings
+
     monkeypatch.setenv("SQL_PASSWORD", PASSWORD)
     text = FAILING.replace("EXPORTKIT_ADMIN_TEST_NO_SUCH_KEY", "SQL_PASSWORD")
     client = client_for(RESEARCHER)
-    job_id = _start(client, template="upload", upload=_upload("pseudo.toml", text))
+    # a deployment that (unwisely) allows the variable still does not hand it over
+    with override_settings(EXPORTKIT_ALLOWED_KEY_ENV=["SQL_PASSWORD"]):
+        job_id = start_job(client, template="upload", upload=upload_file("pseudo.toml", text))
     status = wait_settled(client, job_id)
     assert status["state"] == FAILED
     assert "the environment variable SQL_PASSWORD is not set" in status["error"]
@@ -482,7 +457,7 @@ def test_cancel_stops_the_worker_and_leaves_no_output(
     monkeypatch.setenv("SLOW_SINK_MARKER", str(marker))
     text = '[[sinks]]\ntype = "slow"\npath = "{block}.txt"\nseconds = 60\n'
     client = client_for(RESEARCHER)
-    job_id = _start(client, template="upload", upload=_upload("slow.toml", text))
+    job_id = start_job(client, template="upload", upload=upload_file("slow.toml", text))
     deadline = time.monotonic() + 30
     while not (marker.exists() and marker.read_text()):
         assert time.monotonic() < deadline, "the slow sink did not start"
@@ -505,6 +480,6 @@ def test_a_broken_plugin_is_named_on_the_page(
     monkeypatch.setenv("EXPORTKIT_PLUGINS", "no_such_exportkit_plugin_module")
     response = client_for(RESEARCHER).get(PAGE)
     assert response.status_code == 200
-    html = _html_unescape(response.content.decode())
+    html = unescape(response.content.decode())
     assert "exportkit: error: plugin 'no_such_exportkit_plugin_module'" in html
     assert 'id="export-form"' not in html

@@ -75,3 +75,5 @@ EXPORTKIT_TEMPLATE_DIRS = [
 ]
 EXPORTKIT_JOB_MAX_AGE = 3600
 EXPORTKIT_MAX_TEMPLATE_BYTES = 16 * 1024
+# The failing upload of the tests names this (unset) variable as its key.
+EXPORTKIT_ALLOWED_KEY_ENV = ["EXPORTKIT_ADMIN_TEST_NO_SUCH_KEY"]

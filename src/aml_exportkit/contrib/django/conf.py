@@ -9,7 +9,12 @@ Settings (all optional):
   deleted (default 86400);
 - ``EXPORTKIT_MAX_TEMPLATE_BYTES``: the largest template upload (default 256 KiB);
 - ``EXPORTKIT_DATABASE``: the ``DATABASES`` alias to export from (default ``default``;
-  a read-only replica's alias keeps the export's load off MUSCLE's primary).
+  a read-only replica's alias keeps the export's load off MUSCLE's primary);
+- ``EXPORTKIT_ALLOWED_KEY_ENV``: the environment variables an uploaded template may name
+  as its ``[privacy] key_env`` (default none);
+- ``EXPORTKIT_MAX_RUNNING_JOBS`` and ``EXPORTKIT_MAX_RUNNING_JOBS_PER_USER``: how many
+  jobs run at once, in total and per user (default 4 and 2; ``None``: no limit); the
+  others wait.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from typing import Any
 import attrs
 
 from ...plugins import Registry
-from .jobstore import JobStore
+from .jobstore import JobLimits, JobStore
 
 DEFAULT_MAX_AGE = 86400
 DEFAULT_MAX_TEMPLATE_BYTES = 256 * 1024
+DEFAULT_MAX_RUNNING_JOBS = 4
+DEFAULT_MAX_RUNNING_JOBS_PER_USER = 2
 
 #: libpq connection parameters that a Django ``OPTIONS`` dict may carry and that mean the
 #: same to the worker's connection.
@@ -74,6 +81,25 @@ def job_max_age() -> float:
 def max_template_bytes() -> int:
     """``EXPORTKIT_MAX_TEMPLATE_BYTES``."""
     return int(setting("EXPORTKIT_MAX_TEMPLATE_BYTES", DEFAULT_MAX_TEMPLATE_BYTES))
+
+
+def allowed_key_env() -> list[str]:
+    """``EXPORTKIT_ALLOWED_KEY_ENV``: the variables an upload may name as its key."""
+    names = setting("EXPORTKIT_ALLOWED_KEY_ENV", ())
+    return [names] if isinstance(names, str) else [str(n) for n in names]
+
+
+def job_limits() -> JobLimits:
+    """``EXPORTKIT_MAX_RUNNING_JOBS`` and ``EXPORTKIT_MAX_RUNNING_JOBS_PER_USER``."""
+
+    def limit(name: str, default: int) -> int | None:
+        value = setting(name, default)
+        return None if value is None else max(1, int(value))
+
+    return JobLimits(
+        total=limit("EXPORTKIT_MAX_RUNNING_JOBS", DEFAULT_MAX_RUNNING_JOBS),
+        per_user=limit("EXPORTKIT_MAX_RUNNING_JOBS_PER_USER", DEFAULT_MAX_RUNNING_JOBS_PER_USER),
+    )
 
 
 def database_alias() -> str:

@@ -11,10 +11,17 @@ A job folder ``<root>/<job id>/`` holds:
 - ``template.toml``: an uploaded template's text;
 - ``out/``: the export's files; ``export.zip``: the download; ``worker.log``: the worker's
   stderr, for the operator, never served.
+
+Every folder is 0700 and every file 0600: jobs hold participant data. A job waits
+(``waiting``) until :meth:`JobStore.dispatch` finds a free slot under the deployment's
+limits; the web process dispatches when a job is submitted and while a waiting job's page
+polls, and a worker dispatches when its job ends (decision 0020).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -25,9 +32,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+import attrs
 
 from ...errors import TemplateError
 from ...template.model import Template
@@ -43,16 +53,24 @@ ZIP_FILE = "export.zip"
 LOG_FILE = "worker.log"
 PID_FILE = "worker.pid"
 RUN_CLAIM_FILE = "export.claimed"
+#: In the root: held while waiting jobs are started, so two dispatchers never start one
+#: job twice or overshoot the limits.
+DISPATCH_LOCK = ".dispatch.lock"
 
-#: States of a job. A preview ends in ``checked``; an export in ``done`` or ``failed``.
+#: States of a job. A job waits for a slot, is started (``queued`` until its worker
+#: reports), then checks or runs. A preview ends in ``checked``; an export in ``done``
+#: or ``failed``.
+WAITING = "waiting"
 QUEUED = "queued"
 CHECKING = "checking"
 CHECKED = "checked"
 RUNNING = "running"
 DONE = "done"
 FAILED = "failed"
-#: States in which a worker process owns the job.
+#: States in which a worker process owns the job (and takes a slot).
 ACTIVE = frozenset({QUEUED, CHECKING, RUNNING})
+#: States in which the job is not settled yet: the page keeps polling.
+PENDING = ACTIVE | {WAITING}
 #: Where the page stops polling.
 SETTLED = frozenset({CHECKED, DONE, FAILED})
 
@@ -85,6 +103,29 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def write_private(path: Path, data: bytes, *, append: bool = False) -> None:
+    """Write ``data`` to a file only this user may read (0600, also when it existed).
+
+    :param path: the file; a symbolic link there is refused.
+    :param data: its bytes.
+    :param append: add to the file instead of replacing it.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def open_log(path: Path) -> int:
+    """A file descriptor appending to ``path`` (0600), for a worker's stderr."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -122,8 +163,11 @@ class JobStore:
         self.root = Path(root)
 
     def ensure_root(self) -> None:
-        """Create the root folder, readable by this user only (jobs hold participant data)."""
+        """Create the root folder, or tighten an existing one: readable by this user only
+        (jobs hold participant data)."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.root.stat().st_mode & 0o077:
+            self.root.chmod(0o700)
 
     def folder(self, job_id: str) -> Path:
         """The folder of ``job_id``.
@@ -146,8 +190,8 @@ class JobStore:
         folder.mkdir(mode=0o700)
         write_json(folder / JOB_FILE, {**spec, "id": job_id, "created": time.time()})
         if upload_text is not None:
-            (folder / UPLOAD_FILE).write_text(upload_text, encoding="utf-8")
-        self.set_status(job_id, {"state": QUEUED})
+            write_private(folder / UPLOAD_FILE, upload_text.encode("utf-8"))
+        self.set_status(job_id, {"state": WAITING})
         return job_id
 
     def spec(self, job_id: str) -> dict[str, Any] | None:
@@ -184,7 +228,7 @@ class JobStore:
     def record_worker(self, job_id: str, pid: int) -> None:
         """Remember the worker's process id (a file of its own: the worker may already be
         rewriting ``status.json``)."""
-        (self.folder(job_id) / PID_FILE).write_text(str(pid), encoding="ascii")
+        write_private(self.folder(job_id) / PID_FILE, str(pid).encode("ascii"))
 
     def claim_export(self, job_id: str) -> bool:
         """Claim the one export run of a previewed job; False when it was claimed before
@@ -199,6 +243,67 @@ class JobStore:
     def set_status(self, job_id: str, status: Mapping[str, Any]) -> None:
         """Replace the job's status (adding the time of the update)."""
         write_json(self.folder(job_id) / STATUS_FILE, {**status, "updated": time.time()})
+
+    def wait(self, job_id: str, mode: str, preview: Any = None) -> None:
+        """Put the job in line to run in ``mode`` (``check`` or ``export``); it starts when
+        :meth:`dispatch` finds a free slot."""
+        self.set_status(job_id, {"state": WAITING, "mode": mode, "preview": preview})
+
+    @contextlib.contextmanager
+    def _dispatch_lock(self) -> Iterator[None]:
+        self.ensure_root()
+        fd = os.open(self.root / DISPATCH_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def dispatch(self, limits: JobLimits, start: Callable[[str, str], int]) -> list[str]:
+        """Start waiting jobs, oldest first, as far as ``limits`` allow; return their ids.
+
+        :param limits: how many jobs may run at once, in total and per user.
+        :param start: starts the worker of a job in a mode and returns its process id.
+        """
+        with self._dispatch_lock():
+            running: Counter[Any] = Counter()
+            waiting: list[tuple[str, Any, dict[str, Any]]] = []
+            for job_id, spec in self.jobs():
+                status = self.status(job_id) or {}
+                if status.get("state") in ACTIVE:
+                    running[spec.get("user_id")] += 1
+                elif status.get("state") == WAITING:
+                    waiting.append((job_id, spec.get("user_id"), status))
+            started: list[str] = []
+            for job_id, user, status in reversed(waiting):  # jobs() lists the newest first
+                if limits.total is not None and running.total() >= limits.total:
+                    break
+                if limits.per_user is not None and running[user] >= limits.per_user:
+                    continue
+                self.set_status(job_id, {**status, "state": QUEUED})
+                try:
+                    pid = start(job_id, str(status.get("mode") or "export"))
+                except OSError as exc:
+                    line = f"the export process could not start ({exc.strerror or exc})"
+                    self.set_status(
+                        job_id, {**status, "state": FAILED, "error": line, "exit_code": 1}
+                    )
+                    continue
+                self.record_worker(job_id, pid)
+                running[user] += 1
+                started.append(job_id)
+            return started
+
+    def cancel_waiting(self, job_id: str) -> bool:
+        """End a job that still waits for a slot; False when it is not waiting (any more)."""
+        with self._dispatch_lock():
+            status = self.status(job_id) or {}
+            if status.get("state") != WAITING:
+                return False
+            line = "terminated before it started; no output was written"
+            ended = {"state": FAILED, "error": line, "exit_code": 143, "finished": time.time()}
+            self.set_status(job_id, {**status, **ended})
+            return True
 
     def jobs(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every job with its spec, newest first."""
@@ -245,6 +350,33 @@ class JobStore:
         return removed
 
 
+@attrs.frozen(kw_only=True)
+class JobLimits:
+    """How many jobs may run at once (None: no limit).
+
+    :param total: jobs of all users together.
+    :param per_user: jobs of one user.
+    """
+
+    total: int | None = None
+    per_user: int | None = None
+
+    def as_json(self) -> dict[str, int | None]:
+        """The limits as stored in a job's spec (a worker that ends dispatches with them)."""
+        return {"total": self.total, "per_user": self.per_user}
+
+    @classmethod
+    def from_json(cls, data: Any) -> JobLimits:
+        """The limits stored in a job's spec; none when they are missing."""
+        data = data if isinstance(data, dict) else {}
+
+        def number(key: str) -> int | None:
+            value = data.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        return cls(total=number("total"), per_user=number("per_user"))
+
+
 # -- starting the worker -----------------------------------------------------------------
 
 
@@ -266,7 +398,7 @@ def start_worker(
     """
     secrets = [h for h in hide if h]
     env = {k: v for k, v in os.environ.items() if not any(h in v for h in secrets)}
-    log = open(folder / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child, closed below
+    log = open_log(folder / LOG_FILE)
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", "aml_exportkit.contrib.django.worker", str(folder), mode],
@@ -279,7 +411,7 @@ def start_worker(
             cwd=folder,
         )
     finally:
-        log.close()
+        os.close(log)
     assert process.stdin is not None
     try:
         process.stdin.write(json.dumps(dict(secrets_doc)).encode("utf-8"))
@@ -296,11 +428,26 @@ def start_worker(
 # -- output paths --------------------------------------------------------------------------
 
 
+def _path_problem(raw: str) -> str | None:
+    """Why a sink path (``{block}`` filled in) may not be used on the page, or None."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        return "contains a control character (such as NUL or a line break)"
+    text = raw.replace("\\", "/")
+    pure = PurePosixPath(text)
+    if text.startswith("~") or pure.is_absolute() or ".." in pure.parts or text[1:2] == ":":
+        return "leaves the export folder"
+    if any(part in ("", ".") for part in text.split("/")):
+        return "does not name a file (an empty or '.' part, or a trailing '/')"
+    return None
+
+
 def check_output_paths(template: Template, blocks: Sequence[str]) -> None:
-    """Refuse a template whose outputs could land outside the job's output folder.
+    """Refuse a template whose outputs could land outside the job's output folder, or
+    whose paths do not plainly name a file.
 
     Every sink path must be relative, without ``..`` and without ``~``, also after
-    ``{block}`` became each block's slug.
+    ``{block}`` became each block's slug; it may hold no control character, no empty or
+    ``.`` part and no trailing ``/``.
 
     :param template: the loaded template.
     :param blocks: the block slugs of the run.
@@ -309,20 +456,53 @@ def check_output_paths(template: Template, blocks: Sequence[str]) -> None:
     slugs = list(blocks) or ["block"]
     for index, sink in enumerate(template.sinks):
         for slug in slugs:
-            raw = sink.path.replace("{block}", slug)
-            pure = PurePosixPath(raw.replace("\\", "/"))
-            if (
-                raw.startswith("~")
-                or pure.is_absolute()
-                or ".." in pure.parts
-                or (len(raw) > 1 and raw[1] == ":")
-            ):
+            problem = _path_problem(sink.path.replace("{block}", slug))
+            if problem is not None:
                 raise TemplateError(
-                    f"{sink.path!r} leaves the export folder; on this page every output path"
-                    " must be relative, without '..' or '~'",
+                    f"{sink.path!r} {problem}; on this page every output path must be a"
+                    " relative file path, without '..' or '~'",
                     file=template.file,
                     key_path=f"sinks[{index}].path",
                 )
+
+
+def check_key_env(template: Template, allowed: Sequence[str]) -> None:
+    """Refuse a ``[privacy] key_env`` that the deployment does not allow.
+
+    The message is the same whether or not the variable exists, and nothing reads the
+    variable before this check: an uploaded template learns nothing about the server's
+    environment.
+
+    :param template: the loaded template.
+    :param allowed: the variable names the deployment allows (``EXPORTKIT_ALLOWED_KEY_ENV``).
+    :raises TemplateError: naming ``privacy.key_env``.
+    """
+    name = template.privacy.key_env
+    if name is not None and name not in allowed:
+        raise TemplateError(
+            f"{name!r} is not a key variable this page may use; ask the administrators"
+            " which ones EXPORTKIT_ALLOWED_KEY_ENV lists",
+            file=template.file,
+            key_path="privacy.key_env",
+        )
+
+
+#: The folders of an absolute path (up to its last part), where a path starts a word.
+_FOLDERS = re.compile(r"(?<![\w.:/~-])/(?:[^\s/'\"]+/)*(?=[^\s/'\"])")
+
+
+def redact_paths(text: str, folder: Path | None = None) -> str:
+    """``text`` without the server's folders, for a line a browser shows.
+
+    A path in the job's ``out/`` becomes relative to it (as in the zip); any other
+    absolute path keeps only its last part.
+
+    :param text: an error line.
+    :param folder: the job's folder, if known.
+    """
+    if folder is not None:
+        text = text.replace(f"{folder / OUT_DIR}/", "")
+    return _FOLDERS.sub("", text)
 
 
 def zip_outputs(out_dir: Path, target: Path) -> int:

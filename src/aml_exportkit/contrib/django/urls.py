@@ -23,4 +23,7 @@ urlpatterns = [
     re_path(rf"^jobs/{_JOB}/run$", views.job_run, name="run"),
     re_path(rf"^jobs/{_JOB}/cancel$", views.job_cancel, name="cancel"),
     re_path(rf"^jobs/{_JOB}/download$", views.job_download, name="download"),
+    # Any other job URL: the admin's 404, not the project's plain one. (Not a catch-all:
+    # the admin's own URLs of the app, /admin/exportkit/exportpage/, live beside these.)
+    re_path(r"^jobs/(?P<rest>.*)$", views.not_found),
 ]

@@ -26,7 +26,7 @@ from ...check import check_template
 from ...errors import ExportkitError, TemplateError
 from ...pipeline import load_template, run_export
 from ...plugins import Registry, get_plugin_manager, load_registry
-from ...progress import format_duration
+from ...progress import Phase, format_duration
 from ...sources.muscle_db import Scrubber
 from ...template.load import parse_template
 from ...template.model import Template
@@ -39,8 +39,12 @@ from .jobstore import (
     RUNNING,
     UPLOAD_FILE,
     ZIP_FILE,
+    JobLimits,
     JobStore,
+    check_key_env,
     check_output_paths,
+    redact_paths,
+    start_worker,
     zip_outputs,
 )
 
@@ -90,37 +94,70 @@ def load_job_template(spec: Mapping[str, Any], folder: Path, registry: Registry)
     if kind == "upload":
         text = (folder / UPLOAD_FILE).read_text(encoding="utf-8")
         check_upload_extends(text, ref["label"], list(registry.template_specs))
-        return parse_template(
+        template = parse_template(
             text,
             file=ref["label"],
             folder=folder,
             sinks=registry.sink_specs,
             templates=registry.template_specs,
         )
+        check_key_env(template, list(spec.get("allowed_key_env") or ()))
+        return template
     if kind not in ("builtin", "folder"):
         raise TemplateError(f"unknown template kind {kind!r}", file=str(name))
     return load_template(str(name), registry=registry)
 
 
 class StatusProgress:
-    """Writes rows, rate, percent and ETA into the job's status, at most every
-    :data:`STATUS_INTERVAL` seconds.
+    """Writes the phase, rows, rate, percent and ETA into the job's status: row counts at
+    most every :data:`STATUS_INTERVAL` seconds, a new phase at once.
+
+    A run that reads block by block counts from zero for each block; the rows of the
+    blocks already read are added, so the count never goes back.
 
     :param write: stores a status update (merged into the job's base status).
+    :param known_total: the number of trial results when the preview counted them; it is
+        exact, so it goes before the source's estimate.
     """
 
-    def __init__(self, write: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self, write: Callable[[dict[str, Any]], None], known_total: int | None = None
+    ) -> None:
         self.write = write
+        self.known_total = known_total
         self.started = time.monotonic()
         self.last = 0.0
+        self.before = 0  # rows of the blocks read before this one
+        self.done = 0  # rows of this block
+        self.estimate: int | None = None  # the source's estimate for this block
+        self.current = ""
+
+    @property
+    def expected(self) -> int | None:
+        """The total the percentage refers to, when anything knows it."""
+        if self.known_total is not None:
+            return self.known_total
+        return None if self.estimate is None else self.before + self.estimate
 
     def update(self, done: int, expected: int | None) -> None:
         """Report ``done`` trial results of ``expected``, if the interval has passed."""
+        self.done, self.estimate = done, expected
         now = time.monotonic()
         if now - self.last < STATUS_INTERVAL:
             return
         self.last = now
-        self.write(progress_fields(done, expected, now - self.started))
+        self._write(now)
+
+    def phase(self, name: Phase | str) -> None:
+        """Report the new phase (with the rows counted so far) at once."""
+        if name == "reading" and self.current not in ("", "reading"):  # the next block
+            self.before, self.done, self.estimate = self.before + self.done, 0, None
+        self.current = name
+        self._write(time.monotonic())
+
+    def _write(self, now: float) -> None:
+        fields = progress_fields(self.before + self.done, self.expected, now - self.started)
+        self.write({**fields, "phase": self.current or "reading"})
 
     def finish(self) -> None:
         """Nothing to clear: the final status follows."""
@@ -153,7 +190,7 @@ def run_job(store: JobStore, job_id: str, mode: str, uri: str) -> dict[str, Any]
         raise SystemExit(f"no job in {folder}")
     previous = store.status(job_id) or {}
     base: dict[str, Any] = {
-        "phase": mode,
+        "mode": mode,
         "started": time.time(),
         "preview": previous.get("preview"),
     }
@@ -193,14 +230,16 @@ def run_job(store: JobStore, job_id: str, mode: str, uri: str) -> dict[str, Any]
                 store.set_status(job_id, {**base, "state": RUNNING, **fields})
 
             started = time.monotonic()
+            progress = StatusProgress(write, _previewed_trials(base["preview"]))
             export = run_export(
                 template.evolve(manifest=True, codebook=True),
                 source=uri,
                 blocks=blocks or None,
                 out_dir=out,
                 plugin_manager=pm,
-                progress=StatusProgress(write),
+                progress=progress,
             )
+            progress.phase("zipping")
             size = zip_outputs(out, folder / ZIP_FILE)
             trials = export.result_counts.get("trial", 0)
             final = {
@@ -216,22 +255,38 @@ def run_job(store: JobStore, job_id: str, mode: str, uri: str) -> dict[str, Any]
                 "zip_bytes": size,
             }
     except ExportkitError as exc:
-        final = _failure(base, scrub(str(exc)), exc.exit_code)
+        final = _failure(base, redact_paths(scrub(str(exc)), folder), exc.exit_code)
     except Terminated:
         final = _failure(base, "terminated; no output was written", 143)
     except Exception as exc:
         traceback.print_exc()
-        final = _failure(
-            base,
-            scrub(
-                f"internal error ({type(exc).__name__}: {exc}); no output was written."
-                " The traceback is in the job's worker.log; please report it"
-            ),
-            1,
+        line = (
+            f"internal error ({type(exc).__name__}: {exc}); no output was written."
+            " The traceback is in the job's worker.log; please report it"
         )
+        final = _failure(base, redact_paths(scrub(line), folder), 1)
     final["finished"] = time.time()
     store.set_status(job_id, final)
     return final
+
+
+def _previewed_trials(preview: Any) -> int | None:
+    """The number of trial results the job's preview counted, if it was previewed."""
+    documents = preview.get("documents") if isinstance(preview, dict) else None
+    count = documents.get("trial") if isinstance(documents, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def start_next(store: JobStore, job_id: str, uri: str) -> list[str]:
+    """Start the jobs that waited for the slot this job frees, under the limits its spec
+    records; return their ids. The new workers get the same database URI on stdin and
+    this worker's environment (already without the password)."""
+    spec = store.spec(job_id) or {}
+
+    def start(other: str, mode: str) -> int:
+        return start_worker(store.folder(other), mode, {"uri": uri})
+
+    return store.dispatch(JobLimits.from_json(spec.get("limits")), start)
 
 
 def _failure(base: Mapping[str, Any], line: str, code: int) -> dict[str, Any]:
@@ -248,7 +303,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     secrets_doc = json.loads(sys.stdin.read() or "{}")
     os.umask(0o077)  # outputs hold participant data: this user only
     signal.signal(signal.SIGTERM, _on_sigterm)
-    final = run_job(JobStore(folder.parent), folder.name, args[1], str(secrets_doc["uri"]))
+    store = JobStore(folder.parent)
+    uri = str(secrets_doc["uri"])
+    final = run_job(store, folder.name, args[1], uri)
+    try:
+        start_next(store, folder.name, uri)
+    except Exception:  # the job's own result stands; the page dispatches again on its next poll
+        traceback.print_exc()
     return 0 if final["state"] != FAILED else int(final.get("exit_code") or 1)
 
 
