@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from . import __version__
+from . import __version__, exclusions
 from .codebook import column_info, header_of
 from .contracts import OutputReport
 from .graph import SourceInfo
@@ -201,7 +201,8 @@ def build_manifest(
         "template": {
             "file": template.file,
             "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-            "text": text,
+            # (excluded identifiers never reach the manifest, not even in the text)
+            "text": exclusions.withhold_in_text(text),
         },
         "source": {
             "parts": [
@@ -217,7 +218,8 @@ def build_manifest(
         },
         "selection": {
             "blocks": list(blocks),
-            "filter": _jsonable(attrs.asdict(template.filter)),
+            "filter": _jsonable(exclusions.manifest_filter(template.filter)),
+            "exclusions": exclusions.digest(template.filter),
         },
         "transforms": [_jsonable(t) for t in transforms],
         "result_counts": dict(result_counts),
