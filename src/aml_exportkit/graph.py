@@ -254,6 +254,10 @@ class RecordGraph:
         #: The source's bulk check of the profile answers, for runs whose sinks do not use
         #: them (``check(graph) -> (keys, count, missing section refs)``); None if none.
         self.bulk_profiles: Any = None
+        #: Per session with trial results that passed: (how many, the highest pk); the
+        #: watermark of an incremental export (:mod:`aml_exportkit.watermark`) is made
+        #: from it. Complete once the trial results are consumed.
+        self.session_results: dict[int, tuple[int, int]] = {}
 
     # -- small tables ---------------------------------------------------------------------
 
@@ -398,15 +402,24 @@ class RecordGraph:
         self.missing_section_refs += missing_section_refs
         return True
 
-    def settle_trial_results(self, count: int, missing_section_refs: int) -> None:
+    def settle_trial_results(
+        self,
+        count: int,
+        missing_section_refs: int,
+        session_results: Mapping[int, tuple[int, int]] | None = None,
+    ) -> None:
         """Mark the trial results as read by the bulk lane, which applied the checks of
         :meth:`trial_results` to every one of them (and added their keys to
         :attr:`result_pks`).
+
+        :param session_results: what :attr:`session_results` would hold.
 
         :raises RuntimeError: when the trial results were already read.
         """
         self._take("_trial_batches", "trial results")
         self.result_counts["trial"] = count
+        if session_results is not None:
+            self.session_results.update(session_results)
         self.missing_section_refs += missing_section_refs
 
     def _take(self, attr: str, what: str) -> ResultBatches:
@@ -427,6 +440,10 @@ class RecordGraph:
         pks = self._result_pks
         last = (-(1 << 63), -(1 << 63))
         count = 0
+        # each session's run: how many results, and the last (the highest) pk
+        runs = self.session_results if kind == "trial" else None
+        run_owner: int | None = None
+        run_length = 0
         for batch in batches():
             for result in batch:
                 owner = getattr(result, owner_field)
@@ -479,7 +496,15 @@ class RecordGraph:
                         model="result",
                         pk=pk,
                     )
+                if runs is not None:
+                    if owner != run_owner:
+                        if run_owner is not None:
+                            runs[run_owner] = (run_length, last[1])
+                        run_owner, run_length = owner, 0
+                    run_length += 1
                 last = position
             count += len(batch)
             yield batch
+        if runs is not None and run_owner is not None:
+            runs[run_owner] = (run_length, last[1])
         self.result_counts[kind] = count

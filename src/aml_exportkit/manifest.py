@@ -191,8 +191,14 @@ def build_manifest(
     outputs: Sequence[dict[str, Any]],
     transforms: Sequence[Mapping[str, Any]],
     result_counts: Mapping[str, int],
+    watermark: Mapping[str, Any] | None = None,
+    since: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest as a JSON-ready dict."""
+    """The manifest as a JSON-ready dict.
+
+    :param watermark: what the run exported per block (:mod:`aml_exportkit.watermark`).
+    :param since: for an incremental run, the earlier manifest's sha256 and what was new.
+    """
     text = template.text
     return {
         "manifest_version": FORMAT_VERSION,
@@ -224,6 +230,8 @@ def build_manifest(
         "transforms": [_jsonable(t) for t in transforms],
         "result_counts": dict(result_counts),
         "outputs": list(outputs),
+        "since": dict(since) if since is not None else None,
+        "watermark": dict(watermark) if watermark is not None else None,
     }
 
 

@@ -78,30 +78,62 @@ class Filter:
 
 
 @attrs.frozen(kw_only=True)
-class Since:
-    """What an earlier run exported, for an incremental run (``--since``).
+class BlockMark:
+    """The watermark of one block: what a run exported of it.
 
-    A session is selected when the earlier run did not export it (it is new, or it did not
-    pass that run's filter), or when it was unfinished then and has since finished or
-    gained or lost results. Sessions are always taken whole.
-
-    :param seen: the sessions the earlier run exported.
-    :param open: the sessions of those that were unfinished then, each with its number of
-        trial results and its highest result pk (None without results) at that time.
-    :param manifest_sha256: the sha256 of the earlier run's manifest.
-    :param blocks: the block pks the earlier run exported.
+    :param block: the block's pk.
+    :param slug: its slug, for messages.
+    :param seen: the sessions exported (this run's and, for an incremental run, those of
+        the runs before it).
+    :param open: of those, the sessions unfinished when they were exported, each with its
+        number of trial results and its highest result pk (None without results) then.
+    :param max_session_pk: the highest session pk seen (None without sessions).
+    :param max_result_pk: the highest trial result pk seen (None without results).
+    :param snapshot_time: the instant the source showed (a database's snapshot; None for
+        a zip), ISO 8601.
     """
 
+    block: int
+    slug: str | None
     seen: frozenset[int]
     open: Mapping[int, tuple[int, int | None]]
+    max_session_pk: int | None
+    max_result_pk: int | None
+    snapshot_time: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Since:
+    """What earlier runs exported, for an incremental run (``--since``).
+
+    A session is selected when no earlier run exported it (it is new, or it did not pass
+    that run's filter), or when it was unfinished then and has since finished or gained
+    (or lost) results. Sessions are always taken whole.
+
+    :param marks: the earlier run's watermark, per block.
+    :param manifest_sha256: the sha256 of the earlier run's manifest.
+    :param origin: where that manifest was read from, for messages.
+    """
+
+    marks: tuple[BlockMark, ...]
     manifest_sha256: str = ""
-    blocks: frozenset[int] = frozenset()
+    origin: str = ""
+    seen: frozenset[int] = attrs.field(init=False)
+    open: Mapping[int, tuple[int, int | None]] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        # session pks are unique over blocks, so one set serves every block
+        object.__setattr__(self, "seen", frozenset().union(*(m.seen for m in self.marks)))
+        opened: dict[int, tuple[int, int | None]] = {}
+        for mark in self.marks:
+            opened.update(mark.open)
+        object.__setattr__(self, "open", opened)
 
     def selects(self, session: Session, results: tuple[int, int | None] | None) -> bool:
         """Whether ``session`` is new or changed since.
 
-        :param results: the session's trial results now, as (count, highest pk); only
-            asked for when it matters (a session open then and still open), else None.
+        :param results: the session's trial results now, as (count, highest pk); needed
+            only when :meth:`needs_results` says so.
         """
         if session.pk not in self.seen:
             return True
@@ -110,7 +142,7 @@ class Since:
             return False
         if session.finished_at is not None:
             return True
-        return results != then
+        return (results or (0, None)) != then
 
     def needs_results(self, session: Session) -> bool:
         """Whether :meth:`selects` needs ``session``'s results to decide."""

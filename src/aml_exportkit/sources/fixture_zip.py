@@ -80,6 +80,9 @@ class FixtureZipSource:
     :param options: the template's source options.
     """
 
+    #: A zip holds one block; in a run of several sources it reads its own.
+    holds_one_block = True
+
     def __init__(self, path: Path, options: SourceOptions) -> None:
         self.path = path
         self.label = str(path)

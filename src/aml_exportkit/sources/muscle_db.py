@@ -903,6 +903,7 @@ class MuscleDatabase:
         details: dict[str, Any] = {
             "blocks": [b.slug for b in blocks],
             "snapshot": "repeatable read, read only",
+            "snapshot_time": self._snapshot_time,
         }
         if excluded is not None:
             # what the exclusions left out: sessions, and participants with no session left

@@ -20,6 +20,10 @@ class SourceTable:
 
     :param uri: a fixture zip's path (relative to the template's folder) or a
         ``postgresql://`` URI; ``--source`` on the command line overrides it.
+    :param uris: several sources, exported into one table (instead of ``uri``): zips,
+        databases, or both. Each zip contributes its own block; a database the blocks
+        named in ``blocks``. An object two sources both hold is kept once; a primary key
+        they hold with different content is an error. ``--source``, repeated, overrides it.
     :param blocks: block slugs; a fixture zip holds one block, and a slug given here names
         it. ``--block`` overrides it.
     :param missing_sections: what to do with a result whose section is not exported:
@@ -27,6 +31,7 @@ class SourceTable:
     """
 
     uri: str | None = None
+    uris: tuple[str, ...] = ()
     blocks: tuple[str, ...] = ()
     missing_sections: Literal["error", "keep"] = "error"
 
