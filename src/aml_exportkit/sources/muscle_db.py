@@ -703,7 +703,7 @@ class MuscleDatabase:
                     " %(since_top)s::int8[]) AS o(pk, n, top) WHERE o.pk = s.id AND"
                     " (s.finished_at IS NOT NULL OR (SELECT count(*) <> o.n"
                     " OR max(r.id)::int8 IS DISTINCT FROM o.top"
-                    " FROM result_result r WHERE r.session_id = s.id)))))"
+                    " FROM result_result r WHERE r.session_id = s.id))))"
                 )
             )
         excluded: sql.Composed | None = None
