@@ -207,8 +207,7 @@ def build_manifest(
         "template": {
             "file": template.file,
             "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-            # (excluded identifiers never reach the manifest, not even in the text)
-            "text": exclusions.withhold_in_text(text),
+            "text": template.recorded_text,
         },
         "source": {
             "parts": [

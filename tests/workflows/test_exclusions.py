@@ -251,3 +251,58 @@ def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "t.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_excluding_is_the_same_as_never_having_the_participants(
+    reference_dir: Path, tmp_path: Path
+) -> None:
+    """Every output (tables, wide columns, fixture zip, codebook) of a run that excludes
+    participants is byte for byte the output of a zip that never held them."""
+    from zipcases import mutated
+
+    sessions, participants = _graph_of(reference_dir / ZIP)
+    gone = {p.pk for p in participants.values() if (p.participant_id_url or "").startswith("P")}
+    gone.add(next(iter(participants)))
+    assert 0 < len(gone) < len(participants)
+    gone_sessions = {s.pk for s in sessions.values() if s.participant in gone}
+
+    def drop(owner: str, keys: set[int]) -> Any:
+        return lambda objects: [o for o in objects if o["fields"][owner] not in keys]
+
+    without = mutated(
+        reference_dir / ZIP,
+        tmp_path / "block_tafc-dvorak.zip",
+        sessions_json=lambda objects: [o for o in objects if o["pk"] not in gone_sessions],
+        participants_json=lambda objects: [o for o in objects if o["pk"] not in gone],
+        profiles_json=drop("participant", gone),
+        results_json=drop("session", gone_sessions),
+    )
+    top = 'codebook = true\nname = "t"\n'
+    sinks = SINKS + '[sinks.wide]\nkey_by = "question_key"\n'
+    listed = ", ".join(str(pk) for pk in sorted(gone))
+    (tmp_path / "a").mkdir()
+    excluding, _ = _run(
+        tmp_path / "a", reference_dir, f"{top}[filter]\nexclude_participants = [{listed}]\n{sinks}"
+    )
+    assert excluding.exit_code == 0, excluding.output
+    template = tmp_path / "b.toml"
+    template.write_text(top + sinks, encoding="utf-8")
+    never = CliRunner().invoke(
+        cli, ["run", str(template), "--source", str(without), "--out", str(tmp_path / "b")]
+    )
+    assert never.exit_code == 0, never.output
+    a, b = tmp_path / "a" / "out", tmp_path / "b"
+    names = sorted(p.name for p in b.iterdir() if p.name != "manifest.json")
+    assert names == sorted(p.name for p in a.iterdir() if p.name != "manifest.json")
+    assert "codebook.md" in names
+    assert "wide.csv" in names
+    for name in names:
+        if name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            tables = [pq.read_table(folder / name) for folder in (a, b)]
+            assert tables[0].equals(tables[1])
+            metadata = pq.ParquetFile(a / name).schema_arrow.metadata
+            assert b"3 entries withheld" in metadata[b"exportkit.template"]
+            continue
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name

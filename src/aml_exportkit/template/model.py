@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import attrs
 
+from ..exclusions import withhold_in_text
 from ..privacy import PrivacyTable
 from ..selection import Filter
 
@@ -86,6 +87,12 @@ class Template:
     file: str = attrs.field(default="<template>", metadata={"internal": True})
     text: str = attrs.field(default="", metadata={"internal": True}, repr=False)
     folder: Path = attrs.field(factory=Path.cwd, metadata={"internal": True})
+
+    @property
+    def recorded_text(self) -> str:
+        """The text as outputs record it (manifest, Parquet metadata): the identifiers of
+        ``[filter]``'s exclusion lists withheld."""
+        return withhold_in_text(self.text)
 
     def evolve(self, **changes: Any) -> Template:
         """A copy with ``changes`` applied."""
