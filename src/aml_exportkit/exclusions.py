@@ -84,17 +84,17 @@ def _token(value: int | str) -> str:
 def digest(flt: Filter) -> dict[str, Any] | None:
     """What the manifest says of the exclusions: entries per list and one sha256.
 
-    The sha256 is taken over the sorted, distinct entries, one per line: ``pk:N`` or
-    ``text:VALUE`` for participants (inline and from the file alike), ``session:N``,
-    ``pattern:P``; so a list can be checked against a manifest without the manifest
-    holding it. None without exclusions.
+    The sha256 is taken over the distinct entries, sorted by code point, each on a line
+    of its own (newline-terminated): ``pk:N`` or ``text:VALUE`` for participants (inline
+    and from the file alike), ``session:N``, ``pattern:P``; so a list can be checked
+    against a manifest without the manifest holding it. None without exclusions.
     """
     if not flt.excludes:
         return None
     participants = sorted({_token(v) for v in flt.excluded_participants})
     sessions = sorted({f"session:{v}" for v in flt.exclude_sessions})
     patterns = sorted({f"pattern:{v}" for v in flt.exclude_participant_id_url})
-    lines = [*participants, *sessions, *patterns]
+    lines = sorted([*participants, *sessions, *patterns])
     return {
         "participants_listed": len(participants),
         "sessions_listed": len(sessions),

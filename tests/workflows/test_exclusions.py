@@ -24,6 +24,7 @@ from aml_exportkit.records import Participant, Session
 from aml_exportkit.selection import Filter, Selection, glob_regex, session_matches
 
 ZIP = "v2024/block_tafc-dvorak.zip"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 SINKS = """
 [[sinks]]
@@ -132,7 +133,7 @@ def test_excluded_participants_are_absent_from_every_output(
     assert exclusions["patterns"] == 1
     lines = sorted([f"pk:{by_pk.pk}", f"text:{by_hash.unique_hash}"])
     lines += [f"session:{session_gone.pk}", "pattern:PROLIFIC-100?"]
-    expected = hashlib.sha256("".join(x + "\n" for x in lines).encode()).hexdigest()
+    expected = hashlib.sha256("".join(x + "\n" for x in sorted(lines)).encode()).hexdigest()
     assert exclusions["sha256"] == expected
     assert manifest["selection"]["filter"]["exclude_participants"] == 1
     assert manifest["selection"]["filter"]["exclude_file"] == "withdrawn.txt"
@@ -225,6 +226,20 @@ def test_withheld_text_stays_valid_toml() -> None:
     assert "4 entries withheld" in shown
 
 
+def test_the_documented_digest() -> None:
+    """docs/manifest.md's shell line gives the sha256 the manifest records."""
+    text = (DOCS / "manifest.md").read_text(encoding="utf-8")
+    printed = text.split("printf '", 1)[1].split("'", 1)[0].replace("\\n", "\n")
+    flt = Filter(
+        exclude_participants=(57, 12),
+        exclude_sessions=(3001,),
+        exclude_participant_id_url=("test*", "pilot-*"),
+    )
+    found = digest(flt)
+    assert found is not None
+    assert found["sha256"] == hashlib.sha256(printed.encode()).hexdigest()
+
+
 def test_digest_ignores_order_and_repeats() -> None:
     one = digest(Filter(exclude_participants=(3, "a"), exclude_sessions=(5, 5)))
     two = digest(Filter(exclude_participants=("a", 3, 3), exclude_sessions=(5,)))
@@ -306,3 +321,29 @@ def test_excluding_is_the_same_as_never_having_the_participants(
             assert b"3 entries withheld" in metadata[b"exportkit.template"]
             continue
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def _block(marker: str) -> str:
+    """The code block of docs/recipes.md that starts with the line ``marker``."""
+    text = (DOCS / "recipes.md").read_text(encoding="utf-8")
+    return marker + text.split(marker, 1)[1].split("```", 1)[0]
+
+
+def test_the_exclusion_recipe_runs(reference_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "study.toml").write_text(_block("# study.toml"), encoding="utf-8")
+    (tmp_path / "withdrawn.txt").write_text(_block("# withdrawn.txt"), encoding="utf-8")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(tmp_path / "study.toml"),
+            "--source",
+            str(reference_dir / ZIP),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["selection"]["exclusions"]["participants_listed"] == 4
+    assert manifest["selection"]["exclusions"]["patterns"] == 2

@@ -26,6 +26,7 @@ from aml_exportkit.watermark import decode_pks, encode_pks, load_since
 from zipcases import mutated, read_members
 
 ZIP = "v2024/block_tafc-dvorak.zip"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 TEMPLATE = """
 [[sinks]]
@@ -248,3 +249,58 @@ def test_packed_pks_round_trip() -> None:
     assert len(encode_pks(wide)) < 200  # regular gaps pack to almost nothing
     with pytest.raises(ValueError, match="cannot be read"):
         decode_pks("not base64!")
+
+
+def _block(marker: str) -> str:
+    """The code block of docs/recipes.md that starts with the line ``marker``."""
+    text = (DOCS / "recipes.md").read_text(encoding="utf-8")
+    return marker + text.split(marker, 1)[1].split("```", 1)[0]
+
+
+def _ok(template: Path, source: Path, out: Path, *extra: str) -> None:
+    result = CliRunner().invoke(
+        cli, ["run", str(template), "--source", str(source), "--out", str(out), *extra]
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_combining_parts_gives_the_full_export(
+    reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+    import pandas as pd
+
+    now = reference_dir / ZIP
+    (tmp_path / "then").mkdir()  # the file name gives the block's slug
+    then, expected = _earlier(now, tmp_path / "then" / "block_tafc-dvorak.zip")
+    template = tmp_path / "trials.toml"
+    template.write_text('[[sinks]]\ntype = "csv-long"\npath = "trials.csv"\n', "utf-8")
+    _ok(template, then, tmp_path / "parts" / "2025-05-01")
+    _run(
+        template,
+        now,
+        tmp_path / "parts" / "2025-05-08",
+        "--since",
+        str(tmp_path / "parts" / "2025-05-01" / "manifest.json"),
+    )
+    _ok(template, now, tmp_path / "full")
+    (tmp_path / "full" / "manifest.json").unlink()
+    monkeypatch.chdir(tmp_path)
+    full = pd.read_csv("full/trials.csv").sort_values("result_id", ignore_index=True)
+    assert full["session_id"].isin(expected).any()
+
+    con = duckdb.connect()
+    for statement in _block("-- trials.sql").split(";"):
+        if statement.strip():
+            con.execute(statement)
+    from_sql = con.execute("SELECT * FROM trials ORDER BY result_id").df()
+    whole = con.execute("SELECT * FROM read_csv('full/trials.csv') ORDER BY result_id").df()
+    assert len(whole) == len(full)
+    pd.testing.assert_frame_equal(from_sql[list(whole.columns)], whole)
+
+    scope: dict[str, object] = {}
+    exec(_block("from pathlib import Path"), scope)
+    trials = scope["trials"]
+    assert isinstance(trials, pd.DataFrame)
+    trials = trials.drop(columns="part").sort_values("result_id", ignore_index=True)
+    pd.testing.assert_frame_equal(trials[list(full.columns)], full)
