@@ -210,3 +210,31 @@ def test_a_database_and_a_zip_that_disagree(
     assert "postgresql://" in result.output
     assert str(other) in result.output
     assert "with different content" in result.output
+
+
+def test_experiment_and_block_columns_tell_the_rows_apart(
+    muscle_head_db: str, reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csv
+    import io
+
+    text = (
+        '[[sinks]]\ntype = "csv-long"\npath = "long.csv"\n'
+        '[sinks.columns]\nexperiment = ["slug", "name"]\nblock = ["id", "slug"]\n'
+    )
+    hooked = str(reference_dir / "head" / "block_hooked-eurovision.zip")
+    result = _run(tmp_path, text, [muscle_head_db, hooked], "both")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "both" / "long.csv").read_text("utf-8"))))
+    assert list(rows[0])[:4] == ["experiment_slug", "experiment_name", "block_id", "block_slug"]
+    found = {(r["experiment_slug"], r["block_slug"]) for r in rows}
+    # the database knows the block's experiment; a zip does not
+    assert found == {("dvorak-listening", SLUG), ("", "hooked-eurovision")}
+    got = []
+    for switch in ("strict", "0"):
+        monkeypatch.setenv("EXPORTKIT_BULK", switch)
+        single = _run(tmp_path, text, [muscle_head_db], f"one{switch}")
+        assert single.exit_code == 0, single.output
+        got.append((tmp_path / f"one{switch}" / "long.csv").read_bytes())
+    assert got[0] == got[1]
+    assert b"dvorak-listening" in got[0]
