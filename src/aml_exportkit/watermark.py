@@ -81,7 +81,12 @@ def _iso(value: Any) -> str | None:
 
 def marks_of(graph: RecordGraph) -> list[BlockMark]:
     """The watermark of every block of ``graph``, once its trial results were read."""
-    snapshot = _iso(graph.info.details.get("snapshot_time"))
+    details = graph.info.details
+    # a graph of several sources: the snapshot of the (first) database among them
+    times = [details.get("snapshot_time")] + [
+        part.get("snapshot_time") for part in details.get("sources", ())
+    ]
+    snapshot = _iso(next((t for t in times if t is not None), None))
     by_block: dict[int, list[Any]] = {pk: [] for pk in graph.blocks}
     for session in graph.sessions.values():
         if session.block is not None:

@@ -347,3 +347,23 @@ def test_the_exclusion_recipe_runs(reference_dir: Path, tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["selection"]["exclusions"]["participants_listed"] == 4
     assert manifest["selection"]["exclusions"]["patterns"] == 2
+
+
+def test_to_dataframe_reads_the_exclude_file_of_a_filter_it_is_given(
+    reference_dir: Path, tmp_path: Path
+) -> None:
+    from aml_exportkit.frames import to_dataframe
+
+    _, participants = _graph_of(reference_dir / ZIP)
+    gone = next(iter(participants.values()))
+    (tmp_path / "withdrawn.txt").write_text(f"{gone.unique_hash}\n", encoding="utf-8")
+    template = _write(tmp_path, '[[sinks]]\ntype = "csv-long"\npath = "x.csv"\n')
+    everyone = to_dataframe(str(template), source=str(reference_dir / ZIP))
+    assert gone.pk in set(everyone["participant_id"])
+    some = to_dataframe(
+        str(template),
+        source=str(reference_dir / ZIP),
+        filter=Filter(exclude_file="withdrawn.txt"),
+    )
+    assert gone.pk not in set(some["participant_id"])
+    assert len(some) < len(everyone)

@@ -189,6 +189,8 @@ def test_a_database_and_its_own_zip_give_the_database_alone(
     assert both.exit_code == 0, both.output
     assert _fixture(tmp_path / "both") == _fixture(tmp_path / "alone")
     manifest = json.loads((tmp_path / "both" / "manifest.json").read_text("utf-8"))
+    (mark,) = manifest["watermark"]["blocks"]
+    assert mark["snapshot_time"] == manifest["source"]["inputs"][0]["snapshot_time"]
     first, second = manifest["source"]["inputs"]
     assert first["snapshot_time"]
     assert first["database"]
