@@ -997,7 +997,6 @@ class _Lane:
         # adds the profile answers' keys) is done, so that a key both hold is found as the
         # plain path finds it (a trial result's key repeating a profile answer's).
         pks = PkSet()
-        runs: dict[int, tuple[int, int]] = {}
         rows = 0
         missing = 0
         last: tuple[int, int] | None = None
@@ -1017,9 +1016,9 @@ class _Lane:
                 if last is not None and not last < chunk.first:
                     raise NotFast("results are not ordered by (session, pk) across chunks")
                 last = chunk.last
-            numbers = array.array("q", chunk.runs)
-            for i in range(0, len(numbers), 3):
-                runs[numbers[i]] = (numbers[i + 1], numbers[i + 2])
+            numbers = array.array("q", chunk.runs).tolist()
+            for session, count, top in zip(numbers[::3], numbers[1::3], numbers[2::3], strict=True):
+                graph.note_session_run(session, count, top)
             duplicate = pks.add_many(chunk.pks)
             if duplicate is not None:
                 raise NotFast(f"duplicate primary key {duplicate}")
@@ -1047,7 +1046,7 @@ class _Lane:
         duplicate = graph.result_pks.merge(pks)
         if duplicate is not None:
             raise NotFast(f"duplicate primary key {duplicate}")
-        graph.settle_trial_results(rows, missing, runs)
+        graph.settle_trial_results(rows, missing)
         return rows
 
     def _join_beside(self) -> None:
@@ -1190,8 +1189,8 @@ class _Lane:
 
 def _session_runs(sessions: Sequence[int], pks: Sequence[int]) -> bytes:
     """A chunk's sessions (its rows in (session, pk) order) as int64 triples: the session,
-    its number of results and its last (highest) result pk, as the graph's
-    ``session_results`` holds them."""
+    its number of results and its last (highest) result pk, as the graph notes them
+    (``RecordGraph.note_session_run``)."""
     out = array.array("q")
     start = 0
     n = len(sessions)

@@ -91,10 +91,10 @@ def marks_of(graph: RecordGraph) -> list[BlockMark]:
     for session in graph.sessions.values():
         if session.block is not None:
             by_block.setdefault(session.block, []).append(session)
-    results = graph.session_results
+    results = graph.open_session_results
+    tops = graph.block_result_tops
     marks = []
     for block, sessions in by_block.items():
-        tops = [results[s.pk][1] for s in sessions if s.pk in results]
         marks.append(
             BlockMark(
                 block=block,
@@ -104,7 +104,7 @@ def marks_of(graph: RecordGraph) -> list[BlockMark]:
                     s.pk: results.get(s.pk, (0, None)) for s in sessions if s.finished_at is None
                 },
                 max_session_pk=max((s.pk for s in sessions), default=None),
-                max_result_pk=max(tops, default=None),
+                max_result_pk=tops.get(block),
                 snapshot_time=snapshot,
             )
         )
