@@ -190,6 +190,7 @@ def run_export(
     infos: list[SourceInfo] = []
     transforms: list[Mapping[str, Any]] = []
     marks: list[BlockMark] = []
+    found: dict[int, str | None] = {}  # the run's blocks, pk → slug
     counts = {"profile": 0, "trial": 0}
     sessions = 0
     questions = codebook.QuestionCollector() if template.codebook else None
@@ -209,8 +210,9 @@ def run_export(
             for unit in units:
                 selection = Selection(blocks=unit, filter=template.filter, since=earlier)
                 with _read(opened, selection) as graph:
-                    if earlier is not None:
-                        check_blocks(earlier, graph)
+                    found.update((pk, b.slug) for pk, b in graph.blocks.items())
+                    if earlier is not None and len(units) == 1:
+                        check_blocks(earlier, found)  # before any output is written
                     transforms.extend(_prepare(pm, graph, template))
                     slug = _single_slug(graph, unit) if per_block else None
                     sinks = _make_sinks(template, registry, outputs, out_dir, slug)
@@ -220,6 +222,8 @@ def run_export(
                     sessions += len(graph.sessions)
                     for kind, n in graph.result_counts.items():
                         counts[kind] += n
+            if earlier is not None:
+                check_blocks(earlier, found)
             if questions is not None:
                 folder = manifest.manifest_folder([r.path for _, r in written], out_dir, template)
                 current = [(r, outputs.pending_path(r.path)) for _, r in written]

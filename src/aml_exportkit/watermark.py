@@ -226,17 +226,18 @@ def _mark(entry: Mapping[str, Any]) -> BlockMark:
     )
 
 
-def check_blocks(since: Since, graph: RecordGraph) -> None:
-    """Refuse a watermark of other blocks than this run's: it would select everything.
+def check_blocks(since: Since, blocks: Mapping[int, str | None]) -> None:
+    """Refuse a watermark of none of this run's ``blocks`` (pk → slug): it would select
+    everything. (A run may add blocks the earlier one did not have.)
 
     :raises SourceError: naming the manifest and both sets of blocks.
     """
-    if not since.marks or not graph.blocks:
+    if not since.marks or not blocks:
         return
-    if any(m.block in graph.blocks for m in since.marks):
+    if any(m.block in blocks for m in since.marks):
         return
     theirs = ", ".join(f"{m.slug or '?'} (pk {m.block})" for m in since.marks)
-    ours = ", ".join(f"{b.slug} (pk {b.pk})" for b in graph.blocks.values())
+    ours = ", ".join(f"{slug} (pk {pk})" for pk, slug in blocks.items())
     raise SourceError(
         f"this manifest is of block(s) {theirs}, but this run exports {ours}", file=since.origin
     )

@@ -240,3 +240,31 @@ def test_experiment_and_block_columns_tell_the_rows_apart(
         got.append((tmp_path / f"one{switch}" / "long.csv").read_bytes())
     assert got[0] == got[1]
     assert b"dvorak-listening" in got[0]
+
+
+def test_since_with_a_block_added_per_block(muscle_head_db: str, tmp_path: Path) -> None:
+    first = _run(tmp_path, FIXTURE, [muscle_head_db], "first")
+    assert first.exit_code == 0, first.output
+    since = str(tmp_path / "first" / "manifest.json")
+    text = '[[sinks]]\ntype = "fixture-json"\npath = "{block}.zip"\n'
+    template = tmp_path / "per-block.toml"
+    template.write_text(text, encoding="utf-8")
+    args = ["run", str(template), "--source", muscle_head_db, "--since", since]
+    both = CliRunner().invoke(
+        cli,
+        [*args, "--out", str(tmp_path / "both"), "--block", SLUG, "--block", "hooked-eurovision"],
+    )
+    assert both.exit_code == 0, both.output
+    with zipfile.ZipFile(tmp_path / "both" / f"{SLUG}.zip") as archive:
+        assert json.loads(archive.read("sessions.json")) == []  # nothing new
+    with zipfile.ZipFile(tmp_path / "both" / "hooked-eurovision.zip") as archive:
+        assert json.loads(archive.read("sessions.json"))  # all of it: new to the chain
+    manifest = json.loads((tmp_path / "both" / "manifest.json").read_text("utf-8"))
+    assert {b["slug"] for b in manifest["watermark"]["blocks"]} == {SLUG, "hooked-eurovision"}
+    # only blocks the manifest does not know: refused, nothing written
+    other = CliRunner().invoke(
+        cli, [*args, "--out", str(tmp_path / "other"), "--block", "hooked-eurovision"]
+    )
+    assert other.exit_code == 4
+    assert "this manifest is of block(s) tafc-dvorak" in other.output
+    assert not (tmp_path / "other").exists()
