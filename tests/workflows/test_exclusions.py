@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aml_exportkit.cli import cli
 from aml_exportkit.errors import TemplateError
@@ -367,3 +369,39 @@ def test_to_dataframe_reads_the_exclude_file_of_a_filter_it_is_given(
     )
     assert gone.pk not in set(some["participant_id"])
     assert len(some) < len(everyone)
+
+
+_texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+@given(
+    participants=st.lists(st.one_of(st.integers(-(2**63), 2**63 - 1), _texts), max_size=6),
+    patterns=st.lists(_texts, max_size=4),
+    other=_texts,
+)
+@settings(max_examples=200, deadline=None)
+def test_withheld_text_of_any_list_is_valid_toml_without_the_lists(
+    participants: list[int | str], patterns: list[str], other: str
+) -> None:
+    import tomllib
+
+    import tomli_w
+
+    text = tomli_w.dumps(
+        {
+            "name": other,
+            "filter": {
+                "exclude_participants": participants,
+                "exclude_participant_id_url": patterns,
+                "finished_only": True,
+            },
+        },
+        multiline_strings=True,
+    )
+    shown = tomllib.loads(withhold_in_text(text))
+    assert shown["name"] == other
+    assert shown["filter"] == {
+        "exclude_participants": [],
+        "exclude_participant_id_url": [],
+        "finished_only": True,
+    }

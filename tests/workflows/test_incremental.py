@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aml_exportkit import fastlane
 from aml_exportkit.cli import cli
@@ -304,3 +306,9 @@ def test_combining_parts_gives_the_full_export(
     assert isinstance(trials, pd.DataFrame)
     trials = trials.drop(columns="part").sort_values("result_id", ignore_index=True)
     pd.testing.assert_frame_equal(trials[list(full.columns)], full)
+
+
+@given(st.lists(st.integers(-(2**62), 2**62), max_size=300))
+@settings(max_examples=200, deadline=None)
+def test_any_pks_round_trip(pks: list[int]) -> None:
+    assert decode_pks(encode_pks(pks)) == sorted(set(pks))
