@@ -482,17 +482,20 @@ class FixtureZipSource:
 
     def _result_digests(self, wanted: set[int]) -> dict[int, tuple[int, int | None]]:
         """The number of trial results and the highest result pk of each ``wanted``
-        session, from ``results.json`` (read only when some are wanted)."""
+        session, from ``results.json`` (read only when some are wanted; the objects are
+        only looked into, not made into records: the export reads them again, checked)."""
         found: dict[int, tuple[int, int | None]] = {}
         if not wanted:
             return found
-        for records in self._records("results.json"):
-            for result in records:
-                owner = getattr(result, "session", None)
-                if owner in wanted:
-                    count, top = found.get(owner, (0, None))
-                    pk = result.pk
-                    found[owner] = (count + 1, pk if top is None or pk > top else top)
+        with self._member("results.json") as stream:
+            for items in iter_json_array(stream, name=self._where("results.json")):
+                for item in items:
+                    fields = item.get("fields") if type(item) is dict else None
+                    owner = fields.get("session") if type(fields) is dict else None
+                    pk = item.get("pk")
+                    if owner in wanted and type(pk) is int:
+                        count, top = found.get(owner, (0, None))
+                        found[owner] = (count + 1, pk if top is None or pk > top else top)
         return found
 
     def manifest_details(self) -> dict[str, Any]:
