@@ -95,9 +95,11 @@ def cli() -> None:
 @click.argument("template")
 @click.option(
     "--source",
-    "source",
+    "sources",
+    multiple=True,
     metavar="URI",
-    help="A zip path or postgresql:// URI; overrides [source] uri.",
+    help="A zip path or postgresql:// URI; overrides [source] uri. Repeat it to export"
+    " several sources (zips, databases) into one table.",
 )
 @click.option(
     "--block",
@@ -112,6 +114,14 @@ def cli() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for relative sink paths (default: the template's folder).",
 )
+@click.option(
+    "--since",
+    "since",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="MANIFEST",
+    help="An earlier run's manifest.json: export only the sessions new or changed since"
+    " (started later, or unfinished then and finished or with new results now), whole.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing on success; no progress.")
 @click.option(
     "--progress/--no-progress",
@@ -121,22 +131,29 @@ def cli() -> None:
 @guarded
 def run(
     template: str,
-    source: str | None,
+    sources: Sequence[str],
     blocks: Sequence[str],
     out_dir: Path | None,
+    since: Path | None,
     quiet: bool,
     progress: bool | None,
 ) -> None:
-    """Run TEMPLATE (a TOML file or a builtin template's name)."""
+    """Run TEMPLATE (a TOML file or a builtin template's name).
+
+    With --since, the new manifest names the earlier one by its sha256 and carries the
+    watermark on, so that each part needs only the last part's manifest;
+    docs/recipes.md shows how to combine the parts.
+    """
     manager = get_plugin_manager()
     registry = load_registry(manager)
     loaded = load_template(template, registry=registry)
     show = (not quiet and sys.stderr.isatty()) if progress is None else progress and not quiet
     report = run_export(
         loaded,
-        source=source,
+        source=sources or None,
         blocks=blocks or None,
         out_dir=out_dir,
+        since=since,
         plugin_manager=manager,
         progress=TerminalProgress(sys.stderr) if show else None,
     )

@@ -202,7 +202,7 @@ _PREFIXES = (
     ("profile_score.", "profile answer's score", "profile answer by question_key"),
     ("profile.", "profile answer's given_response", "profile answer by question_key"),
 )
-_MODELS = ("block", "session", "participant", "result", "section", "song")
+_MODELS = ("experiment", "block", "session", "participant", "result", "section", "song")
 
 
 def column_info(name: str) -> ColumnInfo:

@@ -485,6 +485,8 @@ class _Chunk:
     tables: list[tuple[tuple[str, ...], _Data, dict[str, set[type]], dict[str, Any], _Data | None]]
     #: the file that holds the text and Arrow bytes, if they are not in the message
     spool: _Spool | None = None
+    #: per session: its pk, its number of results and its highest result pk (int64s)
+    runs: bytes = b""
 
 
 # -- the lane ---------------------------------------------------------------------------------
@@ -904,6 +906,7 @@ class _Lane:
             first=meta["first"],
             last=meta["last"],
             pks=array.array("q", cols.pk).tobytes(),
+            runs=_session_runs(cols.session, cols.pk),
             missing_refs=meta["missing"],
             edges=meta["edges"],
             crc=meta.get("crc"),
@@ -1013,6 +1016,9 @@ class _Lane:
                 if last is not None and not last < chunk.first:
                     raise NotFast("results are not ordered by (session, pk) across chunks")
                 last = chunk.last
+            numbers = array.array("q", chunk.runs).tolist()
+            for session, count, top in zip(numbers[::3], numbers[1::3], numbers[2::3], strict=True):
+                graph.note_session_run(session, count, top)
             duplicate = pks.add_many(chunk.pks)
             if duplicate is not None:
                 raise NotFast(f"duplicate primary key {duplicate}")
@@ -1179,6 +1185,20 @@ class _Lane:
             shutil.rmtree(self.spool_folder, ignore_errors=True)
             self.spool_folder = None
         self._join_beside()
+
+
+def _session_runs(sessions: Sequence[int], pks: Sequence[int]) -> bytes:
+    """A chunk's sessions (its rows in (session, pk) order) as int64 triples: the session,
+    its number of results and its last (highest) result pk, as the graph notes them
+    (``RecordGraph.note_session_run``)."""
+    out = array.array("q")
+    start = 0
+    n = len(sessions)
+    for i in range(1, n + 1):
+        if i == n or sessions[i] != sessions[start]:
+            out.extend((sessions[start], i - start, pks[i - 1]))
+            start = i
+    return out.tobytes()
 
 
 def _copy_file(source: Path, target: Path) -> None:

@@ -32,6 +32,7 @@ import attrs
 
 from .contracts import SourceOptions
 from .errors import SinkError, TemplateError
+from .exclusions import read_exclude_file
 from .graph import RecordGraph
 from .pipeline import load_template, open_source, resolve_source_uri
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
@@ -287,7 +288,11 @@ def _plan(
         template=template,
         uri=resolve_source_uri(template, source),
         blocks=tuple(blocks) if blocks else template.source.blocks,
-        filter=filter if filter is not None else template.filter,
+        filter=(
+            read_exclude_file(filter, template.folder, template.file)
+            if filter is not None
+            else template.filter
+        ),
         options=use,
         layout=layout,
         wide=wide,

@@ -254,6 +254,11 @@ class RecordGraph:
         #: The source's bulk check of the profile answers, for runs whose sinks do not use
         #: them (``check(graph) -> (keys, count, missing section refs)``); None if none.
         self.bulk_profiles: Any = None
+        #: For the watermark of an incremental export (:mod:`aml_exportkit.watermark`),
+        #: complete once the trial results are consumed: per unfinished session with trial
+        #: results, (how many, the highest pk); per block pk, the highest trial result pk.
+        self.open_session_results: dict[int, tuple[int, int]] = {}
+        self.block_result_tops: dict[int | None, int] = {}
 
     # -- small tables ---------------------------------------------------------------------
 
@@ -401,13 +406,26 @@ class RecordGraph:
     def settle_trial_results(self, count: int, missing_section_refs: int) -> None:
         """Mark the trial results as read by the bulk lane, which applied the checks of
         :meth:`trial_results` to every one of them (and added their keys to
-        :attr:`result_pks`).
+        :attr:`result_pks`, and noted every session's run with :meth:`note_session_run`).
 
         :raises RuntimeError: when the trial results were already read.
         """
         self._take("_trial_batches", "trial results")
         self.result_counts["trial"] = count
         self.missing_section_refs += missing_section_refs
+
+    def note_session_run(self, session: int, count: int, last: int) -> None:
+        """Note that ``session``'s ``count`` trial results passed, the highest pk ``last``
+        (for :attr:`open_session_results` and :attr:`block_result_tops`). Noting a session
+        again with the same numbers changes nothing (a bulk lane that stood down may have
+        noted some)."""
+        record = self._tables["session"].get(session)
+        block = record.block if record is not None else None
+        top = self.block_result_tops.get(block)
+        if top is None or last > top:
+            self.block_result_tops[block] = last
+        if record is not None and record.finished_at is None:
+            self.open_session_results[session] = (count, last)
 
     def _take(self, attr: str, what: str) -> ResultBatches:
         batches: ResultBatches | None = getattr(self, attr)
@@ -427,6 +445,10 @@ class RecordGraph:
         pks = self._result_pks
         last = (-(1 << 63), -(1 << 63))
         count = 0
+        # each session's run: how many results, and the last (the highest) pk
+        note = self.note_session_run if kind == "trial" else None
+        run_owner: int | None = None
+        run_length = 0
         for batch in batches():
             for result in batch:
                 owner = getattr(result, owner_field)
@@ -479,7 +501,15 @@ class RecordGraph:
                         model="result",
                         pk=pk,
                     )
+                if note is not None:
+                    if owner != run_owner:
+                        if run_owner is not None:
+                            note(run_owner, run_length, last[1])
+                        run_owner, run_length = owner, 0
+                    run_length += 1
                 last = position
             count += len(batch)
             yield batch
+        if note is not None and run_owner is not None:
+            note(run_owner, run_length, last[1])
         self.result_counts[kind] = count

@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from . import __version__
+from . import __version__, exclusions
 from .codebook import column_info, header_of
 from .contracts import OutputReport
 from .graph import SourceInfo
@@ -191,8 +191,14 @@ def build_manifest(
     outputs: Sequence[dict[str, Any]],
     transforms: Sequence[Mapping[str, Any]],
     result_counts: Mapping[str, int],
+    watermark: Mapping[str, Any] | None = None,
+    since: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest as a JSON-ready dict."""
+    """The manifest as a JSON-ready dict.
+
+    :param watermark: what the run exported per block (:mod:`aml_exportkit.watermark`).
+    :param since: for an incremental run, the earlier manifest's sha256 and what was new.
+    """
     text = template.text
     return {
         "manifest_version": FORMAT_VERSION,
@@ -201,7 +207,7 @@ def build_manifest(
         "template": {
             "file": template.file,
             "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-            "text": text,
+            "text": template.recorded_text,
         },
         "source": {
             "parts": [
@@ -217,11 +223,14 @@ def build_manifest(
         },
         "selection": {
             "blocks": list(blocks),
-            "filter": _jsonable(attrs.asdict(template.filter)),
+            "filter": _jsonable(exclusions.manifest_filter(template.filter)),
+            "exclusions": exclusions.digest(template.filter),
         },
         "transforms": [_jsonable(t) for t in transforms],
         "result_counts": dict(result_counts),
         "outputs": list(outputs),
+        "since": dict(since) if since is not None else None,
+        "watermark": dict(watermark) if watermark is not None else None,
     }
 
 

@@ -18,12 +18,16 @@ from .atomic import OutputSet
 from .contracts import OutputReport, Sink, SinkContext, Source, SourceOptions
 from .errors import SinkError, TemplateError
 from .graph import RecordGraph, SourceInfo
+from .multisource import merge_graphs
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
 from .progress import NullProgress, Progress
 from .records import Result
-from .selection import Selection
+from .selection import BlockMark, Selection, Since
 from .template.load import load_template as _load_template
 from .template.model import SinkTable, Template
+from .watermark import as_json as watermark_json
+from .watermark import check_blocks, load_since, marks_of
+from .watermark import merge as merge_marks
 
 BLOCK_PLACEHOLDER = "{block}"
 
@@ -53,21 +57,46 @@ def load_template(ref: str, *, registry: Registry | None = None) -> Template:
     return _load_template(ref, sinks=registry.sink_specs, templates=registry.template_specs)
 
 
-def resolve_source_uri(template: Template, override: str | None) -> str:
-    """The source URI of a run: ``override`` as given, else the template's, with a relative
-    path taken relative to the template's folder."""
-    if override:
-        return override
-    uri = template.source.uri
-    if not uri:
+def resolve_source_uris(
+    template: Template, overrides: str | Sequence[str] | None = None
+) -> list[str]:
+    """The source URIs of a run: ``overrides`` as given, else the template's ``[source]
+    uri`` or ``uris``, with a relative path taken relative to the template's folder.
+
+    :raises TemplateError: when there is no source, or the template sets both keys.
+    """
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    if overrides:
+        return list(overrides)
+    table = template.source
+    if table.uri and table.uris:
         raise TemplateError(
-            "no source: set [source] uri or pass --source",
+            "set [source] uri or uris, not both", file=template.file, key_path="source.uris"
+        )
+    listed = list(table.uris) if table.uris else [table.uri] if table.uri else []
+    if not listed:
+        raise TemplateError(
+            "no source: set [source] uri (or uris) or pass --source",
             file=template.file,
             key_path="source.uri",
         )
-    if "://" in uri:
-        return uri
-    return str(template.folder / uri)
+    return [uri if "://" in uri else str(template.folder / uri) for uri in listed]
+
+
+def resolve_source_uri(template: Template, override: str | None) -> str:
+    """The one source URI of a run that reads one source (see :func:`resolve_source_uris`).
+
+    :raises TemplateError: when the template lists several sources.
+    """
+    uris = resolve_source_uris(template, override)
+    if len(uris) > 1:
+        raise TemplateError(
+            f"this reads one source, and [source] uris lists {len(uris)}; pass one with --source",
+            file=template.file,
+            key_path="source.uris",
+        )
+    return uris[0]
 
 
 def open_source(
@@ -117,28 +146,41 @@ def _target(
 def run_export(
     template: Template,
     *,
-    source: str | None = None,
+    source: str | Sequence[str] | None = None,
     blocks: Sequence[str] | None = None,
     out_dir: Path | None = None,
     plugin_manager: PluginManager | None = None,
     progress: Progress | None = None,
+    since: str | Path | Since | None = None,
 ) -> ExportReport:
-    """Run ``template``: read the source, feed every sink, then move the outputs into place.
+    """Run ``template``: read the source(s), feed every sink, then move the outputs into
+    place.
 
     :param template: the loaded template.
-    :param source: a source URI that overrides ``[source] uri``.
+    :param source: a source URI, or several, that replace ``[source] uri`` (or ``uris``).
+        Several sources go into one table (:mod:`aml_exportkit.multisource`).
     :param blocks: block slugs that override ``[source] blocks``.
     :param out_dir: the folder relative sink paths are relative to (default: the
         template's folder).
     :param plugin_manager: the plugins to use (default: a fresh manager).
     :param progress: receives the running count of trial results written.
+    :param since: an earlier run's ``manifest.json`` (or its loaded watermark): export
+        only the sessions new or changed since that run (:mod:`aml_exportkit.watermark`).
     :raises ExportkitError: for any problem; the output locations are then as they were.
     """
     pm = plugin_manager or get_plugin_manager()
     registry = load_registry(pm)
-    uri = resolve_source_uri(template, source)
+    uris = resolve_source_uris(template, source)
+    earlier = since if since is None or isinstance(since, Since) else load_since(Path(since))
     wanted = tuple(blocks) if blocks else template.source.blocks
     per_block = _per_block(template)
+    if per_block and len(uris) > 1:
+        raise TemplateError(
+            f"{BLOCK_PLACEHOLDER} in sink paths needs one source; {len(uris)} sources go into"
+            " one table (its block columns tell the rows apart)",
+            file=template.file,
+            key_path="sinks[0].path",
+        )
     units: list[tuple[str, ...]] = (
         [(slug,) for slug in wanted] if per_block and wanted else [wanted]
     )
@@ -147,26 +189,42 @@ def run_export(
     written: list[tuple[str, OutputReport]] = []
     infos: list[SourceInfo] = []
     transforms: list[Mapping[str, Any]] = []
+    marks: list[BlockMark] = []
+    found: dict[int, str | None] = {}  # the run's blocks, pk → slug
     counts = {"profile": 0, "trial": 0}
+    sessions = 0
     questions = codebook.QuestionCollector() if template.codebook else None
     observers = [questions.add] if questions is not None else []
     try:
-        with open_source(
-            uri,
-            options=SourceOptions(missing_sections=template.source.missing_sections),
-            registry=registry,
-        ) as opened:
+        with contextlib.ExitStack() as stack:
+            opened = [
+                stack.enter_context(
+                    open_source(
+                        uri,
+                        options=SourceOptions(missing_sections=template.source.missing_sections),
+                        registry=registry,
+                    )
+                )
+                for uri in uris
+            ]
             for unit in units:
-                selection = Selection(blocks=unit, filter=template.filter)
+                selection = Selection(blocks=unit, filter=template.filter, since=earlier)
                 progress.phase("reading")
-                with opened.read(selection) as graph:
+                with _read(opened, selection) as graph:
+                    found.update((pk, b.slug) for pk, b in graph.blocks.items())
+                    if earlier is not None and len(units) == 1:
+                        check_blocks(earlier, found)  # before any output is written
                     transforms.extend(_prepare(pm, graph, template))
                     slug = _single_slug(graph, unit) if per_block else None
                     sinks = _make_sinks(template, registry, outputs, out_dir, slug)
                     written.extend(_drive(graph, sinks, progress, observers))
                     infos.append(graph.info)
+                    marks.extend(marks_of(graph))
+                    sessions += len(graph.sessions)
                     for kind, n in graph.result_counts.items():
                         counts[kind] += n
+            if earlier is not None:
+                check_blocks(earlier, found)
             if questions is not None:
                 progress.phase("codebook")
                 folder = manifest.manifest_folder([r.path for _, r in written], out_dir, template)
@@ -180,6 +238,11 @@ def run_export(
                 )
             if template.manifest:
                 progress.phase("manifest")
+                increment = (
+                    {"manifest_sha256": earlier.manifest_sha256, "sessions": sessions}
+                    if earlier is not None
+                    else None
+                )
                 _write_manifest(
                     template,
                     pm,
@@ -191,6 +254,8 @@ def run_export(
                     infos,
                     transforms,
                     counts,
+                    watermark_json(merge_marks(earlier, marks)),
+                    increment,
                 )
         outputs.commit()
     except BaseException:
@@ -205,6 +270,28 @@ def run_export(
     )
 
 
+@contextlib.contextmanager
+def _read(sources: Sequence[Source], selection: Selection) -> Iterator[RecordGraph]:
+    """The graph of ``selection``: one source's, or every source's merged into one.
+
+    With several sources, a source that holds one block (a zip: ``holds_one_block``)
+    reads its own block, named by the source, and the others the blocks asked for.
+    """
+    if len(sources) == 1:
+        with sources[0].read(selection) as graph:
+            yield graph
+        return
+    own = attrs.evolve(selection, blocks=())
+    with contextlib.ExitStack() as stack:
+        graphs = [
+            stack.enter_context(
+                source.read(own if getattr(source, "holds_one_block", False) else selection)
+            )
+            for source in sources
+        ]
+        yield merge_graphs(graphs)
+
+
 def _prepare(pm: PluginManager, graph: RecordGraph, template: Template) -> list[Mapping[str, Any]]:
     """Let every plugin change the small tables (pseudonymisation) before the sinks start."""
     results = pm.hook.exportkit_prepare_graph(graph=graph, template=template)
@@ -214,7 +301,7 @@ def _prepare(pm: PluginManager, graph: RecordGraph, template: Template) -> list[
 def _write_manifest(
     template: Template,
     pm: PluginManager,
-    source: Source,
+    sources: Sequence[Source],
     outputs: OutputSet,
     out_dir: Path | None,
     blocks: Sequence[str],
@@ -222,14 +309,20 @@ def _write_manifest(
     infos: Sequence[SourceInfo],
     transforms: Sequence[Mapping[str, Any]],
     counts: Mapping[str, int],
+    marks: Mapping[str, Any],
+    since: Mapping[str, Any] | None,
 ) -> None:
     folder = manifest.manifest_folder([r.path for _, r in written], out_dir, template)
     entries = [
         manifest.output_entry(report, outputs.pending_path(report.path), folder, sink)
         for sink, report in written
     ]
-    details_of = getattr(source, "manifest_details", None)
-    details = details_of() if callable(details_of) else {}
+    found = []
+    for source in sources:
+        details_of = getattr(source, "manifest_details", None)
+        found.append(details_of() if callable(details_of) else {})
+    # one source's checksum or snapshot stays where it always was; several are listed
+    details = found[0] if len(found) == 1 else {"inputs": found}
     document = manifest.build_manifest(
         template=template,
         pm=pm,
@@ -239,6 +332,8 @@ def _write_manifest(
         outputs=entries,
         transforms=transforms,
         result_counts=counts,
+        watermark=marks,
+        since=since,
     )
     path = outputs.create(folder / manifest.MANIFEST_NAME)
     path.write_bytes(manifest.dumps(document))

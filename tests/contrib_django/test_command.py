@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,24 @@ def test_run_writes_what_exportkit_run_writes(
     a, b = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in "ab")
     assert a["outputs"] == b["outputs"]
     assert PASSWORD not in (tmp_path / "a" / "manifest.json").read_text()
+
+
+def test_run_since_an_earlier_run(muscle_2024_db: str, template: Path, tmp_path: Path) -> None:
+    first = manage(muscle_2024_db, "run", str(template), "--block", BLOCK, "--out", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    since = str(tmp_path / "manifest.json")
+    again = manage(
+        muscle_2024_db, "run", str(template), "--block", BLOCK, "--out", str(tmp_path / "b"),
+        "--since", since, "--quiet",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    with zipfile.ZipFile(tmp_path / "b" / f"{BLOCK}.zip") as archive:
+        assert json.loads(archive.read("sessions.json")) == []  # nothing changed since
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["since"]["sessions"] == 0
+    bad = manage(muscle_2024_db, "run", str(template), "--since", str(tmp_path / "nope.json"))
+    assert bad.returncode == 4
+    assert "nope.json: no such file" in bad.stderr
 
 
 def test_inspect_and_validate(muscle_2024_db: str, template: Path) -> None:

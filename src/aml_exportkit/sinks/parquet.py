@@ -71,7 +71,7 @@ class ParquetSink(TableSink):
         pa, _ = _pyarrow()
         metadata = {
             "exportkit.version": __version__,
-            "exportkit.template": self.context.template.text,
+            "exportkit.template": self.context.template.recorded_text,
             "exportkit.template_file": self.context.template.file,
             "exportkit.sink": json.dumps({"type": NAME, "index": self.context.index}),
         }

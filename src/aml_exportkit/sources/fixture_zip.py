@@ -37,7 +37,7 @@ from ..jsonstream import iter_json_array
 from ..manifest import BackgroundHash
 from ..records import Block, Participant, Record, Result, Session
 from ..schema import FIXTURE_FILES, MODELS_BY_LABEL, FixtureFile, make_fixture_decoder
-from ..selection import Selection, session_matches
+from ..selection import Selection, is_excluded, passes_conditions
 from .fixture_zip_bulk import ZipProfileAnswers, ZipTrialResults
 
 NAME = "fixture-zip"
@@ -79,6 +79,9 @@ class FixtureZipSource:
     :param path: the zip (or gzip-wrapped zip).
     :param options: the template's source options.
     """
+
+    #: A zip holds one block; in a run of several sources it reads its own.
+    holds_one_block = True
 
     def __init__(self, path: Path, options: SourceOptions) -> None:
         self.path = path
@@ -309,18 +312,17 @@ class FixtureZipSource:
     def _build(self, selection: Selection) -> RecordGraph:
         provided = frozenset({"session", "participant", "section", "song", "feedback", "block"})
         sessions = list(self._all("sessions.json"))
+        details: dict[str, Any] = {
+            "gzip_wrapped": self.wrapped_in_gzip,
+            "block_slug": selection.blocks[0] if selection.blocks else guess_block_slug(self.path),
+        }
         builder = GraphBuilder(
             SourceInfo(
                 kind=NAME,
                 location=self.label,
                 schema_version=self._schema_version(sessions),
                 provided=provided,
-                details={
-                    "gzip_wrapped": self.wrapped_in_gzip,
-                    "block_slug": selection.blocks[0]
-                    if selection.blocks
-                    else guess_block_slug(self.path),
-                },
+                details=details,
             ),
             missing_sections=self.options.missing_sections,
         )
@@ -336,19 +338,32 @@ class FixtureZipSource:
             slug = selection.blocks[0] if selection.blocks else guess_block_slug(self.path)
             builder.add("block", Block(pk=block_pk, slug=slug), self.label)
         flt = selection.filter
+        since = selection.since
+        # An incremental run compares the results of sessions open then and open now.
+        now = self._result_digests(
+            {s.pk for s in sessions if since is not None and since.needs_results(s)}
+        )
         kept_participants: set[int] = set()
         excluded_sessions: set[int] = set()
+        left_out: set[int] = set()
         for session in sessions:
-            if flt.is_empty or session_matches(
-                flt, session, all_participants.get(session.participant)
+            participant = all_participants.get(session.participant)
+            if (flt.is_empty or passes_conditions(flt, session, participant)) and (
+                since is None or since.selects(session, now.get(session.pk))
             ):
-                builder.add("session", session, where("sessions.json"))
-                kept_participants.add(session.participant)
-            else:
-                excluded_sessions.add(session.pk)
+                if not is_excluded(flt, session, participant):
+                    builder.add("session", session, where("sessions.json"))
+                    kept_participants.add(session.participant)
+                    continue
+                left_out.add(session.participant)
+                details["excluded_sessions"] = details.get("excluded_sessions", 0) + 1
+            excluded_sessions.add(session.pk)
+        if flt.excludes:
+            details["excluded_participants"] = len(left_out - kept_participants)
+            details.setdefault("excluded_sessions", 0)
         # Without a filter every listed participant stays, even one without a session here.
         excluded_participants: set[int] = set()
-        if not flt.is_empty:
+        if not flt.is_empty or since is not None:
             excluded_participants = set(all_participants) - kept_participants
             table = builder.tables["participant"]
             for pk in excluded_participants:
@@ -464,6 +479,24 @@ class FixtureZipSource:
             batch.extend(group)
         if batch:
             yield batch
+
+    def _result_digests(self, wanted: set[int]) -> dict[int, tuple[int, int | None]]:
+        """The number of trial results and the highest result pk of each ``wanted``
+        session, from ``results.json`` (read only when some are wanted; the objects are
+        only looked into, not made into records: the export reads them again, checked)."""
+        found: dict[int, tuple[int, int | None]] = {}
+        if not wanted:
+            return found
+        with self._member("results.json") as stream:
+            for items in iter_json_array(stream, name=self._where("results.json")):
+                for item in items:
+                    fields = item.get("fields") if type(item) is dict else None
+                    owner = fields.get("session") if type(fields) is dict else None
+                    pk = item.get("pk")
+                    if owner in wanted and type(pk) is int:
+                        count, top = found.get(owner, (0, None))
+                        found[owner] = (count + 1, pk if top is None or pk > top else top)
+        return found
 
     def manifest_details(self) -> dict[str, Any]:
         """What the manifest records about this input: file name, size, sha256."""

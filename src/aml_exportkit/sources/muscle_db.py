@@ -49,7 +49,7 @@ from ..graph import GraphBuilder, RecordGraph, SourceInfo
 from ..hookspecs import hookimpl
 from ..records import Block, Experiment, JSONValue, Phase, Playlist, Result
 from ..schema import MODELS, Kind, ModelSpec, django_datetime
-from ..selection import Filter, Selection
+from ..selection import Filter, Selection, Since, glob_like
 from .muscle_db_bulk import DbTrialResults
 
 NAME = "postgresql"
@@ -656,14 +656,18 @@ class MuscleDatabase:
         return self.conn.execute(query, params).fetchall()
 
     @staticmethod
-    def _session_condition(block_ids: Sequence[int], flt: Filter) -> tuple[sql.Composed, Params]:
-        """The WHERE condition on ``session_session s`` and its parameters, by name.
+    def _session_condition(
+        block_ids: Sequence[int], flt: Filter, since: Since | None = None
+    ) -> tuple[sql.Composed, Params, sql.Composed | None]:
+        """The WHERE condition on ``session_session s`` and its parameters, by name, and the
+        condition of the sessions its exclusions leave out (None without exclusions).
 
         Every value is a bound parameter; the same names serve every query of one read.
-        Its meaning is :func:`aml_exportkit.selection.session_matches`.
+        Its meaning is :func:`aml_exportkit.selection.session_matches` and, for an
+        incremental run, :meth:`aml_exportkit.selection.Since.selects`.
         """
         params: Params = {"blocks": list(block_ids)}
-        parts = [sql.SQL("s.block_id = ANY(%(blocks)s::int8[])")]
+        parts: list[sql.Composable] = [sql.SQL("s.block_id = ANY(%(blocks)s::int8[])")]
         if flt.finished_only:
             parts.append(sql.SQL("s.finished_at IS NOT NULL"))
         if flt.started_after is not None:
@@ -675,9 +679,7 @@ class MuscleDatabase:
         if flt.participants:
             # An integer is a participant pk, a string its participant_id_url; an integer
             # beyond bigint can match no pk.
-            params["participant_pks"] = [
-                p for p in flt.participants if type(p) is int and -(1 << 63) <= p < 1 << 63
-            ]
+            params["participant_pks"] = _bigints(flt.participants)
             params["participant_urls"] = [p for p in flt.participants if type(p) is str]
             parts.append(
                 sql.SQL(
@@ -686,7 +688,43 @@ class MuscleDatabase:
                     " WHERE pu.participant_id_url = ANY(%(participant_urls)s::text[])))"
                 )
             )
-        return sql.SQL(" AND ").join(parts), params
+        if since is not None:
+            # New: not exported then. Changed: open then, and finished now or holding
+            # another number of results or another highest result pk.
+            params["since_seen"] = sorted(since.seen)
+            opened = sorted(since.open.items())
+            params["since_open"] = [pk for pk, _ in opened]
+            params["since_count"] = [n for _, (n, _top) in opened]
+            params["since_top"] = [top for _, (_n, top) in opened]
+            parts.append(
+                sql.SQL(
+                    "(s.id NOT IN (SELECT unnest(%(since_seen)s::int8[])) OR EXISTS (SELECT 1"
+                    " FROM unnest(%(since_open)s::int8[], %(since_count)s::int8[],"
+                    " %(since_top)s::int8[]) AS o(pk, n, top) WHERE o.pk = s.id AND"
+                    " (s.finished_at IS NOT NULL OR (SELECT count(*) <> o.n"
+                    " OR max(r.id)::int8 IS DISTINCT FROM o.top"
+                    " FROM result_result r WHERE r.session_id = s.id))))"
+                )
+            )
+        excluded: sql.Composed | None = None
+        if flt.excludes:
+            listed = flt.excluded_participants
+            params["exclude_pks"] = _bigints(listed)
+            params["exclude_texts"] = [p for p in listed if type(p) is str]
+            params["exclude_likes"] = [glob_like(p) for p in flt.exclude_participant_id_url]
+            params["exclude_sessions"] = _bigints(flt.exclude_sessions)
+            excluded = sql.SQL(
+                "(s.id = ANY(%(exclude_sessions)s::int8[])"
+                " OR s.participant_id = ANY(%(exclude_pks)s::int8[]) OR s.participant_id IN"
+                " (SELECT px.id FROM participant_participant px"
+                " WHERE px.unique_hash = ANY(%(exclude_texts)s::text[])"
+                " OR px.participant_id_url = ANY(%(exclude_texts)s::text[])"
+                " OR px.participant_id_url LIKE ANY(%(exclude_likes)s::text[])))"
+            ).format()
+            base = sql.SQL(" AND ").join(parts)
+            parts.append(sql.SQL("NOT {}").format(excluded))
+            excluded = sql.SQL("{} AND {}").format(base, excluded)
+        return sql.SQL(" AND ").join(parts), params, excluded
 
     # -- blocks -----------------------------------------------------------------------------
 
@@ -859,17 +897,32 @@ class MuscleDatabase:
     def _build(self, selection: Selection, generation: int) -> RecordGraph:
         blocks = self._resolve_blocks(selection.blocks)
         block_ids = [b.pk for b in blocks]
-        cond, params = self._session_condition(block_ids, selection.filter)
+        cond, params, excluded = self._session_condition(
+            block_ids, selection.filter, selection.since
+        )
+        details: dict[str, Any] = {
+            "blocks": [b.slug for b in blocks],
+            "snapshot": "repeatable read, read only",
+            "snapshot_time": self._snapshot_time,
+        }
+        if excluded is not None:
+            # what the exclusions left out: sessions, and participants with no session left
+            row = self._all(
+                sql.SQL(
+                    "SELECT count(*), count(DISTINCT s.participant_id) FILTER (WHERE"
+                    " s.participant_id NOT IN (SELECT s.participant_id FROM session_session s"
+                    " WHERE {})) FROM session_session s WHERE {}"
+                ).format(cond, excluded),
+                params,
+            )[0]
+            details["excluded_sessions"], details["excluded_participants"] = row
         builder = GraphBuilder(
             SourceInfo(
                 kind=NAME,
                 location=self.location,
                 schema_version=self.schema.version,
                 provided=frozenset(TABLES) - {"result"},
-                details={
-                    "blocks": [b.slug for b in blocks],
-                    "snapshot": "repeatable read, read only",
-                },
+                details=details,
             ),
             missing_sections=self.options.missing_sections,
         )
@@ -1146,6 +1199,11 @@ class MuscleDatabase:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _bigints(values: Sequence[int | str]) -> list[int]:
+    """The integers of ``values`` that a bigint column can hold (others match no row)."""
+    return [v for v in values if type(v) is int and -(1 << 63) <= v < 1 << 63]
 
 
 def _fallback(texts: Mapping[str, JSONValue], field: str) -> str | None:

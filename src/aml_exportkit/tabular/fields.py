@@ -13,6 +13,7 @@ from .table import Column, Kind
 #: Field kinds by origin; the column of field ``f`` of origin ``o`` is ``o_f`` (``id`` is
 #: the primary key).
 FIELD_KINDS: dict[str, dict[str, Kind]] = {
+    "experiment": {"id": "int", "slug": "string", "name": "string"},
     "block": {
         "id": "int",
         "slug": "string",
@@ -88,6 +89,12 @@ def tuple_getter(origin: str, fields: Sequence[str]) -> Callable[[Any], tuple[An
         return tuple([g(record) for g in getters])
 
     return get
+
+
+def block_groups(columns: Any) -> list[tuple[str, Sequence[str]]]:
+    """The ``(origin, fields)`` groups of a block's cells (see ``Joiner.get_block``): its
+    experiment's fields, then its own."""
+    return [("experiment", columns.experiment), ("block", columns.block)]
 
 
 def fixed_columns(

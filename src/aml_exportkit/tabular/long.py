@@ -11,7 +11,7 @@ known only at the end, when every path has been seen.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -19,7 +19,7 @@ import attrs
 from ..flatten import ColumnRegistry, Flattener, FlattenOptions
 from ..graph import RecordGraph
 from ..records import Result, Session
-from .fields import fixed_columns, tuple_getter
+from .fields import block_groups, fixed_columns, tuple_getter
 from .options import TableOptions
 from .spill import Spill
 from .table import BigInt, Column, Table, kind_of_types
@@ -46,7 +46,7 @@ class Joiner:
         self.registry = ColumnRegistry()
         cols = options.columns
         flat = options.flatten
-        self.get_block = tuple_getter("block", cols.block)
+        self.get_block = self._block_getter(graph, cols.experiment, cols.block)
         self.get_session = tuple_getter("session", cols.session)
         self.get_participant = tuple_getter("participant", cols.participant)
         self.get_result = tuple_getter("result", cols.result)
@@ -69,6 +69,24 @@ class Joiner:
         self._scores: dict[str, Any] = {}
         self._answering: int | None = None
         self.types: dict[Any, set[type]] = {}
+
+    @staticmethod
+    def _block_getter(
+        graph: RecordGraph, experiment_fields: Sequence[str], block_fields: Sequence[str]
+    ) -> Callable[[Any], tuple[Any, ...]]:
+        """The cells of a block: its experiment's fields (through its phase), then its own
+        (a ``None`` block, or one whose experiment is unknown, gives empty cells)."""
+        get_block = tuple_getter("block", block_fields)
+        if not experiment_fields:
+            return get_block
+        get_experiment = tuple_getter("experiment", experiment_fields)
+
+        def get(block: Any) -> tuple[Any, ...]:
+            phase = graph.phases.get(block.phase) if block is not None else None
+            experiment = graph.experiments.get(phase.experiment) if phase is not None else None
+            return get_experiment(experiment) + get_block(block)
+
+        return get
 
     def _flattener(self, mode: str, prefix: str, origin: str) -> Flattener | None:
         if mode == "omit":
@@ -179,7 +197,7 @@ class LongBuilder:
         cols = options.columns
         self.fixed = fixed_columns(
             [
-                ("block", cols.block),
+                *block_groups(cols),
                 ("session", cols.session),
                 ("participant", cols.participant),
                 ("result", cols.result),

@@ -17,6 +17,7 @@ from ..flatten import FlattenOptions
 Style: TypeAlias = Literal["exportkit", "muscle-classic", "muscle-dashboard"]
 JsonMode: TypeAlias = Literal["omit", "json", "columns"]
 
+ExperimentField: TypeAlias = Literal["id", "slug", "name"]
 BlockField: TypeAlias = Literal["id", "slug", "name", "rules", "rounds", "bonus_points"]
 SessionField: TypeAlias = Literal[
     "id", "block", "participant", "playlist", "started_at", "finished_at", "final_score"
@@ -75,10 +76,12 @@ ClassicOption: TypeAlias = Literal[
 @attrs.frozen(kw_only=True)
 class Columns:
     """``[sinks.columns]``: the record fields joined into each row, in this order:
-    block, session, participant, result, section, song. A field ``f`` of origin ``o`` is
-    the column ``o_f`` (``session_started_at``; a primary key is ``o_id``), or ``f`` when
-    it already starts with ``o_`` (``participant_id_url``).
+    experiment, block, session, participant, result, section, song. A field ``f`` of
+    origin ``o`` is the column ``o_f`` (``session_started_at``; a primary key is
+    ``o_id``), or ``f`` when it already starts with ``o_`` (``participant_id_url``).
 
+    :param experiment: fields of the experiment of the session's block (through its
+        phase); empty where the source does not know it (a fixture zip).
     :param block: fields of the session's block.
     :param session: fields of the result's session (empty on profile-answer rows).
     :param participant: fields of the participant.
@@ -87,6 +90,7 @@ class Columns:
     :param song: fields of that section's song.
     """
 
+    experiment: tuple[ExperimentField, ...] = ()
     block: tuple[BlockField, ...] = ("slug",)
     session: tuple[SessionField, ...] = ("id", "started_at", "finished_at", "final_score")
     participant: tuple[ParticipantField, ...] = ("id", "participant_id_url", "country_code")

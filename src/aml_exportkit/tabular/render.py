@@ -33,7 +33,7 @@ from .. import native
 from ..chunks import NotFast, ResultColumns
 from ..flatten import Flattener, Path
 from ..graph import RecordGraph
-from .fields import fixed_columns
+from .fields import block_groups, fixed_columns
 from .long import _EXACT, Joiner
 from .options import TableOptions
 from .table import BigInt, Column, _cell, _quote, kind_of_types
@@ -370,7 +370,7 @@ class ChunkRenderer:
         self.join = Joiner(options, graph, track_types=False)
         cols = options.columns
         self.head_columns = fixed_columns(
-            [("block", cols.block), ("session", cols.session), ("participant", cols.participant)],
+            [*block_groups(cols), ("session", cols.session), ("participant", cols.participant)],
             options.flatten,
             self.join.registry,
         )

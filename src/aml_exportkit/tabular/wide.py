@@ -20,7 +20,7 @@ from typing import Any
 from ..flatten import FlattenError, escape_key
 from ..graph import RecordGraph
 from ..records import Result, Session
-from .fields import fixed_columns
+from .fields import block_groups, fixed_columns
 from .long import Joiner
 from .options import TableOptions, WideOptions
 from .spill import GroupSpill
@@ -63,11 +63,11 @@ class WideBuilder:
             self.unit_fixed = fixed_columns(
                 [("participant", cols.participant)], options.flatten, registry
             )
-            session_groups = [("block", cols.block), ("session", cols.session)]
+            session_groups = [*block_groups(cols), ("session", cols.session)]
         else:
             self.unit_fixed = fixed_columns(
                 [
-                    ("block", cols.block),
+                    *block_groups(cols),
                     ("session", cols.session),
                     ("participant", cols.participant),
                 ],

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..contracts import SinkSpec, TemplateSpec
 from ..errors import TemplateError
+from ..exclusions import read_exclude_file
 from .convert import describe_value, iter_problems, make_converter
 from .model import SinkTable, Template
 
@@ -80,7 +81,13 @@ def parse_template(
     except Exception as exc:
         _raise_problems(exc, file=file)
         raise
-    return template.evolve(sinks=tables, file=file, text=text, folder=folder)
+    return template.evolve(
+        sinks=tables,
+        file=file,
+        text=text,
+        folder=folder,
+        filter=read_exclude_file(template.filter, folder, file),
+    )
 
 
 def _parse_toml(text: str, file: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import attrs
 
+from ..exclusions import withhold_in_text
 from ..privacy import PrivacyTable
 from ..selection import Filter
 
@@ -20,6 +21,10 @@ class SourceTable:
 
     :param uri: a fixture zip's path (relative to the template's folder) or a
         ``postgresql://`` URI; ``--source`` on the command line overrides it.
+    :param uris: several sources, exported into one table (instead of ``uri``): zips,
+        databases, or both. Each zip contributes its own block; a database the blocks
+        named in ``blocks``. An object two sources both hold is kept once; a primary key
+        they hold with different content is an error. ``--source``, repeated, overrides it.
     :param blocks: block slugs; a fixture zip holds one block, and a slug given here names
         it. ``--block`` overrides it.
     :param missing_sections: what to do with a result whose section is not exported:
@@ -27,6 +32,7 @@ class SourceTable:
     """
 
     uri: str | None = None
+    uris: tuple[str, ...] = ()
     blocks: tuple[str, ...] = ()
     missing_sections: Literal["error", "keep"] = "error"
 
@@ -81,6 +87,12 @@ class Template:
     file: str = attrs.field(default="<template>", metadata={"internal": True})
     text: str = attrs.field(default="", metadata={"internal": True}, repr=False)
     folder: Path = attrs.field(factory=Path.cwd, metadata={"internal": True})
+
+    @property
+    def recorded_text(self) -> str:
+        """The text as outputs record it (manifest, Parquet metadata): the identifiers of
+        ``[filter]``'s exclusion lists withheld."""
+        return withhold_in_text(self.text)
 
     def evolve(self, **changes: Any) -> Template:
         """A copy with ``changes`` applied."""

@@ -59,6 +59,11 @@ class Command(BaseCommand):
             metavar="DIR",
             help="Folder for relative sink paths (default: the template's folder).",
         )
+        run.add_argument(
+            "--since",
+            metavar="MANIFEST",
+            help="An earlier run's manifest.json: export only the sessions new or changed since.",
+        )
         run.add_argument("--quiet", "-q", action="store_true", help="Print nothing on success.")
         inspect = actions.add_parser("inspect", help="Show the blocks and counts it holds.")
         inspect.add_argument("--json", dest="as_json", action="store_true", help="Print JSON.")
@@ -90,6 +95,7 @@ class Command(BaseCommand):
                     options["blocks"],
                     options["out_dir"],
                     options["quiet"],
+                    options["since"],
                 )
         except CommandError as exc:
             raise CommandError(_scrub(str(exc), secrets), returncode=exc.returncode) from None
@@ -141,8 +147,10 @@ class Command(BaseCommand):
         blocks: Sequence[str],
         out_dir: str | None,
         quiet: bool,
+        since: str | None = None,
     ) -> None:
-        """``run``: the template, with the database as its source."""
+        """``run``: the template, with the database as its source (``--since``: only what
+        is new or changed since an earlier run, as ``exportkit run --since``)."""
         manager = get_plugin_manager()
         loaded = load_template(template, registry=load_registry(manager))
         report = run_export(
@@ -151,6 +159,7 @@ class Command(BaseCommand):
             blocks=list(blocks) or None,
             out_dir=Path(out_dir) if out_dir else None,
             plugin_manager=manager,
+            since=since,
         )
         if not quiet:
             for output in report.outputs:
