@@ -48,8 +48,6 @@ def _pyarrow() -> tuple[Any, Any]:
 class ParquetSink(TableSink):
     """Writes the table as Parquet."""
 
-    track_types = True
-
     bulk_format = "parquet"
 
     def __init__(self, context: SinkContext) -> None:

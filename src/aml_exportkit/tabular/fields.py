@@ -103,5 +103,5 @@ def fixed_columns(
             name = field if field.startswith(origin + "_") else f"{origin}_{field}"
             name = flatten.rename.get(name, name)
             registry.claim(name, origin, field)
-            columns.append(Column(name, kinds[field]))
+            columns.append(Column(name, kinds[field], origin=origin, path=field))
     return columns

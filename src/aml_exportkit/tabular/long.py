@@ -22,12 +22,25 @@ from ..records import Result, Session
 from .fields import fixed_columns, tuple_getter
 from .options import TableOptions
 from .spill import Spill
-from .table import BigInt, Column, Table, kind_of_types
+from .table import (
+    Absent,
+    BigInt,
+    Column,
+    Kind,
+    Table,
+    json_cell,
+    column_kind,
+    json_types,
+    kind_of_types,
+    needs_json_cells,
+)
 
 _EMPTY: dict[str, Any] = {}
 #: The largest integer a float64 holds exactly.
 _EXACT = 2**53
 _ONE_EMPTY: list[dict[str, Any]] = [_EMPTY]
+#: Marks a key that a row lacks, while a row is made.
+_ABSENT: Any = object()
 
 
 class Joiner:
@@ -69,6 +82,8 @@ class Joiner:
         self._scores: dict[str, Any] = {}
         self._answering: int | None = None
         self.types: dict[Any, set[type]] = {}
+        #: how many rows hold each flattened column (fewer than the rows: some lack it)
+        self.present: dict[Any, int] = {}
 
     def _flattener(self, mode: str, prefix: str, origin: str) -> Flattener | None:
         if mode == "omit":
@@ -82,6 +97,27 @@ class Joiner:
         """The flatteners in column order."""
         found = [self.session_flat, self.profile_flat, self.score_flat, self.result_flat]
         return [f for f in found if f is not None]
+
+    def column(self, name: str, key: Any, rows: int, kind: Kind | None = None) -> Column:
+        """The column ``name`` of a table of ``rows`` rows, its values tracked under
+        ``key``: its kind, origin and JSON types, and whether its cells must be JSON text.
+
+        :param kind: the kind of a record field (its values are not tracked).
+        """
+        origin, path = self.registry.owners.get(name, (None, None))
+        if kind is not None:
+            return Column(name, kind, origin=origin, path=path)
+        types = set(self.types.get(key, ()))
+        if self.present.get(key, 0) < rows:
+            types.add(Absent)
+        return Column(
+            name,
+            column_kind(types),
+            origin=origin,
+            path=path,
+            json_types=json_types(types),
+            json_cells=needs_json_cells(types),
+        )
 
     def dynamic_sort_key(self, name: str) -> tuple[Any, ...]:
         """Where a flattened column goes: by origin, then by path."""
@@ -151,9 +187,12 @@ class Joiner:
         self._scores = {}
 
     def note_types(self, dyn: dict[Any, Any]) -> None:
-        """Remember the Python types of flattened values (for the Parquet schema)."""
+        """Remember the Python types of flattened values (for the Parquet schema and the
+        JSON-text rule) and count the rows that hold each column."""
         types = self.types
+        present = self.present
         for key, value in dyn.items():
+            present[key] = present.get(key, 0) + 1
             t = type(value)
             if t is int and not -_EXACT <= value <= _EXACT:
                 t = BigInt  # beyond a float's (and soon int64's) exact range: kept as text
@@ -282,9 +321,13 @@ class LongBuilder:
         names = sorted(
             (n for f in join.flatteners() for n in f.sort_keys), key=join.dynamic_sort_key
         )
-        dynamic = [Column(n, kind_of_types(join.types.get(n, ()))) for n in names]
-        columns = (*self.fixed, *dynamic)
         spill = self.spill
+        count = len(spill)
+        dynamic = [join.column(n, n, count) for n in names]
+        columns = (*self.fixed, *dynamic)
+        # columns whose cells are JSON text: a value is written as its JSON, an absent key
+        # as null (docs/flattening.md)
+        encoded = [i for i, c in enumerate(dynamic) if c.json_cells]
 
         def rows() -> Iterator[list[Any]]:
             try:
@@ -292,12 +335,21 @@ class LongBuilder:
                     for fixed, _ in spill:
                         yield list(fixed)
                     return
+                if not encoded:
+                    for fixed, dyn in spill:
+                        yield [*fixed, *[dyn.get(n) for n in names]]
+                    return
+                absent = _ABSENT
                 for fixed, dyn in spill:
-                    yield [*fixed, *[dyn.get(n) for n in names]]
+                    values = [dyn.get(n, absent) for n in names]
+                    for i in encoded:
+                        value = values[i]
+                        values[i] = None if value is absent else json_cell(value)
+                    yield [*fixed, *[None if v is absent else v for v in values]]
             finally:
                 spill.close()
 
-        return Table(columns=columns, rows=rows, count=len(spill))
+        return Table(columns=columns, rows=rows, count=count)
 
     def close(self) -> None:
         """Delete the spill (after a failure)."""

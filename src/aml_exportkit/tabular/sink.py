@@ -38,7 +38,7 @@ def make_builder(
     *,
     layout: Literal["long", "wide"],
     wide: WideOptions | None = None,
-    track_types: bool = False,
+    track_types: bool = True,
 ) -> Builder:
     """The row builder for ``options.style`` and ``layout``.
 
@@ -63,7 +63,9 @@ class TableSink(BaseSink):
     """
 
     layout: Literal["long", "wide"] = "long"
-    track_types = False
+    #: Record the types of flattened values (the Parquet schema, and the columns whose
+    #: cells must be JSON text to be read back exactly, docs/flattening.md).
+    track_types = True
     #: What the bulk lane writes for this sink (``"csv"`` or ``"parquet"``), if it can.
     bulk_format: str | None = None
 

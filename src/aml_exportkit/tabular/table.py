@@ -25,7 +25,13 @@ class BigInt(int):
     """Marks, in type tracking, an integer too large for a float64 to hold exactly."""
 
 
+class Absent:
+    """Marks, in type tracking, a column that some rows lack (the key is absent from their
+    ``json_data``), as opposed to holding a JSON null."""
+
+
 _KIND_OF_TYPE: dict[type, Kind] = {
+    Absent: "null",
     BigInt: "mixed",
     bool: "bool",
     int: "int",
@@ -54,12 +60,78 @@ def kind_of_types(types: Iterable[type]) -> Kind:
     return "mixed"
 
 
+#: The JSON type of each Python type a flattened value has (docs/flattening.md).
+JSON_TYPE_OF: dict[type, str] = {
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    BigInt: "integer",
+    float: "number",
+    type(None): "null",
+    dict: "object",
+    list: "array",
+    Absent: "absent",
+}
+#: Which JSON types a column's cells tell apart by their text alone: nested values are
+#: JSON text either way, so an object and an array are one class, as is an integer of any
+#: size. Every other pair needs the column's cells to be JSON text.
+_CELL_CLASS = {"string": 1, "boolean": 2, "integer": 3, "number": 4, "object": 5, "array": 5}
+
+
+def json_types(types: Iterable[type]) -> tuple[str, ...]:
+    """The JSON types (and ``absent``) of a column whose values had ``types``, sorted."""
+    return tuple(sorted({JSON_TYPE_OF.get(t, "string") for t in types}))
+
+
+def needs_json_cells(types: Iterable[type]) -> bool:
+    """Whether a flattened column must be written as JSON text cells to be read back
+    exactly: it holds values of two classes (``"7"`` and ``7``, ``7`` and ``7.5``, text and
+    an object), or both JSON nulls and rows that lack the key."""
+    names = json_types(types)
+    classes = {_CELL_CLASS[n] for n in names if n in _CELL_CLASS}
+    return len(classes) > 1 or ("null" in names and "absent" in names)
+
+
+def column_kind(types: Iterable[type]) -> Kind:
+    """The kind of a flattened column whose values had ``types``: ``mixed`` (JSON text)
+    when its cells must be JSON text, else :func:`kind_of_types`."""
+    seen = set(types)
+    return "mixed" if needs_json_cells(seen) else kind_of_types(seen)
+
+
+def json_cell(value: Any) -> str:
+    """A value as a JSON text cell: ``"7"`` for the string, ``7`` for the number, ``null``,
+    ``-0.0``, integers of any size exactly, non-finite floats as ``NaN`` and ``Infinity``."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 @attrs.frozen
 class Column:
-    """One column of a built table."""
+    """One column of a built table.
+
+    :param name: its name.
+    :param kind: what it holds (see :data:`Kind`).
+    :param origin: where its values come from: a record field (``session``, ``result``,
+        ...) or a flattened origin (``result_json``, ``session_json``, ``profile``,
+        ``profile_score``); None when unknown.
+    :param path: the field's name, or the path inside the flattened value (``""`` for the
+        value itself).
+    :param key: in a wide table, the key the column sits under (``03``, ``s1.02``).
+    :param key_by: what that key counts or names (``number``, ``question_key``,
+        ``section``, ``session``).
+    :param json_types: for flattened columns, the JSON types seen (``absent`` when some
+        rows lack the key).
+    :param json_cells: the cells are JSON text (see :func:`needs_json_cells`).
+    """
 
     name: str
     kind: Kind
+    origin: str | None = attrs.field(default=None, eq=False)
+    path: str | None = attrs.field(default=None, eq=False)
+    key: str | None = attrs.field(default=None, eq=False)
+    key_by: str | None = attrs.field(default=None, eq=False)
+    json_types: tuple[str, ...] = attrs.field(default=(), eq=False)
+    json_cells: bool = attrs.field(default=False, eq=False)
 
 
 @attrs.frozen

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import attrs
+
 from ..flatten import FlattenError, escape_key
 from ..graph import RecordGraph
 from ..records import Result, Session
@@ -24,7 +26,7 @@ from .fields import fixed_columns
 from .long import Joiner
 from .options import TableOptions, WideOptions
 from .spill import GroupSpill
-from .table import Column, Table, kind_of_types
+from .table import Column, Table, json_cell
 from .walk import SessionWalker
 
 #: A key part: ("s", n) a session ordinal, ("n", n) a result number, ("q", text) a key.
@@ -81,7 +83,7 @@ class WideBuilder:
             [("result", cols.result), ("section", cols.section), ("song", cols.song)], options
         )
         self.fixed_rank = {c.name: i for i, c in enumerate(self.session_fixed + self.result_fixed)}
-        self.kinds = {c.name: c.kind for c in self.session_fixed + self.result_fixed}
+        self.fixed_columns = {c.name: c for c in self.session_fixed + self.result_fixed}
         self.walker = SessionWalker(graph.sessions.values())
         self.spill = GroupSpill()
         self.keys: set[tuple[tuple[KeyPart, ...], str]] = set()
@@ -139,7 +141,11 @@ class WideBuilder:
                 dyn[(key, name)] = value
         self.keys.update(dyn)
         if join.track_types:
-            join.note_types(dyn)
+            if self.per_participant and self.ordinals.get(session.pk) != 1:
+                # a participant's profile columns sit once in its row, not once per session
+                join.note_types({k: v for k, v in dyn.items() if k[0]})
+            else:
+                join.note_types(dyn)
         group = session.participant if self.per_participant else session.pk
         order = self.ordinals.get(session.pk, 0)
         self.spill.append(group, order, (fixed, dyn))
@@ -182,6 +188,10 @@ class WideBuilder:
             return (tuple(_part_order(part) for part in key), inner)
 
         ordered = sorted(self.keys, key=order)
+        if self.per_participant:
+            units = len({s.participant for s in self.graph.sessions.values()})
+        else:
+            units = len(self.graph.sessions)
         columns = list(self.unit_fixed)
         owners = {c.name: ("field", c.name) for c in columns}
         for key, name in ordered:
@@ -192,15 +202,21 @@ class WideBuilder:
                     f" {name!r} under key {key!r}; change the separator or a prefix"
                 )
             owners[text] = ("key", name)
-            kind = self.kinds.get(name) or kind_of_types(join.types.get((key, name), ()))
-            columns.append(Column(text, kind))
+            fixed = self.fixed_columns.get(name) if key else None
+            column = join.column(name, (key, name), units, fixed.kind if fixed else None)
+            if fixed is not None:
+                column = attrs.evolve(column, origin=fixed.origin, path=fixed.path)
+            if key:
+                by = {"s": "session", "n": "number"}.get(key[-1][0], self.wide.key_by)
+                keytext = sep.join(part_text(p) for p in key)
+                column = attrs.evolve(column, key=keytext, key_by=by)
+            columns.append(attrs.evolve(column, name=text))
         spill = self.spill
         keys = ordered
-        units = 0
-        if self.per_participant:
-            units = len({s.participant for s in self.graph.sessions.values()})
-        else:
-            units = len(self.graph.sessions)
+
+        head = len(self.unit_fixed)
+        # columns whose cells are JSON text (docs/flattening.md)
+        encoded = [(i, keys[i]) for i, c in enumerate(columns[head:]) if c.json_cells]
 
         def rows() -> Iterator[list[Any]]:
             try:
@@ -209,7 +225,11 @@ class WideBuilder:
                     merged: dict[Any, Any] = {}
                     for _, dyn in parts:
                         merged.update(dyn)
-                    yield [*fixed, *[merged.get(k) for k in keys]]
+                    values = [merged.get(k) for k in keys]
+                    for i, k in encoded:
+                        if k in merged:
+                            values[i] = json_cell(merged[k])
+                    yield [*fixed, *values]
             finally:
                 spill.close()
 
