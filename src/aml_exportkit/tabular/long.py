@@ -28,10 +28,9 @@ from .table import (
     Column,
     Kind,
     Table,
-    json_cell,
     column_kind,
+    json_cell,
     json_types,
-    kind_of_types,
     needs_json_cells,
 )
 
