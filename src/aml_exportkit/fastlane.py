@@ -57,7 +57,7 @@ import attrs
 from .chunks import NotFast
 from .errors import ExportkitError
 from .graph import PkSet
-from .tabular.render import ChunkRenderer, json_cells_columns, supports
+from .tabular.render import ChunkRenderer, json_cells_columns, kinds_of, supports
 from .tabular.table import Absent, Column, column_kind
 
 if TYPE_CHECKING:
@@ -122,6 +122,8 @@ class _Plan:
 
     renderer: ChunkRenderer
     outputs: list[_Output]
+    #: the table's columns, once the lane settled them
+    columns: list[Column] = attrs.field(factory=list)
 
 
 def _table_key(options: Any) -> tuple[Any, ...]:
@@ -199,7 +201,7 @@ def run(
             gc.enable()
     for _, plan in plans:
         for out in plan.outputs:
-            out.sink.bulk_written(rows)
+            out.sink.bulk_written(rows, plan.columns)
     LAST_RUN.update(used=True, reason="", rows=rows, chunks=lane.chunk_count, **lane.stats)
     return True
 
@@ -1077,7 +1079,8 @@ class _Lane:
         self.stats["rerendered_chunks"] = self.stats.get("rerendered_chunks", 0) + len(redo)
         if redo or final != state.names:
             self._rewrite_csv(state, (final, final_json), redo, tasks)
-        kinds = [*renderer.fixed, *(Column(n, column_kind(state.types.get(n, ()))) for n in final)]
+        kinds = kinds_of(renderer, final, state.types)
+        state.plan.columns = kinds
         for out in state.parquets:
             if out.valid and kinds == out.columns and not redo and final == state.names:
                 out.close()

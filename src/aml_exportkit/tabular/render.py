@@ -44,6 +44,7 @@ from .table import (
     _quote,
     column_kind,
     json_cell,
+    json_types,
     needs_json_cells,
 )
 
@@ -575,8 +576,23 @@ class ChunkRenderer:
 def kinds_of(
     renderer: ChunkRenderer, names: Sequence[str], types: Mapping[str, set[type]]
 ) -> list[Column]:
-    """Every column of the table, with the kinds the plain path would give them."""
-    dynamic = [Column(n, column_kind(types.get(n, ()))) for n in names]
+    """Every column of the table, as the plain path describes them: kinds, origins, JSON
+    types and whether the cells are JSON text."""
+    owners = renderer.join.registry.owners
+    dynamic = []
+    for name in names:
+        seen = set(types.get(name, ()))
+        origin, path = owners.get(name, (None, None))
+        dynamic.append(
+            Column(
+                name,
+                column_kind(seen),
+                origin=origin,
+                path=path,
+                json_types=json_types(seen),
+                json_cells=needs_json_cells(seen),
+            )
+        )
     return [*renderer.fixed, *dynamic]
 
 

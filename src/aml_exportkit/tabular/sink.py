@@ -16,7 +16,8 @@ from ..records import Result
 from .long import LongBuilder
 from .muscle import ClassicBuilder, DashboardBuilder
 from .options import TableOptions, WideOptions
-from .table import Table
+from .origins import infos_of
+from .table import Column, Table
 from .wide import WideBuilder
 
 
@@ -75,6 +76,7 @@ class TableSink(BaseSink):
         self.builder: Builder | None = None
         self._temp: Path | None = None
         self._bulk_rows: int | None = None
+        self._bulk_columns: tuple[Column, ...] = ()
 
     def temp_path(self) -> Path:
         """The sink's temporary output file (reserved once)."""
@@ -89,9 +91,10 @@ class TableSink(BaseSink):
             return None
         return self.options, self.bulk_format, self.temp_path()
 
-    def bulk_written(self, rows: int) -> None:
-        """The bulk lane wrote the table: ``rows`` rows."""
+    def bulk_written(self, rows: int, columns: Sequence[Column] = ()) -> None:
+        """The bulk lane wrote the table: ``rows`` rows with ``columns``."""
         self._bulk_rows = rows
+        self._bulk_columns = tuple(columns)
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -145,13 +148,16 @@ class TableSink(BaseSink):
         assert self.builder is not None
         if self._bulk_rows is not None:
             rows = self._bulk_rows
+            columns = self._bulk_columns
             self.builder.close()
         else:
             with self._errors():
                 table = self.builder.finish()
+                columns = table.columns
                 rows = self.write(self.temp_path(), table)
         self.builder = None
-        return (OutputReport(path=self.context.target, rows=rows),)
+        infos = infos_of(columns, self.options if isinstance(self.options, TableOptions) else None)
+        return (OutputReport(path=self.context.target, rows=rows, columns=infos),)
 
     def write(self, path: Path, table: Table) -> int:
         """Write ``table`` to ``path``; return the number of rows."""
