@@ -149,6 +149,9 @@ class ColumnInfo:
         ``integer``, ``number``, ``boolean``, ``null``, ``object``, ``array``) and
         ``absent`` when some rows lack the key.
     :param json_cells: the cells hold each value's JSON text (``docs/flattening.md``).
+    :param json_path: for a flattened column, its path as a list of keys and list indexes
+        (``["config", "buttons", 0]``), for programs; an exploded list's position column
+        has the list's path and the rule ``explode position``.
     """
 
     name: str
@@ -160,6 +163,7 @@ class ColumnInfo:
     key_by: str | None = None
     json_types: tuple[str, ...] | None = None
     json_cells: bool | None = None
+    json_path: tuple[str | int, ...] | None = None
 
 
 @attrs.frozen(kw_only=True)

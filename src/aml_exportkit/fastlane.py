@@ -1079,7 +1079,7 @@ class _Lane:
         self.stats["rerendered_chunks"] = self.stats.get("rerendered_chunks", 0) + len(redo)
         if redo or final != state.names:
             self._rewrite_csv(state, (final, final_json), redo, tasks)
-        kinds = kinds_of(renderer, final, state.types)
+        kinds = kinds_of(renderer, final, state.types, found)
         state.plan.columns = kinds
         for out in state.parquets:
             if out.valid and kinds == out.columns and not redo and final == state.names:

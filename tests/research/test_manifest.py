@@ -117,6 +117,7 @@ def test_manifest_gives_each_columns_origin(reference_dir: Path, tmp_path: Path)
         "rule": "flatten",
         "type": "number",
         "json_types": ["absent", "number"],
+        "json_path": ["decision_time"],
     }
     # a JSON null in some results, the key absent from others: JSON text cells
     assert columns["result_json.minValues"]["json_cells"] is True

@@ -106,6 +106,7 @@ class Joiner:
         origin, path = self.registry.owners.get(name, (None, None))
         if kind is not None:
             return Column(name, kind, origin=origin, path=path)
+        json_path = next((f.paths[name] for f in self.flatteners() if name in f.paths), None)
         types = set(self.types.get(key, ()))
         if self.present.get(key, 0) < rows:
             types.add(Absent)
@@ -116,6 +117,7 @@ class Joiner:
             path=path,
             json_types=json_types(types),
             json_cells=needs_json_cells(types),
+            json_path=json_path,
         )
 
     def dynamic_sort_key(self, name: str) -> tuple[Any, ...]:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from ..codebook import column_info
 from ..contracts import ColumnInfo
+from ..flatten import EXPLODE_MARK
 from .options import TableOptions
 from .table import Column
 
@@ -61,9 +62,15 @@ def info_of(column: Column, options: TableOptions | None = None) -> ColumnInfo:
     """
     if column.origin is None:
         return column_info(column.name)
+    json_path: tuple[str | int, ...] | None = None
+    explode = False
     if column.origin in _FLATTENED:
         origin, _ = _FLATTENED[column.origin]
         path: str | None = column.path
+        found = column.json_path
+        if found is not None and _FLATTENED[column.origin][1] is not None:
+            explode = bool(found) and found[-1] == EXPLODE_MARK
+            json_path = found[:-1] if explode else found
     else:
         origin = f"{column.origin}.{column.path}"
         path = None
@@ -73,12 +80,13 @@ def info_of(column: Column, options: TableOptions | None = None) -> ColumnInfo:
         name=column.name,
         origin=origin,
         path=path,
-        rule=_rule(column, options),
+        rule="explode position" if explode else _rule(column, options),
         type=shown,
         key=column.key,
         key_by=column.key_by,
         json_types=column.json_types or None,
         json_cells=True if column.json_cells else None,
+        json_path=json_path,
     )
 
 

@@ -574,10 +574,16 @@ class ChunkRenderer:
 
 
 def kinds_of(
-    renderer: ChunkRenderer, names: Sequence[str], types: Mapping[str, set[type]]
+    renderer: ChunkRenderer,
+    names: Sequence[str],
+    types: Mapping[str, set[type]],
+    paths: Mapping[str, Path] | None = None,
 ) -> list[Column]:
     """Every column of the table, as the plain path describes them: kinds, origins, JSON
-    types and whether the cells are JSON text."""
+    types and whether the cells are JSON text.
+
+    :param paths: each column's json path (as the workers found them)."""
+    paths = paths or {}
     owners = renderer.join.registry.owners
     dynamic = []
     for name in names:
@@ -591,6 +597,7 @@ def kinds_of(
                 path=path,
                 json_types=json_types(seen),
                 json_cells=needs_json_cells(seen),
+                json_path=paths.get(name),
             )
         )
     return [*renderer.fixed, *dynamic]

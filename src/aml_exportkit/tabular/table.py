@@ -122,6 +122,8 @@ class Column:
     :param json_types: for flattened columns, the JSON types seen (``absent`` when some
         rows lack the key).
     :param json_cells: the cells are JSON text (see :func:`needs_json_cells`).
+    :param json_path: for flattened columns, the path inside the flattened value
+        (:attr:`~aml_exportkit.flatten.Flattener.paths`).
     """
 
     name: str
@@ -132,6 +134,7 @@ class Column:
     key_by: str | None = attrs.field(default=None, eq=False)
     json_types: tuple[str, ...] = attrs.field(default=(), eq=False)
     json_cells: bool = attrs.field(default=False, eq=False)
+    json_path: tuple[str | int, ...] | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -287,7 +290,9 @@ def read_exportkit_csv(path: Path) -> tuple[list[str], list[list[str | None]]]:
 
     :return: the header and the rows.
     """
-    text = Path(path).read_text(encoding="utf-8")
+    # newline="": a CR inside a quoted value is data, not a line end to translate
+    with open(path, encoding="utf-8", newline="") as fh:
+        text = fh.read()
     records: list[list[str | None]] = []
     row: list[str | None] = []
     i, n = 0, len(text)
