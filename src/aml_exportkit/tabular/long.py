@@ -18,7 +18,7 @@ import attrs
 
 from ..flatten import ColumnRegistry, Flattener, FlattenOptions
 from ..graph import RecordGraph
-from ..records import Result, Session
+from ..records import Block, Result, Session
 from .fields import fixed_columns, tuple_getter
 from .options import TableOptions
 from .spill import Spill
@@ -212,10 +212,20 @@ class LongBuilder:
     :param track_types: see :class:`Joiner`.
     """
 
-    def __init__(self, options: TableOptions, graph: RecordGraph, *, track_types: bool) -> None:
+    def __init__(
+        self,
+        options: TableOptions,
+        graph: RecordGraph,
+        *,
+        track_types: bool,
+        partition_by: Sequence[str] = (),
+    ) -> None:
         self.options = options
         self.graph = graph
         self.join = Joiner(options, graph, track_types=track_types)
+        self.partition_by = tuple(partition_by)
+        #: the partition values of rows without a session (profile answers)
+        self._no_partition: tuple[Any, ...] = (None,) * len(self.partition_by)
         cols = options.columns
         self.fixed = fixed_columns(
             [
@@ -240,6 +250,7 @@ class LongBuilder:
         )
         self._pending_profiles: list[Result] = []
         self._pending_owner: int | None = None
+        self._partition: tuple[Any, ...] = self._no_partition
         self._profiles_done = False
 
     def add_profiles(self, batch: Sequence[Result]) -> None:
@@ -263,6 +274,7 @@ class LongBuilder:
         participant = self.graph.participants.get(self._pending_owner or -1)
         head = self.join.get_block(None) + self.join.get_session(None)
         head += self.join.get_participant(participant)
+        self._partition = self._no_partition
         for result in self._pending_profiles:
             self._emit(head, result, _ONE_EMPTY, self.join.profile_of(result.participant))
         self._pending_profiles = []
@@ -293,8 +305,23 @@ class LongBuilder:
                     join.profile_of(session.participant),
                 )
                 self._session_pk = result.session
+                if self.partition_by:
+                    self._partition = self._partition_of(block)
             head, session_rows, profile = self._session_key
             self._emit(head, result, session_rows, profile)
+
+    def _partition_of(self, block: Block | None) -> tuple[Any, ...]:
+        """The partition values (slugs) of a session's rows."""
+        graph = self.graph
+        values: list[Any] = []
+        for name in self.partition_by:
+            if name == "block":
+                values.append(block.slug if block is not None else None)
+            else:
+                phase = graph.phases.get(block.phase) if block and block.phase else None
+                experiment = graph.experiments.get(phase.experiment) if phase else None
+                values.append(experiment.slug if experiment is not None else None)
+        return tuple(values)
 
     def _emit(
         self,
@@ -308,6 +335,8 @@ class LongBuilder:
         result_rows = join.result_rows(result)
         track = join.track_types
         append = self.spill.append
+        if self.partition_by:
+            fixed += self._partition  # split off again when the rows are read back
         for srow in session_rows:
             for rrow in result_rows:
                 dyn = {**srow, **profile, **rrow} if srow or profile else rrow
@@ -325,6 +354,8 @@ class LongBuilder:
         spill = self.spill
         count = len(spill)
         dynamic = [join.column(n, n, count) for n in names]
+        if self.partition_by:
+            return self._partitioned(names, dynamic)
         columns = (*self.fixed, *dynamic)
         # columns whose cells are JSON text: a value is written as its JSON, an absent key
         # as null (docs/flattening.md)
@@ -351,6 +382,31 @@ class LongBuilder:
                 spill.close()
 
         return Table(columns=columns, rows=rows, count=count)
+
+    def _partitioned(self, names: list[str], dynamic: list[Column]) -> Table:
+        """The table of a partitioned dataset: each row ends with its partition values."""
+        spill = self.spill
+        width = len(self.fixed)
+        encoded = {n for n, c in zip(names, dynamic, strict=True) if c.json_cells}
+
+        def cell(dyn: dict[str, Any], name: str) -> Any:
+            if name not in dyn:
+                return None
+            return json_cell(dyn[name]) if name in encoded else dyn[name]
+
+        def rows() -> Iterator[list[Any]]:
+            try:
+                for fixed, dyn in spill:
+                    yield [*fixed[:width], *[cell(dyn, n) for n in names], *fixed[width:]]
+            finally:
+                spill.close()
+
+        return Table(
+            columns=(*self.fixed, *dynamic),
+            rows=rows,
+            count=len(spill),
+            partition_by=self.partition_by,
+        )
 
     def close(self) -> None:
         """Delete the spill (after a failure)."""

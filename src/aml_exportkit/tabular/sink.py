@@ -40,6 +40,7 @@ def make_builder(
     layout: Literal["long", "wide"],
     wide: WideOptions | None = None,
     track_types: bool = True,
+    partition_by: Sequence[str] = (),
 ) -> Builder:
     """The row builder for ``options.style`` and ``layout``.
 
@@ -54,7 +55,7 @@ def make_builder(
         return DashboardBuilder(graph)
     if layout == "wide":
         return WideBuilder(options, wide or WideOptions(), graph, track_types=track_types)
-    return LongBuilder(options, graph, track_types=track_types)
+    return LongBuilder(options, graph, track_types=track_types, partition_by=partition_by)
 
 
 class TableSink(BaseSink):
@@ -89,6 +90,8 @@ class TableSink(BaseSink):
         :class:`~aml_exportkit.contracts.BulkSink`)."""
         if self.bulk_format is None or self.layout != "long":
             return None
+        if getattr(self.options, "partition_by", ()):
+            return None  # rows go to several files by partition: the plain path
         return self.options, self.bulk_format, self.temp_path()
 
     def bulk_written(self, rows: int, columns: Sequence[Column] = ()) -> None:
@@ -118,6 +121,7 @@ class TableSink(BaseSink):
                 layout=self.layout,
                 wide=self.wide_options(),
                 track_types=self.track_types,
+                partition_by=getattr(self.options, "partition_by", ()),
             )
 
     def wants_profiles(self) -> bool:
@@ -156,12 +160,16 @@ class TableSink(BaseSink):
                 columns = table.columns
                 rows = self.write(self.temp_path(), table)
         self.builder = None
-        infos = infos_of(columns, self.options if isinstance(self.options, TableOptions) else None)
-        return (OutputReport(path=self.context.target, rows=rows, columns=infos),)
+        return (self.report(rows, columns),)
 
     def write(self, path: Path, table: Table) -> int:
         """Write ``table`` to ``path``; return the number of rows."""
         raise NotImplementedError
+
+    def report(self, rows: int, columns: Sequence[Column]) -> OutputReport:
+        """The report of the sink's file: ``rows`` rows with ``columns``."""
+        options = self.options if isinstance(self.options, TableOptions) else None
+        return OutputReport(path=self.context.target, rows=rows, columns=infos_of(columns, options))
 
     def abort(self) -> None:
         """Delete the builder's spill files."""

@@ -143,11 +143,14 @@ class Table:
     (each a sequence of Python values in column order).
 
     :param count: the number of rows.
+    :param partition_by: the Hive partition columns; each row then ends with their values
+        (after the table's columns).
     """
 
     columns: tuple[Column, ...]
     rows: Callable[[], Iterator[Sequence[Any]]]
     count: int
+    partition_by: tuple[str, ...] = ()
 
 
 # -- our CSV ------------------------------------------------------------------------------------
