@@ -84,7 +84,7 @@ class ParquetSink(TableSink):
             ) from None
         self.layout = context.options.layout
 
-    def schema(self, columns: Sequence[Column]) -> Any:
+    def schema(self, columns: Sequence[Column], timestamps: str = "us") -> Any:
         """The Arrow schema of a table with ``columns``, with the run's metadata."""
         from .. import __version__
 
@@ -95,7 +95,7 @@ class ParquetSink(TableSink):
             "exportkit.template_file": self.context.template.file,
             "exportkit.sink": json.dumps({"type": NAME, "index": self.context.index}),
         }
-        return arrow_schema(pa, columns, metadata)
+        return arrow_schema(pa, columns, metadata, timestamps)
 
     def open_writer(self, path: Path, schema: Any) -> Any:
         """A ``ParquetWriter`` for ``path`` with the sink's compression."""
@@ -120,7 +120,7 @@ class ParquetSink(TableSink):
         pa, _ = _pyarrow()
         options: ParquetOptions = self.options
         columns = table.columns
-        schema = self.schema(columns)
+        schema = self.schema(columns, table.timestamps)
         convert = RowConverter(pa, schema, columns)
         size = group_rows(options.row_group_size, len(columns))
         width = len(columns)
@@ -166,7 +166,7 @@ class ParquetSink(TableSink):
         pa, _ = _pyarrow()
         options: ParquetOptions = self.options
         columns = table.columns
-        schema = self.schema(columns)
+        schema = self.schema(columns, table.timestamps)
         rows = RowConverter(pa, schema, columns)
         size = group_rows(options.row_group_size, len(columns))
         count = 0

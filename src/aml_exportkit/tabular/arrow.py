@@ -15,8 +15,8 @@ from typing import Any
 from .table import Column, Kind, text_of
 
 
-def arrow_type(pa: Any, kind: Kind) -> Any:
-    """The Arrow type of a column of ``kind``."""
+def arrow_type(pa: Any, kind: Kind, timestamps: str = "us") -> Any:
+    """The Arrow type of a column of ``kind``; times in ``timestamps`` units."""
     if kind == "int":
         return pa.int64()
     if kind == "float":
@@ -24,7 +24,7 @@ def arrow_type(pa: Any, kind: Kind) -> Any:
     if kind == "bool":
         return pa.bool_()
     if kind == "datetime":
-        return pa.timestamp("us", tz="UTC")
+        return pa.timestamp(timestamps, tz="UTC")
     return pa.string()
 
 
@@ -41,11 +41,13 @@ def converter(kind: Kind) -> Callable[[Any], Any] | None:
     return None
 
 
-def arrow_schema(pa: Any, columns: Sequence[Column], metadata: Mapping[str, str]) -> Any:
+def arrow_schema(
+    pa: Any, columns: Sequence[Column], metadata: Mapping[str, str], timestamps: str = "us"
+) -> Any:
     """The schema of a table with ``columns``; the column kinds join ``metadata``."""
     kinds = {"exportkit.column_kinds": json.dumps({c.name: c.kind for c in columns})}
     return pa.schema(
-        [pa.field(c.name, arrow_type(pa, c.kind), nullable=True) for c in columns],
+        [pa.field(c.name, arrow_type(pa, c.kind, timestamps), nullable=True) for c in columns],
         metadata={**metadata, **kinds},
     )
 
@@ -61,7 +63,7 @@ class RowConverter:
     def __init__(self, pa: Any, schema: Any, columns: Sequence[Column]) -> None:
         self.pa = pa
         self.schema = schema
-        self.types = [arrow_type(pa, c.kind) for c in columns]
+        self.types = [f.type for f in schema]
         self.convert = [converter(c.kind) for c in columns]
 
     def arrays(self, rows: Sequence[Sequence[Any]]) -> list[Any]:

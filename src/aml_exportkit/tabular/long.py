@@ -58,10 +58,11 @@ class Joiner:
         self.registry = ColumnRegistry()
         cols = options.columns
         flat = options.flatten
+        ms = options.timestamps == "ms"
         self.get_block = tuple_getter("block", cols.block)
-        self.get_session = tuple_getter("session", cols.session)
+        self.get_session = tuple_getter("session", cols.session, ms=ms)
         self.get_participant = tuple_getter("participant", cols.participant)
-        self.get_result = tuple_getter("result", cols.result)
+        self.get_result = tuple_getter("result", cols.result, ms=ms)
         self.get_section = tuple_getter("section", cols.section)
         self.get_song = tuple_getter("song", cols.song)
         self.section_has_id = "id" in cols.section
@@ -381,7 +382,7 @@ class LongBuilder:
             finally:
                 spill.close()
 
-        return Table(columns=columns, rows=rows, count=count)
+        return Table(columns=columns, rows=rows, count=count, timestamps=self.options.timestamps)
 
     def _partitioned(self, names: list[str], dynamic: list[Column]) -> Table:
         """The table of a partitioned dataset: each row ends with its partition values."""
@@ -406,6 +407,7 @@ class LongBuilder:
             rows=rows,
             count=len(spill),
             partition_by=self.partition_by,
+            timestamps=self.options.timestamps,
         )
 
     def close(self) -> None:

@@ -22,29 +22,36 @@ from typing import Any
 
 from ..graph import RecordGraph
 from ..records import Result, Session
+from .fields import cut_ms
 from .options import Classic
 from .spill import Spill
 from .table import Column, Table
 from .walk import SessionWalker
 
 
-def classic_text(value: Any) -> str:
+def classic_text(value: Any, ms: bool = False) -> str:
     """A value as MUSCLE's classic export writes it: ``''`` for None, ``isoformat()`` in
-    UTC for datetimes, else ``str()`` (so dicts and lists are Python repr)."""
+    UTC for datetimes, else ``str()`` (so dicts and lists are Python repr).
+
+    :param ms: times to the millisecond (``timestamps = "ms"``)."""
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
+        moment = value.astimezone(UTC)
+        return moment.isoformat(timespec="milliseconds") if ms else moment.isoformat()
     return str(value)
 
 
-def dashboard_text(value: Any) -> str:
+def dashboard_text(value: Any, ms: bool = False) -> str:
     """A value as the dashboard CSV writes it: ``str(datetime)`` in UTC (a space, not
-    ``T``), ``''`` for None, else ``str()``."""
+    ``T``), ``''`` for None, else ``str()``.
+
+    :param ms: times to the millisecond (``timestamps = "ms"``)."""
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return str(value.astimezone(UTC))
+        moment = value.astimezone(UTC)
+        return moment.isoformat(" ", timespec="milliseconds") if ms else str(moment)
     return str(value)
 
 
@@ -55,11 +62,15 @@ class ClassicBuilder:
     :param graph: the export's record graph.
     :param wide: MUSCLE's ``wide_format``: one row per session, result columns prefixed
         ``001-``, ``002-``, ….
+    :param ms: times to the millisecond (``timestamps = "ms"``).
     """
 
-    def __init__(self, options: Classic, graph: RecordGraph, *, wide: bool) -> None:
+    def __init__(
+        self, options: Classic, graph: RecordGraph, *, wide: bool, ms: bool = False
+    ) -> None:
         self.graph = graph
         self.wide = wide
+        self.ms = ms
         self.session_fields = options.session_fields
         self.result_fields = options.result_fields
         chosen = set(options.options)
@@ -81,6 +92,11 @@ class ClassicBuilder:
         self.spill = Spill()
         self.keys: set[str] = set()
 
+    def _time(self, value: datetime) -> datetime:
+        """A time as the order of rows sees it: cut to milliseconds with ``ms``, so that a
+        database orders rows as its zip does."""
+        return cut_ms(value) if self.ms else value
+
     def add_profiles(self, batch: Sequence[Result]) -> None:
         """Keep the answered profile questions (MUSCLE's ``profile_object`` skips
         unanswered ones).
@@ -96,7 +112,7 @@ class ClassicBuilder:
                     self._settle_profile()
                     self._answers_of = r.participant
                 self._answers.append(
-                    (r.created_at, r.pk, r.question_key, r.given_response, r.score)
+                    (self._time(r.created_at), r.pk, r.question_key, r.given_response, r.score)
                 )
 
     def _settle_profile(self) -> None:
@@ -141,7 +157,8 @@ class ClassicBuilder:
             "session_end": session.finished_at,
             "final_score": session.final_score,
         }
-        row: dict[str, str] = {f: classic_text(values[f]) for f in self.session_fields}
+        ms = self.ms
+        row: dict[str, str] = {f: classic_text(values[f], ms) for f in self.session_fields}
         if self.export_profile:
             row.update(self._profile(session.participant))
         if self.session_data:
@@ -166,7 +183,7 @@ class ClassicBuilder:
                 "given_response": result.given_response,
                 "question_key": result.question_key,
             }
-            out = {f: classic_text(values[f]) for f in fields}
+            out = {f: classic_text(values[f], self.ms) for f in fields}
         data = result.json_data if isinstance(result.json_data, dict) else {}
         if self.convert_result_json:
             # decision_time is taken out only here: without convert_result_json MUSCLE
@@ -188,7 +205,7 @@ class ClassicBuilder:
 
     def _session_rows(self, session: Session, results: list[Result]) -> None:
         row = self._base(session)
-        ordered = sorted(results, key=lambda r: (r.created_at, r.pk))
+        ordered = sorted(results, key=lambda r: (self._time(r.created_at), r.pk))
         if self.wide:
             for n, result in enumerate(ordered, 1):
                 prefix = str(n).zfill(3) + "-"
@@ -253,10 +270,12 @@ class DashboardBuilder:
     answer of the participants (answered or not), MUSCLE's 12 columns.
 
     :param graph: the export's record graph.
+    :param ms: times to the millisecond (``timestamps = "ms"``).
     """
 
-    def __init__(self, graph: RecordGraph) -> None:
+    def __init__(self, graph: RecordGraph, *, ms: bool = False) -> None:
         self.graph = graph
+        self.ms = ms
         self.results = Spill()
         self.profiles = Spill()
 
@@ -271,7 +290,7 @@ class DashboardBuilder:
                     dashboard_text(r.participant),
                     participant.country_code if participant else "",
                     r.question_key,
-                    dashboard_text(r.created_at),
+                    dashboard_text(r.created_at, self.ms),
                     dashboard_text(r.expected_response),
                     dashboard_text(r.given_response),
                     dashboard_text(r.score),
@@ -295,7 +314,7 @@ class DashboardBuilder:
                     dashboard_text(session.participant),
                     "",
                     r.question_key,
-                    dashboard_text(r.created_at),
+                    dashboard_text(r.created_at, self.ms),
                     dashboard_text(r.expected_response),
                     dashboard_text(r.given_response),
                     dashboard_text(r.score),

@@ -154,6 +154,11 @@ class TableOptions:
     :param flatten: the flattening rules.
     :param prefix: the prefixes of flattened origins.
     :param classic: MUSCLE's form, for ``style = "muscle-classic"``.
+    :param timestamps: ``"us"`` writes times with the microseconds a database holds;
+        ``"ms"`` cuts them to milliseconds, as MUSCLE's export zip holds them (Django's
+        JSON), so that the same template gives the same bytes from a zip and from the
+        database it came from (the time of a record's creation cannot be known closer
+        from a zip). Parquet then stores ``timestamp[ms, UTC]``.
     """
 
     style: Style = "exportkit"
@@ -165,6 +170,7 @@ class TableOptions:
     flatten: FlattenOptions = FlattenOptions()
     prefix: Prefixes = Prefixes()
     classic: Classic = Classic()
+    timestamps: Literal["us", "ms"] = "us"
 
 
 @attrs.frozen(kw_only=True)

@@ -86,6 +86,8 @@ def supports(options: TableOptions) -> str | None:
     """Why the bulk lane cannot render a table with ``options``, or None when it can."""
     if options.style != "exportkit":
         return f"style {options.style!r}"
+    if options.timestamps != "us":
+        return f"timestamps = {options.timestamps!r}"
     if options.rows != "trial":
         return f"rows = {options.rows!r}"
     if options.profile != "omit":

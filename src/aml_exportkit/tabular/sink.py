@@ -47,12 +47,13 @@ def make_builder(
     :raises FlattenError: for a combination that cannot work (explode in a wide table).
     :raises ValueError: for the dashboard style in a wide layout.
     """
+    ms = options.timestamps == "ms"
     if options.style == "muscle-classic":
-        return ClassicBuilder(options.classic, graph, wide=layout == "wide")
+        return ClassicBuilder(options.classic, graph, wide=layout == "wide", ms=ms)
     if options.style == "muscle-dashboard":
         if layout == "wide":
             raise ValueError("style 'muscle-dashboard' is MUSCLE's long CSV; it has no wide form")
-        return DashboardBuilder(graph)
+        return DashboardBuilder(graph, ms=ms)
     if layout == "wide":
         return WideBuilder(options, wide or WideOptions(), graph, track_types=track_types)
     return LongBuilder(options, graph, track_types=track_types, partition_by=partition_by)

@@ -145,12 +145,15 @@ class Table:
     :param count: the number of rows.
     :param partition_by: the Hive partition columns; each row then ends with their values
         (after the table's columns).
+    :param timestamps: the precision of its times: ``us`` or ``ms`` (the values are cut
+        already; this says how to write them).
     """
 
     columns: tuple[Column, ...]
     rows: Callable[[], Iterator[Sequence[Any]]]
     count: int
     partition_by: tuple[str, ...] = ()
+    timestamps: Literal["us", "ms"] = "us"
 
 
 # -- our CSV ------------------------------------------------------------------------------------
@@ -205,6 +208,13 @@ def text_of(value: Any) -> str | None:
     return str(value)
 
 
+def _cell_ms(value: Any) -> str:
+    """:func:`_cell` with times written to the millisecond."""
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds")
+    return _cell(value)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -246,9 +256,10 @@ def write_exportkit_csv(path: Path, table: Table, *, formula_guard: bool = False
         out.write(",".join(_quote(c.name) for c in table.columns) + "\r\n")
         lines: list[str] = []
         size = 0
-        cell = _cell
+        plain = _cell_ms if table.timestamps == "ms" else _cell
+        cell = plain
         if formula_guard:
-            cell = lambda value: _cell(guard_formula(value))  # noqa: E731
+            cell = lambda value: plain(guard_formula(value))  # noqa: E731
         for row in table.rows():
             line = ",".join([cell(v) for v in row])
             lines.append(line)

@@ -15,6 +15,7 @@ within a key the result's fixed fields in template order, then its flattened col
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -22,7 +23,7 @@ import attrs
 from ..flatten import FlattenError, escape_key
 from ..graph import RecordGraph
 from ..records import Result, Session
-from .fields import fixed_columns
+from .fields import cut_ms, fixed_columns
 from .long import Joiner
 from .options import TableOptions, WideOptions
 from .spill import GroupSpill
@@ -93,10 +94,15 @@ class WideBuilder:
             for session in graph.sessions.values():
                 by_participant.setdefault(session.participant, []).append(session)
             for sessions in by_participant.values():
-                sessions.sort(key=lambda s: (s.started_at, s.pk))
+                sessions.sort(key=lambda s: (self._time(s.started_at), s.pk))
                 for n, session in enumerate(sessions, 1):
                     self.ordinals[session.pk] = n
         self._profiles_done = False
+
+    def _time(self, value: datetime) -> datetime:
+        """A time as the order of keys sees it: cut to milliseconds with
+        ``timestamps = "ms"``, so that a database numbers results as its zip does."""
+        return cut_ms(value) if self.options.timestamps == "ms" else value
 
     def add_profiles(self, batch: Sequence[Result]) -> None:
         """Collect profile answers for the profile columns."""
@@ -131,7 +137,7 @@ class WideBuilder:
         for name, value in join.profile_of(session.participant).items():
             dyn[((), name)] = value
         seen: dict[str, int] = {}
-        ordered = sorted(results, key=lambda r: (r.created_at, r.pk))
+        ordered = sorted(results, key=lambda r: (self._time(r.created_at), r.pk))
         for number, result in enumerate(ordered, 1):
             key = (*base, self._key(result, number, seen))
             values = join.get_result(result) + join.section_part(result.section)
@@ -233,7 +239,9 @@ class WideBuilder:
             finally:
                 spill.close()
 
-        return Table(columns=tuple(columns), rows=rows, count=units)
+        return Table(
+            columns=tuple(columns), rows=rows, count=units, timestamps=self.options.timestamps
+        )
 
     def close(self) -> None:
         """Delete the spill (after a failure)."""
