@@ -71,6 +71,7 @@ class ParquetSink(TableSink):
     """Writes the table as Parquet."""
 
     bulk_format = "parquet"
+    typed_text = True
 
     def __init__(self, context: SinkContext) -> None:
         super().__init__(context)
@@ -167,7 +168,7 @@ class ParquetSink(TableSink):
         options: ParquetOptions = self.options
         columns = table.columns
         schema = self.schema(columns, table.timestamps)
-        rows = RowConverter(pa, schema, columns)
+        rows = RowConverter(pa, schema, columns, table.text)
         size = group_rows(options.row_group_size, len(columns))
         count = 0
         with self.open_writer(path, schema) as writer:

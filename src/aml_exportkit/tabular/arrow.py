@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from .table import Column, Kind, text_of
@@ -32,8 +33,29 @@ def _as_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def converter(kind: Kind) -> Callable[[Any], Any] | None:
-    """What a value of a column of ``kind`` goes through first (None: nothing)."""
+def _from_text(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    def convert(text: Any) -> Any:
+        return parse(text) if text else None
+
+    return convert
+
+
+#: How MUSCLE's text (its styles' cells) becomes a value of each kind.
+_TEXT_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "int": _from_text(int),
+    "float": _from_text(float),
+    "bool": _from_text(lambda text: text == "True"),
+    "datetime": _from_text(datetime.fromisoformat),
+}
+
+
+def converter(kind: Kind, text: bool = False) -> Callable[[Any], Any] | None:
+    """What a value of a column of ``kind`` goes through first (None: nothing).
+
+    :param text: the values are MUSCLE's ready-made text
+        (:attr:`~aml_exportkit.tabular.table.Table.text`)."""
+    if text:
+        return _TEXT_PARSERS.get(kind)
     if kind in ("json", "mixed", "null"):
         return text_of  # nested values and mixed scalars: the CSV's text
     if kind == "float":
@@ -58,13 +80,15 @@ class RowConverter:
     :param pa: the pyarrow module.
     :param schema: the table's schema (:func:`arrow_schema`).
     :param columns: its columns.
+    :param text: the rows are MUSCLE's ready-made text
+        (:attr:`~aml_exportkit.tabular.table.Table.text`).
     """
 
-    def __init__(self, pa: Any, schema: Any, columns: Sequence[Column]) -> None:
+    def __init__(self, pa: Any, schema: Any, columns: Sequence[Column], text: bool = False) -> None:
         self.pa = pa
         self.schema = schema
         self.types = [f.type for f in schema]
-        self.convert = [converter(c.kind) for c in columns]
+        self.convert = [converter(c.kind, text) for c in columns]
 
     def arrays(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
         """One Arrow array per column of ``rows``."""

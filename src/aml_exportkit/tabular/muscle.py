@@ -15,7 +15,7 @@ creation time (the classic export's order within a session).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
@@ -25,7 +25,7 @@ from ..records import Result, Session
 from .fields import cut_ms
 from .options import Classic
 from .spill import Spill
-from .table import Column, Table
+from .table import Column, Kind, Table
 from .walk import SessionWalker
 
 
@@ -55,6 +55,52 @@ def dashboard_text(value: Any, ms: bool = False) -> str:
     return str(value)
 
 
+#: The types a column of MUSCLE's text may hold in Parquet, tried in this order.
+_TEXT_KINDS: tuple[Kind, ...] = ("int", "float", "bool", "datetime")
+
+
+class TextKinds:
+    """Which columns of MUSCLE's ready-made text hold one type throughout, each cell
+    spelt exactly as the style spells a value of it (``str(7)``, ``str(7.0)``, ``True``,
+    the style's times). Such a column can be stored typed in Parquet and still give back
+    every cell; any other column stays text.
+
+    :param spell_time: how the style writes a time.
+    """
+
+    def __init__(self, spell_time: Callable[[datetime], str]) -> None:
+        self.spell_time = spell_time
+        self._possible: dict[Any, set[Kind]] = {}
+
+    def add(self, column: Any, text: str) -> None:
+        """See one cell of ``column`` (an empty one fits every type: it is null)."""
+        if not text:
+            return
+        possible = self._possible.get(column)
+        if possible is None:
+            possible = self._possible[column] = set(_TEXT_KINDS)
+        if possible:
+            possible.difference_update([k for k in possible if not self._fits(k, text)])
+
+    def _fits(self, kind: Kind, text: str) -> bool:
+        try:
+            if kind == "int":
+                return str(int(text)) == text
+            if kind == "float":
+                return str(float(text)) == text
+            if kind == "bool":
+                return text in ("True", "False")
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return False
+        return moment.tzinfo is not None and self.spell_time(moment) == text
+
+    def kind(self, column: Any) -> Kind:
+        """The column's type: the first that fits every cell, else ``string``."""
+        possible = self._possible.get(column, set())
+        return next((k for k in _TEXT_KINDS if k in possible), "string")
+
+
 class ClassicBuilder:
     """Rows of MUSCLE's classic export, long or wide.
 
@@ -63,14 +109,22 @@ class ClassicBuilder:
     :param wide: MUSCLE's ``wide_format``: one row per session, result columns prefixed
         ``001-``, ``002-``, ….
     :param ms: times to the millisecond (``timestamps = "ms"``).
+    :param typed: find the columns that hold one type (:class:`TextKinds`, for Parquet).
     """
 
     def __init__(
-        self, options: Classic, graph: RecordGraph, *, wide: bool, ms: bool = False
+        self,
+        options: Classic,
+        graph: RecordGraph,
+        *,
+        wide: bool,
+        ms: bool = False,
+        typed: bool = False,
     ) -> None:
         self.graph = graph
         self.wide = wide
         self.ms = ms
+        self.text_kinds = TextKinds(lambda t: classic_text(t, ms)) if typed else None
         self.session_fields = options.session_fields
         self.result_fields = options.result_fields
         chosen = set(options.options)
@@ -223,6 +277,9 @@ class ClassicBuilder:
     def _add(self, row: dict[str, str]) -> None:
         self.keys.update(row)
         self.spill.append(row)
+        if self.text_kinds is not None:
+            for name, text in row.items():
+                self.text_kinds.add(name, text)
 
     def finish(self) -> Table:
         """The table: header sorted as Python sorts strings, '' where a row lacks a key."""
@@ -238,8 +295,13 @@ class ClassicBuilder:
             finally:
                 spill.close()
 
+        kinds = self.text_kinds
         return Table(
-            columns=tuple(Column(c, "string") for c in header), rows=rows, count=len(spill)
+            columns=tuple(Column(c, kinds.kind(c) if kinds else "string") for c in header),
+            rows=rows,
+            count=len(spill),
+            text=True,
+            timestamps="ms" if self.ms else "us",
         )
 
     def close(self) -> None:
@@ -271,20 +333,29 @@ class DashboardBuilder:
 
     :param graph: the export's record graph.
     :param ms: times to the millisecond (``timestamps = "ms"``).
+    :param typed: find the columns that hold one type (:class:`TextKinds`, for Parquet).
     """
 
-    def __init__(self, graph: RecordGraph, *, ms: bool = False) -> None:
+    def __init__(self, graph: RecordGraph, *, ms: bool = False, typed: bool = False) -> None:
         self.graph = graph
         self.ms = ms
+        self.text_kinds = TextKinds(lambda t: dashboard_text(t, ms)) if typed else None
         self.results = Spill()
         self.profiles = Spill()
+
+    def _append(self, spill: Spill, row: list[str]) -> None:
+        spill.append(row)
+        if self.text_kinds is not None:
+            for index, text in enumerate(row):
+                self.text_kinds.add(index, text)
 
     def add_profiles(self, batch: Sequence[Result]) -> None:
         """Profile rows: participant id and country, no session or section."""
         participants = self.graph.participants
         for r in batch:
             participant = participants.get(r.participant) if r.participant is not None else None
-            self.profiles.append(
+            self._append(
+                self.profiles,
                 [
                     "",
                     dashboard_text(r.participant),
@@ -298,7 +369,7 @@ class DashboardBuilder:
                     "",
                     "",
                     "",
-                ]
+                ],
             )
 
     def add_results(self, batch: Sequence[Result]) -> None:
@@ -308,7 +379,8 @@ class DashboardBuilder:
             session = graph.sessions[r.session]  # type: ignore[index]
             section = graph.sections.get(r.section) if r.section is not None else None
             song = graph.songs.get(section.song) if section and section.song is not None else None
-            self.results.append(
+            self._append(
+                self.results,
                 [
                     dashboard_text(r.session),
                     dashboard_text(session.participant),
@@ -322,7 +394,7 @@ class DashboardBuilder:
                     song.artist if song else "",
                     section.tag if section else "",
                     section.group if section else "",
-                ]
+                ],
             )
 
     def finish(self) -> Table:
@@ -336,8 +408,16 @@ class DashboardBuilder:
                 self.close()
 
         count = len(results) + len(profiles)
+        kinds = self.text_kinds
         return Table(
-            columns=tuple(Column(c, "string") for c in DASHBOARD_COLUMNS), rows=rows, count=count
+            columns=tuple(
+                Column(c, kinds.kind(i) if kinds else "string")
+                for i, c in enumerate(DASHBOARD_COLUMNS)
+            ),
+            rows=rows,
+            count=count,
+            text=True,
+            timestamps="ms" if self.ms else "us",
         )
 
     def close(self) -> None:

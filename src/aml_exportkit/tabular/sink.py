@@ -41,6 +41,7 @@ def make_builder(
     wide: WideOptions | None = None,
     track_types: bool = True,
     partition_by: Sequence[str] = (),
+    typed_text: bool = False,
 ) -> Builder:
     """The row builder for ``options.style`` and ``layout``.
 
@@ -49,11 +50,13 @@ def make_builder(
     """
     ms = options.timestamps == "ms"
     if options.style == "muscle-classic":
-        return ClassicBuilder(options.classic, graph, wide=layout == "wide", ms=ms)
+        return ClassicBuilder(
+            options.classic, graph, wide=layout == "wide", ms=ms, typed=typed_text
+        )
     if options.style == "muscle-dashboard":
         if layout == "wide":
             raise ValueError("style 'muscle-dashboard' is MUSCLE's long CSV; it has no wide form")
-        return DashboardBuilder(graph, ms=ms)
+        return DashboardBuilder(graph, ms=ms, typed=typed_text)
     if layout == "wide":
         return WideBuilder(options, wide or WideOptions(), graph, track_types=track_types)
     return LongBuilder(options, graph, track_types=track_types, partition_by=partition_by)
@@ -69,6 +72,8 @@ class TableSink(BaseSink):
     #: Record the types of flattened values (the Parquet schema, and the columns whose
     #: cells must be JSON text to be read back exactly, docs/flattening.md).
     track_types = True
+    #: Find typed columns in MUSCLE's styles' text (Parquet stores them typed).
+    typed_text = False
     #: What the bulk lane writes for this sink (``"csv"`` or ``"parquet"``), if it can.
     bulk_format: str | None = None
 
@@ -123,6 +128,7 @@ class TableSink(BaseSink):
                 wide=self.wide_options(),
                 track_types=self.track_types,
                 partition_by=getattr(self.options, "partition_by", ()),
+                typed_text=self.typed_text,
             )
 
     def wants_profiles(self) -> bool:

@@ -147,6 +147,8 @@ class Table:
         (after the table's columns).
     :param timestamps: the precision of its times: ``us`` or ``ms`` (the values are cut
         already; this says how to write them).
+    :param text: the cells are MUSCLE's ready-made text (its styles); a column of another
+        kind holds values of that kind spelt as the style spells them, ``''`` for null.
     """
 
     columns: tuple[Column, ...]
@@ -154,6 +156,7 @@ class Table:
     count: int
     partition_by: tuple[str, ...] = ()
     timestamps: Literal["us", "ms"] = "us"
+    text: bool = False
 
 
 # -- our CSV ------------------------------------------------------------------------------------
