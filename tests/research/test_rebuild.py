@@ -212,3 +212,30 @@ def test_generated_json_data_rebuilds_exactly(
     assert {pk: strict(v) for pk, v in rebuilt.items()} == {
         r.pk: strict(r.json_data) for r in results
     }
+
+
+def test_rebuild_command_prints_json_lines(reference_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from aml_exportkit.cli import cli
+
+    zip_path = reference_dir / "head" / "block_tafc-dvorak.zip"
+    template = tmp_path / "t.toml"
+    template.write_text(sink_text("csv-long", 'rows = "both"\n'), encoding="utf-8")
+    out = tmp_path / "out"
+    runner = CliRunner()
+    ran = runner.invoke(cli, ["run", str(template), "--source", str(zip_path), "--out", str(out)])
+    assert ran.exit_code == 0, ran.output
+    result = runner.invoke(cli, ["rebuild", str(out / "t.csv")])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    want = originals(zip_path, trials_only=False)
+    assert {line["result_id"]: strict(line["json_data"]) for line in lines} == {
+        pk: strict(v) for pk, v in want.items()
+    }
+    (out / "manifest.json").unlink()
+    missing = runner.invoke(cli, ["rebuild", str(out / "t.csv")])
+    assert missing.exit_code == 4
+    assert "no manifest.json" in missing.output
