@@ -11,6 +11,8 @@ known only at the end, when every path has been seen.
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -81,9 +83,10 @@ class Joiner:
         self._answers: dict[str, Any] = {}
         self._scores: dict[str, Any] = {}
         self._answering: int | None = None
-        self.types: dict[Any, set[type]] = {}
+        #: (column, Python type) of every flattened value seen
+        self._pairs: set[tuple[Any, type]] = set()
         #: how many rows hold each flattened column (fewer than the rows: some lack it)
-        self.present: dict[Any, int] = {}
+        self.present: Counter[Any] = Counter()
 
     def _flattener(self, mode: str, prefix: str, origin: str) -> Flattener | None:
         if mode == "omit":
@@ -191,18 +194,23 @@ class Joiner:
     def note_types(self, dyn: dict[Any, Any]) -> None:
         """Remember the Python types of flattened values (for the Parquet schema and the
         JSON-text rule) and count the rows that hold each column."""
-        types = self.types
-        present = self.present
-        for key, value in dyn.items():
-            present[key] = present.get(key, 0) + 1
-            t = type(value)
-            if t is int and not -_EXACT <= value <= _EXACT:
-                t = BigInt  # beyond a float's (and soon int64's) exact range: kept as text
-            seen = types.get(key)
-            if seen is None:
-                types[key] = {t}
-            else:
-                seen.add(t)
+        # (C-level counting and set updates: this runs once per row)
+        self.present.update(dyn.keys())
+        self._pairs.update(zip(dyn, map(type, dyn.values()), strict=True))
+        ints = [v for v in dyn.values() if type(v) is int]
+        if ints and (max(ints) > _EXACT or min(ints) < -_EXACT):
+            for key, value in dyn.items():
+                if type(value) is int and not -_EXACT <= value <= _EXACT:
+                    # beyond a float's (and soon int64's) exact range: kept as text
+                    self._pairs.add((key, BigInt))
+
+    @functools.cached_property
+    def types(self) -> dict[Any, set[type]]:
+        """The Python types seen in each flattened column (read once every row was seen)."""
+        found: dict[Any, set[type]] = {}
+        for key, t in self._pairs:
+            found.setdefault(key, set()).add(t)
+        return found
 
 
 class LongBuilder:
