@@ -53,7 +53,8 @@ def test_every_column_has_its_true_origin(key_by: str, reference_dir: Path, tmp_
         assert column["key_by"] == key_by
         assert column["name"].startswith(column["key"] + ".")
     decision = [c for c in keyed if c.get("json_path") == ["decision_time"]]
-    assert decision and all(c["origin"] == "result.json_data" for c in decision)
+    assert decision
+    assert all(c["origin"] == "result.json_data" for c in decision)
 
     codebook = (out / "codebook.md").read_text(encoding="utf-8")
     assert "MUSCLE classic" not in codebook
