@@ -18,6 +18,7 @@ exploded (the rows of one result must be found).
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import json
 import os
@@ -130,15 +131,33 @@ def _rows(table: Path, names: Sequence[str]) -> Iterator[Sequence[Any]]:
     yield from rows
 
 
-def _template_rule(manifest: Mapping[str, Any], file: str) -> None:
-    text = manifest.get("template", {}).get("text", "")
+def _sinks_of(manifest: Mapping[str, Any], entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The template's sink entries that may have written ``entry`` (its type, and a path
+    that matches the file's, ``{block}`` standing for any slug)."""
     import tomllib
 
     try:
-        template = tomllib.loads(text)
+        template = tomllib.loads(manifest.get("template", {}).get("text", ""))
     except tomllib.TOMLDecodeError:  # pragma: no cover - the manifest holds what ran
-        return
-    for sink in template.get("sinks", []):
+        return []
+    sinks = [s for s in template.get("sinks", []) if s.get("type") == entry.get("sink")]
+    written = Path(entry["path"]).as_posix()
+
+    def wrote(sink: Mapping[str, Any]) -> bool:
+        path = Path(str(sink.get("path", ""))).as_posix()
+        pattern = path.replace("{block}", "*")
+        return (
+            fnmatch.fnmatchcase(written, pattern)
+            or fnmatch.fnmatchcase(written, "*/" + pattern)
+            or fnmatch.fnmatchcase(written, pattern + "/*")  # a partitioned dataset's files
+            or fnmatch.fnmatchcase(written, "*/" + pattern + "/*")
+        )
+
+    return [s for s in sinks if wrote(s)] or sinks
+
+
+def _refuse_partial(sinks: Sequence[Mapping[str, Any]], file: str) -> None:
+    for sink in sinks:
         flatten = sink.get("flatten", {})
         if flatten.get("include") or flatten.get("exclude"):
             raise SourceError(
@@ -146,6 +165,8 @@ def _template_rule(manifest: Mapping[str, Any], file: str) -> None:
                 " it cannot be rebuilt",
                 file=file,
             )
+        if sink.get("result_json") == "omit":
+            raise SourceError("the table holds no json_data (result_json = 'omit')", file=file)
 
 
 def rebuild_json_data(
@@ -170,8 +191,9 @@ def rebuild_json_data(
     else:
         folder = table.parent
         document = manifest
-    _template_rule(document, file)
-    columns = _entry(document, folder, table)["columns"]
+    entry = _entry(document, folder, table)
+    _refuse_partial(_sinks_of(document, entry), file)
+    columns = entry["columns"]
     names = [c["name"] for c in columns]
     decoders = _decoders(columns, file)
     key = next((i for i, c in enumerate(columns) if c.get("origin") == "result.id"), None)

@@ -239,3 +239,28 @@ def test_rebuild_command_prints_json_lines(reference_dir: Path, tmp_path: Path) 
     missing = runner.invoke(cli, ["rebuild", str(out / "t.csv")])
     assert missing.exit_code == 4
     assert "no manifest.json" in missing.output
+
+
+def test_only_the_tables_own_sink_decides(reference_dir: Path, tmp_path: Path) -> None:
+    """Another sink's include globs or omitted json do not stop this table's rebuild."""
+    template = tmp_path / "t.toml"
+    template.write_text(
+        sink_text("csv-long", "")
+        + '[[sinks]]\ntype = "csv-long"\npath = "other.csv"\n'
+        + '[sinks.flatten]\ninclude = ["decision_time"]\n'
+        + '[[sinks]]\ntype = "csv-long"\npath = "none.csv"\nresult_json = "omit"\n',
+        encoding="utf-8",
+    )
+    from aml_exportkit.pipeline import load_template
+
+    out = tmp_path / "out"
+    zip_path = reference_dir / "head" / "block_tafc-dvorak.zip"
+    run_export(load_template(str(template)), source=str(zip_path), out_dir=out)
+    want = originals(zip_path, trials_only=True)
+    assert {k: strict(v) for k, v in rebuild_json_data(out / "t.csv").items()} == {
+        k: strict(v) for k, v in want.items()
+    }
+    with pytest.raises(SourceError, match="include or exclude"):
+        rebuild_json_data(out / "other.csv")
+    with pytest.raises(SourceError, match="omit"):
+        rebuild_json_data(out / "none.csv")
