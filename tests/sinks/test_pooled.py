@@ -18,6 +18,7 @@ import pytest
 from aml_exportkit.contracts import SourceOptions
 from aml_exportkit.errors import SinkError, TemplateError
 from aml_exportkit.pipeline import load_template, run_export
+from aml_exportkit.rebuild import rebuild_json_data
 from aml_exportkit.selection import Selection
 from aml_exportkit.sources.fixture_zip import FixtureZipSource
 
@@ -94,6 +95,13 @@ def test_dataset_reads_as_one_table(reference_dir: Path, tmp_path: Path) -> None
     assert table.column_names == [*whole.column_names, "experiment", "block"]
     trials = dataset.to_table(filter=ds.field("block") == "hooked-eurovision")
     assert set(trials.column("result_kind").to_pylist()) == {"trial"}
+
+    # json_data comes back from the part files as from the single file
+    pooled_data: dict[int, Any] = {}
+    for part in parts:
+        pooled_data.update(rebuild_json_data(out / "dataset" / part))
+    assert pooled_data == rebuild_json_data(out / "whole.parquet")
+    assert len(pooled_data) == 151
 
 
 def test_a_second_run_adds_part_files(reference_dir: Path, tmp_path: Path) -> None:
