@@ -45,6 +45,7 @@ from .graph import RecordGraph
 from .hookspecs import hookimpl
 from .pipeline import ExportReport, load_template, open_source, run_export
 from .plugins import get_plugin_manager, load_registry
+from .rebuild import rebuild_json_data
 from .selection import Filter, Selection
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "load_registry",
     "load_template",
     "open_source",
+    "rebuild_json_data",
     "run_export",
     "to_arrow",
     "to_dataframe",

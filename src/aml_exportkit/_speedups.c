@@ -760,6 +760,7 @@ enum {
     T_NONE = 32,
     T_LIST = 64,
     T_DICT = 128,
+    T_ABSENT = 256, /* not a value's type: some rows lack the path */
 };
 
 typedef struct Node {
@@ -773,6 +774,7 @@ typedef struct Node {
     PyObject *cells; /* list of n cells, or NULL */
     int types;
     Py_ssize_t seen;
+    Py_ssize_t present; /* rows with a leaf here (json_data has no duplicate keys) */
     /* the last cell made here and what it was made from (the source token or the decoded
      * string): values repeat row after row, and a hit costs a memcmp */
     PyObject *last_cell;
@@ -785,6 +787,8 @@ typedef struct {
     Scan s;
     Py_ssize_t n, row;
     int max_depth, index_lists;
+    int json_cells;  /* every leaf as its JSON text (docs/flattening.md), null as "null" */
+    PyObject *null_; /* the cell of a JSON null: "" or "null" */
     PyObject *empty; /* "" */
     PyObject *quoted_empty, *true_, *false_;
     Node *root;
@@ -934,6 +938,7 @@ static int put_cell(Flat *f, Node *node, PyObject *cell, int type) {
         }
     }
     node->types |= type;
+    node->present++;
     PyObject *old = PyList_GET_ITEM(node->cells, f->row);
     PyList_SET_ITEM(node->cells, f->row, cell);
     Py_DECREF(old);
@@ -1229,6 +1234,12 @@ static int walk(Flat *f, Node *node, int depth) {
         }
         if (read_string(s) < 0) return -1;
         const char *d = s->str.data ? s->str.data : "";
+        if (f->json_cells) {
+            s->out.len = 0;
+            if (emit_string(&s->out, d, s->str.len) < 0) return -1;
+            return new_leaf(f, node, T_STR, (const char *)raw, raw_len, s->out.data, s->out.len,
+                            1);
+        }
         return new_leaf(f, node, T_STR, (const char *)raw, raw_len, d, s->str.len, 1);
     }
     if (c == 't')
@@ -1236,7 +1247,7 @@ static int walk(Flat *f, Node *node, int depth) {
     if (c == 'f')
         return literal(s, "false", 5) < 0 ? -1 : put_cell(f, node, Py_NewRef(f->false_), T_BOOL);
     if (c == 'n')
-        return literal(s, "null", 4) < 0 ? -1 : put_cell(f, node, Py_NewRef(f->empty), T_NONE);
+        return literal(s, "null", 4) < 0 ? -1 : put_cell(f, node, Py_NewRef(f->null_), T_NONE);
     const unsigned char *tok;
     Py_ssize_t len;
     int is_int;
@@ -1255,36 +1266,40 @@ static int walk(Flat *f, Node *node, int depth) {
     return new_leaf(f, node, T_FLOAT, (const char *)tok, len, s->out.data, s->out.len, 0);
 }
 
-static int collect(Node *node, PyObject *result) {
+static int collect(Node *node, PyObject *result, Py_ssize_t n) {
     if (node->cells) {
-        PyObject *entry = Py_BuildValue("(Oi)", node->cells, node->types);
+        int types = node->types | (node->present < n ? T_ABSENT : 0);
+        PyObject *entry = Py_BuildValue("(Oi)", node->cells, types);
         if (!entry) return -1;
         int rc = PyDict_SetItem(result, node->path, entry);
         Py_DECREF(entry);
         if (rc < 0) return -1;
     }
     for (Py_ssize_t i = 0; i < node->nkids; i++)
-        if (collect(node->kids[i], result) < 0) return -1;
+        if (collect(node->kids[i], result, n) < 0) return -1;
     return 0;
 }
 
 static PyObject *flatten(PyObject *self, PyObject *args) {
     PyObject *docs;
-    int max_depth, index_lists;
-    if (!PyArg_ParseTuple(args, "O!ip", &PyList_Type, &docs, &max_depth, &index_lists))
+    int max_depth, index_lists, json_cells = 0;
+    if (!PyArg_ParseTuple(args, "O!ip|p", &PyList_Type, &docs, &max_depth, &index_lists,
+                          &json_cells))
         return NULL;
     Flat f;
     memset(&f, 0, sizeof(f));
     f.n = PyList_GET_SIZE(docs);
     f.max_depth = max_depth;
     f.index_lists = index_lists;
+    f.json_cells = json_cells;
     PyObject *result = NULL;
     f.empty = PyUnicode_FromStringAndSize("", 0);
     f.quoted_empty = PyUnicode_FromString("\"\"");
     f.true_ = PyUnicode_FromString("true");
     f.false_ = PyUnicode_FromString("false");
+    f.null_ = json_cells ? PyUnicode_FromString("null") : Py_XNewRef(f.empty);
     PyObject *root_path = PyTuple_New(0);
-    if (!f.empty || !f.quoted_empty || !f.true_ || !f.false_ || !root_path) {
+    if (!f.empty || !f.quoted_empty || !f.true_ || !f.false_ || !f.null_ || !root_path) {
         Py_XDECREF(root_path);
         goto done;
     }
@@ -1323,7 +1338,7 @@ static PyObject *flatten(PyObject *self, PyObject *args) {
         }
     }
     result = PyDict_New();
-    if (result && collect(f.root, result) < 0) Py_CLEAR(result);
+    if (result && collect(f.root, result, f.n) < 0) Py_CLEAR(result);
 done:
     node_free(f.root);
     scan_free(&f.s);
@@ -1331,6 +1346,7 @@ done:
     Py_XDECREF(f.quoted_empty);
     Py_XDECREF(f.true_);
     Py_XDECREF(f.false_);
+    Py_XDECREF(f.null_);
     return result;
 }
 

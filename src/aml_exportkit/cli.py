@@ -84,7 +84,7 @@ def guarded(func: F) -> F:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="exportkit")
 def cli() -> None:
-    """Export MUSCLE experiment data (fixture zips, CSV, Parquet) by templates.
+    """Export MUSCLE experiment data (fixture zips, CSV, Parquet, DuckDB) by templates.
 
     Set EXPORTKIT_DEBUG=1 to see tracebacks, EXPORTKIT_DISABLE_PLUGIN_AUTOLOAD=1 to load no
     third-party plugins, EXPORTKIT_BLOCK_PLUGINS=a,b to skip some.
@@ -308,6 +308,25 @@ def init(source: str, blocks: Sequence[str], output: Path | None, force: bool) -
         outputs.discard()
         raise
     click.echo(f"wrote {output}")
+
+
+@cli.command()
+@click.argument("table", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--manifest",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The run's manifest.json (default: the one beside TABLE or in a folder above).",
+)
+@guarded
+def rebuild(table: Path, manifest: Path | None) -> None:
+    """Print every result's json_data, rebuilt exactly from TABLE (a long CSV or Parquet
+    file in the exportkit style) and its manifest, as JSON lines:
+    {"result_id": ..., "json_data": ...}. See docs/flattening.md."""
+    from .rebuild import rebuild_json_data
+
+    for pk, data in rebuild_json_data(table, manifest).items():
+        line = {"result_id": pk, "json_data": data}
+        click.echo(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
 
 
 def main() -> None:

@@ -241,10 +241,18 @@ def column_info(name: str) -> ColumnInfo:
     )
 
 
-def origin_of(name: str) -> str:
-    """A column's origin as one line of text."""
-    info = column_info(name)
-    return f"{info.origin}: {info.path}" if info.path else info.origin
+def origin_of(name: str, info: ColumnInfo | None = None) -> str:
+    """A column's origin as one line of text.
+
+    :param info: what the sink reported about the column; without it, the origin is
+        read from the column's name (:func:`column_info`).
+    """
+    info = info or column_info(name)
+    text = f"{info.origin}: {info.path}" if info.path else info.origin
+    if info.key is not None:
+        by = {"number": "result", "session": "session"}.get(info.key_by or "", info.key_by)
+        text += f" (under {by} {info.key})"
+    return text
 
 
 def header_of(path: Path, suffix: str | None = None) -> list[str]:
@@ -284,6 +292,12 @@ class Resource:
     format: str
     columns: tuple[ColumnStats, ...]
     rows: int
+    #: what the sink reported about each column, by name
+    infos: dict[str, ColumnInfo] = attrs.field(factory=dict)
+
+    def origin(self, column: ColumnStats) -> str:
+        """The origin of one of the resource's columns, as one line."""
+        return origin_of(column.name, self.infos.get(column.name))
 
 
 def describe_outputs(written: Sequence[tuple[OutputReport, Path]], folder: Path) -> list[Resource]:
@@ -304,16 +318,23 @@ def describe_outputs(written: Sequence[tuple[OutputReport, Path]], folder: Path)
             shown = str(report.path.absolute())
         name = "".join(c if c.isalnum() or c in "-._" else "-" for c in shown.lower())
         resources.append(
-            Resource(name=name, path=shown, format=suffix[1:], columns=tuple(columns), rows=rows)
+            Resource(
+                name=name,
+                path=shown,
+                format=suffix[1:],
+                columns=tuple(columns),
+                rows=rows,
+                infos={info.name: info for info in report.columns},
+            )
         )
     return resources
 
 
-def _field(column: ColumnStats) -> dict[str, Any]:
+def _field(column: ColumnStats, resource: Resource) -> dict[str, Any]:
     field: dict[str, Any] = {
         "name": column.name,
         "type": column.type,
-        "description": origin_of(column.name),
+        "description": resource.origin(column),
     }
     if column.type == "boolean":
         pair = next(p for p in _TRUE_FALSE if set(column.distinct) <= p)
@@ -339,7 +360,7 @@ def datapackage(resources: Sequence[Resource], title: str) -> dict[str, Any]:
     # its own integer check.
     for resource in (r for r in resources if r.format == "csv"):
         schema: dict[str, Any] = {
-            "fields": [_field(c) for c in resource.columns],
+            "fields": [_field(c, resource) for c in resource.columns],
             "missingValues": [""],
         }
         own_key = keys.get(resource.name)
@@ -377,8 +398,11 @@ def _summary(column: ColumnStats) -> str:
     if not column.overflow:
         shown = ", ".join(f"`{v}` ({n})" for v, n in sorted(column.distinct.items()))
         return f"{len(column.distinct)} distinct: {shown}"
-    if column.low is not None:
+    if column.low is not None and column.type in ("integer", "number", "datetime"):
         return f"range {column.low} to {column.high}"
+    if column.type == "string" and column.low is not None:
+        # text and numbers together: a range of the numbers alone would mislead
+        return f"more than {MAX_DISTINCT} distinct values, text and numbers"
     return f"more than {MAX_DISTINCT} distinct values"
 
 
@@ -398,7 +422,7 @@ def markdown(resources: Sequence[Resource], questions: DataScan, title: str) -> 
         for column in resource.columns:
             cell = _summary(column).replace("|", "\\|")
             lines.append(
-                f"| `{column.name}` | {origin_of(column.name)} | {column.type} |"
+                f"| `{column.name}` | {resource.origin(column)} | {column.type} |"
                 f" {column.missing:,} | {cell} |"
             )
         lines.append("")

@@ -142,6 +142,16 @@ class ColumnInfo:
     :param rule: how the value was made, e.g. ``field``, ``flatten``, ``json-text``.
     :param type: the column's type, when the sink knows it (``string``, ``integer``,
         ``number``, ``boolean``, ``datetime``, ``json``).
+    :param key: in a wide table, the key the column sits under (``03``, ``s1.q_age``).
+    :param key_by: what the key counts or names: ``number``, ``question_key``,
+        ``section`` or ``session``.
+    :param json_types: for a flattened column, the JSON types of its values (``string``,
+        ``integer``, ``number``, ``boolean``, ``null``, ``object``, ``array``) and
+        ``absent`` when some rows lack the key.
+    :param json_cells: the cells hold each value's JSON text (``docs/flattening.md``).
+    :param json_path: for a flattened column, its path as a list of keys and list indexes
+        (``["config", "buttons", 0]``), for programs; an exploded list's position column
+        has the list's path and the rule ``explode position``.
     """
 
     name: str
@@ -149,6 +159,11 @@ class ColumnInfo:
     path: str | None = None
     rule: str | None = None
     type: str | None = None
+    key: str | None = None
+    key_by: str | None = None
+    json_types: tuple[str, ...] | None = None
+    json_cells: bool | None = None
+    json_path: tuple[str | int, ...] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -284,8 +299,9 @@ class BulkSink(Sink, Protocol):
         """``(table options, format, temporary path)``: the long table the sink writes,
         ``"csv"`` or ``"parquet"``, and where; None when the lane cannot write it."""
 
-    def bulk_written(self, rows: int) -> None:
-        """The lane wrote ``rows`` rows to the temporary path; :meth:`Sink.finish` reports
+    def bulk_written(self, rows: int, columns: Sequence[Any] = ()) -> None:
+        """The lane wrote ``rows`` rows to the temporary path, with ``columns``
+        (:class:`~aml_exportkit.tabular.table.Column`); :meth:`Sink.finish` reports
         them."""
 
 

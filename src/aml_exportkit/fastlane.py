@@ -57,8 +57,8 @@ import attrs
 from .chunks import NotFast
 from .errors import ExportkitError
 from .graph import PkSet
-from .tabular.render import ChunkRenderer, supports
-from .tabular.table import Column, kind_of_types
+from .tabular.render import ChunkRenderer, json_cells_columns, kinds_of, supports
+from .tabular.table import Absent, Column, column_kind
 
 if TYPE_CHECKING:
     from .contracts import Sink, SinkContext
@@ -122,6 +122,8 @@ class _Plan:
 
     renderer: ChunkRenderer
     outputs: list[_Output]
+    #: the table's columns, once the lane settled them
+    columns: list[Column] = attrs.field(factory=list)
 
 
 def _table_key(options: Any) -> tuple[Any, ...]:
@@ -199,7 +201,7 @@ def run(
             gc.enable()
     for _, plan in plans:
         for out in plan.outputs:
-            out.sink.bulk_written(rows)
+            out.sink.bulk_written(rows, plan.columns)
     LAST_RUN.update(used=True, reason="", rows=rows, chunks=lane.chunk_count, **lane.stats)
     return True
 
@@ -771,7 +773,7 @@ class _PlanState:
 
     def kinds(self) -> list[Column]:
         fixed = self.renderer.fixed
-        return [*fixed, *(Column(n, kind_of_types(self.types.get(n, ()))) for n in self.names)]
+        return [*fixed, *(Column(n, column_kind(self.types.get(n, ()))) for n in self.names)]
 
     def add(
         self,
@@ -795,8 +797,14 @@ class _PlanState:
             known = self.types.get(name)
             if known is None:
                 self.types[name] = set(seen)
+                if self.ranges[:-1]:  # earlier chunks lacked it
+                    self.types[name].add(Absent)
             else:
                 known |= seen
+        if rows:
+            for name, known in self.types.items():
+                if name not in types:  # this chunk lacks it
+                    known.add(Absent)
         if not self.parquets or not text:
             return
         if names == self.names and arrow is not None:
@@ -881,8 +889,9 @@ class _Lane:
         self.chunk_count = 0
         self.stats: dict[str, Any] = {}
 
-    def _work(self, payload: tuple[Any, tuple[str, ...] | None]) -> _Chunk:
-        task, forced = payload
+    def _work(self, payload: tuple[Any, tuple[tuple[str, ...], frozenset[str]] | None]) -> _Chunk:
+        task, again = payload
+        forced, forced_json = again if again is not None else (None, None)
         cols, meta = self.raw.work(task)
         tables = []
         for plan, state in zip(self.plans, self.states, strict=True):
@@ -892,7 +901,8 @@ class _Lane:
             names = forced if forced is not None else tuple(renderer.names)
             if forced is not None and not set(dyn) <= set(forced):
                 raise NotFast("a chunk changed between two readings")
-            text = renderer.render(cols, dyn, names)
+            json_names = renderer.json_columns if forced_json is None else forced_json
+            text = renderer.render(cols, dyn, names, json_names)
             paths = {n: renderer.flatten.paths[n] for n in dyn} if renderer.flatten else {}
             # The Arrow table for the Parquet outputs, read here rather than in the parent
             # (the parent's one core would otherwise bound the lane). Only with the sample's
@@ -979,6 +989,7 @@ class _Lane:
                 dyn = renderer.dynamic(sample)
                 renderer.known(dyn)
                 types = renderer.types(dyn)
+            renderer.json_columns = json_cells_columns(types)
             seeds.append((list(renderer.names), types))
         del sample  # not needed while the chunks run
         self.states = [
@@ -1063,15 +1074,19 @@ class _Lane:
                 if flattener._name(path) != name:  # pragma: no cover - same rules everywhere
                     raise NotFast("a column name differs between processes")
         final = tuple(renderer.sort_names(found))
+        final_json = json_cells_columns({n: state.types.get(n, set()) for n in final})
         state.names_final = final  # type: ignore[attr-defined]
-        redo = [i for i, names in enumerate(state.chunk_names) if names != final]
+        if final_json != renderer.json_columns & set(final):
+            # the sample did not show every column whose cells are JSON text: every chunk
+            # is rendered again (chunks do not record which columns they held)
+            redo = list(range(len(state.chunk_names)))
+        else:
+            redo = [i for i, names in enumerate(state.chunk_names) if names != final]
         self.stats["rerendered_chunks"] = self.stats.get("rerendered_chunks", 0) + len(redo)
         if redo or final != state.names:
-            self._rewrite_csv(state, final, redo, tasks)
-        kinds = [
-            *renderer.fixed,
-            *(Column(n, kind_of_types(state.types.get(n, ()))) for n in final),
-        ]
+            self._rewrite_csv(state, (final, final_json), redo, tasks)
+        kinds = kinds_of(renderer, final, state.types, found)
+        state.plan.columns = kinds
         for out in state.parquets:
             if out.valid and kinds == out.columns and not redo and final == state.names:
                 out.close()
@@ -1094,13 +1109,18 @@ class _Lane:
                     remember_sha256(written, digest)
 
     def _rewrite_csv(
-        self, state: _PlanState, final: tuple[str, ...], redo: list[int], tasks: list[Any]
+        self,
+        state: _PlanState,
+        again: tuple[tuple[str, ...], frozenset[str]],
+        redo: list[int],
+        tasks: list[Any],
     ) -> None:
+        final = again[0]
         assert self.workers is not None
         fresh = dict(
             zip(
                 redo,
-                self.workers.map([(tasks[i], final) for i in redo]),
+                self.workers.map([(tasks[i], again) for i in redo]),
                 strict=True,
             )
         )

@@ -500,6 +500,9 @@ class Flattener:
         self.origin = origin
         self.registry = registry
         self.sort_keys: dict[str, tuple[Any, ...]] = {}
+        #: the path of every column made (an exploded list's position column: the list's
+        #: path with :data:`EXPLODE_MARK` after it)
+        self.paths: dict[str, Path] = {}
         self._names: dict[Path, str | None] = {}
 
     def _name(self, path: Path, explode_mark: bool = False) -> str | None:
@@ -517,6 +520,7 @@ class Flattener:
             name = opts.rename.get(name, name)
             shown = path_text(path, opts.separator) + (EXPLODE_MARK if explode_mark else "")
             self.registry.claim(name, self.origin, shown)
+            self.paths[name] = key
             self.sort_keys[name] = (
                 *((0, c) if isinstance(c, int) else (1, c) for c in path),
                 (-1, int(explode_mark)),
@@ -527,14 +531,16 @@ class Flattener:
     def flatten(self, value: JSONValue) -> list[dict[str, Any]]:
         """The rows of ``value``: one, or several with ``lists="explode"``."""
         if self.options.lists == "explode":
-            raw_rows = flatten_rows(value, attrs.evolve(self.options, rename={}), "")
+            # a prefix of its own: without one, a path that starts with an empty key would
+            # be spelt like the value itself (see the module's docstring)
+            raw_rows = flatten_rows(value, attrs.evolve(self.options, rename={}), "_")
             out: list[dict[str, Any]] = []
             for raw in raw_rows:
                 row: dict[str, Any] = {}
                 for text, leaf in raw.items():
                     mark = text.endswith(EXPLODE_MARK)
                     path = parse_column(
-                        text[: -len(EXPLODE_MARK)] if mark else text, self.options.separator
+                        text[: -len(EXPLODE_MARK)] if mark else text, self.options.separator, "_"
                     )
                     name = self._name(path, mark)
                     if name is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
-from .tabular.table import BigInt
+from .tabular.table import Absent, BigInt
 
 ENV_SWITCH = "EXPORTKIT_NATIVE"
 
@@ -34,6 +34,7 @@ TYPE_BITS: tuple[tuple[int, type], ...] = (
     (32, type(None)),
     (64, list),
     (128, dict),
+    (256, Absent),  # some rows lack the path
 )
 
 

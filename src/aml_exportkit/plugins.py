@@ -36,6 +36,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "aml_exportkit.sinks.csv_long",
     "aml_exportkit.sinks.csv_wide",
     "aml_exportkit.sinks.parquet",
+    "aml_exportkit.sinks.duckdb",
     "aml_exportkit.builtin_templates",
     "aml_exportkit.privacy",
 )

@@ -430,3 +430,36 @@ def test_odd_profiles_go_through_the_graph(
         if mode == "1" and native.available():
             assert fastlane.LAST_RUN.get("profiles", "").startswith("plain path")
     assert outcomes[0] == outcomes[1]
+
+
+def _late_mixed(items: list[Any]) -> None:
+    """The last result's json_data holds a number as text, a null where others lack the
+    key, and a big integer: after the sample, so the lane meets them in a late chunk."""
+    data = items[-1]["fields"]["json_data"]
+    data["decision_time"] = "7"
+    data["late_null"] = None
+    data["huge"] = 2**70
+    items[0]["fields"]["json_data"]["late_null"] = 1.5
+
+
+@pytest.mark.parametrize("native_on", ["1", "0"])
+@pytest.mark.parametrize("name", ["bench", "defaults"])
+def test_json_text_columns_found_after_the_sample(
+    name: str,
+    native_on: str,
+    generated_zip: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A column that needs JSON text cells only in a late chunk: every chunk is rendered
+    again with JSON text there, byte for byte as the plain path writes it."""
+    source = tmp_path / "late.zip"
+    _rewrite_results(generated_zip, source, _late_mixed)
+    monkeypatch.setenv("EXPORTKIT_NATIVE", native_on)
+    monkeypatch.setattr(fixture_zip_bulk, "CHUNK_BYTES", 40_000)
+    monkeypatch.setattr(fixture_zip_bulk, "SAMPLE_BYTES", 3_000)
+    _compare(TEMPLATES[name], source, tmp_path, monkeypatch, used=True)
+    assert fastlane.LAST_RUN["rerendered_chunks"] == fastlane.LAST_RUN["chunks"]
+    written = b"".join(p.read_bytes() for p in (tmp_path / "plain").glob("*.csv"))
+    assert b'"""7"""' in written  # the text among numbers, as JSON text
+    assert b",null," in written or b",null\r\n" in written

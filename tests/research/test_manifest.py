@@ -108,14 +108,44 @@ def test_manifest_gives_each_columns_origin(reference_dir: Path, tmp_path: Path)
         "name": "result_given_response",
         "origin": "result.given_response",
         "rule": "field",
+        "type": "string",
     }
     assert columns["result_json.decision_time"] == {
         "name": "result_json.decision_time",
         "origin": "result.json_data",
         "path": "decision_time",
         "rule": "flatten",
+        "type": "number",
+        "json_types": ["absent", "number"],
+        "json_path": ["decision_time"],
     }
+    # a JSON null in some results, the key absent from others: JSON text cells
+    assert columns["result_json.minValues"]["json_cells"] is True
+    assert columns["result_json.minValues"]["json_types"] == ["absent", "null"]
     assert columns["session_started_at"]["origin"] == "session.started_at"
+
+
+def test_manifest_credits_renamed_and_keyed_columns(reference_dir: Path, tmp_path: Path) -> None:
+    result, out = run(
+        tmp_path,
+        reference_dir,
+        '[[sinks]]\ntype = "csv-long"\npath = "long.csv"\n'
+        '[sinks.flatten]\nrename = { "result_json.decision_time" = "rt_s" }\n'
+        '[[sinks]]\ntype = "csv-wide"\npath = "wide.csv"\n'
+        '[sinks.wide]\nkey_by = "question_key"\n',
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    long, wide = ({c["name"]: c for c in o["columns"]} for o in manifest["outputs"][:2])
+    assert long["rt_s"]["origin"] == "result.json_data"
+    assert long["rt_s"]["path"] == "decision_time"
+    keyed = [c for c in wide.values() if "key" in c]
+    assert keyed
+    for column in keyed:
+        assert column["key_by"] == "question_key"
+        assert "MUSCLE" not in column["origin"], column
+        assert column["origin"].startswith(("result.", "section.", "song.")), column
+    assert not [c for c in wide.values() if "MUSCLE" in c["origin"]]
 
 
 @pytest.mark.pg

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import secrets
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from ..contracts import SinkContext, SinkSpec
+from ..contracts import OutputReport, SinkContext, SinkSpec
 from ..errors import SinkError
 from ..hookspecs import hookimpl
 from ..tabular.arrow import RowConverter, arrow_schema
@@ -30,6 +33,9 @@ from ..tabular.table import Column, Table
 
 NAME = "parquet"
 INSTALL_HINT = "pip install 'aml-exportkit[parquet]'"
+#: The folder name of a partition whose value is null, as Hive, Spark, pyarrow and DuckDB
+#: spell it.
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 #: The most values a row group holds: a row group is Python objects until it is written,
 #: and a wide table has thousands of columns.
 GROUP_CELLS = 1 << 20
@@ -40,6 +46,22 @@ def group_rows(row_group_size: int, columns: int) -> int:
     return max(1, min(row_group_size, GROUP_CELLS // max(columns, 1)))
 
 
+def partition_folder(names: Sequence[str], values: Sequence[Any]) -> str:
+    """The relative folder of one partition, e.g. ``experiment=ex/block=b``; a value is
+    percent-encoded where a path or Hive would misread it (slugs never are)."""
+    parts = []
+    for name, value in zip(names, values, strict=True):
+        text = NULL_PARTITION if value is None or value == "" else quote(str(value), safe="")
+        parts.append(f"{name}={text}")
+    return "/".join(parts)
+
+
+def run_id() -> str:
+    """A name for one run's part files: its start time (UTC) and a random token, so that a
+    later run never writes over an earlier run's files."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
+
+
 def _pyarrow() -> tuple[Any, Any]:
     # imported by name: pyarrow is optional and ships no type information
     return importlib.import_module("pyarrow"), importlib.import_module("pyarrow.parquet")
@@ -48,9 +70,8 @@ def _pyarrow() -> tuple[Any, Any]:
 class ParquetSink(TableSink):
     """Writes the table as Parquet."""
 
-    track_types = True
-
     bulk_format = "parquet"
+    typed_text = True
 
     def __init__(self, context: SinkContext) -> None:
         super().__init__(context)
@@ -64,7 +85,7 @@ class ParquetSink(TableSink):
             ) from None
         self.layout = context.options.layout
 
-    def schema(self, columns: Sequence[Column]) -> Any:
+    def schema(self, columns: Sequence[Column], timestamps: str = "us") -> Any:
         """The Arrow schema of a table with ``columns``, with the run's metadata."""
         from .. import __version__
 
@@ -75,7 +96,7 @@ class ParquetSink(TableSink):
             "exportkit.template_file": self.context.template.file,
             "exportkit.sink": json.dumps({"type": NAME, "index": self.context.index}),
         }
-        return arrow_schema(pa, columns, metadata)
+        return arrow_schema(pa, columns, metadata, timestamps)
 
     def open_writer(self, path: Path, schema: Any) -> Any:
         """A ``ParquetWriter`` for ``path`` with the sink's compression."""
@@ -84,13 +105,70 @@ class ParquetSink(TableSink):
         compression = None if options.compression == "none" else options.compression
         return pq.ParquetWriter(str(path), schema, compression=compression)
 
+    def finish(self) -> Sequence[OutputReport]:
+        """Write the file, or with ``partition_by`` one part file per partition."""
+        options: ParquetOptions = self.options
+        if not options.partition_by or self.builder is None:
+            return super().finish()
+        builder, self.builder = self.builder, None
+        with self._errors():
+            table = builder.finish()
+            return self.write_partitions(table)
+
+    def write_partitions(self, table: Table) -> list[OutputReport]:
+        """Write a partitioned table: a part file per partition value, through the run's
+        atomic output set; a report per file."""
+        pa, _ = _pyarrow()
+        options: ParquetOptions = self.options
+        columns = table.columns
+        schema = self.schema(columns, table.timestamps)
+        convert = RowConverter(pa, schema, columns)
+        size = group_rows(options.row_group_size, len(columns))
+        width = len(columns)
+        name = f"part-{run_id()}.parquet"
+        root = self.context.target
+        open_: dict[tuple[Any, ...], tuple[Any, list[Sequence[Any]], Path]] = {}
+        counts: dict[tuple[Any, ...], int] = {}
+        try:
+            for row in table.rows():
+                key = tuple(row[width:])
+                entry = open_.get(key)
+                if entry is None:
+                    target = root / partition_folder(table.partition_by, key) / name
+                    if target.exists():
+                        raise ValueError(f"{target} exists; part files are never replaced")
+                    entry = open_[key] = (
+                        self.open_writer(self.context.temp_path(target), schema),
+                        [],
+                        target,
+                    )
+                    counts[key] = 0
+                writer, chunk, _ = entry
+                chunk.append(row[:width])
+                if len(chunk) >= size:
+                    writer.write_table(convert.table(chunk))
+                    counts[key] += len(chunk)
+                    chunk.clear()
+            for key, (writer, chunk, _) in open_.items():
+                if chunk:
+                    writer.write_table(convert.table(chunk))
+                    counts[key] += len(chunk)
+        finally:
+            for writer, _, _ in open_.values():
+                writer.close()
+        reports = []
+        for key, (_, _, target) in sorted(open_.items(), key=lambda item: str(item[1][2])):
+            report = self.report(counts[key], columns)
+            reports.append(OutputReport(path=target, rows=report.rows, columns=report.columns))
+        return reports
+
     def write(self, path: Path, table: Table) -> int:
         """Write row groups of ``row_group_size`` rows from the table's rows."""
         pa, _ = _pyarrow()
         options: ParquetOptions = self.options
         columns = table.columns
-        schema = self.schema(columns)
-        rows = RowConverter(pa, schema, columns)
+        schema = self.schema(columns, table.timestamps)
+        rows = RowConverter(pa, schema, columns, table.text)
         size = group_rows(options.row_group_size, len(columns))
         count = 0
         with self.open_writer(path, schema) as writer:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from .table import Column, Kind, text_of
 
 
-def arrow_type(pa: Any, kind: Kind) -> Any:
-    """The Arrow type of a column of ``kind``."""
+def arrow_type(pa: Any, kind: Kind, timestamps: str = "us") -> Any:
+    """The Arrow type of a column of ``kind``; times in ``timestamps`` units."""
     if kind == "int":
         return pa.int64()
     if kind == "float":
@@ -24,7 +25,7 @@ def arrow_type(pa: Any, kind: Kind) -> Any:
     if kind == "bool":
         return pa.bool_()
     if kind == "datetime":
-        return pa.timestamp("us", tz="UTC")
+        return pa.timestamp(timestamps, tz="UTC")
     return pa.string()
 
 
@@ -32,8 +33,29 @@ def _as_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def converter(kind: Kind) -> Callable[[Any], Any] | None:
-    """What a value of a column of ``kind`` goes through first (None: nothing)."""
+def _from_text(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    def convert(text: Any) -> Any:
+        return parse(text) if text else None
+
+    return convert
+
+
+#: How MUSCLE's text (its styles' cells) becomes a value of each kind.
+_TEXT_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "int": _from_text(int),
+    "float": _from_text(float),
+    "bool": _from_text(lambda text: text == "True"),
+    "datetime": _from_text(datetime.fromisoformat),
+}
+
+
+def converter(kind: Kind, text: bool = False) -> Callable[[Any], Any] | None:
+    """What a value of a column of ``kind`` goes through first (None: nothing).
+
+    :param text: the values are MUSCLE's ready-made text
+        (:attr:`~aml_exportkit.tabular.table.Table.text`)."""
+    if text:
+        return _TEXT_PARSERS.get(kind)
     if kind in ("json", "mixed", "null"):
         return text_of  # nested values and mixed scalars: the CSV's text
     if kind == "float":
@@ -41,11 +63,13 @@ def converter(kind: Kind) -> Callable[[Any], Any] | None:
     return None
 
 
-def arrow_schema(pa: Any, columns: Sequence[Column], metadata: Mapping[str, str]) -> Any:
+def arrow_schema(
+    pa: Any, columns: Sequence[Column], metadata: Mapping[str, str], timestamps: str = "us"
+) -> Any:
     """The schema of a table with ``columns``; the column kinds join ``metadata``."""
     kinds = {"exportkit.column_kinds": json.dumps({c.name: c.kind for c in columns})}
     return pa.schema(
-        [pa.field(c.name, arrow_type(pa, c.kind), nullable=True) for c in columns],
+        [pa.field(c.name, arrow_type(pa, c.kind, timestamps), nullable=True) for c in columns],
         metadata={**metadata, **kinds},
     )
 
@@ -56,13 +80,15 @@ class RowConverter:
     :param pa: the pyarrow module.
     :param schema: the table's schema (:func:`arrow_schema`).
     :param columns: its columns.
+    :param text: the rows are MUSCLE's ready-made text
+        (:attr:`~aml_exportkit.tabular.table.Table.text`).
     """
 
-    def __init__(self, pa: Any, schema: Any, columns: Sequence[Column]) -> None:
+    def __init__(self, pa: Any, schema: Any, columns: Sequence[Column], text: bool = False) -> None:
         self.pa = pa
         self.schema = schema
-        self.types = [arrow_type(pa, c.kind) for c in columns]
-        self.convert = [converter(c.kind) for c in columns]
+        self.types = [f.type for f in schema]
+        self.convert = [converter(c.kind, text) for c in columns]
 
     def arrays(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
         """One Arrow array per column of ``rows``."""

@@ -11,6 +11,8 @@ known only at the end, when every path has been seen.
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -18,16 +20,28 @@ import attrs
 
 from ..flatten import ColumnRegistry, Flattener, FlattenOptions
 from ..graph import RecordGraph
-from ..records import Result, Session
+from ..records import Block, Result, Session
 from .fields import block_groups, fixed_columns, tuple_getter
 from .options import TableOptions
 from .spill import Spill
-from .table import BigInt, Column, Table, kind_of_types
+from .table import (
+    Absent,
+    BigInt,
+    Column,
+    Kind,
+    Table,
+    column_kind,
+    json_cell,
+    json_types,
+    needs_json_cells,
+)
 
 _EMPTY: dict[str, Any] = {}
 #: The largest integer a float64 holds exactly.
 _EXACT = 2**53
 _ONE_EMPTY: list[dict[str, Any]] = [_EMPTY]
+#: Marks a key that a row lacks, while a row is made.
+_ABSENT: Any = object()
 
 
 class Joiner:
@@ -46,10 +60,11 @@ class Joiner:
         self.registry = ColumnRegistry()
         cols = options.columns
         flat = options.flatten
+        ms = options.timestamps == "ms"
         self.get_block = self._block_getter(graph, cols.experiment, cols.block)
-        self.get_session = tuple_getter("session", cols.session)
+        self.get_session = tuple_getter("session", cols.session, ms=ms)
         self.get_participant = tuple_getter("participant", cols.participant)
-        self.get_result = tuple_getter("result", cols.result)
+        self.get_result = tuple_getter("result", cols.result, ms=ms)
         self.get_section = tuple_getter("section", cols.section)
         self.get_song = tuple_getter("song", cols.song)
         self.section_has_id = "id" in cols.section
@@ -68,7 +83,10 @@ class Joiner:
         self._answers: dict[str, Any] = {}
         self._scores: dict[str, Any] = {}
         self._answering: int | None = None
-        self.types: dict[Any, set[type]] = {}
+        #: (column, Python type) of every flattened value seen
+        self._pairs: set[tuple[Any, type]] = set()
+        #: how many rows hold each flattened column (fewer than the rows: some lack it)
+        self.present: Counter[Any] = Counter()
 
     @staticmethod
     def _block_getter(
@@ -100,6 +118,29 @@ class Joiner:
         """The flatteners in column order."""
         found = [self.session_flat, self.profile_flat, self.score_flat, self.result_flat]
         return [f for f in found if f is not None]
+
+    def column(self, name: str, key: Any, rows: int, kind: Kind | None = None) -> Column:
+        """The column ``name`` of a table of ``rows`` rows, its values tracked under
+        ``key``: its kind, origin and JSON types, and whether its cells must be JSON text.
+
+        :param kind: the kind of a record field (its values are not tracked).
+        """
+        origin, path = self.registry.owners.get(name, (None, None))
+        if kind is not None:
+            return Column(name, kind, origin=origin, path=path)
+        json_path = next((f.paths[name] for f in self.flatteners() if name in f.paths), None)
+        types = set(self.types.get(key, ()))
+        if self.present.get(key, 0) < rows:
+            types.add(Absent)
+        return Column(
+            name,
+            column_kind(types),
+            origin=origin,
+            path=path,
+            json_types=json_types(types),
+            json_cells=needs_json_cells(types),
+            json_path=json_path,
+        )
 
     def dynamic_sort_key(self, name: str) -> tuple[Any, ...]:
         """Where a flattened column goes: by origin, then by path."""
@@ -169,17 +210,25 @@ class Joiner:
         self._scores = {}
 
     def note_types(self, dyn: dict[Any, Any]) -> None:
-        """Remember the Python types of flattened values (for the Parquet schema)."""
-        types = self.types
-        for key, value in dyn.items():
-            t = type(value)
-            if t is int and not -_EXACT <= value <= _EXACT:
-                t = BigInt  # beyond a float's (and soon int64's) exact range: kept as text
-            seen = types.get(key)
-            if seen is None:
-                types[key] = {t}
-            else:
-                seen.add(t)
+        """Remember the Python types of flattened values (for the Parquet schema and the
+        JSON-text rule) and count the rows that hold each column."""
+        # (C-level counting and set updates: this runs once per row)
+        self.present.update(dyn.keys())
+        self._pairs.update(zip(dyn, map(type, dyn.values()), strict=True))
+        ints = [v for v in dyn.values() if type(v) is int]
+        if ints and (max(ints) > _EXACT or min(ints) < -_EXACT):
+            for key, value in dyn.items():
+                if type(value) is int and not -_EXACT <= value <= _EXACT:
+                    # beyond a float's (and soon int64's) exact range: kept as text
+                    self._pairs.add((key, BigInt))
+
+    @functools.cached_property
+    def types(self) -> dict[Any, set[type]]:
+        """The Python types seen in each flattened column (read once every row was seen)."""
+        found: dict[Any, set[type]] = {}
+        for key, t in self._pairs:
+            found.setdefault(key, set()).add(t)
+        return found
 
 
 class LongBuilder:
@@ -190,10 +239,20 @@ class LongBuilder:
     :param track_types: see :class:`Joiner`.
     """
 
-    def __init__(self, options: TableOptions, graph: RecordGraph, *, track_types: bool) -> None:
+    def __init__(
+        self,
+        options: TableOptions,
+        graph: RecordGraph,
+        *,
+        track_types: bool,
+        partition_by: Sequence[str] = (),
+    ) -> None:
         self.options = options
         self.graph = graph
         self.join = Joiner(options, graph, track_types=track_types)
+        self.partition_by = tuple(partition_by)
+        #: the partition values of rows without a session (profile answers)
+        self._no_partition: tuple[Any, ...] = (None,) * len(self.partition_by)
         cols = options.columns
         self.fixed = fixed_columns(
             [
@@ -218,6 +277,7 @@ class LongBuilder:
         )
         self._pending_profiles: list[Result] = []
         self._pending_owner: int | None = None
+        self._partition: tuple[Any, ...] = self._no_partition
         self._profiles_done = False
 
     def add_profiles(self, batch: Sequence[Result]) -> None:
@@ -241,6 +301,7 @@ class LongBuilder:
         participant = self.graph.participants.get(self._pending_owner or -1)
         head = self.join.get_block(None) + self.join.get_session(None)
         head += self.join.get_participant(participant)
+        self._partition = self._no_partition
         for result in self._pending_profiles:
             self._emit(head, result, _ONE_EMPTY, self.join.profile_of(result.participant))
         self._pending_profiles = []
@@ -271,8 +332,23 @@ class LongBuilder:
                     join.profile_of(session.participant),
                 )
                 self._session_pk = result.session
+                if self.partition_by:
+                    self._partition = self._partition_of(block)
             head, session_rows, profile = self._session_key
             self._emit(head, result, session_rows, profile)
+
+    def _partition_of(self, block: Block | None) -> tuple[Any, ...]:
+        """The partition values (slugs) of a session's rows."""
+        graph = self.graph
+        values: list[Any] = []
+        for name in self.partition_by:
+            if name == "block":
+                values.append(block.slug if block is not None else None)
+            else:
+                phase = graph.phases.get(block.phase) if block and block.phase else None
+                experiment = graph.experiments.get(phase.experiment) if phase else None
+                values.append(experiment.slug if experiment is not None else None)
+        return tuple(values)
 
     def _emit(
         self,
@@ -286,6 +362,8 @@ class LongBuilder:
         result_rows = join.result_rows(result)
         track = join.track_types
         append = self.spill.append
+        if self.partition_by:
+            fixed += self._partition  # split off again when the rows are read back
         for srow in session_rows:
             for rrow in result_rows:
                 dyn = {**srow, **profile, **rrow} if srow or profile else rrow
@@ -300,9 +378,15 @@ class LongBuilder:
         names = sorted(
             (n for f in join.flatteners() for n in f.sort_keys), key=join.dynamic_sort_key
         )
-        dynamic = [Column(n, kind_of_types(join.types.get(n, ()))) for n in names]
-        columns = (*self.fixed, *dynamic)
         spill = self.spill
+        count = len(spill)
+        dynamic = [join.column(n, n, count) for n in names]
+        if self.partition_by:
+            return self._partitioned(names, dynamic)
+        columns = (*self.fixed, *dynamic)
+        # columns whose cells are JSON text: a value is written as its JSON, an absent key
+        # as null (docs/flattening.md)
+        encoded = [i for i, c in enumerate(dynamic) if c.json_cells]
 
         def rows() -> Iterator[list[Any]]:
             try:
@@ -310,12 +394,47 @@ class LongBuilder:
                     for fixed, _ in spill:
                         yield list(fixed)
                     return
+                if not encoded:
+                    for fixed, dyn in spill:
+                        yield [*fixed, *[dyn.get(n) for n in names]]
+                    return
+                absent = _ABSENT
                 for fixed, dyn in spill:
-                    yield [*fixed, *[dyn.get(n) for n in names]]
+                    values = [dyn.get(n, absent) for n in names]
+                    for i in encoded:
+                        value = values[i]
+                        values[i] = None if value is absent else json_cell(value)
+                    yield [*fixed, *[None if v is absent else v for v in values]]
             finally:
                 spill.close()
 
-        return Table(columns=columns, rows=rows, count=len(spill))
+        return Table(columns=columns, rows=rows, count=count, timestamps=self.options.timestamps)
+
+    def _partitioned(self, names: list[str], dynamic: list[Column]) -> Table:
+        """The table of a partitioned dataset: each row ends with its partition values."""
+        spill = self.spill
+        width = len(self.fixed)
+        encoded = {n for n, c in zip(names, dynamic, strict=True) if c.json_cells}
+
+        def cell(dyn: dict[str, Any], name: str) -> Any:
+            if name not in dyn:
+                return None
+            return json_cell(dyn[name]) if name in encoded else dyn[name]
+
+        def rows() -> Iterator[list[Any]]:
+            try:
+                for fixed, dyn in spill:
+                    yield [*fixed[:width], *[cell(dyn, n) for n in names], *fixed[width:]]
+            finally:
+                spill.close()
+
+        return Table(
+            columns=(*self.fixed, *dynamic),
+            rows=rows,
+            count=len(spill),
+            partition_by=self.partition_by,
+            timestamps=self.options.timestamps,
+        )
 
     def close(self) -> None:
         """Delete the spill (after a failure)."""

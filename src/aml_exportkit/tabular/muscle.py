@@ -15,37 +15,90 @@ creation time (the classic export's order within a session).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
 
 from ..graph import RecordGraph
 from ..records import Result, Session
+from .fields import cut_ms
 from .options import Classic
 from .spill import Spill
-from .table import Column, Table
+from .table import Column, Kind, Table
 from .walk import SessionWalker
 
 
-def classic_text(value: Any) -> str:
+def classic_text(value: Any, ms: bool = False) -> str:
     """A value as MUSCLE's classic export writes it: ``''`` for None, ``isoformat()`` in
-    UTC for datetimes, else ``str()`` (so dicts and lists are Python repr)."""
+    UTC for datetimes, else ``str()`` (so dicts and lists are Python repr).
+
+    :param ms: times to the millisecond (``timestamps = "ms"``)."""
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
+        moment = value.astimezone(UTC)
+        return moment.isoformat(timespec="milliseconds") if ms else moment.isoformat()
     return str(value)
 
 
-def dashboard_text(value: Any) -> str:
+def dashboard_text(value: Any, ms: bool = False) -> str:
     """A value as the dashboard CSV writes it: ``str(datetime)`` in UTC (a space, not
-    ``T``), ``''`` for None, else ``str()``."""
+    ``T``), ``''`` for None, else ``str()``.
+
+    :param ms: times to the millisecond (``timestamps = "ms"``)."""
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return str(value.astimezone(UTC))
+        moment = value.astimezone(UTC)
+        return moment.isoformat(" ", timespec="milliseconds") if ms else str(moment)
     return str(value)
+
+
+#: The types a column of MUSCLE's text may hold in Parquet, tried in this order.
+_TEXT_KINDS: tuple[Kind, ...] = ("int", "float", "bool", "datetime")
+
+
+class TextKinds:
+    """Which columns of MUSCLE's ready-made text hold one type throughout, each cell
+    spelt exactly as the style spells a value of it (``str(7)``, ``str(7.0)``, ``True``,
+    the style's times). Such a column can be stored typed in Parquet and still give back
+    every cell; any other column stays text.
+
+    :param spell_time: how the style writes a time.
+    """
+
+    def __init__(self, spell_time: Callable[[datetime], str]) -> None:
+        self.spell_time = spell_time
+        self._possible: dict[Any, set[Kind]] = {}
+
+    def add(self, column: Any, text: str) -> None:
+        """See one cell of ``column`` (an empty one fits every type: it is null)."""
+        if not text:
+            return
+        possible = self._possible.get(column)
+        if possible is None:
+            possible = self._possible[column] = set(_TEXT_KINDS)
+        if possible:
+            possible.difference_update([k for k in possible if not self._fits(k, text)])
+
+    def _fits(self, kind: Kind, text: str) -> bool:
+        try:
+            if kind == "int":
+                return str(int(text)) == text
+            if kind == "float":
+                return str(float(text)) == text
+            if kind == "bool":
+                return text in ("True", "False")
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return False
+        return moment.tzinfo is not None and self.spell_time(moment) == text
+
+    def kind(self, column: Any) -> Kind:
+        """The column's type: the first that fits every cell, else ``string``."""
+        possible = self._possible.get(column, set())
+        return next((k for k in _TEXT_KINDS if k in possible), "string")
 
 
 class ClassicBuilder:
@@ -55,11 +108,23 @@ class ClassicBuilder:
     :param graph: the export's record graph.
     :param wide: MUSCLE's ``wide_format``: one row per session, result columns prefixed
         ``001-``, ``002-``, ….
+    :param ms: times to the millisecond (``timestamps = "ms"``).
+    :param typed: find the columns that hold one type (:class:`TextKinds`, for Parquet).
     """
 
-    def __init__(self, options: Classic, graph: RecordGraph, *, wide: bool) -> None:
+    def __init__(
+        self,
+        options: Classic,
+        graph: RecordGraph,
+        *,
+        wide: bool,
+        ms: bool = False,
+        typed: bool = False,
+    ) -> None:
         self.graph = graph
         self.wide = wide
+        self.ms = ms
+        self.text_kinds = TextKinds(lambda t: classic_text(t, ms)) if typed else None
         self.session_fields = options.session_fields
         self.result_fields = options.result_fields
         chosen = set(options.options)
@@ -81,6 +146,11 @@ class ClassicBuilder:
         self.spill = Spill()
         self.keys: set[str] = set()
 
+    def _time(self, value: datetime) -> datetime:
+        """A time as the order of rows sees it: cut to milliseconds with ``ms``, so that a
+        database orders rows as its zip does."""
+        return cut_ms(value) if self.ms else value
+
     def add_profiles(self, batch: Sequence[Result]) -> None:
         """Keep the answered profile questions (MUSCLE's ``profile_object`` skips
         unanswered ones).
@@ -96,7 +166,7 @@ class ClassicBuilder:
                     self._settle_profile()
                     self._answers_of = r.participant
                 self._answers.append(
-                    (r.created_at, r.pk, r.question_key, r.given_response, r.score)
+                    (self._time(r.created_at), r.pk, r.question_key, r.given_response, r.score)
                 )
 
     def _settle_profile(self) -> None:
@@ -141,7 +211,8 @@ class ClassicBuilder:
             "session_end": session.finished_at,
             "final_score": session.final_score,
         }
-        row: dict[str, str] = {f: classic_text(values[f]) for f in self.session_fields}
+        ms = self.ms
+        row: dict[str, str] = {f: classic_text(values[f], ms) for f in self.session_fields}
         if self.export_profile:
             row.update(self._profile(session.participant))
         if self.session_data:
@@ -166,7 +237,7 @@ class ClassicBuilder:
                 "given_response": result.given_response,
                 "question_key": result.question_key,
             }
-            out = {f: classic_text(values[f]) for f in fields}
+            out = {f: classic_text(values[f], self.ms) for f in fields}
         data = result.json_data if isinstance(result.json_data, dict) else {}
         if self.convert_result_json:
             # decision_time is taken out only here: without convert_result_json MUSCLE
@@ -188,7 +259,7 @@ class ClassicBuilder:
 
     def _session_rows(self, session: Session, results: list[Result]) -> None:
         row = self._base(session)
-        ordered = sorted(results, key=lambda r: (r.created_at, r.pk))
+        ordered = sorted(results, key=lambda r: (self._time(r.created_at), r.pk))
         if self.wide:
             for n, result in enumerate(ordered, 1):
                 prefix = str(n).zfill(3) + "-"
@@ -206,6 +277,9 @@ class ClassicBuilder:
     def _add(self, row: dict[str, str]) -> None:
         self.keys.update(row)
         self.spill.append(row)
+        if self.text_kinds is not None:
+            for name, text in row.items():
+                self.text_kinds.add(name, text)
 
     def finish(self) -> Table:
         """The table: header sorted as Python sorts strings, '' where a row lacks a key."""
@@ -221,8 +295,13 @@ class ClassicBuilder:
             finally:
                 spill.close()
 
+        kinds = self.text_kinds
         return Table(
-            columns=tuple(Column(c, "string") for c in header), rows=rows, count=len(spill)
+            columns=tuple(Column(c, kinds.kind(c) if kinds else "string") for c in header),
+            rows=rows,
+            count=len(spill),
+            text=True,
+            timestamps="ms" if self.ms else "us",
         )
 
     def close(self) -> None:
@@ -253,25 +332,36 @@ class DashboardBuilder:
     answer of the participants (answered or not), MUSCLE's 12 columns.
 
     :param graph: the export's record graph.
+    :param ms: times to the millisecond (``timestamps = "ms"``).
+    :param typed: find the columns that hold one type (:class:`TextKinds`, for Parquet).
     """
 
-    def __init__(self, graph: RecordGraph) -> None:
+    def __init__(self, graph: RecordGraph, *, ms: bool = False, typed: bool = False) -> None:
         self.graph = graph
+        self.ms = ms
+        self.text_kinds = TextKinds(lambda t: dashboard_text(t, ms)) if typed else None
         self.results = Spill()
         self.profiles = Spill()
+
+    def _append(self, spill: Spill, row: list[str]) -> None:
+        spill.append(row)
+        if self.text_kinds is not None:
+            for index, text in enumerate(row):
+                self.text_kinds.add(index, text)
 
     def add_profiles(self, batch: Sequence[Result]) -> None:
         """Profile rows: participant id and country, no session or section."""
         participants = self.graph.participants
         for r in batch:
             participant = participants.get(r.participant) if r.participant is not None else None
-            self.profiles.append(
+            self._append(
+                self.profiles,
                 [
                     "",
                     dashboard_text(r.participant),
                     participant.country_code if participant else "",
                     r.question_key,
-                    dashboard_text(r.created_at),
+                    dashboard_text(r.created_at, self.ms),
                     dashboard_text(r.expected_response),
                     dashboard_text(r.given_response),
                     dashboard_text(r.score),
@@ -279,7 +369,7 @@ class DashboardBuilder:
                     "",
                     "",
                     "",
-                ]
+                ],
             )
 
     def add_results(self, batch: Sequence[Result]) -> None:
@@ -289,13 +379,14 @@ class DashboardBuilder:
             session = graph.sessions[r.session]  # type: ignore[index]
             section = graph.sections.get(r.section) if r.section is not None else None
             song = graph.songs.get(section.song) if section and section.song is not None else None
-            self.results.append(
+            self._append(
+                self.results,
                 [
                     dashboard_text(r.session),
                     dashboard_text(session.participant),
                     "",
                     r.question_key,
-                    dashboard_text(r.created_at),
+                    dashboard_text(r.created_at, self.ms),
                     dashboard_text(r.expected_response),
                     dashboard_text(r.given_response),
                     dashboard_text(r.score),
@@ -303,7 +394,7 @@ class DashboardBuilder:
                     song.artist if song else "",
                     section.tag if section else "",
                     section.group if section else "",
-                ]
+                ],
             )
 
     def finish(self) -> Table:
@@ -317,8 +408,16 @@ class DashboardBuilder:
                 self.close()
 
         count = len(results) + len(profiles)
+        kinds = self.text_kinds
         return Table(
-            columns=tuple(Column(c, "string") for c in DASHBOARD_COLUMNS), rows=rows, count=count
+            columns=tuple(
+                Column(c, kinds.kind(i) if kinds else "string")
+                for i, c in enumerate(DASHBOARD_COLUMNS)
+            ),
+            rows=rows,
+            count=count,
+            text=True,
+            timestamps="ms" if self.ms else "us",
         )
 
     def close(self) -> None:

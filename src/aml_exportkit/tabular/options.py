@@ -158,6 +158,11 @@ class TableOptions:
     :param flatten: the flattening rules.
     :param prefix: the prefixes of flattened origins.
     :param classic: MUSCLE's form, for ``style = "muscle-classic"``.
+    :param timestamps: ``"us"`` writes times with the microseconds a database holds;
+        ``"ms"`` cuts them to milliseconds, as MUSCLE's export zip holds them (Django's
+        JSON), so that the same template gives the same bytes from a zip and from the
+        database it came from (the time of a record's creation cannot be known closer
+        from a zip). Parquet then stores ``timestamp[ms, UTC]``.
     """
 
     style: Style = "exportkit"
@@ -169,6 +174,7 @@ class TableOptions:
     flatten: FlattenOptions = FlattenOptions()
     prefix: Prefixes = Prefixes()
     classic: Classic = Classic()
+    timestamps: Literal["us", "ms"] = "us"
 
 
 @attrs.frozen(kw_only=True)
@@ -229,9 +235,24 @@ class ParquetOptions(TableOptions):
     :param wide: the wide layout (``[sinks.wide]``).
     :param row_group_size: rows per row group.
     :param compression: the Parquet codec.
+    :param partition_by: write a Hive-partitioned dataset instead of one file: ``path``
+        is then a folder and each row goes to
+        ``<path>/experiment=<slug>/block=<slug>/part-<run id>.parquet`` (the experiment's
+        and the block's slugs, in the order given; rows without one, such as profile
+        answers, go to ``__HIVE_DEFAULT_PARTITION__``). Every run adds new part files and
+        never rewrites old ones. Needs ``layout = "long"`` and the ``exportkit`` style.
+        See docs/parquet.md.
     """
 
     layout: Literal["long", "wide"] = "long"
     wide: WideOptions = WideOptions()
     row_group_size: int = 16384
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    partition_by: tuple[Literal["experiment", "block"], ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        if self.partition_by:
+            if self.layout != "long" or self.style != "exportkit":
+                raise ValueError("partition_by needs layout = 'long' and style = 'exportkit'")
+            if len(set(self.partition_by)) != len(self.partition_by):
+                raise ValueError("partition_by names a column twice")

@@ -36,7 +36,17 @@ from ..graph import RecordGraph
 from .fields import block_groups, fixed_columns
 from .long import _EXACT, Joiner
 from .options import TableOptions
-from .table import BigInt, Column, _cell, _quote, kind_of_types
+from .table import (
+    Absent,
+    BigInt,
+    Column,
+    _cell,
+    _quote,
+    column_kind,
+    json_cell,
+    json_types,
+    needs_json_cells,
+)
 
 
 class _Missing(float):
@@ -67,10 +77,17 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _json_text = _JSON.encode
 
 
+def json_cells_columns(types: Mapping[str, set[type]]) -> frozenset[str]:
+    """The columns whose cells must be JSON text, by the types seen in them."""
+    return frozenset(name for name, seen in types.items() if needs_json_cells(seen))
+
+
 def supports(options: TableOptions) -> str | None:
     """Why the bulk lane cannot render a table with ``options``, or None when it can."""
     if options.style != "exportkit":
         return f"style {options.style!r}"
+    if options.timestamps != "us":
+        return f"timestamps = {options.timestamps!r}"
     if options.rows != "trial":
         return f"rows = {options.rows!r}"
     if options.profile != "omit":
@@ -168,6 +185,12 @@ def value_cells(values: list[Any], types: set[type]) -> list[str]:
     return [_any_cell(v) for v in values]
 
 
+def json_cells(values: list[Any]) -> list[str]:
+    """Cells of a column written as JSON text (MISSING, an absent key, is empty)."""
+    missing = MISSING
+    return ["" if v is missing else _quote(json_cell(v)) for v in values]
+
+
 def int_cells(values: list[Any]) -> list[str]:
     """Cells of integers and None."""
     if None in values:
@@ -232,13 +255,17 @@ class ColumnFlattener:
             self._walk(values, (), out)
         return out
 
-    def native_columns(self, docs: list[bytes], kernel: Any) -> dict[str, Cells]:
+    def native_columns(
+        self, docs: list[bytes], kernel: Any, *, json_cells: bool = False
+    ) -> dict[str, Cells]:
         """``{column name: Cells}`` of the chunk's JSON texts ``docs``, flattened by the
         native kernel row by row: the same leaves as :meth:`columns` finds column by column
-        (``tests/native`` holds the two to the same cells and types)."""
+        (``tests/native`` holds the two to the same cells and types).
+
+        :param json_cells: every cell as JSON text (:func:`json_cells` of the values)."""
         limit = -1 if self.limit is None else self.limit
         try:
-            flat = kernel.flatten(docs, limit, self.index_lists)
+            flat = kernel.flatten(docs, limit, self.index_lists, json_cells)
         except ValueError as exc:
             raise NotFast(f"json_data: {exc}") from None
         out: dict[str, Cells] = {}
@@ -336,9 +363,12 @@ class ColumnFlattener:
 
 
 def column_types(values: list[Any]) -> set[type]:
-    """The types a column holds for Parquet (MISSING left out, big integers marked)."""
+    """The types a column holds for Parquet and the JSON-text rule (big integers marked,
+    :class:`~aml_exportkit.tabular.table.Absent` when some rows lack the path)."""
     raw = set(map(type, values))
     types = raw - {_MISSING_TYPE}
+    if _MISSING_TYPE in raw:
+        types.add(Absent)
     if int in types:
         ints = values if raw == {int} else [v for v in values if type(v) is int]
         if max(ints) > _EXACT or min(ints) < -_EXACT:
@@ -383,6 +413,8 @@ class ChunkRenderer:
         self.result_fields = cols.result
         flat = self.join.result_flat
         self.flatten = ColumnFlattener(flat) if flat is not None else None
+        #: the columns whose cells are written as JSON text (set from the sample)
+        self.json_columns: frozenset[str] = frozenset()
         self._heads: dict[int, str] = {}
         self._tails: dict[int | None, str] = {}
         #: dynamic column names known so far, in output order
@@ -462,10 +494,15 @@ class ChunkRenderer:
         return self.flatten.columns(chunk.json_data)
 
     def render(
-        self, chunk: ResultColumns, dyn: Mapping[str, list[Any] | Cells], names: Sequence[str]
+        self,
+        chunk: ResultColumns,
+        dyn: Mapping[str, list[Any] | Cells],
+        names: Sequence[str],
+        json_names: frozenset[str] = frozenset(),
     ) -> bytes:
         """The CSV lines (each with CRLF, UTF-8) of a chunk, with the dynamic columns
-        ``names`` (a superset of ``dyn``'s keys, in output order)."""
+        ``names`` (a superset of ``dyn``'s keys, in output order); the columns
+        ``json_names`` have JSON text cells."""
         n = len(chunk)
         if not n:
             return b""
@@ -479,10 +516,18 @@ class ChunkRenderer:
             tails = self._tails
             parts.append([tails[s] if s in tails else self.tail(s) for s in chunk.section])
         empty = [""] * n  # a list: zip takes a fresh iterator of it for every column
+        as_json: Mapping[str, list[Any] | Cells] | None = None
         for name in names:
             values = dyn.get(name)
             if values is None:
                 parts.append(empty)
+            elif name in json_names:
+                if isinstance(values, Cells):
+                    if as_json is None:
+                        as_json = self._json_dynamic(chunk)
+                    parts.append(as_json[name].cells)  # type: ignore[union-attr]
+                else:
+                    parts.append(json_cells(values))
             elif isinstance(values, Cells):
                 parts.append(values.cells)
             else:
@@ -493,6 +538,13 @@ class ChunkRenderer:
         if kernel is not None:
             return kernel.join_rows(parts, n)  # type: ignore[no-any-return]
         return join_rows(parts, n).encode("utf-8")
+
+    def _json_dynamic(self, chunk: ResultColumns) -> Mapping[str, list[Any] | Cells]:
+        """The chunk's flattened columns again, every cell as JSON text (native kernel)."""
+        kernel = native.kernel()
+        if kernel is None or self.flatten is None:  # pragma: no cover - dynamic() needed both
+            raise NotFast("JSON texts without the native kernel")
+        return self.flatten.native_columns(chunk.json_data, kernel, json_cells=True)
 
     def _field_cells(self, chunk: ResultColumns, field: str) -> list[str]:
         n = len(chunk)
@@ -524,10 +576,32 @@ class ChunkRenderer:
 
 
 def kinds_of(
-    renderer: ChunkRenderer, names: Sequence[str], types: Mapping[str, set[type]]
+    renderer: ChunkRenderer,
+    names: Sequence[str],
+    types: Mapping[str, set[type]],
+    paths: Mapping[str, Path] | None = None,
 ) -> list[Column]:
-    """Every column of the table, with the kinds the plain path would give them."""
-    dynamic = [Column(n, kind_of_types(types.get(n, ()))) for n in names]
+    """Every column of the table, as the plain path describes them: kinds, origins, JSON
+    types and whether the cells are JSON text.
+
+    :param paths: each column's json path (as the workers found them)."""
+    paths = paths or {}
+    owners = renderer.join.registry.owners
+    dynamic = []
+    for name in names:
+        seen = set(types.get(name, ()))
+        origin, path = owners.get(name, (None, None))
+        dynamic.append(
+            Column(
+                name,
+                column_kind(seen),
+                origin=origin,
+                path=path,
+                json_types=json_types(seen),
+                json_cells=needs_json_cells(seen),
+                json_path=paths.get(name),
+            )
+        )
     return [*renderer.fixed, *dynamic]
 
 

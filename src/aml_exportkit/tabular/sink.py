@@ -16,7 +16,8 @@ from ..records import Result
 from .long import LongBuilder
 from .muscle import ClassicBuilder, DashboardBuilder
 from .options import TableOptions, WideOptions
-from .table import Table
+from .origins import infos_of
+from .table import Column, Table
 from .wide import WideBuilder
 
 
@@ -38,22 +39,27 @@ def make_builder(
     *,
     layout: Literal["long", "wide"],
     wide: WideOptions | None = None,
-    track_types: bool = False,
+    track_types: bool = True,
+    partition_by: Sequence[str] = (),
+    typed_text: bool = False,
 ) -> Builder:
     """The row builder for ``options.style`` and ``layout``.
 
     :raises FlattenError: for a combination that cannot work (explode in a wide table).
     :raises ValueError: for the dashboard style in a wide layout.
     """
+    ms = options.timestamps == "ms"
     if options.style == "muscle-classic":
-        return ClassicBuilder(options.classic, graph, wide=layout == "wide")
+        return ClassicBuilder(
+            options.classic, graph, wide=layout == "wide", ms=ms, typed=typed_text
+        )
     if options.style == "muscle-dashboard":
         if layout == "wide":
             raise ValueError("style 'muscle-dashboard' is MUSCLE's long CSV; it has no wide form")
-        return DashboardBuilder(graph)
+        return DashboardBuilder(graph, ms=ms, typed=typed_text)
     if layout == "wide":
         return WideBuilder(options, wide or WideOptions(), graph, track_types=track_types)
-    return LongBuilder(options, graph, track_types=track_types)
+    return LongBuilder(options, graph, track_types=track_types, partition_by=partition_by)
 
 
 class TableSink(BaseSink):
@@ -63,7 +69,11 @@ class TableSink(BaseSink):
     """
 
     layout: Literal["long", "wide"] = "long"
-    track_types = False
+    #: Record the types of flattened values (the Parquet schema, and the columns whose
+    #: cells must be JSON text to be read back exactly, docs/flattening.md).
+    track_types = True
+    #: Find typed columns in MUSCLE's styles' text (Parquet stores them typed).
+    typed_text = False
     #: What the bulk lane writes for this sink (``"csv"`` or ``"parquet"``), if it can.
     bulk_format: str | None = None
 
@@ -73,6 +83,7 @@ class TableSink(BaseSink):
         self.builder: Builder | None = None
         self._temp: Path | None = None
         self._bulk_rows: int | None = None
+        self._bulk_columns: tuple[Column, ...] = ()
 
     def temp_path(self) -> Path:
         """The sink's temporary output file (reserved once)."""
@@ -85,11 +96,14 @@ class TableSink(BaseSink):
         :class:`~aml_exportkit.contracts.BulkSink`)."""
         if self.bulk_format is None or self.layout != "long":
             return None
+        if getattr(self.options, "partition_by", ()):
+            return None  # rows go to several files by partition: the plain path
         return self.options, self.bulk_format, self.temp_path()
 
-    def bulk_written(self, rows: int) -> None:
-        """The bulk lane wrote the table: ``rows`` rows."""
+    def bulk_written(self, rows: int, columns: Sequence[Column] = ()) -> None:
+        """The bulk lane wrote the table: ``rows`` rows with ``columns``."""
         self._bulk_rows = rows
+        self._bulk_columns = tuple(columns)
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -113,6 +127,8 @@ class TableSink(BaseSink):
                 layout=self.layout,
                 wide=self.wide_options(),
                 track_types=self.track_types,
+                partition_by=getattr(self.options, "partition_by", ()),
+                typed_text=self.typed_text,
             )
 
     def wants_profiles(self) -> bool:
@@ -143,17 +159,24 @@ class TableSink(BaseSink):
         assert self.builder is not None
         if self._bulk_rows is not None:
             rows = self._bulk_rows
+            columns = self._bulk_columns
             self.builder.close()
         else:
             with self._errors():
                 table = self.builder.finish()
+                columns = table.columns
                 rows = self.write(self.temp_path(), table)
         self.builder = None
-        return (OutputReport(path=self.context.target, rows=rows),)
+        return (self.report(rows, columns),)
 
     def write(self, path: Path, table: Table) -> int:
         """Write ``table`` to ``path``; return the number of rows."""
         raise NotImplementedError
+
+    def report(self, rows: int, columns: Sequence[Column]) -> OutputReport:
+        """The report of the sink's file: ``rows`` rows with ``columns``."""
+        options = self.options if isinstance(self.options, TableOptions) else None
+        return OutputReport(path=self.context.target, rows=rows, columns=infos_of(columns, options))
 
     def abort(self) -> None:
         """Delete the builder's spill files."""

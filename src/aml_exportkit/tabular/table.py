@@ -25,7 +25,13 @@ class BigInt(int):
     """Marks, in type tracking, an integer too large for a float64 to hold exactly."""
 
 
+class Absent:
+    """Marks, in type tracking, a column that some rows lack (the key is absent from their
+    ``json_data``), as opposed to holding a JSON null."""
+
+
 _KIND_OF_TYPE: dict[type, Kind] = {
+    Absent: "null",
     BigInt: "mixed",
     bool: "bool",
     int: "int",
@@ -54,12 +60,81 @@ def kind_of_types(types: Iterable[type]) -> Kind:
     return "mixed"
 
 
+#: The JSON type of each Python type a flattened value has (docs/flattening.md).
+JSON_TYPE_OF: dict[type, str] = {
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    BigInt: "integer",
+    float: "number",
+    type(None): "null",
+    dict: "object",
+    list: "array",
+    Absent: "absent",
+}
+#: Which JSON types a column's cells tell apart by their text alone: nested values are
+#: JSON text either way, so an object and an array are one class, as is an integer of any
+#: size. Every other pair needs the column's cells to be JSON text.
+_CELL_CLASS = {"string": 1, "boolean": 2, "integer": 3, "number": 4, "object": 5, "array": 5}
+
+
+def json_types(types: Iterable[type]) -> tuple[str, ...]:
+    """The JSON types (and ``absent``) of a column whose values had ``types``, sorted."""
+    return tuple(sorted({JSON_TYPE_OF.get(t, "string") for t in types}))
+
+
+def needs_json_cells(types: Iterable[type]) -> bool:
+    """Whether a flattened column must be written as JSON text cells to be read back
+    exactly: it holds values of two classes (``"7"`` and ``7``, ``7`` and ``7.5``, text and
+    an object), or both JSON nulls and rows that lack the key."""
+    names = json_types(types)
+    classes = {_CELL_CLASS[n] for n in names if n in _CELL_CLASS}
+    return len(classes) > 1 or ("null" in names and "absent" in names)
+
+
+def column_kind(types: Iterable[type]) -> Kind:
+    """The kind of a flattened column whose values had ``types``: ``mixed`` (JSON text)
+    when its cells must be JSON text, else :func:`kind_of_types`."""
+    seen = set(types)
+    return "mixed" if needs_json_cells(seen) else kind_of_types(seen)
+
+
+def json_cell(value: Any) -> str:
+    """A value as a JSON text cell: ``"7"`` for the string, ``7`` for the number, ``null``,
+    ``-0.0``, integers of any size exactly, non-finite floats as ``NaN`` and ``Infinity``."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 @attrs.frozen
 class Column:
-    """One column of a built table."""
+    """One column of a built table.
+
+    :param name: its name.
+    :param kind: what it holds (see :data:`Kind`).
+    :param origin: where its values come from: a record field (``session``, ``result``,
+        ...) or a flattened origin (``result_json``, ``session_json``, ``profile``,
+        ``profile_score``); None when unknown.
+    :param path: the field's name, or the path inside the flattened value (``""`` for the
+        value itself).
+    :param key: in a wide table, the key the column sits under (``03``, ``s1.02``).
+    :param key_by: what that key counts or names (``number``, ``question_key``,
+        ``section``, ``session``).
+    :param json_types: for flattened columns, the JSON types seen (``absent`` when some
+        rows lack the key).
+    :param json_cells: the cells are JSON text (see :func:`needs_json_cells`).
+    :param json_path: for flattened columns, the path inside the flattened value
+        (:attr:`~aml_exportkit.flatten.Flattener.paths`).
+    """
 
     name: str
     kind: Kind
+    origin: str | None = attrs.field(default=None, eq=False)
+    path: str | None = attrs.field(default=None, eq=False)
+    key: str | None = attrs.field(default=None, eq=False)
+    key_by: str | None = attrs.field(default=None, eq=False)
+    json_types: tuple[str, ...] = attrs.field(default=(), eq=False)
+    json_cells: bool = attrs.field(default=False, eq=False)
+    json_path: tuple[str | int, ...] | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -68,11 +143,20 @@ class Table:
     (each a sequence of Python values in column order).
 
     :param count: the number of rows.
+    :param partition_by: the Hive partition columns; each row then ends with their values
+        (after the table's columns).
+    :param timestamps: the precision of its times: ``us`` or ``ms`` (the values are cut
+        already; this says how to write them).
+    :param text: the cells are MUSCLE's ready-made text (its styles); a column of another
+        kind holds values of that kind spelt as the style spells them, ``''`` for null.
     """
 
     columns: tuple[Column, ...]
     rows: Callable[[], Iterator[Sequence[Any]]]
     count: int
+    partition_by: tuple[str, ...] = ()
+    timestamps: Literal["us", "ms"] = "us"
+    text: bool = False
 
 
 # -- our CSV ------------------------------------------------------------------------------------
@@ -127,6 +211,13 @@ def text_of(value: Any) -> str | None:
     return str(value)
 
 
+def _cell_ms(value: Any) -> str:
+    """:func:`_cell` with times written to the millisecond."""
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds")
+    return _cell(value)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -168,9 +259,10 @@ def write_exportkit_csv(path: Path, table: Table, *, formula_guard: bool = False
         out.write(",".join(_quote(c.name) for c in table.columns) + "\r\n")
         lines: list[str] = []
         size = 0
-        cell = _cell
+        plain = _cell_ms if table.timestamps == "ms" else _cell
+        cell = plain
         if formula_guard:
-            cell = lambda value: _cell(guard_formula(value))  # noqa: E731
+            cell = lambda value: plain(guard_formula(value))  # noqa: E731
         for row in table.rows():
             line = ",".join([cell(v) for v in row])
             lines.append(line)
@@ -215,7 +307,9 @@ def read_exportkit_csv(path: Path) -> tuple[list[str], list[list[str | None]]]:
 
     :return: the header and the rows.
     """
-    text = Path(path).read_text(encoding="utf-8")
+    # newline="": a CR inside a quoted value is data, not a line end to translate
+    with open(path, encoding="utf-8", newline="") as fh:
+        text = fh.read()
     records: list[list[str | None]] = []
     row: list[str | None] = []
     i, n = 0, len(text)

@@ -15,16 +15,19 @@ within a key the result's fixed fields in template order, then its flattened col
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
+
+import attrs
 
 from ..flatten import FlattenError, escape_key
 from ..graph import RecordGraph
 from ..records import Result, Session
-from .fields import block_groups, fixed_columns
+from .fields import block_groups, cut_ms, fixed_columns
 from .long import Joiner
 from .options import TableOptions, WideOptions
 from .spill import GroupSpill
-from .table import Column, Table, kind_of_types
+from .table import Column, Table, json_cell
 from .walk import SessionWalker
 
 #: A key part: ("s", n) a session ordinal, ("n", n) a result number, ("q", text) a key.
@@ -81,7 +84,7 @@ class WideBuilder:
             [("result", cols.result), ("section", cols.section), ("song", cols.song)], options
         )
         self.fixed_rank = {c.name: i for i, c in enumerate(self.session_fixed + self.result_fixed)}
-        self.kinds = {c.name: c.kind for c in self.session_fixed + self.result_fixed}
+        self.fixed_columns = {c.name: c for c in self.session_fixed + self.result_fixed}
         self.walker = SessionWalker(graph.sessions.values())
         self.spill = GroupSpill()
         self.keys: set[tuple[tuple[KeyPart, ...], str]] = set()
@@ -91,10 +94,15 @@ class WideBuilder:
             for session in graph.sessions.values():
                 by_participant.setdefault(session.participant, []).append(session)
             for sessions in by_participant.values():
-                sessions.sort(key=lambda s: (s.started_at, s.pk))
+                sessions.sort(key=lambda s: (self._time(s.started_at), s.pk))
                 for n, session in enumerate(sessions, 1):
                     self.ordinals[session.pk] = n
         self._profiles_done = False
+
+    def _time(self, value: datetime) -> datetime:
+        """A time as the order of keys sees it: cut to milliseconds with
+        ``timestamps = "ms"``, so that a database numbers results as its zip does."""
+        return cut_ms(value) if self.options.timestamps == "ms" else value
 
     def add_profiles(self, batch: Sequence[Result]) -> None:
         """Collect profile answers for the profile columns."""
@@ -129,7 +137,7 @@ class WideBuilder:
         for name, value in join.profile_of(session.participant).items():
             dyn[((), name)] = value
         seen: dict[str, int] = {}
-        ordered = sorted(results, key=lambda r: (r.created_at, r.pk))
+        ordered = sorted(results, key=lambda r: (self._time(r.created_at), r.pk))
         for number, result in enumerate(ordered, 1):
             key = (*base, self._key(result, number, seen))
             values = join.get_result(result) + join.section_part(result.section)
@@ -139,7 +147,11 @@ class WideBuilder:
                 dyn[(key, name)] = value
         self.keys.update(dyn)
         if join.track_types:
-            join.note_types(dyn)
+            if self.per_participant and self.ordinals.get(session.pk) != 1:
+                # a participant's profile columns sit once in its row, not once per session
+                join.note_types({k: v for k, v in dyn.items() if k[0]})
+            else:
+                join.note_types(dyn)
         group = session.participant if self.per_participant else session.pk
         order = self.ordinals.get(session.pk, 0)
         self.spill.append(group, order, (fixed, dyn))
@@ -182,6 +194,10 @@ class WideBuilder:
             return (tuple(_part_order(part) for part in key), inner)
 
         ordered = sorted(self.keys, key=order)
+        if self.per_participant:
+            units = len({s.participant for s in self.graph.sessions.values()})
+        else:
+            units = len(self.graph.sessions)
         columns = list(self.unit_fixed)
         owners = {c.name: ("field", c.name) for c in columns}
         for key, name in ordered:
@@ -192,15 +208,21 @@ class WideBuilder:
                     f" {name!r} under key {key!r}; change the separator or a prefix"
                 )
             owners[text] = ("key", name)
-            kind = self.kinds.get(name) or kind_of_types(join.types.get((key, name), ()))
-            columns.append(Column(text, kind))
+            fixed = self.fixed_columns.get(name) if key else None
+            column = join.column(name, (key, name), units, fixed.kind if fixed else None)
+            if fixed is not None:
+                column = attrs.evolve(column, origin=fixed.origin, path=fixed.path)
+            if key:
+                by = {"s": "session", "n": "number"}.get(key[-1][0], self.wide.key_by)
+                keytext = sep.join(part_text(p) for p in key)
+                column = attrs.evolve(column, key=keytext, key_by=by)
+            columns.append(attrs.evolve(column, name=text))
         spill = self.spill
         keys = ordered
-        units = 0
-        if self.per_participant:
-            units = len({s.participant for s in self.graph.sessions.values()})
-        else:
-            units = len(self.graph.sessions)
+
+        head = len(self.unit_fixed)
+        # columns whose cells are JSON text (docs/flattening.md)
+        encoded = [(i, keys[i]) for i, c in enumerate(columns[head:]) if c.json_cells]
 
         def rows() -> Iterator[list[Any]]:
             try:
@@ -209,11 +231,17 @@ class WideBuilder:
                     merged: dict[Any, Any] = {}
                     for _, dyn in parts:
                         merged.update(dyn)
-                    yield [*fixed, *[merged.get(k) for k in keys]]
+                    values = [merged.get(k) for k in keys]
+                    for i, k in encoded:
+                        if k in merged:
+                            values[i] = json_cell(merged[k])
+                    yield [*fixed, *values]
             finally:
                 spill.close()
 
-        return Table(columns=tuple(columns), rows=rows, count=units)
+        return Table(
+            columns=tuple(columns), rows=rows, count=units, timestamps=self.options.timestamps
+        )
 
     def close(self) -> None:
         """Delete the spill (after a failure)."""

@@ -1,0 +1,245 @@
+"""Every result's ``json_data``, rebuilt from a long table of ours and its manifest.
+
+A long CSV (``csv-long``) or Parquet file (``parquet``, ``layout = "long"``) in the
+``exportkit`` style holds each result's ``json_data`` as flattened columns. The manifest
+names, for each column, its path inside ``json_data`` (``json_path``), the JSON types seen
+in it and whether its cells are JSON text; with that, each cell reads back as exactly the
+value it came from: text stays text (``"7"``) and numbers numbers (``7``), integers of any
+size stay exact, ``-0.0`` stays negative, and a JSON ``null`` stays apart from a key the
+result lacks. ``docs/flattening.md`` documents the cells.
+
+Objects come back with their keys in the table's column order (code point order): JSON
+objects are unordered, and MUSCLE's PostgreSQL ``jsonb`` keeps no order either.
+
+A table made with ``include`` or ``exclude`` globs lacks parts of ``json_data`` on purpose
+and cannot be rebuilt; nor can one without the ``result_id`` column when lists are
+exploded (the rows of one result must be found).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import SourceError
+from .flatten import Path as JsonPath
+from .flatten import _assemble
+from .manifest import MANIFEST_NAME
+from .records import JSONValue
+from .tabular.table import read_exportkit_csv
+
+#: The origin the manifest gives a result's ``json_data`` columns.
+RESULT_JSON = "result.json_data"
+_ABSENT: Any = object()
+
+
+@attrs.frozen
+class _Decoder:
+    """How one column's cells become values."""
+
+    index: int
+    path: JsonPath
+    position: bool  # an exploded list's position column
+    json_cells: bool
+    kinds: frozenset[str]  # JSON types seen, without null and absent
+    null: bool  # an empty cell is a JSON null (not an absent key)
+
+    def value(self, cell: Any) -> Any:
+        if cell is None:  # JSON text cells spell null; else the column's types tell
+            return None if self.null and not self.json_cells else _ABSENT
+        if self.position:
+            return int(cell)
+        if self.json_cells:
+            return json.loads(cell)
+        if not isinstance(cell, str):  # a typed Parquet value
+            return cell
+        if self.kinds & {"object", "array"}:
+            return json.loads(cell)
+        if "boolean" in self.kinds:
+            return cell == "true"
+        if "integer" in self.kinds:
+            return int(cell)
+        if "number" in self.kinds:
+            return float(cell)
+        return cell
+
+
+def _entry(manifest: Mapping[str, Any], folder: Path, table: Path) -> Mapping[str, Any]:
+    outputs = [o for o in manifest.get("outputs", []) if o.get("columns")]
+    target = table.resolve()
+    for output in outputs:
+        if (folder / output["path"]).resolve() == target:
+            return output  # type: ignore[no-any-return]
+    named = [o for o in outputs if Path(o["path"]).name == table.name]
+    if len(named) == 1:
+        return named[0]  # type: ignore[no-any-return]
+    raise SourceError("the manifest names no table at this path", file=str(table))
+
+
+def _decoders(columns: Sequence[Mapping[str, Any]], file: str) -> list[_Decoder]:
+    decoders = []
+    for index, column in enumerate(columns):
+        if column.get("origin") != RESULT_JSON:
+            continue
+        if "json_path" not in column or "json_types" not in column:
+            raise SourceError(
+                f"the manifest gives column {column['name']!r} no json_path and json_types;"
+                " it was written by an older exportkit",
+                file=file,
+            )
+        if column.get("key") is not None:
+            raise SourceError(
+                "a wide table holds several results per row; rebuild from a long table",
+                file=file,
+            )
+        types = set(column["json_types"])
+        decoders.append(
+            _Decoder(
+                index=index,
+                path=tuple(column["json_path"]),
+                position=column.get("rule") == "explode position",
+                json_cells=bool(column.get("json_cells")),
+                kinds=frozenset(types - {"null", "absent"}),
+                null="null" in types,
+            )
+        )
+    return decoders
+
+
+def _rows(table: Path, names: Sequence[str]) -> Iterator[Sequence[Any]]:
+    if table.suffix == ".parquet":
+        # imported by name: pyarrow is optional and ships no type information
+        parquet: Any = importlib.import_module("pyarrow.parquet")
+        handle = parquet.ParquetFile(table)
+        if list(handle.schema_arrow.names) != list(names):
+            raise SourceError("the columns differ from the manifest's", file=str(table))
+        for index in range(handle.num_row_groups):
+            group = handle.read_row_group(index)
+            columns = [group.column(i).to_pylist() for i in range(group.num_columns)]
+            yield from zip(*columns, strict=True)
+        return
+    header, rows = read_exportkit_csv(table)
+    if header != list(names):
+        raise SourceError("the columns differ from the manifest's", file=str(table))
+    yield from rows
+
+
+def _sinks_of(manifest: Mapping[str, Any], entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The template's sink entries that may have written ``entry`` (its type, and a path
+    that matches the file's, ``{block}`` standing for any slug)."""
+    import tomllib
+
+    try:
+        template = tomllib.loads(manifest.get("template", {}).get("text", ""))
+    except tomllib.TOMLDecodeError:  # pragma: no cover - the manifest holds what ran
+        return []
+    sinks = [s for s in template.get("sinks", []) if s.get("type") == entry.get("sink")]
+    written = Path(entry["path"]).as_posix()
+
+    def wrote(sink: Mapping[str, Any]) -> bool:
+        path = Path(str(sink.get("path", ""))).as_posix()
+        pattern = path.replace("{block}", "*")
+        return (
+            fnmatch.fnmatchcase(written, pattern)
+            or fnmatch.fnmatchcase(written, "*/" + pattern)
+            or fnmatch.fnmatchcase(written, pattern + "/*")  # a partitioned dataset's files
+            or fnmatch.fnmatchcase(written, "*/" + pattern + "/*")
+        )
+
+    return [s for s in sinks if wrote(s)] or sinks
+
+
+def _refuse_partial(sinks: Sequence[Mapping[str, Any]], file: str) -> None:
+    for sink in sinks:
+        flatten = sink.get("flatten", {})
+        if flatten.get("include") or flatten.get("exclude"):
+            raise SourceError(
+                "the template's include or exclude globs left parts of json_data out;"
+                " it cannot be rebuilt",
+                file=file,
+            )
+        if sink.get("result_json") == "omit":
+            raise SourceError("the table holds no json_data (result_json = 'omit')", file=file)
+
+
+def rebuild_json_data(
+    table: Path | str, manifest: Path | str | Mapping[str, Any] | None = None
+) -> dict[int, JSONValue]:
+    """Every result's ``json_data`` from a long table in the exportkit style.
+
+    :param table: the CSV or Parquet file.
+    :param manifest: the run's ``manifest.json`` (a path or its parsed content); by
+        default the one beside ``table``, or in a folder above it.
+    :return: result primary key → ``json_data``, in the table's row order.
+    :raises SourceError: when the table or its manifest cannot give back ``json_data``
+        exactly (no manifest entry, no ``result_id`` column, include/exclude globs).
+    """
+    table = Path(table)
+    file = str(table)
+    if manifest is None:
+        manifest = _find_manifest(table)
+    if isinstance(manifest, str | os.PathLike):
+        folder = Path(manifest).parent
+        document: Mapping[str, Any] = json.loads(Path(manifest).read_text(encoding="utf-8"))
+    else:
+        folder = table.parent
+        document = manifest
+    entry = _entry(document, folder, table)
+    _refuse_partial(_sinks_of(document, entry), file)
+    columns = entry["columns"]
+    names = [c["name"] for c in columns]
+    decoders = _decoders(columns, file)
+    key = next((i for i, c in enumerate(columns) if c.get("origin") == "result.id"), None)
+    if key is None:
+        raise SourceError("the table has no result_id column to key the results by", file=file)
+    pairs: dict[int, list[tuple[JsonPath, Any]]] = {}
+    for number, row in enumerate(_rows(table, names), 2):
+        pk = row[key]
+        if pk is None:
+            raise SourceError("a row without result_id", file=f"{file}: row {number}")
+        pk = int(pk)
+        _add_row(pairs.setdefault(pk, []), row, decoders)
+    return {pk: _assemble(found) for pk, found in pairs.items()}
+
+
+def _add_row(
+    pairs: list[tuple[JsonPath, Any]], row: Sequence[Any], decoders: list[_Decoder]
+) -> None:
+    positions: dict[JsonPath, int] = {}
+    leaves: list[tuple[JsonPath, Any]] = []
+    for decoder in decoders:
+        value = decoder.value(row[decoder.index])
+        if value is _ABSENT:
+            continue
+        if decoder.position:
+            positions[decoder.path] = value
+        else:
+            leaves.append((decoder.path, value))
+    if not positions:
+        pairs.extend(leaves)
+        return
+    for path, value in leaves:
+        # the index of every exploded list on the way down, outermost first
+        full: list[str | int] = []
+        for depth in range(len(path) + 1):
+            head = path[:depth]
+            if head in positions:
+                full.append(positions[head])
+            if depth < len(path):
+                full.append(path[depth])
+        pairs.append((tuple(full), value))
+
+
+def _find_manifest(table: Path) -> Path:
+    for folder in table.resolve().parents:
+        candidate = folder / MANIFEST_NAME
+        if candidate.is_file():
+            return candidate
+    raise SourceError(f"no {MANIFEST_NAME} beside the table or above it", file=str(table))
