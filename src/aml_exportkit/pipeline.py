@@ -7,6 +7,8 @@ plugin registry.
 from __future__ import annotations
 
 import contextlib
+import os
+import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,12 @@ import attrs
 from . import codebook, fastlane, manifest
 from .atomic import OutputSet
 from .contracts import OutputReport, Sink, SinkContext, Source, SourceOptions
-from .errors import SinkError, TemplateError
+from .errors import SinkError, SourceError, TemplateError
 from .graph import RecordGraph, SourceInfo
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
 from .progress import NullProgress, Progress
 from .records import Result
-from .selection import Selection
+from .selection import Selection, is_slug
 from .template.load import load_template as _load_template
 from .template.model import SinkTable, Template
 
@@ -95,6 +97,49 @@ def _per_block(template: Template) -> bool:
     return all(marked)
 
 
+def check_sink_paths(template: Template, out_dir: Path | None) -> None:
+    """Refuse sink paths that could write anywhere but where the user asked.
+
+    Every path: no NUL, and not ending in ``/`` (that names a folder). With ``out_dir``
+    (``--out``), every output must land inside it: no absolute path, no ``~``, no ``..``
+    that climbs out (``sub/../r.zip`` stays inside and is fine). Runs before anything is
+    read; ``{block}`` can only become a slug, which holds no ``/`` or ``.``.
+
+    :raises TemplateError: naming the sink's ``path`` key.
+    """
+    for index, sink in enumerate(template.sinks):
+        raw = sink.path
+        problem = None
+        if "\0" in raw:
+            problem = "contains a NUL character"
+        elif raw.endswith(("/", "/.", "/..")) or raw in (".", ".."):
+            problem = "names a folder; a sink path names a file"
+        elif out_dir is not None:
+            inside = posixpath.normpath(raw.replace(BLOCK_PLACEHOLDER, "block"))
+            if raw.startswith("~"):
+                problem = "starts with '~'; with --out, sink paths are relative to --out"
+            elif posixpath.isabs(raw):
+                problem = "is absolute; with --out, sink paths are relative to --out"
+            elif inside == "." or inside == ".." or inside.startswith("../"):
+                problem = "climbs out of --out with '..'"
+        if problem is not None:
+            raise TemplateError(
+                f"{raw!r} {problem}", file=template.file, key_path=f"sinks[{index}].path"
+            )
+
+
+def _check_slugs(template: Template, blocks: Sequence[str] | None) -> None:
+    """Refuse block slugs Django's SlugField would not hold (they may become paths)."""
+    given = blocks if blocks else template.source.blocks
+    for index, slug in enumerate(given):
+        if not is_slug(slug):
+            raise TemplateError(
+                f"{slug!r} is not a block slug (letters, digits, '-' and '_' only)",
+                file=template.file,
+                key_path="--block" if blocks else f"source.blocks[{index}]",
+            )
+
+
 def _target(
     sink: SinkTable, index: int, template: Template, out_dir: Path | None, block_slug: str | None
 ) -> Path:
@@ -107,11 +152,27 @@ def _target(
                 file=template.file,
                 key_path=f"sinks[{index}].path",
             )
+        # _single_slug checked it; checked again here, where it becomes a path
+        if not is_slug(block_slug):
+            raise TemplateError(
+                f"the block slug {block_slug!r} is not a slug; it cannot become a path",
+                file=template.file,
+                key_path=f"sinks[{index}].path",
+            )
         raw = raw.replace(BLOCK_PLACEHOLDER, block_slug)
+    if out_dir is not None:
+        path = out_dir / raw
+        # A symbolic link inside --out must not lead the output out of it.
+        root = os.path.realpath(out_dir)
+        if os.path.commonpath([root, os.path.realpath(path)]) != root:
+            raise TemplateError(
+                f"{sink.path!r} leads out of --out through a symbolic link",
+                file=template.file,
+                key_path=f"sinks[{index}].path",
+            )
+        return path
     path = Path(raw).expanduser()
-    if not path.is_absolute():
-        path = (out_dir if out_dir is not None else template.folder) / path
-    return path
+    return path if path.is_absolute() else template.folder / path
 
 
 def run_export(
@@ -128,17 +189,20 @@ def run_export(
     :param template: the loaded template.
     :param source: a source URI that overrides ``[source] uri``.
     :param blocks: block slugs that override ``[source] blocks``.
-    :param out_dir: the folder relative sink paths are relative to (default: the
-        template's folder).
+    :param out_dir: the folder every output must land in (``--out``); without it, sink
+        paths are relative to the template's folder (a builtin template's: the current
+        folder).
     :param plugin_manager: the plugins to use (default: a fresh manager).
     :param progress: receives the running count of trial results written.
     :raises ExportkitError: for any problem; the output locations are then as they were.
     """
+    check_sink_paths(template, out_dir)
+    _check_slugs(template, blocks)
+    per_block = _per_block(template)
     pm = plugin_manager or get_plugin_manager()
     registry = load_registry(pm)
     uri = resolve_source_uri(template, source)
     wanted = tuple(blocks) if blocks else template.source.blocks
-    per_block = _per_block(template)
     units: list[tuple[str, ...]] = (
         [(slug,) for slug in wanted] if per_block and wanted else [wanted]
     )
@@ -244,14 +308,35 @@ def _write_manifest(
 def _single_slug(graph: RecordGraph, unit: Sequence[str]) -> str | None:
     """The slug that ``{block}`` becomes: the graph's one block, else the one slug asked
     for, else what the source guessed (a zip of a block without sessions or feedback does
-    not even name the block's primary key)."""
-    slugs = [block.slug for block in graph.blocks.values()]
-    if len(slugs) == 1:
-        return slugs[0]
-    if not slugs and len(unit) == 1:
+    not even name the block's primary key).
+
+    :raises SourceError: when the slug the data gives is not a valid slug (a database row
+        or a zip's file name could hold anything).
+    """
+    blocks = list(graph.blocks.values())
+    if len(blocks) == 1:
+        slug = blocks[0].slug
+        if slug is not None and not is_slug(slug):
+            raise SourceError(
+                f"slug {slug!r} is not a valid slug (letters, digits, '-' and '_'); it"
+                " cannot become an output path",
+                file=graph.info.location,
+                model="block",
+                pk=blocks[0].pk,
+            )
+        return slug
+    if not blocks and len(unit) == 1:
         return unit[0]
-    guess = graph.info.details.get("block_slug") if not slugs else None
-    return guess if isinstance(guess, str) else None
+    guess = graph.info.details.get("block_slug") if not blocks else None
+    if not isinstance(guess, str):
+        return None
+    if not is_slug(guess):
+        raise SourceError(
+            f"the file name suggests the block slug {guess!r}, which is not a valid slug"
+            " (letters, digits, '-' and '_'); name the block with --block",
+            file=graph.info.location,
+        )
+    return guess
 
 
 def _make_sinks(
