@@ -76,7 +76,9 @@ def _check_replaceable(target: Path) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return
     except OSError as exc:
-        raise SinkError(f"cannot check the target: {exc.strerror}", sink="output", path=str(target))
+        raise SinkError(
+            f"cannot check the target: {exc.strerror}", sink="output", path=str(target)
+        ) from None
     if stat.S_ISREG(mode):
         return
     kind = (
@@ -210,8 +212,7 @@ class OutputSet:
             failed = target
             self._undo(done)
             raise SinkError(
-                f"cannot move the output into place: {exc.strerror or exc}; no output was"
-                " changed",
+                f"cannot move the output into place: {exc.strerror or exc}; no output was changed",
                 sink="output",
                 path=str(failed),
             ) from None

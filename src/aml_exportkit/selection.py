@@ -14,7 +14,6 @@ import attrs
 
 from .records import Participant, Session
 
-
 #: What Django's SlugField accepts (``allow_unicode=False``): ASCII letters, digits, ``-``
 #: and ``_``. A block's slug becomes part of output paths (``{block}``), so nothing else
 #: may pass, wherever the slug comes from.
