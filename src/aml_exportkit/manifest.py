@@ -28,6 +28,7 @@ from .contracts import OutputReport
 from .graph import SourceInfo
 from .plugins import PluginManager
 from .template.model import Template
+from .template.recorded import recorded_filter, recorded_text
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -192,8 +193,10 @@ def build_manifest(
     transforms: Sequence[Mapping[str, Any]],
     result_counts: Mapping[str, int],
 ) -> dict[str, Any]:
-    """The manifest as a JSON-ready dict."""
-    text = template.text
+    """The manifest as a JSON-ready dict; the template without secrets (and under
+    ``[privacy]`` without raw identifiers), as :mod:`~aml_exportkit.template.recorded`
+    records it."""
+    text = recorded_text(template)
     return {
         "manifest_version": FORMAT_VERSION,
         "tool": {"name": "aml-exportkit", "version": __version__},
@@ -217,7 +220,7 @@ def build_manifest(
         },
         "selection": {
             "blocks": list(blocks),
-            "filter": _jsonable(attrs.asdict(template.filter)),
+            "filter": _jsonable(recorded_filter(template)),
         },
         "transforms": [_jsonable(t) for t in transforms],
         "result_counts": dict(result_counts),

@@ -11,14 +11,14 @@ import os
 import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
 from . import codebook, fastlane, manifest
 from .atomic import OutputSet
 from .contracts import OutputReport, Sink, SinkContext, Source, SourceOptions
-from .errors import SinkError, SourceError, TemplateError
+from .errors import PluginError, SinkError, SourceError, TemplateError
 from .graph import RecordGraph, SourceInfo
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
 from .progress import NullProgress, Progress
@@ -28,6 +28,8 @@ from .template.load import load_template as _load_template
 from .template.model import SinkTable, Template
 
 BLOCK_PLACEHOLDER = "{block}"
+#: The builtin plugin that applies ``[privacy]``.
+PRIVACY_PLUGIN = "aml_exportkit.privacy"
 
 
 @attrs.frozen(kw_only=True)
@@ -200,6 +202,8 @@ def run_export(
     _check_slugs(template, blocks)
     per_block = _per_block(template)
     pm = plugin_manager or get_plugin_manager()
+    if template.privacy.is_active and not pm.has_plugin(PRIVACY_PLUGIN):
+        _privacy_missing()  # early, before a long read; prepare_graph checks it was applied
     registry = load_registry(pm)
     uri = resolve_source_uri(template, source)
     wanted = tuple(blocks) if blocks else template.source.blocks
@@ -223,7 +227,7 @@ def run_export(
             for unit in units:
                 selection = Selection(blocks=unit, filter=template.filter)
                 with opened.read(selection) as graph:
-                    transforms.extend(_prepare(pm, graph, template))
+                    transforms.extend(prepare_graph(pm, graph, template))
                     slug = _single_slug(graph, unit) if per_block else None
                     sinks = _make_sinks(template, registry, outputs, out_dir, slug)
                     written.extend(_drive(graph, sinks, progress, observers))
@@ -266,10 +270,28 @@ def run_export(
     )
 
 
-def _prepare(pm: PluginManager, graph: RecordGraph, template: Template) -> list[Mapping[str, Any]]:
-    """Let every plugin change the small tables (pseudonymisation) before the sinks start."""
+def prepare_graph(
+    pm: PluginManager, graph: RecordGraph, template: Template
+) -> list[Mapping[str, Any]]:
+    """Let every plugin change the small tables (pseudonymisation) before any output sees
+    them; return what each did, for the manifest.
+
+    :raises PluginError: when the template has ``[privacy]`` and no loaded plugin applied
+        it (``EXPORTKIT_BLOCK_PLUGINS`` must not switch privacy off).
+    """
     results = pm.hook.exportkit_prepare_graph(graph=graph, template=template)
-    return [r for r in reversed(results) if r]
+    done = [r for r in reversed(results) if r]
+    if template.privacy.is_active and not any("privacy" in r for r in done):
+        _privacy_missing()
+    return done
+
+
+def _privacy_missing() -> NoReturn:
+    raise PluginError(
+        "the template has [privacy], but the plugin that applies it is not loaded (is it in"
+        " EXPORTKIT_BLOCK_PLUGINS?); nothing is exported without it",
+        plugin=PRIVACY_PLUGIN,
+    )
 
 
 def _write_manifest(
