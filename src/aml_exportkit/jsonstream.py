@@ -36,6 +36,63 @@ _NINETEEN_DIGITS = b"0" * 19
 MAX_ELEMENT_BYTES = 256 << 20
 
 
+#: How deep a record may be nested: arrays and objects within each other, the record's
+#: own object counted. A fixture object holds ``json_data`` two levels down, so its
+#: ``json_data`` may be nested 252 levels. Deeper records are refused by every source and
+#: command alike (docs/bad-input.md): orjson writes no deeper, and every step of an export
+#: (parsing, flattening, pickling for the workers) handles this depth.
+MAX_NESTING = 254
+#: The same rule for a ``json_data`` value on its own (its record's two levels above it).
+MAX_JSON_DATA_NESTING = MAX_NESTING - 2
+
+
+def nesting_ok(value: Any, above: int = 0) -> bool:
+    """Whether ``value``, inside ``above`` more levels, is nested at most
+    :data:`MAX_NESTING` levels.
+
+    orjson's encoder refuses more than 255 levels, checked in C at about a tenth of what
+    parsing the value cost: when it writes the value inside one level more, the value is
+    within the limit. Otherwise (or when it cannot write the value at all, as an integer
+    beyond 64 bits) the levels are counted in Python.
+    """
+    wrapped = value
+    for _ in range(above + 1):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except (orjson.JSONEncodeError, RecursionError):
+        return _nesting(value) + above <= MAX_NESTING
+    return True
+
+
+def _nesting(value: Any) -> int:
+    """The levels of arrays and objects (lists, tuples, dicts) in ``value``, counted
+    without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = tuple(item.values())
+        if isinstance(item, list | tuple):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in item if isinstance(v, dict | list | tuple))
+    return deepest
+
+
+def _check_nesting(items: list[Any], name: str) -> None:
+    if nesting_ok(items):
+        return  # (the list adds a level: when it fails, each item is measured on its own)
+    item = next((item for item in items if not nesting_ok(item)), None)
+    if item is None:
+        return
+    raise SourceError(
+        f"{_describe_element(item)}: nested more than {MAX_NESTING} levels deep (json_data"
+        f" may be nested {MAX_JSON_DATA_NESTING}); refusing it",
+        file=name,
+    )
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -126,9 +183,11 @@ def iter_json_array(
             items, closed = _slow_elements(window, name, last)
             if closed:
                 if items:
+                    _check_nesting(items, name)
                     yield items
                 _expect_end(window, name)
                 return
+        _check_nesting(items, name)
         last = items[-1]
         yield items
 
@@ -202,6 +261,13 @@ def _slow_elements(window: _Window, name: str, last: Any) -> tuple[list[Any], bo
                 raise SourceError(
                     f"{state} JSON at byte {offset}: {exc.msg}"
                     f" (after {_describe_element(items[-1] if items else last)})",
+                    file=name,
+                ) from None
+            except RecursionError:
+                raise SourceError(
+                    f"nested more than {MAX_NESTING} levels deep (json_data may be nested"
+                    f" {MAX_JSON_DATA_NESTING}); refusing the element after"
+                    f" {_describe_element(items[-1] if items else last)}",
                     file=name,
                 ) from None
             except ValueError as exc:  # NaN, Infinity, -Infinity
