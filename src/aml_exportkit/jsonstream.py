@@ -16,6 +16,7 @@ standard library's ``raw_decode``, which also gives exact error positions.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from typing import IO, Any
@@ -97,7 +98,27 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+class NumberOutOfRange(ValueError):
+    """A JSON number beyond a double's range (``1e400``)."""
+
+
+def finite_float(text: str) -> float:
+    """A JSON number with a fraction or an exponent as a float, refusing one beyond a
+    double's range: it would become infinity, which no sink may write in its place (orjson
+    refuses such a number too, so every reader gives the same verdict).
+
+    :raises NumberOutOfRange: naming the number as written.
+    """
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        shown = text if len(text) <= 40 else f"{text[:37]}..."
+        raise NumberOutOfRange(f"the number {shown} is beyond a double's range; refusing it")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=finite_float)
+#: Only to name the element that holds an out-of-range number.
+_LENIENT = json.JSONDecoder()
 
 
 class _Window:
@@ -270,6 +291,12 @@ def _slow_elements(window: _Window, name: str, last: Any) -> tuple[list[Any], bo
                     f" {_describe_element(items[-1] if items else last)}",
                     file=name,
                 ) from None
+            except NumberOutOfRange as exc:
+                try:
+                    shown = _describe_element(_LENIENT.raw_decode(text, i)[0])
+                except ValueError:
+                    shown = f"after {_describe_element(items[-1] if items else last)}"
+                raise SourceError(f"{shown}: {exc}", file=name) from None
             except ValueError as exc:  # NaN, Infinity, -Infinity
                 raise SourceError(
                     f"{exc} (after {_describe_element(items[-1] if items else last)})",

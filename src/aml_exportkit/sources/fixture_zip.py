@@ -50,6 +50,7 @@ _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _GZIP_MAGIC = b"\x1f\x8b"
 #: The compression methods of MUSCLE's zips (Python's zipfile writes these two).
 _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_METHOD_NAMES = {9: "deflate64", 12: "bzip2", 14: "LZMA", 93: "Zstandard", 99: "AES"}
 _REQUIRED = tuple(f.name for f in FIXTURE_FILES if f.since is None)
 _FILES = {f.name: f for f in FIXTURE_FILES}
 _TIMESTAMP_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}T[\d:.]+(?:[+-][\d:]+|Z)?$")
@@ -170,9 +171,10 @@ class FixtureZipSource:
             if info.flag_bits & 0x1:
                 raise SourceError(f"{name} is encrypted", file=self.label)
             if info.compress_type not in _METHODS:
+                method = _METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
                 raise SourceError(
-                    f"{name} is compressed with method {info.compress_type}, which is not"
-                    " supported; a MUSCLE export's members are stored or deflated",
+                    f"{name} is compressed with {method}, which is not supported; a MUSCLE"
+                    " export's members are stored or deflated",
                     file=self.label,
                 )
             if (

@@ -47,7 +47,7 @@ from ..contracts import BlockSummary, Inventory, SourceOptions, SourceSpec
 from ..errors import DatabaseError, SourceError
 from ..graph import GraphBuilder, RecordGraph, SourceInfo
 from ..hookspecs import hookimpl
-from ..jsonstream import MAX_JSON_DATA_NESTING, nesting_ok
+from ..jsonstream import MAX_JSON_DATA_NESTING, NumberOutOfRange, finite_float, nesting_ok
 from ..records import Block, Experiment, JSONValue, Phase, Playlist, Result
 from ..schema import MODELS, Kind, ModelSpec, django_datetime
 from ..selection import Filter, Selection
@@ -426,37 +426,39 @@ def _loads(data: bytes | bytearray | memoryview | str | None) -> Any:
     else:
         value = _loads_exactly(data)
     if not nesting_ok(value, 2):  # the same limit as a fixture record's json_data
-        raise TooDeep()
+        raise UnfitJson(f"nested more than {MAX_JSON_DATA_NESTING} levels deep; refusing it")
     return value
 
 
 def _loads_exactly(data: bytes) -> Any:
     try:
-        return json.loads(data)
+        return json.loads(data, parse_float=finite_float)
     except RecursionError:
-        raise TooDeep() from None
+        raise UnfitJson(
+            f"nested more than {MAX_JSON_DATA_NESTING} levels deep; refusing it"
+        ) from None
+    except NumberOutOfRange as exc:
+        raise UnfitJson(str(exc)) from None
 
 
-class TooDeep(ValueError):
-    """A JSON value nested deeper than a record may be (:data:`MAX_JSON_DATA_NESTING`)."""
+class UnfitJson(ValueError):
+    """A JSON value that no record may hold: nested deeper than a fixture record's
+    ``json_data`` may be (:data:`MAX_JSON_DATA_NESTING`), or with a number beyond a
+    double's range; the same verdicts as for a fixture zip."""
 
 
 def _made(make: Callable[[Any], Any], rows: Sequence[Any], table: str, model: str) -> list[Any]:
-    """``make`` applied to every row; a JSON value nested too deeply is an error naming its
-    row's record."""
+    """``make`` applied to every row; an unfit JSON value is an error naming its row's
+    record."""
     try:
         return [make(row) for row in rows]
-    except TooDeep:
+    except UnfitJson:
         for row in rows:
             try:
                 make(row)
-            except TooDeep:
+            except UnfitJson as exc:
                 raise SourceError(
-                    f"a JSON field is nested more than {MAX_JSON_DATA_NESTING} levels deep;"
-                    " refusing it",
-                    file=table,
-                    model=model,
-                    pk=row[0],
+                    f"a JSON field: {exc}", file=table, model=model, pk=row[0]
                 ) from None
         raise
 
