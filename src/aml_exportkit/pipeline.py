@@ -339,9 +339,11 @@ def _single_slug(graph: RecordGraph, unit: Sequence[str]) -> str | None:
     if len(blocks) == 1:
         slug = blocks[0].slug
         if slug is not None and not is_slug(slug):
+            guessed = graph.info.details.get("block_slug") == slug
             raise SourceError(
                 f"slug {slug!r} is not a valid slug (letters, digits, '-' and '_'); it"
-                " cannot become an output path",
+                " cannot become an output path"
+                + ("; name the block with --block" if guessed else ""),
                 file=graph.info.location,
                 model="block",
                 pk=blocks[0].pk,
