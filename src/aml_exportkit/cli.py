@@ -122,6 +122,18 @@ class _Commands(click.Group):
                 )
         return super().parse_args(ctx, args)
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the command line; click's own output (``--help``, ``--version``) to a
+        closed stdout ends as a command's does."""
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as exc:
+            # click catches EPIPE itself, wraps stdout so that nothing more is written, and
+            # exits 1: the code of an internal error here
+            if exc.code == 1 and type(sys.stdout).__name__.endswith("PacifyFlushWrapper"):
+                _stdout_closed()
+            raise
+
 
 def one_source(sources: Sequence[str]) -> str | None:
     """The ``--source`` of a command: given once or not at all.
