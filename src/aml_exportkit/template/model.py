@@ -37,7 +37,8 @@ class SinkTable:
 
     :param type: the sink's name, e.g. ``fixture-json``.
     :param path: the output file; ``{block}`` expands to the block slug. Relative to
-        ``--out`` when given, else to the template's folder.
+        ``--out`` when given (and then inside it), else to the template's folder (a
+        builtin template's: the current folder).
     :param options: the sink's own keys, validated against its options class.
     """
 
