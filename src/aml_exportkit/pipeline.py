@@ -117,17 +117,23 @@ def check_sink_paths(template: Template, out_dir: Path | None) -> None:
         elif raw.endswith(("/", "/.", "/..")) or raw in (".", ".."):
             problem = "names a folder; a sink path names a file"
         elif out_dir is not None:
-            inside = posixpath.normpath(raw.replace(BLOCK_PLACEHOLDER, "block"))
-            if raw.startswith("~"):
-                problem = "starts with '~'; with --out, sink paths are relative to --out"
-            elif posixpath.isabs(raw):
-                problem = "is absolute; with --out, sink paths are relative to --out"
-            elif inside == "." or inside == ".." or inside.startswith("../"):
-                problem = "climbs out of --out with '..'"
+            problem = leaves_out(raw)
         if problem is not None:
             raise TemplateError(
                 f"{raw!r} {problem}", file=template.file, key_path=f"sinks[{index}].path"
             )
+
+
+def leaves_out(raw: str) -> str | None:
+    """Why the sink path ``raw`` would not stay inside ``--out``, or None when it does."""
+    inside = posixpath.normpath(raw.replace(BLOCK_PLACEHOLDER, "block"))
+    if raw.startswith("~"):
+        return "starts with '~'; with --out, sink paths are relative to --out"
+    if posixpath.isabs(raw):
+        return "is absolute; with --out, sink paths are relative to --out"
+    if inside in (".", "..") or inside.startswith("../"):
+        return "climbs out of --out with '..'"
+    return None
 
 
 def _check_slugs(template: Template, blocks: Sequence[str] | None) -> None:
