@@ -99,11 +99,33 @@ def _check_replaceable(target: Path) -> None:
     )
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` came from UTF-8 bytes: Python keeps bytes that are not UTF-8 (in
+    arguments, file names) as lone surrogates (PEP 383), which no output can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_path(text: str) -> str:
+    """``text`` for a message, with bytes that are not UTF-8 shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _check_name(target: Path) -> None:
-    """Refuse a path the OS cannot take, with a clear message rather than an OS error."""
+    """Refuse a path the OS cannot take, or no output can record, with a clear message
+    rather than an OS error."""
     text = str(target)
     if "\0" in text:
         raise SinkError("the path contains a NUL character", sink="output", path=repr(text))
+    if not is_utf8(text):
+        raise SinkError(
+            "the path is not UTF-8 text; outputs and the manifest name it, so it must be",
+            sink="output",
+            path=shown_path(text),
+        )
     size = len(os.fsencode(target.name))
     if size + _TEMP_EXTRA > NAME_MAX:
         raise SinkError(

@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from . import __version__
+from .atomic import is_utf8, shown_path
 from .errors import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERNAL,
@@ -27,7 +28,14 @@ from .errors import (
     EXIT_USAGE,
     ExportkitError,
 )
-from .pipeline import _per_block, load_template, open_source, registry_for, run_export
+from .pipeline import (
+    _per_block,
+    check_sink_paths,
+    load_template,
+    open_source,
+    registry_for,
+    run_export,
+)
 from .plugins import Registry, get_plugin_manager, load_registry
 from .progress import TerminalProgress
 
@@ -101,23 +109,15 @@ def guarded(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _not_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True  # Python keeps undecodable bytes as lone surrogates (PEP 383)
-    return False
-
-
 class _Commands(click.Group):
     """The command group; refuses arguments that are not UTF-8 before any command runs."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         for arg in args:
-            if _not_utf8(arg):
-                shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            if not is_utf8(arg):
                 _fail(
-                    f"the argument {shown!r} is not UTF-8 text; paths and names must be UTF-8",
+                    f"the argument {shown_path(arg)!r} is not UTF-8 text; paths and names"
+                    " must be UTF-8",
                     EXIT_USAGE,
                 )
         return super().parse_args(ctx, args)
@@ -223,6 +223,7 @@ def validate(template: str) -> None:
     """Check TEMPLATE without running it."""
     loaded = load_template(template, registry=_registry())
     _per_block(loaded)
+    check_sink_paths(loaded, None)  # what holds with or without --out
     kinds = ", ".join(sink.type for sink in loaded.sinks)
     click.echo(f"{loaded.file}: ok ({len(loaded.sinks)} sink(s): {kinds})")
 

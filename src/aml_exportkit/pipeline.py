@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import attrs
 
 from . import codebook, fastlane, manifest
-from .atomic import OutputSet
+from .atomic import OutputSet, is_utf8, shown_path
 from .contracts import OutputReport, Sink, SinkContext, Source, SourceOptions
 from .errors import PluginError, SinkError, SourceError, TemplateError
 from .graph import RecordGraph, SourceInfo
@@ -71,7 +71,15 @@ def resolve_source_uri(template: Template, override: str | None) -> str:
         )
     if "://" in uri:
         return uri
-    return str(template.folder / uri)
+    path = str(template.folder / uri)
+    if not is_utf8(path):
+        raise TemplateError(
+            f"the source's path {shown_path(path)!r} is not UTF-8 text (the template's folder"
+            " name); the manifest names it, so it must be",
+            file=template.file,
+            key_path="source.uri",
+        )
+    return path
 
 
 def open_source(

@@ -7,6 +7,7 @@ usage errors. Real processes where the exit code and the pipe matter.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from aml_exportkit.cli import cli
-from aml_exportkit.errors import EXIT_BROKEN_PIPE, EXIT_USAGE
+from aml_exportkit.errors import EXIT_BROKEN_PIPE, EXIT_SINK, EXIT_TEMPLATE, EXIT_USAGE
 
 ZIP = "head/block_tafc-dvorak.zip"
 
@@ -108,12 +109,37 @@ def test_an_argument_that_is_not_utf8(where: str, reference_dir: Path, tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.toml"]
 
 
-def test_a_folder_that_is_not_utf8_still_works(reference_dir: Path, tmp_path: Path) -> None:
+def test_a_folder_that_is_not_utf8(reference_dir: Path, tmp_path: Path) -> None:
     folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/" + NOT_UTF8))
     folder.mkdir()
+    shutil.copy(reference_dir / ZIP, folder / "block.zip")
+    (folder / "t.toml").write_text(
+        '[source]\nuri = "block.zip"\n[[sinks]]\ntype = "parquet"\npath = "r.parquet"\n',
+        encoding="utf-8",
+    )
+    # outputs in it: no output (nor the manifest) could name them
     done = exportkit("run", "muscle-classic:long", "--source", str(reference_dir / ZIP), cwd=folder)
+    assert done.returncode == EXIT_SINK, done.stderr
+    assert "not UTF-8" in done.stderr.decode()
+    # a source in it, named relative to the template
+    done = exportkit("run", "t.toml", "--out", str(tmp_path / "out"), cwd=folder)
+    assert done.returncode == EXIT_TEMPLATE, done.stderr
+    assert "source.uri" in done.stderr.decode()
+    assert len(done.stderr.decode().splitlines()) == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["block.zip", "t.toml"]
+    assert not (tmp_path / "out").exists()
+    # the same template with the source given as UTF-8 and outputs elsewhere works
+    done = exportkit(
+        "run",
+        "t.toml",
+        "--source",
+        str(reference_dir / ZIP),
+        "--out",
+        str(tmp_path / "out"),
+        cwd=folder,
+    )
     assert done.returncode == 0, done.stderr
-    assert (folder / "manifest.json").is_file()
+    assert (tmp_path / "out" / "r.parquet").is_file()
 
 
 @pytest.mark.parametrize("command", ["run", "check"])
