@@ -29,6 +29,8 @@ from .errors import SourceError
 _DJANGO_SEPARATOR = b'}, {"model": '
 _WHITESPACE = b" \t\r\n"
 _NUMBER_TAIL = re.compile(r"[0-9.eE+-]*")
+#: The start of a fixture object as Django writes it: its model and primary key.
+_HEAD = re.compile(r'\{\s*"model"\s*:\s*"([^"\\]{1,100})"\s*,\s*"pk"\s*:\s*(-?\d{1,20})\s*[,}]')
 # Every digit becomes b"0" and everything else a space, so that one C-speed find spots a
 # run of 19 digits (the regex above scans about ten times slower).
 _DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
@@ -285,10 +287,16 @@ def _slow_elements(window: _Window, name: str, last: Any) -> tuple[list[Any], bo
                     file=name,
                 ) from None
             except RecursionError:
+                # too deep to parse at all: name the element by its head, as Django writes it
+                head = _HEAD.match(text, i)
+                shown = (
+                    _describe_element({"model": head[1], "pk": int(head[2])})
+                    if head
+                    else f"the element after {_describe_element(items[-1] if items else last)}"
+                )
                 raise SourceError(
-                    f"nested more than {MAX_NESTING} levels deep (json_data may be nested"
-                    f" {MAX_JSON_DATA_NESTING}); refusing the element after"
-                    f" {_describe_element(items[-1] if items else last)}",
+                    f"{shown}: nested more than {MAX_NESTING} levels deep (json_data may be"
+                    f" nested {MAX_JSON_DATA_NESTING}); refusing it",
                     file=name,
                 ) from None
             except NumberOutOfRange as exc:
