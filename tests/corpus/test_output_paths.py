@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aml_exportkit.atomic import OutputSet
 from aml_exportkit.cli import cli
 from aml_exportkit.errors import EXIT_SINK, EXIT_SOURCE, EXIT_TEMPLATE, EXIT_USAGE, SinkError
+from aml_exportkit.pipeline import leaves_out
 
 ZIP = "head/block_tafc-dvorak.zip"
 
@@ -400,3 +403,29 @@ def test_an_unwritable_out_is_a_clear_error(reference_dir: Path, tmp_path: Path)
     assert result.exit_code in (EXIT_SINK, EXIT_USAGE), result.output
     one_line(result)
     assert files_under(tmp_path) == ["blocked", "t.toml"]
+
+
+def test_a_builtin_template_without_out_writes_to_the_current_folder(
+    reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        cli, ["run", "muscle-classic:long", "--source", str(reference_dir / ZIP)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "manifest.json" in files_under(tmp_path)
+
+
+SEGMENTS = ["a", "b", "..", ".", "{block}", "", "~", "x.csv"]
+
+
+@given(st.lists(st.sampled_from(SEGMENTS), min_size=1, max_size=8), st.booleans())
+def test_a_path_the_rule_lets_through_stays_inside(parts: list[str], absolute: bool) -> None:
+    """Whatever the segments, a path that passes the --out rule lands inside --out once
+    ``{block}`` became any slug (slugs hold no '/' or '.')."""
+    raw = ("/" if absolute else "") + "/".join(parts)
+    if leaves_out(raw) is not None:
+        return
+    for slug in ("b", "x-1", "__"):
+        joined = os.path.normpath(os.path.join("/out", raw.replace("{block}", slug)))
+        assert joined.startswith("/out/"), (raw, joined)
