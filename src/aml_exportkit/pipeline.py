@@ -272,6 +272,13 @@ def run_export(
                     counts,
                 )
         outputs.commit()
+    except OSError as exc:  # one no sink turned into a SinkError (codebook, manifest)
+        outputs.discard()
+        raise SinkError(
+            f"cannot write: {exc.strerror or exc}",
+            sink="output",
+            path=str(exc.filename) if exc.filename else "",
+        ) from None
     except BaseException:
         outputs.discard()
         raise
@@ -419,7 +426,11 @@ def _drive(
         # workers run; otherwise the profile answers come first, then every sink gets
         # checked Result batches.
         beside = None if profiles.started else profiles.read
-        if not fastlane.run(graph, sinks, progress, observed=bool(observers), beside=beside):
+        with _naming_lane(sinks):
+            lane_wrote = fastlane.run(
+                graph, sinks, progress, observed=bool(observers), beside=beside
+            )
+        if not lane_wrote:
             profiles.read()
             done = 0
             for batch in graph.trial_results():
@@ -483,6 +494,29 @@ class _ProfileReader:
 
 def _yes() -> bool:
     return True
+
+
+@contextlib.contextmanager
+def _naming_lane(sinks: Sequence[tuple[SinkContext, Sink]]) -> Iterator[None]:
+    """Turn an OS error of the bulk lane (which writes the sinks' files itself) into a
+    SinkError naming the sink whose file it was (the first sink when the error does not
+    say which file)."""
+    try:
+        yield
+    except OSError as exc:
+        named = str(exc.filename) if exc.filename else ""
+        context = next((c for c, _ in sinks if named and _temp_of(c) == named), sinks[0][0])
+        reason = exc.strerror or str(exc)
+        raise SinkError(
+            f"cannot write: {reason}", sink=context.name, path=str(context.target)
+        ) from None
+
+
+def _temp_of(context: SinkContext) -> str:
+    try:
+        return str(context.outputs.pending_path(context.target))
+    except KeyError:
+        return ""
 
 
 @contextlib.contextmanager

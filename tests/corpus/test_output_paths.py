@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -429,3 +431,43 @@ def test_a_path_the_rule_lets_through_stays_inside(parts: list[str], absolute: b
     for slug in ("b", "x-1", "__"):
         joined = os.path.normpath(os.path.join("/out", raw.replace("{block}", slug)))
         assert joined.startswith("/out/"), (raw, joined)
+
+
+@pytest.fixture
+def read_only_out(tmp_path: Path) -> Iterator[Path]:
+    """A folder nobody may write in: mode 0555, and for root (whom modes do not stop)
+    the immutable attribute, where the file system has it."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    immutable = False
+    if os.geteuid() == 0:
+        chattr = shutil.which("chattr")
+        done = subprocess.run([chattr, "+i", str(folder)], check=False) if chattr else None
+        if done is None or done.returncode != 0:
+            folder.chmod(0o755)
+            pytest.skip("root, and no immutable attribute here: a read-only folder cannot be made")
+        immutable = True
+    try:
+        yield folder
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("sink", ["fixture-json", "csv-long", "csv-wide", "parquet"])
+@pytest.mark.parametrize("path", ["x.out", "sub/x.out"])
+def test_a_read_only_out(sink: str, path: str, read_only_out: Path, reference_dir: Path) -> None:
+    result = run(
+        read_only_out.parent,
+        sinks((sink, path)),
+        "--source",
+        str(reference_dir / ZIP),
+        "--out",
+        str(read_only_out),
+    )
+    assert result.exit_code == EXIT_SINK, result.output
+    line = one_line(result)
+    assert "not permitted" in line or "denied" in line, line
+    assert list(read_only_out.iterdir()) == []
