@@ -53,9 +53,9 @@ def nesting_ok(value: Any, above: int = 0) -> bool:
     """Whether ``value``, inside ``above`` more levels, is nested at most
     :data:`MAX_NESTING` levels.
 
-    orjson's encoder refuses more than 255 levels, checked in C at about a tenth of what
-    parsing the value cost: when it writes the value inside one level more, the value is
-    within the limit. Otherwise (or when it cannot write the value at all, as an integer
+    orjson's encoder refuses more than 255 levels, checked in C (measured: 5 to 6 % of the
+    time reading ``results.json`` takes): when it writes the value inside one level more,
+    the value is within the limit. Otherwise (or when it cannot write the value at all, as an integer
     beyond 64 bits) the levels are counted in Python.
     """
     wrapped = value
