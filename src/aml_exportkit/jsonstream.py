@@ -55,8 +55,8 @@ def nesting_ok(value: Any, above: int = 0) -> bool:
 
     orjson's encoder refuses more than 255 levels, checked in C (measured: 5 to 6 % of the
     time reading ``results.json`` takes): when it writes the value inside one level more,
-    the value is within the limit. Otherwise (or when it cannot write the value at all, as an integer
-    beyond 64 bits) the levels are counted in Python.
+    the value is within the limit. Otherwise (or when it cannot write the value at all, as
+    an integer beyond 64 bits) the levels are counted in Python.
     """
     wrapped = value
     for _ in range(above + 1):
