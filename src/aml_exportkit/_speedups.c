@@ -75,6 +75,11 @@ typedef struct {
     Buf keys; /* keys of the objects being written (duplicate checks) */
 } Scan;
 
+/* Deeper JSON is refused here, so that the lane stands down and the plain path, which
+ * refuses a json_data nested more than 252 levels (jsonstream.MAX_NESTING), judges it:
+ * below that limit, so that the lane never accepts what the plain path refuses. */
+#define MAX_NESTING 200
+
 static int fail(Scan *s, const char *what) {
     if (!PyErr_Occurred())
         PyErr_Format(PyExc_ValueError, "%s at byte %zd", what, (Py_ssize_t)(s->p - s->start));
@@ -457,7 +462,7 @@ static PyObject *key_object(Scan *s) {
 }
 
 static PyObject *build_value(Scan *s, int depth, int in_fields) {
-    if (depth > 512) {
+    if (depth > MAX_NESTING) {
         fail(s, "nesting too deep");
         return NULL;
     }
@@ -1059,7 +1064,7 @@ static int emit_string(Buf *out, const char *d, Py_ssize_t n) {
  * (separators "," and ":", raw UTF-8, floats by repr). Duplicate keys are refused:
  * Python keeps only the last one, the text would keep both. */
 static int emit_value(Scan *s, int depth) {
-    if (depth > 512) return fail(s, "nesting too deep");
+    if (depth > MAX_NESTING) return fail(s, "nesting too deep");
     skip_ws(s);
     if (s->p >= s->end) return fail(s, "truncated value");
     unsigned c = *s->p;
@@ -1162,7 +1167,7 @@ static int json_leaf(Flat *f, Node *node, int type) {
 
 static int walk(Flat *f, Node *node, int depth) {
     Scan *s = &f->s;
-    if (depth > 512) return fail(s, "nesting too deep");
+    if (depth > MAX_NESTING) return fail(s, "nesting too deep");
     if (node->seen == f->row) return fail(s, "a duplicate key in json_data");
     node->seen = f->row;
     skip_ws(s);

@@ -2,7 +2,9 @@
 
 Temporary files are named ``.<target name>.exportkit-<pid>-<token>.tmp`` so that a person
 sees what they are and a later run can remove the ones whose process is gone (a run killed
-with SIGKILL cannot clean up after itself).
+with SIGKILL cannot clean up after itself). While the run's files are renamed into place,
+each replaced file is kept aside as ``.<target name>.exportkit-<pid>-<token>.old`` until
+every rename succeeded, so that a failed rename puts every target back as it was.
 """
 
 from __future__ import annotations
@@ -11,15 +13,20 @@ import contextlib
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 
 from .errors import SinkError
 
-_TEMP_RE = re.compile(r"^\..+\.exportkit-(?P<pid>\d+)-[0-9a-f]+\.tmp$")
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.exportkit-(?P<pid>\d+)-[0-9a-f]+\.(?P<kind>tmp|old)$")
+#: What the temporary name adds to the target's name: ``.`` + ``.exportkit-<pid>-<8 hex>.tmp``.
+_TEMP_EXTRA = len(".") + len(".exportkit-") + 10 + len("-") + 8 + len(".tmp")
+#: The longest file name (in bytes) the file systems we run on accept.
+NAME_MAX = 255
 
 
-def _temp_name(target: Path) -> str:
-    return f".{target.name}.exportkit-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+def _temp_name(target: Path, kind: str = "tmp") -> str:
+    return f".{target.name}.exportkit-{os.getpid()}-{secrets.token_hex(4)}.{kind}"
 
 
 def _alive(pid: int) -> bool:
@@ -35,7 +42,11 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Remove temporary files of runs that died in ``folder``; return what was removed."""
+    """Remove temporary files of runs that died in ``folder``; return what was removed.
+
+    A kept-aside old file (``.old``) whose target is missing (the run died between moving
+    it aside and renaming the new file in) is put back instead.
+    """
     removed: list[Path] = []
     try:
         entries = list(folder.iterdir())
@@ -43,25 +54,100 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
         return removed
     for entry in entries:
         match = _TEMP_RE.match(entry.name)
-        if match and not _alive(int(match["pid"])):
-            try:
+        if not match or _alive(int(match["pid"])):
+            continue
+        target = folder / match["name"]
+        try:
+            if match["kind"] == "old" and not os.path.lexists(target):
+                os.replace(entry, target)
+            else:
                 entry.unlink()
-                removed.append(entry)
-            except OSError:
-                pass
+            removed.append(entry)
+        except OSError:
+            pass
     return removed
+
+
+def _check_replaceable(target: Path) -> None:
+    """Refuse a target that exists and is not a regular file (a folder, a FIFO, a device):
+    only regular files are replaced."""
+    try:
+        mode = os.stat(target).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise SinkError(
+            f"cannot check the target: {exc.strerror}", sink="output", path=str(target)
+        ) from None
+    if stat.S_ISREG(mode):
+        return
+    kind = (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    raise SinkError(
+        f"the output path is {kind}; only regular files are replaced",
+        sink="output",
+        path=str(target),
+    )
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` came from UTF-8 bytes: Python keeps bytes that are not UTF-8 (in
+    arguments, file names) as lone surrogates (PEP 383), which no output can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_path(text: str) -> str:
+    """``text`` for a message, with bytes that are not UTF-8 shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _check_name(target: Path) -> None:
+    """Refuse a path the OS cannot take, or no output can record, with a clear message
+    rather than an OS error."""
+    text = str(target)
+    if "\0" in text:
+        raise SinkError("the path contains a NUL character", sink="output", path=repr(text))
+    if not is_utf8(text):
+        raise SinkError(
+            "the path is not UTF-8 text; outputs and the manifest name it, so it must be",
+            sink="output",
+            path=shown_path(text),
+        )
+    size = len(os.fsencode(target.name))
+    if size + _TEMP_EXTRA > NAME_MAX:
+        raise SinkError(
+            f"the file name has {size} bytes; at most {NAME_MAX - _TEMP_EXTRA} fit beside"
+            f" the temporary name's {_TEMP_EXTRA} extra bytes",
+            sink="output",
+            path=text,
+        )
 
 
 class OutputSet:
     """The temporary files of one run and the targets they become.
 
     :meth:`create` hands out a temporary path beside each target; :meth:`commit` renames
-    every one into place; :meth:`discard` removes them, and any folder the run created,
-    so that a failed run leaves the output location as it was.
+    every one into place, all or nothing; :meth:`discard` removes them, and any folder the
+    run created, so that a failed run leaves the output location as it was.
     """
 
     def __init__(self) -> None:
         self._pending: dict[Path, Path] = {}
+        #: each target's real path (``..`` and symbolic links resolved) → the target
+        self._real: dict[str, Path] = {}
         self._made_dirs: list[Path] = []
 
     @property
@@ -72,20 +158,34 @@ class OutputSet:
     def create(self, target: Path) -> Path:
         """Reserve ``target`` and return the temporary path to write instead.
 
-        :raises SinkError: when two outputs of the run have the same target, or the
-            target's folder cannot be made.
+        :raises SinkError: when two outputs of the run are one file (also through ``..``
+            or a symbolic link), one output's path is the folder of another, the target
+            exists and is not a regular file, or its folder cannot be made.
         """
-        target = target.absolute()
-        if target in self._pending:
+        target = _key(target)
+        _check_name(target)
+        real = os.path.realpath(target)
+        other = self._real.get(real)
+        if other is not None:
+            same = "" if other == target else f" (also written as {other})"
             raise SinkError(
-                "two outputs of this run write the same file", sink="output", path=str(target)
+                f"two outputs of this run write the same file{same}",
+                sink="output",
+                path=str(target),
             )
-        if target.is_dir():
-            raise SinkError("the output path is a folder", sink="output", path=str(target))
+        for known, path in self._real.items():
+            if known.startswith(real + os.sep) or real.startswith(known + os.sep):
+                raise SinkError(
+                    f"one output's path is the folder of another ({path})",
+                    sink="output",
+                    path=str(target),
+                )
+        _check_replaceable(target)
         self._make_parents(target.parent)
         remove_stale_temporaries(target.parent)
         temp = target.parent / _temp_name(target)
         self._pending[target] = temp
+        self._real[real] = target
         return temp
 
     def pending_path(self, target: Path) -> Path:
@@ -93,11 +193,11 @@ class OutputSet:
 
         :raises KeyError: when ``target`` was not created in this set.
         """
-        return self._pending[target.absolute()]
+        return self._pending[_key(target)]
 
     def _make_parents(self, folder: Path) -> None:
         missing: list[Path] = []
-        while not folder.exists():
+        while not os.path.lexists(folder):
             missing.append(folder)
             folder = folder.parent
         for path in reversed(missing):
@@ -110,26 +210,90 @@ class OutputSet:
             self._made_dirs.append(path)
 
     def commit(self) -> None:
-        """Rename every temporary file onto its target."""
-        for target, temp in self._pending.items():
-            try:
-                os.replace(temp, target)
-            except OSError as exc:
-                raise SinkError(
-                    f"cannot move the output into place: {exc.strerror}",
-                    sink="output",
-                    path=str(target),
-                ) from None
+        """Rename every temporary file onto its target, all or nothing.
+
+        Each file that a rename replaces is kept aside (a hard link, else a rename) until
+        every rename succeeded. When one fails, the renames done so far are undone, so
+        every target is as it was, and the temporary files stay for :meth:`discard`.
+
+        :raises SinkError: naming the target whose rename failed.
+        """
+        done: list[tuple[Path, Path | None]] = []
+        try:
+            for target, temp in self._pending.items():
+                _check_replaceable(target)
+                backup = _keep_aside(target)
+                try:
+                    os.replace(temp, target)
+                except BaseException:
+                    if backup is not None:
+                        _restore(backup, target)
+                    raise
+                done.append((target, backup))
+        except OSError as exc:
+            failed = target
+            self._undo(done)
+            raise SinkError(
+                f"cannot move the output into place: {exc.strerror or exc}; no output was changed",
+                sink="output",
+                path=str(failed),
+            ) from None
+        except BaseException:
+            self._undo(done)
+            raise
+        for _target, backup in done:
+            if backup is not None:
+                with contextlib.suppress(OSError):
+                    backup.unlink()
         self._pending.clear()
+        self._real.clear()
         self._made_dirs.clear()
 
+    def _undo(self, done: list[tuple[Path, Path | None]]) -> None:
+        for target, backup in reversed(done):
+            with contextlib.suppress(OSError):
+                if backup is not None:
+                    os.replace(backup, target)
+                else:
+                    target.unlink()
+
     def discard(self) -> None:
-        """Remove every temporary file and every folder this run created."""
+        """Remove every temporary file and every folder this run created.
+
+        Never raises: it runs while another error is on its way to the user, and must not
+        take its place.
+        """
         for temp in self._pending.values():
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError, ValueError):
                 temp.unlink()
         self._pending.clear()
+        self._real.clear()
         for folder in reversed(self._made_dirs):
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, ValueError):
                 folder.rmdir()
         self._made_dirs.clear()
+
+
+def _key(target: Path) -> Path:
+    """``target`` absolute, with ``.`` and ``..`` folded (as the OS reads a path whose
+    folders do not exist yet)."""
+    return Path(os.path.abspath(target))
+
+
+def _keep_aside(target: Path) -> Path | None:
+    """Keep the file ``target`` names under a temporary name until the commit is done;
+    None when there is none."""
+    if not os.path.lexists(target):
+        return None
+    backup = target.parent / _temp_name(target, "old")
+    try:
+        os.link(target, backup, follow_symlinks=False)
+    except OSError:
+        # a file system without hard links: move it aside (the target is briefly absent)
+        os.rename(target, backup)
+    return backup
+
+
+def _restore(backup: Path, target: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.replace(backup, target)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 import zipfile
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import attrs
@@ -19,7 +19,7 @@ import attrs
 from .codebook import header_of
 from .contracts import SourceOptions
 from .flatten import FlattenOptions, _matches, column_name, is_selected
-from .pipeline import open_source, resolve_source_uri, run_export
+from .pipeline import leaves_out, open_source, resolve_source_uri, run_export
 from .plugins import PluginManager, get_plugin_manager, load_registry
 from .scan import DataScan, JsonScan, PathStats, scan_graph
 from .selection import Selection
@@ -195,9 +195,17 @@ def check_template(
         if stats.conflicting
     )
     drift = tuple(d for i, sink in enumerate(template.sinks) if (d := _sink_drift(i, sink, found)))
+    # The preview writes into a temporary folder: a path that would leave it (absolute,
+    # ~, ..) is previewed under sinks[i]/ instead.
+    confined = tuple(
+        attrs.evolve(sink, path=f"sinks[{i}]/{PurePosixPath(sink.path).name}")
+        if leaves_out(sink.path)
+        else sink
+        for i, sink in enumerate(template.sinks)
+    )
     with tempfile.TemporaryDirectory(prefix="exportkit-check-") as folder:
         report = run_export(
-            template.evolve(manifest=False),
+            template.evolve(manifest=False, sinks=confined),
             source=uri,
             blocks=blocks,
             out_dir=Path(folder),

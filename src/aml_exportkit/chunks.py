@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import native
+from .jsonstream import nesting_ok
 from .schema import RESULT, parse_datetime
 
 if TYPE_CHECKING:
@@ -239,6 +240,9 @@ def finish_columns(
         raise NotFast(f"{owner} {min(unknown)} not found")
     if not set(map(type, sections)) <= {int, type(None)}:
         raise NotFast("section: a value that is not an integer")
+    if not raw_json and not nesting_ok(json_data, 1):
+        # the list adds one level, as a record's fields add two: the plain path judges
+        raise NotFast("json_data nested too deeply")
     edges = (sessions[0], sessions[-1])
     order, kept = ordered(sessions, pks, checks)
     pks = pick(pks, order)

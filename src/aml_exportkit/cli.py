@@ -19,8 +19,23 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ExportkitError
-from .pipeline import _per_block, load_template, open_source, registry_for, run_export
+from .atomic import is_utf8, shown_path
+from .errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    ExportkitError,
+)
+from .pipeline import (
+    _per_block,
+    check_sink_paths,
+    load_template,
+    open_source,
+    registry_for,
+    run_export,
+)
 from .plugins import Registry, get_plugin_manager, load_registry
 from .progress import TerminalProgress
 
@@ -38,6 +53,17 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"exportkit: error: {message}", err=True)
     sys.exit(code)
+
+
+def _stdout_closed() -> NoReturn:
+    """Leave quietly when the reader of stdout went away (``exportkit plugins | head -1``),
+    as a command killed by SIGPIPE would: no message, exit 141."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail
+    except (OSError, ValueError, AttributeError):
+        pass
+    sys.exit(EXIT_BROKEN_PIPE)
 
 
 def _debug() -> bool:
@@ -59,6 +85,8 @@ def guarded(func: F) -> F:
             if _debug():
                 traceback.print_exc()
             _fail(str(exc), exc.exit_code)
+        except BrokenPipeError:
+            _stdout_closed()
         except KeyboardInterrupt:
             _fail("interrupted; no output was written", EXIT_INTERRUPTED)
         except Terminated:
@@ -81,7 +109,46 @@ def guarded(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; refuses arguments that are not UTF-8 before any command runs."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        for arg in args:
+            if not is_utf8(arg):
+                _fail(
+                    f"the argument {shown_path(arg)!r} is not UTF-8 text; paths and names"
+                    " must be UTF-8",
+                    EXIT_USAGE,
+                )
+        return super().parse_args(ctx, args)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the command line; click's own output (``--help``, ``--version``) to a
+        closed stdout ends as a command's does."""
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as exc:
+            # click catches EPIPE itself, wraps stdout so that nothing more is written, and
+            # exits 1: the code of an internal error here
+            if exc.code == 1 and type(sys.stdout).__name__.endswith("PacifyFlushWrapper"):
+                _stdout_closed()
+            raise
+
+
+def one_source(sources: Sequence[str]) -> str | None:
+    """The ``--source`` of a command: given once or not at all.
+
+    :raises click.UsageError: when given more than once (it is never silently the last).
+    """
+    if len(sources) > 1:
+        raise click.UsageError(
+            f"--source given {len(sources)} times; give one source (a zip path or a"
+            " postgresql:// URI)"
+        )
+    return sources[0] if sources else None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="exportkit")
 def cli() -> None:
     """Export MUSCLE experiment data (fixture zips, CSV, Parquet, DuckDB) by templates.
@@ -112,7 +179,9 @@ def cli() -> None:
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for relative sink paths (default: the template's folder).",
+    help="Folder every output and the manifest go into; sink paths must then be relative"
+    " and stay inside it. Without --out, sink paths are relative to the template's folder"
+    " (for a builtin template: the current folder).",
 )
 @click.option(
     "--since",
@@ -169,6 +238,7 @@ def validate(template: str) -> None:
     """Check TEMPLATE without running it."""
     loaded = load_template(template, registry=_registry())
     _per_block(loaded)
+    check_sink_paths(loaded, None)  # what holds with or without --out
     kinds = ", ".join(sink.type for sink in loaded.sinks)
     click.echo(f"{loaded.file}: ok ({len(loaded.sinks)} sink(s): {kinds})")
 
@@ -250,19 +320,20 @@ def verify(source: str, reference: str, blocks: Sequence[str]) -> None:
 
 @cli.command()
 @click.argument("template")
-@click.option("--source", "source", metavar="URI", help="Overrides [source] uri.")
+@click.option("--source", "sources", multiple=True, metavar="URI", help="Overrides [source] uri.")
 @click.option("--block", "blocks", multiple=True, metavar="SLUG", help="Overrides [source] blocks.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.option("--strict", is_flag=True, help="Exit 9 when anything drifted.")
 @guarded
 def check(
-    template: str, source: str | None, blocks: Sequence[str], as_json: bool, strict: bool
+    template: str, sources: Sequence[str], blocks: Sequence[str], as_json: bool, strict: bool
 ) -> None:
     """Compare TEMPLATE with the data: json_data paths not exported, template paths never
     seen, type conflicts; and what each output would hold (rows, columns)."""
     from .check import check_template
     from .errors import VerifyError
 
+    source = one_source(sources)
     manager = get_plugin_manager()
     loaded = load_template(template, registry=load_registry(manager))
     report = check_template(loaded, source=source, blocks=blocks or None, plugin_manager=manager)
@@ -331,4 +402,7 @@ def rebuild(table: Path, manifest: Path | None) -> None:
 
 def main() -> None:
     """Entry point of the ``exportkit`` console script."""
-    cli(prog_name="exportkit")
+    try:
+        cli(prog_name="exportkit")
+    except BrokenPipeError:  # click's own output (--help, --version) to a closed pipe
+        _stdout_closed()

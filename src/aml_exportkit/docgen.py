@@ -156,8 +156,12 @@ def template_reference(registry: Registry) -> str:
         "### `[[sinks]]`",
         "",
         "Every sink entry has `type` (the sink's name) and `path` (the output file; "
-        "`{block}` becomes the block's slug; relative to `--out`, else to the template's "
-        "folder). Its other keys belong to the sink:",
+        "`{block}` becomes the block's slug). With `--out`, paths are relative to it and "
+        "must stay inside it: an absolute path, one starting with `~` or one that climbs "
+        "out with `..` is refused before anything is read. Without `--out`, paths are "
+        "relative to the template's folder (for a builtin template, which has none: the "
+        "current folder). Two sinks may not write one file, and only regular files are "
+        "replaced. Its other keys belong to the sink:",
         "",
     ]
     for name, provided in sorted(registry.sinks.items()):

@@ -21,6 +21,8 @@ EXIT_PLUGIN = 7
 EXIT_DATABASE = 8
 EXIT_VERIFY = 9
 EXIT_INTERRUPTED = 130
+#: stdout was closed by its reader (``exportkit plugins | head -1``): quiet, as SIGPIPE
+EXIT_BROKEN_PIPE = 141
 EXIT_TERMINATED = 143
 
 

@@ -34,7 +34,7 @@ from .contracts import SourceOptions
 from .errors import SinkError, TemplateError
 from .exclusions import read_exclude_file
 from .graph import RecordGraph
-from .pipeline import load_template, open_source, resolve_source_uri
+from .pipeline import load_template, open_source, prepare_graph, resolve_source_uri
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
 from .records import Result
 from .selection import Filter, Selection
@@ -307,7 +307,7 @@ def _read(plan: _Plan, pm: PluginManager, registry: Registry) -> Any:
     ):
         # The same preparation as a run (the [privacy] table among others): a frame must
         # not show what the files of the same template would not.
-        pm.hook.exportkit_prepare_graph(graph=graph, template=plan.template)
+        prepare_graph(pm, graph, plan.template)
         builder: TableBuilder | None = None
         try:
             builder = TableBuilder(graph, plan.options, layout=plan.layout, wide=plan.wide)

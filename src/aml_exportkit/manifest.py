@@ -28,6 +28,7 @@ from .contracts import OutputReport
 from .graph import SourceInfo
 from .plugins import PluginManager
 from .template.model import Template
+from .template.recorded import recorded_filter, recorded_text
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -194,12 +195,14 @@ def build_manifest(
     watermark: Mapping[str, Any] | None = None,
     since: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest as a JSON-ready dict.
+    """The manifest as a JSON-ready dict; the template without secrets, exclusion lists
+    or (under ``[privacy]``) raw identifiers, as :mod:`~aml_exportkit.template.recorded`
+    records it.
 
     :param watermark: what the run exported per block (:mod:`aml_exportkit.watermark`).
     :param since: for an incremental run, the earlier manifest's sha256 and what was new.
     """
-    text = template.text
+    text = recorded_text(template)
     return {
         "manifest_version": FORMAT_VERSION,
         "tool": {"name": "aml-exportkit", "version": __version__},
@@ -207,7 +210,7 @@ def build_manifest(
         "template": {
             "file": template.file,
             "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-            "text": template.recorded_text,
+            "text": text,
         },
         "source": {
             "parts": [
@@ -223,7 +226,7 @@ def build_manifest(
         },
         "selection": {
             "blocks": list(blocks),
-            "filter": _jsonable(exclusions.manifest_filter(template.filter)),
+            "filter": _jsonable(recorded_filter(template)),
             "exclusions": exclusions.digest(template.filter),
         },
         "transforms": [_jsonable(t) for t in transforms],

@@ -7,22 +7,24 @@ plugin registry.
 from __future__ import annotations
 
 import contextlib
+import os
+import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
 from . import codebook, fastlane, manifest
-from .atomic import OutputSet
+from .atomic import OutputSet, is_utf8, shown_path
 from .contracts import OutputReport, Sink, SinkContext, Source, SourceOptions
-from .errors import SinkError, TemplateError
+from .errors import PluginError, SinkError, SourceError, TemplateError
 from .graph import RecordGraph, SourceInfo
 from .multisource import merge_graphs
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
 from .progress import NullProgress, Progress
 from .records import Result
-from .selection import BlockMark, Selection, Since
+from .selection import BlockMark, Selection, Since, is_slug
 from .template.load import load_template as _load_template
 from .template.model import SinkTable, Template
 from .watermark import as_json as watermark_json
@@ -30,6 +32,8 @@ from .watermark import check_blocks, load_since, marks_of
 from .watermark import merge as merge_marks
 
 BLOCK_PLACEHOLDER = "{block}"
+#: The builtin plugin that applies ``[privacy]``.
+PRIVACY_PLUGIN = "aml_exportkit.privacy"
 
 
 @attrs.frozen(kw_only=True)
@@ -81,7 +85,23 @@ def resolve_source_uris(
             file=template.file,
             key_path="source.uri",
         )
-    return [uri if "://" in uri else str(template.folder / uri) for uri in listed]
+    return [_local_uri(template, uri) for uri in listed]
+
+
+def _local_uri(template: Template, uri: str) -> str:
+    """``uri`` as given when it names a server, else a path relative to the template's
+    folder, which must be UTF-8 text (the manifest names it)."""
+    if "://" in uri:
+        return uri
+    path = str(template.folder / uri)
+    if not is_utf8(path):
+        raise TemplateError(
+            f"the source's path {shown_path(path)!r} is not UTF-8 text (the template's folder"
+            " name); the manifest names it, so it must be",
+            file=template.file,
+            key_path="source.uri",
+        )
+    return path
 
 
 def resolve_source_uri(template: Template, override: str | None) -> str:
@@ -124,6 +144,55 @@ def _per_block(template: Template) -> bool:
     return all(marked)
 
 
+def check_sink_paths(template: Template, out_dir: Path | None) -> None:
+    """Refuse sink paths that could write anywhere but where the user asked.
+
+    Every path: no NUL, and not ending in ``/`` (that names a folder). With ``out_dir``
+    (``--out``), every output must land inside it: no absolute path, no ``~``, no ``..``
+    that climbs out (``sub/../r.zip`` stays inside and is fine). Runs before anything is
+    read; ``{block}`` can only become a slug, which holds no ``/`` or ``.``.
+
+    :raises TemplateError: naming the sink's ``path`` key.
+    """
+    for index, sink in enumerate(template.sinks):
+        raw = sink.path
+        problem = None
+        if "\0" in raw:
+            problem = "contains a NUL character"
+        elif raw.endswith(("/", "/.", "/..")) or raw in (".", ".."):
+            problem = "names a folder; a sink path names a file"
+        elif out_dir is not None:
+            problem = leaves_out(raw)
+        if problem is not None:
+            raise TemplateError(
+                f"{raw!r} {problem}", file=template.file, key_path=f"sinks[{index}].path"
+            )
+
+
+def leaves_out(raw: str) -> str | None:
+    """Why the sink path ``raw`` would not stay inside ``--out``, or None when it does."""
+    inside = posixpath.normpath(raw.replace(BLOCK_PLACEHOLDER, "block"))
+    if raw.startswith("~"):
+        return "starts with '~'; with --out, sink paths are relative to --out"
+    if posixpath.isabs(raw):
+        return "is absolute; with --out, sink paths are relative to --out"
+    if inside in (".", "..") or inside.startswith("../"):
+        return "climbs out of --out with '..'"
+    return None
+
+
+def _check_slugs(template: Template, blocks: Sequence[str] | None) -> None:
+    """Refuse block slugs Django's SlugField would not hold (they may become paths)."""
+    given = blocks if blocks else template.source.blocks
+    for index, slug in enumerate(given):
+        if not is_slug(slug):
+            raise TemplateError(
+                f"{slug!r} is not a block slug (letters, digits, '-' and '_' only)",
+                file=template.file,
+                key_path="--block" if blocks else f"source.blocks[{index}]",
+            )
+
+
 def _target(
     sink: SinkTable, index: int, template: Template, out_dir: Path | None, block_slug: str | None
 ) -> Path:
@@ -136,11 +205,27 @@ def _target(
                 file=template.file,
                 key_path=f"sinks[{index}].path",
             )
+        # _single_slug checked it; checked again here, where it becomes a path
+        if not is_slug(block_slug):
+            raise TemplateError(
+                f"the block slug {block_slug!r} is not a slug; it cannot become a path",
+                file=template.file,
+                key_path=f"sinks[{index}].path",
+            )
         raw = raw.replace(BLOCK_PLACEHOLDER, block_slug)
+    if out_dir is not None:
+        path = out_dir / raw
+        # A symbolic link inside --out must not lead the output out of it.
+        root = os.path.realpath(out_dir)
+        if os.path.commonpath([root, os.path.realpath(path)]) != root:
+            raise TemplateError(
+                f"{sink.path!r} leads out of --out through a symbolic link",
+                file=template.file,
+                key_path=f"sinks[{index}].path",
+            )
+        return path
     path = Path(raw).expanduser()
-    if not path.is_absolute():
-        path = (out_dir if out_dir is not None else template.folder) / path
-    return path
+    return path if path.is_absolute() else template.folder / path
 
 
 def run_export(
@@ -160,20 +245,25 @@ def run_export(
     :param source: a source URI, or several, that replace ``[source] uri`` (or ``uris``).
         Several sources go into one table (:mod:`aml_exportkit.multisource`).
     :param blocks: block slugs that override ``[source] blocks``.
-    :param out_dir: the folder relative sink paths are relative to (default: the
-        template's folder).
+    :param out_dir: the folder every output must land in (``--out``); without it, sink
+        paths are relative to the template's folder (a builtin template's: the current
+        folder).
     :param plugin_manager: the plugins to use (default: a fresh manager).
     :param progress: receives the running count of trial results written.
     :param since: an earlier run's ``manifest.json`` (or its loaded watermark): export
         only the sessions new or changed since that run (:mod:`aml_exportkit.watermark`).
     :raises ExportkitError: for any problem; the output locations are then as they were.
     """
+    check_sink_paths(template, out_dir)
+    _check_slugs(template, blocks)
+    per_block = _per_block(template)
     pm = plugin_manager or get_plugin_manager()
+    if template.privacy.is_active and not pm.has_plugin(PRIVACY_PLUGIN):
+        _privacy_missing()  # early, before a long read; prepare_graph checks it was applied
     registry = load_registry(pm)
     uris = resolve_source_uris(template, source)
     earlier = since if since is None or isinstance(since, Since) else load_since(Path(since))
     wanted = tuple(blocks) if blocks else template.source.blocks
-    per_block = _per_block(template)
     if per_block and len(uris) > 1:
         raise TemplateError(
             f"{BLOCK_PLACEHOLDER} in sink paths needs one source; {len(uris)} sources go into"
@@ -214,7 +304,7 @@ def run_export(
                     found.update((pk, b.slug) for pk, b in graph.blocks.items())
                     if earlier is not None and len(units) == 1:
                         check_blocks(earlier, found)  # before any output is written
-                    transforms.extend(_prepare(pm, graph, template))
+                    transforms.extend(prepare_graph(pm, graph, template))
                     slug = _single_slug(graph, unit) if per_block else None
                     sinks = _make_sinks(template, registry, outputs, out_dir, slug)
                     written.extend(_drive(graph, sinks, progress, observers))
@@ -258,6 +348,13 @@ def run_export(
                     increment,
                 )
         outputs.commit()
+    except OSError as exc:  # one no sink turned into a SinkError (codebook, manifest)
+        outputs.discard()
+        raise SinkError(
+            f"cannot write: {exc.strerror or exc}",
+            sink="output",
+            path=str(exc.filename) if exc.filename else "",
+        ) from None
     except BaseException:
         outputs.discard()
         raise
@@ -292,10 +389,28 @@ def _read(sources: Sequence[Source], selection: Selection) -> Iterator[RecordGra
         yield merge_graphs(graphs)
 
 
-def _prepare(pm: PluginManager, graph: RecordGraph, template: Template) -> list[Mapping[str, Any]]:
-    """Let every plugin change the small tables (pseudonymisation) before the sinks start."""
+def prepare_graph(
+    pm: PluginManager, graph: RecordGraph, template: Template
+) -> list[Mapping[str, Any]]:
+    """Let every plugin change the small tables (pseudonymisation) before any output sees
+    them; return what each did, for the manifest.
+
+    :raises PluginError: when the template has ``[privacy]`` and no loaded plugin applied
+        it (``EXPORTKIT_BLOCK_PLUGINS`` must not switch privacy off).
+    """
     results = pm.hook.exportkit_prepare_graph(graph=graph, template=template)
-    return [r for r in reversed(results) if r]
+    done = [r for r in reversed(results) if r]
+    if template.privacy.is_active and not any("privacy" in r for r in done):
+        _privacy_missing()
+    return done
+
+
+def _privacy_missing() -> NoReturn:
+    raise PluginError(
+        "the template has [privacy], but the plugin that applies it is not loaded (is it in"
+        " EXPORTKIT_BLOCK_PLUGINS?); nothing is exported without it",
+        plugin=PRIVACY_PLUGIN,
+    )
 
 
 def _write_manifest(
@@ -342,14 +457,37 @@ def _write_manifest(
 def _single_slug(graph: RecordGraph, unit: Sequence[str]) -> str | None:
     """The slug that ``{block}`` becomes: the graph's one block, else the one slug asked
     for, else what the source guessed (a zip of a block without sessions or feedback does
-    not even name the block's primary key)."""
-    slugs = [block.slug for block in graph.blocks.values()]
-    if len(slugs) == 1:
-        return slugs[0]
-    if not slugs and len(unit) == 1:
+    not even name the block's primary key).
+
+    :raises SourceError: when the slug the data gives is not a valid slug (a database row
+        or a zip's file name could hold anything).
+    """
+    blocks = list(graph.blocks.values())
+    if len(blocks) == 1:
+        slug = blocks[0].slug
+        if slug is not None and not is_slug(slug):
+            guessed = graph.info.details.get("block_slug") == slug
+            raise SourceError(
+                f"slug {slug!r} is not a valid slug (letters, digits, '-' and '_'); it"
+                " cannot become an output path"
+                + ("; name the block with --block" if guessed else ""),
+                file=graph.info.location,
+                model="block",
+                pk=blocks[0].pk,
+            )
+        return slug
+    if not blocks and len(unit) == 1:
         return unit[0]
-    guess = graph.info.details.get("block_slug") if not slugs else None
-    return guess if isinstance(guess, str) else None
+    guess = graph.info.details.get("block_slug") if not blocks else None
+    if not isinstance(guess, str):
+        return None
+    if not is_slug(guess):
+        raise SourceError(
+            f"the file name suggests the block slug {guess!r}, which is not a valid slug"
+            " (letters, digits, '-' and '_'); name the block with --block",
+            file=graph.info.location,
+        )
+    return guess
 
 
 def _make_sinks(
@@ -394,7 +532,11 @@ def _drive(
         # workers run; otherwise the profile answers come first, then every sink gets
         # checked Result batches.
         beside = None if profiles.started else profiles.read
-        if not fastlane.run(graph, sinks, progress, observed=bool(observers), beside=beside):
+        with _naming_lane(sinks):
+            lane_wrote = fastlane.run(
+                graph, sinks, progress, observed=bool(observers), beside=beside
+            )
+        if not lane_wrote:
             profiles.read()
             done = 0
             for batch in graph.trial_results():
@@ -459,6 +601,29 @@ class _ProfileReader:
 
 def _yes() -> bool:
     return True
+
+
+@contextlib.contextmanager
+def _naming_lane(sinks: Sequence[tuple[SinkContext, Sink]]) -> Iterator[None]:
+    """Turn an OS error of the bulk lane (which writes the sinks' files itself) into a
+    SinkError naming the sink whose file it was (the first sink when the error does not
+    say which file)."""
+    try:
+        yield
+    except OSError as exc:
+        named = str(exc.filename) if exc.filename else ""
+        context = next((c for c, _ in sinks if named and _temp_of(c) == named), sinks[0][0])
+        reason = exc.strerror or str(exc)
+        raise SinkError(
+            f"cannot write: {reason}", sink=context.name, path=str(context.target)
+        ) from None
+
+
+def _temp_of(context: SinkContext) -> str:
+    try:
+        return str(context.outputs.pending_path(context.target))
+    except KeyError:
+        return ""
 
 
 @contextlib.contextmanager

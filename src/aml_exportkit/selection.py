@@ -18,6 +18,16 @@ import attrs
 
 from .records import Participant, Session
 
+#: What Django's SlugField accepts (``allow_unicode=False``): ASCII letters, digits, ``-``
+#: and ``_``. A block's slug becomes part of output paths (``{block}``), so nothing else
+#: may pass, wherever the slug comes from.
+_SLUG = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def is_slug(text: str) -> bool:
+    """Whether ``text`` is a valid MUSCLE slug (what Django's SlugField accepts)."""
+    return _SLUG.fullmatch(text) is not None
+
 
 @attrs.frozen(kw_only=True)
 class Filter:

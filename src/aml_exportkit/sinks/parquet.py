@@ -30,6 +30,7 @@ from ..tabular.arrow import RowConverter, arrow_schema
 from ..tabular.options import ParquetOptions
 from ..tabular.sink import TableSink
 from ..tabular.table import Column, Table
+from ..template.recorded import recorded_text
 
 NAME = "parquet"
 INSTALL_HINT = "pip install 'aml-exportkit[parquet]'"
@@ -92,7 +93,7 @@ class ParquetSink(TableSink):
         pa, _ = _pyarrow()
         metadata = {
             "exportkit.version": __version__,
-            "exportkit.template": self.context.template.recorded_text,
+            "exportkit.template": recorded_text(self.context.template),
             "exportkit.template_file": self.context.template.file,
             "exportkit.sink": json.dumps({"type": NAME, "index": self.context.index}),
         }

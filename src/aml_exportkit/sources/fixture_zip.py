@@ -48,6 +48,9 @@ BATCH_SIZE = 4096
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _GZIP_MAGIC = b"\x1f\x8b"
+#: The compression methods of MUSCLE's zips (Python's zipfile writes these two).
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_METHOD_NAMES = {9: "deflate64", 12: "bzip2", 14: "LZMA", 93: "Zstandard", 99: "AES"}
 _REQUIRED = tuple(f.name for f in FIXTURE_FILES if f.since is None)
 _FILES = {f.name: f for f in FIXTURE_FILES}
 _TIMESTAMP_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}T[\d:.]+(?:[+-][\d:]+|Z)?$")
@@ -91,6 +94,8 @@ class FixtureZipSource:
         self._zip = self._open()
         self.wrapped_in_gzip = self._spool is not None
         self.members = self._check_members()
+        # A zip holds one block: the first slug it is read as is the only one it has.
+        self._slug: str | None = None
         # The manifest names the input by its sha256. Hashing releases the GIL, so a
         # thread does it on the second core while the export parses.
         self._digest = BackgroundHash(self.path)
@@ -168,6 +173,13 @@ class FixtureZipSource:
                 )
             if info.flag_bits & 0x1:
                 raise SourceError(f"{name} is encrypted", file=self.label)
+            if info.compress_type not in _METHODS:
+                method = _METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+                raise SourceError(
+                    f"{name} is compressed with {method}, which is not supported; a MUSCLE"
+                    " export's members are stored or deflated",
+                    file=self.label,
+                )
             if (
                 info.compress_type != zipfile.ZIP_STORED
                 and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)
@@ -177,6 +189,7 @@ class FixtureZipSource:
                     f" times (more than {MAX_COMPRESSION_RATIO}); refusing a possible zip bomb",
                     file=self.label,
                 )
+            self._check_local_header(info)
             members[name] = info
         missing = [name for name in _REQUIRED if name not in members]
         if missing:
@@ -184,6 +197,20 @@ class FixtureZipSource:
                 f"not a complete MUSCLE export: missing {', '.join(missing)}", file=self.label
             )
         return members
+
+    def _check_local_header(self, info: zipfile.ZipInfo) -> None:
+        """Refuse a member whose local header disagrees with the central directory.
+
+        zipfile compares the two names when it opens a member; the bulk lane reads byte
+        ranges without opening, so every member is opened once here, whatever the sinks.
+        """
+        try:
+            with self._zip.open(info):
+                pass
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+            raise SourceError(
+                f"broken zip member {info.filename!r}: {exc}", file=self.label
+            ) from None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -307,6 +334,14 @@ class FixtureZipSource:
                 f" ({', '.join(selection.blocks)})",
                 file=self.label,
             )
+        slug = selection.blocks[0] if selection.blocks else guess_block_slug(self.path)
+        if self._slug is not None and slug != self._slug:
+            raise SourceError(
+                f"a fixture zip holds one block, read here as {self._slug!r}; it does not"
+                f" hold block {slug!r}",
+                file=self.label,
+            )
+        self._slug = slug
         yield self._build(selection)
 
     def _build(self, selection: Selection) -> RecordGraph:

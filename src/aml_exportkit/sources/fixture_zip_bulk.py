@@ -31,6 +31,7 @@ from ..chunks import (
     wide_integers,
 )
 from ..graph import PkSet
+from ..jsonstream import finite_float
 from ..schema import RESULT
 
 if TYPE_CHECKING:
@@ -111,7 +112,9 @@ def parse_array(body: bytes | bytearray | memoryview) -> list[Any]:
     if wide_integers(bytes(body)):
         # integers beyond 64 bits: the standard library keeps them exact (as jsonstream)
         try:
-            items = json.loads(b"[" + body + b"]", parse_constant=_reject_constant)
+            items = json.loads(
+                b"[" + body + b"]", parse_constant=_reject_constant, parse_float=finite_float
+            )
         except ValueError as exc:
             raise NotFast(f"malformed JSON: {exc}") from None
     else:

@@ -47,6 +47,7 @@ from ..contracts import BlockSummary, Inventory, SourceOptions, SourceSpec
 from ..errors import DatabaseError, SourceError
 from ..graph import GraphBuilder, RecordGraph, SourceInfo
 from ..hookspecs import hookimpl
+from ..jsonstream import MAX_JSON_DATA_NESTING, NumberOutOfRange, finite_float, nesting_ok
 from ..records import Block, Experiment, JSONValue, Phase, Playlist, Result
 from ..schema import MODELS, Kind, ModelSpec, django_datetime
 from ..selection import Filter, Selection, Since, glob_like
@@ -416,12 +417,50 @@ def _loads(data: bytes | bytearray | memoryview | str | None) -> Any:
         return None
     if type(data) is not bytes:
         data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    value: Any
     if data.translate(_DIGITS_TO_ZERO).find(_NINETEEN_DIGITS) < 0:
         try:
-            return orjson.loads(data)
+            value = orjson.loads(data)
         except orjson.JSONDecodeError:
-            pass
-    return json.loads(data)
+            value = _loads_exactly(data)
+    else:
+        value = _loads_exactly(data)
+    if not nesting_ok(value, 2):  # the same limit as a fixture record's json_data
+        raise UnfitJson(f"nested more than {MAX_JSON_DATA_NESTING} levels deep; refusing it")
+    return value
+
+
+def _loads_exactly(data: bytes) -> Any:
+    try:
+        return json.loads(data, parse_float=finite_float)
+    except RecursionError:
+        raise UnfitJson(
+            f"nested more than {MAX_JSON_DATA_NESTING} levels deep; refusing it"
+        ) from None
+    except NumberOutOfRange as exc:
+        raise UnfitJson(str(exc)) from None
+
+
+class UnfitJson(ValueError):
+    """A JSON value that no record may hold: nested deeper than a fixture record's
+    ``json_data`` may be (:data:`MAX_JSON_DATA_NESTING`), or with a number beyond a
+    double's range; the same verdicts as for a fixture zip."""
+
+
+def _made(make: Callable[[Any], Any], rows: Sequence[Any], table: str, model: str) -> list[Any]:
+    """``make`` applied to every row; an unfit JSON value is an error naming its row's
+    record."""
+    try:
+        return [make(row) for row in rows]
+    except UnfitJson:
+        for row in rows:
+            try:
+                make(row)
+            except UnfitJson as exc:
+                raise SourceError(
+                    f"a JSON field: {exc}", file=table, model=model, pk=row[0]
+                ) from None
+        raise
 
 
 def _jsonable(value: Any) -> JSONValue:
@@ -1000,8 +1039,8 @@ class MuscleDatabase:
         make = _row_maker(MODELS[key], self.schema.extra_columns(key))
         table = TABLES[key]
         for rows in self._stream(query, params):
-            for row in rows:
-                builder.add(key, make(row), table)
+            for record in _made(make, rows, table, key):
+                builder.add(key, record, table)
 
     def _add_config(self, builder: GraphBuilder, cond: sql.Composed, params: Params) -> None:
         """Experiments, phases, blocks and playlists of the selection."""
@@ -1165,7 +1204,8 @@ class MuscleDatabase:
         with self._errors(f"reading {kind} results"):
             for rows in self._stream(query, params):
                 for start in range(0, len(rows), BATCH_SIZE):
-                    yield [make(row) for row in rows[start : start + BATCH_SIZE]]
+                    batch = rows[start : start + BATCH_SIZE]
+                    yield _made(make, batch, TABLES["result"], "result")
 
     def manifest_details(self) -> dict[str, Any]:
         """What the manifest records about the database: its name (never a password), the

@@ -14,6 +14,8 @@ from .convert import describe_value, iter_problems, make_converter
 from .model import SinkTable, Template
 
 _CONVERTER = make_converter()
+#: A UTF-8 byte-order mark, as some Windows editors write at the start of a file.
+_BOM = "\ufeff"
 
 
 def _raise_problems(exc: BaseException, *, file: str, prefix: str = "") -> None:
@@ -59,8 +61,15 @@ def parse_template(
     :param templates: the builtin templates by name, for ``extends``.
     :raises TemplateError: naming ``file`` and the key path of the first problem.
     """
+    text = text.removeprefix(_BOM)
+    templates = templates or {}
+    top = file if file in templates else str((folder / Path(file).name).resolve())
     data = _resolve_extends(
-        _parse_toml(text, file), file=file, folder=folder, templates=templates or {}, seen=(file,)
+        _parse_toml(text, file),
+        file=file,
+        folder=folder,
+        templates=templates,
+        seen=((top, file),),
     )
     raw_sinks = data.pop("sinks", None)
     if raw_sinks is None:
@@ -92,7 +101,7 @@ def parse_template(
 
 def _parse_toml(text: str, file: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
+        return tomllib.loads(text.removeprefix(_BOM))
     except tomllib.TOMLDecodeError as exc:
         raise TemplateError(f"not valid TOML: {exc}", file=file) from None
 
@@ -103,9 +112,13 @@ def _resolve_extends(
     file: str,
     folder: Path,
     templates: Mapping[str, TemplateSpec],
-    seen: tuple[str, ...],
+    seen: tuple[tuple[str, str], ...],
 ) -> dict[str, Any]:
-    """Merge ``data`` over the template it ``extends``, recursively."""
+    """Merge ``data`` over the template it ``extends``, recursively.
+
+    :param seen: the chain so far: each template's identity (a builtin's name or a
+        file's resolved path) and how it was named.
+    """
     base_ref = data.pop("extends", None)
     if base_ref is None:
         return data
@@ -119,7 +132,7 @@ def _resolve_extends(
     else:
         path = folder / base_ref
         try:
-            base_text = path.read_text(encoding="utf-8")
+            base_text = path.read_text(encoding="utf-8").removeprefix(_BOM)
         except (OSError, UnicodeDecodeError) as exc:
             raise TemplateError(
                 f"cannot read the template it extends ({path}): {exc}",
@@ -127,8 +140,8 @@ def _resolve_extends(
                 key_path="extends",
             ) from None
         base_file, base_folder = str(path.resolve()), path.parent
-    if base_file in seen:
-        chain = " -> ".join((seen[0], *seen[2:], base_file))
+    if base_file in (identity for identity, _ in seen):
+        chain = " -> ".join((*(shown for _, shown in seen), base_ref))
         raise TemplateError(
             f"templates extend each other in a circle: {chain}", file=file, key_path="extends"
         )
@@ -137,7 +150,7 @@ def _resolve_extends(
         file=base_file,
         folder=base_folder,
         templates=templates,
-        seen=(*seen, base_file),
+        seen=(*seen, (base_file, base_ref)),
     )
     merged: dict[str, Any] = _merge(base, data)
     return merged

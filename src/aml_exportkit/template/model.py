@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 import attrs
 
-from ..exclusions import withhold_in_text
 from ..privacy import PrivacyTable
 from ..selection import Filter
 
@@ -43,7 +42,8 @@ class SinkTable:
 
     :param type: the sink's name, e.g. ``fixture-json``.
     :param path: the output file; ``{block}`` expands to the block slug. Relative to
-        ``--out`` when given, else to the template's folder.
+        ``--out`` when given (and then inside it), else to the template's folder (a
+        builtin template's: the current folder).
     :param options: the sink's own keys, validated against its options class.
     """
 
@@ -87,12 +87,6 @@ class Template:
     file: str = attrs.field(default="<template>", metadata={"internal": True})
     text: str = attrs.field(default="", metadata={"internal": True}, repr=False)
     folder: Path = attrs.field(factory=Path.cwd, metadata={"internal": True})
-
-    @property
-    def recorded_text(self) -> str:
-        """The text as outputs record it (manifest, Parquet metadata): the identifiers of
-        ``[filter]``'s exclusion lists withheld."""
-        return withhold_in_text(self.text)
 
     def evolve(self, **changes: Any) -> Template:
         """A copy with ``changes`` applied."""

@@ -1,0 +1,100 @@
+"""The template as outputs record it: without secrets, without the identifiers of the
+exclusion lists, and under ``[privacy]`` without raw identifiers.
+
+``manifest.json`` and the Parquet key-value metadata both record the template; both take
+it from here. A password may sit in any string of a template (``[source] uri``, a list of
+URIs, a libpq ``key=value`` string), so every string value is scrubbed, not one key. When
+nothing needs removing, the text is recorded exactly as written; otherwise the parsed
+template is written back as TOML with the values replaced (comments are then lost, which
+is the price of never copying the secret).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable
+from typing import Any
+
+import tomli_w
+
+from ..exclusions import manifest_filter, withhold_in_text
+from ..privacy import pseudonym, read_key
+from .model import Template
+
+#: What replaces a password.
+HIDDEN = "***"
+
+# user:password@ in a URI; greedy to the last '@' of the token, so a password holding an
+# unencoded '@' is removed whole (hiding too much is harmless, too little is not).
+_URI_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:@/?#]*):(?P<pw>\S*)@")
+# password=... as a URI query parameter or a libpq key=value pair (quoted or not), also
+# sslpassword and the like.
+_KEY_PASSWORD = re.compile(
+    r"(?P<head>\b[A-Za-z_]*pass(?:word|wd)?\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s&#;]+)",
+    re.IGNORECASE,
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every password a URI or a ``key=value`` string could carry replaced by
+    ``***``."""
+    text = _URI_PASSWORD.sub(lambda m: f"{m['head']}:{HIDDEN}@", text)
+    return _KEY_PASSWORD.sub(lambda m: f"{m['head']}{HIDDEN}", text)
+
+
+def _walk(value: Any, change: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {k: _walk(v, change) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_walk(v, change) for v in value]
+    return value
+
+
+def _identifier_names(template: Template) -> Callable[[str], str] | None:
+    """How a raw participant identifier named in the template is recorded under
+    ``[privacy]``: its pseudonym when the run has a key, else a placeholder; None without
+    ``[privacy]``."""
+    if not template.privacy.is_active:
+        return None
+    key = read_key(template.privacy, template.file)
+    if key is not None:
+        return lambda value: pseudonym(key, "participant_id_url", value)
+    return lambda value: "withheld"
+
+
+def recorded_filter(template: Template) -> dict[str, Any]:
+    """The template's ``[filter]`` as outputs record it: the exclusion lists as counts, and
+    under ``[privacy]`` participant identifiers (strings) as pseudonyms, or ``withheld``
+    without a key."""
+    data = manifest_filter(template.filter)
+    name = _identifier_names(template)
+    if name is not None and data.get("participants"):
+        data["participants"] = tuple(
+            name(p) if isinstance(p, str) else p for p in data["participants"]
+        )
+    return data
+
+
+def recorded_text(template: Template) -> str:
+    """The template's text as outputs record it.
+
+    :raises TemplateError: when ``[privacy]`` asks for a key that is missing.
+    """
+    text = withhold_in_text(template.text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:  # a template in memory with no text of its own
+        return scrub(text)
+    cleaned = _walk(data, scrub)
+    name = _identifier_names(template)
+    participants = cleaned.get("filter", {}).get("participants")
+    if name is not None and isinstance(participants, list):
+        cleaned["filter"]["participants"] = [
+            name(p) if isinstance(p, str) else p for p in participants
+        ]
+    if cleaned == data and scrub(text) == text:  # nothing in a value, nor in a comment
+        return text
+    return tomli_w.dumps(cleaned)

@@ -1,0 +1,323 @@
+"""Bad-input corpus, part 5: odd files get one verdict, whatever the sinks and the lane.
+
+Numbers beyond a double's range, deep nesting, zips whose headers disagree or whose
+compression we do not read, templates with a byte-order mark or a circular ``extends``.
+Each case runs every sink on its own (so that the bulk lane takes the tables it can), with
+and without the native kernel: every run must give the same one-line error, or the same
+bytes. docs/bad-input.md lists each case.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from aml_exportkit.cli import cli
+from aml_exportkit.errors import EXIT_SOURCE, EXIT_TEMPLATE
+from aml_exportkit.jsonstream import MAX_JSON_DATA_NESTING
+from zipcases import Objects, django_dumps, mutated
+
+ZIP = "head/block_tafc-dvorak.zip"
+SINKS = ("fixture-json", "csv-long", "csv-wide", "parquet")
+#: the bulk lane with the native kernel, the lane in Python, no lane
+LANES = ({}, {"EXPORTKIT_NATIVE": "0"}, {"EXPORTKIT_BULK": "0"})
+
+
+def export(source: Path | str, sink: str, out: Path, env: dict[str, str], *extra: str) -> Any:
+    template = out.parent / f"{sink}.toml"
+    template.write_text(f'[[sinks]]\ntype = "{sink}"\npath = "x"\n', encoding="utf-8")
+    return CliRunner(env=env).invoke(
+        cli, ["run", str(template), "--source", str(source), "--out", str(out), *extra]
+    )
+
+
+def failure_line(result: Any, code: int) -> str:
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.stderr.splitlines() if line]
+    assert len(lines) == 1, result.stderr
+    assert "internal error" not in lines[0]
+    return lines[0]
+
+
+def refused_everywhere(source: Path, tmp_path: Path, words: list[str]) -> None:
+    """Every sink, in every lane, refuses ``source`` with the same line."""
+    seen = set()
+    for sink in SINKS:
+        for n, env in enumerate(LANES):
+            out = tmp_path / f"out-{sink}-{n}"
+            line = failure_line(export(source, sink, out, env), EXIT_SOURCE)
+            for word in words:
+                assert word in line, (sink, env, line)
+            assert not out.exists(), (sink, env)
+            seen.add(line)
+    assert len(seen) == 1, seen
+
+
+def with_raw(value: bytes, key: str = "json_data") -> Callable[[Objects], bytes]:
+    """A change that puts ``value`` (raw JSON text) into the first object's ``key``."""
+
+    def change(objs: Objects) -> bytes:
+        objs[0]["fields"][key] = "__RAW__"
+        return django_dumps(objs).replace(b'"__RAW__"', value, 1)
+
+    return change
+
+
+def first_pk(reference_dir: Path, member: str) -> int:
+    with zipfile.ZipFile(reference_dir / ZIP) as archive:
+        return int(json.loads(archive.read(member))[0]["pk"])
+
+
+# -- 5. the same value, the same verdict ----------------------------------------------------
+
+BEYOND_DOUBLE = {
+    "1e400": b'{"x": 1e400}',
+    "-1.5e999": b'{"x": [1, -1.5e999]}',
+    "a 400-digit mantissa": b'{"x": 1' + b"0" * 400 + b".5}",
+    "beside a wide integer": b'{"x": 1e400, "y": 123456789012345678901234}',
+}
+
+
+@pytest.mark.parametrize("case", list(BEYOND_DOUBLE))
+def test_a_number_beyond_a_double(case: str, reference_dir: Path, tmp_path: Path) -> None:
+    source = mutated(
+        reference_dir / ZIP,
+        tmp_path / "block_tafc-dvorak.zip",
+        results_json=with_raw(BEYOND_DOUBLE[case]),
+    )
+    pk = first_pk(reference_dir, "results.json")
+    refused_everywhere(source, tmp_path, ["results.json", f"result {pk}", "beyond a double"])
+
+
+def test_a_number_beyond_a_double_in_a_session(reference_dir: Path, tmp_path: Path) -> None:
+    source = mutated(
+        reference_dir / ZIP,
+        tmp_path / "block_tafc-dvorak.zip",
+        sessions_json=with_raw(b'{"x": 1e400}'),
+    )
+    pk = first_pk(reference_dir, "sessions.json")
+    refused_everywhere(source, tmp_path, ["sessions.json", f"session {pk}", "beyond a double"])
+
+
+def test_an_integer_beyond_a_double_is_kept_exactly(reference_dir: Path, tmp_path: Path) -> None:
+    digits = b"1" + b"0" * 400
+    source = mutated(
+        reference_dir / ZIP,
+        tmp_path / "block_tafc-dvorak.zip",
+        results_json=with_raw(b'{"x": ' + digits + b"}"),
+    )
+    for sink in ("csv-long", "fixture-json"):
+        for n, env in enumerate(LANES):
+            out = tmp_path / f"out-{sink}-{n}"
+            result = export(source, sink, out, env)
+            assert result.exit_code == 0, result.output
+            data = (out / "x").read_bytes()
+            if sink == "fixture-json":
+                with zipfile.ZipFile(out / "x") as archive:
+                    data = archive.read("results.json")
+            assert digits in data, (sink, env)
+
+
+def test_a_tiny_number_is_kept_as_every_reader_reads_it(
+    reference_dir: Path, tmp_path: Path
+) -> None:
+    source = mutated(
+        reference_dir / ZIP,
+        tmp_path / "block_tafc-dvorak.zip",
+        results_json=with_raw(b'{"x": 1e-300}'),
+    )
+    texts = set()
+    for n, env in enumerate(LANES):
+        out = tmp_path / f"out{n}"
+        result = export(source, "csv-long", out, env)
+        assert result.exit_code == 0, result.output
+        texts.add((out / "x").read_bytes())
+    assert len(texts) == 1
+    assert b"1e-300" in texts.pop()
+
+
+def _patch_results_header(
+    data: bytearray, *, name: bytes | None = None, method: int | None = None
+) -> bytes:
+    """The zip's bytes with results.json's local header (and, for the method, its
+    central directory entry) changed in place."""
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = archive.getinfo("results.json")
+    local = info.header_offset
+    if name is not None:
+        length = struct.unpack("<H", data[local + 26 : local + 28])[0]
+        assert len(name) == length
+        data[local + 30 : local + 30 + length] = name
+    if method is not None:
+        struct.pack_into("<H", data, local + 8, method)
+        at = data.find(b"PK\x01\x02")
+        while at >= 0:
+            length = struct.unpack("<H", data[at + 28 : at + 30])[0]
+            if data[at + 46 : at + 46 + length] == b"results.json":
+                struct.pack_into("<H", data, at + 10, method)
+            at = data.find(b"PK\x01\x02", at + 4)
+    return bytes(data)
+
+
+def test_a_local_header_that_names_another_member(reference_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "block_tafc-dvorak.zip"
+    data = bytearray((reference_dir / ZIP).read_bytes())
+    source.write_bytes(_patch_results_header(data, name=b"resultz.json"))
+    refused_everywhere(source, tmp_path, ["results.json", "resultz.json", "differ"])
+    inspected = CliRunner().invoke(cli, ["inspect", str(source)])
+    assert "differ" in failure_line(inspected, EXIT_SOURCE)
+
+
+@pytest.mark.parametrize(("method", "name"), [(9, "deflate64"), (12, "bzip2"), (99, "AES")])
+def test_an_unsupported_compression(
+    method: int, name: str, reference_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "block_tafc-dvorak.zip"
+    data = bytearray((reference_dir / ZIP).read_bytes())
+    source.write_bytes(_patch_results_header(data, method=method))
+    refused_everywhere(source, tmp_path, ["results.json", name, "not supported"])
+
+
+# -- 6. deep nesting ------------------------------------------------------------------------
+
+
+def nested(levels: int, objects: bool) -> bytes:
+    if objects:  # alternate objects and arrays, both count
+        half = levels // 2
+        return b'{"a": [' * half + b"1" + b"]}" * half
+    return b"[" * levels + b"1" + b"]" * levels
+
+
+@pytest.mark.parametrize("levels", [MAX_JSON_DATA_NESTING + 1, 500, 1100, 100_000])
+def test_json_data_nested_too_deeply(levels: int, reference_dir: Path, tmp_path: Path) -> None:
+    source = mutated(
+        reference_dir / ZIP,
+        tmp_path / "block_tafc-dvorak.zip",
+        results_json=with_raw(nested(levels, objects=levels % 2 == 0)),
+    )
+    pk = first_pk(reference_dir, "results.json")
+    refused_everywhere(source, tmp_path, ["results.json", f"result {pk}:", "nested more than"])
+    template = tmp_path / "csv-long.toml"
+    for args in (
+        ["inspect", str(source)],
+        ["init", str(source)],
+        ["check", str(template), "--source", str(source)],
+        ["verify", str(source), "--against", str(reference_dir / ZIP)],
+    ):
+        line = failure_line(CliRunner().invoke(cli, args), EXIT_SOURCE)
+        assert "nested more than" in line, (args, line)
+
+
+@pytest.mark.parametrize("objects", [False, True])
+def test_json_data_nested_to_the_limit_is_exported_alike(
+    objects: bool, reference_dir: Path, tmp_path: Path
+) -> None:
+    source = mutated(
+        reference_dir / ZIP,
+        tmp_path / "block_tafc-dvorak.zip",
+        results_json=with_raw(nested(MAX_JSON_DATA_NESTING, objects)),
+    )
+    for sink in SINKS:
+        outputs = set()
+        for n, env in enumerate(LANES):
+            out = tmp_path / f"out-{sink}-{n}"
+            result = export(source, sink, out, env)
+            assert result.exit_code == 0, (sink, env, result.output)
+            outputs.add((out / "x").read_bytes())
+        assert len(outputs) == 1, sink
+
+
+@pytest.mark.pg
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [
+        # jsonb keeps numbers as numeric: 1e400 comes back as the integer it equals (kept
+        # exactly, as any integer beyond 64 bits); one with a fraction is a double's job
+        (b'{"x": 1' + b"0" * 400 + b".5}", ["beyond a double"]),
+        (nested(MAX_JSON_DATA_NESTING + 2, objects=True), ["nested more than"]),
+    ],
+    ids=["beyond a double", "deep"],
+)
+def test_a_database_gives_the_same_verdicts(
+    document: bytes, words: list[str], pg_database: Any, reference_dir: Path, tmp_path: Path
+) -> None:
+    import psycopg
+
+    dsn = pg_database(reference_dir / "head" / "muscle_head.sql")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        pk = conn.execute(
+            "SELECT min(r.id) FROM result_result r JOIN session_session s ON s.id = r.session_id"
+            " WHERE s.block_id = 1"
+        ).fetchone()[0]  # type: ignore[index]
+        conn.execute(
+            "UPDATE result_result SET json_data = %s::jsonb WHERE id = %s",
+            (document.decode(), pk),
+        )
+    seen = set()
+    for sink in SINKS:
+        for n, env in enumerate(LANES):
+            out = tmp_path / f"out-{sink}-{n}"
+            line = failure_line(export(dsn, sink, out, env, "--block", "tafc-dvorak"), EXIT_SOURCE)
+            for word in (f"result {pk}", *words):
+                assert word in line, (sink, env, line)
+            seen.add(line)
+    assert len(seen) == 1, seen
+
+
+# -- 6. --block, byte-order marks, circular extends -----------------------------------------
+
+
+def test_a_template_with_a_byte_order_mark(reference_dir: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base.toml"
+    base.write_bytes(b"\xef\xbb\xbf" + b'[[sinks]]\ntype = "csv-long"\npath = "r.csv"\n')
+    child = tmp_path / "child.toml"
+    child.write_bytes(b"\xef\xbb\xbf" + b'extends = "base.toml"\nname = "bom"\n')
+    for template in (base, child):
+        result = CliRunner().invoke(
+            cli,
+            [
+                "run",
+                str(template),
+                "--source",
+                str(reference_dir / ZIP),
+                "--out",
+                str(tmp_path / template.stem),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / template.stem / "r.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    ("files", "chain"),
+    [
+        ({"t.toml": "t.toml"}, "t.toml"),
+        ({"t.toml": "b.toml", "b.toml": "t.toml"}, "b.toml -> t.toml"),
+        (
+            {"t.toml": "b.toml", "b.toml": "sub/c.toml", "sub/c.toml": "../b.toml"},
+            "b.toml -> sub/c.toml -> ../b.toml",
+        ),
+        ({"t.toml": "./t.toml"}, "./t.toml"),
+    ],
+)
+def test_a_circular_extends_names_the_chain(
+    files: dict[str, str], chain: str, tmp_path: Path
+) -> None:
+    for name, base in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            f'extends = "{base}"\n[[sinks]]\ntype = "csv-long"\npath = "r.csv"\n', encoding="utf-8"
+        )
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "t.toml")])
+    line = failure_line(result, EXIT_TEMPLATE)
+    # the template named on the command line as given, then each extends as written
+    assert line.endswith(f"in a circle: {tmp_path / 't.toml'} -> {chain}"), line
