@@ -6,6 +6,7 @@ usage errors. Real processes where the exit code and the pipe matter.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -142,14 +143,34 @@ def test_a_folder_that_is_not_utf8(reference_dir: Path, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "r.parquet").is_file()
 
 
-@pytest.mark.parametrize("command", ["run", "check"])
-def test_source_given_twice(command: str, reference_dir: Path, tmp_path: Path) -> None:
+def test_source_given_twice_is_an_error_for_check(reference_dir: Path, tmp_path: Path) -> None:
+    """``check`` reads one source: a second --source is an error, never the last one."""
     template = tmp_path / "t.toml"
     template.write_text('[[sinks]]\ntype = "csv-long"\npath = "r.csv"\n', encoding="utf-8")
     zip_path = str(reference_dir / ZIP)
     result = CliRunner().invoke(
-        cli, [command, str(template), "--source", zip_path, "--source", zip_path]
+        cli, ["check", str(template), "--source", zip_path, "--source", zip_path]
     )
     assert result.exit_code == EXIT_USAGE, result.output
     assert "--source given 2 times" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.toml"]
+
+
+def test_source_given_twice_is_merged_by_run(reference_dir: Path, tmp_path: Path) -> None:
+    """``run`` merges every --source (the same object held twice is kept once): the same
+    zip given twice exports what it exports once, never just the last source."""
+    template = tmp_path / "t.toml"
+    template.write_text('[[sinks]]\ntype = "csv-long"\npath = "r.csv"\n', encoding="utf-8")
+    zip_path = str(reference_dir / ZIP)
+    tables = []
+    for given in ([zip_path], [zip_path, zip_path]):
+        out = tmp_path / f"out{len(given)}"
+        args = ["run", str(template), "--out", str(out), "--quiet"]
+        for uri in given:
+            args += ["--source", uri]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        tables.append((out / "r.csv").read_bytes())
+    assert tables[0] == tables[1]
+    manifest = json.loads((tmp_path / "out2" / "manifest.json").read_text(encoding="utf-8"))
+    assert len(manifest["source"]["inputs"]) == 2
