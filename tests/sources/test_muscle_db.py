@@ -44,8 +44,8 @@ from aml_exportkit.sources.muscle_db import (
 )
 from aml_exportkit.template.load import parse_template
 from aml_exportkit.verify import verify_export
+from conftest import REFERENCE
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 DJANGO_LOADDATA = Path(__file__).resolve().parent / "django_muscle" / "loaddata.py"
 FIXTURE_FILES = (
     "sessions.json",
