@@ -1,8 +1,8 @@
 """Shared fixtures: reference data, plugin managers, the CLI runner, PostgreSQL databases.
 
-This is the one module that finds test data: MUSCLE's reference output under
-``tests/data`` (``tests/data/README.md`` says where each file comes from), and generated
-MUSCLE data from ``tests/generate.py``. Nothing is read from outside the repository.
+Test data: MUSCLE's reference output under ``tests/data``, found by ``tests/testdata.py``
+(re-exported here: ``ROOT``, ``REFERENCE``, ``REFERENCE_ZIPS``), and generated MUSCLE data
+from ``tests/generate.py``. Nothing is read from outside the repository.
 
 PostgreSQL tests are marked ``pg``. They run against the real server at 127.0.0.1:5432
 (override with EXPORTKIT_TEST_PG). Without a server they are skipped, except under
@@ -23,16 +23,10 @@ from click.testing import CliRunner
 
 import generate
 from aml_exportkit.plugins import PluginManager, get_plugin_manager
+from testdata import REFERENCE, REFERENCE_ZIPS, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-#: MUSCLE's own output, copied into the repository: ``head/`` and ``v2024/``.
-REFERENCE = ROOT / "tests" / "data"
+__all__ = ["REFERENCE", "REFERENCE_ZIPS", "ROOT"]  # re-exported for the tests
 PG_BASE = os.environ.get("EXPORTKIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
-
-#: Every MUSCLE zip in the reference data (plain and gzip-wrapped).
-REFERENCE_ZIPS = sorted(REFERENCE.glob("*/block_*.zip")) + sorted(
-    REFERENCE.glob("*/exportblock_command/*.zip")
-)
 
 
 @pytest.fixture(scope="session")

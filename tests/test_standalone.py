@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 import generate
-from conftest import REFERENCE, ROOT
+from testdata import REFERENCE, ROOT
 
 DATA_README = REFERENCE / "README.md"
 #: Spellings of a path outside the repository that tests once used.
@@ -45,7 +45,8 @@ def test_every_data_file_is_described() -> None:
 
 def test_no_test_reads_outside_the_repository() -> None:
     offenders = []
-    for path in sorted((ROOT / "tests").rglob("*.py")):
+    tests = [*(ROOT / "tests").rglob("*.py"), *(ROOT / "plugins").glob("*/tests/*.py")]
+    for path in sorted(tests):
         if path == Path(__file__):
             continue
         text = path.read_text(encoding="utf-8")
