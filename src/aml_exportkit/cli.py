@@ -20,7 +20,14 @@ import click
 
 from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ExportkitError
-from .pipeline import _per_block, load_template, open_source, registry_for, run_export
+from .pipeline import (
+    _per_block,
+    check_requirements,
+    load_template,
+    open_source,
+    registry_for,
+    run_export,
+)
 from .plugins import Registry, get_plugin_manager, load_registry
 from .progress import TerminalProgress
 
@@ -150,8 +157,10 @@ def run(
 @guarded
 def validate(template: str) -> None:
     """Check TEMPLATE without running it."""
-    loaded = load_template(template, registry=_registry())
+    registry = _registry()
+    loaded = load_template(template, registry=registry)
     _per_block(loaded)
+    check_requirements(loaded, registry)
     kinds = ", ".join(sink.type for sink in loaded.sinks)
     click.echo(f"{loaded.file}: ok ({len(loaded.sinks)} sink(s): {kinds})")
 

@@ -15,7 +15,14 @@ import attrs
 
 from . import codebook, fastlane, manifest
 from .atomic import OutputSet
-from .contracts import OutputReport, Sink, SinkContext, Source, SourceOptions
+from .contracts import (
+    OutputReport,
+    Sink,
+    SinkContext,
+    Source,
+    SourceOptions,
+    unmet_requirements,
+)
 from .errors import SinkError, TemplateError
 from .graph import RecordGraph, SourceInfo
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
@@ -51,6 +58,17 @@ def load_template(ref: str, *, registry: Registry | None = None) -> Template:
     """Load a template from a path or a builtin name, checked against the installed sinks."""
     registry = registry or registry_for()
     return _load_template(ref, sinks=registry.sink_specs, templates=registry.template_specs)
+
+
+def check_requirements(template: Template, registry: Registry) -> None:
+    """Stop when a sink of ``template`` needs a module this install lacks
+    (:attr:`~aml_exportkit.contracts.SinkSpec.requires`).
+
+    :raises SinkError: naming the sink, the module and the command that installs it.
+    """
+    specs = [registry.sinks[sink.type].spec for sink in template.sinks]
+    for spec, requirement in unmet_requirements(specs):
+        raise requirement.error(spec.name)
 
 
 def resolve_source_uri(template: Template, override: str | None) -> str:
@@ -136,6 +154,7 @@ def run_export(
     """
     pm = plugin_manager or get_plugin_manager()
     registry = load_registry(pm)
+    check_requirements(template, registry)
     uri = resolve_source_uri(template, source)
     wanted = tuple(blocks) if blocks else template.source.blocks
     per_block = _per_block(template)

@@ -9,7 +9,8 @@ result, so rows are spilled to disk in a first pass (as for CSV) and row groups 
 from the spill in a second one. The template's text and the tool's version go into the
 schema's key-value metadata. ``docs/parquet.md`` documents it.
 
-pyarrow is optional: ``pip install 'aml-exportkit[parquet]'``.
+pyarrow is a dependency of the package; the sink still declares it (:data:`PYARROW`), so
+that an install without it fails before reading anything, naming the command.
 """
 
 from __future__ import annotations
@@ -21,15 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from ..contracts import SinkContext, SinkSpec
-from ..errors import SinkError
 from ..hookspecs import hookimpl
-from ..tabular.arrow import RowConverter, arrow_schema
+from ..tabular.arrow import PYARROW, RowConverter, arrow_schema
 from ..tabular.options import ParquetOptions
 from ..tabular.sink import TableSink
 from ..tabular.table import Column, Table
 
 NAME = "parquet"
-INSTALL_HINT = "pip install 'aml-exportkit[parquet]'"
 #: The most values a row group holds: a row group is Python objects until it is written,
 #: and a wide table has thousands of columns.
 GROUP_CELLS = 1 << 20
@@ -41,7 +40,7 @@ def group_rows(row_group_size: int, columns: int) -> int:
 
 
 def _pyarrow() -> tuple[Any, Any]:
-    # imported by name: pyarrow is optional and ships no type information
+    # imported by name: pyarrow ships no type information
     return importlib.import_module("pyarrow"), importlib.import_module("pyarrow.parquet")
 
 
@@ -54,14 +53,6 @@ class ParquetSink(TableSink):
 
     def __init__(self, context: SinkContext) -> None:
         super().__init__(context)
-        try:
-            _pyarrow()
-        except ImportError:
-            raise SinkError(
-                f"the parquet sink needs pyarrow: {INSTALL_HINT}",
-                sink=NAME,
-                path=str(context.target),
-            ) from None
         self.layout = context.options.layout
 
     def schema(self, columns: Sequence[Column]) -> Any:
@@ -118,5 +109,6 @@ def exportkit_register_sinks() -> list[SinkSpec]:
             factory=ParquetSink,
             extensions=(".parquet",),
             bulk=True,
+            requires=(PYARROW,),
         )
     ]
