@@ -250,3 +250,15 @@ def test_a_block_without_sessions_still_exports(tmp_path: Path, cli_runner: CliR
     assert len(header) == 1
     assert header[0].startswith("block_slug,session_id")
     assert (tmp_path / "quiet-block.zip").is_file()
+
+
+def test_verify_takes_relative_paths(
+    reference_dir: Path, cli_runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SOURCE and --against relative to the current folder, as every other command takes
+    them (the export runs from a template in a temporary folder)."""
+    monkeypatch.chdir(reference_dir)
+    relative = "head/block_tafc-dvorak.zip"
+    result = cli_runner.invoke(cli, ["verify", relative, "--against", relative])
+    assert result.exit_code == 0, result.output
+    assert "tafc-dvorak" in result.stdout
