@@ -29,7 +29,6 @@ from .graph import SourceInfo
 from .plugins import PluginManager
 from .template.model import Template
 
-MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 
 

@@ -167,6 +167,7 @@ def run_export(
     infos: list[SourceInfo] = []
     transforms: list[Mapping[str, Any]] = []
     counts = {"profile": 0, "trial": 0}
+    slugs: list[str] = []  # what {block} became, per unit
     questions = codebook.QuestionCollector() if template.codebook else None
     observers = [questions.add] if questions is not None else []
     try:
@@ -180,6 +181,8 @@ def run_export(
                 with opened.read(selection) as graph:
                     transforms.extend(_prepare(pm, graph, template))
                     slug = _single_slug(graph, unit) if per_block else None
+                    if slug:
+                        slugs.append(slug)
                     sinks = _make_sinks(template, registry, outputs, out_dir, slug)
                     written.extend(_drive(graph, sinks, progress, observers))
                     infos.append(graph.info)
@@ -207,6 +210,7 @@ def run_export(
                     infos,
                     transforms,
                     counts,
+                    slugs or list(wanted),
                 )
         outputs.commit()
     except BaseException:
@@ -238,6 +242,7 @@ def _write_manifest(
     infos: Sequence[SourceInfo],
     transforms: Sequence[Mapping[str, Any]],
     counts: Mapping[str, int],
+    slugs: Sequence[str],
 ) -> None:
     folder = manifest.manifest_folder([r.path for _, r in written], out_dir, template)
     entries = [
@@ -256,8 +261,23 @@ def _write_manifest(
         transforms=transforms,
         result_counts=counts,
     )
-    path = outputs.create(folder / manifest.MANIFEST_NAME)
+    path = outputs.create(folder / _manifest_name(template, slugs))
     path.write_bytes(manifest.dumps(document))
+
+
+def _manifest_name(template: Template, slugs: Sequence[str]) -> str:
+    """The template's ``manifest_name``, ``{block}`` expanded to the run's slug(s)."""
+    name = template.manifest_name
+    if BLOCK_PLACEHOLDER not in name:
+        return name
+    if not slugs:
+        raise TemplateError(
+            f"{BLOCK_PLACEHOLDER} needs the block's slug, which the source does not know;"
+            " name the block in [source] blocks or with --block",
+            file=template.file,
+            key_path="manifest_name",
+        )
+    return name.replace(BLOCK_PLACEHOLDER, "+".join(slugs))
 
 
 def _single_slug(graph: RecordGraph, unit: Sequence[str]) -> str | None:

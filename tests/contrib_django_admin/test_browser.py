@@ -33,6 +33,8 @@ pytestmark = [pytest.mark.pg, pytest.mark.browser]
 
 SLUG = "tafc-dvorak"
 TEMPLATE = "builtin:muscle-classic:long_json"
+#: the builtin template names its manifest after itself and the block
+MANIFEST = f"{SLUG}-muscle-classic-long_json.manifest.json"
 GOLDEN = REFERENCE / "v2024" / "csv" / f"{SLUG}__long_json.csv"
 
 
@@ -111,7 +113,7 @@ def test_researcher_exports_a_block(
     _wait(lambda: _text(driver, "#job-state") == "checked", what="the preview")
     header, rows = read_table(GOLDEN)
     preview = driver.find_element(By.ID, "job-preview")
-    assert f"{SLUG}.csv" in preview.text
+    assert f"{SLUG}-muscle-classic-long_json.csv" in preview.text
     assert _text(driver, "#job-preview td.rows") == str(len(rows))
     assert f"{len(header)} columns" in preview.text
     shot = screens("preview")
@@ -138,13 +140,18 @@ def test_researcher_exports_a_block(
     assert archive_path.name.startswith(f"{SLUG}-muscle-classic_long_json-")
     with zipfile.ZipFile(archive_path) as archive:
         names = set(archive.namelist())
-        assert names == {f"{SLUG}.csv", "manifest.json", "datapackage.json", "codebook.md"}
+        assert names == {
+            f"{SLUG}-muscle-classic-long_json.csv",
+            MANIFEST,
+            "datapackage.json",
+            "codebook.md",
+        }
         archive.extractall(tmp_path / "unzipped")
-    got = tmp_path / "unzipped" / f"{SLUG}.csv"
+    got = tmp_path / "unzipped" / f"{SLUG}-muscle-classic-long_json.csv"
     assert table_differences(got, GOLDEN) == []
     assert len(read_table(got)[1]) == len(rows) > 0
-    manifest = json.loads((tmp_path / "unzipped" / "manifest.json").read_text("utf-8"))
-    assert {o["path"] for o in manifest["outputs"]} == names - {"manifest.json"}
+    manifest = json.loads((tmp_path / "unzipped" / MANIFEST).read_text("utf-8"))
+    assert {o["path"] for o in manifest["outputs"]} == names - {MANIFEST}
     assert PASSWORD not in json.dumps(manifest)
     # The page after the download: the job stays listed, with its download.
     driver.refresh()
