@@ -38,15 +38,27 @@ MANIFEST = f"{SLUG}-muscle-classic-long_json.manifest.json"
 GOLDEN = REFERENCE / "v2024" / "csv" / f"{SLUG}__long_json.csv"
 
 
-def _wait(condition: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
+def _wait(
+    condition: Callable[[], Any], what: str = "", unless: Callable[[], Any] | None = None
+) -> Any:
+    """Poll ``condition`` until it holds and return its value; fail as soon as ``unless``
+    holds (the page settled the other way). No deadline: the page's change is the event."""
     while True:
         value = condition()
         if value:
             return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or condition}")
-        time.sleep(0.1)
+        if unless is not None and unless():
+            pytest.fail(f"waiting for {what or condition}: the page settled otherwise")
+        time.sleep(0.1)  # between polls only
+
+
+def _state_is(driver: Any, state: str) -> Any:
+    """Wait until the job's state is ``state``; fail if the job failed instead."""
+    return _wait(
+        lambda: _text(driver, "#job-state") == state,
+        what=f"job state {state}",
+        unless=lambda: state != "failed" and _text(driver, "#job-state") == "failed",
+    )
 
 
 def _text(driver: Any, css: str) -> str:
@@ -73,6 +85,7 @@ def _log_in(driver: Any, base: str, username: str) -> None:
     _wait(
         lambda: urllib.parse.urlsplit(driver.current_url)[2:4] == ("/admin/", ""),
         what="the admin index",
+        unless=lambda: driver.find_elements(By.CSS_SELECTOR, ".errornote"),
     )
 
 
@@ -110,7 +123,7 @@ def test_researcher_exports_a_block(
     driver.find_element(By.ID, "submit-preview").click()
 
     # The page polls the status and reloads itself when the preview is ready.
-    _wait(lambda: _text(driver, "#job-state") == "checked", what="the preview")
+    _state_is(driver, "checked")
     header, rows = read_table(GOLDEN)
     preview = driver.find_element(By.ID, "job-preview")
     assert f"{SLUG}-muscle-classic-long_json.csv" in preview.text
@@ -120,7 +133,7 @@ def test_researcher_exports_a_block(
     copy_for_docs(shot, "admin-page-preview.png")
 
     driver.find_element(By.ID, "job-run").click()
-    _wait(lambda: _text(driver, "#job-state") == "done", what="the export")
+    _state_is(driver, "done")
     link = driver.find_element(By.ID, "job-download")
     shot = screens("done")
     copy_for_docs(shot, "admin-page-done.png")
@@ -205,7 +218,7 @@ def test_an_uploaded_template_that_fails_shows_the_error_line(
     driver.find_element(By.ID, "id_upload").send_keys(str(upload))
     screens("upload-picked")
     driver.find_element(By.ID, "submit-run").click()
-    _wait(lambda: _text(driver, "#job-state") == "failed", what="the failure")
+    _state_is(driver, "failed")
     line = _text(driver, "#job-error")
     assert line == (
         "exportkit: error: pseudonymised.toml: privacy.key_env: the environment variable"
