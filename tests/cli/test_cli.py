@@ -262,3 +262,27 @@ def test_verify_takes_relative_paths(
     result = cli_runner.invoke(cli, ["verify", relative, "--against", relative])
     assert result.exit_code == 0, result.output
     assert "tafc-dvorak" in result.stdout
+
+
+def test_inspect_names_an_exported_zips_block_by_its_slug(
+    reference_dir: Path, tmp_path: Path, cli_runner: CliRunner
+) -> None:
+    """Our fixture zip names its block in the zip comment; the file name does not matter."""
+    template = write(
+        tmp_path / "t.toml", '[[sinks]]\ntype = "fixture-json"\npath = "{block}-fixtures.zip"\n'
+    )
+    source = str(reference_dir / "head" / "block_tafc-dvorak.zip")
+    result = cli_runner.invoke(
+        cli, ["run", str(template), "--source", source, "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    exported = tmp_path / "tafc-dvorak-fixtures.zip"
+    inspected = cli_runner.invoke(cli, ["inspect", "--json", str(exported)])
+    assert [b["slug"] for b in json.loads(inspected.stdout)["blocks"]] == ["tafc-dvorak"]
+    renamed = exported.rename(tmp_path / "anything.zip")  # and a run reads it the same way
+    again = write(tmp_path / "again.toml", '[[sinks]]\ntype = "csv-long"\npath = "{block}.csv"\n')
+    result = cli_runner.invoke(
+        cli, ["run", str(again), "--source", str(renamed), "--out", str(tmp_path / "b")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b" / "tafc-dvorak.csv").exists()
