@@ -286,7 +286,9 @@ def init(source: str, blocks: Sequence[str], output: Path | None, force: bool) -
     from .init import init_template
 
     folder = output.absolute().parent if output is not None else Path.cwd()
-    text = init_template(source, blocks=blocks, registry=_registry(), template_folder=folder)
+    text, hint = init_template(source, blocks=blocks, registry=_registry(), template_folder=folder)
+    if hint:
+        click.echo(f"exportkit: note: {hint}", err=True)
     if output is None:
         click.echo(text, nl=False)
         return
