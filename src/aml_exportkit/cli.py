@@ -30,6 +30,7 @@ from .pipeline import (
 )
 from .plugins import Registry, get_plugin_manager, load_registry
 from .progress import TerminalProgress
+from .text import count
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -149,7 +150,7 @@ def run(
     )
     if not quiet:
         for output in report.outputs:
-            click.echo(f"wrote {output.path} ({output.rows} rows)")
+            click.echo(f"wrote {output.path} ({count(output.rows, 'row')})")
 
 
 @cli.command()

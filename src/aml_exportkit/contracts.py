@@ -20,6 +20,7 @@ from .errors import SinkError
 from .graph import MissingSections, RecordGraph
 from .records import Result
 from .selection import Selection
+from .text import count
 
 if TYPE_CHECKING:
     from .atomic import OutputSet
@@ -84,7 +85,8 @@ class Inventory:
         ]
         for block in self.blocks:
             name = f" {block.name!r}" if block.name else ""
-            out.append(f"  {block.slug or '?'} (pk {block.pk}){name}: {block.sessions} sessions")
+            sessions = count(block.sessions, "session")
+            out.append(f"  {block.slug or '?'} (pk {block.pk}){name}: {sessions}")
         out.append("counts:")
         width = max((len(k) for k in self.counts), default=0)
         out += [f"  {key:<{width}}  {count}" for key, count in self.counts.items()]

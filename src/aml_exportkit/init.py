@@ -23,6 +23,7 @@ from .plugins import Registry
 from .scan import DataScan, JsonScan, scan_graph
 from .selection import Selection
 from .tabular.options import Columns
+from .text import count
 
 
 def _all_fields() -> dict[str, list[str]]:
@@ -97,7 +98,7 @@ def render_template(uri: str, blocks: Sequence[str], found: DataScan, slug: str 
         *(["#", *(f"# {line}" for line in textwrap.wrap(f"Note: {hint}.", 86))] if hint else []),
         "#",
         f"# Question keys: {len(found.question_keys)}",
-        *(f"#   {key}  ({n:,} results)" for key, n in sorted(found.question_keys.items())),
+        *(f"#   {key}  ({count(n, 'result')})" for key, n in sorted(found.question_keys.items())),
         "#",
         *_comment_block("Session json_data (session_json)", found.session),
         "#",

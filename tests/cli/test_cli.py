@@ -286,3 +286,28 @@ def test_inspect_names_an_exported_zips_block_by_its_slug(
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b" / "tafc-dvorak.csv").exists()
+
+
+def test_counts_of_one_are_singular(
+    reference_dir: Path, tmp_path: Path, cli_runner: CliRunner
+) -> None:
+    """ "(1 row)", not "(1 rows)": one participant with one session gives one wide row."""
+    from aml_exportkit.text import count
+
+    assert [count(1, "row"), count(0, "row"), count(1234, "result")] == [
+        "1 row",
+        "0 rows",
+        "1,234 results",
+    ]
+    template = write(
+        tmp_path / "t.toml",
+        "codebook = true\n[filter]\nparticipants = [1]\n"
+        '[[sinks]]\ntype = "csv-wide"\npath = "w.csv"\n',
+    )
+    source = str(reference_dir / "head" / "block_tafc-dvorak.zip")
+    result = cli_runner.invoke(
+        cli, ["run", str(template), "--source", source, "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"wrote {tmp_path / 'w.csv'} (1 row)" in result.stdout
+    assert "\n1 row, " in (tmp_path / "codebook.md").read_text(encoding="utf-8")

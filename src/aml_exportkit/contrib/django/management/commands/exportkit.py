@@ -27,6 +27,7 @@ from aml_exportkit.contrib.django.conf import uri_from_database_settings
 from aml_exportkit.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, ExportkitError
 from aml_exportkit.pipeline import _per_block, load_template, open_source, run_export
 from aml_exportkit.plugins import get_plugin_manager, load_registry
+from aml_exportkit.text import count
 
 
 class Command(BaseCommand):
@@ -154,7 +155,7 @@ class Command(BaseCommand):
         )
         if not quiet:
             for output in report.outputs:
-                self.stdout.write(f"wrote {output.path} ({output.rows} rows)")
+                self.stdout.write(f"wrote {output.path} ({count(output.rows, 'row')})")
 
     def inspect(self, uri: str, as_json: bool) -> None:
         """``inspect``: the blocks and row counts, as ``exportkit inspect`` shows them."""
