@@ -1,6 +1,6 @@
 """MUSCLE's own CSVs, reproduced by the builtin templates: every classic CSV of
-reference/v2024/csv (from the 2024 database, which knows block names and full-precision
-times) and the three dashboard CSVs of reference/head (from the database, and from the zips
+tests/data/v2024/csv (from the 2024 database, which knows block names and full-precision
+times) and the three dashboard CSVs of tests/data/head (from the database, and from the zips
 with times cut to milliseconds as the zips hold them). Compared as tables: the same header
 set, the same multiset of rows, the same cell strings; row order and MUSCLE's unstable
 column order are free."""
