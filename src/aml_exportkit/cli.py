@@ -21,12 +21,11 @@ import click
 from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ExportkitError
 from .pipeline import (
-    _per_block,
-    check_requirements,
     load_template,
     open_source,
     registry_for,
     run_export,
+    validate_template,
 )
 from .plugins import Registry, get_plugin_manager, load_registry
 from .progress import TerminalProgress
@@ -158,10 +157,7 @@ def run(
 @guarded
 def validate(template: str) -> None:
     """Check TEMPLATE without running it."""
-    registry = _registry()
-    loaded = load_template(template, registry=registry)
-    _per_block(loaded)
-    check_requirements(loaded, registry)
+    loaded = validate_template(template, registry=_registry())
     kinds = ", ".join(sink.type for sink in loaded.sinks)
     click.echo(f"{loaded.file}: ok ({len(loaded.sinks)} sink(s): {kinds})")
 

@@ -71,6 +71,19 @@ def check_requirements(template: Template, registry: Registry) -> None:
         raise requirement.error(spec.name)
 
 
+def validate_template(ref: str, *, registry: Registry | None = None) -> Template:
+    """Everything ``validate`` checks without reading a source: the template itself, that
+    its sink paths agree on ``{block}``, and that its sinks' modules are installed.
+
+    :raises ExportkitError: for the first problem.
+    """
+    registry = registry or registry_for()
+    template = load_template(ref, registry=registry)
+    _per_block(template)
+    check_requirements(template, registry)
+    return template
+
+
 def resolve_source_uri(template: Template, override: str | None) -> str:
     """The source URI of a run: ``override`` as given, else the template's, with a relative
     path taken relative to the template's folder."""
