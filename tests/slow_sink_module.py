@@ -49,6 +49,12 @@ class SlowSink(BaseSink):
             self._wait()
 
     def _wait(self) -> None:
+        # Wait on a pipe that the C-level signal handler writes to: a signal that arrives
+        # before the process blocks still wakes it (signal.pause() would miss it and sleep
+        # for ever). The handler itself (SIGINT, SIGTERM) then raises.
+        wake, woken = os.pipe()
+        os.set_blocking(woken, False)
+        signal.set_wakeup_fd(woken)
         marker = os.environ.get("SLOW_SINK_MARKER")
         if marker:
             with open(f"{marker}.part", "w", encoding="utf-8") as fh:
@@ -56,7 +62,7 @@ class SlowSink(BaseSink):
             os.replace(f"{marker}.part", marker)
         print(f"{WAITING}{self.temp}", file=sys.stderr, flush=True)
         while True:  # until a signal's handler raises, or SIGKILL
-            signal.pause()
+            os.read(wake, 1)
 
     def finish(self) -> Sequence[OutputReport]:
         if self.context.options.stage == "finish":
