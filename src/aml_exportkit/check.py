@@ -70,7 +70,7 @@ class CheckReport:
     def lines(self) -> list[str]:
         """The report as text lines."""
         out = [
-            "data: " + ", ".join(f"{n:,} {kind} documents" for kind, n in self.documents.items())
+            "data: " + ", ".join(count(n, f"{kind} document") for kind, n in self.documents.items())
         ]
         for kind, stats in self.paths.items():
             total = self.documents.get(kind, 0)
