@@ -1,10 +1,10 @@
 """Load MUSCLE data into pandas without writing any file: the sample block in this folder
 as a long table (one row per trial result) and a wide one (one row per session).
 
-From a fresh clone (pandas and pyarrow come with the ``frames`` extra)::
+From a fresh clone (pyarrow comes with the package, pandas with the ``frames`` extra)::
 
     python3 -m venv .venv && . .venv/bin/activate
-    pip install '.[frames]'          # or: pip install '.[parquet]' pandas
+    pip install '.[frames]'          # or: pip install . pandas
     python examples/notebook.py
 
 In a notebook, the same two calls work on your own data: a MUSCLE export zip, a

@@ -1,5 +1,9 @@
 """Shared fixtures: reference data, plugin managers, the CLI runner, PostgreSQL databases.
 
+Test data: MUSCLE's reference output under ``tests/data``, found by ``tests/testdata.py``
+(re-exported here: ``ROOT``, ``REFERENCE``, ``REFERENCE_ZIPS``), and generated MUSCLE data
+from ``tests/generate.py``. Nothing is read from outside the repository.
+
 PostgreSQL tests are marked ``pg``. They run against the real server at 127.0.0.1:5432
 (override with EXPORTKIT_TEST_PG). Without a server they are skipped, except under
 ``CI=true``, where a missing server fails them.
@@ -17,22 +21,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import generate
 from aml_exportkit.plugins import PluginManager, get_plugin_manager
+from testdata import REFERENCE, REFERENCE_ZIPS, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("EXPORTKIT_SHARED", ROOT.parent / "shared"))
-REFERENCE = SHARED / "reference"
+__all__ = ["REFERENCE", "REFERENCE_ZIPS", "ROOT"]  # re-exported for the tests
 PG_BASE = os.environ.get("EXPORTKIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
-
-#: Every MUSCLE zip in the reference data (plain and gzip-wrapped).
-REFERENCE_ZIPS = sorted(REFERENCE.glob("*/block_*.zip")) + sorted(
-    REFERENCE.glob("*/exportblock_command/*.zip")
-)
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """``../shared/reference``; never written to."""
+    """``tests/data``: MUSCLE's reference output; never written to."""
     if not REFERENCE.is_dir():
         pytest.fail(f"reference data not found at {REFERENCE}")
     return REFERENCE
@@ -130,46 +129,29 @@ def muscle_2024_db(pg_database: Callable[[Path | None], str]) -> str:
     return pg_database(REFERENCE / "v2024" / "muscle_2024.sql")
 
 
-# -- generated data (the benchmark kit's generator) ----------------------------------------------
-
-GENERATOR = SHARED / "bench" / "generate.py"
-
-
-def generate_zip(sessions: int, folder: Path) -> Path:
-    """A MUSCLE export zip of ``sessions`` generated sessions, in ``folder``."""
-    import sys
-
-    target = folder / f"muscle_{sessions}.zip"
-    command = [sys.executable, str(GENERATOR), "--quiet", "--sessions", str(sessions)]
-    subprocess.run(
-        [*command, "--zip", str(target)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return target
+# -- generated data (tests/generate.py) ---------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def generated_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A MUSCLE export zip of 1,500 generated sessions (~115k trial results)."""
-    return generate_zip(1500, tmp_path_factory.mktemp("generated"))
+    """A MUSCLE export zip of 60 generated sessions (~4.5k trial results, ragged json_data,
+    unfinished sessions)."""
+    path = tmp_path_factory.mktemp("generated") / "muscle_60.zip"
+    generate.write_zip(path, generate.Size(60))
+    return path
 
 
 @pytest.fixture(scope="session")
 def small_generated_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A MUSCLE export zip of 40 generated sessions (~3k trial results)."""
-    return generate_zip(40, tmp_path_factory.mktemp("generated_small"))
+    path = tmp_path_factory.mktemp("generated_small") / "muscle_40.zip"
+    generate.write_zip(path, generate.Size(40))
+    return path
 
 
 @pytest.fixture(scope="session")
-def generated_db(pg_database: Callable[[Path | None], str]) -> str:
-    """A PostgreSQL database with MUSCLE HEAD's schema and 1,500 generated sessions."""
-    import sys
-
-    dsn = pg_database(None)
-    subprocess.run(
-        [sys.executable, str(GENERATOR), "--sessions", "1500", "--postgres", dsn, "--quiet"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return dsn
+def generated_db(pg_database: Callable[[Path | None], str]) -> tuple[str, dict[str, int]]:
+    """MUSCLE HEAD's reference database plus the block ``generate.BLOCK_SLUG`` of 60
+    generated sessions: its URI, and the objects in each member of the block's export."""
+    dsn = pg_database(REFERENCE / "head" / "muscle_head.sql")
+    return dsn, generate.fill_database(dsn, generate.Size(60))

@@ -11,7 +11,8 @@ from aml_exportkit import errors
 from aml_exportkit.docgen import render, undocumented_keys
 from aml_exportkit.plugins import get_plugin_manager, load_registry
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 REGISTRY = load_registry(get_plugin_manager(load_entrypoints=False))
 
 
@@ -87,3 +88,16 @@ def test_the_pseudonymised_share_recipe_runs(
         "tafc-dvorak-fixtures.zip",
         "tafc-dvorak-trials.csv",
     ]
+
+
+def test_the_readme_lists_each_document_once() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\((docs/[^)]+)\)", readme)
+    assert links
+    assert sorted(set(links)) == sorted(links), "a document is listed twice"
+
+
+def test_getting_started_says_how_to_install_from_a_checkout() -> None:
+    text = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    assert "pip install ." in text
+    assert "pip install -e ." in text

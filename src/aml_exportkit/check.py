@@ -24,6 +24,7 @@ from .plugins import PluginManager, get_plugin_manager, load_registry
 from .scan import DataScan, JsonScan, PathStats, scan_graph
 from .selection import Selection
 from .template.model import Template
+from .text import count
 
 
 @attrs.frozen(kw_only=True)
@@ -69,7 +70,7 @@ class CheckReport:
     def lines(self) -> list[str]:
         """The report as text lines."""
         out = [
-            "data: " + ", ".join(f"{n:,} {kind} documents" for kind, n in self.documents.items())
+            "data: " + ", ".join(count(n, f"{kind} document") for kind, n in self.documents.items())
         ]
         for kind, stats in self.paths.items():
             total = self.documents.get(kind, 0)
@@ -90,8 +91,8 @@ class CheckReport:
         out.append("outputs:")
         for output in self.outputs:
             out.append(
-                f"  {output.path} ({output.sink}): {output.rows:,} rows,"
-                f" {len(output.columns)} columns"
+                f"  {output.path} ({output.sink}): {count(output.rows, 'row')},"
+                f" {count(len(output.columns), 'column')}"
             )
             if output.columns:
                 out.append("    " + ", ".join(output.columns))

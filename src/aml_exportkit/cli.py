@@ -29,15 +29,15 @@ from .errors import (
     ExportkitError,
 )
 from .pipeline import (
-    _per_block,
-    check_sink_paths,
     load_template,
     open_source,
     registry_for,
     run_export,
+    validate_template,
 )
 from .plugins import Registry, get_plugin_manager, load_registry
 from .progress import TerminalProgress
+from .text import count
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -228,7 +228,7 @@ def run(
     )
     if not quiet:
         for output in report.outputs:
-            click.echo(f"wrote {output.path} ({output.rows} rows)")
+            click.echo(f"wrote {output.path} ({count(output.rows, 'row')})")
 
 
 @cli.command()
@@ -236,9 +236,7 @@ def run(
 @guarded
 def validate(template: str) -> None:
     """Check TEMPLATE without running it."""
-    loaded = load_template(template, registry=_registry())
-    _per_block(loaded)
-    check_sink_paths(loaded, None)  # what holds with or without --out
+    loaded = validate_template(template, registry=_registry())
     kinds = ", ".join(sink.type for sink in loaded.sinks)
     click.echo(f"{loaded.file}: ok ({len(loaded.sinks)} sink(s): {kinds})")
 
@@ -365,7 +363,9 @@ def init(source: str, blocks: Sequence[str], output: Path | None, force: bool) -
     from .init import init_template
 
     folder = output.absolute().parent if output is not None else Path.cwd()
-    text = init_template(source, blocks=blocks, registry=_registry(), template_folder=folder)
+    text, hint = init_template(source, blocks=blocks, registry=_registry(), template_folder=folder)
+    if hint:
+        click.echo(f"exportkit: note: {hint}", err=True)
     if output is None:
         click.echo(text, nl=False)
         return

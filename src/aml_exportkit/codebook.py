@@ -24,6 +24,7 @@ import attrs
 from .contracts import ColumnInfo, OutputReport
 from .records import Result
 from .scan import DataScan, note_question
+from .text import count
 
 DATAPACKAGE_NAME = "datapackage.json"
 CODEBOOK_NAME = "codebook.md"
@@ -414,7 +415,7 @@ def markdown(resources: Sequence[Resource], questions: DataScan, title: str) -> 
         lines += [
             f"## {resource.path}",
             "",
-            f"{resource.rows:,} rows, {len(resource.columns)} columns.",
+            f"{count(resource.rows, 'row')}, {count(len(resource.columns), 'column')}.",
             "",
             "| column | origin | type | missing | values |",
             "|---|---|---|---|---|",
@@ -441,7 +442,9 @@ def markdown(resources: Sequence[Resource], questions: DataScan, title: str) -> 
             if labels:
                 lines += [f"- `{value}`: {label}" for value, label in labels.items()]
             else:
-                lines.append(f"{questions.question_keys[key]:,} results; no choices recorded.")
+                lines.append(
+                    f"{count(questions.question_keys[key], 'result')}; no choices recorded."
+                )
             lines.append("")
     return "\n".join(lines)
 

@@ -7,16 +7,20 @@ never live objects; the pipeline creates sources and sinks from them for one run
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from .errors import SinkError
 from .graph import MissingSections, RecordGraph
 from .records import Result
 from .selection import Selection
+from .text import count
 
 if TYPE_CHECKING:
     from .atomic import OutputSet
@@ -81,7 +85,8 @@ class Inventory:
         ]
         for block in self.blocks:
             name = f" {block.name!r}" if block.name else ""
-            out.append(f"  {block.slug or '?'} (pk {block.pk}){name}: {block.sessions} sessions")
+            sessions = count(block.sessions, "session")
+            out.append(f"  {block.slug or '?'} (pk {block.pk}){name}: {sessions}")
         out.append("counts:")
         width = max((len(k) for k in self.counts), default=0)
         out += [f"  {key:<{width}}  {count}" for key, count in self.counts.items()]
@@ -253,6 +258,46 @@ class BaseSink:
 
 
 @attrs.frozen(kw_only=True)
+class Requirement:
+    """A module that a sink imports when it runs but that the install may lack, and the
+    command that installs it. ``exportkit validate`` and every run check a template's
+    sinks' requirements before reading anything (:func:`unmet_requirements`).
+
+    :param module: the importable name, e.g. ``pyreadstat``.
+    :param install: the command that installs it, e.g. ``pip install pyreadstat``.
+    """
+
+    module: str
+    install: str
+
+    def met(self) -> bool:
+        """Whether :attr:`module` can be imported (found, without importing it)."""
+        top = self.module.partition(".")[0]
+        if top in sys.modules:  # imported already, or blocked (None)
+            return sys.modules[top] is not None
+        try:
+            return importlib.util.find_spec(top) is not None
+        except (ImportError, ValueError):
+            return False
+
+    def error(self, who: str) -> SinkError:
+        """The error of a run that needs this module without it: ``who`` (a sink's type,
+        or the function) needs it, and how to install it."""
+        return SinkError(f"needs {self.module}, which is not installed: {self.install}", sink=who)
+
+
+def unmet_requirements(specs: Iterable[SinkSpec]) -> list[tuple[SinkSpec, Requirement]]:
+    """The requirements of ``specs`` that this install does not meet, each with its sink,
+    in order and without repeats."""
+    unmet: list[tuple[SinkSpec, Requirement]] = []
+    for spec in specs:
+        for requirement in spec.requires:
+            if not requirement.met() and all(spec is not s for s, _ in unmet):
+                unmet.append((spec, requirement))
+    return unmet
+
+
+@attrs.frozen(kw_only=True)
 class SinkSpec:
     r"""A kind of sink, as a plugin registers it.
 
@@ -267,6 +312,9 @@ class SinkSpec:
     :param bulk: the sink's live objects are :class:`BulkSink`\ s: they can let the bulk
         lane (:mod:`aml_exportkit.fastlane`) write their long table from the source's raw
         trial results, without a :class:`~aml_exportkit.records.Result` per row.
+    :param requires: modules the sink imports when it runs that an install may lack
+        (:class:`Requirement`); a run that uses the sink stops before reading anything
+        when one is missing, naming the install command.
     """
 
     name: str
@@ -276,6 +324,7 @@ class SinkSpec:
     extensions: tuple[str, ...] = ()
     needs_profiles: bool = True
     bulk: bool = False
+    requires: tuple[Requirement, ...] = ()
 
 
 class BulkSink(Sink, Protocol):

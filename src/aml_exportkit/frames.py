@@ -16,7 +16,7 @@ text equals the CSV's cell. The builders park rows in anonymous temporary files 
 two passes (the header is known only after the last result); these are deleted before the
 call returns. The finished table itself is held in memory.
 
-pandas and pyarrow are optional: ``pip install 'aml-exportkit[frames]'``.
+pandas is optional: ``pip install 'aml-exportkit[frames]'``.
 ``docs/embedding.md`` documents this module.
 """
 
@@ -30,7 +30,7 @@ from typing import Any, Literal, TypeAlias
 
 import attrs
 
-from .contracts import SourceOptions
+from .contracts import Requirement, SourceOptions
 from .errors import SinkError, TemplateError
 from .exclusions import read_exclude_file
 from .graph import RecordGraph
@@ -38,7 +38,7 @@ from .pipeline import load_template, open_source, prepare_graph, resolve_source_
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
 from .records import Result
 from .selection import Filter, Selection
-from .tabular.arrow import RowConverter, arrow_schema
+from .tabular.arrow import PYARROW, RowConverter, arrow_schema
 from .tabular.options import CsvWideOptions, TableOptions, WideOptions
 from .tabular.sink import Builder, make_builder
 from .tabular.table import Column, Kind, Table, text_of
@@ -63,7 +63,8 @@ Layout: TypeAlias = Literal["long", "wide"]
 #: pandas' ``dtype_backend`` choices, as in ``pandas.read_parquet``.
 DtypeBackend: TypeAlias = Literal["numpy_nullable", "pyarrow"]
 
-FRAMES_HINT = "pip install 'aml-exportkit[frames]'"
+#: pandas, which :func:`to_dataframe` needs (an extra of the package).
+PANDAS = Requirement(module="pandas", install="pip install 'aml-exportkit[frames]'")
 #: Rows converted to Arrow at a time: bounds the Python lists alive during conversion.
 BATCH_ROWS = 16384
 
@@ -157,12 +158,11 @@ class TableBuilder:
 # -- Arrow and pandas ---------------------------------------------------------------------------
 
 
-def _require(module: str, what: str) -> Any:
-    # imported by name: pandas and pyarrow are optional and ship no type information
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise SinkError(f"{what} needs {module.split('.')[0]}: {FRAMES_HINT}", sink=what) from None
+def _require(requirement: Requirement, what: str) -> Any:
+    # imported by name: pandas and pyarrow ship no type information
+    if not requirement.met():
+        raise requirement.error(what)
+    return importlib.import_module(requirement.module)
 
 
 def arrow_table(table: Table) -> Any:
@@ -175,7 +175,7 @@ def arrow_table(table: Table) -> Any:
     """
     from . import __version__
 
-    pa = _require("pyarrow", "to_arrow")
+    pa = _require(PYARROW, "to_arrow")
     columns = table.columns
     schema = arrow_schema(pa, columns, {"exportkit.version": __version__})
     rows = RowConverter(pa, schema, columns)
@@ -361,7 +361,7 @@ def to_arrow(
         cannot make the table (:class:`~aml_exportkit.errors.SinkError`, also when pyarrow
         is missing).
     """
-    _require("pyarrow", "to_arrow")
+    _require(PYARROW, "to_arrow")
     pm = plugin_manager or get_plugin_manager()
     registry = load_registry(pm)
     plan = _plan(
@@ -402,8 +402,8 @@ def to_dataframe(
     :raises ExportkitError: as :func:`to_arrow`; a :class:`~aml_exportkit.errors.SinkError`
         when pandas or pyarrow is missing.
     """
-    pd = _require("pandas", "to_dataframe")
-    pa = _require("pyarrow", "to_dataframe")
+    pd = _require(PANDAS, "to_dataframe")
+    pa = _require(PYARROW, "to_dataframe")
     arrow = to_arrow(
         what,
         source=source,

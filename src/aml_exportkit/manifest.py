@@ -30,7 +30,6 @@ from .plugins import PluginManager
 from .template.model import Template
 from .template.recorded import recorded_filter, recorded_text
 
-MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 
 

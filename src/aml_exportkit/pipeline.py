@@ -17,7 +17,14 @@ import attrs
 
 from . import codebook, fastlane, manifest
 from .atomic import OutputSet, is_utf8, shown_path
-from .contracts import OutputReport, Sink, SinkContext, Source, SourceOptions
+from .contracts import (
+    OutputReport,
+    Sink,
+    SinkContext,
+    Source,
+    SourceOptions,
+    unmet_requirements,
+)
 from .errors import PluginError, SinkError, SourceError, TemplateError
 from .graph import RecordGraph, SourceInfo
 from .multisource import merge_graphs
@@ -59,6 +66,32 @@ def load_template(ref: str, *, registry: Registry | None = None) -> Template:
     """Load a template from a path or a builtin name, checked against the installed sinks."""
     registry = registry or registry_for()
     return _load_template(ref, sinks=registry.sink_specs, templates=registry.template_specs)
+
+
+def check_requirements(template: Template, registry: Registry) -> None:
+    """Stop when a sink of ``template`` needs a module this install lacks
+    (:attr:`~aml_exportkit.contracts.SinkSpec.requires`).
+
+    :raises SinkError: naming the sink, the module and the command that installs it.
+    """
+    specs = [registry.sinks[sink.type].spec for sink in template.sinks]
+    for spec, requirement in unmet_requirements(specs):
+        raise requirement.error(spec.name)
+
+
+def validate_template(ref: str, *, registry: Registry | None = None) -> Template:
+    """Everything ``validate`` checks without reading a source: the template itself, that
+    its sink paths agree on ``{block}`` and hold with or without ``--out``, and that its
+    sinks' modules are installed.
+
+    :raises ExportkitError: for the first problem.
+    """
+    registry = registry or registry_for()
+    template = load_template(ref, registry=registry)
+    _per_block(template)
+    check_sink_paths(template, None)
+    check_requirements(template, registry)
+    return template
 
 
 def resolve_source_uris(
@@ -261,6 +294,7 @@ def run_export(
     if template.privacy.is_active and not pm.has_plugin(PRIVACY_PLUGIN):
         _privacy_missing()  # early, before a long read; prepare_graph checks it was applied
     registry = load_registry(pm)
+    check_requirements(template, registry)
     uris = resolve_source_uris(template, source)
     earlier = since if since is None or isinstance(since, Since) else load_since(Path(since))
     wanted = tuple(blocks) if blocks else template.source.blocks
@@ -283,6 +317,7 @@ def run_export(
     found: dict[int, str | None] = {}  # the run's blocks, pk → slug
     counts = {"profile": 0, "trial": 0}
     sessions = 0
+    slugs: list[str] = []  # what {block} became, per unit
     questions = codebook.QuestionCollector() if template.codebook else None
     observers = [questions.add] if questions is not None else []
     try:
@@ -306,6 +341,8 @@ def run_export(
                         check_blocks(earlier, found)  # before any output is written
                     transforms.extend(prepare_graph(pm, graph, template))
                     slug = _single_slug(graph, unit) if per_block else None
+                    if slug:
+                        slugs.append(slug)
                     sinks = _make_sinks(template, registry, outputs, out_dir, slug)
                     written.extend(_drive(graph, sinks, progress, observers))
                     infos.append(graph.info)
@@ -346,6 +383,7 @@ def run_export(
                     counts,
                     watermark_json(merge_marks(earlier, marks)),
                     increment,
+                    slugs or list(wanted),
                 )
         outputs.commit()
     except OSError as exc:  # one no sink turned into a SinkError (codebook, manifest)
@@ -426,6 +464,7 @@ def _write_manifest(
     counts: Mapping[str, int],
     marks: Mapping[str, Any],
     since: Mapping[str, Any] | None,
+    slugs: Sequence[str],
 ) -> None:
     folder = manifest.manifest_folder([r.path for _, r in written], out_dir, template)
     entries = [
@@ -450,8 +489,23 @@ def _write_manifest(
         watermark=marks,
         since=since,
     )
-    path = outputs.create(folder / manifest.MANIFEST_NAME)
+    path = outputs.create(folder / _manifest_name(template, slugs))
     path.write_bytes(manifest.dumps(document))
+
+
+def _manifest_name(template: Template, slugs: Sequence[str]) -> str:
+    """The template's ``manifest_name``, ``{block}`` expanded to the run's slug(s)."""
+    name = template.manifest_name
+    if BLOCK_PLACEHOLDER not in name:
+        return name
+    if not slugs:
+        raise TemplateError(
+            f"{BLOCK_PLACEHOLDER} needs the block's slug, which the source does not know;"
+            " name the block in [source] blocks or with --block",
+            file=template.file,
+            key_path="manifest_name",
+        )
+    return name.replace(BLOCK_PLACEHOLDER, "+".join(slugs))
 
 
 def _single_slug(graph: RecordGraph, unit: Sequence[str]) -> str | None:

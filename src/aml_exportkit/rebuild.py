@@ -31,7 +31,6 @@ import attrs
 from .errors import SourceError
 from .flatten import Path as JsonPath
 from .flatten import _assemble
-from .manifest import MANIFEST_NAME
 from .records import JSONValue
 from .tabular.table import read_exportkit_csv
 
@@ -238,8 +237,17 @@ def _add_row(
 
 
 def _find_manifest(table: Path) -> Path:
+    """The manifest that lists ``table``: ``manifest.json`` or a builtin template's
+    ``….manifest.json``, beside the table or in a folder above it."""
     for folder in table.resolve().parents:
-        candidate = folder / MANIFEST_NAME
-        if candidate.is_file():
+        candidates = [folder / "manifest.json", *sorted(folder.glob("*.manifest.json"))]
+        for candidate in candidates:
+            if not candidate.is_file():
+                continue
+            try:
+                document = json.loads(candidate.read_text(encoding="utf-8"))
+                _entry(document, folder, table)
+            except (ValueError, SourceError, AttributeError, TypeError):
+                continue  # not a manifest, or one of another run's tables
             return candidate
-    raise SourceError(f"no {MANIFEST_NAME} beside the table or above it", file=str(table))
+    raise SourceError("no manifest beside the table or above it lists it", file=str(table))

@@ -256,6 +256,22 @@ FIXTURE_FILES: tuple[FixtureFile, ...] = (
     FixtureFile("feedback.json", FEEDBACK, since="v3.1.0"),
 )
 
+#: How the zip comment of our fixture zip names its block (MUSCLE's zip has no comment and
+#: no member that holds the block's slug; Django's ``loaddata`` ignores the comment).
+_BLOCK_COMMENT = "exportkit block: "
+
+
+def block_comment(slug: str) -> bytes:
+    """The zip comment that names the block ``slug``."""
+    return (_BLOCK_COMMENT + slug).encode("utf-8")
+
+
+def slug_from_comment(comment: bytes) -> str | None:
+    """The block slug a zip comment names, or None (MUSCLE's zips, other comments)."""
+    text = comment.decode("utf-8", errors="replace")
+    slug = text.removeprefix(_BLOCK_COMMENT)
+    return slug if slug != text and slug and "\n" not in slug else None
+
 
 # -- values ---------------------------------------------------------------------------------
 

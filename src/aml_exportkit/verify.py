@@ -240,18 +240,22 @@ def _export(
     out: Path,
     plugin_manager: PluginManager | None,
 ) -> str:
-    """Export ``uri`` to the fixture-json zip ``out``; return the source's location."""
+    """Export ``uri`` to the fixture-json zip ``out``; return the source's location.
+
+    ``uri`` goes to the run as an override, as ``exportkit run --source`` passes it: a
+    relative path is the caller's, not one inside the template's (temporary) folder.
+    """
     registry = registry_for(plugin_manager)
     text = tomli_w.dumps(
         {
             # verify compares what is there: a reference to a section of a detached
             # playlist is kept, not an error
-            "source": {"uri": uri, "blocks": list(blocks), "missing_sections": "keep"},
+            "source": {"blocks": list(blocks), "missing_sections": "keep"},
             "sinks": [{"type": "fixture-json", "path": str(out)}],
         }
     )
     template = parse_template(text, file="<verify>", folder=out.parent, sinks=registry.sink_specs)
-    report = run_export(template, plugin_manager=plugin_manager)
+    report = run_export(template, source=uri, plugin_manager=plugin_manager)
     return report.sources[0].location if report.sources else uri
 
 

@@ -250,3 +250,64 @@ def test_a_block_without_sessions_still_exports(tmp_path: Path, cli_runner: CliR
     assert len(header) == 1
     assert header[0].startswith("block_slug,session_id")
     assert (tmp_path / "quiet-block.zip").is_file()
+
+
+def test_verify_takes_relative_paths(
+    reference_dir: Path, cli_runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SOURCE and --against relative to the current folder, as every other command takes
+    them (the export runs from a template in a temporary folder)."""
+    monkeypatch.chdir(reference_dir)
+    relative = "head/block_tafc-dvorak.zip"
+    result = cli_runner.invoke(cli, ["verify", relative, "--against", relative])
+    assert result.exit_code == 0, result.output
+    assert "tafc-dvorak" in result.stdout
+
+
+def test_inspect_names_an_exported_zips_block_by_its_slug(
+    reference_dir: Path, tmp_path: Path, cli_runner: CliRunner
+) -> None:
+    """Our fixture zip names its block in the zip comment; the file name does not matter."""
+    template = write(
+        tmp_path / "t.toml", '[[sinks]]\ntype = "fixture-json"\npath = "{block}-fixtures.zip"\n'
+    )
+    source = str(reference_dir / "head" / "block_tafc-dvorak.zip")
+    result = cli_runner.invoke(
+        cli, ["run", str(template), "--source", source, "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    exported = tmp_path / "tafc-dvorak-fixtures.zip"
+    inspected = cli_runner.invoke(cli, ["inspect", "--json", str(exported)])
+    assert [b["slug"] for b in json.loads(inspected.stdout)["blocks"]] == ["tafc-dvorak"]
+    renamed = exported.rename(tmp_path / "anything.zip")  # and a run reads it the same way
+    again = write(tmp_path / "again.toml", '[[sinks]]\ntype = "csv-long"\npath = "{block}.csv"\n')
+    result = cli_runner.invoke(
+        cli, ["run", str(again), "--source", str(renamed), "--out", str(tmp_path / "b")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b" / "tafc-dvorak.csv").exists()
+
+
+def test_counts_of_one_are_singular(
+    reference_dir: Path, tmp_path: Path, cli_runner: CliRunner
+) -> None:
+    """ "(1 row)", not "(1 rows)": one participant with one session gives one wide row."""
+    from aml_exportkit.text import count
+
+    assert [count(1, "row"), count(0, "row"), count(1234, "result")] == [
+        "1 row",
+        "0 rows",
+        "1,234 results",
+    ]
+    template = write(
+        tmp_path / "t.toml",
+        "codebook = true\n[filter]\nparticipants = [1]\n"
+        '[[sinks]]\ntype = "csv-wide"\npath = "w.csv"\n',
+    )
+    source = str(reference_dir / "head" / "block_tafc-dvorak.zip")
+    result = cli_runner.invoke(
+        cli, ["run", str(template), "--source", source, "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"wrote {tmp_path / 'w.csv'} (1 row)" in result.stdout
+    assert "\n1 row, " in (tmp_path / "codebook.md").read_text(encoding="utf-8")

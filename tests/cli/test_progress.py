@@ -86,7 +86,6 @@ def test_progress_shows_on_a_real_terminal(reference_dir: Path, tmp_path: Path) 
         stderr=follower,
         stdout=subprocess.PIPE,
         check=False,
-        timeout=60,
     )
     os.close(follower)
     shown = os.read(leader, 65536).decode()

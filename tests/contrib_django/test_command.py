@@ -58,7 +58,6 @@ def manage(dsn: str, *args: str, **extra: str) -> subprocess.CompletedProcess[st
         env=_env(dsn, **extra),
         capture_output=True,
         text=True,
-        timeout=300,
         check=False,
     )
     assert PASSWORD not in done.stdout + done.stderr
@@ -71,7 +70,6 @@ def exportkit(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "aml_exportkit", *args],
         capture_output=True,
         text=True,
-        timeout=300,
         check=False,
     )
 

@@ -36,18 +36,32 @@ pytestmark = [pytest.mark.pg, pytest.mark.browser]
 
 SLUG = "tafc-dvorak"
 TEMPLATE = "builtin:muscle-classic:long_json"
+#: the builtin template names its manifest after itself and the block
+MANIFEST = f"{SLUG}-muscle-classic-long_json.manifest.json"
 GOLDEN = REFERENCE / "v2024" / "csv" / f"{SLUG}__long_json.csv"
 
 
-def _wait(condition: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
+def _wait(
+    condition: Callable[[], Any], what: str = "", unless: Callable[[], Any] | None = None
+) -> Any:
+    """Poll ``condition`` until it holds and return its value; fail as soon as ``unless``
+    holds (the page settled the other way). No deadline: the page's change is the event."""
     while True:
         value = condition()
         if value:
             return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or condition}")
-        time.sleep(0.1)
+        if unless is not None and unless():
+            pytest.fail(f"waiting for {what or condition}: the page settled otherwise")
+        time.sleep(0.1)  # between polls only
+
+
+def _state_is(driver: Any, state: str) -> Any:
+    """Wait until the job's state is ``state``; fail if the job failed instead."""
+    return _wait(
+        lambda: _text(driver, "#job-state") == state,
+        what=f"job state {state}",
+        unless=lambda: state != "failed" and _text(driver, "#job-state") == "failed",
+    )
 
 
 def _text(driver: Any, css: str) -> str:
@@ -74,6 +88,7 @@ def _log_in(driver: Any, base: str, username: str) -> None:
     _wait(
         lambda: urllib.parse.urlsplit(driver.current_url)[2:4] == ("/admin/", ""),
         what="the admin index",
+        unless=lambda: driver.find_elements(By.CSS_SELECTOR, ".errornote"),
     )
 
 
@@ -83,7 +98,7 @@ def _fetch(driver: Any, url: str) -> tuple[int, bytes]:
     cookies = "; ".join(f"{c['name']}={c['value']}" for c in driver.get_cookies())
     request = urllib.request.Request(url, headers={"Cookie": cookies})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request) as response:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as exc:
         return int(exc.code), bytes(exc.read())
@@ -111,17 +126,17 @@ def test_researcher_exports_a_block(
     driver.find_element(By.ID, "submit-preview").click()
 
     # The page polls the status and reloads itself when the preview is ready.
-    _wait(lambda: _text(driver, "#job-state") == "checked", what="the preview")
+    _state_is(driver, "checked")
     header, rows = read_table(GOLDEN)
     preview = driver.find_element(By.ID, "job-preview")
-    assert f"{SLUG}.csv" in preview.text
+    assert f"{SLUG}-muscle-classic-long_json.csv" in preview.text
     assert _text(driver, "#job-preview td.rows") == str(len(rows))
     assert f"{len(header)} columns" in preview.text
     shot = screens("preview")
     copy_for_docs(shot, "admin-page-preview.png")
 
     driver.find_element(By.ID, "job-run").click()
-    _wait(lambda: _text(driver, "#job-state") == "done", what="the export")
+    _state_is(driver, "done")
     link = driver.find_element(By.ID, "job-download")
     shot = screens("done")
     copy_for_docs(shot, "admin-page-done.png")
@@ -141,13 +156,18 @@ def test_researcher_exports_a_block(
     assert archive_path.name.startswith(f"{SLUG}-muscle-classic_long_json-")
     with zipfile.ZipFile(archive_path) as archive:
         names = set(archive.namelist())
-        assert names == {f"{SLUG}.csv", "manifest.json", "datapackage.json", "codebook.md"}
+        assert names == {
+            f"{SLUG}-muscle-classic-long_json.csv",
+            MANIFEST,
+            "datapackage.json",
+            "codebook.md",
+        }
         archive.extractall(tmp_path / "unzipped")
-    got = tmp_path / "unzipped" / f"{SLUG}.csv"
+    got = tmp_path / "unzipped" / f"{SLUG}-muscle-classic-long_json.csv"
     assert table_differences(got, GOLDEN) == []
     assert len(read_table(got)[1]) == len(rows) > 0
-    manifest = json.loads((tmp_path / "unzipped" / "manifest.json").read_text("utf-8"))
-    assert {o["path"] for o in manifest["outputs"]} == names - {"manifest.json"}
+    manifest = json.loads((tmp_path / "unzipped" / MANIFEST).read_text("utf-8"))
+    assert {o["path"] for o in manifest["outputs"]} == names - {MANIFEST}
     assert PASSWORD not in json.dumps(manifest)
     # The page after the download: the job stays listed, with its download.
     driver.refresh()
@@ -201,7 +221,7 @@ def test_an_uploaded_template_that_fails_shows_the_error_line(
     driver.find_element(By.ID, "id_upload").send_keys(str(upload))
     screens("upload-picked")
     driver.find_element(By.ID, "submit-run").click()
-    _wait(lambda: _text(driver, "#job-state") == "failed", what="the failure")
+    _state_is(driver, "failed")
     line = _text(driver, "#job-error")
     assert line == (
         "exportkit: error: pseudonymised.toml: privacy.key_env: the environment variable"

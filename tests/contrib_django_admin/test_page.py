@@ -42,6 +42,9 @@ from sinks.golden import read_table
 
 pytestmark = pytest.mark.pg
 
+#: the builtin template names its manifest after itself and the block
+MANIFEST = f"{SLUG}-muscle-classic-long_json.manifest.json"
+
 Client = Callable[..., Any]
 
 
@@ -148,7 +151,7 @@ def test_preview_then_run_then_download(project: Project, client_for: Client) ->
     assert status["state"] == "checked", status
     golden_header, golden_rows = read_table(REFERENCE / "v2024" / "csv" / f"{SLUG}__long_json.csv")
     (output,) = status["preview"]["outputs"]
-    assert output["path"] == f"{SLUG}.csv"
+    assert output["path"] == f"{SLUG}-muscle-classic-long_json.csv"
     assert output["rows"] == len(golden_rows)
     assert set(output["columns"]) == set(golden_header)
     assert "download" not in status
@@ -168,7 +171,7 @@ def test_preview_then_run_then_download(project: Project, client_for: Client) ->
     assert response.headers["Content-Disposition"].startswith(f'attachment; filename="{SLUG}-')
     with zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))) as archive:
         assert sorted(archive.namelist()) == sorted(
-            [f"{SLUG}.csv", "manifest.json", "datapackage.json", "codebook.md"]
+            [f"{SLUG}-muscle-classic-long_json.csv", MANIFEST, "datapackage.json", "codebook.md"]
         )
     # a previewed job runs once; a second "run" only shows it again
     assert client.post(f"{PAGE}jobs/{job_id}/run").status_code == 302
@@ -455,18 +458,19 @@ def test_cancel_stops_the_worker_and_leaves_no_output(
     monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"), prepend=os.pathsep)
     marker = tmp_path / "marker"
     monkeypatch.setenv("SLOW_SINK_MARKER", str(marker))
-    text = '[[sinks]]\ntype = "slow"\npath = "{block}.txt"\nseconds = 60\n'
+    text = '[[sinks]]\ntype = "slow"\npath = "{block}.txt"\n'
     client = client_for(RESEARCHER)
     job_id = start_job(client, template="upload", upload=upload_file("slow.toml", text))
-    deadline = time.monotonic() + 30
-    while not (marker.exists() and marker.read_text()):
-        assert time.monotonic() < deadline, "the slow sink did not start"
-        time.sleep(0.1)
+    # the sink writes the marker (whole, by rename) once it waits, until it is signalled
+    while not marker.exists():
+        status = client.get(f"{PAGE}jobs/{job_id}/status").json()
+        assert not status["settled"], f"the job ended before the slow sink waited: {status}"
+        time.sleep(0.05)  # between polls only: the loop ends on the marker, not on time
     temporary = Path(marker.read_text())
     assert temporary.exists()
     assert client.get(f"{PAGE}jobs/{job_id}/status").json()["state"] == RUNNING
     assert client.post(f"{PAGE}jobs/{job_id}/cancel").status_code == 302
-    status = wait_settled(client, job_id, timeout=20)
+    status = wait_settled(client, job_id)
     assert status["state"] == FAILED
     assert status["error"] == "terminated; no output was written"
     assert status["exit_code"] == 143

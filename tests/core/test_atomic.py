@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -65,18 +64,17 @@ def test_two_outputs_with_one_target_are_refused(tmp_path: Path) -> None:
 def _start_slow_export(
     reference_dir: Path, tmp_path: Path
 ) -> tuple[subprocess.Popen[str], Path, Path]:
+    """An export whose second sink waits until it is signalled; returns once it waits."""
     template = tmp_path / "t.toml"
     template.write_text(
         '[[sinks]]\ntype = "fixture-json"\npath = "a.zip"\n'
         '[[sinks]]\ntype = "slow"\npath = "b.txt"\n',
         encoding="utf-8",
     )
-    marker = tmp_path / "started"
     env = {
         **os.environ,
         "EXPORTKIT_PLUGINS": "slow_sink_module",
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        "SLOW_SINK_MARKER": str(marker),
     }
     out = tmp_path / "out"
     process = subprocess.Popen(
@@ -96,11 +94,7 @@ def _start_slow_export(
         stdout=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while not marker.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the export did not start"
-        time.sleep(0.05)
+    slow_sink_module.wait_until_waiting(process)
     return process, out, template
 
 
@@ -113,7 +107,7 @@ def test_signal_mid_export_leaves_nothing(
     process, out, _ = _start_slow_export(reference_dir, tmp_path)
     assert any(p.name.endswith(".tmp") for p in out.iterdir())
     process.send_signal(sig)
-    _, stderr = process.communicate(timeout=30)
+    _, stderr = process.communicate()
     assert process.returncode == code, stderr
     assert "no output was written" in stderr
     assert "Traceback" not in stderr
@@ -125,7 +119,7 @@ def test_sigkill_leaves_named_temporaries_that_the_next_run_removes(
 ) -> None:
     process, out, template = _start_slow_export(reference_dir, tmp_path)
     process.kill()
-    process.communicate(timeout=30)
+    process.communicate()
     leftovers = sorted(p.name for p in out.iterdir())
     assert leftovers
     assert all(".exportkit-" in n and n.endswith(".tmp") for n in leftovers)

@@ -48,5 +48,5 @@ def test_extending_a_classic_template(reference_dir: Path, tmp_path: Path) -> No
     assert ours.exit_code == 0, ours.output
     assert builtin.exit_code == 0, builtin.output
     changed = (tmp_path / "a" / "tafc-dvorak-mine.csv").read_bytes()
-    assert changed == (tmp_path / "b" / "tafc-dvorak.csv").read_bytes()
+    assert changed == (tmp_path / "b" / "tafc-dvorak-muscle-classic-long_json.csv").read_bytes()
     assert changed.count(b"\r\n") == 144  # header + 143 rows, CRLF as MUSCLE wrote

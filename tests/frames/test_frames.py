@@ -238,8 +238,11 @@ def test_errors_are_exportkit_errors(
             plugin_manager=plugin_manager,
         )
     monkeypatch.setitem(sys.modules, "pandas", None)
-    with pytest.raises(SinkError, match=r"to_dataframe needs pandas: pip install"):
+    with pytest.raises(SinkError) as missing:
         to_dataframe(template, plugin_manager=plugin_manager)
+    assert str(missing.value) == (
+        "to_dataframe: needs pandas, which is not installed: pip install 'aml-exportkit[frames]'"
+    )
 
 
 def test_the_builder_is_closed_after_a_failure(

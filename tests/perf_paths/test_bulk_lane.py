@@ -15,15 +15,16 @@ from typing import Any
 
 import pytest
 
+import generate
 from aml_exportkit import fastlane, native
 from aml_exportkit.errors import ExportkitError
 from aml_exportkit.pipeline import registry_for, run_export
 from aml_exportkit.sources import fixture_zip_bulk, muscle_db_bulk
 from aml_exportkit.template.load import parse_template
+from conftest import REFERENCE, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = Path("/work/shared/reference")
-GENERATOR = Path("/work/shared/bench/generate.py")
+#: MUSCLE's dashboard zips (not the gzip-wrapped ones of ``manage.py exportblock``).
+MUSCLE_ZIPS = sorted(REFERENCE.glob("*/block_*.zip"))
 BENCH = (ROOT / "benchmarks" / "long.toml").read_text(encoding="utf-8")
 
 LONG_PARQUET = """
@@ -54,24 +55,6 @@ TEMPLATES = {
     .replace("a.parquet", "b.csv")
     .replace('type = "parquet"', 'type = "csv-long"'),
 }
-
-
-def _reference_zips() -> list[Path]:
-    return sorted(REFERENCE.glob("*/*.zip"))
-
-
-@pytest.fixture(scope="session")
-def generated_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small zip of the benchmark's generator (ragged json_data, unfinished sessions)."""
-    if not GENERATOR.exists():
-        pytest.skip("the bench kit's generator is not here")
-    path = tmp_path_factory.mktemp("gen") / "muscle_60.zip"
-    subprocess.run(
-        [sys.executable, str(GENERATOR), "--quiet", "--sessions", "60", "--zip", str(path)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return path
 
 
 def _run(
@@ -120,7 +103,7 @@ def test_small_chunks_and_a_short_sample(
     assert fastlane.LAST_RUN["chunks"] > 10
 
 
-@pytest.mark.parametrize("zip_path", _reference_zips(), ids=lambda p: f"{p.parent.name}-{p.stem}")
+@pytest.mark.parametrize("zip_path", MUSCLE_ZIPS, ids=lambda p: f"{p.parent.name}-{p.stem}")
 @pytest.mark.parametrize("name", ["bench", "defaults", "index"])
 def test_reference_zips_same_bytes(
     name: str, zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -250,20 +233,6 @@ def test_corrupt_member_fails_its_crc(
 # -- the database source ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def small_db(pg_database: Callable[[Path | None], str]) -> str:
-    """A database of 60 generated sessions (MUSCLE HEAD's schema)."""
-    if not GENERATOR.exists():
-        pytest.skip("the bench kit's generator is not here")
-    dsn = pg_database(None)
-    subprocess.run(
-        [sys.executable, str(GENERATOR), "--quiet", "--sessions", "60", "--postgres", dsn],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return dsn
-
-
 def _compare_db(
     text: str, dsn: str, block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -277,10 +246,13 @@ def _compare_db(
 
 @pytest.mark.parametrize("name", ["bench", "defaults", "index", "finished", "parquet-only"])
 def test_database_same_bytes(
-    name: str, small_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str,
+    generated_db: tuple[str, dict[str, int]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(muscle_db_bulk, "CHUNK_SESSIONS", 7)
-    _compare_db(TEMPLATES[name], small_db, "pitch-categories-main", tmp_path, monkeypatch)
+    _compare_db(TEMPLATES[name], generated_db[0], generate.BLOCK_SLUG, tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("block", ["hooked-eurovision", "msi-questionnaire", "tafc-dvorak"])

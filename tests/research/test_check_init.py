@@ -81,3 +81,25 @@ def test_check_reports_drift(reference_dir: Path, tmp_path: Path) -> None:
     assert report["outputs"][0]["rows"] == 58
     assert "result_json.decision_time" in report["outputs"][0]["columns"]
     assert report["drift"] is True
+
+
+def test_init_of_a_questionnaire_block_exports_its_answers(
+    reference_dir: Path, tmp_path: Path
+) -> None:
+    """A block with profile answers only: the starter template's rows are those answers
+    (not 0 trial results), and init says so on stderr and in the template."""
+    target = tmp_path / "starter.toml"
+    source = reference_dir / "head" / "block_msi-questionnaire.zip"
+    result = CliRunner().invoke(cli, ["init", str(source), "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "no trial results, only 72 profile answers" in result.stderr
+    text = target.read_text(encoding="utf-8")
+    assert "# Note: the data holds no trial results" in text
+    assert tomllib.loads(text)["sinks"][0]["rows"] == "profile"
+    run = CliRunner().invoke(cli, ["run", str(target), "--out", str(tmp_path / "out")])
+    assert run.exit_code == 0, run.output
+    assert (tmp_path / "out" / "msi-questionnaire.csv").read_text().count("\n") == 73
+    # a block with trial results keeps the default rows, and no note
+    plain = CliRunner().invoke(cli, ["init", str(reference_dir / ZIP)])
+    assert plain.stderr == ""
+    assert "rows =" not in plain.stdout

@@ -195,3 +195,39 @@ def test_coarsen_helpers() -> None:
         == "Safari / iOS"
     )
     assert coarsen_user_agent("curl/8.0") == "other / other"
+
+
+def test_profile_answers_are_not_coarsened(
+    reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What docs/privacy.md says: [privacy] changes the participant record, never an answer
+    (a country question's answer stays as given under coarsen_country)."""
+    source = reference_dir / "head" / "block_msi-questionnaire.zip"
+    template = tmp_path / "t.toml"
+    template.write_text(
+        '[privacy]\ncoarsen_country = "continent"\n'
+        '[[sinks]]\ntype = "fixture-json"\npath = "share.zip"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["run", str(template), "--source", str(source), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+
+    def answers(path: Path) -> list[tuple[int, str | None]]:
+        return sorted(
+            (p["pk"], p["fields"]["given_response"])
+            for p in read_members(path)["profiles.json"]
+            if p["fields"]["question_key"] == "dgf_country_of_origin"
+        )
+
+    given = answers(source)
+    assert given  # the block asks it
+    assert answers(out / "share.zip") == given
+    codes = {
+        p["fields"]["country_code"] for p in read_members(out / "share.zip")["participants.json"]
+    }
+    assert codes <= {"AF", "AN", "AS", "EU", "NA", "OC", "SA", "??", ""}  # coarsened
+    text = (Path(__file__).resolve().parents[2] / "docs" / "privacy.md").read_text("utf-8")
+    assert "Profile answers are not coarsened" in text

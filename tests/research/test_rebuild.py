@@ -238,7 +238,7 @@ def test_rebuild_command_prints_json_lines(reference_dir: Path, tmp_path: Path) 
     (out / "manifest.json").unlink()
     missing = runner.invoke(cli, ["rebuild", str(out / "t.csv")])
     assert missing.exit_code == 4
-    assert "no manifest.json" in missing.output
+    assert "no manifest beside the table" in missing.output
 
 
 def test_only_the_tables_own_sink_decides(reference_dir: Path, tmp_path: Path) -> None:

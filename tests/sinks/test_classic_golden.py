@@ -1,6 +1,6 @@
 """MUSCLE's own CSVs, reproduced by the builtin templates: every classic CSV of
-reference/v2024/csv (from the 2024 database, which knows block names and full-precision
-times) and the three dashboard CSVs of reference/head (from the database, and from the zips
+tests/data/v2024/csv (from the 2024 database, which knows block names and full-precision
+times) and the three dashboard CSVs of tests/data/head (from the database, and from the zips
 with times cut to milliseconds as the zips hold them). Compared as tables: the same header
 set, the same multiset of rows, the same cell strings; row order and MUSCLE's unstable
 column order are free."""
@@ -8,6 +8,7 @@ column order are free."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -52,8 +53,12 @@ def test_every_reference_csv_has_a_template() -> None:
 @pytest.mark.parametrize("reference", CLASSIC, ids=lambda p: p.stem)
 def test_classic_csv(reference: Path, muscle_2024_db: str, tmp_path: Path) -> None:
     slug, variant = reference.stem.split("__")
-    got = _export(_template_for(variant), muscle_2024_db, slug, tmp_path)
-    assert got.name == f"{slug}.csv"
+    template = _template_for(variant)
+    got = _export(template, muscle_2024_db, slug, tmp_path)
+    named = (
+        f"{slug}-muscle-classic-{variant}.csv" if template.startswith("muscle-") else f"{slug}.csv"
+    )
+    assert got.name == named
     assert _rows(got) == _rows(reference) > 0
     assert table_differences(got, reference) == []
     # MUSCLE's classic writer: CRLF line ends, no BOM, header sorted as Python sorts
@@ -124,9 +129,29 @@ def test_cli_run_writes_exactly_one_csv(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     files = list(out.glob("*.csv"))
-    assert [f.name for f in files] == ["tafc-dvorak.csv"]
-    assert sorted(f.name for f in out.iterdir()) == ["manifest.json", "tafc-dvorak.csv"]
+    assert [f.name for f in files] == ["tafc-dvorak-muscle-classic-long_json.csv"]
+    assert sorted(f.name for f in out.iterdir()) == [
+        "tafc-dvorak-muscle-classic-long_json.csv",
+        "tafc-dvorak-muscle-classic-long_json.manifest.json",
+    ]
     assert _rows(files[0]) == 143
+
+
+def test_builtin_runs_into_one_folder_keep_each_others_files(tmp_path: Path) -> None:
+    """Each builtin template names its CSV and its manifest after itself (and the block)."""
+    out = tmp_path / "out"
+    source = REFERENCE / "v2024" / "block_tafc-dvorak.zip"
+    for template in ("muscle-classic:long_json", "muscle-classic:wide", "muscle-dashboard:long"):
+        args = ["run", template, "--source", str(source), "--block", "tafc-dvorak"]
+        result = CliRunner().invoke(cli, [*args, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    stems = ["muscle-classic-long_json", "muscle-classic-wide", "muscle-dashboard-long"]
+    assert sorted(f.name for f in out.iterdir()) == sorted(
+        f"tafc-dvorak-{stem}{suffix}" for stem in stems for suffix in (".csv", ".manifest.json")
+    )
+    for stem in stems:
+        manifest = json.loads((out / f"tafc-dvorak-{stem}.manifest.json").read_text("utf-8"))
+        assert [o["path"] for o in manifest["outputs"]] == [f"tafc-dvorak-{stem}.csv"]
 
 
 @pytest.mark.pg
@@ -135,9 +160,10 @@ def test_cli_run_from_the_database(muscle_2024_db: str, tmp_path: Path) -> None:
     args = ["run", "muscle-classic:long_json", "--source", muscle_2024_db]
     result = CliRunner().invoke(cli, [*args, "--block", "bat-ref", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert [f.name for f in out.glob("*.csv")] == ["bat-ref.csv"]
+    got = out / "bat-ref-muscle-classic-long_json.csv"
+    assert list(out.glob("*.csv")) == [got]
     reference = REFERENCE / "v2024" / "csv" / "bat-ref__long_json.csv"
-    assert table_differences(out / "bat-ref.csv", reference) == []
+    assert table_differences(got, reference) == []
 
 
 def test_templates_command_lists_the_builtins() -> None:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -44,8 +45,8 @@ from aml_exportkit.sources.muscle_db import (
 )
 from aml_exportkit.template.load import parse_template
 from aml_exportkit.verify import verify_export
+from conftest import REFERENCE
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 DJANGO_LOADDATA = Path(__file__).resolve().parent / "django_muscle" / "loaddata.py"
 FIXTURE_FILES = (
     "sessions.json",
@@ -504,28 +505,58 @@ def password_server() -> Iterator[str]:
     run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     pg_ctl = [*run_as, str(bindir / "pg_ctl"), "-D", str(data)]
     port = closed_port()
-    steps = [
-        [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "scram-sha-256"],
-        ["-w", "-l", str(folder / "log"), "-o", f"-p {port} -k {folder} -h 127.0.0.1"],
-    ]
     try:
         if run_as:
             subprocess.run(["chown", "-R", "postgres", str(folder)], check=True)
         subprocess.run(
-            [*run_as, *steps[0], f"--pwfile={folder / 'pw'}"], capture_output=True, check=True
-        )
-        subprocess.run(
-            [*pg_ctl, *steps[1], "start"],
+            [
+                *run_as,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "scram-sha-256",
+                f"--pwfile={folder / 'pw'}",
+            ],
             capture_output=True,
             check=True,
         )
     except (OSError, subprocess.CalledProcessError) as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"cannot start a private PostgreSQL cluster: {exc}")
+        pytest.skip(f"cannot make a private PostgreSQL cluster: {exc}")
+    # The server runs as our child, so that we wait for it to answer, or to end: no deadline
+    # (pg_ctl -w would give up after 60 seconds on a busy machine).
+    with open(folder / "log", "wb") as log:
+        server = subprocess.Popen(
+            [
+                *run_as,
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(folder),
+                "-h",
+                "127.0.0.1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    ready = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
     try:
+        while subprocess.run(ready, check=False).returncode != 0:
+            if server.poll() is not None:
+                pytest.skip(
+                    f"the private PostgreSQL cluster did not start: {(folder / 'log').read_text()}"
+                )
+            time.sleep(0.1)  # between polls only
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True, check=False)
+        server.wait()
         shutil.rmtree(folder, ignore_errors=True)
 
 

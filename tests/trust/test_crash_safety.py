@@ -1,56 +1,70 @@
-"""Killing a large export with csv-long, fixture-json and parquet sinks leaves nothing new.
+"""Killing an export with csv-long, fixture-json and parquet sinks leaves nothing new.
 
-The export runs in a real subprocess; the test waits until all three temporary files are
-being written, then sends SIGKILL or SIGINT.
+The export runs in a real subprocess. A fourth sink (tests/slow_sink_module.py) waits, and
+says so on stderr: at the first batch of trial results (the three others have written it),
+or in its ``finish`` (the three others have finished their temporary files, and nothing is
+in place yet). The test waits for that line, then sends SIGKILL or SIGINT.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+import slow_sink_module
 from aml_exportkit.errors import EXIT_INTERRUPTED
+from conftest import ROOT
 
 TEMPLATE = (
     '[[sinks]]\ntype = "csv-long"\npath = "trials.csv"\n'
     '[[sinks]]\ntype = "fixture-json"\npath = "fixtures.zip"\n'
     '[[sinks]]\ntype = "parquet"\npath = "trials.parquet"\n'
 )
+GATE = '[[sinks]]\ntype = "slow"\npath = "gate.txt"\nstage = "{stage}"\n'
+STAGES = ("results", "finish")
 TARGETS = ("trials.csv", "fixtures.zip", "trials.parquet", "manifest.json")
 
 
-def start(zip_path: Path, tmp_path: Path) -> tuple[subprocess.Popen[str], Path, list[str]]:
+def start(
+    zip_path: Path, tmp_path: Path, stage: str
+) -> tuple[subprocess.Popen[str], Path, list[str]]:
+    """Start the export, and return once its gate waits at ``stage``.
+
+    :return: the process, the output folder, and the arguments of a run without the gate.
+    """
     template = tmp_path / "t.toml"
     template.write_text(TEMPLATE, encoding="utf-8")
+    gated = tmp_path / "gated.toml"
+    gated.write_text(TEMPLATE + GATE.format(stage=stage), encoding="utf-8")
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("a file of the researcher's that must survive")
-    args = [
-        sys.executable,
-        "-m",
-        "aml_exportkit",
-        "run",
-        str(template),
-        "--source",
-        str(zip_path),
-        "--out",
-        str(out),
-    ]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while True:
-        temps = [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
-        if len(temps) >= 3:
-            break
-        assert process.poll() is None, "the export ended before it could be interrupted"
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    return process, out, args
+    command = [sys.executable, "-m", "aml_exportkit", "run"]
+    source = ["--source", str(zip_path), "--out", str(out)]
+    env = {
+        **os.environ,
+        "EXPORTKIT_PLUGINS": "slow_sink_module",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+    process = subprocess.Popen(
+        [*command, str(gated), *source],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    slow_sink_module.wait_until_waiting(process)
+    temps = sorted(p.name.split(".exportkit-")[0] for p in out.iterdir() if p.name.endswith(".tmp"))
+    if stage == "finish":
+        assert temps == [".fixtures.zip", ".gate.txt", ".trials.csv", ".trials.parquet"], temps
+    else:
+        assert ".fixtures.zip" in temps, temps
+    return process, out, [*command, str(template), *source]
 
 
 def assert_nothing_new(out: Path) -> None:
@@ -59,10 +73,11 @@ def assert_nothing_new(out: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_export(generated_zip: Path, tmp_path: Path) -> None:
-    process, out, args = start(generated_zip, tmp_path)
+@pytest.mark.parametrize("stage", STAGES)
+def test_sigkill_mid_export(stage: str, generated_zip: Path, tmp_path: Path) -> None:
+    process, out, args = start(generated_zip, tmp_path, stage)
     process.kill()
-    process.communicate(timeout=30)
+    process.communicate()
     assert_nothing_new(out)
     leftovers = [p.name for p in out.iterdir() if p.name != "notes.txt"]
     assert leftovers
@@ -73,10 +88,11 @@ def test_sigkill_mid_export(generated_zip: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigint_mid_export(generated_zip: Path, tmp_path: Path) -> None:
-    process, out, args = start(generated_zip, tmp_path)
+@pytest.mark.parametrize("stage", STAGES)
+def test_sigint_mid_export(stage: str, generated_zip: Path, tmp_path: Path) -> None:
+    process, out, args = start(generated_zip, tmp_path, stage)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate()
     assert process.returncode == EXIT_INTERRUPTED, stderr
     assert "interrupted" in stderr
     assert "Traceback" not in stderr

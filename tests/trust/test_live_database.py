@@ -1,9 +1,12 @@
-"""A consistent snapshot while a writer keeps inserting into the same real database.
+"""A consistent snapshot while a writer inserts into the same real database.
 
-The writer commits transactions that each add one session with its results and one late
-result to an existing session, and logs every commit. A consistent export must equal the
-database after exactly some number k of those commits: every row of commits 1..k, none of
-the later ones, no result without its session.
+The writer, a separate process with its own connection, commits one transaction each time
+the test asks: one new session of the block with its results, and one late result to an
+existing session. The test has it commit before the export, and again while the export is
+inside its snapshot (after the small tables were read, before the results are streamed). A
+consistent export equals the database after exactly the commits made before the snapshot:
+every row of those, none of the later ones, no result without its session. Nothing waits
+on time: each commit is a line the writer prints.
 """
 
 from __future__ import annotations
@@ -11,56 +14,83 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import generate
 from aml_exportkit import load_template, run_export
+from aml_exportkit.sources import muscle_db
 
 WRITER = r"""
-import json, sys, time
+import json, sys
 import psycopg
-dsn, log, stop = sys.argv[1], sys.argv[2], sys.argv[3]
-deadline = time.monotonic() + 120  # bounded, whatever happens to the test
-with psycopg.connect(dsn, autocommit=True) as conn, open(log, "a") as out:
+dsn, slug = sys.argv[1], sys.argv[2]
+with psycopg.connect(dsn, autocommit=True) as conn:
+    block, = conn.execute("SELECT id FROM experiment_block WHERE slug = %s", (slug,)).fetchone()
     participant, old_session = conn.execute(
-        "SELECT participant_id, id FROM session_session ORDER BY id LIMIT 1").fetchone()
-    n = 0
-    while time.monotonic() < deadline:
-        try:
-            open(stop).close()
-            break
-        except FileNotFoundError:
-            pass
-        n += 1
+        "SELECT participant_id, id FROM session_session WHERE block_id = %s ORDER BY id LIMIT 1",
+        (block,)).fetchone()
+    for n, _ in enumerate(sys.stdin, start=1):
         with conn.transaction():
             session = conn.execute(
                 "INSERT INTO session_session (block_id, participant_id, playlist_id, started_at,"
-                " json_data, final_score) VALUES (1, %s, NULL, now(), '{}', 0)"
-                " RETURNING id", (participant,)).fetchone()[0]
+                " json_data, final_score) VALUES (%s, %s, NULL, now(), '{}', 0)"
+                " RETURNING id", (block, participant)).fetchone()[0]
             results = [conn.execute(
                 "INSERT INTO result_result (session_id, created_at, question_key, comment,"
                 " scoring_rule, json_data) VALUES (%s, now(), 'live', '', '', %s)"
                 " RETURNING id", (owner, json.dumps({"n": n, "i": i}))).fetchone()[0]
                 for i, owner in enumerate([session] * 20 + [old_session])]
-        out.write(json.dumps({"n": n, "session": session, "results": results}) + "\n")
-        out.flush()
-        time.sleep(0.005)
+        print(json.dumps({"n": n, "session": session, "results": results}), flush=True)
 """
 
 TEMPLATE = (
-    '[source]\nblocks = ["pitch-categories-main"]\n'
+    f'[source]\nblocks = ["{generate.BLOCK_SLUG}"]\n'
     '[[sinks]]\ntype = "fixture-json"\npath = "export.zip"\n'
     '[[sinks]]\ntype = "csv-long"\npath = "export.csv"\n'
 )
 
 
-def commits(log: Path) -> list[dict[str, object]]:
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+class Writer:
+    """The writing process; :meth:`commit` returns once its transaction is committed."""
+
+    def __init__(self, dsn: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", WRITER, dsn, generate.BLOCK_SLUG],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.done: list[dict[str, Any]] = []
+
+    def commit(self, times: int = 1) -> None:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        for _ in range(times):
+            self.process.stdin.write("commit\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+            assert line, f"the writer ended (exit code {self.process.wait()})"
+            self.done.append(json.loads(line))
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        assert self.process.wait() == 0
+
+
+@pytest.fixture
+def writer(generated_db: tuple[str, dict[str, int]]) -> Iterator[Writer]:
+    started = Writer(generated_db[0])
+    try:
+        yield started
+    finally:
+        if started.process.poll() is None:
+            started.stop()
 
 
 def export(dsn: str, folder: Path) -> Path:
@@ -78,60 +108,44 @@ def members(path: Path) -> dict[str, list[dict[str, object]]]:
 
 @pytest.mark.pg
 def test_export_is_a_snapshot_while_a_writer_inserts(
-    pg_database: object, generated_db: str, tmp_path: Path
+    generated_db: tuple[str, dict[str, int]],
+    writer: Writer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    log, stop = tmp_path / "commits.log", tmp_path / "stop"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, generated_db, str(log), str(stop)])
-    try:
-        deadline = time.monotonic() + 30
-        while len(commits(log)) < 5:
-            assert writer.poll() is None, "the writer died"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        before = len(commits(log))
-        zip_path = export(generated_db, tmp_path / "live")
-        after = len(commits(log))
-        time.sleep(0.2)
-    finally:
-        stop.touch()
-        writer.wait(timeout=30)
-    assert after > before, "the writer must have committed while the export ran"
+    dsn, counts = generated_db
+    writer.commit(5)
+    build = muscle_db.MuscleDatabase._build
+
+    def build_then_let_the_writer_commit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        graph = build(self, *args, **kwargs)
+        writer.commit(3)  # inside the snapshot, before any result is read
+        return graph
+
+    monkeypatch.setattr(muscle_db.MuscleDatabase, "_build", build_then_let_the_writer_commit)
+    zip_path = export(dsn, tmp_path / "live")
+    monkeypatch.undo()
+    writer.commit(2)
+    writer.stop()
     data = members(zip_path)
     sessions = {o["pk"] for o in data["sessions.json"]}
     results = {o["pk"]: o["fields"]["session"] for o in data["results.json"]}
     # No result without its session.
     assert set(results.values()) <= sessions
-    # Exactly the first k commits, for one k.
-    done = commits(log)
-    present = [c["session"] in sessions for c in done]
-    k = sum(present)
-    assert present == [True] * k + [False] * (len(done) - k), present
-    assert before <= k <= after, (len(sessions), max(sessions), done[:2])
-    for commit in done[:k]:
-        assert all(r in results for r in commit["results"])  # type: ignore[union-attr]
-    for commit in done[k:]:
-        assert not any(r in results for r in commit["results"])  # type: ignore[union-attr]
-    # Counts equal the snapshot's: the generated rows plus k commits of 21 results.
-    meta = json.loads(
-        subprocess.run(
-            [
-                "psql",
-                "-XAtc",
-                "SELECT shobj_description(oid, 'pg_database') FROM pg_database"
-                " WHERE datname = current_database()",
-                generated_db,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
-    assert len(sessions) == meta["counts"]["sessions.json"] + k
-    assert len(results) == meta["counts"]["results.json"] + 21 * k
+    # Exactly the five commits made before the snapshot.
+    present = [c["session"] in sessions for c in writer.done]
+    assert present == [True] * 5 + [False] * 5, present
+    for commit in writer.done[:5]:
+        assert all(r in results for r in commit["results"])
+    for commit in writer.done[5:]:
+        assert not any(r in results for r in commit["results"])
+    # Counts equal the snapshot's: the generated rows plus 5 commits of 21 results.
+    assert len(sessions) == counts["sessions.json"] + 5
+    assert len(results) == counts["results.json"] + 21 * 5
 
     # With the writer stopped, two exports of the same data are byte-identical.
-    first = export(generated_db, tmp_path / "a")
-    second = export(generated_db, tmp_path / "b")
+    first = export(dsn, tmp_path / "a")
+    second = export(dsn, tmp_path / "b")
     assert first.read_bytes() == second.read_bytes()
     assert (tmp_path / "a" / "export.csv").read_bytes() == (
         tmp_path / "b" / "export.csv"

@@ -5,7 +5,6 @@ participants with profile answers (a Likert scale, named choices, free text, an 
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -137,11 +136,7 @@ def muscle_zip(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def reference_msi_zip() -> Path:
-    """MUSCLE's reference zip of the MSI questionnaire, when the reference data is beside
-    the repository (skipped otherwise)."""
-    beside = Path(__file__).resolve().parents[4] / "shared"
-    shared = Path(os.environ.get("EXPORTKIT_SHARED", beside))
-    path = shared / "reference" / "head" / "block_msi-questionnaire.zip"
-    if not path.is_file():
-        pytest.skip(f"reference data not found at {path}")
-    return path
+    """MUSCLE's reference zip of the MSI questionnaire, from the repository's test data."""
+    from testdata import REFERENCE
+
+    return REFERENCE / "head" / "block_msi-questionnaire.zip"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,19 @@ def test_installed_plugin_is_listed_with_its_distribution(monkeypatch: Any) -> N
     lines = {row[0]: row for row in rows}
     assert lines["spss"][1] == "exportkit-readstat"
     assert lines["stata"][1] == "exportkit-readstat"
+
+
+@pytest.mark.parametrize("module", ["pyreadstat", "pandas"])
+def test_validate_names_the_missing_module(
+    module: str, muscle_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without pyreadstat (or pandas), the template fails validation, naming the install
+    command, before any run reads the data (the plugin is installed: its entry point)."""
+    path = tmp_path / "template.toml"
+    path.write_text(wide(muscle_zip, "spss"), encoding="utf-8")
+    monkeypatch.setitem(sys.modules, module, None)
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 6, result.output
+    assert result.stderr.strip() == (
+        f"exportkit: error: spss: needs {module}, which is not installed: pip install {module}"
+    )

@@ -22,7 +22,7 @@ from ..errors import SinkError
 from ..graph import RecordGraph
 from ..hookspecs import hookimpl
 from ..records import Record, Result
-from ..schema import FIXTURE_FILES, ModelSpec, make_fixture_encoder
+from ..schema import FIXTURE_FILES, ModelSpec, block_comment, make_fixture_encoder
 
 NAME = "fixture-json"
 #: Entry times are fixed so that the same input gives the same bytes.
@@ -143,6 +143,9 @@ class FixtureJsonSink(BaseSink):
             raise SinkError(
                 f"cannot write: {exc.strerror}", sink=NAME, path=str(self.context.target)
             ) from None
+        slugs = {block.slug for block in graph.blocks.values()}
+        if len(slugs) == 1 and (slug := slugs.pop()):  # so that a reader knows the block
+            self.zip.comment = block_comment(slug)
         self._write_member("sessions.json", _by_pk(graph.sessions.values()))
         self._write_member("participants.json", _by_pk(graph.participants.values()))
         self._switch_to("profiles.json")

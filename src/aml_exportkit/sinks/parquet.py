@@ -9,7 +9,8 @@ result, so rows are spilled to disk in a first pass (as for CSV) and row groups 
 from the spill in a second one. The template's text and the tool's version go into the
 schema's key-value metadata. ``docs/parquet.md`` documents it.
 
-pyarrow is optional: ``pip install 'aml-exportkit[parquet]'``.
+pyarrow is a dependency of the package; the sink still declares it (:data:`PYARROW`), so
+that an install without it fails before reading anything, naming the command.
 """
 
 from __future__ import annotations
@@ -24,16 +25,14 @@ from typing import Any
 from urllib.parse import quote
 
 from ..contracts import OutputReport, SinkContext, SinkSpec
-from ..errors import SinkError
 from ..hookspecs import hookimpl
-from ..tabular.arrow import RowConverter, arrow_schema
+from ..tabular.arrow import PYARROW, RowConverter, arrow_schema
 from ..tabular.options import ParquetOptions
 from ..tabular.sink import TableSink
 from ..tabular.table import Column, Table
 from ..template.recorded import recorded_text
 
 NAME = "parquet"
-INSTALL_HINT = "pip install 'aml-exportkit[parquet]'"
 #: The folder name of a partition whose value is null, as Hive, Spark, pyarrow and DuckDB
 #: spell it.
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -64,7 +63,7 @@ def run_id() -> str:
 
 
 def _pyarrow() -> tuple[Any, Any]:
-    # imported by name: pyarrow is optional and ships no type information
+    # imported by name: pyarrow ships no type information
     return importlib.import_module("pyarrow"), importlib.import_module("pyarrow.parquet")
 
 
@@ -76,14 +75,6 @@ class ParquetSink(TableSink):
 
     def __init__(self, context: SinkContext) -> None:
         super().__init__(context)
-        try:
-            _pyarrow()
-        except ImportError:
-            raise SinkError(
-                f"the parquet sink needs pyarrow: {INSTALL_HINT}",
-                sink=NAME,
-                path=str(context.target),
-            ) from None
         self.layout = context.options.layout
 
     def schema(self, columns: Sequence[Column], timestamps: str = "us") -> Any:
@@ -197,5 +188,6 @@ def exportkit_register_sinks() -> list[SinkSpec]:
             factory=ParquetSink,
             extensions=(".parquet",),
             bulk=True,
+            requires=(PYARROW,),
         )
     ]

@@ -36,7 +36,13 @@ from ..hookspecs import hookimpl
 from ..jsonstream import iter_json_array
 from ..manifest import BackgroundHash
 from ..records import Block, Participant, Record, Result, Session
-from ..schema import FIXTURE_FILES, MODELS_BY_LABEL, FixtureFile, make_fixture_decoder
+from ..schema import (
+    FIXTURE_FILES,
+    MODELS_BY_LABEL,
+    FixtureFile,
+    make_fixture_decoder,
+    slug_from_comment,
+)
 from ..selection import Selection, is_excluded, passes_conditions
 from .fixture_zip_bulk import ZipProfileAnswers, ZipTrialResults
 
@@ -99,6 +105,11 @@ class FixtureZipSource:
         # The manifest names the input by its sha256. Hashing releases the GIL, so a
         # thread does it on the second core while the export parses.
         self._digest = BackgroundHash(self.path)
+
+    def block_slug(self) -> str:
+        """The block's slug: the one our fixture zip's comment names, else the one the
+        file name suggests (:func:`guess_block_slug`)."""
+        return slug_from_comment(self._zip.comment) or guess_block_slug(self.path)
 
     # -- opening and checking ---------------------------------------------------------------
 
@@ -291,7 +302,7 @@ class FixtureZipSource:
                 f"participants.json lists {listed} participants, {len(participants)} distinct"
                 " (MUSCLE repeats a participant once per session)"
             )
-        slug = guess_block_slug(self.path)
+        slug = self.block_slug()
         summaries = tuple(
             BlockSummary(pk=pk, slug=slug if len(blocks) == 1 else None, sessions=n)
             for pk, n in blocks.items()
@@ -334,7 +345,7 @@ class FixtureZipSource:
                 f" ({', '.join(selection.blocks)})",
                 file=self.label,
             )
-        slug = selection.blocks[0] if selection.blocks else guess_block_slug(self.path)
+        slug = selection.blocks[0] if selection.blocks else self.block_slug()
         if self._slug is not None and slug != self._slug:
             raise SourceError(
                 f"a fixture zip holds one block, read here as {self._slug!r}; it does not"
@@ -347,10 +358,8 @@ class FixtureZipSource:
     def _build(self, selection: Selection) -> RecordGraph:
         provided = frozenset({"session", "participant", "section", "song", "feedback", "block"})
         sessions = list(self._all("sessions.json"))
-        details: dict[str, Any] = {
-            "gzip_wrapped": self.wrapped_in_gzip,
-            "block_slug": selection.blocks[0] if selection.blocks else guess_block_slug(self.path),
-        }
+        slug = selection.blocks[0] if selection.blocks else self.block_slug()
+        details: dict[str, Any] = {"gzip_wrapped": self.wrapped_in_gzip, "block_slug": slug}
         builder = GraphBuilder(
             SourceInfo(
                 kind=NAME,
@@ -370,7 +379,6 @@ class FixtureZipSource:
         feedback = list(self._all("feedback.json"))
         block_pk = self._block_pk(sessions, feedback)
         if block_pk is not None:
-            slug = selection.blocks[0] if selection.blocks else guess_block_slug(self.path)
             builder.add("block", Block(pk=block_pk, slug=slug), self.label)
         flt = selection.filter
         since = selection.since

@@ -3,7 +3,8 @@
 
 ``int`` → ``int64``, ``float`` → ``float64``, ``bool`` → ``bool``, ``datetime`` →
 ``timestamp[us, tz=UTC]``; everything else is ``string``, nested and mixed values as the
-CSV's text. pyarrow is optional: callers import it and pass the module in.
+CSV's text. Callers import pyarrow (a dependency, declared by :data:`PYARROW` where it is
+needed) and pass the module in.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from ..contracts import Requirement
 from .table import Column, Kind, text_of
+
+#: pyarrow, for the ``parquet`` sink and :func:`~aml_exportkit.frames.to_arrow`.
+PYARROW = Requirement(module="pyarrow", install="pip install pyarrow")
 
 
 def arrow_type(pa: Any, kind: Kind, timestamps: str = "us") -> Any:

@@ -90,6 +90,13 @@ def parse_template(
     except Exception as exc:
         _raise_problems(exc, file=file)
         raise
+    name = template.manifest_name
+    if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise TemplateError(
+            f"{name!r} is not a file name: the manifest goes beside the outputs",
+            file=file,
+            key_path="manifest_name",
+        )
     return template.evolve(
         sinks=tables,
         file=file,

@@ -64,8 +64,11 @@ class Template:
     :param source: the ``[source]`` table.
     :param filter: the ``[filter]`` table.
     :param privacy: the ``[privacy]`` table: pseudonymised and dropped identifiers.
-    :param manifest: write ``manifest.json`` (versions, template, source, checksums of every
+    :param manifest: write the manifest (versions, template, source, checksums of every
         output) beside the outputs.
+    :param manifest_name: the manifest's file name; ``{block}`` expands to the block slug
+        (several blocks' slugs joined by ``+``). Builtin templates name it after
+        themselves, so that runs of different templates into one folder keep theirs.
     :param codebook: also write ``datapackage.json`` (a Frictionless Data Package) and
         ``codebook.md`` describing every column of the CSV and Parquet outputs and every
         question with its choice labels.
@@ -82,6 +85,7 @@ class Template:
     filter: Filter = Filter()
     privacy: PrivacyTable = PrivacyTable()
     manifest: bool = True
+    manifest_name: str = "manifest.json"
     codebook: bool = False
     sinks: tuple[SinkTable, ...] = ()
     file: str = attrs.field(default="<template>", metadata={"internal": True})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aml_exportkit import SinkSpec, hookimpl
 
 from .names import variable_names
-from .sink import ReadstatOptions, SpssSink, StataSink
+from .sink import REQUIRES, ReadstatOptions, SpssSink, StataSink
 
 __all__ = ["ReadstatOptions", "SpssSink", "StataSink", "exportkit_register_sinks", "variable_names"]
 
@@ -25,6 +25,7 @@ def exportkit_register_sinks() -> list[SinkSpec]:
             options=ReadstatOptions,
             factory=SpssSink,
             extensions=(".sav",),
+            requires=REQUIRES,
         ),
         SinkSpec(
             name="stata",
@@ -32,5 +33,6 @@ def exportkit_register_sinks() -> list[SinkSpec]:
             options=ReadstatOptions,
             factory=StataSink,
             extensions=(".dta",),
+            requires=REQUIRES,
         ),
     ]

@@ -15,7 +15,14 @@ from typing import Any, Literal
 
 import attrs
 
-from aml_exportkit import BaseSink, OutputReport, RecordGraph, SinkContext, SinkError
+from aml_exportkit import (
+    BaseSink,
+    OutputReport,
+    RecordGraph,
+    Requirement,
+    SinkContext,
+    SinkError,
+)
 from aml_exportkit.contracts import ColumnInfo
 from aml_exportkit.frames import Table, TableBuilder, TableOptions, WideOptions, text_of
 from aml_exportkit.records import Result
@@ -23,7 +30,11 @@ from aml_exportkit.records import Result
 from .labels import QuestionBook, Tie, merged_choices, question_text, tie_columns, value_labels
 from .names import Format, variable_names
 
-INSTALL_HINT = "pip install exportkit-readstat"
+#: What the sinks import when they run; the pipeline checks them before reading anything.
+REQUIRES = (
+    Requirement(module="pyreadstat", install="pip install pyreadstat"),
+    Requirement(module="pandas", install="pip install pandas"),
+)
 #: Label lengths the formats keep (longer labels are cut at a character): SPSS counts bytes
 #: of UTF-8, Stata (format 119) counts characters.
 VARIABLE_LABEL_LIMIT: dict[Format, int] = {"spss": 256, "stata": 80}
@@ -105,11 +116,7 @@ class ReadstatSink(BaseSink):
         return SinkError(message, sink=self.context.name, path=str(self.context.target))
 
     def begin(self, graph: RecordGraph) -> None:
-        """Check that pyreadstat is there; start the table."""
-        try:
-            _pyreadstat()
-        except ImportError:
-            raise self._fail(f"needs pyreadstat: {INSTALL_HINT}") from None
+        """Start the table (pyreadstat is there: the spec requires it)."""
         try:
             self.builder = TableBuilder(graph, self.options, layout=self.options.layout)
         except ValueError as exc:

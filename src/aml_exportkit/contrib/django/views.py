@@ -429,7 +429,7 @@ def job_cancel(request: Any, job_id: str) -> Any:
 @exportkit_permission_required
 @require_GET
 def job_download(request: Any, job_id: str) -> Any:
-    """The finished job's zip: every output, manifest.json and the codebook."""
+    """The finished job's zip: every output, the manifest and the codebook."""
     store = conf.job_store()
     spec, status = _job(request, store, job_id)
     path = store.folder(job_id) / ZIP_FILE

@@ -25,8 +25,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from aml_exportkit.contrib.django.conf import uri_from_database_settings
 from aml_exportkit.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, ExportkitError
-from aml_exportkit.pipeline import _per_block, load_template, open_source, run_export
+from aml_exportkit.pipeline import load_template, open_source, run_export, validate_template
 from aml_exportkit.plugins import get_plugin_manager, load_registry
+from aml_exportkit.text import count
 
 
 class Command(BaseCommand):
@@ -163,7 +164,7 @@ class Command(BaseCommand):
         )
         if not quiet:
             for output in report.outputs:
-                self.stdout.write(f"wrote {output.path} ({output.rows} rows)")
+                self.stdout.write(f"wrote {output.path} ({count(output.rows, 'row')})")
 
     def inspect(self, uri: str, as_json: bool) -> None:
         """``inspect``: the blocks and row counts, as ``exportkit inspect`` shows them."""
@@ -177,8 +178,7 @@ class Command(BaseCommand):
 
     def validate(self, template: str) -> None:
         """``validate``: load and check the template."""
-        loaded = load_template(template, registry=load_registry(get_plugin_manager()))
-        _per_block(loaded)
+        loaded = validate_template(template, registry=load_registry(get_plugin_manager()))
         kinds = ", ".join(sink.type for sink in loaded.sinks)
         self.stdout.write(f"{loaded.file}: ok ({len(loaded.sinks)} sink(s): {kinds})")
 
