@@ -415,7 +415,11 @@ def test_a_builtin_template_without_out_writes_to_the_current_folder(
         cli, ["run", "muscle-classic:long", "--source", str(reference_dir / ZIP)]
     )
     assert result.exit_code == 0, result.output
-    assert "manifest.json" in files_under(tmp_path)
+    # the builtin names its CSV and manifest after itself and the block
+    assert files_under(tmp_path) == [
+        "tafc-dvorak-muscle-classic-long.csv",
+        "tafc-dvorak-muscle-classic-long.manifest.json",
+    ]
 
 
 SEGMENTS = ["a", "b", "..", ".", "{block}", "", "~", "x.csv"]

@@ -46,9 +46,9 @@ def test_typed_columns_spell_the_csv_cells(
     template.write_text(text.replace("'", '"'), encoding="utf-8")
     out = tmp_path / "out"
     run_export(load_template(str(template)), source=str(zip_path), out_dir=out)
-    rows = list(
-        csv.reader(io.StringIO((out / "hooked-eurovision.csv").read_text("utf-8"), newline=""))
-    )
+    # the builtin names its CSV after itself
+    written = out / base.sinks[0].path.replace("{block}", "hooked-eurovision")
+    rows = list(csv.reader(io.StringIO(written.read_text("utf-8"), newline="")))
     table = pq.read_table(out / "hooked-eurovision.parquet")
     assert table.column_names == rows[0]
     types = {f.name: str(f.type) for f in table.schema}

@@ -14,7 +14,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
+from aml_exportkit.cli import cli
 from aml_exportkit.contracts import SourceOptions
 from aml_exportkit.errors import SinkError, TemplateError
 from aml_exportkit.pipeline import load_template, run_export
@@ -231,3 +233,9 @@ def test_duckdb_sink_without_duckdb_says_how_to_install(
     with pytest.raises(SinkError, match=r"pip install 'aml-exportkit\[duckdb\]'"):
         export(tmp_path, DUCKDB, str(reference_dir / "head" / ZIPS[0]), out)
     assert not out.exists()
+    # validate says the same before any run
+    template = tmp_path / "duckdb-only.toml"
+    template.write_text('[[sinks]]\ntype = "duckdb"\npath = "x.duckdb"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["validate", str(template)])
+    assert result.exit_code != 0
+    assert "pip install 'aml-exportkit[duckdb]'" in result.output

@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from ..contracts import BaseSink, OutputReport, SinkContext, SinkSpec
+from ..contracts import BaseSink, OutputReport, Requirement, SinkContext, SinkSpec
 from ..errors import SinkError
 from ..graph import RecordGraph
 from ..hookspecs import hookimpl
@@ -29,7 +29,8 @@ from ..records import Result
 from ..tabular.table import json_text
 
 NAME = "duckdb"
-INSTALL_HINT = "pip install 'aml-exportkit[duckdb]'"
+#: checked before a run reads anything, and by ``exportkit validate``
+DUCKDB = Requirement(module="duckdb", install="pip install 'aml-exportkit[duckdb]'")
 #: Rows per INSERT of results.
 BATCH = 65536
 
@@ -126,8 +127,8 @@ def _arrow_type(pa: Any, sql: str) -> Any:
 
 
 def _duckdb() -> tuple[Any, Any]:
-    # imported by name: duckdb and pyarrow are optional (rows go in as Arrow tables:
-    # DuckDB's executemany takes milliseconds per row)
+    # imported by name: duckdb is optional (the spec requires it); rows go in as Arrow
+    # tables, as DuckDB's executemany takes milliseconds per row
     return importlib.import_module("duckdb"), importlib.import_module("pyarrow")
 
 
@@ -162,14 +163,6 @@ class DuckdbSink(BaseSink):
 
     def __init__(self, context: SinkContext) -> None:
         super().__init__(context)
-        try:
-            _duckdb()
-        except ImportError:
-            raise SinkError(
-                f"the duckdb sink needs duckdb and pyarrow: {INSTALL_HINT}",
-                sink=NAME,
-                path=str(context.target),
-            ) from None
         self._temp: Path | None = None
         self._db: Any = None
         self._counts = {"results": 0, "profile_answers": 0}
@@ -297,5 +290,6 @@ def exportkit_register_sinks() -> list[SinkSpec]:
             options=DuckdbOptions,
             factory=DuckdbSink,
             extensions=(".duckdb",),
+            requires=(DUCKDB,),
         )
     ]
