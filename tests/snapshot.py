@@ -405,21 +405,26 @@ def export_on_lanes(
         if seen[name] != seen[first]:
             pytest.fail(
                 f"{source.name} {run.name}: lane {name!r} differs from lane {first!r}:\n"
-                + describe(seen[first], seen[name])
+                + describe(seen[first], seen[name], (first, name))
             )
     return seen[first]
 
 
-def describe(expected: Mapping[str, str], got: Mapping[str, str]) -> str:
+def describe(
+    expected: Mapping[str, str],
+    got: Mapping[str, str],
+    labels: tuple[str, str] = ("recorded", "got"),
+) -> str:
     """The difference between two snapshots of a case, one line per file."""
+    was, now = labels
     lines = []
     for name in sorted(set(expected) | set(got)):
         if name not in got:
-            lines.append(f"  {name}: missing (recorded {expected[name]})")
+            lines.append(f"  {name}: only {was} ({expected[name]})")
         elif name not in expected:
-            lines.append(f"  {name}: not recorded (got {got[name]})")
+            lines.append(f"  {name}: only {now} ({got[name]})")
         elif expected[name] != got[name]:
-            lines.append(f"  {name}: recorded {expected[name]}, got {got[name]}")
+            lines.append(f"  {name}: {was} {expected[name]}, {now} {got[name]}")
     return "\n".join(lines)
 
 
