@@ -25,6 +25,8 @@ What a digest is taken over:
   used; and every value of every column (timestamps as integers in their unit). Left out:
   the writer's ``created_by`` and format version, page and dictionary layout, statistics
   and compressed bytes, all of which change with the pyarrow and zstd versions.
+- ``arrow:<hex>``: a table from :func:`aml_exportkit.to_arrow`, in the canonical form of a
+  Parquet file without the row groups and codecs (it has none).
 - ``duckdb:<hex>``: the sha256 of a canonical JSON text of the database: per table (by
   name) its columns (name, type, nullability, in order), its primary, unique and foreign
   keys, and its rows in primary-key order (``TIMESTAMPTZ`` as microseconds since the epoch,
@@ -65,6 +67,7 @@ import attrs
 import pytest
 
 from aml_exportkit.errors import ExportkitError
+from aml_exportkit.frames import to_arrow
 from aml_exportkit.pipeline import load_template, run_export
 from aml_exportkit.plugins import PluginManager, get_plugin_manager, load_registry
 from aml_exportkit.template.load import parse_template
@@ -98,11 +101,14 @@ class Run:
     :param template: a builtin template's name, or a template's TOML text.
     :param bulk: today's bulk lane writes this run (every sink a long table it renders):
         it runs on every lane, and the lane must take it.
+    :param to_arrow: instead of a template, :func:`aml_exportkit.to_arrow` of the source
+        with this layout (``"long"`` or ``"wide"``); its snapshot is ``{"table": digest}``.
     """
 
     name: str
-    template: str
+    template: str = ""
     bulk: bool = False
+    to_arrow: str | None = None
 
     @property
     def lanes(self) -> tuple[str, ...]:
@@ -171,44 +177,51 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"no canonical form for {type(value).__name__}: {value!r}")
 
 
-def parquet_canonical(path: Path) -> bytes:
-    """A Parquet file's schema, metadata, row groups and values (module docstring)."""
+#: Key-value metadata left out of a canonical table: pyarrow's serialisation of the schema
+#: (recorded field by field instead) and the tool's version.
+VOLATILE_METADATA = frozenset({b"ARROW:schema", b"exportkit.version"})
+
+
+def table_form(table: Any, metadata: Mapping[bytes, bytes] | None) -> dict[str, Any]:
+    """An Arrow table as plain data: each field's name, type, nullability and metadata; the
+    key-value ``metadata`` but :data:`VOLATILE_METADATA`; every value of every column
+    (timestamps as integers in their unit)."""
     pa = importlib.import_module("pyarrow")
-    pq = importlib.import_module("pyarrow.parquet")
     pc = importlib.import_module("pyarrow.compute")
-    handle = pq.ParquetFile(str(path))
-    meta = handle.metadata
-    schema = handle.schema_arrow
-    skipped = {b"ARROW:schema", b"exportkit.version"}
-    kv = sorted(
-        (k.decode(), v.decode()) for k, v in (meta.metadata or {}).items() if k not in skipped
-    )
-    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
-    table = handle.read()
     columns = []
-    for field, column in zip(schema, table.columns, strict=True):
+    for field, column in zip(table.schema, table.columns, strict=True):
         if pa.types.is_timestamp(field.type):
             column = pc.cast(column, pa.int64())
         columns.append(column.to_pylist())
-    return canonical_json(
-        {
-            "fields": [
-                [
-                    f.name,
-                    str(f.type),
-                    f.nullable,
-                    sorted((k.decode(), v.decode()) for k, v in (f.metadata or {}).items()),
-                ]
-                for f in schema
-            ],
-            "metadata": kv,
-            "row_groups": [g.num_rows for g in groups],
-            "codecs": sorted(
-                {g.column(j).compression for g in groups for j in range(g.num_columns)}
-            ),
-            "columns": columns,
-        }
-    )
+    return {
+        "fields": [
+            [
+                f.name,
+                str(f.type),
+                f.nullable,
+                sorted((k.decode(), v.decode()) for k, v in (f.metadata or {}).items()),
+            ]
+            for f in table.schema
+        ],
+        "metadata": sorted(
+            (k.decode(), v.decode())
+            for k, v in (metadata or {}).items()
+            if k not in VOLATILE_METADATA
+        ),
+        "columns": columns,
+    }
+
+
+def parquet_canonical(path: Path) -> bytes:
+    """A Parquet file's schema, metadata, row groups and values (module docstring)."""
+    pq = importlib.import_module("pyarrow.parquet")
+    handle = pq.ParquetFile(str(path))
+    meta = handle.metadata
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    form = table_form(handle.read(), meta.metadata)
+    form["row_groups"] = [g.num_rows for g in groups]
+    form["codecs"] = sorted({g.column(j).compression for g in groups for j in range(g.num_columns)})
+    return canonical_json(form)
 
 
 def duckdb_canonical(path: Path) -> bytes:
@@ -362,6 +375,8 @@ def export(
     registry = load_registry(pm)
     volatile = sorted((*source.volatile, (str(out), "{out}")), key=lambda v: -len(v[0]))
     out.mkdir(parents=True)
+    if run.to_arrow is not None:
+        return _to_arrow(run, source, pm, volatile)
     try:
         if "\n" in run.template:
             template = parse_template(
@@ -385,6 +400,22 @@ def export(
         return {"error": _replace(f"{type(exc).__name__}: {exc}", volatile)}
     files = sorted(p for p in out.rglob("*") if p.is_file())
     return {p.relative_to(out).as_posix(): digest(p, volatile) for p in files}
+
+
+def _to_arrow(
+    run: Run, source: Source, pm: PluginManager, volatile: Sequence[tuple[str, str]]
+) -> dict[str, str]:
+    try:
+        table = to_arrow(
+            source.uri,
+            blocks=source.blocks or None,
+            table=run.to_arrow,  # type: ignore[arg-type]
+            plugin_manager=pm,
+        )
+    except ExportkitError as exc:
+        return {"error": _replace(f"{type(exc).__name__}: {exc}", volatile)}
+    form = canonical_json(table_form(table, table.schema.metadata))
+    return {"table": "arrow:" + hashlib.sha256(form).hexdigest()}
 
 
 def export_on_lanes(

@@ -157,6 +157,9 @@ RUNS = [
     Run("other-sinks", PLAIN),
     Run("codebook", CODEBOOK),
     Run("codebook-classic-wide", CLASSIC_CODEBOOK),
+    # the tables of the library's API, written to no file
+    Run("to_arrow:long", to_arrow="long"),
+    Run("to_arrow:wide", to_arrow="wide"),
 ]
 RUN_IDS = [run.name for run in RUNS]
 
