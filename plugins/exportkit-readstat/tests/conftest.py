@@ -11,6 +11,10 @@ from typing import Any
 
 import pytest
 
+# The PostgreSQL fixtures of the main test suite (tests/conftest.py, on pythonpath): the
+# snapshots cover MUSCLE HEAD's database too.
+from conftest import muscle_head_db, pg_database, pg_server  # noqa: F401
+
 LIKERT = [{"value": str(n), "label": label} for n, label in enumerate(
     ["Disagree", "Neutral", "Agree"], 1
 )]  # fmt: skip
@@ -124,7 +128,9 @@ def make_zip(path: Path) -> Path:
     }
     with zipfile.ZipFile(path, "w") as zf:
         for name, records in files.items():
-            zf.writestr(name, json.dumps(records, ensure_ascii=False))
+            # a fixed entry time: the same zip, byte for byte, on every run (snapshots)
+            info = zipfile.ZipInfo(name, date_time=(2024, 5, 1, 12, 0, 0))
+            zf.writestr(info, json.dumps(records, ensure_ascii=False))
     return path
 
 
