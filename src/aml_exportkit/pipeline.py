@@ -7,6 +7,7 @@ plugin registry.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -309,7 +310,7 @@ def run_export(
         [(slug,) for slug in wanted] if per_block and wanted else [wanted]
     )
     progress = progress or NullProgress()
-    outputs = OutputSet()
+    outputs = OutputSet(keep_existing=earlier is not None)
     written: list[tuple[str, OutputReport]] = []
     infos: list[SourceInfo] = []
     transforms: list[Mapping[str, Any]] = []
@@ -360,7 +361,11 @@ def run_export(
                 written.extend(
                     ("codebook", r)
                     for r in codebook.write_codebook(
-                        folder, outputs.create, current, questions.found, title
+                        folder,
+                        functools.partial(outputs.create, describes_run=True),
+                        current,
+                        questions.found,
+                        title,
                     )
                 )
             if template.manifest:
@@ -489,7 +494,7 @@ def _write_manifest(
         watermark=marks,
         since=since,
     )
-    path = outputs.create(folder / _manifest_name(template, slugs))
+    path = outputs.create(folder / _manifest_name(template, slugs), describes_run=True)
     path.write_bytes(manifest.dumps(document))
 
 

@@ -312,3 +312,44 @@ def test_combining_parts_gives_the_full_export(
 @settings(max_examples=200, deadline=None)
 def test_any_pks_round_trip(pks: list[int]) -> None:
     assert decode_pks(encode_pks(pks)) == sorted(set(pks))
+
+
+def test_a_part_never_replaces_an_earlier_export(parts: dict[str, Any]) -> None:
+    # a part written into the folder of the export it follows would replace the whole
+    # earlier table (or DuckDB database) with the part alone: refused, nothing written
+    tmp = parts["tmp"]
+    template = tmp / "pool.toml"
+    template.write_text(
+        TEMPLATE + '\n[[sinks]]\ntype = "duckdb"\npath = "study.duckdb"\n', encoding="utf-8"
+    )
+    out = tmp / "same"
+    then = tmp / "then.zip"
+    assert _run(template, then, out).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = _run(template, parts["now"], out, "--since", str(out / "manifest.json"))
+    assert result.exit_code != 0
+    assert "block.zip" in result.stderr
+    assert "--since" in result.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_pooled_dataset_grows_in_one_folder(parts: dict[str, Any]) -> None:
+    # a Hive dataset's part files are new files: its folder takes every part, and the
+    # manifest beside it (which carries the chain on) is the latest run's
+    tmp = parts["tmp"]
+    template = tmp / "dataset.toml"
+    template.write_text(
+        '[[sinks]]\ntype = "parquet"\npath = "dataset"\npartition_by = ["block"]\n',
+        encoding="utf-8",
+    )
+    out = tmp / "pooled"
+    assert _run(template, tmp / "then.zip", out).exit_code == 0
+    first = sorted(out.rglob("*.parquet"))
+    kept = [p.read_bytes() for p in first]
+    again = _run(template, parts["now"], out, "--since", str(out / "manifest.json"))
+    assert again.exit_code == 0, again.output
+    files = sorted(out.rglob("*.parquet"))
+    assert len(files) == 2 * len(first)
+    assert [p.read_bytes() for p in first] == kept
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["since"]["sessions"] == len(parts["expected"])
