@@ -316,6 +316,7 @@ def run_export(
     transforms: list[Mapping[str, Any]] = []
     marks: list[BlockMark] = []
     found: dict[int, str | None] = {}  # the run's blocks, pk → slug
+    recorded: dict[int, str] = {}  # the slugs a database holds (a block record with rules)
     counts = {"profile": 0, "trial": 0}
     sessions = 0
     slugs: list[str] = []  # what {block} became, per unit
@@ -338,8 +339,13 @@ def run_export(
                 progress.phase("reading")
                 with _read(opened, selection) as graph:
                     found.update((pk, b.slug) for pk, b in graph.blocks.items())
+                    recorded.update(
+                        (pk, b.slug)
+                        for pk, b in graph.blocks.items()
+                        if b.slug and b.rules is not None
+                    )
                     if earlier is not None and len(units) == 1:
-                        check_blocks(earlier, found)  # before any output is written
+                        check_blocks(earlier, found, recorded)  # before any output is written
                     transforms.extend(prepare_graph(pm, graph, template))
                     slug = _single_slug(graph, unit) if per_block else None
                     if slug:
@@ -352,7 +358,7 @@ def run_export(
                     for kind, n in graph.result_counts.items():
                         counts[kind] += n
             if earlier is not None:
-                check_blocks(earlier, found)
+                check_blocks(earlier, found, recorded)
             if questions is not None:
                 progress.phase("codebook")
                 folder = manifest.manifest_folder([r.path for _, r in written], out_dir, template)
