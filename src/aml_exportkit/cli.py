@@ -228,7 +228,13 @@ def run(
     )
     if not quiet:
         for output in report.outputs:
-            click.echo(f"wrote {output.path} ({count(output.rows, 'row')})")
+            # a codebook's "rows" are the tables it describes
+            what = (
+                f"describes {count(output.rows, 'table')}"
+                if output.sink == "codebook"
+                else count(output.rows, "row")
+            )
+            click.echo(f"wrote {output.path} ({what})")
 
 
 @cli.command()
