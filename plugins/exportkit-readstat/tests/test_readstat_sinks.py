@@ -246,3 +246,40 @@ def test_validate_names_the_missing_module(
     assert result.stderr.strip() == (
         f"exportkit: error: spss: needs {module}, which is not installed: pip install {module}"
     )
+
+
+def test_an_unanswered_likert_question_stays_numeric(
+    tmp_path: Path, reference_msi_zip: Path, manager: PluginManager
+) -> None:
+    # MUSCLE keeps a question shown but not answered as a null answer; with another
+    # participant never asked it, the column holds nulls and missing answers: still the
+    # numbers 1-7 with their labels, not JSON text
+    import json
+    import zipfile
+
+    mutated = tmp_path / "block_msi-questionnaire.zip"
+    with zipfile.ZipFile(reference_msi_zip) as source, zipfile.ZipFile(mutated, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "profiles.json":
+                answers = json.loads(data)
+                first = next(
+                    a for a in answers if a["fields"]["question_key"] == "msi_01_music_activities"
+                )
+                first["fields"]["given_response"] = None
+                first["fields"]["score"] = None
+                answers.remove(
+                    next(
+                        a
+                        for a in reversed(answers)
+                        if a["fields"]["question_key"] == "msi_01_music_activities"
+                    )
+                )
+                data = json.dumps(answers).encode()
+            target.writestr(info, data)
+    run(tmp_path, manager, wide(mutated, "spss"))
+    frame, meta = pyreadstat.read_sav(tmp_path / "out" / "demo.sav")
+    assert meta.readstat_variable_types["profile_msi_01_music_activities"] == "double"
+    assert meta.readstat_variable_types["profile_score_msi_01_music_activities"] == "double"
+    assert meta.variable_value_labels["profile_msi_01_music_activities"][7.0] == "Completely Agree"
+    assert frame["profile_msi_01_music_activities"].isna().sum() == 2
