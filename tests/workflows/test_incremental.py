@@ -305,7 +305,11 @@ def test_combining_parts_gives_the_full_export(
     trials = scope["trials"]
     assert isinstance(trials, pd.DataFrame)
     trials = trials.drop(columns="part").sort_values("result_id", ignore_index=True)
-    pd.testing.assert_frame_equal(trials[list(full.columns)], full)
+    read = scope["read_part"]
+    assert callable(read)
+    whole_text = read("full/trials.csv").astype({"session_id": "int64", "result_id": "int64"})
+    whole_text = whole_text.sort_values("result_id", ignore_index=True)
+    pd.testing.assert_frame_equal(trials[list(whole_text.columns)], whole_text)
 
 
 @given(st.lists(st.integers(-(2**62), 2**62), max_size=300))
@@ -353,3 +357,34 @@ def test_a_pooled_dataset_grows_in_one_folder(parts: dict[str, Any]) -> None:
     assert [p.read_bytes() for p in first] == kept
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["since"]["sessions"] == len(parts["expected"])
+
+
+def test_the_pandas_recipe_reads_every_part_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pandas guesses each file's column types on its own: a part whose section_tag holds
+    # only "0" must not come back as the number 0.0 beside another part's text
+    import pandas as pd
+
+    header = "session_id,result_id,section_tag,result_given_response\n"
+    parts = {
+        "2025-05-01": "1,10,A,left\n1,11,B,right\n2,20,A,\n",
+        "2025-05-08": "2,20,0,007\n2,21,0,1\n",
+    }
+    for name, rows in parts.items():
+        (tmp_path / "parts" / name).mkdir(parents=True)
+        (tmp_path / "parts" / name / "trials.csv").write_text(header + rows, encoding="utf-8")
+    full = tmp_path / "full.csv"
+    full.write_text(header + "1,10,A,left\n1,11,B,right\n2,20,0,007\n2,21,0,1\n", "utf-8")
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, object] = {}
+    exec(_block("from pathlib import Path"), scope)
+    trials = scope["trials"]
+    assert isinstance(trials, pd.DataFrame)
+    read = scope.get("read_part", pd.read_csv)
+    assert callable(read)
+    expected = read(full).astype({"session_id": "int64", "result_id": "int64"})
+    got = trials.drop(columns="part").sort_values("result_id", ignore_index=True)
+    pd.testing.assert_frame_equal(got[list(expected.columns)], expected)
+    assert list(got["section_tag"]) == ["A", "B", "0", "0"]
+    assert list(got["result_given_response"])[2] == "007"
