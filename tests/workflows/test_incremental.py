@@ -366,16 +366,17 @@ def test_the_pandas_recipe_reads_every_part_alike(
     # only "0" must not come back as the number 0.0 beside another part's text
     import pandas as pd
 
-    header = "session_id,result_id,section_tag,result_given_response\n"
+    # and a json_data key only the later part holds: a column the earlier part lacks
+    header = "session_id,result_id,section_tag,result_given_response,result_json.new\n"
     parts = {
-        "2025-05-01": "1,10,A,left\n1,11,B,right\n2,20,A,\n",
-        "2025-05-08": "2,20,0,007\n2,21,0,1\n",
+        "2025-05-01": header.rsplit(",", 1)[0] + "\n1,10,A,left\n1,11,B,right\n2,20,A,\n",
+        "2025-05-08": header + "2,20,0,007,x\n2,21,0,1,\n",
     }
-    for name, rows in parts.items():
+    for name, text in parts.items():
         (tmp_path / "parts" / name).mkdir(parents=True)
-        (tmp_path / "parts" / name / "trials.csv").write_text(header + rows, encoding="utf-8")
+        (tmp_path / "parts" / name / "trials.csv").write_text(text, encoding="utf-8")
     full = tmp_path / "full.csv"
-    full.write_text(header + "1,10,A,left\n1,11,B,right\n2,20,0,007\n2,21,0,1\n", "utf-8")
+    full.write_text(header + "1,10,A,left,\n1,11,B,right,\n2,20,0,007,x\n2,21,0,1,\n", "utf-8")
     monkeypatch.chdir(tmp_path)
     scope: dict[str, object] = {}
     exec(_block("from pathlib import Path"), scope)
