@@ -239,3 +239,40 @@ def test_duckdb_sink_without_duckdb_says_how_to_install(
     result = CliRunner().invoke(cli, ["validate", str(template)])
     assert result.exit_code != 0
     assert "pip install 'aml-exportkit[duckdb]'" in result.output
+
+
+def _doc_block(doc: str, marker: str) -> str:
+    """The code block of ``docs/<doc>`` that holds the line ``marker``."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / doc).read_text(encoding="utf-8")
+    for block in text.split("```python\n")[1:]:
+        code = block.split("```", 1)[0]
+        if marker in code:
+            return code
+    raise AssertionError(f"no python block with {marker!r} in docs/{doc}")
+
+
+def test_the_documented_readers_see_every_run_s_columns(
+    reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # two runs of blocks with different json_data paths: pyarrow and pandas read the first
+    # part file's schema unless told otherwise, and dropped the other run's columns silently
+    text = PARTITIONED.split('[[sinks]]\ntype = "parquet"\npath = "whole')[0]
+    out = tmp_path / "pooled"
+    for name in ("block_bat-ref.zip", "block_tafc-dvorak.zip"):
+        export(tmp_path, text, str(reference_dir / "v2024" / name), out)
+    files = sorted(out.rglob("*.parquet"))
+    names = set().union(*(pq.read_schema(f).names for f in files)) | {"experiment", "block"}
+    rows = sum(pq.read_metadata(f).num_rows for f in files)
+    assert any(set(pq.read_schema(f).names) != names - {"experiment", "block"} for f in files)
+
+    monkeypatch.chdir(out)
+    scope: dict[str, Any] = {}
+    exec(_doc_block("parquet.md", "ds.dataset("), scope)
+    assert set(scope["table"].column_names) == names
+    assert scope["table"].num_rows == rows
+
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(_doc_block("recipes.md", 'pd.read_parquet("pooled/dataset"'), scope)
+    assert set(scope["trials"].columns) == names
+    assert len(scope["trials"]) == rows
