@@ -247,7 +247,8 @@ def check_blocks(
         if mark.snapshot_time is not None and mark.slug and slug and mark.slug != slug:
             raise SourceError(
                 f"this manifest's block {mark.slug} (pk {mark.block}) is {slug}"
-                f" (pk {mark.block}) in this source: it is of another database",
+                f" (pk {mark.block}) in this source: it is of another database (or the"
+                " block was renamed since: then start again with a full export)",
                 file=since.origin,
             )
     if any(m.block in blocks for m in since.marks):
