@@ -283,3 +283,52 @@ def test_an_unanswered_likert_question_stays_numeric(
     assert meta.readstat_variable_types["profile_score_msi_01_music_activities"] == "double"
     assert meta.variable_value_labels["profile_msi_01_music_activities"][7.0] == "Completely Agree"
     assert frame["profile_msi_01_music_activities"].isna().sum() == 2
+
+
+@pytest.mark.parametrize("kind", ["spss", "stata"])
+def test_whole_and_fractional_numbers_stay_one_numeric_variable(
+    kind: str, tmp_path: Path, muscle_zip: Path, manager: PluginManager
+) -> None:
+    # a decision time of exactly 2 s beside 2.5 s makes the table's column JSON text (so
+    # that 2 and 2.0 stay apart there); in SPSS and Stata, which hold numbers as doubles,
+    # it is still the numeric variable, with null and a missing key both missing. Text
+    # among the numbers keeps the variable text.
+    import json
+    import zipfile
+
+    mutated = tmp_path / "block_tafc-dvorak.zip"
+    with zipfile.ZipFile(muscle_zip) as source, zipfile.ZipFile(mutated, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "results.json":
+                results = json.loads(data)
+                for i, result in enumerate(results):
+                    extra = {"rt": 2 if i % 3 == 0 else 2.5, "text_too": "7" if i == 0 else 7}
+                    if i % 4 == 1:
+                        extra["maybe"] = None
+                    elif i % 4 == 2:
+                        extra["maybe"] = -0.5
+                    result["fields"]["json_data"] = {
+                        **(result["fields"]["json_data"] or {}),
+                        **extra,
+                    }
+                data = json.dumps(results).encode()
+            target.writestr(info, data)
+    ext = ".sav" if kind == "spss" else ".dta"
+    run(
+        tmp_path,
+        manager,
+        f'[source]\nuri = "{mutated}"\n[[sinks]]\ntype = "{kind}"\npath = "out/t{ext}"\n'
+        'layout = "long"\nresult_json = "columns"\n',
+    )
+    read = pyreadstat.read_sav if kind == "spss" else pyreadstat.read_dta
+    frame, meta = read(tmp_path / "out" / f"t{ext}")
+    rt, maybe, text_too = (
+        [c for c in frame.columns if c.endswith(suffix)]
+        for suffix in ("_rt", "_maybe", "_text_too")
+    )
+    assert meta.readstat_variable_types[rt[0]] == "double"
+    assert sorted(set(frame[rt[0]])) == [2.0, 2.5]
+    assert meta.readstat_variable_types[maybe[0]] == "double"
+    assert {v for v in frame[maybe[0]] if not math.isnan(v)} == {-0.5}
+    assert meta.readstat_variable_types[text_too[0]] == "string"
