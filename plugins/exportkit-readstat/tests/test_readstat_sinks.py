@@ -292,7 +292,7 @@ def test_whole_and_fractional_numbers_stay_one_numeric_variable(
     # a decision time of exactly 2 s beside 2.5 s makes the table's column JSON text (so
     # that 2 and 2.0 stay apart there); in SPSS and Stata, which hold numbers as doubles,
     # it is still the numeric variable, with null and a missing key both missing. Text
-    # among the numbers keeps the variable text.
+    # among the numbers keeps the variable text; text with nulls is the text.
     import json
     import zipfile
 
@@ -308,6 +308,9 @@ def test_whole_and_fractional_numbers_stay_one_numeric_variable(
                         extra["maybe"] = None
                     elif i % 4 == 2:
                         extra["maybe"] = -0.5
+                        extra["note"] = 'said "hi"'
+                    elif i % 4 == 3:
+                        extra["note"] = None
                     result["fields"]["json_data"] = {
                         **(result["fields"]["json_data"] or {}),
                         **extra,
@@ -323,12 +326,15 @@ def test_whole_and_fractional_numbers_stay_one_numeric_variable(
     )
     read = pyreadstat.read_sav if kind == "spss" else pyreadstat.read_dta
     frame, meta = read(tmp_path / "out" / f"t{ext}")
-    rt, maybe, text_too = (
+    rt, maybe, text_too, note = (
         [c for c in frame.columns if c.endswith(suffix)]
-        for suffix in ("_rt", "_maybe", "_text_too")
+        for suffix in ("_rt", "_maybe", "_text_too", "_note")
     )
     assert meta.readstat_variable_types[rt[0]] == "double"
     assert sorted(set(frame[rt[0]])) == [2.0, 2.5]
     assert meta.readstat_variable_types[maybe[0]] == "double"
     assert {v for v in frame[maybe[0]] if not math.isnan(v)} == {-0.5}
     assert meta.readstat_variable_types[text_too[0]] == "string"
+    # text with nulls other rows lack: the text itself, not its JSON spelling
+    assert meta.readstat_variable_types[note[0]] == "string"
+    assert set(frame[note[0]]) == {'said "hi"', ""}

@@ -213,6 +213,8 @@ class ReadstatSink(BaseSink):
         elif numbers is not None:
             variable.type = "number"
             variable.values = numbers
+        elif kind == "mixed" and (texts := json_texts(values)) is not None:
+            variable.values = texts
         elif kind == "bool":
             variable.type = "number"
             variable.values = [None if v is None else float(v) for v in values]
@@ -348,4 +350,26 @@ def json_numbers(cells: Sequence[Any]) -> list[float | None] | None:
             out.append(float(value))
         else:
             return None
+    return out
+
+
+def json_texts(cells: Sequence[Any]) -> list[str | None] | None:
+    """A JSON-text column's cells as text, when every one is a JSON string, ``null`` or
+    missing (text with nulls that other rows lack); else None. Neither format has a
+    missing string, so null and a missing key are both the empty string there, as for any
+    text variable."""
+    out: list[str | None] = []
+    for cell in cells:
+        if cell is None:
+            out.append(None)
+            continue
+        if not isinstance(cell, str):
+            return None
+        try:
+            value = json.loads(cell)
+        except ValueError:
+            return None
+        if value is not None and not isinstance(value, str):
+            return None
+        out.append(value)
     return out
