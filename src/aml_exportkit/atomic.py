@@ -142,9 +142,14 @@ class OutputSet:
     :meth:`create` hands out a temporary path beside each target; :meth:`commit` renames
     every one into place, all or nothing; :meth:`discard` removes them, and any folder the
     run created, so that a failed run leaves the output location as it was.
+
+    :param keep_existing: refuse to replace an existing file (an incremental run writes a
+        part, which must not replace the earlier export it follows), except the files that
+        describe the run (:meth:`create` with ``describes_run``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_existing: bool = False) -> None:
+        self._keep_existing = keep_existing
         self._pending: dict[Path, Path] = {}
         #: each target's real path (``..`` and symbolic links resolved) → the target
         self._real: dict[str, Path] = {}
@@ -155,15 +160,26 @@ class OutputSet:
         """The targets handed out so far."""
         return tuple(self._pending)
 
-    def create(self, target: Path) -> Path:
+    def create(self, target: Path, *, describes_run: bool = False) -> Path:
         """Reserve ``target`` and return the temporary path to write instead.
 
+        :param describes_run: the target is the manifest or the codebook, which the latest
+            run may replace even with ``keep_existing`` (the manifest carries the chain of
+            parts on).
         :raises SinkError: when two outputs of the run are one file (also through ``..``
             or a symbolic link), one output's path is the folder of another, the target
-            exists and is not a regular file, or its folder cannot be made.
+            exists and is not a regular file, exists at all under ``keep_existing``, or its
+            folder cannot be made.
         """
         target = _key(target)
         _check_name(target)
+        if self._keep_existing and not describes_run and os.path.lexists(target):
+            raise SinkError(
+                "exists and holds an earlier export; a --since run writes its part to new"
+                " files and never replaces one: give the part another --out folder",
+                sink="output",
+                path=str(target),
+            )
         real = os.path.realpath(target)
         other = self._real.get(real)
         if other is not None:

@@ -189,7 +189,8 @@ def cli() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="MANIFEST",
     help="An earlier run's manifest.json: export only the sessions new or changed since"
-    " (started later, or unfinished then and finished or with new results now), whole.",
+    " (started later, or unfinished then and finished or with new results now), whole."
+    " The part goes to new files: it never replaces an existing one (but the manifest).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing on success; no progress.")
 @click.option(
@@ -228,7 +229,13 @@ def run(
     )
     if not quiet:
         for output in report.outputs:
-            click.echo(f"wrote {output.path} ({count(output.rows, 'row')})")
+            # a codebook's "rows" are the tables it describes
+            what = (
+                f"describes {count(output.rows, 'table')}"
+                if output.sink == "codebook"
+                else count(output.rows, "row")
+            )
+            click.echo(f"wrote {output.path} ({what})")
 
 
 @cli.command()

@@ -26,12 +26,14 @@ _WHOLE_NUMBER = re.compile(r"[+-]?\d+")
 def parse_exclude_file(text: str) -> tuple[int | str, ...]:
     """The entries of an exclude file: a whole number is a participant pk; a line in double
     quotes is the text inside them (JSON's escapes); any other line is text, stripped.
-    Blank lines and lines starting with ``#`` are skipped.
+    Blank lines and lines starting with ``#`` are skipped. A leading byte order mark (as
+    Windows editors and spreadsheets write it) is not part of the first entry: left in,
+    it would turn a pk into text that matches no one.
 
     :raises ValueError: for a quoted line that is not one JSON string.
     """
     entries: list[int | str] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

@@ -16,7 +16,7 @@ text equals the CSV's cell. The builders park rows in anonymous temporary files 
 two passes (the header is known only after the last result); these are deleted before the
 call returns. The finished table itself is held in memory.
 
-pandas is optional: ``pip install 'aml-exportkit[frames]'``.
+pandas is optional: ``pip install pandas`` (or the ``frames`` extra).
 ``docs/embedding.md`` documents this module.
 """
 
@@ -64,7 +64,8 @@ Layout: TypeAlias = Literal["long", "wide"]
 DtypeBackend: TypeAlias = Literal["numpy_nullable", "pyarrow"]
 
 #: pandas, which :func:`to_dataframe` needs (an extra of the package).
-PANDAS = Requirement(module="pandas", install="pip install 'aml-exportkit[frames]'")
+#: The package itself, not the ``frames`` extra: the command must work from a checkout too.
+PANDAS = Requirement(module="pandas", install="pip install pandas")
 #: Rows converted to Arrow at a time: bounds the Python lists alive during conversion.
 BATCH_ROWS = 16384
 

@@ -7,6 +7,7 @@ plugin registry.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -309,12 +310,13 @@ def run_export(
         [(slug,) for slug in wanted] if per_block and wanted else [wanted]
     )
     progress = progress or NullProgress()
-    outputs = OutputSet()
+    outputs = OutputSet(keep_existing=earlier is not None)
     written: list[tuple[str, OutputReport]] = []
     infos: list[SourceInfo] = []
     transforms: list[Mapping[str, Any]] = []
     marks: list[BlockMark] = []
     found: dict[int, str | None] = {}  # the run's blocks, pk → slug
+    recorded: dict[int, str] = {}  # the slugs a database holds (a block record with rules)
     counts = {"profile": 0, "trial": 0}
     sessions = 0
     slugs: list[str] = []  # what {block} became, per unit
@@ -337,8 +339,13 @@ def run_export(
                 progress.phase("reading")
                 with _read(opened, selection) as graph:
                     found.update((pk, b.slug) for pk, b in graph.blocks.items())
+                    recorded.update(
+                        (pk, b.slug)
+                        for pk, b in graph.blocks.items()
+                        if b.slug and b.rules is not None
+                    )
                     if earlier is not None and len(units) == 1:
-                        check_blocks(earlier, found)  # before any output is written
+                        check_blocks(earlier, found, recorded)  # before any output is written
                     transforms.extend(prepare_graph(pm, graph, template))
                     slug = _single_slug(graph, unit) if per_block else None
                     if slug:
@@ -351,7 +358,7 @@ def run_export(
                     for kind, n in graph.result_counts.items():
                         counts[kind] += n
             if earlier is not None:
-                check_blocks(earlier, found)
+                check_blocks(earlier, found, recorded)
             if questions is not None:
                 progress.phase("codebook")
                 folder = manifest.manifest_folder([r.path for _, r in written], out_dir, template)
@@ -360,7 +367,11 @@ def run_export(
                 written.extend(
                     ("codebook", r)
                     for r in codebook.write_codebook(
-                        folder, outputs.create, current, questions.found, title
+                        folder,
+                        functools.partial(outputs.create, describes_run=True),
+                        current,
+                        questions.found,
+                        title,
                     )
                 )
             if template.manifest:
@@ -489,7 +500,7 @@ def _write_manifest(
         watermark=marks,
         since=since,
     )
-    path = outputs.create(folder / _manifest_name(template, slugs))
+    path = outputs.create(folder / _manifest_name(template, slugs), describes_run=True)
     path.write_bytes(manifest.dumps(document))
 
 

@@ -46,6 +46,7 @@ class Filter:
         (relative to the template's folder): a whole number is a primary key, any other
         line a ``unique_hash`` or ``participant_id_url`` (write it in double quotes to
         match digits as text); blank lines and lines starting with ``#`` are skipped.
+        The file is UTF-8; a byte order mark and Windows line ends are fine.
     :param exclude_sessions: leave these sessions (primary keys) and their results out.
     :param exclude_participant_id_url: leave out participants whose
         ``participant_id_url`` matches one of these patterns: ``*`` stands for any run of

@@ -226,14 +226,31 @@ def _mark(entry: Mapping[str, Any]) -> BlockMark:
     )
 
 
-def check_blocks(since: Since, blocks: Mapping[int, str | None]) -> None:
+def check_blocks(
+    since: Since, blocks: Mapping[int, str | None], recorded: Mapping[int, str] | None = None
+) -> None:
     """Refuse a watermark of none of this run's ``blocks`` (pk → slug): it would select
     everything. (A run may add blocks the earlier one did not have.)
+
+    Refuse one whose block of a pk had another slug in a database than this run's
+    ``recorded`` (pk → the slug a database holds; a zip's slug may be a guess from its file
+    name): it is of another database, whose session pks would leave out this one's
+    sessions of the same pks.
 
     :raises SourceError: naming the manifest and both sets of blocks.
     """
     if not since.marks or not blocks:
         return
+    for mark in since.marks:
+        slug = (recorded or {}).get(mark.block)
+        # a snapshot time says the earlier slug was a database's too
+        if mark.snapshot_time is not None and mark.slug and slug and mark.slug != slug:
+            raise SourceError(
+                f"this manifest's block {mark.slug} (pk {mark.block}) is {slug}"
+                f" (pk {mark.block}) in this source: it is of another database (or the"
+                " block was renamed since: then start again with a full export)",
+                file=since.origin,
+            )
     if any(m.block in blocks for m in since.marks):
         return
     theirs = ", ".join(f"{m.slug or '?'} (pk {m.block})" for m in since.marks)

@@ -241,7 +241,7 @@ def test_errors_are_exportkit_errors(
     with pytest.raises(SinkError) as missing:
         to_dataframe(template, plugin_manager=plugin_manager)
     assert str(missing.value) == (
-        "to_dataframe: needs pandas, which is not installed: pip install 'aml-exportkit[frames]'"
+        "to_dataframe: needs pandas, which is not installed: pip install pandas"
     )
 
 

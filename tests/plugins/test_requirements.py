@@ -75,3 +75,21 @@ def test_run_stops_before_reading_the_source(
     assert result.exit_code == EXIT_SINK
     assert result.stderr.strip() == MESSAGE
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["spss", "stata"])
+def test_validate_names_the_plugin_a_known_sink_comes_from(
+    kind: str, tmp_path: Path, cli_runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the readstat plugin is an optional part of the install: without it, spss and stata
+    # are unknown sinks, and the message says how to install them
+    template = tmp_path / "t.toml"
+    template.write_text(f'[[sinks]]\ntype = "{kind}"\npath = "a"\n', encoding="utf-8")
+    assert cli_runner.invoke(cli, ["validate", str(template)]).exit_code == 0
+    monkeypatch.setenv("EXPORTKIT_BLOCK_PLUGINS", "readstat")
+    result = cli_runner.invoke(cli, ["validate", str(template)])
+    assert result.exit_code != 0
+    assert f"unknown sink '{kind}'" in result.stderr
+    assert "exportkit-readstat" in result.stderr
+    assert "pip install ./plugins/exportkit-readstat" in result.stderr
+    assert "\n" not in result.stderr.strip()

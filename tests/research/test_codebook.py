@@ -86,3 +86,19 @@ def test_codebook_lists_every_column_with_counts_and_labels(
     assert "## long.parquet" in text
     manifest = json.loads((out / "manifest.json").read_text())
     assert {"datapackage.json", "codebook.md"} <= {o["path"] for o in manifest["outputs"]}
+
+
+def test_the_run_says_how_many_tables_the_codebook_describes(
+    reference_dir: Path, tmp_path: Path
+) -> None:
+    # a codebook has no rows: the run names what it describes
+    template = tmp_path / "t.toml"
+    template.write_text(TEMPLATE, encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["run", str(template), "--source", str(reference_dir / ZIP), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out / 'datapackage.json'} (describes 3 tables)\n" in result.stdout
+    assert f"wrote {out / 'codebook.md'} (describes 3 tables)\n" in result.stdout
+    assert "wrote " + str(out / "long.csv") + " (" in result.stdout

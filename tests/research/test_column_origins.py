@@ -4,7 +4,9 @@ is summarised as text."""
 
 from __future__ import annotations
 
+import csv
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from aml_exportkit.codebook import ColumnStats, _summary
 from aml_exportkit.pipeline import load_template, run_export
 
 ZIP = "head/block_hooked-eurovision.zip"
+ZIP_2024 = "v2024/block_tafc-dvorak.zip"
 TEMPLATE = """
 codebook = true
 [[sinks]]
@@ -75,3 +78,42 @@ def test_text_and_numbers_are_summarised_as_text() -> None:
     for n in range(40):
         numbers.add(str(n))
     assert _summary(numbers) == "range 0 to 39"
+
+
+@pytest.mark.parametrize("zip_name", ["head/block_msi-questionnaire.zip", ZIP_2024])
+@pytest.mark.parametrize("sink", ["csv-long", "csv-wide"])
+def test_profile_columns_stay_plain_when_some_questions_went_unanswered(
+    zip_name: str, sink: str, reference_dir: Path, tmp_path: Path
+) -> None:
+    # MUSCLE keeps a profile question shown but not answered as a null answer; another
+    # participant was never asked it. Both are no answer (profile columns are not
+    # json_data, and are not rebuilt): the cells stay the answers' text, not JSON text
+    template = tmp_path / "t.toml"
+    template.write_text(
+        f'[[sinks]]\ntype = "{sink}"\npath = "t.csv"\nprofile = "columns"\nrows = "both"\n'
+        if sink == "csv-long"
+        else f'[[sinks]]\ntype = "{sink}"\npath = "t.csv"\nprofile = "columns"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    run_export(load_template(str(template)), source=str(reference_dir / zip_name), out_dir=out)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    profile = [
+        c for c in manifest["outputs"][0]["columns"] if c["origin"].startswith("profile answer")
+    ]
+    assert any({"null", "absent"} <= set(c["json_types"]) for c in profile)
+    assert not [c["name"] for c in profile if c.get("json_cells")]
+    with (out / "t.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with zipfile.ZipFile(reference_dir / zip_name) as archive:
+        answers = json.loads(archive.read("profiles.json"))
+    given: dict[str, set[str]] = {}
+    for answer in answers:
+        fields = answer["fields"]
+        if fields["given_response"] is not None:
+            given.setdefault(fields["question_key"], set()).add(fields["given_response"])
+    for column in profile:
+        if column["origin"] != "profile answer's given_response":
+            continue
+        cells = {row[column["name"]] for row in rows} - {""}
+        assert cells <= given[column["path"]], column["name"]

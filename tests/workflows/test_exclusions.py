@@ -189,6 +189,33 @@ def test_exclude_file_entries() -> None:
         parse_exclude_file('"unclosed\n')
 
 
+def test_an_exclude_file_saved_by_windows_tools_reads_the_same(
+    reference_dir: Path, tmp_path: Path
+) -> None:
+    # Notepad and Excel write a byte order mark and CRLF: the first entry must still be a
+    # pk, or the participant it names would silently stay in the export
+    plain = "# withdrawn\n\n{pk}\n{hash}\n"
+    sessions, participants = _graph_of(reference_dir / ZIP)
+    first, second = list(participants)[:2]
+    text = plain.format(pk=first, hash=participants[second].unique_hash)
+    assert parse_exclude_file("\ufeff" + text.replace("\n", "\r\n")) == (
+        first,
+        participants[second].unique_hash,
+    )
+    (tmp_path / "withdrawn.txt").write_bytes(
+        b"\xef\xbb\xbf" + f"{first}\r\n{participants[second].unique_hash}\r\n".encode()
+    )
+    template = load_template(
+        str(_write(tmp_path, '[filter]\nexclude_file = "withdrawn.txt"\n' + SINKS))
+    )
+    assert template.filter.excluded_participants == (first, participants[second].unique_hash)
+    report = run_export(template, source=str(reference_dir / ZIP), out_dir=tmp_path / "o")
+    assert report.sources[0].details["excluded_participants"] == 2
+    assert report.sources[0].details["excluded_sessions"] == sum(
+        1 for s in sessions.values() if s.participant in (first, second)
+    )
+
+
 def test_a_missing_exclude_file_names_the_key(tmp_path: Path) -> None:
     template = tmp_path / "t.toml"
     template.write_text(

@@ -305,10 +305,87 @@ def test_combining_parts_gives_the_full_export(
     trials = scope["trials"]
     assert isinstance(trials, pd.DataFrame)
     trials = trials.drop(columns="part").sort_values("result_id", ignore_index=True)
-    pd.testing.assert_frame_equal(trials[list(full.columns)], full)
+    read = scope["read_part"]
+    assert callable(read)
+    whole_text = read("full/trials.csv").astype({"session_id": "int64", "result_id": "int64"})
+    whole_text = whole_text.sort_values("result_id", ignore_index=True)
+    pd.testing.assert_frame_equal(trials[list(whole_text.columns)], whole_text)
 
 
 @given(st.lists(st.integers(-(2**62), 2**62), max_size=300))
 @settings(max_examples=200, deadline=None)
 def test_any_pks_round_trip(pks: list[int]) -> None:
     assert decode_pks(encode_pks(pks)) == sorted(set(pks))
+
+
+def test_a_part_never_replaces_an_earlier_export(parts: dict[str, Any]) -> None:
+    # a part written into the folder of the export it follows would replace the whole
+    # earlier table (or DuckDB database) with the part alone: refused, nothing written
+    tmp = parts["tmp"]
+    template = tmp / "pool.toml"
+    template.write_text(
+        TEMPLATE + '\n[[sinks]]\ntype = "duckdb"\npath = "study.duckdb"\n', encoding="utf-8"
+    )
+    out = tmp / "same"
+    then = tmp / "then.zip"
+    assert _run(template, then, out).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = _run(template, parts["now"], out, "--since", str(out / "manifest.json"))
+    assert result.exit_code != 0
+    assert "block.zip" in result.stderr
+    assert "--since" in result.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_pooled_dataset_grows_in_one_folder(parts: dict[str, Any]) -> None:
+    # a Hive dataset's part files are new files: its folder takes every part, and the
+    # manifest beside it (which carries the chain on) is the latest run's
+    tmp = parts["tmp"]
+    template = tmp / "dataset.toml"
+    template.write_text(
+        '[[sinks]]\ntype = "parquet"\npath = "dataset"\npartition_by = ["block"]\n',
+        encoding="utf-8",
+    )
+    out = tmp / "pooled"
+    assert _run(template, tmp / "then.zip", out).exit_code == 0
+    first = sorted(out.rglob("*.parquet"))
+    kept = [p.read_bytes() for p in first]
+    again = _run(template, parts["now"], out, "--since", str(out / "manifest.json"))
+    assert again.exit_code == 0, again.output
+    files = sorted(out.rglob("*.parquet"))
+    assert len(files) == 2 * len(first)
+    assert [p.read_bytes() for p in first] == kept
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["since"]["sessions"] == len(parts["expected"])
+
+
+def test_the_pandas_recipe_reads_every_part_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pandas guesses each file's column types on its own: a part whose section_tag holds
+    # only "0" must not come back as the number 0.0 beside another part's text
+    import pandas as pd
+
+    # and a json_data key only the later part holds: a column the earlier part lacks
+    header = "session_id,result_id,section_tag,result_given_response,result_json.new\n"
+    parts = {
+        "2025-05-01": header.rsplit(",", 1)[0] + "\n1,10,A,left\n1,11,B,right\n2,20,A,\n",
+        "2025-05-08": header + "2,20,0,007,x\n2,21,0,1,\n",
+    }
+    for name, text in parts.items():
+        (tmp_path / "parts" / name).mkdir(parents=True)
+        (tmp_path / "parts" / name / "trials.csv").write_text(text, encoding="utf-8")
+    full = tmp_path / "full.csv"
+    full.write_text(header + "1,10,A,left,\n1,11,B,right,\n2,20,0,007,x\n2,21,0,1,\n", "utf-8")
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, object] = {}
+    exec(_block("from pathlib import Path"), scope)
+    trials = scope["trials"]
+    assert isinstance(trials, pd.DataFrame)
+    read = scope.get("read_part", pd.read_csv)
+    assert callable(read)
+    expected = read(full).astype({"session_id": "int64", "result_id": "int64"})
+    got = trials.drop(columns="part").sort_values("result_id", ignore_index=True)
+    pd.testing.assert_frame_equal(got[list(expected.columns)], expected)
+    assert list(got["section_tag"]) == ["A", "B", "0", "0"]
+    assert list(got["result_given_response"])[2] == "007"

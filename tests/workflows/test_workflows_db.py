@@ -268,3 +268,25 @@ def test_since_with_a_block_added_per_block(muscle_head_db: str, tmp_path: Path)
     assert other.exit_code == 4
     assert "this manifest is of block(s) tafc-dvorak" in other.output
     assert not (tmp_path / "other").exists()
+
+
+def test_a_manifest_of_another_database_with_the_same_block_pk_is_refused(
+    muscle_head_db: str, muscle_2024_db: str, tmp_path: Path
+) -> None:
+    # pk 3 is bat-ref in the 2024 database and hooked-eurovision at HEAD: the earlier
+    # manifest's session pks would silently leave out HEAD's sessions of the same pks
+    text = '[[sinks]]\ntype = "csv-long"\npath = "trials.csv"\n'
+    template = tmp_path / "t.toml"
+    template.write_text(text, encoding="utf-8")
+
+    def run(source: str, block: str, out: str, *extra: str) -> Any:
+        args = ["run", str(template), "--source", source, "--block", block]
+        return CliRunner().invoke(cli, [*args, "--out", str(tmp_path / out), *extra])
+
+    assert run(muscle_2024_db, "bat-ref", "first").exit_code == 0
+    since = str(tmp_path / "first" / "manifest.json")
+    other = run(muscle_head_db, "hooked-eurovision", "other", "--since", since)
+    assert other.exit_code == 4
+    assert "bat-ref (pk 3)" in other.output
+    assert "hooked-eurovision (pk 3)" in other.output
+    assert not (tmp_path / "other").exists()

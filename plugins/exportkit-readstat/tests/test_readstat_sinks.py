@@ -246,3 +246,95 @@ def test_validate_names_the_missing_module(
     assert result.stderr.strip() == (
         f"exportkit: error: spss: needs {module}, which is not installed: pip install {module}"
     )
+
+
+def test_an_unanswered_likert_question_stays_numeric(
+    tmp_path: Path, reference_msi_zip: Path, manager: PluginManager
+) -> None:
+    # MUSCLE keeps a question shown but not answered as a null answer; with another
+    # participant never asked it, the column holds nulls and missing answers: still the
+    # numbers 1-7 with their labels, not JSON text
+    import json
+    import zipfile
+
+    mutated = tmp_path / "block_msi-questionnaire.zip"
+    with zipfile.ZipFile(reference_msi_zip) as source, zipfile.ZipFile(mutated, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "profiles.json":
+                answers = json.loads(data)
+                first = next(
+                    a for a in answers if a["fields"]["question_key"] == "msi_01_music_activities"
+                )
+                first["fields"]["given_response"] = None
+                first["fields"]["score"] = None
+                answers.remove(
+                    next(
+                        a
+                        for a in reversed(answers)
+                        if a["fields"]["question_key"] == "msi_01_music_activities"
+                    )
+                )
+                data = json.dumps(answers).encode()
+            target.writestr(info, data)
+    run(tmp_path, manager, wide(mutated, "spss"))
+    frame, meta = pyreadstat.read_sav(tmp_path / "out" / "demo.sav")
+    assert meta.readstat_variable_types["profile_msi_01_music_activities"] == "double"
+    assert meta.readstat_variable_types["profile_score_msi_01_music_activities"] == "double"
+    assert meta.variable_value_labels["profile_msi_01_music_activities"][7.0] == "Completely Agree"
+    assert frame["profile_msi_01_music_activities"].isna().sum() == 2
+
+
+@pytest.mark.parametrize("kind", ["spss", "stata"])
+def test_whole_and_fractional_numbers_stay_one_numeric_variable(
+    kind: str, tmp_path: Path, muscle_zip: Path, manager: PluginManager
+) -> None:
+    # a decision time of exactly 2 s beside 2.5 s makes the table's column JSON text (so
+    # that 2 and 2.0 stay apart there); in SPSS and Stata, which hold numbers as doubles,
+    # it is still the numeric variable, with null and a missing key both missing. Text
+    # among the numbers keeps the variable text; text with nulls is the text.
+    import json
+    import zipfile
+
+    mutated = tmp_path / "block_tafc-dvorak.zip"
+    with zipfile.ZipFile(muscle_zip) as source, zipfile.ZipFile(mutated, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "results.json":
+                results = json.loads(data)
+                for i, result in enumerate(results):
+                    extra = {"rt": 2 if i % 3 == 0 else 2.5, "text_too": "7" if i == 0 else 7}
+                    if i % 4 == 1:
+                        extra["maybe"] = None
+                    elif i % 4 == 2:
+                        extra["maybe"] = -0.5
+                        extra["note"] = 'said "hi"'
+                    elif i % 4 == 3:
+                        extra["note"] = None
+                    result["fields"]["json_data"] = {
+                        **(result["fields"]["json_data"] or {}),
+                        **extra,
+                    }
+                data = json.dumps(results).encode()
+            target.writestr(info, data)
+    ext = ".sav" if kind == "spss" else ".dta"
+    run(
+        tmp_path,
+        manager,
+        f'[source]\nuri = "{mutated}"\n[[sinks]]\ntype = "{kind}"\npath = "out/t{ext}"\n'
+        'layout = "long"\nresult_json = "columns"\n',
+    )
+    read = pyreadstat.read_sav if kind == "spss" else pyreadstat.read_dta
+    frame, meta = read(tmp_path / "out" / f"t{ext}")
+    rt, maybe, text_too, note = (
+        [c for c in frame.columns if c.endswith(suffix)]
+        for suffix in ("_rt", "_maybe", "_text_too", "_note")
+    )
+    assert meta.readstat_variable_types[rt[0]] == "double"
+    assert sorted(set(frame[rt[0]])) == [2.0, 2.5]
+    assert meta.readstat_variable_types[maybe[0]] == "double"
+    assert {v for v in frame[maybe[0]] if not math.isnan(v)} == {-0.5}
+    assert meta.readstat_variable_types[text_too[0]] == "string"
+    # text with nulls other rows lack: the text itself, not its JSON spelling
+    assert meta.readstat_variable_types[note[0]] == "string"
+    assert set(frame[note[0]]) == {'said "hi"', ""}

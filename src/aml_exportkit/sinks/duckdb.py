@@ -8,7 +8,7 @@ keys, ``TIMESTAMPTZ``, ``DOUBLE``, ``JSON`` for ``json_data``), a primary key on
 
 The database is written to a temporary file of the run's atomic output set and appears
 under its name only when the whole run succeeded. duckdb is optional:
-``pip install 'aml-exportkit[duckdb]'``.
+``pip install duckdb`` (or the ``duckdb`` extra).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from ..tabular.table import json_text
 
 NAME = "duckdb"
 #: checked before a run reads anything, and by ``exportkit validate``
-DUCKDB = Requirement(module="duckdb", install="pip install 'aml-exportkit[duckdb]'")
+#: The package itself, not the ``duckdb`` extra: the command must work from a checkout too.
+DUCKDB = Requirement(module="duckdb", install="pip install duckdb")
 #: Rows per INSERT of results.
 BATCH = 65536
 

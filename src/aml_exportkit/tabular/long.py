@@ -42,6 +42,11 @@ _EXACT = 2**53
 _ONE_EMPTY: list[dict[str, Any]] = [_EMPTY]
 #: Marks a key that a row lacks, while a row is made.
 _ABSENT: Any = object()
+#: Origins whose columns are a participant's answers by question key, not json_data: a
+#: null (asked, not answered; MUSCLE keeps the row) and a missing key (never asked) are
+#: both no answer there, and such columns are not rebuilt, so they do not make the cells
+#: JSON text (which would quote every answer of the column).
+_ANSWER_ORIGINS = frozenset({"profile", "profile_score"})
 
 
 class Joiner:
@@ -132,13 +137,14 @@ class Joiner:
         types = set(self.types.get(key, ()))
         if self.present.get(key, 0) < rows:
             types.add(Absent)
+        spelt = types - {Absent} if origin in _ANSWER_ORIGINS else types
         return Column(
             name,
-            column_kind(types),
+            column_kind(spelt),
             origin=origin,
             path=path,
             json_types=json_types(types),
-            json_cells=needs_json_cells(types),
+            json_cells=needs_json_cells(spelt),
             json_path=json_path,
         )
 

@@ -16,6 +16,13 @@ from .model import SinkTable, Template
 _CONVERTER = make_converter()
 #: A UTF-8 byte-order mark, as some Windows editors write at the start of a file.
 _BOM = "\ufeff"
+#: Sinks that a plugin of this repository provides, and how to install it: a template
+#: naming one without the plugin gets the command, not only the list of installed sinks.
+PLUGIN_SINKS = dict.fromkeys(
+    ("spss", "stata"),
+    "the exportkit-readstat plugin, which is not installed; from a checkout of"
+    " aml_exportkit: pip install ./plugins/exportkit-readstat",
+)
 
 
 def _raise_problems(exc: BaseException, *, file: str, prefix: str = "") -> None:
@@ -203,8 +210,12 @@ def _parse_sink(raw: Any, index: int, *, file: str, sinks: Mapping[str, SinkSpec
     spec = sinks.get(kind)
     if spec is None:
         known = ", ".join(sorted(sinks)) or "none"
+        plugin = PLUGIN_SINKS.get(kind)
+        hint = f": it comes from {plugin}" if plugin else ""
         raise TemplateError(
-            f"unknown sink {kind!r}; installed: {known}", file=file, key_path=f"{where}.type"
+            f"unknown sink {kind!r}{hint}; installed: {known}",
+            file=file,
+            key_path=f"{where}.type",
         )
     structured = structure_options(options, spec.options, file=file, key_path=where)
     return SinkTable(type=kind, path=path, options=structured)

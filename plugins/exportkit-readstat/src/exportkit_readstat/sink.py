@@ -9,6 +9,7 @@ Until the end, rows are parked on disk by aml_exportkit's table builder like eve
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Sequence
 from datetime import UTC
 from typing import Any, Literal
@@ -205,9 +206,15 @@ class ReadstatSink(BaseSink):
             values=values,
             label=_cut(label, VARIABLE_LABEL_LIMIT[self.format], self.format),
         )
+        numbers = json_numbers(values) if kind == "mixed" else None
         if kind in ("int", "float", "null"):
             variable.type = "number"
             variable.values = [None if v is None else float(v) for v in values]
+        elif numbers is not None:
+            variable.type = "number"
+            variable.values = numbers
+        elif kind == "mixed" and (texts := json_texts(values)) is not None:
+            variable.values = texts
         elif kind == "bool":
             variable.type = "number"
             variable.values = [None if v is None else float(v) for v in values]
@@ -310,3 +317,59 @@ class StataSink(ReadstatSink):
     """Writes a Stata ``.dta`` file (format 119, Stata 15 and later)."""
 
     format: Format = "stata"
+
+
+#: Integers a double holds exactly; a JSON-text column with a larger one stays text.
+_EXACT = 2**53
+
+
+def json_numbers(cells: Sequence[Any]) -> list[float | None] | None:
+    """A JSON-text column's cells as doubles, when every one is a JSON number, ``null`` or
+    missing; else None.
+
+    The table writes a column of integers and floats (a decision time of exactly 2 s beside
+    2.5 s), or of numbers, nulls and missing keys, as JSON text so that the values can be
+    told apart when read back. SPSS and Stata hold every number as a double and have one
+    missing value, so such a column is the numeric variable there. Text among the numbers
+    (``"7"`` beside ``7``), or an integer beyond 2**53, keeps the variable text.
+    """
+    out: list[float | None] = []
+    for cell in cells:
+        if cell is None:
+            out.append(None)
+            continue
+        if not isinstance(cell, str):
+            return None
+        try:
+            value = json.loads(cell)
+        except ValueError:
+            return None
+        if value is None:
+            out.append(None)
+        elif type(value) is float or (type(value) is int and abs(value) <= _EXACT):
+            out.append(float(value))
+        else:
+            return None
+    return out
+
+
+def json_texts(cells: Sequence[Any]) -> list[str | None] | None:
+    """A JSON-text column's cells as text, when every one is a JSON string, ``null`` or
+    missing (text with nulls that other rows lack); else None. Neither format has a
+    missing string, so null and a missing key are both the empty string there, as for any
+    text variable."""
+    out: list[str | None] = []
+    for cell in cells:
+        if cell is None:
+            out.append(None)
+            continue
+        if not isinstance(cell, str):
+            return None
+        try:
+            value = json.loads(cell)
+        except ValueError:
+            return None
+        if value is not None and not isinstance(value, str):
+            return None
+        out.append(value)
+    return out
