@@ -101,7 +101,36 @@ def _reject_constant(name: str) -> Any:
 
 
 class NumberOutOfRange(ValueError):
-    """A JSON number beyond a double's range (``1e400``)."""
+    """A JSON number no record may hold: beyond a double's range (``1e400``), or an
+    integer with more than :data:`MAX_INT_DIGITS` digits."""
+
+
+#: The most digits an integer may have: Python's default limit on converting between an
+#: integer and its text (which guards against quadratic work), fixed here so that the
+#: verdict never depends on the environment (``PYTHONINTMAXSTRDIGITS``).
+MAX_INT_DIGITS = 4300
+
+
+def exact_int(text: str) -> int:
+    """A JSON integer, exactly, refusing one with more than :data:`MAX_INT_DIGITS` digits:
+    Python can neither read nor write it, and a reader that keeps it (the native kernel
+    copies text) must not give another verdict than one that cannot.
+
+    :raises NumberOutOfRange: naming the integer's length.
+    """
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INT_DIGITS:
+        raise NumberOutOfRange(
+            f"the integer {text[:20]}... has {digits:,} digits, more than the"
+            f" {MAX_INT_DIGITS:,} an integer may have; refusing it"
+        )
+    try:
+        return int(text)
+    except ValueError:  # a lower PYTHONINTMAXSTRDIGITS
+        raise NumberOutOfRange(
+            f"the integer {text[:20]}... has {digits:,} digits, more than this Python reads"
+            " (PYTHONINTMAXSTRDIGITS); refusing it"
+        ) from None
 
 
 def finite_float(text: str) -> float:
@@ -118,9 +147,12 @@ def finite_float(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=finite_float)
-#: Only to name the element that holds an out-of-range number.
-_LENIENT = json.JSONDecoder()
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_float=finite_float, parse_int=exact_int
+)
+#: Only to name the element that holds an out-of-range number (an integer too long to
+#: read becomes 0).
+_LENIENT = json.JSONDecoder(parse_int=lambda t: int(t) if len(t) <= MAX_INT_DIGITS else 0)
 
 
 class _Window:

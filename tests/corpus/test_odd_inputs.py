@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from aml_exportkit.cli import cli
 from aml_exportkit.errors import EXIT_SOURCE, EXIT_TEMPLATE
-from aml_exportkit.jsonstream import MAX_JSON_DATA_NESTING
+from aml_exportkit.jsonstream import MAX_INT_DIGITS, MAX_JSON_DATA_NESTING
 from zipcases import Objects, django_dumps, mutated
 
 ZIP = "head/block_tafc-dvorak.zip"
@@ -124,6 +124,36 @@ def test_an_integer_beyond_a_double_is_kept_exactly(reference_dir: Path, tmp_pat
                 with zipfile.ZipFile(out / "x") as archive:
                     data = archive.read("results.json")
             assert digits in data, (sink, env)
+
+
+@pytest.mark.parametrize("sign", ["", "-"])
+def test_an_integer_too_long_to_read_is_refused_everywhere(
+    sign: str, reference_dir: Path, tmp_path: Path
+) -> None:
+    # Python reads no integer beyond MAX_INT_DIGITS; the native kernel copies text and
+    # would keep it, so it must stand down and leave the verdict to the plain path.
+    digits = sign.encode() + b"1" + b"0" * MAX_INT_DIGITS
+    source = mutated(
+        reference_dir / ZIP,
+        tmp_path / "block_tafc-dvorak.zip",
+        results_json=with_raw(b'{"x": ' + digits + b"}"),
+    )
+    pk = first_pk(reference_dir, "results.json")
+    refused_everywhere(source, tmp_path, [f"result {pk}", f"{MAX_INT_DIGITS + 1:,} digits"])
+
+
+def test_the_longest_integer_is_kept_exactly(reference_dir: Path, tmp_path: Path) -> None:
+    digits = b"1" + b"0" * (MAX_INT_DIGITS - 1)
+    source = mutated(
+        reference_dir / ZIP,
+        tmp_path / "block_tafc-dvorak.zip",
+        results_json=with_raw(b'{"x": ' + digits + b"}"),
+    )
+    for n, env in enumerate(LANES):
+        out = tmp_path / f"out{n}"
+        result = export(source, "csv-long", out, env)
+        assert result.exit_code == 0, result.output
+        assert digits in (out / "x").read_bytes(), env
 
 
 def test_a_tiny_number_is_kept_as_every_reader_reads_it(
@@ -243,8 +273,9 @@ def test_json_data_nested_to_the_limit_is_exported_alike(
         # exactly, as any integer beyond 64 bits); one with a fraction is a double's job
         (b'{"x": 1' + b"0" * 400 + b".5}", ["beyond a double"]),
         (nested(MAX_JSON_DATA_NESTING + 2, objects=True), ["nested more than"]),
+        (b'{"x": 1' + b"0" * MAX_INT_DIGITS + b"}", [f"{MAX_INT_DIGITS + 1:,} digits"]),
     ],
-    ids=["beyond a double", "deep"],
+    ids=["beyond a double", "deep", "a long integer"],
 )
 def test_a_database_gives_the_same_verdicts(
     document: bytes, words: list[str], pg_database: Any, reference_dir: Path, tmp_path: Path

@@ -47,7 +47,13 @@ from ..contracts import BlockSummary, Inventory, SourceOptions, SourceSpec
 from ..errors import DatabaseError, SourceError
 from ..graph import GraphBuilder, RecordGraph, SourceInfo
 from ..hookspecs import hookimpl
-from ..jsonstream import MAX_JSON_DATA_NESTING, NumberOutOfRange, finite_float, nesting_ok
+from ..jsonstream import (
+    MAX_JSON_DATA_NESTING,
+    NumberOutOfRange,
+    exact_int,
+    finite_float,
+    nesting_ok,
+)
 from ..records import Block, Experiment, JSONValue, Phase, Playlist, Result
 from ..schema import MODELS, Kind, ModelSpec, django_datetime
 from ..selection import Filter, Selection, Since, glob_like
@@ -432,7 +438,7 @@ def _loads(data: bytes | bytearray | memoryview | str | None) -> Any:
 
 def _loads_exactly(data: bytes) -> Any:
     try:
-        return json.loads(data, parse_float=finite_float)
+        return json.loads(data, parse_float=finite_float, parse_int=exact_int)
     except RecursionError:
         raise UnfitJson(
             f"nested more than {MAX_JSON_DATA_NESTING} levels deep; refusing it"
@@ -444,7 +450,8 @@ def _loads_exactly(data: bytes) -> Any:
 class UnfitJson(ValueError):
     """A JSON value that no record may hold: nested deeper than a fixture record's
     ``json_data`` may be (:data:`MAX_JSON_DATA_NESTING`), or with a number beyond a
-    double's range; the same verdicts as for a fixture zip."""
+    double's range or an integer too long to read; the same verdicts as for a fixture
+    zip."""
 
 
 def _made(make: Callable[[Any], Any], rows: Sequence[Any], table: str, model: str) -> list[Any]:
