@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from aml_exportkit.cli import cli
 from aml_exportkit.errors import EXIT_PLUGIN, PluginError
-from aml_exportkit.template.recorded import scrub
+from aml_exportkit.redact import scrub
 
 ZIP = "head/block_tafc-dvorak.zip"
 SINKS = (
@@ -71,6 +71,16 @@ PASSWORDS = {
     "libpq key=value": ("description = \"host=h password='{pw} x' dbname=d\"\n", "{pw}"),
     "a list of URIs": ('description = "see"\n', "{pw}"),
     "a comment": ("# was: postgresql://me:{pw}@old-host/db\n", "{pw}"),
+    # libpq decodes a query parameter's name: %70assword is password
+    "a percent-encoded parameter name": (
+        'name = "postgresql://127.0.0.1/db?user=me&%70ass%77ord={pw}"\n',
+        "{pw}",
+    ),
+    # libpq reads a URI's password up to the first '@' or '/', line breaks and all
+    "a line break in a URI's password": (
+        'description = "postgresql://me:{pw}\\nmore@127.0.0.1:1/db"\n',
+        "{pw}",
+    ),
 }
 
 
@@ -107,6 +117,9 @@ def test_scrub() -> None:
     assert scrub("postgresql://u@h/db") == "postgresql://u@h/db"
     assert scrub("x?sslpassword=a&password=b&c=d") == "x?sslpassword=***&password=***&c=d"
     assert scrub("host=h PASSWORD = 'a b' x=1") == "host=h PASSWORD = *** x=1"
+    assert scrub("x?%70assword=b&%75ser=u") == "x?%70assword=***&%75ser=u"
+    assert scrub("postgresql://u:a b\nc@h/db") == "postgresql://u:***@h/db"
+    assert scrub("postgresql://h:5432/db") == "postgresql://h:5432/db"
 
 
 PRIVACY = (

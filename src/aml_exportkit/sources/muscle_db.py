@@ -55,6 +55,7 @@ from ..jsonstream import (
     nesting_ok,
 )
 from ..records import Block, Experiment, JSONValue, Phase, Playlist, Result
+from ..redact import HIDDEN, scrub
 from ..schema import MODELS, Kind, ModelSpec, django_datetime
 from ..selection import Filter, Selection, Since, glob_like
 from .muscle_db_bulk import DbTrialResults
@@ -160,9 +161,9 @@ class Scrubber:
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
-            text = text.replace(secret, "***")
-        # user:password@ in any URI that is echoed back
-        return re.sub(r"(://[^:/@\s]*):[^@/\s]*@", r"\1:***@", text)
+            text = text.replace(secret, HIDDEN)
+        # a password in any URI or key=value string that is echoed back
+        return scrub(text)
 
 
 def target_of(uri: str) -> tuple[Target, dict[str, str], Scrubber]:

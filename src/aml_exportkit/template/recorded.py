@@ -11,7 +11,6 @@ is the price of never copying the secret).
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -20,27 +19,8 @@ import tomli_w
 
 from ..exclusions import manifest_filter, withhold_in_text
 from ..privacy import pseudonym, read_key
+from ..redact import scrub
 from .model import Template
-
-#: What replaces a password.
-HIDDEN = "***"
-
-# user:password@ in a URI; greedy to the last '@' of the token, so a password holding an
-# unencoded '@' is removed whole (hiding too much is harmless, too little is not).
-_URI_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:@/?#]*):(?P<pw>\S*)@")
-# password=... as a URI query parameter or a libpq key=value pair (quoted or not), also
-# sslpassword and the like.
-_KEY_PASSWORD = re.compile(
-    r"(?P<head>\b[A-Za-z_]*pass(?:word|wd)?\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s&#;]+)",
-    re.IGNORECASE,
-)
-
-
-def scrub(text: str) -> str:
-    """``text`` with every password a URI or a ``key=value`` string could carry replaced by
-    ``***``."""
-    text = _URI_PASSWORD.sub(lambda m: f"{m['head']}:{HIDDEN}@", text)
-    return _KEY_PASSWORD.sub(lambda m: f"{m['head']}{HIDDEN}", text)
 
 
 def _walk(value: Any, change: Callable[[str], str]) -> Any:
