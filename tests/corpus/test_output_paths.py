@@ -475,3 +475,45 @@ def test_a_read_only_out(sink: str, path: str, read_only_out: Path, reference_di
     line = one_line(result)
     assert "not permitted" in line or "denied" in line, line
     assert list(read_only_out.iterdir()) == []
+
+
+# -- partitioned Parquet: a slug from a database row becomes a folder name -------------------
+
+PARTITIONED = (
+    '[source]\nblocks = ["tafc-dvorak"]\n'
+    '[[sinks]]\ntype = "parquet"\npath = "ds"\npartition_by = ["experiment", "block"]\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("slug", "refused"),
+    [
+        # every Hive reader reads this folder name, encoded or not, back as null
+        ("__HIVE_DEFAULT_PARTITION__", True),
+        ("", True),
+        # not slugs, but percent-encoded: inside --out, and read back as stored
+        ("../../x", False),
+        ("a/b=c", False),
+    ],
+    ids=["the null partition's name", "empty", "climbing", "slash and equals"],
+)
+def test_a_partition_value_reads_back_as_it_was(
+    slug: str, refused: bool, pg_database: Any, reference_dir: Path, tmp_path: Path
+) -> None:
+    import psycopg
+    import pyarrow.dataset as ds
+
+    dsn = pg_database(reference_dir / "head" / "muscle_head.sql")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE experiment_experiment SET slug = %s WHERE id = 1", (slug,))
+    out = tmp_path / "out"
+    result = run(tmp_path, PARTITIONED, "--source", dsn, "--out", str(out))
+    if refused:
+        assert result.exit_code == EXIT_SINK, result.output
+        assert f"the experiment slug {slug!r} cannot be a partition" in one_line(result)
+        assert files_under(tmp_path) == ["t.toml"]
+        return
+    assert result.exit_code == 0, result.output
+    table = ds.dataset(out / "ds", partitioning="hive").to_table(columns=["experiment"])
+    assert set(table.column("experiment").to_pylist()) == {slug}
+    assert all(p.is_relative_to(out) for p in out.rglob("*"))
