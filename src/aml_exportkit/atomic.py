@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import stat
+import unicodedata
 from pathlib import Path
 
 from .errors import SinkError
@@ -146,7 +147,8 @@ class OutputSet:
 
     def __init__(self) -> None:
         self._pending: dict[Path, Path] = {}
-        #: each target's real path (``..`` and symbolic links resolved) → the target
+        #: each target's real path (``..`` and symbolic links resolved, letter case and
+        #: Unicode form folded) → the target
         self._real: dict[str, Path] = {}
         self._made_dirs: list[Path] = []
 
@@ -164,10 +166,15 @@ class OutputSet:
         """
         target = _key(target)
         _check_name(target)
-        real = os.path.realpath(target)
+        real = _fold(os.path.realpath(target))
         other = self._real.get(real)
         if other is not None:
             same = "" if other == target else f" (also written as {other})"
+            if other != target and os.path.realpath(other) != os.path.realpath(target):
+                same += (
+                    "; names that differ only in letter case or Unicode form are one file"
+                    " on macOS and Windows"
+                )
             raise SinkError(
                 f"two outputs of this run write the same file{same}",
                 sink="output",
@@ -272,6 +279,13 @@ class OutputSet:
             with contextlib.suppress(OSError, ValueError):
                 folder.rmdir()
         self._made_dirs.clear()
+
+
+def _fold(path: str) -> str:
+    """``path`` as a file system that ignores letter case and Unicode form sees it (macOS,
+    Windows): two outputs of a run must differ here too, or the one would replace the other
+    wherever the outputs are copied to such a disk (or written on one)."""
+    return unicodedata.normalize("NFC", path).casefold()
 
 
 def _key(target: Path) -> Path:

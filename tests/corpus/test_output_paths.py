@@ -255,6 +255,33 @@ def test_two_sinks_that_are_one_file(second: str, reference_dir: Path, tmp_path:
     assert files_under(out) == ["link.zip", "linked-folder", "r.zip"]
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("r.csv", "R.csv"),
+        ("caf\u00e9.csv", "cafe\u0301.csv"),  # composed and decomposed: one name on macOS
+        ("D/z.csv", "d/Z.csv"),
+        ("manifest.json", "MANIFEST.JSON"),  # a sink and the manifest
+        ("d", "D/z.csv"),  # one output the folder of another, but for the case
+    ],
+    ids=["case", "unicode form", "case in a folder", "the manifest", "a folder"],
+)
+def test_two_outputs_that_one_file_system_holds_as_one(
+    first: str, second: str, reference_dir: Path, tmp_path: Path
+) -> None:
+    # On a disk that ignores case and Unicode form the second would replace the first:
+    # refused everywhere, so that the verdict does not depend on the disk.
+    out = tmp_path / "out"
+    sinks_text = sinks(("csv-wide", second)) if first == "manifest.json" else sinks(
+        ("csv-long", first), ("csv-wide", second)
+    )
+    result = run(tmp_path, sinks_text, "--source", str(reference_dir / ZIP), "--out", str(out))
+    assert result.exit_code == EXIT_SINK, result.output
+    line = one_line(result)
+    assert "same file" in line or "the folder of another" in line
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("kind", ["fifo", "folder"])
 def test_only_regular_files_are_replaced(kind: str, reference_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
