@@ -19,7 +19,11 @@ from pathlib import Path
 
 from .errors import SinkError
 
-_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.exportkit-(?P<pid>\d+)-[0-9a-f]+\.(?P<kind>tmp|old)$")
+# A sink may keep files named after its temporary file (DuckDB's ``<temp>.wal``): they
+# are the run's temporaries too.
+_TEMP_RE = re.compile(
+    r"^\.(?P<name>.+)\.exportkit-(?P<pid>\d+)-[0-9a-f]+\.(?P<kind>tmp(?:\.[A-Za-z0-9]+)?|old)$"
+)
 #: What the temporary name adds to the target's name: ``.`` + ``.exportkit-<pid>-<8 hex>.tmp``.
 _TEMP_EXTRA = len(".") + len(".exportkit-") + 10 + len("-") + 8 + len(".tmp")
 #: The longest file name (in bytes) the file systems we run on accept.
