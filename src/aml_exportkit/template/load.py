@@ -65,7 +65,7 @@ def parse_template(
     templates = templates or {}
     top = file if file in templates else str((folder / Path(file).name).resolve())
     data = _resolve_extends(
-        _parse_toml(text, file),
+        parse_toml(text, file),
         file=file,
         folder=folder,
         templates=templates,
@@ -106,7 +106,12 @@ def parse_template(
     )
 
 
-def _parse_toml(text: str, file: str) -> dict[str, Any]:
+def parse_toml(text: str, file: str) -> dict[str, Any]:
+    """The TOML ``text`` of the template ``file`` as a dict, read as if a byte-order mark
+    it starts with were not there.
+
+    :raises TemplateError: for text that is not TOML.
+    """
     try:
         return tomllib.loads(text.removeprefix(_BOM))
     except tomllib.TOMLDecodeError as exc:
@@ -153,7 +158,7 @@ def _resolve_extends(
             f"templates extend each other in a circle: {chain}", file=file, key_path="extends"
         )
     base = _resolve_extends(
-        _parse_toml(base_text, base_file),
+        parse_toml(base_text, base_file),
         file=base_file,
         folder=base_folder,
         templates=templates,

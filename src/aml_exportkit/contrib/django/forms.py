@@ -25,7 +25,7 @@ from ...template.load import parse_template
 from ...template.model import Template
 from .conf import BlockChoice, TemplateChoice
 from .jobstore import check_key_env, check_output_paths, redact_paths
-from .worker import check_upload_extends
+from .worker import check_upload_reads_no_file
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class ExportForm(forms.Form):
         return data
 
     def _parse_upload(self, text: str, name: str) -> Template:
-        check_upload_extends(text, name, list(self.registry.template_specs))
+        check_upload_reads_no_file(text, name, list(self.registry.template_specs))
         # Parsed relative to an empty, nonexistent folder: an upload reads no server file.
         return parse_template(
             text,
