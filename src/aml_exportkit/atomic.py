@@ -119,12 +119,23 @@ def shown_path(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def control_character(text: str) -> str | None:
+    """How the first control character in ``text`` (a path) is shown in a message, or None:
+    a NUL ends a path for the OS, and a line break or a tab makes a name that messages,
+    listings and the manifest cannot show on one line."""
+    for char in text:
+        if ord(char) < 32 or ord(char) == 127:
+            return "a NUL character" if char == "\0" else f"the control character {char!r}"
+    return None
+
+
 def _check_name(target: Path) -> None:
     """Refuse a path the OS cannot take, or no output can record, with a clear message
     rather than an OS error."""
     text = str(target)
-    if "\0" in text:
-        raise SinkError("the path contains a NUL character", sink="output", path=repr(text))
+    control = control_character(text)
+    if control is not None:
+        raise SinkError(f"the path contains {control}", sink="output", path=repr(text))
     if not is_utf8(text):
         raise SinkError(
             "the path is not UTF-8 text; outputs and the manifest name it, so it must be",

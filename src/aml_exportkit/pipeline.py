@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import attrs
 
 from . import codebook, fastlane, manifest
-from .atomic import OutputSet, is_utf8, shown_path
+from .atomic import OutputSet, control_character, is_utf8, shown_path
 from .contracts import (
     OutputReport,
     Sink,
@@ -180,7 +180,8 @@ def _per_block(template: Template) -> bool:
 def check_sink_paths(template: Template, out_dir: Path | None) -> None:
     """Refuse sink paths that could write anywhere but where the user asked.
 
-    Every path: no NUL, and not ending in ``/`` (that names a folder). With ``out_dir``
+    Every path: no control character (NUL, a line break, a tab), and not ending in ``/``
+    (that names a folder). With ``out_dir``
     (``--out``), every output must land inside it: no absolute path, no ``~``, no ``..``
     that climbs out (``sub/../r.zip`` stays inside and is fine). Runs before anything is
     read; ``{block}`` can only become a slug, which holds no ``/`` or ``.``.
@@ -190,8 +191,9 @@ def check_sink_paths(template: Template, out_dir: Path | None) -> None:
     for index, sink in enumerate(template.sinks):
         raw = sink.path
         problem = None
-        if "\0" in raw:
-            problem = "contains a NUL character"
+        control = control_character(raw)
+        if control is not None:
+            problem = f"contains {control}; a sink path names a file"
         elif raw.endswith(("/", "/.", "/..")) or raw in (".", ".."):
             problem = "names a folder; a sink path names a file"
         elif out_dir is not None:

@@ -385,14 +385,31 @@ def test_cleanup_that_fails_does_not_hide_the_first_error(
         )
 
 
-def test_a_nul_in_a_sink_path(reference_dir: Path, tmp_path: Path) -> None:
-    text = '[[sinks]]\ntype = "csv-long"\npath = "a\\u0000b.csv"\n'
+@pytest.mark.parametrize(
+    ("escape", "shown"),
+    [("\\u0000", "NUL"), ("\\n", "'\\n'"), ("\\t", "'\\t'"), ("\\u007f", "'\\x7f'")],
+    ids=["nul", "line break", "tab", "delete"],
+)
+def test_a_control_character_in_a_sink_path(
+    escape: str, shown: str, reference_dir: Path, tmp_path: Path
+) -> None:
+    # a NUL ends the path for the OS; a line break or a tab makes a name no one-line
+    # message (nor a listing) can show: the same rule as the export page's
+    text = f'[[sinks]]\ntype = "csv-long"\npath = "a{escape}b.csv"\n'
     for out in ((), ("--out", str(tmp_path / "new" / "out"))):
         result = run(tmp_path, text, "--source", str(reference_dir / ZIP), *out)
         assert result.exit_code == EXIT_TEMPLATE, result.output
         assert "sinks[0].path" in one_line(result)
-        assert "NUL" in one_line(result)
+        assert shown in one_line(result)
         assert files_under(tmp_path) == ["t.toml"]
+
+
+def test_a_control_character_in_the_manifest_name(reference_dir: Path, tmp_path: Path) -> None:
+    text = 'manifest_name = "m\\n.json"\n' + sinks(("csv-long", "r.csv"))
+    result = run(tmp_path, text, "--source", str(reference_dir / ZIP), "--out", str(tmp_path / "o"))
+    assert result.exit_code == EXIT_TEMPLATE, result.output
+    assert "manifest_name" in one_line(result)
+    assert files_under(tmp_path) == ["t.toml"]
 
 
 @pytest.mark.parametrize("length", [222, 246, 255, 300])

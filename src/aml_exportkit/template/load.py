@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..atomic import control_character
 from ..contracts import SinkSpec, TemplateSpec
 from ..errors import TemplateError
 from ..exclusions import read_exclude_file
@@ -91,7 +92,12 @@ def parse_template(
         _raise_problems(exc, file=file)
         raise
     name = template.manifest_name
-    if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+    if (
+        name in ("", ".", "..")
+        or Path(name).name != name
+        or "\\" in name
+        or control_character(name) is not None
+    ):
         raise TemplateError(
             f"{name!r} is not a file name: the manifest goes beside the outputs",
             file=file,
