@@ -209,3 +209,28 @@ def test_the_bulk_lanes_parquet_records_no_password(reference_dir: Path, tmp_pat
     written = everything_written(out)
     assert "postgresql://me:***@127.0.0.1:1/db" in written
     assert "Lane-S3cret" not in written
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        '[filter]\n"exclude_participants" = ["RAW-EXCLUDED-17"]\n',
+        'filter.exclude_participants = ["RAW-EXCLUDED-17"]\n',
+        'filter = { exclude_participant_id_url = ["RAW-EXCLUDED-17*"] }\n',
+        "[filter]\n'exclude_sessions' = [987654321]\n",
+        '[filter]\nexclude_participants = [ # inline\n  "RAW-EXCLUDED-17",\n]\n',
+    ],
+    ids=["quoted key", "dotted key", "inline table", "single-quoted key", "multi-line"],
+)
+def test_no_excluded_identifier_whatever_the_toml_spelling(
+    head: str, reference_dir: Path, tmp_path: Path
+) -> None:
+    # the exclusion lists are withheld in the recorded template however TOML spells the key
+    result, out = run(tmp_path, head + SINKS, reference_dir)
+    assert result.exit_code == 0, result.output
+    written = everything_written(out)
+    assert "manifest_version" in written
+    assert "RAW-EXCLUDED-17" not in written
+    assert "987654321" not in written
+    recorded = json.loads((out / "manifest.json").read_text())["template"]["text"]
+    assert tomllib.loads(recorded)["filter"]  # still a template, with the lists empty

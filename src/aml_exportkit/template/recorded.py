@@ -17,7 +17,7 @@ from typing import Any
 
 import tomli_w
 
-from ..exclusions import manifest_filter, withhold_in_text
+from ..exclusions import LIST_KEYS, manifest_filter, withhold_in_text
 from ..privacy import pseudonym, read_key
 from ..redact import scrub
 from .model import Template
@@ -69,6 +69,13 @@ def recorded_text(template: Template) -> str:
     except tomllib.TOMLDecodeError:  # a template in memory with no text of its own
         return scrub(text)
     cleaned = _walk(data, scrub)
+    # The lists are withheld in the text where it is plain (keeping the comments); any a
+    # quoted, dotted or inline key hid from that are emptied here, in the parsed template.
+    filter_table = cleaned.get("filter")
+    if isinstance(filter_table, dict):
+        for key in LIST_KEYS:
+            if filter_table.get(key):
+                filter_table[key] = []
     name = _identifier_names(template)
     participants = cleaned.get("filter", {}).get("participants")
     if name is not None and isinstance(participants, list):
