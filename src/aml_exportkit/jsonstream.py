@@ -150,6 +150,18 @@ def finite_float(text: str) -> float:
 _DECODER = json.JSONDecoder(
     parse_constant=_reject_constant, parse_float=finite_float, parse_int=exact_int
 )
+def loads_value(text: str) -> Any:
+    """One JSON value from ``text`` under the readers' rules: no NaN or Infinity, no number
+    beyond a double, no integer longer than :data:`MAX_INT_DIGITS` digits.
+
+    :raises ValueError: for text that is not such a value (also when nested too deeply).
+    """
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_NESTING} levels deep") from None
+
+
 #: Only to name the element that holds an out-of-range number (an integer too long to
 #: read becomes 0).
 _LENIENT = json.JSONDecoder(parse_int=lambda t: int(t) if len(t) <= MAX_INT_DIGITS else 0)

@@ -25,6 +25,7 @@ import attrs
 from . import __version__, exclusions
 from .codebook import column_info, header_of
 from .contracts import OutputReport
+from .errors import SourceError
 from .graph import SourceInfo
 from .plugins import PluginManager
 from .template.model import Template
@@ -109,6 +110,26 @@ class BackgroundHash:
     def cancel(self) -> None:
         """Stop hashing (the result is then unavailable)."""
         self._stop.set()
+
+
+def parse_manifest(data: bytes | str, file: str) -> Mapping[str, Any]:
+    """The manifest in ``data`` (the bytes of ``file``), parsed and checked to be ours.
+
+    Every reader of a manifest a user hands in (``--since``, ``exportkit rebuild``) goes
+    through here, so that an edited, truncated or crafted file gets one clear line.
+
+    :raises SourceError: naming ``file``, when it is not JSON (nested too deeply for the
+        parser included) or not a manifest written by exportkit.
+    """
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise SourceError("not JSON, so not an exportkit manifest", file=file) from None
+    if not isinstance(document, Mapping) or not isinstance(document.get("tool"), Mapping):
+        raise SourceError("not a manifest written by exportkit", file=file)
+    if document["tool"].get("name") != "aml-exportkit":
+        raise SourceError("not a manifest written by exportkit", file=file)
+    return document
 
 
 def manifest_folder(targets: Sequence[Path], out_dir: Path | None, template: Template) -> Path:
