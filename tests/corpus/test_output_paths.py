@@ -111,6 +111,38 @@ def test_without_out_paths_are_relative_to_the_template(
     assert files_under(elsewhere) == []
 
 
+@pytest.mark.parametrize(
+    ("paths", "manifest_in"),
+    [
+        (("{t}/x/a.csv", "{t}/y/b.csv"), None),  # share only tmp_path: nobody named it
+        (("{t}/x/a.csv", "{t}/x/sub/b.csv"), "x"),  # the folder of one output
+        (("one/a.csv", "two/b.csv"), "templates"),  # relative: the template's folder
+        (("d/one/a.csv", "d/two/b.csv"), "templates/d"),  # inside the template's folder
+    ],
+    ids=["unrelated folders", "one output's folder", "the template's", "inside it"],
+)
+def test_without_out_the_manifest_goes_only_where_the_template_names(
+    paths: tuple[str, str], manifest_in: str | None, reference_dir: Path, tmp_path: Path
+) -> None:
+    # the manifest and codebook go into the folder the outputs share; for outputs in
+    # unrelated folders that is a folder no one asked to write into (as root, even '/')
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    template = folder / "t.toml"
+    filled = [p.replace("{t}", str(tmp_path)) for p in paths]
+    text = "codebook = true\n" + sinks(("csv-long", filled[0]), ("csv-wide", filled[1]))
+    template.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", str(template), "--source", str(reference_dir / ZIP)])
+    if manifest_in is None:
+        assert result.exit_code == EXIT_TEMPLATE, result.output
+        assert "share no folder the template names" in one_line(result)
+        assert files_under(tmp_path) == ["templates", "templates/t.toml"]
+        return
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / manifest_in / "manifest.json").is_file()
+    assert (tmp_path / manifest_in / "codebook.md").is_file()
+
+
 def test_run_help_says_where_outputs_go() -> None:
     result = CliRunner().invoke(cli, ["run", "--help"])
     text = " ".join(result.output.split())
