@@ -61,7 +61,9 @@ def read_exclude_file(flt: Filter, folder: Path, template_file: str) -> Filter:
     if not path.is_absolute():
         path = folder / path
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Notepad writes one) must not hide the first entry,
+        # which would then exclude no one; read as templates are
+        text = path.read_text(encoding="utf-8-sig")
         entries = parse_exclude_file(text)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -352,3 +352,28 @@ def test_a_circular_extends_names_the_chain(
     line = failure_line(result, EXIT_TEMPLATE)
     # the template named on the command line as given, then each extends as written
     assert line.endswith(f"in a circle: {tmp_path / 't.toml'} -> {chain}"), line
+
+
+def test_an_exclude_file_with_a_byte_order_mark(reference_dir: Path, tmp_path: Path) -> None:
+    # the mark must not turn the first entry into text that matches no one: the listed
+    # participant is left out exactly as from the same file without it
+    with zipfile.ZipFile(reference_dir / ZIP) as archive:
+        participants = json.loads(archive.read("participants.json"))
+    pk = participants[0]["pk"]
+    texts = []
+    for n, mark in enumerate((b"", b"\xef\xbb\xbf")):
+        folder = tmp_path / f"t{n}"
+        folder.mkdir()
+        (folder / "out.txt").write_bytes(mark + f"{pk}\n".encode())
+        template = folder / "t.toml"
+        template.write_text(
+            '[filter]\nexclude_file = "out.txt"\n[[sinks]]\ntype = "csv-long"\npath = "r.csv"\n',
+            encoding="utf-8",
+        )
+        source = str(reference_dir / ZIP)
+        result = CliRunner().invoke(
+            cli, ["run", str(template), "--source", source, "--out", str(folder / "o")]
+        )
+        assert result.exit_code == 0, result.output
+        texts.append((folder / "o" / "r.csv").read_text(encoding="utf-8"))
+    assert texts[0] == texts[1]
