@@ -377,3 +377,47 @@ def test_an_exclude_file_with_a_byte_order_mark(reference_dir: Path, tmp_path: P
         assert result.exit_code == 0, result.output
         texts.append((folder / "o" / "r.csv").read_text(encoding="utf-8"))
     assert texts[0] == texts[1]
+
+
+@pytest.mark.parametrize(
+    ("statement", "words"),
+    [
+        (
+            "UPDATE result_result SET score = 'Infinity' WHERE id = {result}",
+            ["result {result}", "field 'score'", "inf"],
+        ),
+        (
+            "UPDATE result_result SET score = '-Infinity' WHERE id = {result}",
+            ["result {result}", "field 'score'", "-inf"],
+        ),
+        (
+            "UPDATE session_session SET final_score = 'NaN' WHERE id = {session}",
+            ["session {session}", "field 'final_score'", "nan"],
+        ),
+    ],
+    ids=["infinity", "minus infinity", "NaN"],
+)
+def test_a_database_float_that_is_not_finite(
+    statement: str, words: list[str], pg_database: Any, reference_dir: Path, tmp_path: Path
+) -> None:
+    # PostgreSQL's double precision holds infinity and NaN; a fixture zip cannot (JSON),
+    # and fixture-json refused it while the tables wrote 'inf': one verdict, at the source
+    import psycopg
+
+    dsn = pg_database(reference_dir / "head" / "muscle_head.sql")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        result, session = conn.execute(
+            "SELECT min(r.id), min(s.id) FROM result_result r"
+            " JOIN session_session s ON s.id = r.session_id WHERE s.block_id = 1"
+        ).fetchone()  # type: ignore[misc]
+        conn.execute(statement.format(result=result, session=session))
+    seen = set()
+    for sink in (*SINKS, "duckdb"):
+        for n, env in enumerate(LANES):
+            out = tmp_path / f"out-{sink}-{n}"
+            line = failure_line(export(dsn, sink, out, env, "--block", "tafc-dvorak"), EXIT_SOURCE)
+            for word in words:
+                assert word.format(result=result, session=session) in line, (sink, env, line)
+            assert not out.exists()
+            seen.add(line)
+    assert len(seen) == 1, seen
