@@ -122,6 +122,8 @@ def parse_toml(text: str, file: str) -> dict[str, Any]:
         return tomllib.loads(text.removeprefix(_BOM))
     except tomllib.TOMLDecodeError as exc:
         raise TemplateError(f"not valid TOML: {exc}", file=file) from None
+    except RecursionError:  # arrays or inline tables within each other: tomllib recurses
+        raise TemplateError("not valid TOML: nested too deeply", file=file) from None
 
 
 def _resolve_extends(
