@@ -34,6 +34,7 @@ from .records import Result
 from .selection import BlockMark, Selection, Since, is_slug
 from .template.load import load_template as _load_template
 from .template.model import SinkTable, Template
+from .template.recorded import recorded_title
 from .watermark import as_json as watermark_json
 from .watermark import check_blocks, load_since, marks_of
 from .watermark import merge as merge_marks
@@ -358,7 +359,7 @@ def run_export(
                 progress.phase("codebook")
                 folder = manifest.manifest_folder([r.path for _, r in written], out_dir, template)
                 current = [(r, outputs.pending_path(r.path)) for _, r in written]
-                title = template.name or Path(template.file).stem
+                title = recorded_title(template)
                 written.extend(
                     ("codebook", r)
                     for r in codebook.write_codebook(

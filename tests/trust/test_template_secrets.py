@@ -234,3 +234,23 @@ def test_no_excluded_identifier_whatever_the_toml_spelling(
     assert "987654321" not in written
     recorded = json.loads((out / "manifest.json").read_text())["template"]["text"]
     assert tomllib.loads(recorded)["filter"]  # still a template, with the lists empty
+
+
+def test_no_password_from_the_name_in_titles_and_labels(
+    reference_dir: Path, tmp_path: Path
+) -> None:
+    # the name becomes the codebook's and datapackage.json's title and an SPSS or Stata
+    # file label: the same rule as for the recorded text
+    secret = "S3cret-in-the-name"
+    head = f'name = "postgresql://me:{secret}@h/db"\ncodebook = true\n'
+    extra = (
+        '[[sinks]]\ntype = "spss"\npath = "r.sav"\n'
+        '[[sinks]]\ntype = "stata"\npath = "r.dta"\n'
+        '[[sinks]]\ntype = "duckdb"\npath = "r.duckdb"\n'
+    )
+    result, out = run(tmp_path, head + SINKS + extra, reference_dir)
+    assert result.exit_code == 0, result.output
+    assert (out / "codebook.md").is_file()
+    written = everything_written(out)
+    assert "postgresql://me:***@h/db" in written
+    assert secret not in written

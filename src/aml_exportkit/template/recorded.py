@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any
 
 import tomli_w
@@ -43,6 +44,12 @@ def _identifier_names(template: Template) -> Callable[[str], str] | None:
     if key is not None:
         return lambda value: pseudonym(key, "participant_id_url", value)
     return lambda value: "withheld"
+
+
+def recorded_title(template: Template) -> str:
+    """The title outputs give the template (the codebook's, datapackage.json's): its
+    ``name``, else its file's stem, with any password hidden as in the recorded text."""
+    return scrub(template.name or PurePath(template.file).stem)
 
 
 def recorded_filter(template: Template) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from aml_exportkit import (
 from aml_exportkit.contracts import ColumnInfo
 from aml_exportkit.frames import Table, TableBuilder, TableOptions, WideOptions, text_of
 from aml_exportkit.records import Result
+from aml_exportkit.redact import scrub
 
 from .labels import QuestionBook, Tie, merged_choices, question_text, tie_columns, value_labels
 from .names import Format, variable_names
@@ -270,8 +271,9 @@ class ReadstatSink(BaseSink):
         frame = pd.DataFrame(data, index=range(rows))
         labels = [v.label for v in variables]
         value_labels = {v.name: v.labels for v in variables if v.labels}
+        # a password in the template never reaches an output (aml_exportkit.redact)
         file_label = _cut(
-            self.options.file_label or self.context.template.name or "",
+            scrub(self.options.file_label or self.context.template.name or ""),
             FILE_LABEL_LIMIT[self.format],
             self.format,
         )
