@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from aml_exportkit.cli import cli
-from aml_exportkit.errors import EXIT_SOURCE, EXIT_TEMPLATE
+from aml_exportkit.errors import EXIT_SINK, EXIT_SOURCE, EXIT_TEMPLATE
 from aml_exportkit.jsonstream import MAX_INT_DIGITS, MAX_JSON_DATA_NESTING
 from zipcases import Objects, django_dumps, mutated
 
@@ -421,3 +421,33 @@ def test_a_database_float_that_is_not_finite(
             assert not out.exists()
             seen.add(line)
     assert len(seen) == 1, seen
+
+
+@pytest.mark.parametrize("sink", ["spss", "stata"])
+def test_text_with_a_nul_in_a_format_that_cannot_hold_it(
+    sink: str, reference_dir: Path, tmp_path: Path
+) -> None:
+    # ReadStat writes C strings: "a\0b" came back as "a", with exit 0
+    def change(objs: Objects) -> Objects:
+        objs[0]["fields"]["given_response"] = "a\u0000b"
+        return objs
+
+    source = mutated(reference_dir / ZIP, tmp_path / "block_tafc-dvorak.zip", results_json=change)
+    for n, env in enumerate(LANES):
+        out = tmp_path / f"out{n}"
+        result = export(source, sink, out, env)
+        assert result.exit_code == EXIT_SINK, result.output
+        line = failure_line(result, EXIT_SINK)
+        assert "result_given_response" in line, line
+        assert "NUL character" in line, line
+        assert not out.exists()
+    # the formats that hold it keep it exactly
+    out = tmp_path / "kept"
+    assert export(source, "duckdb", out, {}).exit_code == 0
+    import duckdb
+
+    with duckdb.connect(str(out / "x"), read_only=True) as db:
+        found = db.execute(
+            "SELECT count(*) FROM results WHERE given_response = 'a' || chr(0) || 'b'"
+        ).fetchall()
+    assert found == [(1,)]

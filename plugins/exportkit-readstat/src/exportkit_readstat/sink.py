@@ -252,8 +252,30 @@ class ReadstatSink(BaseSink):
 
     # -- writing -------------------------------------------------------------------------------
 
+    def _refuse_nul(self, variables: Sequence[Variable]) -> None:
+        """Refuse text with a NUL character: ReadStat writes C strings, so the text would
+        silently end there (``"a\\0b"`` read back as ``"a"``)."""
+        for v in variables:
+            texts = [v.label, *(v.labels or {}).values()]
+            if v.type == "string":
+                texts += [t for t in v.values if isinstance(t, str)]
+            if any("\0" in t for t in texts):
+                row = next(
+                    (i for i, t in enumerate(v.values) if isinstance(t, str) and "\0" in t), None
+                )
+                where = f"row {row + 1}" if row is not None else "a label"
+                raise self._fail(
+                    f"column {v.original!r}, {where}: text with a NUL character, which"
+                    f" {'SPSS' if self.format == 'spss' else 'Stata'} files cannot hold (the"
+                    " text would end there)"
+                )
+
     def write(self, variables: Sequence[Variable], rows: int) -> None:
-        """Write the variables to the sink's temporary path with pyreadstat."""
+        """Write the variables to the sink's temporary path with pyreadstat.
+
+        :raises SinkError: for text with a NUL character, which the file cannot hold.
+        """
+        self._refuse_nul(variables)
         pd = _pandas()
         pyreadstat = _pyreadstat()
         data: dict[str, Any] = {}
