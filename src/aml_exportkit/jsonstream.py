@@ -96,6 +96,33 @@ def _check_nesting(items: list[Any], name: str) -> None:
     )
 
 
+#: A ``\\u`` escape of a UTF-16 surrogate; a lone one is no Unicode text.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def has_surrogate_escape(text: str | bytes) -> bool:
+    """Whether JSON ``text`` may hold a lone surrogate (``"\\ud800"``): orjson refuses one,
+    the standard library's parser (the slow path) does not, so its values are checked."""
+    if isinstance(text, bytes):
+        return _SURROGATE_ESCAPE.search(text.decode("latin-1")) is not None
+    return _SURROGATE_ESCAPE.search(text) is not None
+
+
+def _check_text(items: list[Any], name: str) -> None:
+    """Refuse an element with a string (or key) holding a lone UTF-16 surrogate: it is no
+    Unicode text, no sink can write it, and MUSCLE's database cannot hold it."""
+    for item in items:
+        try:
+            json.dumps(item, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(exc.object[exc.start])
+            raise SourceError(
+                f"{_describe_element(item)}: a string holds the lone surrogate \\u{code:04x},"
+                " which is no Unicode text; refusing it",
+                file=name,
+            ) from None
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -383,6 +410,8 @@ def _slow_elements(window: _Window, name: str, last: Any) -> tuple[list[Any], bo
             if window.base + pos + consumed_bytes > window.slow_until:
                 break  # past the stretch the fast path failed on
         window.pos = pos + consumed_bytes
+        if items and has_surrogate_escape(text):
+            _check_text(items, name)
         if items or closed:
             return items, closed
         _read_more(window, name, last)

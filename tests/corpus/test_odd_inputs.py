@@ -451,3 +451,34 @@ def test_text_with_a_nul_in_a_format_that_cannot_hold_it(
             "SELECT count(*) FROM results WHERE given_response = 'a' || chr(0) || 'b'"
         ).fetchall()
     assert found == [(1,)]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'"a\\ud800b"', b'"\\udc00"', b'{"k\\ud800": 1}', b'["x", "\\uDBFF"]'],
+    ids=["lone high", "lone low", "in a key", "upper-case hex"],
+)
+def test_a_lone_surrogate_escape(raw: bytes, reference_dir: Path, tmp_path: Path) -> None:
+    # valid JSON syntax but no Unicode text: orjson refused it, the standard library's
+    # parser (the slow path) let it through to the sinks, which each failed their own way
+    # (duckdb with "internal error")
+    source = mutated(
+        reference_dir / ZIP, tmp_path / "block_tafc-dvorak.zip", results_json=with_raw(raw)
+    )
+    pk = first_pk(reference_dir, "results.json")
+    refused_everywhere(source, tmp_path, [f"result {pk}", "lone surrogate"])
+    out = tmp_path / "duckdb"
+    line = failure_line(export(source, "duckdb", out, {}), EXIT_SOURCE)
+    assert "lone surrogate" in line
+
+
+def test_a_surrogate_pair_escape_is_kept(reference_dir: Path, tmp_path: Path) -> None:
+    source = mutated(
+        reference_dir / ZIP,
+        tmp_path / "block_tafc-dvorak.zip",
+        results_json=with_raw(b'{"t": "\\ud83c\\udfa7"}'),
+    )
+    for n, env in enumerate(LANES):
+        out = tmp_path / f"out{n}"
+        assert export(source, "csv-long", out, env).exit_code == 0
+        assert "\U0001f3a7" in (out / "x").read_text(encoding="utf-8")

@@ -31,7 +31,7 @@ from ..chunks import (
     wide_integers,
 )
 from ..graph import PkSet
-from ..jsonstream import exact_int, finite_float
+from ..jsonstream import exact_int, finite_float, has_surrogate_escape
 from ..schema import RESULT
 
 if TYPE_CHECKING:
@@ -120,6 +120,8 @@ def parse_array(body: bytes | bytearray | memoryview) -> list[Any]:
             )
         except ValueError as exc:
             raise NotFast(f"malformed JSON: {exc}") from None
+        if has_surrogate_escape(bytes(body)):
+            raise NotFast("a surrogate escape: the plain path judges the text")
     else:
         buf = bytearray(b"[")
         buf += body
