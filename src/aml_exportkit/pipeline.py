@@ -300,7 +300,8 @@ def run_export(
     check_requirements(template, registry)
     uris = resolve_source_uris(template, source)
     earlier = since if since is None or isinstance(since, Since) else load_since(Path(since))
-    wanted = tuple(blocks) if blocks else template.source.blocks
+    # a block named twice is one block (each unit of a {block} run writes its own files)
+    wanted = tuple(dict.fromkeys(blocks or template.source.blocks))
     if per_block and len(uris) > 1:
         raise TemplateError(
             f"{BLOCK_PLACEHOLDER} in sink paths needs one source; {len(uris)} sources go into"

@@ -242,6 +242,20 @@ def test_a_slug_stored_in_the_database_must_be_a_slug(
     assert files_under(tmp_path) == ["t.toml"]
 
 
+@pytest.mark.parametrize("path", ["{block}/r.csv", "r.csv"])
+def test_a_block_named_twice_is_one_block(path: str, reference_dir: Path, tmp_path: Path) -> None:
+    # with {block}, each name was a unit of its own: the same files twice, refused as
+    # "two outputs of this run write the same file" after a full read
+    out = tmp_path / "out"
+    slug = "tafc-dvorak"
+    args = ("--source", str(reference_dir / ZIP), "--block", slug, "--block", slug)
+    result = run(tmp_path, sinks(("csv-long", path)), *args, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert files_under(out) == sorted(
+        ["manifest.json", *([slug] if "/" in path else []), path.replace("{block}", slug)]
+    )
+
+
 def test_a_zip_holds_one_block_under_one_slug(reference_dir: Path, tmp_path: Path) -> None:
     for path in ("{block}.csv", "all.csv"):
         result = run(
@@ -304,8 +318,10 @@ def test_two_outputs_that_one_file_system_holds_as_one(
     # On a disk that ignores case and Unicode form the second would replace the first:
     # refused everywhere, so that the verdict does not depend on the disk.
     out = tmp_path / "out"
-    sinks_text = sinks(("csv-wide", second)) if first == "manifest.json" else sinks(
-        ("csv-long", first), ("csv-wide", second)
+    sinks_text = (
+        sinks(("csv-wide", second))
+        if first == "manifest.json"
+        else sinks(("csv-long", first), ("csv-wide", second))
     )
     result = run(tmp_path, sinks_text, "--source", str(reference_dir / ZIP), "--out", str(out))
     assert result.exit_code == EXIT_SINK, result.output
