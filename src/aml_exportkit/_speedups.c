@@ -79,6 +79,8 @@ typedef struct {
  * refuses a json_data nested more than 252 levels (jsonstream.MAX_NESTING), judges it:
  * below that limit, so that the lane never accepts what the plain path refuses. */
 #define MAX_NESTING 200
+/* jsonstream.MAX_INT_DIGITS: the longest integer Python reads */
+#define MAX_INT_DIGITS 4300
 
 static int fail(Scan *s, const char *what) {
     if (!PyErr_Occurred())
@@ -262,7 +264,11 @@ static int read_number(Scan *s, const unsigned char **tok, Py_ssize_t *len, int 
     if (*p == '0') {
         p++;
     } else if (*p >= '1' && *p <= '9') {
+        const unsigned char *first = p;
         while (p < end && *p >= '0' && *p <= '9') p++;
+        /* an integer Python cannot read (jsonstream.MAX_INT_DIGITS) is left to the plain
+         * path, which refuses it */
+        if (p - first > MAX_INT_DIGITS) return fail(s, "an integer too long");
     } else {
         return fail(s, "bad value");
     }

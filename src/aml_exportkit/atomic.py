@@ -14,11 +14,16 @@ import os
 import re
 import secrets
 import stat
+import unicodedata
 from pathlib import Path
 
 from .errors import SinkError
 
-_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.exportkit-(?P<pid>\d+)-[0-9a-f]+\.(?P<kind>tmp|old)$")
+# A sink may keep files named after its temporary file (DuckDB's ``<temp>.wal``): they
+# are the run's temporaries too.
+_TEMP_RE = re.compile(
+    r"^\.(?P<name>.+)\.exportkit-(?P<pid>\d+)-[0-9a-f]+\.(?P<kind>tmp(?:\.[A-Za-z0-9]+)?|old)$"
+)
 #: What the temporary name adds to the target's name: ``.`` + ``.exportkit-<pid>-<8 hex>.tmp``.
 _TEMP_EXTRA = len(".") + len(".exportkit-") + 10 + len("-") + 8 + len(".tmp")
 #: The longest file name (in bytes) the file systems we run on accept.
@@ -114,12 +119,23 @@ def shown_path(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def control_character(text: str) -> str | None:
+    """How the first control character in ``text`` (a path) is shown in a message, or None:
+    a NUL ends a path for the OS, and a line break or a tab makes a name that messages,
+    listings and the manifest cannot show on one line."""
+    for char in text:
+        if ord(char) < 32 or ord(char) == 127:
+            return "a NUL character" if char == "\0" else f"the control character {char!r}"
+    return None
+
+
 def _check_name(target: Path) -> None:
     """Refuse a path the OS cannot take, or no output can record, with a clear message
     rather than an OS error."""
     text = str(target)
-    if "\0" in text:
-        raise SinkError("the path contains a NUL character", sink="output", path=repr(text))
+    control = control_character(text)
+    if control is not None:
+        raise SinkError(f"the path contains {control}", sink="output", path=repr(text))
     if not is_utf8(text):
         raise SinkError(
             "the path is not UTF-8 text; outputs and the manifest name it, so it must be",
@@ -151,7 +167,8 @@ class OutputSet:
     def __init__(self, *, keep_existing: bool = False) -> None:
         self._keep_existing = keep_existing
         self._pending: dict[Path, Path] = {}
-        #: each target's real path (``..`` and symbolic links resolved) → the target
+        #: each target's real path (``..`` and symbolic links resolved, letter case and
+        #: Unicode form folded) → the target
         self._real: dict[str, Path] = {}
         self._made_dirs: list[Path] = []
 
@@ -180,10 +197,15 @@ class OutputSet:
                 sink="output",
                 path=str(target),
             )
-        real = os.path.realpath(target)
+        real = _fold(os.path.realpath(target))
         other = self._real.get(real)
         if other is not None:
             same = "" if other == target else f" (also written as {other})"
+            if other != target and os.path.realpath(other) != os.path.realpath(target):
+                same += (
+                    "; names that differ only in letter case or Unicode form are one file"
+                    " on macOS and Windows"
+                )
             raise SinkError(
                 f"two outputs of this run write the same file{same}",
                 sink="output",
@@ -288,6 +310,13 @@ class OutputSet:
             with contextlib.suppress(OSError, ValueError):
                 folder.rmdir()
         self._made_dirs.clear()
+
+
+def _fold(path: str) -> str:
+    """``path`` as a file system that ignores letter case and Unicode form sees it (macOS,
+    Windows): two outputs of a run must differ here too, or the one would replace the other
+    wherever the outputs are copied to such a disk (or written on one)."""
+    return unicodedata.normalize("NFC", path).casefold()
 
 
 def _key(target: Path) -> Path:

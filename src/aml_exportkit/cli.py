@@ -37,6 +37,7 @@ from .pipeline import (
 )
 from .plugins import Registry, get_plugin_manager, load_registry
 from .progress import TerminalProgress
+from .redact import scrub
 from .text import count
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,7 +52,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"exportkit: error: {message}", err=True)
+    # every error line passes here: an internal error's text or an argument may hold a URI
+    click.echo(f"exportkit: error: {scrub(message)}", err=True)
     sys.exit(code)
 
 

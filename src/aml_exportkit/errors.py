@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from .redact import scrub
+
 #: Exit codes of the ``exportkit`` command, one place for all of them.
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -31,7 +33,9 @@ class ExportkitError(Exception):
 
     :param message: what went wrong, without the location.
     Subclasses add context fields and build a location prefix from them, so that
-    ``str(error)`` reads ``where: what``.
+    ``str(error)`` reads ``where: what``, with any password a URI or a libpq string
+    carries hidden (:func:`aml_exportkit.redact.scrub`): the line is shown to people,
+    whatever text a source, a library or a user put into it.
     """
 
     code: ClassVar[str] = "error"
@@ -47,7 +51,7 @@ class ExportkitError(Exception):
 
     def __str__(self) -> str:
         where = self.location()
-        return f"{where}: {self.message}" if where else self.message
+        return scrub(f"{where}: {self.message}" if where else self.message)
 
 
 class TemplateError(ExportkitError):

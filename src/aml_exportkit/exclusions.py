@@ -63,8 +63,7 @@ def read_exclude_file(flt: Filter, folder: Path, template_file: str) -> Filter:
     if not path.is_absolute():
         path = folder / path
     try:
-        text = path.read_text(encoding="utf-8")
-        entries = parse_exclude_file(text)
+        entries = parse_exclude_file(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise TemplateError(

@@ -96,12 +96,68 @@ def _check_nesting(items: list[Any], name: str) -> None:
     )
 
 
+#: A ``\\u`` escape of a UTF-16 surrogate; a lone one is no Unicode text.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def has_surrogate_escape(text: str | bytes) -> bool:
+    """Whether JSON ``text`` may hold a lone surrogate (``"\\ud800"``): orjson refuses one,
+    the standard library's parser (the slow path) does not, so its values are checked."""
+    if isinstance(text, bytes):
+        return _SURROGATE_ESCAPE.search(text.decode("latin-1")) is not None
+    return _SURROGATE_ESCAPE.search(text) is not None
+
+
+def _check_text(items: list[Any], name: str) -> None:
+    """Refuse an element with a string (or key) holding a lone UTF-16 surrogate: it is no
+    Unicode text, no sink can write it, and MUSCLE's database cannot hold it."""
+    for item in items:
+        try:
+            json.dumps(item, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(exc.object[exc.start])
+            raise SourceError(
+                f"{_describe_element(item)}: a string holds the lone surrogate \\u{code:04x},"
+                " which is no Unicode text; refusing it",
+                file=name,
+            ) from None
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
 class NumberOutOfRange(ValueError):
-    """A JSON number beyond a double's range (``1e400``)."""
+    """A JSON number no record may hold: beyond a double's range (``1e400``), or an
+    integer with more than :data:`MAX_INT_DIGITS` digits."""
+
+
+#: The most digits an integer may have: Python's default limit on converting between an
+#: integer and its text (which guards against quadratic work), fixed here so that the
+#: verdict never depends on the environment (``PYTHONINTMAXSTRDIGITS``).
+MAX_INT_DIGITS = 4300
+
+
+def exact_int(text: str) -> int:
+    """A JSON integer, exactly, refusing one with more than :data:`MAX_INT_DIGITS` digits:
+    Python can neither read nor write it, and a reader that keeps it (the native kernel
+    copies text) must not give another verdict than one that cannot.
+
+    :raises NumberOutOfRange: naming the integer's length.
+    """
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INT_DIGITS:
+        raise NumberOutOfRange(
+            f"the integer {text[:20]}... has {digits:,} digits, more than the"
+            f" {MAX_INT_DIGITS:,} an integer may have; refusing it"
+        )
+    try:
+        return int(text)
+    except ValueError:  # a lower PYTHONINTMAXSTRDIGITS
+        raise NumberOutOfRange(
+            f"the integer {text[:20]}... has {digits:,} digits, more than this Python reads"
+            " (PYTHONINTMAXSTRDIGITS); refusing it"
+        ) from None
 
 
 def finite_float(text: str) -> float:
@@ -118,9 +174,24 @@ def finite_float(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=finite_float)
-#: Only to name the element that holds an out-of-range number.
-_LENIENT = json.JSONDecoder()
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_float=finite_float, parse_int=exact_int
+)
+def loads_value(text: str) -> Any:
+    """One JSON value from ``text`` under the readers' rules: no NaN or Infinity, no number
+    beyond a double, no integer longer than :data:`MAX_INT_DIGITS` digits.
+
+    :raises ValueError: for text that is not such a value (also when nested too deeply).
+    """
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_NESTING} levels deep") from None
+
+
+#: Only to name the element that holds an out-of-range number (an integer too long to
+#: read becomes 0).
+_LENIENT = json.JSONDecoder(parse_int=lambda t: int(t) if len(t) <= MAX_INT_DIGITS else 0)
 
 
 class _Window:
@@ -339,6 +410,8 @@ def _slow_elements(window: _Window, name: str, last: Any) -> tuple[list[Any], bo
             if window.base + pos + consumed_bytes > window.slow_until:
                 break  # past the stretch the fast path failed on
         window.pos = pos + consumed_bytes
+        if items and has_surrogate_escape(text):
+            _check_text(items, name)
         if items or closed:
             return items, closed
         _read_more(window, name, last)

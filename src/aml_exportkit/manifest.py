@@ -25,6 +25,7 @@ import attrs
 from . import __version__, exclusions
 from .codebook import column_info, header_of
 from .contracts import OutputReport
+from .errors import SourceError, TemplateError
 from .graph import SourceInfo
 from .plugins import PluginManager
 from .template.model import Template
@@ -111,13 +112,53 @@ class BackgroundHash:
         self._stop.set()
 
 
+def parse_manifest(data: bytes | str, file: str) -> Mapping[str, Any]:
+    """The manifest in ``data`` (the bytes of ``file``), parsed and checked to be ours.
+
+    Every reader of a manifest a user hands in (``--since``, ``exportkit rebuild``) goes
+    through here, so that an edited, truncated or crafted file gets one clear line.
+
+    :raises SourceError: naming ``file``, when it is not JSON (nested too deeply for the
+        parser included) or not a manifest written by exportkit.
+    """
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise SourceError("not JSON, so not an exportkit manifest", file=file) from None
+    if not isinstance(document, Mapping) or not isinstance(document.get("tool"), Mapping):
+        raise SourceError("not a manifest written by exportkit", file=file)
+    if document["tool"].get("name") != "aml-exportkit":
+        raise SourceError("not a manifest written by exportkit", file=file)
+    return document
+
+
 def manifest_folder(targets: Sequence[Path], out_dir: Path | None, template: Template) -> Path:
-    """Where the manifest goes: ``--out`` when given, else the folder all outputs share."""
+    """Where the manifest (and the codebook) go: ``--out`` when given, else the folder all
+    outputs share.
+
+    That folder must be one the template names: its own folder or one inside it (where
+    relative sink paths lead), or the folder of one of the outputs. Outputs in unrelated
+    folders (``/a/x.csv`` and ``/b/y.csv``) share only a folder nobody asked to write into
+    (``/``), so the run is refused rather than writing the manifest there.
+
+    :raises TemplateError: naming the template's sinks, for such outputs.
+    """
     if out_dir is not None:
         return out_dir.absolute()
     if not targets:
         return template.folder
-    return Path(os.path.commonpath([t.absolute().parent for t in targets]))
+    parents = [Path(os.path.abspath(t)).parent for t in targets]
+    shared = Path(os.path.commonpath(parents))
+    home = Path(os.path.abspath(template.folder))
+    if shared in parents or shared == home or home in shared.parents:
+        return shared
+    raise TemplateError(
+        f"the outputs share no folder the template names (only {shared}); the manifest"
+        " and the codebook go beside the outputs, so give --out or write every output"
+        " under one folder",
+        file=template.file,
+        key_path="sinks",
+    )
 
 
 def plugin_versions(pm: PluginManager) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import attrs
 
 from . import codebook, fastlane, manifest
-from .atomic import OutputSet, is_utf8, shown_path
+from .atomic import OutputSet, control_character, is_utf8, shown_path
 from .contracts import (
     OutputReport,
     Sink,
@@ -35,6 +35,7 @@ from .records import Result
 from .selection import BlockMark, Selection, Since, is_slug
 from .template.load import load_template as _load_template
 from .template.model import SinkTable, Template
+from .template.recorded import recorded_title
 from .watermark import as_json as watermark_json
 from .watermark import check_blocks, load_since, marks_of
 from .watermark import merge as merge_marks
@@ -181,7 +182,8 @@ def _per_block(template: Template) -> bool:
 def check_sink_paths(template: Template, out_dir: Path | None) -> None:
     """Refuse sink paths that could write anywhere but where the user asked.
 
-    Every path: no NUL, and not ending in ``/`` (that names a folder). With ``out_dir``
+    Every path: no control character (NUL, a line break, a tab), and not ending in ``/``
+    (that names a folder). With ``out_dir``
     (``--out``), every output must land inside it: no absolute path, no ``~``, no ``..``
     that climbs out (``sub/../r.zip`` stays inside and is fine). Runs before anything is
     read; ``{block}`` can only become a slug, which holds no ``/`` or ``.``.
@@ -191,8 +193,9 @@ def check_sink_paths(template: Template, out_dir: Path | None) -> None:
     for index, sink in enumerate(template.sinks):
         raw = sink.path
         problem = None
-        if "\0" in raw:
-            problem = "contains a NUL character"
+        control = control_character(raw)
+        if control is not None:
+            problem = f"contains {control}; a sink path names a file"
         elif raw.endswith(("/", "/.", "/..")) or raw in (".", ".."):
             problem = "names a folder; a sink path names a file"
         elif out_dir is not None:
@@ -298,7 +301,8 @@ def run_export(
     check_requirements(template, registry)
     uris = resolve_source_uris(template, source)
     earlier = since if since is None or isinstance(since, Since) else load_since(Path(since))
-    wanted = tuple(blocks) if blocks else template.source.blocks
+    # a block named twice is one block (each unit of a {block} run writes its own files)
+    wanted = tuple(dict.fromkeys(blocks or template.source.blocks))
     if per_block and len(uris) > 1:
         raise TemplateError(
             f"{BLOCK_PLACEHOLDER} in sink paths needs one source; {len(uris)} sources go into"
@@ -363,7 +367,7 @@ def run_export(
                 progress.phase("codebook")
                 folder = manifest.manifest_folder([r.path for _, r in written], out_dir, template)
                 current = [(r, outputs.pending_path(r.path)) for _, r in written]
-                title = template.name or Path(template.file).stem
+                title = recorded_title(template)
                 written.extend(
                     ("codebook", r)
                     for r in codebook.write_codebook(

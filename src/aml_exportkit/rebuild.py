@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,8 @@ import attrs
 from .errors import SourceError
 from .flatten import Path as JsonPath
 from .flatten import _assemble
+from .jsonstream import exact_int, finite_float, loads_value
+from .manifest import parse_manifest
 from .records import JSONValue
 from .tabular.table import read_exportkit_csv
 
@@ -44,6 +45,7 @@ class _Decoder:
     """How one column's cells become values."""
 
     index: int
+    name: str
     path: JsonPath
     position: bool  # an exploded list's position column
     json_cells: bool
@@ -56,17 +58,17 @@ class _Decoder:
         if self.position:
             return int(cell)
         if self.json_cells:
-            return json.loads(cell)
+            return loads_value(cell)
         if not isinstance(cell, str):  # a typed Parquet value
             return cell
         if self.kinds & {"object", "array"}:
-            return json.loads(cell)
+            return loads_value(cell)
         if "boolean" in self.kinds:
             return cell == "true"
         if "integer" in self.kinds:
-            return int(cell)
+            return exact_int(cell)
         if "number" in self.kinds:
-            return float(cell)
+            return finite_float(cell)
         return cell
 
 
@@ -102,6 +104,7 @@ def _decoders(columns: Sequence[Mapping[str, Any]], file: str) -> list[_Decoder]
         decoders.append(
             _Decoder(
                 index=index,
+                name=str(column.get("name")),
                 path=tuple(column["json_path"]),
                 position=column.get("rule") == "explode position",
                 json_cells=bool(column.get("json_cells")),
@@ -186,35 +189,65 @@ def rebuild_json_data(
         manifest = _find_manifest(table)
     if isinstance(manifest, str | os.PathLike):
         folder = Path(manifest).parent
-        document: Mapping[str, Any] = json.loads(Path(manifest).read_text(encoding="utf-8"))
+        document = _read_manifest(Path(manifest))
     else:
         folder = table.parent
         document = manifest
-    entry = _entry(document, folder, table)
-    _refuse_partial(_sinks_of(document, entry), file)
-    columns = entry["columns"]
-    names = [c["name"] for c in columns]
-    decoders = _decoders(columns, file)
-    key = next((i for i, c in enumerate(columns) if c.get("origin") == "result.id"), None)
+    try:  # an edited manifest: any part may have another shape
+        entry = _entry(document, folder, table)
+        _refuse_partial(_sinks_of(document, entry), file)
+        columns = entry["columns"]
+        names = [str(c["name"]) for c in columns]
+        decoders = _decoders(columns, file)
+        key = next((i for i, c in enumerate(columns) if c.get("origin") == "result.id"), None)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        shown = file if isinstance(manifest, Mapping) else str(manifest)
+        raise SourceError(
+            "the manifest's entry for the table is not as exportkit writes it", file=shown
+        ) from None
     if key is None:
         raise SourceError("the table has no result_id column to key the results by", file=file)
     pairs: dict[int, list[tuple[JsonPath, Any]]] = {}
     for number, row in enumerate(_rows(table, names), 2):
+        where = f"{file}: row {number}"
+        if len(row) != len(names):
+            raise SourceError(
+                f"the row has {len(row)} cells; the header has {len(names)}", file=where
+            )
         pk = row[key]
         if pk is None:
-            raise SourceError("a row without result_id", file=f"{file}: row {number}")
-        pk = int(pk)
-        _add_row(pairs.setdefault(pk, []), row, decoders)
+            raise SourceError("a row without result_id", file=where)
+        try:
+            pk = int(pk)
+        except ValueError:
+            raise SourceError(f"result_id {_shown(pk)} is not an integer", file=where) from None
+        _add_row(pairs.setdefault(pk, []), row, decoders, where)
     return {pk: _assemble(found) for pk, found in pairs.items()}
 
 
+def _shown(cell: Any) -> str:
+    text = repr(cell)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
 def _add_row(
-    pairs: list[tuple[JsonPath, Any]], row: Sequence[Any], decoders: list[_Decoder]
+    pairs: list[tuple[JsonPath, Any]],
+    row: Sequence[Any],
+    decoders: list[_Decoder],
+    where: str,
 ) -> None:
     positions: dict[JsonPath, int] = {}
     leaves: list[tuple[JsonPath, Any]] = []
     for decoder in decoders:
-        value = decoder.value(row[decoder.index])
+        cell = row[decoder.index]
+        try:
+            value = decoder.value(cell)
+        except ValueError as exc:  # an edited cell: not what the manifest says it holds
+            raise SourceError(
+                f"column {decoder.name!r}: the cell {_shown(cell)} cannot be read back"
+                f" as the manifest's types say ({exc})",
+                file=where,
+            ) from None
         if value is _ABSENT:
             continue
         if decoder.position:
@@ -236,6 +269,14 @@ def _add_row(
         pairs.append((tuple(full), value))
 
 
+def _read_manifest(path: Path) -> Mapping[str, Any]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+    return parse_manifest(data, str(path))
+
+
 def _find_manifest(table: Path) -> Path:
     """The manifest that lists ``table``: ``manifest.json`` or a builtin template's
     ``….manifest.json``, beside the table or in a folder above it."""
@@ -245,9 +286,9 @@ def _find_manifest(table: Path) -> Path:
             if not candidate.is_file():
                 continue
             try:
-                document = json.loads(candidate.read_text(encoding="utf-8"))
+                document = _read_manifest(candidate)
                 _entry(document, folder, table)
-            except (ValueError, SourceError, AttributeError, TypeError):
+            except (SourceError, AttributeError, KeyError, TypeError):
                 continue  # not a manifest, or one of another run's tables
             return candidate
     raise SourceError("no manifest beside the table or above it lists it", file=str(table))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -23,6 +22,7 @@ from typing import Any
 
 from .errors import SourceError
 from .graph import RecordGraph
+from .manifest import parse_manifest
 from .selection import BlockMark, Since
 
 #: How the session pks of a block are packed.
@@ -180,14 +180,7 @@ def load_since(path: Path) -> Since:
         ) from None
     except OSError as exc:
         raise SourceError(f"cannot read: {exc.strerror or exc}", file=label) from None
-    try:
-        document = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise SourceError("not JSON, so not an exportkit manifest", file=label) from None
-    if not isinstance(document, Mapping) or (document.get("tool") or {}).get("name") != (
-        "aml-exportkit"
-    ):
-        raise SourceError("not a manifest written by exportkit", file=label)
+    document = parse_manifest(data, label)
     mark = document.get("watermark")
     if not isinstance(mark, Mapping) or mark.get("format") != FORMAT_VERSION:
         raise SourceError(

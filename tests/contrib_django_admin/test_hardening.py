@@ -96,6 +96,27 @@ def test_deeply_nested_toml_is_a_form_error(
     assert "deep.toml: not valid TOML" in error
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/etc/passwd", "~/.pgpass", "../../settings.txt", "excluded.txt"],
+    ids=["absolute", "home", "climbing", "relative"],
+)
+def test_an_upload_reads_no_file_of_the_server(
+    project: Project, client_for: Client, path: str
+) -> None:
+    # the lines of any file the server can read would become exclusions, counted in the
+    # manifest; an upload reads no server file, as its extends may name only builtins
+    text = f'[filter]\nexclude_file = "{path}"\n[[sinks]]\ntype = "csv-long"\npath = "r.csv"\n'
+    error = unescape(post_form_error(client_for(RESEARCHER), upload=upload_file("x.toml", text)))
+    assert "x.toml: filter.exclude_file: an uploaded template reads no file" in error
+
+
+def test_an_upload_with_a_byte_order_mark_is_read(project: Project, client_for: Client) -> None:
+    # read as the command line reads it (docs/bad-input.md), not refused as not TOML
+    upload = upload_file("b.toml", "\ufeff" + _key_ok())
+    assert start_job(client_for(RESEARCHER), template="upload", upload=upload)
+
+
 # -- key variables ---------------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ from aml_exportkit.contrib.django.jobstore import (
 )
 from aml_exportkit.contrib.django.worker import (
     StatusProgress,
-    check_upload_extends,
+    check_upload_reads_no_file,
     main,
     progress_fields,
 )
@@ -117,11 +117,11 @@ def test_relative_output_paths_are_fine(tmp_path: Path) -> None:
 
 
 def test_an_upload_extends_builtins_only() -> None:
-    check_upload_extends('extends = "muscle-classic:long"', "u.toml", ["muscle-classic:long"])
+    check_upload_reads_no_file('extends = "muscle-classic:long"', "u.toml", ["muscle-classic:long"])
     with pytest.raises(TemplateError, match=r"^u\.toml: extends: an uploaded template"):
-        check_upload_extends('extends = "base.toml"', "u.toml", ["muscle-classic:long"])
+        check_upload_reads_no_file('extends = "base.toml"', "u.toml", ["muscle-classic:long"])
     with pytest.raises(TemplateError, match=r"^u\.toml: not valid TOML"):
-        check_upload_extends("extends = ", "u.toml", [])
+        check_upload_reads_no_file("extends = ", "u.toml", [])
 
 
 def test_progress_fields() -> None:

@@ -44,11 +44,13 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None
         check=True,
     )
     stale = tmp_path / f".x.zip.exportkit-{dead.stdout.strip()}-abcd1234.tmp"
+    # a file a sink keeps beside its temporary file (DuckDB's write-ahead log)
+    beside = tmp_path / f".x.duckdb.exportkit-{dead.stdout.strip()}-abcd1234.tmp.wal"
     alive = tmp_path / f".y.zip.exportkit-{os.getpid()}-abcd1234.tmp"
     unrelated = tmp_path / ".x.zip.other.tmp"
-    for path in (stale, alive, unrelated):
+    for path in (stale, beside, alive, unrelated):
         path.write_text("x")
-    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([stale, beside])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, unrelated.name])
 
 

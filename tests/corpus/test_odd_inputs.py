@@ -21,8 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 from aml_exportkit.cli import cli
-from aml_exportkit.errors import EXIT_SOURCE, EXIT_TEMPLATE
-from aml_exportkit.jsonstream import MAX_JSON_DATA_NESTING
+from aml_exportkit.errors import EXIT_SINK, EXIT_SOURCE, EXIT_TEMPLATE
+from aml_exportkit.jsonstream import MAX_INT_DIGITS, MAX_JSON_DATA_NESTING
 from zipcases import Objects, django_dumps, mutated
 
 ZIP = "head/block_tafc-dvorak.zip"
@@ -124,6 +124,36 @@ def test_an_integer_beyond_a_double_is_kept_exactly(reference_dir: Path, tmp_pat
                 with zipfile.ZipFile(out / "x") as archive:
                     data = archive.read("results.json")
             assert digits in data, (sink, env)
+
+
+@pytest.mark.parametrize("sign", ["", "-"])
+def test_an_integer_too_long_to_read_is_refused_everywhere(
+    sign: str, reference_dir: Path, tmp_path: Path
+) -> None:
+    # Python reads no integer beyond MAX_INT_DIGITS; the native kernel copies text and
+    # would keep it, so it must stand down and leave the verdict to the plain path.
+    digits = sign.encode() + b"1" + b"0" * MAX_INT_DIGITS
+    source = mutated(
+        reference_dir / ZIP,
+        tmp_path / "block_tafc-dvorak.zip",
+        results_json=with_raw(b'{"x": ' + digits + b"}"),
+    )
+    pk = first_pk(reference_dir, "results.json")
+    refused_everywhere(source, tmp_path, [f"result {pk}", f"{MAX_INT_DIGITS + 1:,} digits"])
+
+
+def test_the_longest_integer_is_kept_exactly(reference_dir: Path, tmp_path: Path) -> None:
+    digits = b"1" + b"0" * (MAX_INT_DIGITS - 1)
+    source = mutated(
+        reference_dir / ZIP,
+        tmp_path / "block_tafc-dvorak.zip",
+        results_json=with_raw(b'{"x": ' + digits + b"}"),
+    )
+    for n, env in enumerate(LANES):
+        out = tmp_path / f"out{n}"
+        result = export(source, "csv-long", out, env)
+        assert result.exit_code == 0, result.output
+        assert digits in (out / "x").read_bytes(), env
 
 
 def test_a_tiny_number_is_kept_as_every_reader_reads_it(
@@ -243,8 +273,9 @@ def test_json_data_nested_to_the_limit_is_exported_alike(
         # exactly, as any integer beyond 64 bits); one with a fraction is a double's job
         (b'{"x": 1' + b"0" * 400 + b".5}", ["beyond a double"]),
         (nested(MAX_JSON_DATA_NESTING + 2, objects=True), ["nested more than"]),
+        (b'{"x": 1' + b"0" * MAX_INT_DIGITS + b"}", [f"{MAX_INT_DIGITS + 1:,} digits"]),
     ],
-    ids=["beyond a double", "deep"],
+    ids=["beyond a double", "deep", "a long integer"],
 )
 def test_a_database_gives_the_same_verdicts(
     document: bytes, words: list[str], pg_database: Any, reference_dir: Path, tmp_path: Path
@@ -321,3 +352,133 @@ def test_a_circular_extends_names_the_chain(
     line = failure_line(result, EXIT_TEMPLATE)
     # the template named on the command line as given, then each extends as written
     assert line.endswith(f"in a circle: {tmp_path / 't.toml'} -> {chain}"), line
+
+
+def test_an_exclude_file_with_a_byte_order_mark(reference_dir: Path, tmp_path: Path) -> None:
+    # the mark must not turn the first entry into text that matches no one: the listed
+    # participant is left out exactly as from the same file without it
+    with zipfile.ZipFile(reference_dir / ZIP) as archive:
+        participants = json.loads(archive.read("participants.json"))
+    pk = participants[0]["pk"]
+    texts = []
+    for n, mark in enumerate((b"", b"\xef\xbb\xbf")):
+        folder = tmp_path / f"t{n}"
+        folder.mkdir()
+        (folder / "out.txt").write_bytes(mark + f"{pk}\n".encode())
+        template = folder / "t.toml"
+        template.write_text(
+            '[filter]\nexclude_file = "out.txt"\n[[sinks]]\ntype = "csv-long"\npath = "r.csv"\n',
+            encoding="utf-8",
+        )
+        source = str(reference_dir / ZIP)
+        result = CliRunner().invoke(
+            cli, ["run", str(template), "--source", source, "--out", str(folder / "o")]
+        )
+        assert result.exit_code == 0, result.output
+        texts.append((folder / "o" / "r.csv").read_text(encoding="utf-8"))
+    assert texts[0] == texts[1]
+
+
+@pytest.mark.parametrize(
+    ("statement", "words"),
+    [
+        (
+            "UPDATE result_result SET score = 'Infinity' WHERE id = {result}",
+            ["result {result}", "field 'score'", "inf"],
+        ),
+        (
+            "UPDATE result_result SET score = '-Infinity' WHERE id = {result}",
+            ["result {result}", "field 'score'", "-inf"],
+        ),
+        (
+            "UPDATE session_session SET final_score = 'NaN' WHERE id = {session}",
+            ["session {session}", "field 'final_score'", "nan"],
+        ),
+    ],
+    ids=["infinity", "minus infinity", "NaN"],
+)
+def test_a_database_float_that_is_not_finite(
+    statement: str, words: list[str], pg_database: Any, reference_dir: Path, tmp_path: Path
+) -> None:
+    # PostgreSQL's double precision holds infinity and NaN; a fixture zip cannot (JSON),
+    # and fixture-json refused it while the tables wrote 'inf': one verdict, at the source
+    import psycopg
+
+    dsn = pg_database(reference_dir / "head" / "muscle_head.sql")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        result, session = conn.execute(
+            "SELECT min(r.id), min(s.id) FROM result_result r"
+            " JOIN session_session s ON s.id = r.session_id WHERE s.block_id = 1"
+        ).fetchone()  # type: ignore[misc]
+        conn.execute(statement.format(result=result, session=session))
+    seen = set()
+    for sink in (*SINKS, "duckdb"):
+        for n, env in enumerate(LANES):
+            out = tmp_path / f"out-{sink}-{n}"
+            line = failure_line(export(dsn, sink, out, env, "--block", "tafc-dvorak"), EXIT_SOURCE)
+            for word in words:
+                assert word.format(result=result, session=session) in line, (sink, env, line)
+            assert not out.exists()
+            seen.add(line)
+    assert len(seen) == 1, seen
+
+
+@pytest.mark.parametrize("sink", ["spss", "stata"])
+def test_text_with_a_nul_in_a_format_that_cannot_hold_it(
+    sink: str, reference_dir: Path, tmp_path: Path
+) -> None:
+    # ReadStat writes C strings: "a\0b" came back as "a", with exit 0
+    def change(objs: Objects) -> Objects:
+        objs[0]["fields"]["given_response"] = "a\u0000b"
+        return objs
+
+    source = mutated(reference_dir / ZIP, tmp_path / "block_tafc-dvorak.zip", results_json=change)
+    for n, env in enumerate(LANES):
+        out = tmp_path / f"out{n}"
+        result = export(source, sink, out, env)
+        assert result.exit_code == EXIT_SINK, result.output
+        line = failure_line(result, EXIT_SINK)
+        assert "result_given_response" in line, line
+        assert "NUL character" in line, line
+        assert not out.exists()
+    # the formats that hold it keep it exactly
+    out = tmp_path / "kept"
+    assert export(source, "duckdb", out, {}).exit_code == 0
+    import duckdb
+
+    with duckdb.connect(str(out / "x"), read_only=True) as db:
+        found = db.execute(
+            "SELECT count(*) FROM results WHERE given_response = 'a' || chr(0) || 'b'"
+        ).fetchall()
+    assert found == [(1,)]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'"a\\ud800b"', b'"\\udc00"', b'{"k\\ud800": 1}', b'["x", "\\uDBFF"]'],
+    ids=["lone high", "lone low", "in a key", "upper-case hex"],
+)
+def test_a_lone_surrogate_escape(raw: bytes, reference_dir: Path, tmp_path: Path) -> None:
+    # valid JSON syntax but no Unicode text: orjson refused it, the standard library's
+    # parser (the slow path) let it through to the sinks, which each failed their own way
+    # (duckdb with "internal error")
+    source = mutated(
+        reference_dir / ZIP, tmp_path / "block_tafc-dvorak.zip", results_json=with_raw(raw)
+    )
+    pk = first_pk(reference_dir, "results.json")
+    refused_everywhere(source, tmp_path, [f"result {pk}", "lone surrogate"])
+    out = tmp_path / "duckdb"
+    line = failure_line(export(source, "duckdb", out, {}), EXIT_SOURCE)
+    assert "lone surrogate" in line
+
+
+def test_a_surrogate_pair_escape_is_kept(reference_dir: Path, tmp_path: Path) -> None:
+    source = mutated(
+        reference_dir / ZIP,
+        tmp_path / "block_tafc-dvorak.zip",
+        results_json=with_raw(b'{"t": "\\ud83c\\udfa7"}'),
+    )
+    for n, env in enumerate(LANES):
+        out = tmp_path / f"out{n}"
+        assert export(source, "csv-long", out, env).exit_code == 0
+        assert "\U0001f3a7" in (out / "x").read_text(encoding="utf-8")

@@ -111,6 +111,38 @@ def test_without_out_paths_are_relative_to_the_template(
     assert files_under(elsewhere) == []
 
 
+@pytest.mark.parametrize(
+    ("paths", "manifest_in"),
+    [
+        (("{t}/x/a.csv", "{t}/y/b.csv"), None),  # share only tmp_path: nobody named it
+        (("{t}/x/a.csv", "{t}/x/sub/b.csv"), "x"),  # the folder of one output
+        (("one/a.csv", "two/b.csv"), "templates"),  # relative: the template's folder
+        (("d/one/a.csv", "d/two/b.csv"), "templates/d"),  # inside the template's folder
+    ],
+    ids=["unrelated folders", "one output's folder", "the template's", "inside it"],
+)
+def test_without_out_the_manifest_goes_only_where_the_template_names(
+    paths: tuple[str, str], manifest_in: str | None, reference_dir: Path, tmp_path: Path
+) -> None:
+    # the manifest and codebook go into the folder the outputs share; for outputs in
+    # unrelated folders that is a folder no one asked to write into (as root, even '/')
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    template = folder / "t.toml"
+    filled = [p.replace("{t}", str(tmp_path)) for p in paths]
+    text = "codebook = true\n" + sinks(("csv-long", filled[0]), ("csv-wide", filled[1]))
+    template.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", str(template), "--source", str(reference_dir / ZIP)])
+    if manifest_in is None:
+        assert result.exit_code == EXIT_TEMPLATE, result.output
+        assert "share no folder the template names" in one_line(result)
+        assert files_under(tmp_path) == ["templates", "templates/t.toml"]
+        return
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / manifest_in / "manifest.json").is_file()
+    assert (tmp_path / manifest_in / "codebook.md").is_file()
+
+
 def test_run_help_says_where_outputs_go() -> None:
     result = CliRunner().invoke(cli, ["run", "--help"])
     text = " ".join(result.output.split())
@@ -210,6 +242,20 @@ def test_a_slug_stored_in_the_database_must_be_a_slug(
     assert files_under(tmp_path) == ["t.toml"]
 
 
+@pytest.mark.parametrize("path", ["{block}/r.csv", "r.csv"])
+def test_a_block_named_twice_is_one_block(path: str, reference_dir: Path, tmp_path: Path) -> None:
+    # with {block}, each name was a unit of its own: the same files twice, refused as
+    # "two outputs of this run write the same file" after a full read
+    out = tmp_path / "out"
+    slug = "tafc-dvorak"
+    args = ("--source", str(reference_dir / ZIP), "--block", slug, "--block", slug)
+    result = run(tmp_path, sinks(("csv-long", path)), *args, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert files_under(out) == sorted(
+        ["manifest.json", *([slug] if "/" in path else []), path.replace("{block}", slug)]
+    )
+
+
 def test_a_zip_holds_one_block_under_one_slug(reference_dir: Path, tmp_path: Path) -> None:
     for path in ("{block}.csv", "all.csv"):
         result = run(
@@ -253,6 +299,35 @@ def test_two_sinks_that_are_one_file(second: str, reference_dir: Path, tmp_path:
     assert "same file" in one_line(result)
     assert (out / "r.zip").read_bytes() == b"old"
     assert files_under(out) == ["link.zip", "linked-folder", "r.zip"]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("r.csv", "R.csv"),
+        ("caf\u00e9.csv", "cafe\u0301.csv"),  # composed and decomposed: one name on macOS
+        ("D/z.csv", "d/Z.csv"),
+        ("manifest.json", "MANIFEST.JSON"),  # a sink and the manifest
+        ("d", "D/z.csv"),  # one output the folder of another, but for the case
+    ],
+    ids=["case", "unicode form", "case in a folder", "the manifest", "a folder"],
+)
+def test_two_outputs_that_one_file_system_holds_as_one(
+    first: str, second: str, reference_dir: Path, tmp_path: Path
+) -> None:
+    # On a disk that ignores case and Unicode form the second would replace the first:
+    # refused everywhere, so that the verdict does not depend on the disk.
+    out = tmp_path / "out"
+    sinks_text = (
+        sinks(("csv-wide", second))
+        if first == "manifest.json"
+        else sinks(("csv-long", first), ("csv-wide", second))
+    )
+    result = run(tmp_path, sinks_text, "--source", str(reference_dir / ZIP), "--out", str(out))
+    assert result.exit_code == EXIT_SINK, result.output
+    line = one_line(result)
+    assert "same file" in line or "the folder of another" in line
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("kind", ["fifo", "folder"])
@@ -358,14 +433,31 @@ def test_cleanup_that_fails_does_not_hide_the_first_error(
         )
 
 
-def test_a_nul_in_a_sink_path(reference_dir: Path, tmp_path: Path) -> None:
-    text = '[[sinks]]\ntype = "csv-long"\npath = "a\\u0000b.csv"\n'
+@pytest.mark.parametrize(
+    ("escape", "shown"),
+    [("\\u0000", "NUL"), ("\\n", "'\\n'"), ("\\t", "'\\t'"), ("\\u007f", "'\\x7f'")],
+    ids=["nul", "line break", "tab", "delete"],
+)
+def test_a_control_character_in_a_sink_path(
+    escape: str, shown: str, reference_dir: Path, tmp_path: Path
+) -> None:
+    # a NUL ends the path for the OS; a line break or a tab makes a name no one-line
+    # message (nor a listing) can show: the same rule as the export page's
+    text = f'[[sinks]]\ntype = "csv-long"\npath = "a{escape}b.csv"\n'
     for out in ((), ("--out", str(tmp_path / "new" / "out"))):
         result = run(tmp_path, text, "--source", str(reference_dir / ZIP), *out)
         assert result.exit_code == EXIT_TEMPLATE, result.output
         assert "sinks[0].path" in one_line(result)
-        assert "NUL" in one_line(result)
+        assert shown in one_line(result)
         assert files_under(tmp_path) == ["t.toml"]
+
+
+def test_a_control_character_in_the_manifest_name(reference_dir: Path, tmp_path: Path) -> None:
+    text = 'manifest_name = "m\\n.json"\n' + sinks(("csv-long", "r.csv"))
+    result = run(tmp_path, text, "--source", str(reference_dir / ZIP), "--out", str(tmp_path / "o"))
+    assert result.exit_code == EXIT_TEMPLATE, result.output
+    assert "manifest_name" in one_line(result)
+    assert files_under(tmp_path) == ["t.toml"]
 
 
 @pytest.mark.parametrize("length", [222, 246, 255, 300])
@@ -475,3 +567,45 @@ def test_a_read_only_out(sink: str, path: str, read_only_out: Path, reference_di
     line = one_line(result)
     assert "not permitted" in line or "denied" in line, line
     assert list(read_only_out.iterdir()) == []
+
+
+# -- partitioned Parquet: a slug from a database row becomes a folder name -------------------
+
+PARTITIONED = (
+    '[source]\nblocks = ["tafc-dvorak"]\n'
+    '[[sinks]]\ntype = "parquet"\npath = "ds"\npartition_by = ["experiment", "block"]\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("slug", "refused"),
+    [
+        # every Hive reader reads this folder name, encoded or not, back as null
+        ("__HIVE_DEFAULT_PARTITION__", True),
+        ("", True),
+        # not slugs, but percent-encoded: inside --out, and read back as stored
+        ("../../x", False),
+        ("a/b=c", False),
+    ],
+    ids=["the null partition's name", "empty", "climbing", "slash and equals"],
+)
+def test_a_partition_value_reads_back_as_it_was(
+    slug: str, refused: bool, pg_database: Any, reference_dir: Path, tmp_path: Path
+) -> None:
+    import psycopg
+    import pyarrow.dataset as ds
+
+    dsn = pg_database(reference_dir / "head" / "muscle_head.sql")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE experiment_experiment SET slug = %s WHERE id = 1", (slug,))
+    out = tmp_path / "out"
+    result = run(tmp_path, PARTITIONED, "--source", dsn, "--out", str(out))
+    if refused:
+        assert result.exit_code == EXIT_SINK, result.output
+        assert f"the experiment slug {slug!r} cannot be a partition" in one_line(result)
+        assert files_under(tmp_path) == ["t.toml"]
+        return
+    assert result.exit_code == 0, result.output
+    table = ds.dataset(out / "ds", partitioning="hive").to_table(columns=["experiment"])
+    assert set(table.column("experiment").to_pylist()) == {slug}
+    assert all(p.is_relative_to(out) for p in out.rglob("*"))

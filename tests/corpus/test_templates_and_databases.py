@@ -205,3 +205,24 @@ def test_a_rename_onto_a_column_the_data_makes(tmp_path: Path) -> None:
     assert_clean_failure(
         result, EXIT_SINK, ["x.csv (csv-long)", "'result_json.view'", "result_json 'key'"], out
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x = " + "[" * 100_000,
+        "x = " + "{a = " * 20_000,
+        '[[sinks]]\ntype = "csv-long"\npath = "r.csv"\nflatten = ' + "[" * 3000 + "]" * 3000,
+    ],
+    ids=["open arrays", "inline tables", "inside a sink"],
+)
+@pytest.mark.parametrize("command", ["run", "validate", "check"])
+def test_a_template_nested_too_deeply(command: str, text: str, tmp_path: Path) -> None:
+    # tomllib recurses; the command line said "internal error" (only the export page
+    # caught it): the loader's parse_toml now gives the one line for everyone
+    template = tmp_path / "t.toml"
+    template.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(cli, [command, str(template)])
+    assert result.exit_code == EXIT_TEMPLATE, result.output
+    lines = [line for line in result.stderr.splitlines() if line]
+    assert lines == [f"exportkit: error: {template}: not valid TOML: nested too deeply"]

@@ -97,3 +97,32 @@ def test_passwords_never_appear(muscle_head_db: str, tmp_path: Path) -> None:
             assert secret not in failed.stdout + failed.stderr, (args, failed.stderr)
     assert not (tmp_path / "x").exists()
     assert not (tmp_path / "y").exists()
+
+
+# Sources no source reads, or that psycopg cannot parse, are echoed in the error line: the
+# password in them must not be. Each runs through every command that takes a source.
+UNREADABLE = {
+    "an unknown scheme": "mysql://me:{pw}@h/db",
+    "an unknown query parameter": "postgresql://h/db?password={pw}&nosuch=1",
+    "a percent-encoded parameter name": "postgresql://h/db?%70assword={pw}&nosuch=1",
+    "a libpq key=value string": "host=h password={pw} dbname=d",
+    "a quoted libpq password": "host=h password='{pw} x' nosuch=1",
+    "a line break in the password": "postgresql://me:{pw}\nx@h/db?nosuch=1",
+}
+
+
+@pytest.mark.parametrize("case", list(UNREADABLE))
+def test_a_source_echoed_in_an_error_shows_no_password(case: str, tmp_path: Path) -> None:
+    template = tmp_path / "t.toml"
+    template.write_text('[[sinks]]\ntype = "csv-long"\npath = "x.csv"\n', encoding="utf-8")
+    source = UNREADABLE[case].format(pw=URI_SECRET)
+    commands = (
+        ["run", str(template), "--source", source, "--out", str(tmp_path / "out")],
+        ["check", str(template), "--source", source],
+        ["inspect", source],
+    )
+    for args in commands:
+        done = run(args, tmp_path)
+        assert done.returncode not in (0, 1), (args, done.stderr)
+        assert done.stderr.startswith("exportkit: error: "), done.stderr
+        assert URI_SECRET not in done.stderr + done.stdout, (args, done.stderr)

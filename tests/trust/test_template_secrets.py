@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from aml_exportkit.cli import cli
 from aml_exportkit.errors import EXIT_PLUGIN, PluginError
-from aml_exportkit.template.recorded import scrub
+from aml_exportkit.redact import scrub
 
 ZIP = "head/block_tafc-dvorak.zip"
 SINKS = (
@@ -71,6 +71,16 @@ PASSWORDS = {
     "libpq key=value": ("description = \"host=h password='{pw} x' dbname=d\"\n", "{pw}"),
     "a list of URIs": ('description = "see"\n', "{pw}"),
     "a comment": ("# was: postgresql://me:{pw}@old-host/db\n", "{pw}"),
+    # libpq decodes a query parameter's name: %70assword is password
+    "a percent-encoded parameter name": (
+        'name = "postgresql://127.0.0.1/db?user=me&%70ass%77ord={pw}"\n',
+        "{pw}",
+    ),
+    # libpq reads a URI's password up to the first '@' or '/', line breaks and all
+    "a line break in a URI's password": (
+        'description = "postgresql://me:{pw}\\nmore@127.0.0.1:1/db"\n',
+        "{pw}",
+    ),
 }
 
 
@@ -107,6 +117,9 @@ def test_scrub() -> None:
     assert scrub("postgresql://u@h/db") == "postgresql://u@h/db"
     assert scrub("x?sslpassword=a&password=b&c=d") == "x?sslpassword=***&password=***&c=d"
     assert scrub("host=h PASSWORD = 'a b' x=1") == "host=h PASSWORD = *** x=1"
+    assert scrub("x?%70assword=b&%75ser=u") == "x?%70assword=***&%75ser=u"
+    assert scrub("postgresql://u:a b\nc@h/db") == "postgresql://u:***@h/db"
+    assert scrub("postgresql://h:5432/db") == "postgresql://h:5432/db"
 
 
 PRIVACY = (
@@ -196,3 +209,48 @@ def test_the_bulk_lanes_parquet_records_no_password(reference_dir: Path, tmp_pat
     written = everything_written(out)
     assert "postgresql://me:***@127.0.0.1:1/db" in written
     assert "Lane-S3cret" not in written
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        '[filter]\n"exclude_participants" = ["RAW-EXCLUDED-17"]\n',
+        'filter.exclude_participants = ["RAW-EXCLUDED-17"]\n',
+        'filter = { exclude_participant_id_url = ["RAW-EXCLUDED-17*"] }\n',
+        "[filter]\n'exclude_sessions' = [987654321]\n",
+        '[filter]\nexclude_participants = [ # inline\n  "RAW-EXCLUDED-17",\n]\n',
+    ],
+    ids=["quoted key", "dotted key", "inline table", "single-quoted key", "multi-line"],
+)
+def test_no_excluded_identifier_whatever_the_toml_spelling(
+    head: str, reference_dir: Path, tmp_path: Path
+) -> None:
+    # the exclusion lists are withheld in the recorded template however TOML spells the key
+    result, out = run(tmp_path, head + SINKS, reference_dir)
+    assert result.exit_code == 0, result.output
+    written = everything_written(out)
+    assert "manifest_version" in written
+    assert "RAW-EXCLUDED-17" not in written
+    assert "987654321" not in written
+    recorded = json.loads((out / "manifest.json").read_text())["template"]["text"]
+    assert tomllib.loads(recorded)["filter"]  # still a template, with the lists empty
+
+
+def test_no_password_from_the_name_in_titles_and_labels(
+    reference_dir: Path, tmp_path: Path
+) -> None:
+    # the name becomes the codebook's and datapackage.json's title and an SPSS or Stata
+    # file label: the same rule as for the recorded text
+    secret = "S3cret-in-the-name"
+    head = f'name = "postgresql://me:{secret}@h/db"\ncodebook = true\n'
+    extra = (
+        '[[sinks]]\ntype = "spss"\npath = "r.sav"\n'
+        '[[sinks]]\ntype = "stata"\npath = "r.dta"\n'
+        '[[sinks]]\ntype = "duckdb"\npath = "r.duckdb"\n'
+    )
+    result, out = run(tmp_path, head + SINKS + extra, reference_dir)
+    assert result.exit_code == 0, result.output
+    assert (out / "codebook.md").is_file()
+    written = everything_written(out)
+    assert "postgresql://me:***@h/db" in written
+    assert secret not in written

@@ -48,10 +48,23 @@ def group_rows(row_group_size: int, columns: int) -> int:
 
 def partition_folder(names: Sequence[str], values: Sequence[Any]) -> str:
     """The relative folder of one partition, e.g. ``experiment=ex/block=b``; a value is
-    percent-encoded where a path or Hive would misread it (slugs never are)."""
+    percent-encoded where a path or Hive would misread it (slugs never are), and Hive
+    readers decode it back.
+
+    :raises ValueError: for a value every Hive reader (pyarrow, DuckDB, Spark) would read
+        back as null, decoded or not: the empty text and :data:`NULL_PARTITION` itself.
+    """
     parts = []
     for name, value in zip(names, values, strict=True):
-        text = NULL_PARTITION if value is None or value == "" else quote(str(value), safe="")
+        if value is None:
+            text = NULL_PARTITION
+        elif str(value) in ("", NULL_PARTITION):
+            raise ValueError(
+                f"the {name} slug {str(value)!r} cannot be a partition: Hive readers read"
+                f" it back as no {name} (null); rename the {name}, or drop partition_by"
+            )
+        else:
+            text = quote(str(value), safe="")
         parts.append(f"{name}={text}")
     return "/".join(parts)
 

@@ -31,7 +31,7 @@ from ..chunks import (
     wide_integers,
 )
 from ..graph import PkSet
-from ..jsonstream import finite_float
+from ..jsonstream import exact_int, finite_float, has_surrogate_escape
 from ..schema import RESULT
 
 if TYPE_CHECKING:
@@ -113,10 +113,15 @@ def parse_array(body: bytes | bytearray | memoryview) -> list[Any]:
         # integers beyond 64 bits: the standard library keeps them exact (as jsonstream)
         try:
             items = json.loads(
-                b"[" + body + b"]", parse_constant=_reject_constant, parse_float=finite_float
+                b"[" + body + b"]",
+                parse_constant=_reject_constant,
+                parse_float=finite_float,
+                parse_int=exact_int,
             )
         except ValueError as exc:
             raise NotFast(f"malformed JSON: {exc}") from None
+        if has_surrogate_escape(bytes(body)):
+            raise NotFast("a surrogate escape: the plain path judges the text")
     else:
         buf = bytearray(b"[")
         buf += body

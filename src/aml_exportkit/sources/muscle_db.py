@@ -28,6 +28,7 @@ import datetime as dt
 import decimal
 import getpass
 import json
+import math
 import os
 import re
 import urllib.parse
@@ -47,8 +48,15 @@ from ..contracts import BlockSummary, Inventory, SourceOptions, SourceSpec
 from ..errors import DatabaseError, SourceError
 from ..graph import GraphBuilder, RecordGraph, SourceInfo
 from ..hookspecs import hookimpl
-from ..jsonstream import MAX_JSON_DATA_NESTING, NumberOutOfRange, finite_float, nesting_ok
+from ..jsonstream import (
+    MAX_JSON_DATA_NESTING,
+    NumberOutOfRange,
+    exact_int,
+    finite_float,
+    nesting_ok,
+)
 from ..records import Block, Experiment, JSONValue, Phase, Playlist, Result
+from ..redact import HIDDEN, scrub
 from ..schema import MODELS, Kind, ModelSpec, django_datetime
 from ..selection import Filter, Selection, Since, glob_like
 from .muscle_db_bulk import DbTrialResults
@@ -154,9 +162,9 @@ class Scrubber:
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
-            text = text.replace(secret, "***")
-        # user:password@ in any URI that is echoed back
-        return re.sub(r"(://[^:/@\s]*):[^@/\s]*@", r"\1:***@", text)
+            text = text.replace(secret, HIDDEN)
+        # a password in any URI or key=value string that is echoed back
+        return scrub(text)
 
 
 def target_of(uri: str) -> tuple[Target, dict[str, str], Scrubber]:
@@ -432,7 +440,7 @@ def _loads(data: bytes | bytearray | memoryview | str | None) -> Any:
 
 def _loads_exactly(data: bytes) -> Any:
     try:
-        return json.loads(data, parse_float=finite_float)
+        return json.loads(data, parse_float=finite_float, parse_int=exact_int)
     except RecursionError:
         raise UnfitJson(
             f"nested more than {MAX_JSON_DATA_NESTING} levels deep; refusing it"
@@ -441,10 +449,24 @@ def _loads_exactly(data: bytes) -> Any:
         raise UnfitJson(str(exc)) from None
 
 
-class UnfitJson(ValueError):
+class UnfitValue(ValueError):
+    """A column value that no record may hold, with the same verdict as for a fixture zip;
+    the message names the field."""
+
+
+class UnfitJson(UnfitValue):
     """A JSON value that no record may hold: nested deeper than a fixture record's
     ``json_data`` may be (:data:`MAX_JSON_DATA_NESTING`), or with a number beyond a
-    double's range; the same verdicts as for a fixture zip."""
+    double's range or an integer too long to read; the same verdicts as for a fixture
+    zip."""
+
+
+def _finite(field: str, value: Any) -> Any:
+    """A float column's value, refusing infinity and NaN (PostgreSQL's double precision
+    holds them, JSON and a fixture zip do not; ``schema`` refuses them in a zip)."""
+    if type(value) is float and not -math.inf < value < math.inf:
+        raise UnfitValue(f"field {field!r}: expected a finite number, got {value!r}")
+    return value
 
 
 def _made(make: Callable[[Any], Any], rows: Sequence[Any], table: str, model: str) -> list[Any]:
@@ -452,14 +474,13 @@ def _made(make: Callable[[Any], Any], rows: Sequence[Any], table: str, model: st
     record."""
     try:
         return [make(row) for row in rows]
-    except UnfitJson:
+    except UnfitValue:
         for row in rows:
             try:
                 make(row)
-            except UnfitJson as exc:
-                raise SourceError(
-                    f"a JSON field: {exc}", file=table, model=model, pk=row[0]
-                ) from None
+            except UnfitValue as exc:
+                detail = f"a JSON field: {exc}" if isinstance(exc, UnfitJson) else str(exc)
+                raise SourceError(detail, file=table, model=model, pk=row[0]) from None
         raise
 
 
@@ -490,17 +511,20 @@ def _row_maker(model: ModelSpec, extras: Sequence[tuple[str, str]]) -> Callable[
         return _make_result
     names = tuple(f.name for f in model.fields)
     json_at = frozenset(i for i, f in enumerate(model.fields, start=1) if f.kind is Kind.JSON)
+    float_at = frozenset(i for i, f in enumerate(model.fields, start=1) if f.kind is Kind.FLOAT)
     record_type = model.record_type
     # JSON the graph keeps (a session's json_data) stays compact text until read.
     compact = records.compact_fields(record_type)
     compact_at = frozenset(i for i, f in enumerate(model.fields, start=1) if f.name in compact)
     repeat_at = frozenset(i for i, f in enumerate(model.fields, start=1) if f.repeats)
-    special = json_at | repeat_at
+    special = json_at | repeat_at | float_at
     shared: dict[Any, Any] = {}  # one string per value of the `repeats` fields
     n = len(names) + 1
     extra_names = tuple(field for _, field in extras)
 
     def load(i: int, v: Any) -> Any:
+        if i in float_at:
+            return _finite(names[i - 1], v)
         if i in json_at:
             return records.compact_json(_loads(v)) if i in compact_at else _loads(v)
         return shared.setdefault(v, v) if i in repeat_at else v
@@ -531,7 +555,7 @@ def _make_result(row: Any) -> Result:
         expected_response=row[6],
         given_response=row[7],
         comment=row[8],
-        score=row[9],
+        score=_finite("score", row[9]),
         scoring_rule=row[10],
         json_data=_loads(row[11]),
     )

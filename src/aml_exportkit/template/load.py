@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..atomic import control_character
 from ..contracts import SinkSpec, TemplateSpec
 from ..errors import TemplateError
 from ..exclusions import read_exclude_file
@@ -72,7 +73,7 @@ def parse_template(
     templates = templates or {}
     top = file if file in templates else str((folder / Path(file).name).resolve())
     data = _resolve_extends(
-        _parse_toml(text, file),
+        parse_toml(text, file),
         file=file,
         folder=folder,
         templates=templates,
@@ -98,7 +99,12 @@ def parse_template(
         _raise_problems(exc, file=file)
         raise
     name = template.manifest_name
-    if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+    if (
+        name in ("", ".", "..")
+        or Path(name).name != name
+        or "\\" in name
+        or control_character(name) is not None
+    ):
         raise TemplateError(
             f"{name!r} is not a file name: the manifest goes beside the outputs",
             file=file,
@@ -113,11 +119,18 @@ def parse_template(
     )
 
 
-def _parse_toml(text: str, file: str) -> dict[str, Any]:
+def parse_toml(text: str, file: str) -> dict[str, Any]:
+    """The TOML ``text`` of the template ``file`` as a dict, read as if a byte-order mark
+    it starts with were not there.
+
+    :raises TemplateError: for text that is not TOML.
+    """
     try:
         return tomllib.loads(text.removeprefix(_BOM))
     except tomllib.TOMLDecodeError as exc:
         raise TemplateError(f"not valid TOML: {exc}", file=file) from None
+    except RecursionError:  # arrays or inline tables within each other: tomllib recurses
+        raise TemplateError("not valid TOML: nested too deeply", file=file) from None
 
 
 def _resolve_extends(
@@ -160,7 +173,7 @@ def _resolve_extends(
             f"templates extend each other in a circle: {chain}", file=file, key_path="extends"
         )
     base = _resolve_extends(
-        _parse_toml(base_text, base_file),
+        parse_toml(base_text, base_file),
         file=base_file,
         folder=base_folder,
         templates=templates,

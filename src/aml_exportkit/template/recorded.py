@@ -11,36 +11,17 @@ is the price of never copying the secret).
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any
 
 import tomli_w
 
-from ..exclusions import manifest_filter, withhold_in_text
+from ..exclusions import LIST_KEYS, manifest_filter, withhold_in_text
 from ..privacy import pseudonym, read_key
+from ..redact import scrub
 from .model import Template
-
-#: What replaces a password.
-HIDDEN = "***"
-
-# user:password@ in a URI; greedy to the last '@' of the token, so a password holding an
-# unencoded '@' is removed whole (hiding too much is harmless, too little is not).
-_URI_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:@/?#]*):(?P<pw>\S*)@")
-# password=... as a URI query parameter or a libpq key=value pair (quoted or not), also
-# sslpassword and the like.
-_KEY_PASSWORD = re.compile(
-    r"(?P<head>\b[A-Za-z_]*pass(?:word|wd)?\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s&#;]+)",
-    re.IGNORECASE,
-)
-
-
-def scrub(text: str) -> str:
-    """``text`` with every password a URI or a ``key=value`` string could carry replaced by
-    ``***``."""
-    text = _URI_PASSWORD.sub(lambda m: f"{m['head']}:{HIDDEN}@", text)
-    return _KEY_PASSWORD.sub(lambda m: f"{m['head']}{HIDDEN}", text)
 
 
 def _walk(value: Any, change: Callable[[str], str]) -> Any:
@@ -63,6 +44,12 @@ def _identifier_names(template: Template) -> Callable[[str], str] | None:
     if key is not None:
         return lambda value: pseudonym(key, "participant_id_url", value)
     return lambda value: "withheld"
+
+
+def recorded_title(template: Template) -> str:
+    """The title outputs give the template (the codebook's, datapackage.json's): its
+    ``name``, else its file's stem, with any password hidden as in the recorded text."""
+    return scrub(template.name or PurePath(template.file).stem)
 
 
 def recorded_filter(template: Template) -> dict[str, Any]:
@@ -89,6 +76,13 @@ def recorded_text(template: Template) -> str:
     except tomllib.TOMLDecodeError:  # a template in memory with no text of its own
         return scrub(text)
     cleaned = _walk(data, scrub)
+    # The lists are withheld in the text where it is plain (keeping the comments); any a
+    # quoted, dotted or inline key hid from that are emptied here, in the parsed template.
+    filter_table = cleaned.get("filter")
+    if isinstance(filter_table, dict):
+        for key in LIST_KEYS:
+            if filter_table.get(key):
+                filter_table[key] = []
     name = _identifier_names(template)
     participants = cleaned.get("filter", {}).get("participants")
     if name is not None and isinstance(participants, list):

@@ -27,6 +27,7 @@ from aml_exportkit import (
 from aml_exportkit.contracts import ColumnInfo
 from aml_exportkit.frames import Table, TableBuilder, TableOptions, WideOptions, text_of
 from aml_exportkit.records import Result
+from aml_exportkit.redact import scrub
 
 from .labels import QuestionBook, Tie, merged_choices, question_text, tie_columns, value_labels
 from .names import Format, variable_names
@@ -258,8 +259,30 @@ class ReadstatSink(BaseSink):
 
     # -- writing -------------------------------------------------------------------------------
 
+    def _refuse_nul(self, variables: Sequence[Variable]) -> None:
+        """Refuse text with a NUL character: ReadStat writes C strings, so the text would
+        silently end there (``"a\\0b"`` read back as ``"a"``)."""
+        for v in variables:
+            texts = [v.label, *(v.labels or {}).values()]
+            if v.type == "string":
+                texts += [t for t in v.values if isinstance(t, str)]
+            if any("\0" in t for t in texts):
+                row = next(
+                    (i for i, t in enumerate(v.values) if isinstance(t, str) and "\0" in t), None
+                )
+                where = f"row {row + 1}" if row is not None else "a label"
+                raise self._fail(
+                    f"column {v.original!r}, {where}: text with a NUL character, which"
+                    f" {'SPSS' if self.format == 'spss' else 'Stata'} files cannot hold (the"
+                    " text would end there)"
+                )
+
     def write(self, variables: Sequence[Variable], rows: int) -> None:
-        """Write the variables to the sink's temporary path with pyreadstat."""
+        """Write the variables to the sink's temporary path with pyreadstat.
+
+        :raises SinkError: for text with a NUL character, which the file cannot hold.
+        """
+        self._refuse_nul(variables)
         pd = _pandas()
         pyreadstat = _pyreadstat()
         data: dict[str, Any] = {}
@@ -277,8 +300,9 @@ class ReadstatSink(BaseSink):
         frame = pd.DataFrame(data, index=range(rows))
         labels = [v.label for v in variables]
         value_labels = {v.name: v.labels for v in variables if v.labels}
+        # a password in the template never reaches an output (aml_exportkit.redact)
         file_label = _cut(
-            self.options.file_label or self.context.template.name or "",
+            scrub(self.options.file_label or self.context.template.name or ""),
             FILE_LABEL_LIMIT[self.format],
             self.format,
         )

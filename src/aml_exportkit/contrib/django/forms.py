@@ -25,7 +25,7 @@ from ...template.load import parse_template
 from ...template.model import Template
 from .conf import BlockChoice, TemplateChoice
 from .jobstore import check_key_env, check_output_paths, redact_paths
-from .worker import check_upload_extends
+from .worker import check_upload_reads_no_file
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class ExportForm(forms.Form):
         return data
 
     def _parse_upload(self, text: str, name: str) -> Template:
-        check_upload_extends(text, name, list(self.registry.template_specs))
+        check_upload_reads_no_file(text, name, list(self.registry.template_specs))
         # Parsed relative to an empty, nonexistent folder: an upload reads no server file.
         return parse_template(
             text,
@@ -196,10 +196,8 @@ class ExportForm(forms.Form):
         name = _upload_name(upload.name)
         try:
             template = self._parse_upload(self.upload_text, name)
-        except TemplateError:
+        except TemplateError:  # deep nesting too: the loader's parse_toml says so
             raise
-        except RecursionError:  # deeply nested arrays or tables: tomllib recurses
-            raise TemplateError("not valid TOML: nested too deeply", file=name) from None
         except Exception as exc:  # a crafted file must give a form error, never a 500
             logger.exception("exportkit: an uploaded template could not be read")
             raise TemplateError(

@@ -39,6 +39,7 @@ from typing import Any
 
 import attrs
 
+from ...atomic import control_character
 from ...errors import TemplateError
 from ...template.model import Template
 
@@ -430,7 +431,7 @@ def start_worker(
 
 def _path_problem(raw: str) -> str | None:
     """Why a sink path (``{block}`` filled in) may not be used on the page, or None."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+    if control_character(raw) is not None:
         return "contains a control character (such as NUL or a line break)"
     text = raw.replace("\\", "/")
     pure = PurePosixPath(text)

@@ -15,7 +15,6 @@ import shutil
 import signal
 import sys
 import time
-import tomllib
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ from ...pipeline import load_template, run_export
 from ...plugins import Registry, get_plugin_manager, load_registry
 from ...progress import Phase, format_duration
 from ...sources.muscle_db import Scrubber
-from ...template.load import parse_template
+from ...template.load import parse_template, parse_toml
 from ...template.model import Template
 from .jobstore import (
     CHECKED,
@@ -61,25 +60,32 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
     raise Terminated()
 
 
-def check_upload_extends(text: str, file: str, builtin_names: Sequence[str]) -> None:
-    """Refuse an uploaded template that ``extends`` anything but a builtin template: a
-    file path would be read from the server's disk.
+def check_upload_reads_no_file(text: str, file: str, builtin_names: Sequence[str]) -> None:
+    """Refuse an uploaded template that would read a file from the server's disk: an
+    ``extends`` of anything but a builtin template, or a ``[filter] exclude_file`` (an
+    absolute or ``~`` path reaches any file the server can read, and its lines would
+    become exclusions that the manifest counts).
 
     :param text: the uploaded TOML text.
     :param file: its name, for the message.
     :param builtin_names: the builtin templates' names.
-    :raises TemplateError: for such an ``extends``, or for text that is not TOML.
+    :raises TemplateError: for such a key, or for text that is not TOML.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise TemplateError(f"not valid TOML: {exc}", file=file) from None
+    data = parse_toml(text, file)
     base = data.get("extends")
     if base is not None and base not in builtin_names:
         raise TemplateError(
             f"an uploaded template may extend only a builtin template, not {base!r}",
             file=file,
             key_path="extends",
+        )
+    filter_table = data.get("filter")
+    if isinstance(filter_table, dict) and "exclude_file" in filter_table:
+        raise TemplateError(
+            "an uploaded template reads no file from the server; list the participants"
+            " in exclude_participants instead",
+            file=file,
+            key_path="filter.exclude_file",
         )
 
 
@@ -93,7 +99,7 @@ def load_job_template(spec: Mapping[str, Any], folder: Path, registry: Registry)
     kind, name = ref["kind"], ref["ref"]
     if kind == "upload":
         text = (folder / UPLOAD_FILE).read_text(encoding="utf-8")
-        check_upload_extends(text, ref["label"], list(registry.template_specs))
+        check_upload_reads_no_file(text, ref["label"], list(registry.template_specs))
         template = parse_template(
             text,
             file=ref["label"],
