@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import attrs
 
-from . import codebook, fastlane, manifest
+from . import codebook, engine, manifest
 from .atomic import OutputSet, is_utf8, shown_path
 from .contracts import (
     OutputReport,
@@ -562,7 +562,7 @@ def _make_sinks(
             outputs=outputs,
             template=template,
             needs_profiles=spec.needs_profiles,
-            bulk=spec.bulk,
+            engine=spec.engine,
         )
         made.append((context, spec.factory(context)))
     return made
@@ -581,16 +581,16 @@ def _drive(
                 sink.begin(graph)
         readers = [(c, s) for c, s in sinks if c.needs_profiles]
         profiles = _ProfileReader(graph, readers, observers)
-        # The bulk lane writes the long tables straight from the source's raw results when
+        # The engine writes the long tables straight from the source's raw results when
         # it can (docs/performance.md), reading the profile answers in a thread while its
         # workers run; otherwise the profile answers come first, then every sink gets
         # checked Result batches.
         beside = None if profiles.started else profiles.read
-        with _naming_lane(sinks):
-            lane_wrote = fastlane.run(
+        with _naming_engine(sinks):
+            engine_wrote = engine.run(
                 graph, sinks, progress, observed=bool(observers), beside=beside
             )
-        if not lane_wrote:
+        if not engine_wrote:
             profiles.read()
             done = 0
             for batch in graph.trial_results():
@@ -622,8 +622,8 @@ class _ProfileReader:
 
     Sinks whose spec reads profile answers may find at run time that their table has no
     use for them (:meth:`~aml_exportkit.tabular.sink.TabularSink.wants_profiles`); when no
-    sink and no observer uses them, the answers are only checked, in bulk when the source
-    can (:func:`~aml_exportkit.fastlane.check_profiles`), else through the graph.
+    sink and no observer uses them, the answers are only checked, in one go when the source
+    can (:func:`~aml_exportkit.engine.check_profiles`), else through the graph.
     """
 
     def __init__(
@@ -643,7 +643,7 @@ class _ProfileReader:
         if self.started:
             return
         self.started = True
-        if self.check_only and fastlane.check_profiles(self.graph):
+        if self.check_only and engine.check_profiles(self.graph):
             return
         for batch in self.graph.profile_results():
             for observe in self.observers:
@@ -658,8 +658,8 @@ def _yes() -> bool:
 
 
 @contextlib.contextmanager
-def _naming_lane(sinks: Sequence[tuple[SinkContext, Sink]]) -> Iterator[None]:
-    """Turn an OS error of the bulk lane (which writes the sinks' files itself) into a
+def _naming_engine(sinks: Sequence[tuple[SinkContext, Sink]]) -> Iterator[None]:
+    """Turn an OS error of the engine (which writes the sinks' files itself) into a
     SinkError naming the sink whose file it was (the first sink when the error does not
     say which file)."""
     try:

@@ -70,7 +70,7 @@ def _pyarrow() -> tuple[Any, Any]:
 class ParquetSink(TableSink):
     """Writes the table as Parquet."""
 
-    bulk_format = "parquet"
+    engine_format = "parquet"
     typed_text = True
 
     def __init__(self, context: SinkContext) -> None:
@@ -187,7 +187,7 @@ def exportkit_register_sinks() -> list[SinkSpec]:
             options=ParquetOptions,
             factory=ParquetSink,
             extensions=(".parquet",),
-            bulk=True,
+            engine=True,
             requires=(PYARROW,),
         )
     ]
