@@ -191,6 +191,14 @@ def cli() -> None:
     help="An earlier run's manifest.json: export only the sessions new or changed since"
     " (started later, or unfinished then and finished or with new results now), whole.",
 )
+@click.option(
+    "--jobs",
+    "jobs",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Worker processes (default: EXPORTKIT_JOBS, else the template's jobs, else one per"
+    " CPU). The outputs are the same for any N.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing on success; no progress.")
 @click.option(
     "--progress/--no-progress",
@@ -204,6 +212,7 @@ def run(
     blocks: Sequence[str],
     out_dir: Path | None,
     since: Path | None,
+    jobs: int | None,
     quiet: bool,
     progress: bool | None,
 ) -> None:
@@ -223,6 +232,7 @@ def run(
         blocks=blocks or None,
         out_dir=out_dir,
         since=since,
+        jobs=jobs,
         plugin_manager=manager,
         progress=TerminalProgress(sys.stderr) if show else None,
     )

@@ -270,6 +270,7 @@ def run_export(
     plugin_manager: PluginManager | None = None,
     progress: Progress | None = None,
     since: str | Path | Since | None = None,
+    jobs: int | None = None,
 ) -> ExportReport:
     """Run ``template``: read the source(s), feed every sink, then move the outputs into
     place.
@@ -285,10 +286,13 @@ def run_export(
     :param progress: receives the running count of trial results written.
     :param since: an earlier run's ``manifest.json`` (or its loaded watermark): export
         only the sessions new or changed since that run (:mod:`aml_exportkit.watermark`).
+    :param jobs: the engine's worker processes (``--jobs``); it overrides
+        ``EXPORTKIT_JOBS``, which overrides the template's ``jobs`` (default: one per CPU).
     :raises ExportkitError: for any problem; the output locations are then as they were.
     """
     check_sink_paths(template, out_dir)
     _check_slugs(template, blocks)
+    workers = engine.jobs_setting(jobs, template.jobs)
     per_block = _per_block(template)
     pm = plugin_manager or get_plugin_manager()
     if template.privacy.is_active and not pm.has_plugin(PRIVACY_PLUGIN):
@@ -344,7 +348,7 @@ def run_export(
                     if slug:
                         slugs.append(slug)
                     sinks = _make_sinks(template, registry, outputs, out_dir, slug)
-                    written.extend(_drive(graph, sinks, progress, observers))
+                    written.extend(_drive(graph, sinks, progress, observers, workers))
                     infos.append(graph.info)
                     marks.extend(marks_of(graph))
                     sessions += len(graph.sessions)
@@ -573,6 +577,7 @@ def _drive(
     sinks: list[tuple[SinkContext, Sink]],
     progress: Progress,
     observers: Sequence[Callable[[Sequence[Result]], None]] = (),
+    jobs: int | None = None,
 ) -> list[tuple[str, OutputReport]]:
     live = [sink for _, sink in sinks]
     try:
@@ -588,7 +593,7 @@ def _drive(
         beside = None if profiles.started else profiles.read
         with _naming_engine(sinks):
             engine_wrote = engine.run(
-                graph, sinks, progress, observed=bool(observers), beside=beside
+                graph, sinks, progress, observed=bool(observers), beside=beside, jobs=jobs
             )
         if not engine_wrote:
             profiles.read()

@@ -28,10 +28,20 @@ from .chunks import (
 )
 from .native import kernel as native_kernel
 from .spans import Spans
-from .workers import ENV_SWITCH, LAST_RUN, check_profiles, run, trim_heap
+from .workers import (
+    ENV_SWITCH,
+    JOBS_ENV,
+    LAST_RUN,
+    check_profiles,
+    jobs_setting,
+    run,
+    trim_heap,
+    usable_cpus,
+)
 
 __all__ = [
     "ENV_SWITCH",
+    "JOBS_ENV",
     "LAST_RUN",
     "Checks",
     "ChunkMeta",
@@ -43,9 +53,11 @@ __all__ = [
     "check_profiles",
     "created_texts",
     "finish_columns",
+    "jobs_setting",
     "make_checks",
     "native_kernel",
     "run",
     "trim_heap",
+    "usable_cpus",
     "wide_integers",
 ]

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeGuard, cast
 
 import attrs
 
-from ..errors import ExportkitError
+from ..errors import ExportkitError, TemplateError
 from ..tabular.table import Absent, Column, column_kind
 from .chunks import ResultChunks, StandDown
 from .render import ChunkRenderer, json_cells_columns, kinds_of, supports
@@ -93,8 +93,8 @@ class ArrowTable(Protocol):
         """The same rows with each column in one piece."""
 
 
-#: Worker processes (the machine's cores, at most this many).
-MAX_WORKERS = 2
+#: The environment variable that sets the number of worker processes.
+JOBS_ENV = "EXPORTKIT_JOBS"
 #: Chunks a worker may have queued; the parent holds at most this many results per worker.
 IN_FLIGHT = 2
 
@@ -123,6 +123,40 @@ def trim_heap() -> None:
 
 
 _MALLOC_TRIM: Any = None
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which a container or
+    ``taskset`` may narrow), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # (not every system has affinity masks)
+        return os.cpu_count() or 1
+
+
+def jobs_setting(option: int | None = None, template: int | None = None) -> int:
+    """The number of worker processes for a run: ``exportkit run --jobs`` (``option``),
+    else ``EXPORTKIT_JOBS``, else the template's ``jobs``, else one per usable CPU.
+
+    :raises TemplateError: when the one that applies is not a whole number of at least 1.
+    """
+    if option is not None:
+        if option < 1:
+            raise TemplateError(
+                f"expected a whole number of at least 1, got {option}", file="--jobs"
+            )
+        return option
+    raw = os.environ.get(JOBS_ENV)
+    if raw is not None and raw.strip():
+        text = raw.strip()
+        if not text.isdigit() or int(text) < 1:
+            raise TemplateError(
+                f"expected a whole number of at least 1, got {raw!r}", file=JOBS_ENV
+            )
+        return int(text)
+    if template is not None:
+        return template
+    return usable_cpus()
 
 
 def _decline(reason: str) -> bool:
@@ -166,8 +200,12 @@ def run(
     *,
     observed: bool = False,
     beside: Callable[[], None] | None = None,
+    jobs: int | None = None,
 ) -> bool:
     """Write every sink's long table through the engine, if it can take this run.
+
+    :param jobs: worker processes at most (default: :func:`jobs_setting`'s); never more
+        than there are chunks.
 
     :param beside: work of the parent's that does not touch the trial results (reading the
         profile answers): run in a thread while the workers run, so that it costs no
@@ -209,7 +247,7 @@ def run(
             plan = _Plan(renderer, [])
             plans.append((key, plan))
         plan.outputs.append(_Output(engine_sink, fmt, path))
-    run = _Run(graph, raw, [p for _, p in plans], progress, beside)
+    run = _Run(graph, raw, [p for _, p in plans], progress, beside, jobs or jobs_setting())
     frozen = gc.isenabled()
     gc.disable()
     try:
@@ -912,8 +950,10 @@ class _Run:
         plans: list[_Plan],
         progress: Progress,
         beside: Callable[[], None] | None = None,
+        jobs: int = 1,
     ) -> None:
         self.graph = graph
+        self.jobs = jobs
         self.raw = raw
         self.plans = plans
         self.progress = progress
@@ -1034,10 +1074,11 @@ class _Run:
             _PlanState(plan, names, types)
             for plan, (names, types) in zip(self.plans, seeds, strict=True)
         ]
-        count = min(MAX_WORKERS, os.cpu_count() or 1, max(1, len(tasks)))
+        count = min(self.jobs, max(1, len(tasks)))
         self.spool_folder = _spool_folder()
         self.workers = _Workers(count, self._work)
         self.stats["workers"] = count
+        self.stats["jobs"] = self.jobs
         for plan in self.plans:
             plan.renderer.forget()  # the workers have their copies; the parent renders nothing
         if self.beside is not None:  # (only now: no thread may run while the workers fork)
