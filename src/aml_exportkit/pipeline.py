@@ -31,6 +31,7 @@ from .multisource import merge_graphs
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
 from .progress import NullProgress, Progress
 from .records import Result
+from .scan import DataScan
 from .selection import BlockMark, Selection, Since, is_slug
 from .template.load import load_template as _load_template
 from .template.model import SinkTable, Template
@@ -323,7 +324,6 @@ def run_export(
     sessions = 0
     slugs: list[str] = []  # what {block} became, per unit
     questions = codebook.QuestionCollector() if template.codebook else None
-    observers = [questions.add] if questions is not None else []
     try:
         with contextlib.ExitStack() as stack:
             opened = [
@@ -348,7 +348,7 @@ def run_export(
                     if slug:
                         slugs.append(slug)
                     sinks = _make_sinks(template, registry, outputs, out_dir, slug)
-                    written.extend(_drive(graph, sinks, progress, observers, workers))
+                    written.extend(_drive(graph, sinks, progress, questions, workers))
                     infos.append(graph.info)
                     marks.extend(marks_of(graph))
                     sessions += len(graph.sessions)
@@ -576,10 +576,11 @@ def _drive(
     graph: RecordGraph,
     sinks: list[tuple[SinkContext, Sink]],
     progress: Progress,
-    observers: Sequence[Callable[[Sequence[Result]], None]] = (),
+    questions: codebook.QuestionCollector | None = None,
     jobs: int | None = None,
 ) -> list[tuple[str, OutputReport]]:
     live = [sink for _, sink in sinks]
+    observers = [questions.add] if questions is not None else []
     try:
         for context, sink in sinks:
             with _naming(context):
@@ -589,12 +590,16 @@ def _drive(
         # The engine writes the long tables straight from the source's raw results when
         # it can (docs/performance.md), reading the profile answers in a thread while its
         # workers run; otherwise the profile answers come first, then every sink gets
-        # checked Result batches.
+        # checked Result batches. The codebook's questions of the trial results come from
+        # the engine's chunks, after those of the profile answers (the plain path's order).
         beside = None if profiles.started else profiles.read
+        trial_questions = DataScan() if questions is not None else None
         with _naming_engine(sinks):
             engine_wrote = engine.run(
-                graph, sinks, progress, observed=bool(observers), beside=beside, jobs=jobs
+                graph, sinks, progress, beside=beside, jobs=jobs, questions=trial_questions
             )
+        if engine_wrote and questions is not None and trial_questions is not None:
+            questions.found.merge_questions(trial_questions)
         if not engine_wrote:
             profiles.read()
             done = 0

@@ -113,11 +113,24 @@ def test_reference_zips_same_bytes(
     _compare(TEMPLATES[name], zip_path, tmp_path, monkeypatch, used=True)
 
 
-def test_codebook_runs_take_the_plain_path(
-    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("name", ["bench", "defaults", "json"])
+def test_codebook_runs_take_the_engine(
+    name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _compare("codebook = true\n" + BENCH, generated_zip, tmp_path, monkeypatch, used=False)
-    assert "codebook" in engine.LAST_RUN["reason"]
+    """The codebook's questions come from the engine's chunks, merged in order, after the
+    profile answers': datapackage.json and codebook.md are the plain path's, byte for
+    byte (many chunks, so that merging matters)."""
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
+    _compare("codebook = true\n" + TEMPLATES[name], generated_zip, tmp_path, monkeypatch, used=True)
+    assert engine.LAST_RUN["chunks"] > 10
+
+
+@pytest.mark.parametrize("zip_path", MUSCLE_ZIPS, ids=lambda p: f"{p.parent.name}-{p.stem}")
+def test_codebook_of_reference_zips(
+    zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 20_000)
+    _compare("codebook = true\n" + BENCH, zip_path, tmp_path, monkeypatch, used=True)
 
 
 def test_other_styles_take_the_plain_path(
@@ -256,6 +269,17 @@ def test_database_same_bytes(
 ) -> None:
     monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 7)
     _compare_db(TEMPLATES[name], generated_db[0], generate.BLOCK_SLUG, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("block", ["hooked-eurovision", "msi-questionnaire", "tafc-dvorak"])
+def test_reference_database_codebook(
+    block: str, muscle_head_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The codebook's questions from a database's chunks (jsonb texts) are the plain
+    path's."""
+    monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 2)
+    text = "codebook = true\n" + TEMPLATES["defaults"]
+    _compare_db(text, muscle_head_db, block, tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("block", ["hooked-eurovision", "msi-questionnaire", "tafc-dvorak"])

@@ -15,6 +15,7 @@ answers as a :class:`ProfileCheck`); those protocols, :class:`ResultColumns`,
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -23,8 +24,10 @@ from operator import itemgetter, lt
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
 import attrs
+import orjson
 
-from ..jsonstream import nesting_ok
+from ..jsonstream import finite_float, nesting_ok
+from ..scan import DataScan, note_question
 from ..schema import RESULT, parse_datetime
 from . import native
 
@@ -104,6 +107,34 @@ class ProfileCheck(Protocol):
 
         :raises StandDown: when the plain path must read them.
         """
+
+
+#: What a ``json_data`` text holds if :func:`~aml_exportkit.scan.note_question` may find
+#: anything in it: one of the keys it reads, or an escape that could spell one.
+_QUESTION_MARKS = (b'"text"', b'"question"', b'"choices"', b"\\u")
+
+
+def questions_of(cols: ResultColumns) -> DataScan:
+    """A chunk's questions as the codebook notes them from each result in order: how
+    often each ``question_key`` occurs, the question texts and choice labels in
+    ``json_data`` (:meth:`~aml_exportkit.scan.DataScan.merge_questions` joins chunks).
+
+    A JSON text is parsed only when it holds one of the keys read (or an escape).
+    """
+    found = DataScan()
+    keys = cols.fields.get("question_key", [])  # (an empty chunk has no columns)
+    found.question_keys.update(keys)
+    for key, data in zip(keys, cols.json_data, strict=True):
+        if cols.json_raw:
+            if not any(mark in data for mark in _QUESTION_MARKS):
+                continue
+            data = (
+                json.loads(data, parse_float=finite_float)
+                if wide_integers(data)
+                else orjson.loads(data)
+            )
+        note_question(found, key, data)
+    return found
 
 
 def wide_integers(text: bytes) -> bool:

@@ -56,7 +56,7 @@ import attrs
 
 from ..errors import ExportkitError, TemplateError
 from ..tabular.table import Absent, Column, column_kind
-from .chunks import ResultChunks, StandDown
+from .chunks import ResultChunks, StandDown, questions_of
 from .render import ChunkRenderer, json_cells_columns, kinds_of, supports
 from .spans import Spans
 
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from ..flatten import Path as JsonPath
     from ..graph import RecordGraph
     from ..progress import Progress
+    from ..scan import DataScan
     from ..sinks.parquet import ParquetSink
     from ..tabular.options import TableOptions
 
@@ -198,15 +199,17 @@ def run(
     sinks: Sequence[tuple[SinkContext, Sink]],
     progress: Progress,
     *,
-    observed: bool = False,
     beside: Callable[[], None] | None = None,
     jobs: int | None = None,
+    questions: DataScan | None = None,
 ) -> bool:
     """Write every sink's long table through the engine, if it can take this run.
 
     :param jobs: worker processes at most (default: :func:`jobs_setting`'s); never more
         than there are chunks.
-
+    :param questions: where to note the trial results' questions for the codebook
+        (:func:`~aml_exportkit.engine.chunks.questions_of`, per chunk in the workers,
+        merged in order); complete only when the engine returns True.
     :param beside: work of the parent's that does not touch the trial results (reading the
         profile answers): run in a thread while the workers run, so that it costs no
         time of its own. The engine joins it before it returns or raises; its error, if
@@ -218,8 +221,6 @@ def run(
     LAST_RUN.clear()
     if os.environ.get(ENV_SWITCH) == "0":
         return _decline(f"{ENV_SWITCH}=0")
-    if observed:
-        return _decline("another part of the run observes the results (codebook)")
     raw = graph.result_chunks
     if raw is None:
         return _decline("the source offers no raw trial results")
@@ -247,7 +248,9 @@ def run(
             plan = _Plan(renderer, [])
             plans.append((key, plan))
         plan.outputs.append(_Output(engine_sink, fmt, path))
-    run = _Run(graph, raw, [p for _, p in plans], progress, beside, jobs or jobs_setting())
+    run = _Run(
+        graph, raw, [p for _, p in plans], progress, beside, jobs or jobs_setting(), questions
+    )
     frozen = gc.isenabled()
     gc.disable()
     try:
@@ -563,6 +566,8 @@ class _Chunk:
     spool: _Spool | None = None
     #: per session: its pk, its number of results and its highest result pk (int64s)
     runs: bytes = b""
+    #: the chunk's questions, when the run notes them for the codebook
+    questions: DataScan | None = None
 
 
 # -- the engine ---------------------------------------------------------------------------------
@@ -951,9 +956,11 @@ class _Run:
         progress: Progress,
         beside: Callable[[], None] | None = None,
         jobs: int = 1,
+        questions: DataScan | None = None,
     ) -> None:
         self.graph = graph
         self.jobs = jobs
+        self.questions = questions
         self.raw = raw
         self.plans = plans
         self.progress = progress
@@ -999,6 +1006,8 @@ class _Run:
             crc=meta.get("crc"),
             position=meta.get("position", 0.0),
             tables=tables,  # type: ignore[arg-type]
+            # (once per chunk: not again when it is rendered anew)
+            questions=questions_of(cols) if self.questions is not None and again is None else None,
         )
         if not self._spool(chunk):
             # the Arrow tables as IPC stream bytes, in the message
@@ -1093,6 +1102,8 @@ class _Run:
             self.chunk_count += 1
             if self.chunk_count % 32 == 0:
                 trim_heap()
+            if chunk.questions is not None and self.questions is not None:
+                self.questions.merge_questions(chunk.questions)
             spans.take(
                 rows=chunk.rows,
                 first=chunk.first,
