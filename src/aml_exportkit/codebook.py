@@ -167,9 +167,16 @@ class ColumnStats:
         self.datetimes = _extend(self.datetimes, later.datetimes)
 
     def _cap_seen(self) -> None:
-        if self._seen is not None and len(self._seen) > MAX_SEEN:  # bounded memory
+        # A repeat settles it (nothing later makes the column unique again), and past
+        # MAX_SEEN it counts as not unique: either way the values need not be kept.
+        if self._seen is not None and (not self.unique or len(self._seen) > MAX_SEEN):
             self._seen = None
             self.unique = False
+
+    def done(self) -> None:
+        """The column is complete (no :meth:`add` or :meth:`merge` after this): let go of
+        the values kept to tell its uniqueness."""
+        self._seen = None
 
     def _cap_distinct(self) -> None:
         if len(self.distinct) > MAX_DISTINCT:
@@ -251,6 +258,8 @@ def profile_csv(path: Path) -> tuple[list[ColumnStats], int]:
             for row in block:  # ragged rows: a short row's missing cells are not counted
                 for column, cell in zip(columns, row, strict=False):
                     column.add(cell)
+    for column in columns:
+        column.done()
     return columns, rows
 
 
@@ -290,6 +299,8 @@ def profile_parquet(path: Path) -> tuple[list[ColumnStats], int]:
                 column.add_counts(texts)
             else:
                 column.add_many(None if value is None else _text(value) for value in values)
+    for column in columns:
+        column.done()
     return columns, rows
 
 
