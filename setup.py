@@ -1,4 +1,4 @@
-"""The native kernel of the bulk lane (src/aml_exportkit/_speedups.c).
+"""The engine's native kernel (src/aml_exportkit/engine/_speedups.c).
 
 Everything else is configured in pyproject.toml. The extension is optional: without a C
 compiler the package installs and runs on its Python code (docs/performance.md).
@@ -9,8 +9,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "aml_exportkit._speedups",
-            ["src/aml_exportkit/_speedups.c", "src/aml_exportkit/_floats.cpp"],
+            "aml_exportkit.engine._speedups",
+            ["src/aml_exportkit/engine/_speedups.c", "src/aml_exportkit/engine/_floats.cpp"],
             extra_compile_args=["-O2"],
             libraries=["stdc++"],
             optional=True,

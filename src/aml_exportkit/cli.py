@@ -194,6 +194,14 @@ def cli() -> None:
     " (started later, or unfinished then and finished or with new results now), whole."
     " The part goes to new files: it never replaces an existing one (but the manifest).",
 )
+@click.option(
+    "--jobs",
+    "jobs",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Worker processes (default: EXPORTKIT_JOBS, else the template's jobs, else one per"
+    " CPU). The outputs are the same for any N.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing on success; no progress.")
 @click.option(
     "--progress/--no-progress",
@@ -207,6 +215,7 @@ def run(
     blocks: Sequence[str],
     out_dir: Path | None,
     since: Path | None,
+    jobs: int | None,
     quiet: bool,
     progress: bool | None,
 ) -> None:
@@ -226,6 +235,7 @@ def run(
         blocks=blocks or None,
         out_dir=out_dir,
         since=since,
+        jobs=jobs,
         plugin_manager=manager,
         progress=TerminalProgress(sys.stderr) if show else None,
     )

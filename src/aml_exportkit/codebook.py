@@ -3,18 +3,22 @@
 
 Turned on with ``codebook = true`` in a template. After the sinks finish, every CSV and
 Parquet output is read back once to find, per column, its type, how many values are
-missing, and its distinct values or its range. The questions of the exported results,
-with their texts and the choice labels found in json_data, come from the run itself.
+missing, and its distinct values or its range (:class:`ColumnStats`, an accumulator that
+takes a part of a column at a time and merges with the stats of another part, in bounded
+memory). The questions of the exported results, with their texts and the choice labels
+found in json_data, come from the run itself: the profile answers as they are read, the
+trial results from the engine's chunks (or the plain path's batches), merged in order.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib
+import itertools
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,11 +37,25 @@ MAX_DISTINCT = 20
 _TRUE_FALSE = ({"true", "false"}, {"True", "False"})
 #: The primary key a table's rows are identified by, in order of preference.
 _KEYS = ("result_id", "session_id", "participant_id")
+#: Values a key column remembers to tell whether it is unique; beyond, it counts as not.
+MAX_SEEN = 1_000_000
+
+
+def _seen_for(name: str) -> set[str] | None:
+    # Only a key column's uniqueness is used (the primary key): remembering every value
+    # of every column cost up to a GB on a large table.
+    return set() if name in _KEYS else None
 
 
 @attrs.define
 class ColumnStats:
-    """What one column holds."""
+    """What one column holds: the cells are counted with :meth:`add`, and the stats of
+    consecutive parts of a column join with :meth:`merge` into what adding every cell
+    in order gives. Memory is bounded: at most :data:`MAX_DISTINCT` distinct values, and
+    for a key column (:data:`_KEYS`) at most :data:`MAX_SEEN` values seen.
+
+    :param name: the column's name.
+    """
 
     name: str
     values: int = 0
@@ -45,10 +63,15 @@ class ColumnStats:
     kinds: Counter[str] = attrs.field(factory=Counter)
     distinct: Counter[str] = attrs.field(factory=Counter)
     overflow: bool = False
-    low: Any = None
-    high: Any = None
+    #: the lowest and highest number, and datetime (a range per family: numbers and
+    #: datetimes do not compare with each other, and a range is shown only for one)
+    numbers: tuple[int | float, int | float] | None = None
+    datetimes: tuple[datetime, datetime] | None = None
+    #: no value repeats (tracked for key columns only; always True for the others)
     unique: bool = True
-    _seen: set[str] | None = attrs.field(factory=set, repr=False)
+    _seen: set[str] | None = attrs.field(
+        default=attrs.Factory(lambda self: _seen_for(self.name), takes_self=True), repr=False
+    )
 
     def add(self, text: str | None) -> None:
         """Count one cell (``None`` or '' is missing)."""
@@ -62,20 +85,103 @@ class ColumnStats:
             if text in self._seen:
                 self.unique = False
             self._seen.add(text)
-            if len(self._seen) > 1_000_000:  # bounded memory for huge tables
-                self._seen = None
-                self.unique = False
+            self._cap_seen()
         if not self.overflow:
             self.distinct[text] += 1
-            if len(self.distinct) > MAX_DISTINCT:
+            self._cap_distinct()
+        if kind == "datetime":
+            self.datetimes = _extend(self.datetimes, (value, value))
+        elif kind in ("integer", "number"):
+            self.numbers = _extend(self.numbers, (value, value))
+
+    @property
+    def low(self) -> Any:
+        """The lowest number (or datetime, when the column holds no number); None when
+        it holds neither."""
+        span = self.numbers or self.datetimes
+        return span[0] if span else None
+
+    @property
+    def high(self) -> Any:
+        """The highest value of the same family as :attr:`low`."""
+        span = self.numbers or self.datetimes
+        return span[1] if span else None
+
+    def add_many(self, cells: Iterable[str | None]) -> None:
+        """Count consecutive cells at once: the same as :meth:`add` of each in order, with
+        each distinct text classified once (most columns repeat a few values)."""
+        self.add_counts(Counter(cells))
+
+    def add_counts(self, counts: Mapping[str | None, int]) -> None:
+        """Count consecutive cells given as each distinct text's number, in the order the
+        texts were first met (a :class:`~collections.Counter` of the cells)."""
+        part = ColumnStats(self.name)
+        for text, n in counts.items():
+            if text is None or text == "":
+                part.missing += n
+                continue
+            part.values += n
+            kind, value = _classify(text)
+            part.kinds[kind] += n
+            if part._seen is not None:
+                if n > 1:
+                    part.unique = False
+                part._seen.add(text)
+            if not part.overflow:
+                part.distinct[text] = n
+                part._cap_distinct()
+            # (in the order first met: of equal values the first is kept, as by add)
+            if kind == "datetime":
+                part.datetimes = _extend(part.datetimes, (value, value))
+            elif kind in ("integer", "number"):
+                part.numbers = _extend(part.numbers, (value, value))
+        part._cap_seen()
+        self.merge(part)
+
+    def merge(self, later: ColumnStats) -> None:
+        """Take in the stats of the cells that follow this part of the column.
+
+        The result is what :meth:`add` of every cell in order gives: counts add up, the
+        first of equal lowest (highest) values is kept, and distinct values and seen keys
+        are capped as they would have been.
+        """
+        self.values += later.values
+        self.missing += later.missing
+        self.kinds.update(later.kinds)
+        if self._seen is not None:
+            if later._seen is None or not later.unique or not self._seen.isdisjoint(later._seen):
+                self.unique = False
+            if later._seen is None:
+                self._seen = None
+            else:
+                self._seen |= later._seen
+                self._cap_seen()
+        if not self.overflow:
+            if later.overflow:
                 self.overflow = True
                 self.distinct.clear()
-        if kind in ("integer", "number", "datetime"):
-            key = value
-            if self.low is None or _lt(key, self.low):
-                self.low = key
-            if self.high is None or _lt(self.high, key):
-                self.high = key
+            else:
+                self.distinct.update(later.distinct)
+                self._cap_distinct()
+        self.numbers = _extend(self.numbers, later.numbers)
+        self.datetimes = _extend(self.datetimes, later.datetimes)
+
+    def _cap_seen(self) -> None:
+        # A repeat settles it (nothing later makes the column unique again), and past
+        # MAX_SEEN it counts as not unique: either way the values need not be kept.
+        if self._seen is not None and (not self.unique or len(self._seen) > MAX_SEEN):
+            self._seen = None
+            self.unique = False
+
+    def done(self) -> None:
+        """The column is complete (no :meth:`add` or :meth:`merge` after this): let go of
+        the values kept to tell its uniqueness."""
+        self._seen = None
+
+    def _cap_distinct(self) -> None:
+        if len(self.distinct) > MAX_DISTINCT:
+            self.overflow = True
+            self.distinct.clear()
 
     @property
     def type(self) -> str:
@@ -98,11 +204,14 @@ class ColumnStats:
         return "string"
 
 
-def _lt(a: Any, b: Any) -> bool:
-    try:
-        return bool(a < b)
-    except TypeError:
-        return False
+def _extend(span: tuple[Any, Any] | None, later: tuple[Any, Any] | None) -> Any:
+    """``span`` widened by the ``later`` one; of equal values the first is kept."""
+    if span is None or later is None:
+        return span or later
+    return (
+        later[0] if later[0] < span[0] else span[0],
+        later[1] if span[1] < later[1] else span[1],
+    )
 
 
 def _classify(text: str) -> tuple[str, Any]:
@@ -128,17 +237,29 @@ def _classify(text: str) -> tuple[str, Any]:
     return "string", text
 
 
+#: Rows read back at a time: each column's cells of a block are counted at once.
+_BLOCK_ROWS = 8192
+
+
 def profile_csv(path: Path) -> tuple[list[ColumnStats], int]:
     """Read a CSV output back; the stats of each column and the number of rows."""
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         header = next(reader, [])
         columns = [ColumnStats(name) for name in header]
+        width = len(columns)
         rows = 0
-        for row in reader:
-            rows += 1
-            for column, cell in zip(columns, row, strict=False):
-                column.add(cell)
+        while block := list(itertools.islice(reader, _BLOCK_ROWS)):
+            rows += len(block)
+            if all(len(row) == width for row in block):
+                for column, cells in zip(columns, zip(*block, strict=True), strict=False):
+                    column.add_many(cells)
+                continue
+            for row in block:  # ragged rows: a short row's missing cells are not counted
+                for column, cell in zip(columns, row, strict=False):
+                    column.add(cell)
+    for column in columns:
+        column.done()
     return columns, rows
 
 
@@ -146,15 +267,40 @@ def profile_parquet(path: Path) -> tuple[list[ColumnStats], int]:
     """Read a Parquet output back, a row group at a time."""
     # imported by name: pyarrow is optional and ships no type information
     parquet: Any = importlib.import_module("pyarrow.parquet")
+    types: Any = importlib.import_module("pyarrow").types
     handle = parquet.ParquetFile(path)
-    columns = [ColumnStats(name) for name in handle.schema_arrow.names]
+    schema = handle.schema_arrow
+    columns = [ColumnStats(name) for name in schema.names]
+    # Counted by value where equal values have one text and are hashable (not so floats:
+    # 0.0 and -0.0; decimals of another scale; lists), else text by text.
+    by_value = [
+        any(
+            is_type(f.type)
+            for is_type in (
+                types.is_integer,
+                types.is_string,
+                types.is_large_string,
+                types.is_boolean,
+                types.is_timestamp,
+            )
+        )
+        for f in schema
+    ]
     rows = 0
     for index in range(handle.num_row_groups):
         table = handle.read_row_group(index)
         rows += table.num_rows
-        for column, array in zip(columns, table.columns, strict=True):
-            for value in array.to_pylist():
-                column.add(None if value is None else _text(value))
+        for column, exact, array in zip(columns, by_value, table.columns, strict=True):
+            values = array.to_pylist()
+            if exact:
+                texts: Counter[str | None] = Counter()
+                for value, n in Counter(values).items():  # each distinct value once
+                    texts[None if value is None else _text(value)] += n
+                column.add_counts(texts)
+            else:
+                column.add_many(None if value is None else _text(value) for value in values)
+    for column in columns:
+        column.done()
     return columns, rows
 
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 import attrs
 
@@ -24,6 +24,8 @@ from .text import count
 
 if TYPE_CHECKING:
     from .atomic import OutputSet
+    from .tabular.options import TableOptions
+    from .tabular.table import Column
     from .template.model import Template
 
 
@@ -195,7 +197,7 @@ class SinkContext:
         every sink finished.
     :param template: the template of the run.
     :param needs_profiles: whether the sink is fed profile answers (from its spec).
-    :param bulk: whether the sink is a :class:`BulkSink` (from its spec).
+    :param engine: whether the sink is an :class:`EngineSink` (from its spec).
     """
 
     name: str
@@ -205,7 +207,7 @@ class SinkContext:
     outputs: OutputSet
     template: Template
     needs_profiles: bool = True
-    bulk: bool = False
+    engine: bool = False
 
     def temp_path(self, target: Path | None = None) -> Path:
         """A temporary file beside ``target`` (default: the sink's target) to write into."""
@@ -309,8 +311,8 @@ class SinkSpec:
     :param extensions: the file name endings the sink writes, e.g. ``(".csv",)``.
     :param needs_profiles: whether the sink reads profile answers (the pipeline skips
         reading them when no sink does).
-    :param bulk: the sink's live objects are :class:`BulkSink`\ s: they can let the bulk
-        lane (:mod:`aml_exportkit.fastlane`) write their long table from the source's raw
+    :param engine: the sink's live objects are :class:`EngineSink`\ s: they can let the
+        engine (:mod:`aml_exportkit.engine`) write their long table from the source's raw
         trial results, without a :class:`~aml_exportkit.records.Result` per row.
     :param requires: modules the sink imports when it runs that an install may lack
         (:class:`Requirement`); a run that uses the sink stops before reading anything
@@ -323,35 +325,39 @@ class SinkSpec:
     factory: Callable[[SinkContext], Sink]
     extensions: tuple[str, ...] = ()
     needs_profiles: bool = True
-    bulk: bool = False
+    engine: bool = False
     requires: tuple[Requirement, ...] = ()
 
 
-class BulkSink(Sink, Protocol):
-    """A sink that can hand its trial results over to the bulk lane.
+#: What the engine writes for an :class:`EngineSink`.
+EngineFormat: TypeAlias = Literal["csv", "parquet"]
 
-    The bulk lane (``docs/performance.md``) reads the source's raw trial results in
-    parallel, applies every check the graph applies to a result stream (kind, foreign keys,
-    unique pk, order; the graph's counts are updated as if the stream had been read), and
-    writes the long table of our CSV dialect (and Parquet made from that text) byte for
-    byte as the sink itself would. The pipeline uses it only when the source offers raw
-    results (``RecordGraph.bulk_results``), every sink of the run is a bulk sink that
-    accepts, and nothing else observes the results. Anything unexpected in the data makes
-    the lane stand down before any output is final, and the plain path runs instead.
 
-    The calls: :meth:`bulk_table` after :meth:`Sink.begin` and the profile answers; then
-    either :meth:`bulk_written` (the lane wrote the file) and :meth:`Sink.finish`, or the
+class EngineSink(Sink, Protocol):
+    """A sink whose long table the engine can write.
+
+    The engine (:mod:`aml_exportkit.engine`, ``docs/performance.md``) reads the source's
+    raw trial results in chunks, in worker processes, applies every check the graph applies
+    to a result stream (kind, foreign keys, unique pk, order; the graph's counts are updated
+    as if the stream had been read), and writes the long table of our CSV dialect (and
+    Parquet made from that text) byte for byte as the sink itself would. The pipeline uses
+    it only when the source offers its results in chunks (``RecordGraph.result_chunks``),
+    every sink of the run is an engine sink that accepts, and nothing else observes the
+    results. Anything unexpected in the data makes the engine stand down before any output
+    is final, and the plain path runs instead.
+
+    The calls: :meth:`engine_table` after :meth:`Sink.begin` and the profile answers; then
+    either :meth:`engine_wrote` (the engine wrote the file) and :meth:`Sink.finish`, or the
     plain :meth:`Sink.write_results` batches as usual.
     """
 
-    def bulk_table(self) -> tuple[Any, str, Path] | None:
+    def engine_table(self) -> tuple[TableOptions, EngineFormat, Path] | None:
         """``(table options, format, temporary path)``: the long table the sink writes,
-        ``"csv"`` or ``"parquet"``, and where; None when the lane cannot write it."""
+        ``"csv"`` or ``"parquet"``, and where; None when the engine cannot write it."""
 
-    def bulk_written(self, rows: int, columns: Sequence[Any] = ()) -> None:
-        """The lane wrote ``rows`` rows to the temporary path, with ``columns``
-        (:class:`~aml_exportkit.tabular.table.Column`); :meth:`Sink.finish` reports
-        them."""
+    def engine_wrote(self, rows: int, columns: Sequence[Column] = ()) -> None:
+        """The engine wrote ``rows`` rows to the temporary path, with ``columns``;
+        :meth:`Sink.finish` reports them."""
 
 
 # -- templates ------------------------------------------------------------------------------

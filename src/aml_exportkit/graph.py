@@ -13,7 +13,7 @@ from __future__ import annotations
 import array
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -32,6 +32,9 @@ from .records import (
     Song,
 )
 from .schema import MODELS
+
+if TYPE_CHECKING:
+    from .engine import ProfileCheck, ResultChunks
 
 #: What to do with a result whose section is not among the exported sections. MUSCLE's zip
 #: lists only the sections of the playlists attached to the block at export time
@@ -79,7 +82,7 @@ class PkSet:
         """Add keys given as native ``int64`` bytes (unique among themselves); return one
         that was already there (None if none was), in which case some may have been added.
 
-        One key at a time this cost ~0.5 µs per result in the bulk lane's parent; with
+        One key at a time this cost ~0.5 µs per result in the engine's parent; with
         numpy (pyarrow's companion, optional) the keys go into each page at once.
         """
         try:
@@ -248,12 +251,12 @@ class RecordGraph:
         #: The source's estimate of the number of trial results, for progress displays;
         #: a source may refine it while the results stream.
         self.expected_trial_results: int | None = None
-        #: The source's raw access to the trial results, for the bulk lane
-        #: (:mod:`aml_exportkit.fastlane`); None when the source offers none.
-        self.bulk_results: Any = None
-        #: The source's bulk check of the profile answers, for runs whose sinks do not use
-        #: them (``check(graph) -> (keys, count, missing section refs)``); None if none.
-        self.bulk_profiles: Any = None
+        #: The source's raw access to the trial results in chunks, for the engine
+        #: (:mod:`aml_exportkit.engine`); None when the source offers none.
+        self.result_chunks: ResultChunks[Any] | None = None
+        #: The source's check of the profile answers in one go, for runs whose sinks do
+        #: not use them; None if it has none.
+        self.profile_check: ProfileCheck | None = None
         #: For the watermark of an incremental export (:mod:`aml_exportkit.watermark`),
         #: complete once the trial results are consumed: per unfinished session with trial
         #: results, (how many, the highest pk); per block pk, the highest trial result pk.
@@ -386,8 +389,8 @@ class RecordGraph:
         return self._result_pks
 
     def settle_profile_results(self, keys: PkSet, count: int, missing_section_refs: int) -> bool:
-        """Mark the profile answers as read by a bulk check (the source's
-        :attr:`bulk_profiles`), which applied the checks of :meth:`profile_results` to
+        """Mark the profile answers as read by a check in one go (the source's
+        :attr:`profile_check`), which applied the checks of :meth:`profile_results` to
         every one of them and collected their ``keys``.
 
         :return: False, changing nothing, when one of ``keys`` is already a result's key
@@ -404,7 +407,7 @@ class RecordGraph:
         return True
 
     def settle_trial_results(self, count: int, missing_section_refs: int) -> None:
-        """Mark the trial results as read by the bulk lane, which applied the checks of
+        """Mark the trial results as read by the engine, which applied the checks of
         :meth:`trial_results` to every one of them (and added their keys to
         :attr:`result_pks`, and noted every session's run with :meth:`note_session_run`).
 
@@ -417,7 +420,7 @@ class RecordGraph:
     def note_session_run(self, session: int, count: int, last: int) -> None:
         """Note that ``session``'s ``count`` trial results passed, the highest pk ``last``
         (for :attr:`open_session_results` and :attr:`block_result_tops`). Noting a session
-        again with the same numbers changes nothing (a bulk lane that stood down may have
+        again with the same numbers changes nothing (an engine run that stood down may have
         noted some)."""
         record = self._tables["session"].get(session)
         block = record.block if record is not None else None

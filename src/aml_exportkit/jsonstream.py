@@ -177,6 +177,8 @@ def finite_float(text: str) -> float:
 _DECODER = json.JSONDecoder(
     parse_constant=_reject_constant, parse_float=finite_float, parse_int=exact_int
 )
+
+
 def loads_value(text: str) -> Any:
     """One JSON value from ``text`` under the readers' rules: no NaN or Infinity, no number
     beyond a double, no integer longer than :data:`MAX_INT_DIGITS` digits.

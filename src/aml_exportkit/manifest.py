@@ -53,7 +53,7 @@ def _identity(path: Path) -> tuple[int, ...]:
 
 
 def remember_sha256(path: Path, digest: str) -> None:
-    """Note the sha256 of a file just written (the bulk lane hashes its CSV as it writes
+    """Note the sha256 of a file just written (the engine hashes its CSV as it writes
     it, beside the export): :func:`file_sha256` then need not read the file again, as
     long as its size, times and inode are unchanged."""
     _KNOWN[str(Path(path).absolute())] = (_identity(path), digest)

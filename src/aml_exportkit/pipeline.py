@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import attrs
 
-from . import codebook, fastlane, manifest
+from . import codebook, engine, manifest
 from .atomic import OutputSet, control_character, is_utf8, shown_path
 from .contracts import (
     OutputReport,
@@ -32,6 +32,7 @@ from .multisource import merge_graphs
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
 from .progress import NullProgress, Progress
 from .records import Result
+from .scan import DataScan
 from .selection import BlockMark, Selection, Since, is_slug
 from .template.load import load_template as _load_template
 from .template.model import SinkTable, Template
@@ -274,6 +275,7 @@ def run_export(
     plugin_manager: PluginManager | None = None,
     progress: Progress | None = None,
     since: str | Path | Since | None = None,
+    jobs: int | None = None,
 ) -> ExportReport:
     """Run ``template``: read the source(s), feed every sink, then move the outputs into
     place.
@@ -289,10 +291,13 @@ def run_export(
     :param progress: receives the running count of trial results written.
     :param since: an earlier run's ``manifest.json`` (or its loaded watermark): export
         only the sessions new or changed since that run (:mod:`aml_exportkit.watermark`).
+    :param jobs: the engine's worker processes (``--jobs``); it overrides
+        ``EXPORTKIT_JOBS``, which overrides the template's ``jobs`` (default: one per CPU).
     :raises ExportkitError: for any problem; the output locations are then as they were.
     """
     check_sink_paths(template, out_dir)
     _check_slugs(template, blocks)
+    workers = engine.jobs_setting(jobs, template.jobs)
     per_block = _per_block(template)
     pm = plugin_manager or get_plugin_manager()
     if template.privacy.is_active and not pm.has_plugin(PRIVACY_PLUGIN):
@@ -325,7 +330,6 @@ def run_export(
     sessions = 0
     slugs: list[str] = []  # what {block} became, per unit
     questions = codebook.QuestionCollector() if template.codebook else None
-    observers = [questions.add] if questions is not None else []
     try:
         with contextlib.ExitStack() as stack:
             opened = [
@@ -355,7 +359,7 @@ def run_export(
                     if slug:
                         slugs.append(slug)
                     sinks = _make_sinks(template, registry, outputs, out_dir, slug)
-                    written.extend(_drive(graph, sinks, progress, observers))
+                    written.extend(_drive(graph, sinks, progress, questions, workers))
                     infos.append(graph.info)
                     marks.extend(marks_of(graph))
                     sessions += len(graph.sessions)
@@ -577,7 +581,7 @@ def _make_sinks(
             outputs=outputs,
             template=template,
             needs_profiles=spec.needs_profiles,
-            bulk=spec.bulk,
+            engine=spec.engine,
         )
         made.append((context, spec.factory(context)))
     return made
@@ -587,25 +591,31 @@ def _drive(
     graph: RecordGraph,
     sinks: list[tuple[SinkContext, Sink]],
     progress: Progress,
-    observers: Sequence[Callable[[Sequence[Result]], None]] = (),
+    questions: codebook.QuestionCollector | None = None,
+    jobs: int | None = None,
 ) -> list[tuple[str, OutputReport]]:
     live = [sink for _, sink in sinks]
+    observers = [questions.add] if questions is not None else []
     try:
         for context, sink in sinks:
             with _naming(context):
                 sink.begin(graph)
         readers = [(c, s) for c, s in sinks if c.needs_profiles]
         profiles = _ProfileReader(graph, readers, observers)
-        # The bulk lane writes the long tables straight from the source's raw results when
+        # The engine writes the long tables straight from the source's raw results when
         # it can (docs/performance.md), reading the profile answers in a thread while its
         # workers run; otherwise the profile answers come first, then every sink gets
-        # checked Result batches.
+        # checked Result batches. The codebook's questions of the trial results come from
+        # the engine's chunks, after those of the profile answers (the plain path's order).
         beside = None if profiles.started else profiles.read
-        with _naming_lane(sinks):
-            lane_wrote = fastlane.run(
-                graph, sinks, progress, observed=bool(observers), beside=beside
+        trial_questions = DataScan() if questions is not None else None
+        with _naming_engine(sinks):
+            engine_wrote = engine.run(
+                graph, sinks, progress, beside=beside, jobs=jobs, questions=trial_questions
             )
-        if not lane_wrote:
+        if engine_wrote and questions is not None and trial_questions is not None:
+            questions.found.merge_questions(trial_questions)
+        if not engine_wrote:
             profiles.read()
             done = 0
             for batch in graph.trial_results():
@@ -637,8 +647,8 @@ class _ProfileReader:
 
     Sinks whose spec reads profile answers may find at run time that their table has no
     use for them (:meth:`~aml_exportkit.tabular.sink.TabularSink.wants_profiles`); when no
-    sink and no observer uses them, the answers are only checked, in bulk when the source
-    can (:func:`~aml_exportkit.fastlane.check_profiles`), else through the graph.
+    sink and no observer uses them, the answers are only checked, in one go when the source
+    can (:func:`~aml_exportkit.engine.check_profiles`), else through the graph.
     """
 
     def __init__(
@@ -658,7 +668,7 @@ class _ProfileReader:
         if self.started:
             return
         self.started = True
-        if self.check_only and fastlane.check_profiles(self.graph):
+        if self.check_only and engine.check_profiles(self.graph):
             return
         for batch in self.graph.profile_results():
             for observe in self.observers:
@@ -673,8 +683,8 @@ def _yes() -> bool:
 
 
 @contextlib.contextmanager
-def _naming_lane(sinks: Sequence[tuple[SinkContext, Sink]]) -> Iterator[None]:
-    """Turn an OS error of the bulk lane (which writes the sinks' files itself) into a
+def _naming_engine(sinks: Sequence[tuple[SinkContext, Sink]]) -> Iterator[None]:
+    """Turn an OS error of the engine (which writes the sinks' files itself) into a
     SinkError naming the sink whose file it was (the first sink when the error does not
     say which file)."""
     try:

@@ -96,6 +96,18 @@ class DataScan:
     #: question_key → question text found in json_data (``text`` or ``question``).
     questions: dict[str, str] = attrs.field(factory=dict)
 
+    def merge_questions(self, later: DataScan) -> None:
+        """Take in the questions ``later`` found in the results that follow these: the same
+        as noting those results here in order (counts add up, the first text and the
+        first label of a choice win, labels keep the order they were first met in)."""
+        self.question_keys.update(later.question_keys)
+        for key, text in later.questions.items():
+            self.questions.setdefault(key, text)
+        for key, labels in later.choices.items():
+            mine = self.choices.setdefault(key, {})
+            for value, label in labels.items():
+                mine.setdefault(value, label)
+
     def add_results(self, batch: Iterable[Result], scan: JsonScan) -> None:
         """Count a batch of results of one kind."""
         for result in batch:

@@ -95,16 +95,12 @@ MANIFEST_EDITS = {
     "outputs of another shape": lambda text: json.dumps(
         {**json.loads(text), "outputs": [{"path": "r.csv", "columns": 7}]}
     ),
-    "a template of another shape": lambda text: json.dumps(
-        {**json.loads(text), "template": "x"}
-    ),
+    "a template of another shape": lambda text: json.dumps({**json.loads(text), "template": "x"}),
 }
 
 
 @pytest.mark.parametrize("case", list(MANIFEST_EDITS))
-def test_an_edited_manifest(
-    case: str, exported: Path, reference_dir: Path, tmp_path: Path
-) -> None:
+def test_an_edited_manifest(case: str, exported: Path, reference_dir: Path, tmp_path: Path) -> None:
     folder = tmp_path / "o"
     shutil.copytree(exported, folder)
     manifest = folder / "manifest.json"

@@ -1,8 +1,8 @@
-"""Bad-input corpus, part 5: odd files get one verdict, whatever the sinks and the lane.
+"""Bad-input corpus, part 5: odd files get one verdict, whatever the sinks and the path.
 
 Numbers beyond a double's range, deep nesting, zips whose headers disagree or whose
 compression we do not read, templates with a byte-order mark or a circular ``extends``.
-Each case runs every sink on its own (so that the bulk lane takes the tables it can), with
+Each case runs every sink on its own (so that the engine takes the tables it can), with
 and without the native kernel: every run must give the same one-line error, or the same
 bytes. docs/bad-input.md lists each case.
 """
@@ -27,8 +27,8 @@ from zipcases import Objects, django_dumps, mutated
 
 ZIP = "head/block_tafc-dvorak.zip"
 SINKS = ("fixture-json", "csv-long", "csv-wide", "parquet")
-#: the bulk lane with the native kernel, the lane in Python, no lane
-LANES = ({}, {"EXPORTKIT_NATIVE": "0"}, {"EXPORTKIT_BULK": "0"})
+#: the engine with the native kernel, the engine in Python, the plain path
+PATHS = ({}, {"EXPORTKIT_NATIVE": "0"}, {"EXPORTKIT_ENGINE": "0"})
 
 
 def export(source: Path | str, sink: str, out: Path, env: dict[str, str], *extra: str) -> Any:
@@ -48,10 +48,10 @@ def failure_line(result: Any, code: int) -> str:
 
 
 def refused_everywhere(source: Path, tmp_path: Path, words: list[str]) -> None:
-    """Every sink, in every lane, refuses ``source`` with the same line."""
+    """Every sink, on every path, refuses ``source`` with the same line."""
     seen = set()
     for sink in SINKS:
-        for n, env in enumerate(LANES):
+        for n, env in enumerate(PATHS):
             out = tmp_path / f"out-{sink}-{n}"
             line = failure_line(export(source, sink, out, env), EXIT_SOURCE)
             for word in words:
@@ -115,7 +115,7 @@ def test_an_integer_beyond_a_double_is_kept_exactly(reference_dir: Path, tmp_pat
         results_json=with_raw(b'{"x": ' + digits + b"}"),
     )
     for sink in ("csv-long", "fixture-json"):
-        for n, env in enumerate(LANES):
+        for n, env in enumerate(PATHS):
             out = tmp_path / f"out-{sink}-{n}"
             result = export(source, sink, out, env)
             assert result.exit_code == 0, result.output
@@ -149,7 +149,7 @@ def test_the_longest_integer_is_kept_exactly(reference_dir: Path, tmp_path: Path
         tmp_path / "block_tafc-dvorak.zip",
         results_json=with_raw(b'{"x": ' + digits + b"}"),
     )
-    for n, env in enumerate(LANES):
+    for n, env in enumerate(PATHS):
         out = tmp_path / f"out{n}"
         result = export(source, "csv-long", out, env)
         assert result.exit_code == 0, result.output
@@ -165,7 +165,7 @@ def test_a_tiny_number_is_kept_as_every_reader_reads_it(
         results_json=with_raw(b'{"x": 1e-300}'),
     )
     texts = set()
-    for n, env in enumerate(LANES):
+    for n, env in enumerate(PATHS):
         out = tmp_path / f"out{n}"
         result = export(source, "csv-long", out, env)
         assert result.exit_code == 0, result.output
@@ -257,7 +257,7 @@ def test_json_data_nested_to_the_limit_is_exported_alike(
     )
     for sink in SINKS:
         outputs = set()
-        for n, env in enumerate(LANES):
+        for n, env in enumerate(PATHS):
             out = tmp_path / f"out-{sink}-{n}"
             result = export(source, sink, out, env)
             assert result.exit_code == 0, (sink, env, result.output)
@@ -294,7 +294,7 @@ def test_a_database_gives_the_same_verdicts(
         )
     seen = set()
     for sink in SINKS:
-        for n, env in enumerate(LANES):
+        for n, env in enumerate(PATHS):
             out = tmp_path / f"out-{sink}-{n}"
             line = failure_line(export(dsn, sink, out, env, "--block", "tafc-dvorak"), EXIT_SOURCE)
             for word in (f"result {pk}", *words):
@@ -413,7 +413,7 @@ def test_a_database_float_that_is_not_finite(
         conn.execute(statement.format(result=result, session=session))
     seen = set()
     for sink in (*SINKS, "duckdb"):
-        for n, env in enumerate(LANES):
+        for n, env in enumerate(PATHS):
             out = tmp_path / f"out-{sink}-{n}"
             line = failure_line(export(dsn, sink, out, env, "--block", "tafc-dvorak"), EXIT_SOURCE)
             for word in words:
@@ -433,7 +433,7 @@ def test_text_with_a_nul_in_a_format_that_cannot_hold_it(
         return objs
 
     source = mutated(reference_dir / ZIP, tmp_path / "block_tafc-dvorak.zip", results_json=change)
-    for n, env in enumerate(LANES):
+    for n, env in enumerate(PATHS):
         out = tmp_path / f"out{n}"
         result = export(source, sink, out, env)
         assert result.exit_code == EXIT_SINK, result.output
@@ -478,7 +478,7 @@ def test_a_surrogate_pair_escape_is_kept(reference_dir: Path, tmp_path: Path) ->
         tmp_path / "block_tafc-dvorak.zip",
         results_json=with_raw(b'{"t": "\\ud83c\\udfa7"}'),
     )
-    for n, env in enumerate(LANES):
+    for n, env in enumerate(PATHS):
         out = tmp_path / f"out{n}"
         assert export(source, "csv-long", out, env).exit_code == 0
         assert "\U0001f3a7" in (out / "x").read_text(encoding="utf-8")

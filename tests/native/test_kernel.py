@@ -3,7 +3,7 @@
 Every function of the kernel has a Python counterpart that stays the reference: the
 column-wise flattener and cell formatting of ``tabular/render.py``, ``json.loads`` and
 ``repr``. These tests generate JSON and compare the two, and check that whatever the
-kernel cannot treat exactly as Python does is refused (the lane then stands down).
+kernel cannot treat exactly as Python does is refused (the engine then stands down).
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aml_exportkit import native
+from aml_exportkit.engine import native
+from aml_exportkit.engine.render import ColumnFlattener, column_types, join_rows, value_cells
 from aml_exportkit.flatten import ColumnRegistry, Flattener, FlattenOptions
 from aml_exportkit.schema import RESULT
-from aml_exportkit.tabular.render import ColumnFlattener, column_types, join_rows, value_cells
 
 if not native.available():
     if os.environ.get("CI") == "true":
         pytest.fail("the native kernel was not built", pytrace=False)
     pytest.skip("the native kernel is not built here", allow_module_level=True)
 
-from aml_exportkit import _speedups as kernel
+from aml_exportkit.engine import _speedups as kernel
 
 NAMES = tuple(f.name for f in RESULT.fields)
 
@@ -287,7 +287,7 @@ created_at = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(created_at, min_size=1, max_size=4))
 def test_created_texts_is_the_python_conversion(values: list[str]) -> None:
-    from aml_exportkit.chunks import NotFast, created_texts
+    from aml_exportkit.engine.chunks import StandDown, created_texts
 
     def python() -> Any:
         # the Python code alone (the kernel switched off), or its refusal
@@ -295,22 +295,22 @@ def test_created_texts_is_the_python_conversion(values: list[str]) -> None:
             mp.setenv(native.ENV_SWITCH, "0")
             try:
                 return created_texts(values)
-            except NotFast:
-                return NotFast
+            except StandDown:
+                return StandDown
 
     fast = kernel.created_texts(values)
     if fast is not None:
         assert fast == python()
     try:
         assert created_texts(values) == python()
-    except NotFast:
-        assert python() is NotFast
+    except StandDown:
+        assert python() is StandDown
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.text(max_size=5), st.sampled_from(["", ',"', "é\n"]))))
 def test_str_cells_is_the_python_quoting(values: list[str | None]) -> None:
-    from aml_exportkit.tabular.render import str_cells
+    from aml_exportkit.engine.render import str_cells
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(native.ENV_SWITCH, "0")

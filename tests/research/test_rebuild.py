@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aml_exportkit import fastlane
+from aml_exportkit import engine
 from aml_exportkit.contracts import SourceOptions
 from aml_exportkit.errors import SourceError
 from aml_exportkit.pipeline import run_export
@@ -44,8 +44,8 @@ def sink_text(sink: str, extra: str) -> str:
 VARIANTS = {
     "csv": ("csv-long", 'rows = "both"\n'),
     "parquet": ("parquet", 'rows = "both"\n'),
-    "csv-trials-bulk": ("csv-long", ""),
-    "parquet-trials-bulk": ("parquet", ""),
+    "csv-trials-engine": ("csv-long", ""),
+    "parquet-trials-engine": ("parquet", ""),
     "index": ("csv-long", 'rows = "both"\n[sinks.flatten]\nlists = "index"\n'),
     "explode": ("parquet", 'rows = "both"\n[sinks.flatten]\nlists = "explode"\n'),
     "depth1-renamed": (
@@ -88,23 +88,23 @@ def test_reference_zips_rebuild_exactly(
     assert {pk: strict(v) for pk, v in rebuilt.items()} == {pk: strict(v) for pk, v in want.items()}
 
 
-def test_bulk_lane_writes_json_text_cells(reference_dir: Path, tmp_path: Path) -> None:
+def test_engine_writes_json_text_cells(reference_dir: Path, tmp_path: Path) -> None:
     """The reference zip of the HOOKED block has a column of nulls that other results
-    lack; the bulk lane writes it as JSON text, byte for byte as the plain path."""
+    lack; the engine writes it as JSON text, byte for byte as the plain path."""
     zip_path = reference_dir / "head" / "block_hooked-eurovision.zip"
     template = tmp_path / "t.toml"
     template.write_text(sink_text("csv-long", ""), encoding="utf-8")
     from aml_exportkit.pipeline import load_template
 
     outputs = {}
-    for lane in ("1", "0"):
-        out = tmp_path / f"out{lane}"
+    for path in ("1", "0"):
+        out = tmp_path / f"out{path}"
         with pytest.MonkeyPatch.context() as patch:
-            patch.setenv(fastlane.ENV_SWITCH, lane if lane == "0" else "strict")
+            patch.setenv(engine.ENV_SWITCH, path if path == "0" else "strict")
             run_export(load_template(str(template)), source=str(zip_path), out_dir=out)
-            if lane == "1":
-                assert fastlane.LAST_RUN["used"] is True
-        outputs[lane] = (out / "t.csv").read_bytes()
+            if path == "1":
+                assert engine.LAST_RUN["used"] is True
+        outputs[path] = (out / "t.csv").read_bytes()
     assert outputs["1"] == outputs["0"]
     assert b",null," in outputs["1"]
 

@@ -198,13 +198,13 @@ def test_privacy_must_be_applied_not_only_registered(reference_dir: Path, tmp_pa
         to_dataframe(str(path), source=str(reference_dir / ZIP), plugin_manager=manager)
 
 
-def test_the_bulk_lanes_parquet_records_no_password(reference_dir: Path, tmp_path: Path) -> None:
+def test_the_engines_parquet_records_no_password(reference_dir: Path, tmp_path: Path) -> None:
     text = (
         '[source]\nuri = "postgresql://me:Lane-S3cret@127.0.0.1:1/db"\n'
         '[[sinks]]\ntype = "parquet"\npath = "r.parquet"\n'
     )
-    # strict: the lane (not the plain path) must write the file
-    result, out = run(tmp_path, text, reference_dir, EXPORTKIT_BULK="strict")
+    # strict: the engine (not the plain path) must write the file
+    result, out = run(tmp_path, text, reference_dir, EXPORTKIT_ENGINE="strict")
     assert result.exit_code == 0, result.output
     written = everything_written(out)
     assert "postgresql://me:***@127.0.0.1:1/db" in written

@@ -149,21 +149,21 @@ def test_excluded_participants_are_absent_from_every_output(
     assert manifest["template"]["sha256"] != hashlib.sha256(text.encode()).hexdigest()
 
 
-def test_the_bulk_lane_and_the_plain_path_leave_out_the_same(
+def test_the_engine_and_the_plain_path_leave_out_the_same(
     reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aml_exportkit import fastlane
+    from aml_exportkit import engine
 
     text = '[filter]\nexclude_participant_id_url = ["PROLIFIC-*"]\n'
     text += '[[sinks]]\ntype = "csv-long"\npath = "long.csv"\n'
     outputs = []
     for switch in ("strict", "0"):
-        monkeypatch.setenv("EXPORTKIT_BULK", switch)
+        monkeypatch.setenv("EXPORTKIT_ENGINE", switch)
         (tmp_path / switch).mkdir()
         result, out = _run(tmp_path / switch, reference_dir, text)
         assert result.exit_code == 0, result.output
         if switch == "strict":
-            assert fastlane.LAST_RUN["used"] is True
+            assert engine.LAST_RUN["used"] is True
         outputs.append((out / "long.csv").read_bytes())
     assert outputs[0] == outputs[1]
     assert b"PROLIFIC-" not in outputs[0]

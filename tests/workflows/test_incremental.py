@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aml_exportkit import fastlane
+from aml_exportkit import engine
 from aml_exportkit.cli import cli
 from aml_exportkit.errors import SourceError
 from aml_exportkit.pipeline import load_template, run_export
@@ -170,7 +170,7 @@ def test_parts_combine_into_the_full_export(parts: dict[str, Any]) -> None:
     assert flat == sorted(full["results.json"], key=lambda o: o["pk"])
 
 
-def test_the_bulk_lane_selects_and_marks_as_the_plain_path(
+def test_the_engine_selects_and_marks_as_the_plain_path(
     parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tmp = parts["tmp"]
@@ -179,13 +179,13 @@ def test_the_bulk_lane_selects_and_marks_as_the_plain_path(
     since = str(tmp / "part1" / "manifest.json")
     found = []
     for switch in ("strict", "0"):
-        monkeypatch.setenv("EXPORTKIT_BULK", switch)
-        result = _run(template, parts["now"], tmp / f"bulk{switch}", "--since", since)
+        monkeypatch.setenv("EXPORTKIT_ENGINE", switch)
+        result = _run(template, parts["now"], tmp / f"engine{switch}", "--since", since)
         assert result.exit_code == 0, result.output
         if switch == "strict":
-            assert fastlane.LAST_RUN["used"] is True
-        manifest = json.loads((tmp / f"bulk{switch}" / "manifest.json").read_text("utf-8"))
-        found.append(((tmp / f"bulk{switch}" / "long.csv").read_bytes(), manifest["watermark"]))
+            assert engine.LAST_RUN["used"] is True
+        manifest = json.loads((tmp / f"engine{switch}" / "manifest.json").read_text("utf-8"))
+        found.append(((tmp / f"engine{switch}" / "long.csv").read_bytes(), manifest["watermark"]))
     assert found[0] == found[1]
     assert (
         found[0][1] == json.loads((tmp / "full" / "manifest.json").read_text("utf-8"))["watermark"]

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from aml_exportkit import fastlane
+from aml_exportkit import engine
 from aml_exportkit.cli import cli
 from aml_exportkit.contracts import SourceOptions
 from aml_exportkit.errors import IntegrityError
@@ -156,17 +156,17 @@ def test_since_on_a_database_that_changed(
     since = str(tmp_path / "part1" / "manifest.json")
     got = []
     for switch in ("strict", "0"):
-        monkeypatch.setenv("EXPORTKIT_BULK", switch)
+        monkeypatch.setenv("EXPORTKIT_ENGINE", switch)
         result = _run(tmp_path, long_csv, [uri], f"part2{switch}", "--since", since)
         assert result.exit_code == 0, result.output
         if switch == "strict":
-            assert fastlane.LAST_RUN["used"] is True
+            assert engine.LAST_RUN["used"] is True
         part = json.loads((tmp_path / f"part2{switch}" / "manifest.json").read_text("utf-8"))
         for mark in part["watermark"]["blocks"]:
             assert mark.pop("snapshot_time") > manifest["watermark"]["blocks"][0]["snapshot_time"]
         got.append((part["watermark"], (tmp_path / f"part2{switch}" / "long.csv").read_bytes()))
     assert got[0] == got[1]
-    monkeypatch.delenv("EXPORTKIT_BULK")
+    monkeypatch.delenv("EXPORTKIT_ENGINE")
     second = _run(tmp_path, FIXTURE, [uri], "part2", "--since", since)
     assert second.exit_code == 0, second.output
     sessions = json.loads(_fixture(tmp_path / "part2")["sessions.json"])
@@ -234,7 +234,7 @@ def test_experiment_and_block_columns_tell_the_rows_apart(
     assert found == {("dvorak-listening", SLUG), ("", "hooked-eurovision")}
     got = []
     for switch in ("strict", "0"):
-        monkeypatch.setenv("EXPORTKIT_BULK", switch)
+        monkeypatch.setenv("EXPORTKIT_ENGINE", switch)
         single = _run(tmp_path, text, [muscle_head_db], f"one{switch}")
         assert single.exit_code == 0, single.output
         got.append((tmp_path / f"one{switch}" / "long.csv").read_bytes())

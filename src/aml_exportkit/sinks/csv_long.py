@@ -23,7 +23,7 @@ class CsvLongSink(TableSink):
     """Writes the long table as CSV."""
 
     layout = "long"
-    bulk_format = "csv"
+    engine_format = "csv"
 
     def write(self, path: Path, table: Table) -> int:
         """Write the CSV in the style's dialect."""
@@ -45,6 +45,6 @@ def exportkit_register_sinks() -> list[SinkSpec]:
             options=CsvLongOptions,
             factory=CsvLongSink,
             extensions=(".csv",),
-            bulk=True,
+            engine=True,
         )
     ]

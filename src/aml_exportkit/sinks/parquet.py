@@ -83,7 +83,7 @@ def _pyarrow() -> tuple[Any, Any]:
 class ParquetSink(TableSink):
     """Writes the table as Parquet."""
 
-    bulk_format = "parquet"
+    engine_format = "parquet"
     typed_text = True
 
     def __init__(self, context: SinkContext) -> None:
@@ -200,7 +200,7 @@ def exportkit_register_sinks() -> list[SinkSpec]:
             options=ParquetOptions,
             factory=ParquetSink,
             extensions=(".parquet",),
-            bulk=True,
+            engine=True,
             requires=(PYARROW,),
         )
     ]

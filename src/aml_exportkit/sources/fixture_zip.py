@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..contracts import BlockSummary, Inventory, SourceOptions, SourceSpec
+from ..engine import trim_heap
 from ..errors import IntegrityError, SourceError
-from ..fastlane import trim_heap
 from ..graph import GraphBuilder, RecordGraph, SourceInfo
 from ..hookspecs import hookimpl
 from ..jsonstream import iter_json_array
@@ -44,7 +44,7 @@ from ..schema import (
     slug_from_comment,
 )
 from ..selection import Selection, is_excluded, passes_conditions
-from .fixture_zip_bulk import ZipProfileAnswers, ZipTrialResults
+from .fixture_zip_chunks import ZipProfileAnswers, ZipTrialResults
 
 NAME = "fixture-zip"
 #: A member that inflates more than this many times is refused (a zip bomb guard).
@@ -212,7 +212,7 @@ class FixtureZipSource:
     def _check_local_header(self, info: zipfile.ZipInfo) -> None:
         """Refuse a member whose local header disagrees with the central directory.
 
-        zipfile compares the two names when it opens a member; the bulk lane reads byte
+        zipfile compares the two names when it opens a member; the engine reads byte
         ranges without opening, so every member is opened once here, whatever the sinks.
         """
         try:
@@ -431,14 +431,14 @@ class FixtureZipSource:
         # Parsing the small tables leaves free pages in the C heap (30 MB at 50k sessions);
         # hand them back before the results stream.
         trim_heap()
-        # The bulk lane reads results.json in byte ranges, in parallel (fixture_zip_bulk.py).
-        graph.bulk_results = ZipTrialResults(
+        # The engine reads results.json in byte ranges, in parallel (fixture_zip_chunks.py).
+        graph.result_chunks = ZipTrialResults(
             self._zip.fp.fileno(),  # type: ignore[union-attr]
             self.members["results.json"],
             frozenset(excluded_sessions),
         )
         if "profiles.json" in self.members:
-            graph.bulk_profiles = ZipProfileAnswers(
+            graph.profile_check = ZipProfileAnswers(
                 self._zip.fp.fileno(),  # type: ignore[union-attr]
                 self.members["profiles.json"],
                 frozenset(excluded_participants),

@@ -59,7 +59,7 @@ from ..records import Block, Experiment, JSONValue, Phase, Playlist, Result
 from ..redact import HIDDEN, scrub
 from ..schema import MODELS, Kind, ModelSpec, django_datetime
 from ..selection import Filter, Selection, Since, glob_like
-from .muscle_db_bulk import DbTrialResults
+from .muscle_db_chunks import DbTrialResults
 
 NAME = "postgresql"
 #: Rows fetched per round trip from a server-side cursor.
@@ -582,7 +582,7 @@ class MuscleDatabase:
 
     def __init__(self, uri: str, options: SourceOptions) -> None:
         self.options = options
-        self._uri = uri  # kept in memory for the bulk lane's worker connections
+        self._uri = uri  # kept in memory for the engine's worker connections
         self.target, params, self.scrub = target_of(uri)
         self.conn = self._connect(uri, params)
         try:
@@ -1052,9 +1052,9 @@ class MuscleDatabase:
             profile_results=lambda: self._results(profile_query, params, generation, "profile"),
             trial_results=lambda: self._results(trial_query, params, generation, "trial"),
         )
-        # The bulk lane reads the same results by session groups, in worker processes that
-        # import this snapshot (muscle_db_bulk.py).
-        graph.bulk_results = DbTrialResults(self._uri, self.conn, result_cols)
+        # The engine reads the same results by session groups, in worker processes that
+        # import this snapshot (muscle_db_chunks.py).
+        graph.result_chunks = DbTrialResults(self._uri, self.conn, result_cols)
         return graph
 
     def _add_direct(

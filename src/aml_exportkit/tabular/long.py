@@ -38,7 +38,7 @@ from .table import (
 
 _EMPTY: dict[str, Any] = {}
 #: The largest integer a float64 holds exactly.
-_EXACT = 2**53
+EXACT = 2**53
 _ONE_EMPTY: list[dict[str, Any]] = [_EMPTY]
 #: Marks a key that a row lacks, while a row is made.
 _ABSENT: Any = object()
@@ -222,9 +222,9 @@ class Joiner:
         self.present.update(dyn.keys())
         self._pairs.update(zip(dyn, map(type, dyn.values()), strict=True))
         ints = [v for v in dyn.values() if type(v) is int]
-        if ints and (max(ints) > _EXACT or min(ints) < -_EXACT):
+        if ints and (max(ints) > EXACT or min(ints) < -EXACT):
             for key, value in dyn.items():
-                if type(value) is int and not -_EXACT <= value <= _EXACT:
+                if type(value) is int and not -EXACT <= value <= EXACT:
                     # beyond a float's (and soon int64's) exact range: kept as text
                     self._pairs.add((key, BigInt))
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from ..contracts import BaseSink, OutputReport, SinkContext
+from ..contracts import BaseSink, EngineFormat, OutputReport, SinkContext
 from ..errors import SinkError
 from ..flatten import FlattenError
 from ..graph import RecordGraph
@@ -74,16 +74,16 @@ class TableSink(BaseSink):
     track_types = True
     #: Find typed columns in MUSCLE's styles' text (Parquet stores them typed).
     typed_text = False
-    #: What the bulk lane writes for this sink (``"csv"`` or ``"parquet"``), if it can.
-    bulk_format: str | None = None
+    #: What the engine writes for this sink (``"csv"`` or ``"parquet"``), if it can.
+    engine_format: EngineFormat | None = None
 
     def __init__(self, context: SinkContext) -> None:
         super().__init__(context)
         self.options: Any = context.options
         self.builder: Builder | None = None
         self._temp: Path | None = None
-        self._bulk_rows: int | None = None
-        self._bulk_columns: tuple[Column, ...] = ()
+        self._engine_rows: int | None = None
+        self._engine_columns: tuple[Column, ...] = ()
 
     def temp_path(self) -> Path:
         """The sink's temporary output file (reserved once)."""
@@ -91,19 +91,19 @@ class TableSink(BaseSink):
             self._temp = self.context.temp_path()
         return self._temp
 
-    def bulk_table(self) -> tuple[Any, str, Path] | None:
-        """The long table the bulk lane may write for this sink (see
-        :class:`~aml_exportkit.contracts.BulkSink`)."""
-        if self.bulk_format is None or self.layout != "long":
+    def engine_table(self) -> tuple[TableOptions, EngineFormat, Path] | None:
+        """The long table the engine may write for this sink (see
+        :class:`~aml_exportkit.contracts.EngineSink`)."""
+        if self.engine_format is None or self.layout != "long":
             return None
         if getattr(self.options, "partition_by", ()):
             return None  # rows go to several files by partition: the plain path
-        return self.options, self.bulk_format, self.temp_path()
+        return self.options, self.engine_format, self.temp_path()
 
-    def bulk_written(self, rows: int, columns: Sequence[Column] = ()) -> None:
-        """The bulk lane wrote the table: ``rows`` rows with ``columns``."""
-        self._bulk_rows = rows
-        self._bulk_columns = tuple(columns)
+    def engine_wrote(self, rows: int, columns: Sequence[Column] = ()) -> None:
+        """The engine wrote the table: ``rows`` rows with ``columns``."""
+        self._engine_rows = rows
+        self._engine_columns = tuple(columns)
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -157,9 +157,9 @@ class TableSink(BaseSink):
     def finish(self) -> Sequence[OutputReport]:
         """Build the table and write it to a temporary file."""
         assert self.builder is not None
-        if self._bulk_rows is not None:
-            rows = self._bulk_rows
-            columns = self._bulk_columns
+        if self._engine_rows is not None:
+            rows = self._engine_rows
+            columns = self._engine_columns
             self.builder.close()
         else:
             with self._errors():

@@ -98,6 +98,12 @@ def parse_template(
     except Exception as exc:
         _raise_problems(exc, file=file)
         raise
+    if template.jobs is not None and template.jobs < 1:
+        raise TemplateError(
+            f"expected a whole number of at least 1, got {template.jobs}",
+            file=file,
+            key_path="jobs",
+        )
     name = template.manifest_name
     if (
         name in ("", ".", "..")

@@ -72,6 +72,10 @@ class Template:
     :param codebook: also write ``datapackage.json`` (a Frictionless Data Package) and
         ``codebook.md`` describing every column of the CSV and Parquet outputs and every
         question with its choice labels.
+    :param jobs: worker processes for the engine (a whole number, at least 1); without it,
+        one per CPU the run may use. The environment variable ``EXPORTKIT_JOBS`` and
+        ``exportkit run --jobs`` override it (the option wins). The outputs are the same
+        for any number.
     :param sinks: the ``[[sinks]]`` entries, at least one.
     :param file: where it was loaded from (a path, or a builtin template's name).
     :param text: the TOML text it was parsed from.
@@ -87,6 +91,7 @@ class Template:
     manifest: bool = True
     manifest_name: str = "manifest.json"
     codebook: bool = False
+    jobs: int | None = None
     sinks: tuple[SinkTable, ...] = ()
     file: str = attrs.field(default="<template>", metadata={"internal": True})
     text: str = attrs.field(default="", metadata={"internal": True}, repr=False)

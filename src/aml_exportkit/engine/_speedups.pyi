@@ -1,4 +1,4 @@
-"""Type stubs of the bulk lane's native kernel (``_speedups.c``; see ``native.py``)."""
+"""Type stubs of the engine's native kernel (``_speedups.c``; see ``native.py``)."""
 
 from collections.abc import Sequence
 from typing import Any

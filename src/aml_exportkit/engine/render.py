@@ -1,7 +1,7 @@
-"""Column-wise rendering of trial results as lines of our CSV, for the bulk lane.
+"""Column-wise rendering of trial results as lines of our CSV, for the engine.
 
 :class:`~aml_exportkit.tabular.long.LongBuilder` builds one Python row per result and one
-cell per value, which costs about 30 µs per result. The bulk lane (:mod:`aml_exportkit.fastlane`)
+cell per value, which costs about 30 µs per result. The engine (:mod:`aml_exportkit.engine`)
 renders a whole chunk of results at once instead, a column at a time, so that most of the
 work runs inside C loops (``map``, ``zip``, ``str.join``, ``set``):
 
@@ -14,7 +14,7 @@ work runs inside C loops (``map``, ``zip``, ``str.join``, ``set``):
   of a section, are formatted once per session and once per section.
 
 The text is exactly what :func:`~aml_exportkit.tabular.table.write_exportkit_csv` writes
-for the same rows (``tests/perf_paths`` compares the two byte for byte); the column names,
+for the same rows (``tests/engine`` compares the two byte for byte); the column names,
 their order and the types recorded for Parquet are the ones
 :class:`~aml_exportkit.tabular.long.LongBuilder` finds.
 """
@@ -29,14 +29,12 @@ from typing import Any
 
 import orjson
 
-from .. import native
-from ..chunks import NotFast, ResultColumns
 from ..flatten import Flattener, Path
 from ..graph import RecordGraph
-from .fields import block_groups, fixed_columns
-from .long import _EXACT, Joiner
-from .options import TableOptions
-from .table import (
+from ..tabular.fields import block_groups, fixed_columns
+from ..tabular.long import EXACT, Joiner
+from ..tabular.options import TableOptions
+from ..tabular.table import (
     Absent,
     BigInt,
     Column,
@@ -47,6 +45,8 @@ from .table import (
     json_types,
     needs_json_cells,
 )
+from . import native
+from .chunks import ResultColumns, StandDown
 
 
 class _Missing(float):
@@ -83,7 +83,7 @@ def json_cells_columns(types: Mapping[str, set[type]]) -> frozenset[str]:
 
 
 def supports(options: TableOptions) -> str | None:
-    """Why the bulk lane cannot render a table with ``options``, or None when it can."""
+    """Why the engine cannot render a table with ``options``, or None when it can."""
     if options.style != "exportkit":
         return f"style {options.style!r}"
     if options.timestamps != "us":
@@ -267,7 +267,7 @@ class ColumnFlattener:
         try:
             flat = kernel.flatten(docs, limit, self.index_lists, json_cells)
         except ValueError as exc:
-            raise NotFast(f"json_data: {exc}") from None
+            raise StandDown(f"json_data: {exc}") from None
         out: dict[str, Cells] = {}
         name_of = self.flattener._name
         for path, (cells, bits) in flat.items():
@@ -371,9 +371,9 @@ def column_types(values: list[Any]) -> set[type]:
         types.add(Absent)
     if int in types:
         ints = values if raw == {int} else [v for v in values if type(v) is int]
-        if max(ints) > _EXACT or min(ints) < -_EXACT:
+        if max(ints) > EXACT or min(ints) < -EXACT:
             types.add(BigInt)
-            if not any(-_EXACT <= v <= _EXACT for v in ints):
+            if not any(-EXACT <= v <= EXACT for v in ints):
                 types.discard(int)
     return types
 
@@ -489,7 +489,7 @@ class ChunkRenderer:
         if chunk.json_raw:
             kernel = native.kernel()
             if kernel is None:  # pragma: no cover - the reader asked the same switch
-                raise NotFast("JSON texts without the native kernel")
+                raise StandDown("JSON texts without the native kernel")
             return self.flatten.native_columns(chunk.json_data, kernel)
         return self.flatten.columns(chunk.json_data)
 
@@ -543,7 +543,7 @@ class ChunkRenderer:
         """The chunk's flattened columns again, every cell as JSON text (native kernel)."""
         kernel = native.kernel()
         if kernel is None or self.flatten is None:  # pragma: no cover - dynamic() needed both
-            raise NotFast("JSON texts without the native kernel")
+            raise StandDown("JSON texts without the native kernel")
         return self.flatten.native_columns(chunk.json_data, kernel, json_cells=True)
 
     def _field_cells(self, chunk: ResultColumns, field: str) -> list[str]:

@@ -1,5 +1,5 @@
 /*
- * aml_exportkit._speedups: the bulk lane's native kernel.
+ * aml_exportkit.engine._speedups: the engine's native kernel.
  *
  * Three functions, each the exact counterpart of Python code that stays the reference
  * (tests/native compares them on generated input):
@@ -14,7 +14,7 @@
  *
  * Anything the kernel is not sure to treat exactly as Python does (NaN, numbers that
  * overflow a double, lone surrogates, duplicate keys inside json_data, invalid UTF-8)
- * raises ValueError; the lane then stands down and the plain path handles the input.
+ * raises ValueError; the engine then stands down and the plain path handles the input.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -75,9 +75,9 @@ typedef struct {
     Buf keys; /* keys of the objects being written (duplicate checks) */
 } Scan;
 
-/* Deeper JSON is refused here, so that the lane stands down and the plain path, which
+/* Deeper JSON is refused here, so that the engine stands down and the plain path, which
  * refuses a json_data nested more than 252 levels (jsonstream.MAX_NESTING), judges it:
- * below that limit, so that the lane never accepts what the plain path refuses. */
+ * below that limit, so that the engine never accepts what the plain path refuses. */
 #define MAX_NESTING 200
 /* jsonstream.MAX_INT_DIGITS: the longest integer Python reads */
 #define MAX_INT_DIGITS 4300
@@ -610,7 +610,7 @@ done:
 
 /* One fixture element into the columns: exactly the keys model ("result.result"), pk and
  * fields, fields exactly the given names (json_data kept as its text). Any other shape is
- * refused, and the lane leaves such a file to the plain path. */
+ * refused, and the engine leaves such a file to the plain path. */
 typedef struct {
     const char *text[64];
     Py_ssize_t len[64];
@@ -1600,7 +1600,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_speedups", "The bulk lane's native kernel.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_speedups", "The engine's native kernel.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

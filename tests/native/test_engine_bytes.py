@@ -1,4 +1,4 @@
-"""The bulk lane gives the same bytes with the native kernel, without it (the Python lane)
+"""The engine gives the same bytes with the native kernel, without it (the engine in Python)
 and on the plain path; input the kernel refuses sends the run to the plain path."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from aml_exportkit import fastlane, native
+from aml_exportkit import engine
+from aml_exportkit.engine import native
 from aml_exportkit.pipeline import registry_for, run_export
 from aml_exportkit.template.load import parse_template
 
@@ -37,14 +38,14 @@ def test_kernel_python_lane_and_plain_path_agree(
     name: str, small_generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     text = TEMPLATES[name]
-    monkeypatch.setenv(fastlane.ENV_SWITCH, "0")
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
     plain = _run(text, small_generated_zip, tmp_path / "plain")
-    monkeypatch.setenv(fastlane.ENV_SWITCH, "strict")
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     with_kernel = _run(text, small_generated_zip, tmp_path / "kernel")
-    assert fastlane.LAST_RUN["used"] is True
+    assert engine.LAST_RUN["used"] is True
     monkeypatch.setenv(native.ENV_SWITCH, "0")
     without = _run(text, small_generated_zip, tmp_path / "python")
-    assert fastlane.LAST_RUN["used"] is True
+    assert engine.LAST_RUN["used"] is True
     assert with_kernel == plain
     assert without == plain
 
@@ -61,11 +62,11 @@ def test_refused_json_data_goes_to_the_plain_path(
                 data = data.replace(b'"json_data": {', b'"json_data": {"dup": 1, "dup": 2, ', 1)
             dst.writestr(info, data)
     text = TEMPLATES["bench"]
-    monkeypatch.setenv(fastlane.ENV_SWITCH, "0")
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
     plain = _run(text, broken, tmp_path / "plain")
-    monkeypatch.setenv(fastlane.ENV_SWITCH, "1")
+    monkeypatch.setenv(engine.ENV_SWITCH, "1")
     fast = _run(text, broken, tmp_path / "fast")
-    assert fastlane.LAST_RUN["used"] is False
-    assert "duplicate key" in fastlane.LAST_RUN["reason"]
+    assert engine.LAST_RUN["used"] is False
+    assert "duplicate key" in engine.LAST_RUN["reason"]
     assert fast == plain
     assert b"result_json.dup" in plain["results.csv"].split(b"\r\n", 1)[0]

@@ -1,4 +1,4 @@
-"""The bulk lane (fastlane.py) writes byte for byte what the plain path writes, applies the
+"""The engine writes byte for byte what the plain path writes, applies the
 same checks, and stands down (the plain path then reports) on anything unexpected."""
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 import generate
-from aml_exportkit import fastlane, native
+from aml_exportkit import engine
+from aml_exportkit.engine import native, workers
 from aml_exportkit.errors import ExportkitError
 from aml_exportkit.pipeline import registry_for, run_export
-from aml_exportkit.sources import fixture_zip_bulk, muscle_db_bulk
+from aml_exportkit.sources import fixture_zip_chunks, muscle_db_chunks
 from aml_exportkit.template.load import parse_template
 from conftest import REFERENCE, ROOT
 
@@ -74,11 +75,11 @@ def _run(
 def _compare(
     text: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, used: bool
 ) -> None:
-    monkeypatch.setenv(fastlane.ENV_SWITCH, "0")
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
     plain = _run(text, source, tmp_path / "plain")
-    monkeypatch.setenv(fastlane.ENV_SWITCH, "strict" if used else "1")
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict" if used else "1")
     fast = _run(text, source, tmp_path / "fast")
-    assert fastlane.LAST_RUN["used"] is used, fastlane.LAST_RUN
+    assert engine.LAST_RUN["used"] is used, engine.LAST_RUN
     assert fast.keys() == plain.keys()
     for name in plain:
         assert fast[name] == plain[name], name
@@ -97,10 +98,10 @@ def test_small_chunks_and_a_short_sample(
 ) -> None:
     """Many chunks (cut at session boundaries), and a sample too small to hold every
     column: the chunks that did not know a column are rendered again, Parquet rebuilt."""
-    monkeypatch.setattr(fixture_zip_bulk, "CHUNK_BYTES", 40_000)
-    monkeypatch.setattr(fixture_zip_bulk, "SAMPLE_BYTES", 3_000)
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
+    monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 3_000)
     _compare(TEMPLATES[name], generated_zip, tmp_path, monkeypatch, used=True)
-    assert fastlane.LAST_RUN["chunks"] > 10
+    assert engine.LAST_RUN["chunks"] > 10
 
 
 @pytest.mark.parametrize("zip_path", MUSCLE_ZIPS, ids=lambda p: f"{p.parent.name}-{p.stem}")
@@ -108,15 +109,28 @@ def test_small_chunks_and_a_short_sample(
 def test_reference_zips_same_bytes(
     name: str, zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fixture_zip_bulk, "CHUNK_BYTES", 20_000)
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 20_000)
     _compare(TEMPLATES[name], zip_path, tmp_path, monkeypatch, used=True)
 
 
-def test_codebook_runs_take_the_plain_path(
-    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("name", ["bench", "defaults", "json"])
+def test_codebook_runs_take_the_engine(
+    name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _compare("codebook = true\n" + BENCH, generated_zip, tmp_path, monkeypatch, used=False)
-    assert "codebook" in fastlane.LAST_RUN["reason"]
+    """The codebook's questions come from the engine's chunks, merged in order, after the
+    profile answers': datapackage.json and codebook.md are the plain path's, byte for
+    byte (many chunks, so that merging matters)."""
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
+    _compare("codebook = true\n" + TEMPLATES[name], generated_zip, tmp_path, monkeypatch, used=True)
+    assert engine.LAST_RUN["chunks"] > 10
+
+
+@pytest.mark.parametrize("zip_path", MUSCLE_ZIPS, ids=lambda p: f"{p.parent.name}-{p.stem}")
+def test_codebook_of_reference_zips(
+    zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 20_000)
+    _compare("codebook = true\n" + BENCH, zip_path, tmp_path, monkeypatch, used=True)
 
 
 def test_other_styles_take_the_plain_path(
@@ -168,12 +182,12 @@ BAD = {
 def test_bad_data_gives_the_plain_paths_result(
     what: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The plain path's error (or output) comes out, whether or not the lane stood down."""
+    """The plain path's error (or output) comes out, whether or not the engine stood down."""
     broken = tmp_path / "broken.zip"
     _rewrite_results(generated_zip, broken, BAD[what])
     outcome: list[Any] = []
     for mode in ("0", "1"):
-        monkeypatch.setenv(fastlane.ENV_SWITCH, mode)
+        monkeypatch.setenv(engine.ENV_SWITCH, mode)
         try:
             outcome.append(_run(BENCH, broken, tmp_path / mode))
         except ExportkitError as exc:
@@ -183,13 +197,13 @@ def test_bad_data_gives_the_plain_paths_result(
         assert isinstance(outcome[0], dict), what
     else:
         assert isinstance(outcome[0], str), what
-        assert fastlane.LAST_RUN["used"] is False
+        assert engine.LAST_RUN["used"] is False
 
 
 def test_a_trial_key_repeating_a_profile_key(
     generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The profile answers are read beside the lane (in a thread); their keys and the
+    """The profile answers are read beside the engine (in a thread); their keys and the
     trial results' meet only at the end, and a clash is still the plain path's error."""
     with zipfile.ZipFile(generated_zip) as zf:
         profile_pk = json.loads(zf.read("profiles.json"))[0]["pk"]
@@ -197,37 +211,39 @@ def test_a_trial_key_repeating_a_profile_key(
     _rewrite_results(generated_zip, broken, _set(200, "pk", profile_pk))
     messages = []
     for mode in ("0", "1"):
-        monkeypatch.setenv(fastlane.ENV_SWITCH, mode)
+        monkeypatch.setenv(engine.ENV_SWITCH, mode)
         with pytest.raises(ExportkitError) as caught:
             _run(BENCH, broken, tmp_path / mode)
         messages.append(str(caught.value))
     assert messages[0] == messages[1]
-    assert fastlane.LAST_RUN["used"] is False
-    assert fastlane.LAST_RUN["reason"] == f"duplicate primary key {profile_pk}"
+    assert engine.LAST_RUN["used"] is False
+    assert engine.LAST_RUN["reason"] == f"duplicate primary key {profile_pk}"
 
 
 def test_crc32_combine() -> None:
     a, b = b"hello, " * 1000, b"world" * 777
-    assert fixture_zip_bulk.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
-    assert fixture_zip_bulk.crc32_combine(zlib.crc32(a), 0, 0) == zlib.crc32(a)
+    assert fixture_zip_chunks.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(
+        a + b
+    )
+    assert fixture_zip_chunks.crc32_combine(zlib.crc32(a), 0, 0) == zlib.crc32(a)
 
 
 def test_corrupt_member_fails_its_crc(
     generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A stored member whose bytes changed fails zipfile's CRC check; the lane checks it
+    """A stored member whose bytes changed fails zipfile's CRC check; the engine checks it
     too (combining the chunks' CRCs) and leaves the message to the plain path."""
     data = bytearray(generated_zip.read_bytes())
-    with zipfile.ZipFile(generated_zip) as zf:  # in results.json, which the lane reads
+    with zipfile.ZipFile(generated_zip) as zf:  # in results.json, which the engine reads
         start = zf.getinfo("results.json").header_offset
     at = data.find(b'"question_key": "', start) + 17
     data[at] = ord("Q") if data[at] != ord("Q") else ord("R")
     broken = tmp_path / "crc.zip"
     broken.write_bytes(bytes(data))
-    monkeypatch.setenv(fastlane.ENV_SWITCH, "1")
+    monkeypatch.setenv(engine.ENV_SWITCH, "1")
     with pytest.raises(ExportkitError, match="CRC"):
         _run(BENCH, broken, tmp_path / "out")
-    assert fastlane.LAST_RUN["used"] is False
+    assert engine.LAST_RUN["used"] is False
 
 
 # -- the database source ----------------------------------------------------------------------
@@ -236,11 +252,11 @@ def test_corrupt_member_fails_its_crc(
 def _compare_db(
     text: str, dsn: str, block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(fastlane.ENV_SWITCH, "0")
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
     plain = _run(text, dsn, tmp_path / "plain", (block,))
-    monkeypatch.setenv(fastlane.ENV_SWITCH, "strict")
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     fast = _run(text, dsn, tmp_path / "fast", (block,))
-    assert fastlane.LAST_RUN["used"] is True
+    assert engine.LAST_RUN["used"] is True
     assert fast == plain
 
 
@@ -251,15 +267,26 @@ def test_database_same_bytes(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(muscle_db_bulk, "CHUNK_SESSIONS", 7)
+    monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 7)
     _compare_db(TEMPLATES[name], generated_db[0], generate.BLOCK_SLUG, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("block", ["hooked-eurovision", "msi-questionnaire", "tafc-dvorak"])
+def test_reference_database_codebook(
+    block: str, muscle_head_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The codebook's questions from a database's chunks (jsonb texts) are the plain
+    path's."""
+    monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 2)
+    text = "codebook = true\n" + TEMPLATES["defaults"]
+    _compare_db(text, muscle_head_db, block, tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("block", ["hooked-eurovision", "msi-questionnaire", "tafc-dvorak"])
 def test_reference_database_same_bytes(
     block: str, muscle_head_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(muscle_db_bulk, "CHUNK_SESSIONS", 2)
+    monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 2)
     _compare_db(TEMPLATES["defaults"], muscle_head_db, block, tmp_path, monkeypatch)
 
 
@@ -273,13 +300,13 @@ def test_a_column_clash_is_the_plain_paths_error(
     )
     messages = []
     for mode in ("0", "1"):
-        monkeypatch.setenv(fastlane.ENV_SWITCH, mode)
+        monkeypatch.setenv(engine.ENV_SWITCH, mode)
         with pytest.raises(ExportkitError) as caught:
             _run(text, generated_zip, tmp_path / mode)
         messages.append(str(caught.value).replace(str(tmp_path / mode), "OUT"))
     assert messages[0] == messages[1]
     assert "two values would share the column" in messages[0]
-    assert fastlane.LAST_RUN["used"] is False
+    assert engine.LAST_RUN["used"] is False
 
 
 @pytest.mark.parametrize("name", ["bench", "two-csv"])
@@ -287,13 +314,13 @@ def test_a_column_clash_is_the_plain_paths_error(
 def test_manifest_digests_of_the_lanes_files(
     name: str, small: bool, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The lane hashes its CSV as it writes it; the manifest's digests are the files'."""
+    """The engine hashes its CSV as it writes it; the manifest's digests are the files'."""
     import hashlib
 
     if small:  # chunks rendered again with the final columns: the manifest hashes them
-        monkeypatch.setattr(fixture_zip_bulk, "CHUNK_BYTES", 40_000)
-        monkeypatch.setattr(fixture_zip_bulk, "SAMPLE_BYTES", 3_000)
-    monkeypatch.setenv(fastlane.ENV_SWITCH, "strict")
+        monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
+        monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 3_000)
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     registry = registry_for()
     template = parse_template(
         TEMPLATES[name], file="t.toml", folder=tmp_path, sinks=registry.sink_specs
@@ -312,7 +339,7 @@ def test_without_a_spool_folder(
 ) -> None:
     """No spool folder (or a full one): the chunks' text and Arrow bytes come in the
     workers' messages, and the files are the same."""
-    monkeypatch.setattr(fastlane, "_spool_folder", lambda: None)
+    monkeypatch.setattr(workers, "_spool_folder", lambda: None)
     _compare(TEMPLATES[name], generated_zip, tmp_path, monkeypatch, used=True)
 
 
@@ -325,24 +352,24 @@ def test_spool_folders_of_ended_runs_are_swept(tmp_path: Path) -> None:
         text=True,
         check=True,
     )
-    dead = tmp_path / f"exportkit-lane-{int(done.stdout)}-abc"
+    dead = tmp_path / f"exportkit-engine-{int(done.stdout)}-abc"
     dead.mkdir()
     (dead / "1-1").write_bytes(b"x" * 100)
-    alive = tmp_path / f"exportkit-lane-{os.getpid()}-def"
+    alive = tmp_path / f"exportkit-engine-{os.getpid()}-def"
     alive.mkdir()
-    other = tmp_path / "exportkit-lane-notapid"
+    other = tmp_path / "exportkit-engine-notapid"
     other.mkdir()
-    fastlane._sweep_spools(str(tmp_path))
+    workers._sweep_spools(str(tmp_path))
     assert not dead.exists()
     assert alive.exists()
     assert other.exists()
-    made = fastlane._spool_folder()
+    made = workers._spool_folder()
     assert made is not None
-    assert Path(made).name.startswith(f"exportkit-lane-{os.getpid()}-")
+    assert Path(made).name.startswith(f"exportkit-engine-{os.getpid()}-")
     Path(made).rmdir()
 
 
-def test_profiles_checked_in_bulk_when_no_sink_uses_them(
+def test_profiles_checked_in_one_go_when_no_sink_uses_them(
     generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The benchmark's table omits profile answers: they are checked by the native
@@ -354,11 +381,11 @@ def test_profiles_checked_in_bulk_when_no_sink_uses_them(
     )
     reports = {}
     for mode in ("0", "strict"):
-        monkeypatch.setenv(fastlane.ENV_SWITCH, mode)
+        monkeypatch.setenv(engine.ENV_SWITCH, mode)
         reports[mode] = run_export(template, source=str(generated_zip), out_dir=tmp_path / mode)
         if mode == "0":
-            assert "profiles" not in fastlane.LAST_RUN
-    assert (fastlane.LAST_RUN.get("profiles") == "bulk") is native.available()
+            assert "profiles" not in engine.LAST_RUN
+    assert (engine.LAST_RUN.get("profiles") == "engine") is native.available()
     for name in ("results.csv", "results.parquet"):
         assert (tmp_path / "strict" / name).read_bytes() == (tmp_path / "0" / name).read_bytes()
     with zipfile.ZipFile(generated_zip) as z:
@@ -381,8 +408,8 @@ def test_odd_profiles_go_through_the_graph(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Profile answers the bulk check does not take are read by the graph, which reports
-    (or accepts) them exactly as when nothing runs in bulk."""
+    """Profile answers the engine's check does not take are read by the graph, which reports
+    (or accepts) them exactly as when the engine is off."""
     broken = tmp_path / "odd.zip"
     with zipfile.ZipFile(generated_zip) as src, zipfile.ZipFile(broken, "w") as dst:
         for info in src.infolist():
@@ -393,20 +420,20 @@ def test_odd_profiles_go_through_the_graph(
             dst.writestr(info, data)
     outcomes = []
     for mode in ("0", "1"):
-        monkeypatch.setenv(fastlane.ENV_SWITCH, mode)
+        monkeypatch.setenv(engine.ENV_SWITCH, mode)
         try:
             files = _run(BENCH, broken, tmp_path / mode)
             outcomes.append(("ok", files["results.csv"]))
         except ExportkitError as exc:
             outcomes.append(("error", str(exc).replace(str(tmp_path / mode), "OUT")))
         if mode == "1" and native.available():
-            assert fastlane.LAST_RUN.get("profiles", "").startswith("plain path")
+            assert engine.LAST_RUN.get("profiles", "").startswith("plain path")
     assert outcomes[0] == outcomes[1]
 
 
 def _late_mixed(items: list[Any]) -> None:
     """The last result's json_data holds a number as text, a null where others lack the
-    key, and a big integer: after the sample, so the lane meets them in a late chunk."""
+    key, and a big integer: after the sample, so the engine meets them in a late chunk."""
     data = items[-1]["fields"]["json_data"]
     data["decision_time"] = "7"
     data["late_null"] = None
@@ -428,10 +455,10 @@ def test_json_text_columns_found_after_the_sample(
     source = tmp_path / "late.zip"
     _rewrite_results(generated_zip, source, _late_mixed)
     monkeypatch.setenv("EXPORTKIT_NATIVE", native_on)
-    monkeypatch.setattr(fixture_zip_bulk, "CHUNK_BYTES", 40_000)
-    monkeypatch.setattr(fixture_zip_bulk, "SAMPLE_BYTES", 3_000)
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
+    monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 3_000)
     _compare(TEMPLATES[name], source, tmp_path, monkeypatch, used=True)
-    assert fastlane.LAST_RUN["rerendered_chunks"] == fastlane.LAST_RUN["chunks"]
+    assert engine.LAST_RUN["rerendered_chunks"] == engine.LAST_RUN["chunks"]
     written = b"".join(p.read_bytes() for p in (tmp_path / "plain").glob("*.csv"))
     assert b'"""7"""' in written  # the text among numbers, as JSON text
     assert b",null," in written or b",null\r\n" in written

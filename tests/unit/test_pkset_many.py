@@ -1,4 +1,4 @@
-"""PkSet's bulk operations (the bulk lane's duplicate-key checks) agree with one key at a
+"""PkSet's many-at-once operations (the engine's duplicate-key checks) agree with one key at a
 time: the same pages, and the same key reported as already there."""
 
 from __future__ import annotations
@@ -32,15 +32,15 @@ def numpy_or_not(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 
 
 def test_add_many_matches_add(numpy_or_not: None) -> None:
-    bulk, single = PkSet(), PkSet()
+    many, single = PkSet(), PkSet()
     for keys in [(5, 70_000, 1 << 40), (6, 65_535, 65_536), (), (131_072, 7)]:
-        assert bulk.add_many(chunk(*keys)) is None
+        assert many.add_many(chunk(*keys)) is None
         for pk in keys:
             assert single.add(pk)
-    assert bulk._pages == single._pages
-    assert bulk.add_many(chunk(1_000, 70_000, 2_000)) == 70_000
-    assert bulk.add_many(chunk(-3, -4)) is None
-    assert bulk.add_many(chunk(-4)) == -4
+    assert many._pages == single._pages
+    assert many.add_many(chunk(1_000, 70_000, 2_000)) == 70_000
+    assert many.add_many(chunk(-3, -4)) is None
+    assert many.add_many(chunk(-4)) == -4
     assert PkSet().add_many(chunk(9, 3, 9)) == 9
 
 

@@ -1,4 +1,4 @@
-"""The bulk lane's reader of a MUSCLE database: trial results by groups of sessions.
+"""The engine's reader of a MUSCLE database: trial results by groups of sessions.
 
 Each worker process opens its own connection and imports the source's snapshot
 (``pg_export_snapshot``), so every chunk comes from the same instant as the graph.
@@ -11,8 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .. import native
-from ..chunks import Checks, NotFast, ResultColumns, finish_columns, make_checks, wide_integers
+from ..engine import (
+    Checks,
+    ChunkMeta,
+    ResultColumns,
+    StandDown,
+    finish_columns,
+    make_checks,
+    native_kernel,
+    wide_integers,
+)
 
 if TYPE_CHECKING:
     from ..graph import RecordGraph
@@ -48,7 +56,7 @@ class DbTrialResults:
         try:
             row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
         except psycopg.Error as exc:
-            raise NotFast(f"cannot export the snapshot: {exc}") from None
+            raise StandDown(f"cannot export the snapshot: {exc}") from None
         self.snapshot = row[0]
         self.sessions = sorted(graph.sessions)
         self.checks = make_checks(graph, frozenset())
@@ -82,7 +90,7 @@ class DbTrialResults:
             with self.conn.cursor(binary=True) as cur:
                 rows = cur.execute(self._query(), (picked,)).fetchall()
             return db_columns(rows, self.checks)[0]
-        except (NotFast, psycopg.Error):
+        except (StandDown, psycopg.Error):
             return None
 
     def _connection(self) -> Any:
@@ -99,7 +107,7 @@ class DbTrialResults:
             self._worker_conn = conn
         return self._worker_conn
 
-    def work(self, task: tuple[list[int], float]) -> tuple[ResultColumns, dict[str, Any]]:
+    def work(self, task: tuple[list[int], float]) -> tuple[ResultColumns, ChunkMeta]:
         """Read, parse and check one group of sessions (in a worker)."""
         import psycopg
 
@@ -109,7 +117,7 @@ class DbTrialResults:
             with self._connection().cursor(binary=True) as cur:
                 rows = cur.execute(self._query(), (group,)).fetchall()
         except psycopg.Error as exc:
-            raise NotFast(f"database: {exc}") from None
+            raise StandDown(f"database: {exc}") from None
         cols, meta = db_columns(rows, self.checks)
         meta["position"] = position
         return cols, meta
@@ -118,17 +126,17 @@ class DbTrialResults:
         """Nothing to check at the end."""
 
 
-def db_columns(rows: list[Any], checks: Checks) -> tuple[ResultColumns, dict[str, Any]]:
+def db_columns(rows: list[Any], checks: Checks) -> tuple[ResultColumns, ChunkMeta]:
     """Rows of ``result_result`` (the source's column order) as checked columns."""
     if not rows:
         return finish_columns([], [], [], [], [], {}, [], [], checks)
     columns = list(zip(*rows, strict=True))
     pks, sessions, participants, sections, created = columns[:5]
-    kernel = native.kernel()
+    kernel = native_kernel()
     texts = kernel.utc_texts(created) if kernel is not None else None  # None: not all UTC
     if texts is None:
         if {type(d).__name__ for d in created} != {"datetime"}:
-            raise NotFast("created_at: a value that is not a timestamp")
+            raise StandDown("created_at: a value that is not a timestamp")
         texts = [d.isoformat(timespec="microseconds") for d in created]
     strings = dict(
         zip(
@@ -156,7 +164,7 @@ def _json_column(docs: Sequence[Any]) -> tuple[list[Any], bool]:
     """The chunk's ``json_data``: the jsonb texts themselves when the native kernel will
     flatten them (a SQL NULL read as JSON null, as the source's ``_loads`` reads it), else
     the parsed values."""
-    if native.kernel() is not None:
+    if native_kernel() is not None:
         texts = [b"null" if d is None else d for d in docs] if None in docs else list(docs)
         if all(type(d) is bytes for d in texts):
             return texts, True

@@ -1,37 +1,37 @@
-"""The bulk lane: long tables written straight from a source's raw trial results, on all cores.
+"""The engine's run: long tables written straight from a source's raw trial results, on all cores.
 
 The plain path turns every trial result into a :class:`~aml_exportkit.records.Result`,
 checks it in the graph, and lets each sink flatten and format it cell by cell. For the
-long table of our CSV (and the Parquet file of the same table) the bulk lane does the same
-work in bulk:
+long table of our CSV (and the Parquet file of the same table) the engine does the same
+work a chunk at a time:
 
 1. The source splits its trial results into chunks that never split a session: byte ranges
    of ``results.json`` cut at Django's ``}, {"model": `` separator (a zip,
-   :mod:`~aml_exportkit.sources.fixture_zip_bulk`), or groups of sessions (a database, each
-   worker on the run's snapshot, :mod:`~aml_exportkit.sources.muscle_db_bulk`).
+   :mod:`~aml_exportkit.sources.fixture_zip_chunks`), or groups of sessions (a database, each
+   worker on the run's snapshot, :mod:`~aml_exportkit.sources.muscle_db_chunks`).
 2. Worker processes (forked, so they share the graph, pseudonymised participants included)
    parse a chunk, apply the graph's checks to every result (kind, foreign keys, duplicate
-   keys, order: :mod:`~aml_exportkit.chunks`), flatten ``json_data`` and render the chunk
-   as our CSV text (:mod:`aml_exportkit.tabular.render`; parsing, flattening and formatting
-   run in the native kernel, :mod:`aml_exportkit.native`, when it is built), which they
+   keys, order: :mod:`~aml_exportkit.engine.chunks`), flatten ``json_data`` and render the chunk
+   as our CSV text (:mod:`aml_exportkit.engine.render`; parsing, flattening and formatting
+   run in the native kernel, :mod:`aml_exportkit.engine.native`, when it is built), which they
    also read into an Arrow table with pyarrow's CSV reader (the Parquet columns: the same
    values, so the same file bytes as the plain path). Text and table go to the parent
    through a spool file (``/dev/shm``), not the pipe.
 3. The parent takes the chunks in order, checks what spans chunks (keys unique across
    chunks, order across chunks, the zip member's CRC), appends the text to the CSV
    (``sendfile``) and hands the tables to a thread that encodes the Parquet row groups.
-   Beside the lane, threads read the profile answers (the pipeline's) and hash the CSV
-   for the manifest, so that the parent's one core does not bound the lane.
+   Beside the engine, threads read the profile answers (the pipeline's) and hash the CSV
+   for the manifest, so that the parent's one core does not bound the engine.
 
 The header and the Parquet schema depend on every json path and type of the export. The
-lane starts with those of a sample; a chunk that finds more is rendered again at the end
+engine starts with those of a sample; a chunk that finds more is rendered again at the end
 with the final columns and the outputs are rebuilt (rare: a sample of a few thousand
 results holds nearly every shape).
 
 Anything unexpected (a value the checks reject, a key beyond MUSCLE's fields, a cut that
-does not parse, a column collision) makes the lane stand down by raising :class:`NotFast`
+does not parse, a column collision) makes the engine stand down by raising :class:`StandDown`
 before any output is final; the plain path then runs and reports the problem exactly as it
-always does. ``EXPORTKIT_BULK=0`` turns the lane off, ``EXPORTKIT_BULK=strict`` makes a
+always does. ``EXPORTKIT_ENGINE=0`` turns the engine off, ``EXPORTKIT_ENGINE=strict`` makes a
 stand-down an error (for tests). ``docs/performance.md`` has the measurements.
 """
 
@@ -50,24 +50,52 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeGuard, cast
 
 import attrs
 
-from .chunks import NotFast
-from .errors import ExportkitError
-from .graph import PkSet
-from .tabular.render import ChunkRenderer, json_cells_columns, kinds_of, supports
-from .tabular.table import Absent, Column, column_kind
+from ..errors import ExportkitError, TemplateError
+from ..tabular.table import Absent, Column, column_kind
+from .chunks import ResultChunks, StandDown, questions_of
+from .render import ChunkRenderer, json_cells_columns, kinds_of, supports
+from .spans import Spans
 
 if TYPE_CHECKING:
-    from .contracts import Sink, SinkContext
-    from .graph import RecordGraph
-    from .progress import Progress
+    from ..contracts import EngineFormat, EngineSink, Sink, SinkContext
+    from ..flatten import Path as JsonPath
+    from ..graph import RecordGraph
+    from ..progress import Progress
+    from ..scan import DataScan
+    from ..sinks.parquet import ParquetSink
+    from ..tabular.options import TableOptions
 
-ENV_SWITCH = "EXPORTKIT_BULK"
-#: Worker processes (the machine's cores, at most this many).
-MAX_WORKERS = 2
+ENV_SWITCH = "EXPORTKIT_ENGINE"
+
+
+class ArrowTable(Protocol):
+    """What the engine uses of a ``pyarrow.Table`` (pyarrow ships no type stubs)."""
+
+    @property
+    def num_rows(self) -> int:
+        """The number of rows."""
+
+    @property
+    def schema(self) -> object:
+        """The columns' names and types (a ``pyarrow.Schema``)."""
+
+    @property
+    def columns(self) -> list[object]:
+        """The columns (``pyarrow.ChunkedArray``)."""
+
+    def slice(self, offset: int = 0, length: int | None = None) -> ArrowTable:
+        """Rows ``offset`` on (``length`` of them), without a copy."""
+
+    def combine_chunks(self) -> ArrowTable:
+        """The same rows with each column in one piece."""
+
+
+#: The environment variable that sets the number of worker processes.
+JOBS_ENV = "EXPORTKIT_JOBS"
 #: Chunks a worker may have queued; the parent holds at most this many results per worker.
 IN_FLIGHT = 2
 
@@ -98,11 +126,45 @@ def trim_heap() -> None:
 _MALLOC_TRIM: Any = None
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which a container or
+    ``taskset`` may narrow), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # (not every system has affinity masks)
+        return os.cpu_count() or 1
+
+
+def jobs_setting(option: int | None = None, template: int | None = None) -> int:
+    """The number of worker processes for a run: ``exportkit run --jobs`` (``option``),
+    else ``EXPORTKIT_JOBS``, else the template's ``jobs``, else one per usable CPU.
+
+    :raises TemplateError: when the one that applies is not a whole number of at least 1.
+    """
+    if option is not None:
+        if option < 1:
+            raise TemplateError(
+                f"expected a whole number of at least 1, got {option}", file="--jobs"
+            )
+        return option
+    raw = os.environ.get(JOBS_ENV)
+    if raw is not None and raw.strip():
+        text = raw.strip()
+        if not text.isdigit() or int(text) < 1:
+            raise TemplateError(
+                f"expected a whole number of at least 1, got {raw!r}", file=JOBS_ENV
+            )
+        return int(text)
+    if template is not None:
+        return template
+    return usable_cpus()
+
+
 def _decline(reason: str) -> bool:
     LAST_RUN.clear()
     LAST_RUN.update(used=False, reason=reason)
     if os.environ.get(ENV_SWITCH) == "strict":
-        raise RuntimeError(f"the bulk lane stood down: {reason}")
+        raise RuntimeError(f"the engine stood down: {reason}")
     return False
 
 
@@ -111,8 +173,8 @@ def _decline(reason: str) -> bool:
 
 @attrs.define
 class _Output:
-    sink: Any
-    format: str
+    sink: EngineSink
+    format: EngineFormat
     path: Path
 
 
@@ -122,12 +184,12 @@ class _Plan:
 
     renderer: ChunkRenderer
     outputs: list[_Output]
-    #: the table's columns, once the lane settled them
+    #: the table's columns, once the engine settled them
     columns: list[Column] = attrs.field(factory=list)
 
 
-def _table_key(options: Any) -> tuple[Any, ...]:
-    from .tabular.options import TableOptions
+def _table_key(options: TableOptions) -> tuple[object, ...]:
+    from ..tabular.options import TableOptions
 
     return tuple(getattr(options, f.name) for f in attrs.fields(TableOptions))
 
@@ -137,34 +199,41 @@ def run(
     sinks: Sequence[tuple[SinkContext, Sink]],
     progress: Progress,
     *,
-    observed: bool = False,
     beside: Callable[[], None] | None = None,
+    jobs: int | None = None,
+    questions: DataScan | None = None,
 ) -> bool:
-    """Write every sink's long table through the bulk lane, if it can take this run.
+    """Write every sink's long table through the engine, if it can take this run.
 
+    :param jobs: worker processes at most (default: :func:`jobs_setting`'s); never more
+        than there are chunks.
+    :param questions: where to note the trial results' questions for the codebook
+        (:func:`~aml_exportkit.engine.chunks.questions_of`, per chunk in the workers,
+        merged in order); complete only when the engine returns True.
     :param beside: work of the parent's that does not touch the trial results (reading the
         profile answers): run in a thread while the workers run, so that it costs no
-        time of its own. The lane joins it before it returns or raises; its error, if
-        any, is raised in place of the lane's outcome. It does not run when the lane
+        time of its own. The engine joins it before it returns or raises; its error, if
+        any, is raised in place of the engine's outcome. It does not run when the engine
         stands down before its workers start.
-    :return: True when the lane wrote everything (the graph's trial results are then read
+    :return: True when the engine wrote everything (the graph's trial results are then read
         and counted); False when the plain path must run.
     """
     LAST_RUN.clear()
     if os.environ.get(ENV_SWITCH) == "0":
         return _decline(f"{ENV_SWITCH}=0")
-    if observed:
-        return _decline("another part of the run observes the results (codebook)")
-    raw = graph.bulk_results
+    raw = graph.result_chunks
     if raw is None:
         return _decline("the source offers no raw trial results")
     if not sinks:
         return _decline("no sinks")
-    plans: list[tuple[tuple[Any, ...], _Plan]] = []
+    plans: list[tuple[tuple[object, ...], _Plan]] = []
     for context, sink in sinks:
-        table = sink.bulk_table() if context.bulk else None  # type: ignore[attr-defined]
+        if not context.engine:
+            return _decline(f"sink {context.name} cannot be written by the engine")
+        engine_sink = cast("EngineSink", sink)
+        table = engine_sink.engine_table()
         if table is None:
-            return _decline(f"sink {context.name} cannot be written in bulk")
+            return _decline(f"sink {context.name} cannot be written by the engine")
         options, fmt, path = table
         why = supports(options)
         if why is not None:
@@ -178,54 +247,56 @@ def run(
                 return _decline(str(exc))
             plan = _Plan(renderer, [])
             plans.append((key, plan))
-        plan.outputs.append(_Output(sink, fmt, path))
-    lane = _Lane(graph, raw, [p for _, p in plans], progress, beside)
+        plan.outputs.append(_Output(engine_sink, fmt, path))
+    run = _Run(
+        graph, raw, [p for _, p in plans], progress, beside, jobs or jobs_setting(), questions
+    )
     frozen = gc.isenabled()
     gc.disable()
     try:
         try:
-            rows = lane.run()
+            rows = run.run()
         finally:
-            lane.close()
+            run.close()
     except _BesideFailed as failed:
         raise failed.error from None
-    except NotFast as exc:
+    except StandDown as exc:
         return _decline(str(exc))
     except ValueError as exc:
         # a column clash (FlattenError) met in the sample or the final columns: the plain
         # path meets it too and reports it as the sink's error, naming that sink
         return _decline(f"{type(exc).__name__}: {exc}")
     finally:
-        lane.close()
+        run.close()
         if frozen:
             gc.enable()
     for _, plan in plans:
         for out in plan.outputs:
-            out.sink.bulk_written(rows, plan.columns)
-    LAST_RUN.update(used=True, reason="", rows=rows, chunks=lane.chunk_count, **lane.stats)
+            out.sink.engine_wrote(rows, plan.columns)
+    LAST_RUN.update(used=True, reason="", rows=rows, chunks=run.chunk_count, **run.stats)
     return True
 
 
 def check_profiles(graph: RecordGraph) -> bool:
-    """Check the profile answers in bulk, when no sink uses them (the source's
-    :attr:`~aml_exportkit.graph.RecordGraph.bulk_profiles`, with the native kernel).
+    """Check the profile answers in one go, when no sink uses them (the source's
+    :attr:`~aml_exportkit.graph.RecordGraph.profile_check`, with the native kernel).
 
     :return: True when every answer passed and the graph counts them as read; False when
         the plain path must read them (it then reports whatever was wrong).
     """
     LAST_RUN.pop("profiles", None)
-    bulk = graph.bulk_profiles
-    if bulk is None or os.environ.get(ENV_SWITCH) == "0":
+    check = graph.profile_check
+    if check is None or os.environ.get(ENV_SWITCH) == "0":
         return False
     try:
-        keys, count, missing = bulk.check(graph)
-    except NotFast as exc:
+        keys, count, missing = check.check(graph)
+    except StandDown as exc:
         LAST_RUN["profiles"] = f"plain path: {exc}"
         return False
     if not graph.settle_profile_results(keys, count, missing):
         LAST_RUN["profiles"] = "plain path: a key of a profile answer is taken"
         return False
-    LAST_RUN["profiles"] = "bulk"
+    LAST_RUN["profiles"] = "engine"
     return True
 
 
@@ -248,7 +319,7 @@ def _serve(conn: Connection, work: Callable[[Any], Any]) -> None:
         number, payload = message
         try:
             reply = (number, True, work(payload))
-        except NotFast as exc:
+        except StandDown as exc:
             reply = (number, False, str(exc))
         except ExportkitError as exc:
             reply = (number, False, str(exc))
@@ -280,7 +351,7 @@ class _Workers:
     def map(self, payloads: Sequence[Any]) -> Iterator[Any]:
         """``work(payload)`` of each payload, in order.
 
-        :raises NotFast: when a worker's chunk failed.
+        :raises StandDown: when a worker's chunk failed.
         """
         total = len(payloads)
         busy: dict[Connection, int] = dict.fromkeys(self.conns, 0)
@@ -300,10 +371,10 @@ class _Workers:
                 try:
                     number, ok, value = conn.recv()
                 except EOFError:
-                    raise NotFast("a worker process ended unexpectedly") from None
+                    raise StandDown("a worker process ended unexpectedly") from None
                 busy[conn] -= 1
                 if not ok:
-                    raise NotFast(value)
+                    raise StandDown(value)
                 done[number] = value
             while following in done:
                 yield done.pop(following)
@@ -326,7 +397,7 @@ class _Workers:
 
 
 class _Spool:
-    """A chunk's bytes in a file of the lane's spool folder (``/dev/shm`` when there).
+    """A chunk's bytes in a file of the engine's spool folder (``/dev/shm`` when there).
 
     The workers write their text and Arrow bytes there rather than through the pipe: a
     pipe makes the parent copy every byte out of the kernel (and unpickle it) before it
@@ -374,6 +445,11 @@ class _Part:
 
 #: A chunk's text or Arrow bytes: in the message, or in a spool file.
 _Data = bytes | _Part
+#: One plan's part of a chunk: column names, CSV text, the columns' types and json paths,
+#: the Arrow table.
+_Rendered: TypeAlias = tuple[
+    tuple[str, ...], _Data, dict[str, set[type]], "dict[str, JsonPath]", "_Data | ArrowTable | None"
+]
 
 
 def _read(data: _Data) -> bytes:
@@ -387,7 +463,7 @@ def _pread_all(fd: int, length: int, offset: int) -> bytes:
     while length > 0:
         part = os.pread(fd, length, offset)
         if not part:
-            raise OSError(f"a spool file of the bulk lane ends early at {offset}")
+            raise OSError(f"a spool file of the engine ends early at {offset}")
         parts.append(part)
         length -= len(part)
         offset += len(part)
@@ -419,11 +495,11 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _is_table(value: Any) -> bool:
+def _is_table(value: _Data | ArrowTable | None) -> TypeGuard[ArrowTable]:
     return value is not None and not isinstance(value, bytes | _Part)
 
 
-_SPOOL_PREFIX = "exportkit-lane-"
+_SPOOL_PREFIX = "exportkit-engine-"
 
 
 def _spool_folder() -> str | None:
@@ -479,19 +555,22 @@ class _Chunk:
     last: tuple[int, int] | None
     pks: bytes
     missing_refs: int
-    edges: tuple[Any, Any]
+    edges: tuple[int | None, int | None]
     crc: tuple[int, int] | None
     position: float
     #: per plan: the column names, the CSV text, the types and json paths of the columns
-    #: found, and the Arrow table (IPC stream bytes; None when it could not be read)
-    tables: list[tuple[tuple[str, ...], _Data, dict[str, set[type]], dict[str, Any], _Data | None]]
+    #: found, and the Arrow table (a table in the worker; IPC stream bytes once sent; None
+    #: when it could not be read)
+    tables: list[_Rendered]
     #: the file that holds the text and Arrow bytes, if they are not in the message
     spool: _Spool | None = None
     #: per session: its pk, its number of results and its highest result pk (int64s)
     runs: bytes = b""
+    #: the chunk's questions, when the run notes them for the codebook
+    questions: DataScan | None = None
 
 
-# -- the lane ---------------------------------------------------------------------------------
+# -- the engine ---------------------------------------------------------------------------------
 
 
 class _CsvToArrow:
@@ -527,7 +606,7 @@ class _CsvToArrow:
             false_values=["false"],
         )
 
-    def table(self, text: bytes, rows: int) -> Any:
+    def table(self, text: bytes, rows: int) -> ArrowTable | None:
         """The ``rows`` rows of ``text`` as a table, or None when a value does not fit its
         column's type (a kind the sample did not foresee)."""
         # When the only CR and LF are the rows' CRLFs, no value holds one, and the reader
@@ -537,7 +616,7 @@ class _CsvToArrow:
             b"\r\n"
         )
         try:
-            return self.pcsv.read_csv(
+            table: ArrowTable = self.pcsv.read_csv(
                 self.pa.py_buffer(text),
                 read_options=self.read_options,
                 parse_options=self.plain_options if simple else self.parse_options,
@@ -545,16 +624,17 @@ class _CsvToArrow:
             )
         except self.pa.ArrowInvalid:
             return None
+        return table
 
 
-def _write_ipc(table: Any, fh: Any) -> None:
+def _write_ipc(table: ArrowTable, fh: object) -> None:
     """Write ``table`` as an Arrow IPC stream to the file or stream ``fh``."""
     ipc = importlib.import_module("pyarrow.ipc")
     with ipc.new_stream(fh, table.schema) as writer:
         writer.write_table(table)
 
 
-def _ipc_bytes(table: Any) -> bytes:
+def _ipc_bytes(table: ArrowTable) -> bytes:
     pa = importlib.import_module("pyarrow")
     sink = pa.BufferOutputStream()
     _write_ipc(table, sink)
@@ -582,22 +662,22 @@ class _ParquetOut:
         self.pa = pa
         self.pool = pa.default_memory_pool()
         self.output = output
-        self.sink = output.sink
-        from .sinks.parquet import group_rows
+        self.sink = cast("ParquetSink", output.sink)
+        from ..sinks.parquet import group_rows
 
         self.size = group_rows(self.sink.options.row_group_size, len(columns))
         self.columns = columns
         self.schema = self.sink.schema(columns)
         self.writer: Any = self.sink.open_writer(output.path, self.schema)
-        self.pending: list[Any] = []
+        self.pending: list[ArrowTable] = []
         self.pending_rows = 0
         self.count = 0
         self.valid = True
-        self.queue: queue.Queue[list[Any] | None] | None = None
+        self.queue: queue.Queue[list[ArrowTable] | None] | None = None
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
-    def add(self, table: Any) -> None:
+    def add(self, table: ArrowTable) -> None:
         """Add a chunk's rows (a table with this file's column names and types)."""
         if not self.valid or not table.num_rows:
             return
@@ -608,8 +688,8 @@ class _ParquetOut:
 
     def _take(self, rows: int) -> None:
         """Hand the first ``rows`` pending rows (slices, no copy) to the encoder."""
-        group: list[Any] = []
-        rest: list[Any] = []
+        group: list[ArrowTable] = []
+        rest: list[ArrowTable] = []
         need = rows
         for table in self.pending:
             if not need:
@@ -671,7 +751,7 @@ class _ParquetOut:
 
     def abort(self) -> None:
         """Close the file after a failure."""
-        self.error = self.error or NotFast("aborted")  # the encoder skips what is queued
+        self.error = self.error or StandDown("aborted")  # the encoder skips what is queued
         with contextlib.suppress(Exception):
             self._join()
         if self.writer is not None:
@@ -753,7 +833,7 @@ class _PlanState:
         else:
             import tempfile
 
-            self.text = tempfile.TemporaryFile(prefix="exportkit-bulk-", buffering=0)  # noqa: SIM115
+            self.text = tempfile.TemporaryFile(prefix="exportkit-engine-", buffering=0)  # noqa: SIM115
         _put(self.text, header)
         self.hasher: _Hasher | None = _Hasher(self.text.fileno()) if self.csv_path else None
         self.header_len = len(header)
@@ -833,7 +913,7 @@ class _PlanState:
 
 
 class _BesideFailed(Exception):
-    """The parent's work beside the lane failed with ``error``."""
+    """The parent's work beside the engine failed with ``error``."""
 
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
@@ -867,16 +947,20 @@ class _Beside:
             raise _BesideFailed(error)
 
 
-class _Lane:
+class _Run:
     def __init__(
         self,
         graph: RecordGraph,
-        raw: Any,
+        raw: ResultChunks[Any],
         plans: list[_Plan],
         progress: Progress,
         beside: Callable[[], None] | None = None,
+        jobs: int = 1,
+        questions: DataScan | None = None,
     ) -> None:
         self.graph = graph
+        self.jobs = jobs
+        self.questions = questions
         self.raw = raw
         self.plans = plans
         self.progress = progress
@@ -900,12 +984,12 @@ class _Lane:
             renderer.known(dyn)
             names = forced if forced is not None else tuple(renderer.names)
             if forced is not None and not set(dyn) <= set(forced):
-                raise NotFast("a chunk changed between two readings")
+                raise StandDown("a chunk changed between two readings")
             json_names = renderer.json_columns if forced_json is None else forced_json
             text = renderer.render(cols, dyn, names, json_names)
             paths = {n: renderer.flatten.paths[n] for n in dyn} if renderer.flatten else {}
             # The Arrow table for the Parquet outputs, read here rather than in the parent
-            # (the parent's one core would otherwise bound the lane). Only with the sample's
+            # (the parent's one core would otherwise bound the engine). Only with the sample's
             # columns: other chunks make the parent rebuild the Parquet files at the end.
             arrow = None
             if state.reader is not None and forced is None and tuple(names) == state.names:
@@ -922,6 +1006,8 @@ class _Lane:
             crc=meta.get("crc"),
             position=meta.get("position", 0.0),
             tables=tables,  # type: ignore[arg-type]
+            # (once per chunk: not again when it is rendered anew)
+            questions=questions_of(cols) if self.questions is not None and again is None else None,
         )
         if not self._spool(chunk):
             # the Arrow tables as IPC stream bytes, in the message
@@ -957,11 +1043,12 @@ class _Lane:
                                 _write_all(fh.fileno(), data)
                             else:
                                 fh.write(data)
-                        elif data is not None:
-                            _write_ipc(data, fh)
-                        else:
+                        elif data is None:
                             parts.append(None)
                             continue
+                        else:
+                            assert _is_table(data)  # (a worker's chunk is never spooled twice)
+                            _write_ipc(data, fh)
                         end = fh.tell()
                         parts.append(_Part(spool, offset, end - offset))
                         offset = end
@@ -996,10 +1083,11 @@ class _Lane:
             _PlanState(plan, names, types)
             for plan, (names, types) in zip(self.plans, seeds, strict=True)
         ]
-        count = min(MAX_WORKERS, os.cpu_count() or 1, max(1, len(tasks)))
+        count = min(self.jobs, max(1, len(tasks)))
         self.spool_folder = _spool_folder()
         self.workers = _Workers(count, self._work)
         self.stats["workers"] = count
+        self.stats["jobs"] = self.jobs
         for plan in self.plans:
             plan.renderer.forget()  # the workers have their copies; the parent renders nothing
         if self.beside is not None:  # (only now: no thread may run while the workers fork)
@@ -1007,36 +1095,28 @@ class _Lane:
         # The trial results' keys; the graph's set gets them once the work beside (which
         # adds the profile answers' keys) is done, so that a key both hold is found as the
         # plain path finds it (a trial result's key repeating a profile answer's).
-        pks = PkSet()
-        rows = 0
-        missing = 0
-        last: tuple[int, int] | None = None
-        edge: Any = _UNSET
-        crcs: list[tuple[int, int]] = []
-        new_paths: list[dict[str, Any]] = [{} for _ in self.plans]
+        spans = Spans()
+        new_paths: list[dict[str, JsonPath]] = [{} for _ in self.plans]
         trim_heap()
         for chunk in self.workers.map([(task, None) for task in tasks]):
             self.chunk_count += 1
             if self.chunk_count % 32 == 0:
                 trim_heap()
-            if chunk.edges[0] is not None:
-                if edge is not _UNSET and chunk.edges[0] == edge:
-                    raise NotFast("a session's results span two chunks")
-                edge = chunk.edges[1]
-            if chunk.first is not None:
-                if last is not None and not last < chunk.first:
-                    raise NotFast("results are not ordered by (session, pk) across chunks")
-                last = chunk.last
+            if chunk.questions is not None and self.questions is not None:
+                self.questions.merge_questions(chunk.questions)
+            spans.take(
+                rows=chunk.rows,
+                first=chunk.first,
+                last=chunk.last,
+                pks=chunk.pks,
+                missing=chunk.missing_refs,
+                edges=chunk.edges,
+                crc=chunk.crc,
+            )
             numbers = array.array("q", chunk.runs).tolist()
             for session, count, top in zip(numbers[::3], numbers[1::3], numbers[2::3], strict=True):
                 graph.note_session_run(session, count, top)
-            duplicate = pks.add_many(chunk.pks)
-            if duplicate is not None:
-                raise NotFast(f"duplicate primary key {duplicate}")
-            rows += chunk.rows
-            missing += chunk.missing_refs
-            if chunk.crc is not None:
-                crcs.append(chunk.crc)
+            rows = spans.rows
             for state, found, (names, text, types, paths, arrow) in zip(
                 self.states, new_paths, chunk.tables, strict=True
             ):
@@ -1047,32 +1127,32 @@ class _Lane:
             if chunk.position:
                 graph.expected_trial_results = max(rows, round(rows / chunk.position))
             self.progress.update(rows, graph.expected_trial_results)
-        if crcs:
-            raw.finish(crcs)
+        if spans.crcs:
+            raw.finish(spans.crcs)
         for state, found in zip(self.states, new_paths, strict=True):
             self._settle(state, found, tasks)
         self.workers.close()
         self.workers = None
         self._join_beside()
-        duplicate = graph.result_pks.merge(pks)
+        duplicate = graph.result_pks.merge(spans.keys)
         if duplicate is not None:
-            raise NotFast(f"duplicate primary key {duplicate}")
-        graph.settle_trial_results(rows, missing)
-        return rows
+            raise StandDown(f"duplicate primary key {duplicate}")
+        graph.settle_trial_results(spans.rows, spans.missing)
+        return spans.rows
 
     def _join_beside(self) -> None:
         if self.beside_thread is not None:
             thread, self.beside_thread = self.beside_thread, None
             thread.join()
 
-    def _settle(self, state: _PlanState, found: dict[str, Any], tasks: list[Any]) -> None:
+    def _settle(self, state: _PlanState, found: dict[str, JsonPath], tasks: list[Any]) -> None:
         """Finish one plan's outputs; redo what the sample's columns did not foresee."""
         renderer = state.renderer
         flattener = renderer.flatten.flattener if renderer.flatten is not None else None
         if flattener is not None:
             for name, path in found.items():
                 if flattener._name(path) != name:  # pragma: no cover - same rules everywhere
-                    raise NotFast("a column name differs between processes")
+                    raise StandDown("a column name differs between processes")
         final = tuple(renderer.sort_names(found))
         final_json = json_cells_columns({n: state.types.get(n, set()) for n in final})
         state.names_final = final  # type: ignore[attr-defined]
@@ -1094,18 +1174,18 @@ class _Lane:
                 self.stats["parquet_rebuilt"] = True
                 out.abort()
                 self._rebuild_parquet(state, out.output, kinds)
-        path = state.csv_path
+        csv_path = state.csv_path
         state.text.flush()
-        if path is not None:
+        if csv_path is not None:
             # (a rewritten file has a new hasher-less handle: the manifest reads it)
             digest = state.hasher.result(state.offset) if state.hasher is not None else None
             state.text.close()
             for copy in state.copies:
-                _copy_file(path, copy)
+                _copy_file(csv_path, copy)
             if digest is not None:
-                from .manifest import remember_sha256
+                from ..manifest import remember_sha256
 
-                for written in (path, *state.copies):
+                for written in (csv_path, *state.copies):
                     remember_sha256(written, digest)
 
     def _rewrite_csv(
@@ -1131,13 +1211,15 @@ class _Lane:
         old = state.text
         old.flush()
         if state.csv_path is not None:
-            target = state.csv_path.with_name(state.csv_path.name + ".bulk")
+            # (5 bytes, as before: the temporary name reserves 10 digits for the pid, and
+            # the longest name that fits is tested with this suffix on a real pid)
+            target = state.csv_path.with_name(state.csv_path.name + ".redo")
             new: Any = open(target, "w+b", buffering=0)  # noqa: SIM115
         else:
             import tempfile
 
             target = None
-            new = tempfile.TemporaryFile(prefix="exportkit-bulk-", buffering=0)  # noqa: SIM115
+            new = tempfile.TemporaryFile(prefix="exportkit-engine-", buffering=0)  # noqa: SIM115
         try:
             header = state.renderer.header(final).encode("utf-8")
             _put(new, header)
@@ -1184,7 +1266,7 @@ class _Lane:
                     continue
                 table = reader.table(os.pread(fd, length, start), rows)
                 if table is None:  # pragma: no cover - the final kinds fit every value
-                    raise NotFast("a value does not fit its Parquet column")
+                    raise StandDown("a value does not fit its Parquet column")
                 out.add(table)
             out.close()
         except BaseException:

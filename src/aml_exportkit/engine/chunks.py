@@ -1,31 +1,38 @@
-"""Chunks of raw trial results as checked columns: the graph's rules, applied in bulk.
+"""Chunks of raw trial results as checked columns: the graph's rules, applied per chunk.
 
-The bulk lane (:mod:`aml_exportkit.fastlane`) never makes a
+The engine (:mod:`aml_exportkit.engine`) never makes a
 :class:`~aml_exportkit.records.Result`. A source's raw reader (a byte range of a zip's
 ``results.json``, a group of sessions of a database) turns a chunk into columns and hands
 them to :func:`finish_columns`, which applies what :class:`~aml_exportkit.graph.RecordGraph`
 checks for every result (types, foreign keys, duplicate keys, order, MUSCLE's column
 lengths) and puts the rows in output order. Anything it does not accept raises
-:class:`NotFast`: the lane stands down and the plain path reports the problem.
+:class:`StandDown`: the engine stands down and the plain path reports the problem.
+
+A source offers its raw results to the engine as a :class:`ResultChunks` (and its profile
+answers as a :class:`ProfileCheck`); those protocols, :class:`ResultColumns`,
+:class:`ChunkMeta` and the helpers below are the whole of what a source uses.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date
 from operator import itemgetter, lt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
 import attrs
+import orjson
 
+from ..jsonstream import finite_float, nesting_ok
+from ..scan import DataScan, note_question
+from ..schema import RESULT, parse_datetime
 from . import native
-from .jsonstream import nesting_ok
-from .schema import RESULT, parse_datetime
 
 if TYPE_CHECKING:
-    from .graph import RecordGraph
+    from ..graph import PkSet, RecordGraph
 
 #: Bytes mapped so that a run of 19 digits (an integer that may exceed 64 bits) is a run of "0".
 DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
@@ -37,8 +44,97 @@ _CREATED = re.compile(
 )
 
 
-class NotFast(Exception):
-    """The bulk lane cannot take this run (the plain path runs instead)."""
+class StandDown(Exception):
+    """The engine cannot take this run (the plain path runs instead)."""
+
+
+class ChunkMeta(TypedDict, total=False):
+    """What a source reports about one chunk besides its columns.
+
+    ``first``/``last``: the (session, pk) of the first and last result kept (None when
+    none is); ``missing``: results whose section is missing (kept as MUSCLE keeps them);
+    ``edges``: the first and last session met, kept or not (a session must not span two
+    chunks); ``crc``: the CRC-32 and length of the bytes read, when the source checks one
+    at the end (:meth:`ResultChunks.finish`); ``position``: how far through its input the
+    chunk ends (0 to 1), for the progress estimate.
+    """
+
+    first: tuple[int, int] | None
+    last: tuple[int, int] | None
+    missing: int
+    edges: tuple[int | None, int | None]
+    crc: tuple[int, int]
+    position: float
+
+
+TaskT = TypeVar("TaskT")
+
+
+class ResultChunks(Protocol[TaskT]):
+    """A source's trial results, readable chunk by chunk in worker processes.
+
+    The engine calls :meth:`open` and :meth:`tasks` in the parent, :meth:`sample` once
+    for the first columns, :meth:`work` in a worker (forked: the object is inherited,
+    each task pickled) and :meth:`finish` with the chunks' CRCs once all are read. A task
+    is the source's own description of a chunk (a byte range, a group of sessions); a
+    chunk never splits a session.
+    """
+
+    def open(self, graph: RecordGraph) -> None:
+        """Get ready to read the trial results of ``graph``'s selection."""
+
+    def tasks(self) -> list[TaskT]:
+        """The chunks, in output order."""
+
+    def sample(self) -> ResultColumns | None:
+        """Checked results from the start, for the first columns (None: none fit)."""
+
+    def work(self, task: TaskT) -> tuple[ResultColumns, ChunkMeta]:
+        """Read, parse and check one chunk (in a worker).
+
+        :raises StandDown: when the chunk holds anything the checks do not accept.
+        """
+
+    def finish(self, crcs: Sequence[tuple[int, int]]) -> None:
+        """Check what spans the chunks' bytes (a zip member's CRC-32), in the parent."""
+
+
+class ProfileCheck(Protocol):
+    """A source's check of its profile answers, for runs whose sinks do not use them."""
+
+    def check(self, graph: RecordGraph) -> tuple[PkSet, int, int]:
+        """The answers' keys, their number and the number whose question is missing.
+
+        :raises StandDown: when the plain path must read them.
+        """
+
+
+#: What a ``json_data`` text holds if :func:`~aml_exportkit.scan.note_question` may find
+#: anything in it: one of the keys it reads, or an escape that could spell one.
+_QUESTION_MARKS = (b'"text"', b'"question"', b'"choices"', b"\\u")
+
+
+def questions_of(cols: ResultColumns) -> DataScan:
+    """A chunk's questions as the codebook notes them from each result in order: how
+    often each ``question_key`` occurs, the question texts and choice labels in
+    ``json_data`` (:meth:`~aml_exportkit.scan.DataScan.merge_questions` joins chunks).
+
+    A JSON text is parsed only when it holds one of the keys read (or an escape).
+    """
+    found = DataScan()
+    keys = cols.fields.get("question_key", [])  # (an empty chunk has no columns)
+    found.question_keys.update(keys)
+    for key, data in zip(keys, cols.json_data, strict=True):
+        if cols.json_raw:
+            if not any(mark in data for mark in _QUESTION_MARKS):
+                continue
+            data = (
+                json.loads(data, parse_float=finite_float)
+                if wide_integers(data)
+                else orjson.loads(data)
+            )
+        note_question(found, key, data)
+    return found
 
 
 def wide_integers(text: bytes) -> bool:
@@ -88,7 +184,7 @@ class ResultColumns:
 
 @attrs.frozen
 class Checks:
-    """The graph's rules for trial results (or profile answers), as the lane applies them.
+    """The graph's rules for trial results (or profile answers), as the engine applies them.
 
     :param sessions: the owners a result may have: sessions (participants for profile
         answers, ``owner == "participant"``).
@@ -140,7 +236,7 @@ def ordered(
     order = sorted(kept, key=lambda i: (runs[i], pks[i]))
     keys = [(sessions[i], pks[i]) for i in order]
     if not all(map(lt, keys, keys[1:])):
-        raise NotFast("results are not ordered by (session, pk)")
+        raise StandDown("results are not ordered by (session, pk)")
     return order, len(order)
 
 
@@ -158,23 +254,23 @@ def check_strings(name: str, values: Sequence[Any], nullable: bool) -> None:
     types = set(map(type, values))
     allowed = {str, type(None)} if nullable else {str}
     if not types <= allowed:
-        raise NotFast(f"{name}: a value of another type")
+        raise StandDown(f"{name}: a value of another type")
     limit = _MAX_LENGTH.get(name)
     if limit is not None:
         texts = values if types == {str} else [v for v in values if v is not None]
         if texts and max(map(len, texts)) > limit:
-            raise NotFast(f"{name}: longer than MUSCLE's column")
+            raise StandDown(f"{name}: longer than MUSCLE's column")
 
 
 def check_scores(values: Sequence[Any]) -> list[Any]:
     types = set(map(type, values))
     if not types <= {float, int, type(None)}:
-        raise NotFast("score: a value of another type")
+        raise StandDown("score: a value of another type")
     if int in types:
         values = [float(v) if type(v) is int else v for v in values]
     numbers = values if types == {float} else [v for v in values if v is not None]
     if not all(map(math.isfinite, numbers)):
-        raise NotFast("score: not a finite number")
+        raise StandDown("score: not a finite number")
     return values if isinstance(values, list) else list(values)
 
 
@@ -186,19 +282,19 @@ def created_texts(values: Sequence[Any]) -> list[str]:
         if texts is not None:
             return texts  # type: ignore[no-any-return]
     if set(map(type, values)) != {str}:
-        raise NotFast("created_at: a value that is not text")
+        raise StandDown("created_at: a value that is not text")
     match = _CREATED.fullmatch
     if all(map(match, values)):
         for day in {v[:10] for v in values}:
             try:
                 date.fromisoformat(day)
             except ValueError:
-                raise NotFast(f"created_at: no such day {day}") from None
+                raise StandDown(f"created_at: no such day {day}") from None
         return [v[:23] + "000+00:00" if len(v) == 24 else v[:19] + ".000000+00:00" for v in values]
     try:
         return [parse_datetime(v).isoformat(timespec="microseconds") for v in values]
     except ValueError as exc:
-        raise NotFast(f"created_at: {exc}") from None
+        raise StandDown(f"created_at: {exc}") from None
 
 
 def finish_columns(
@@ -213,7 +309,7 @@ def finish_columns(
     checks: Checks,
     *,
     raw_json: bool = False,
-) -> tuple[ResultColumns, dict[str, Any]]:
+) -> tuple[ResultColumns, ChunkMeta]:
     """Check a chunk's raw columns as the graph would and put them in output order.
 
     For profile answers (``checks.owner == "participant"``) the participants are the owners
@@ -229,25 +325,25 @@ def finish_columns(
         cols = ResultColumns(pk=[], session=[], section=[], created_at=[], fields={}, json_data=[])
         return cols, {"first": None, "last": None, "missing": 0, "edges": (None, None)}
     if set(map(type, pks)) != {int}:
-        raise NotFast("a pk that is not an integer")
+        raise StandDown("a pk that is not an integer")
     owner, other = checks.owner, "participant" if checks.owner == "session" else "session"
     if set(map(type, sessions)) != {int}:
-        raise NotFast(f"a result without a {owner}")
+        raise StandDown(f"a result without a {owner}")
     if set(participants) != {None}:
-        raise NotFast(f"a result with a {other}")
+        raise StandDown(f"a result with a {other}")
     unknown = set(sessions) - checks.sessions - checks.excluded
     if unknown:
-        raise NotFast(f"{owner} {min(unknown)} not found")
+        raise StandDown(f"{owner} {min(unknown)} not found")
     if not set(map(type, sections)) <= {int, type(None)}:
-        raise NotFast("section: a value that is not an integer")
+        raise StandDown("section: a value that is not an integer")
     if not raw_json and not nesting_ok(json_data, 1):
         # the list adds one level, as a record's fields add two: the plain path judges
-        raise NotFast("json_data nested too deeply")
+        raise StandDown("json_data nested too deeply")
     edges = (sessions[0], sessions[-1])
     order, kept = ordered(sessions, pks, checks)
     pks = pick(pks, order)
     if len(set(pks)) != len(pks):
-        raise NotFast("duplicate primary key")
+        raise StandDown("duplicate primary key")
     sessions = pick(sessions, order)
     sections = pick(sections, order)
     missing = 0
@@ -255,7 +351,7 @@ def finish_columns(
         absent = set(sections) - checks.sections - {None}
         if absent:
             if not checks.keep_missing:
-                raise NotFast(f"section {min(absent)} not found")
+                raise StandDown(f"section {min(absent)} not found")
             missing = sum(1 for s in sections if s in absent)
     fields = {name: pick(values, order) for name, values in strings.items()}
     for name, values in fields.items():

@@ -1,9 +1,9 @@
-"""The bulk lane's native kernel, ``_speedups.c``, when it is built and not switched off.
+"""The engine's native kernel, ``_speedups.c``, when it is built and not switched off.
 
 The kernel parses a chunk of ``results.json`` and flattens ``json_data`` straight into
-finished CSV cells, the work that costs the lane most of its time in Python
+finished CSV cells, the work that costs the engine most of its time in Python
 (``docs/performance.md``). The Python code it replaces stays the reference:
-``tests/native`` checks that both give the same cells and types, and the lane with the
+``tests/native`` checks that both give the same cells and types, and the engine with the
 kernel writes byte for byte what the plain path writes. ``EXPORTKIT_NATIVE=0`` switches the
 kernel off; without a C compiler at install time it is simply absent.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
-from .tabular.table import Absent, BigInt
+from ..tabular.table import Absent, BigInt
 
 ENV_SWITCH = "EXPORTKIT_NATIVE"
 

@@ -1,9 +1,9 @@
-"""The bulk lane's reader of a MUSCLE zip: ``results.json`` in byte ranges, in parallel.
+"""The engine's reader of a MUSCLE zip: ``results.json`` in byte ranges, in parallel.
 
 MUSCLE stores ``results.json`` uncompressed, so any byte range of it can be read at any
 offset by every worker at once. Chunks are cut at Django's ``}, {"model": `` separator
 between two results of different sessions; each worker parses its range, checks it
-(:func:`~aml_exportkit.chunks.finish_columns`) and reports the CRC-32 of the bytes it read,
+(:func:`~aml_exportkit.engine.finish_columns`) and reports the CRC-32 of the bytes it read,
 which the parent combines to check the member's CRC.
 """
 
@@ -20,14 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .. import native
-from ..chunks import (
+from ..engine import (
     Checks,
-    NotFast,
+    ChunkMeta,
     ResultColumns,
+    Spans,
+    StandDown,
     created_texts,
     finish_columns,
     make_checks,
+    native_kernel,
     wide_integers,
 )
 from ..graph import PkSet
@@ -50,23 +52,23 @@ _GET_FIELDS = itemgetter(*_RESULT_FIELDS)
 _UNSET: Any = object()
 
 
-def fixture_columns(items: list[Any], checks: Checks) -> tuple[ResultColumns, dict[str, Any]]:
+def fixture_columns(items: list[Any], checks: Checks) -> tuple[ResultColumns, ChunkMeta]:
     """A chunk of parsed ``results.json`` objects as checked columns in output order."""
     if not items:
         return finish_columns([], [], [], [], [], {}, [], [], checks)
     if set(map(type, items)) != {dict}:
-        raise NotFast("an element that is not an object")
+        raise StandDown("an element that is not an object")
     try:
         if set(map(itemgetter("model"), items)) != {"result.result"}:
-            raise NotFast("an object that is not a result.result")
+            raise StandDown("an object that is not a result.result")
         pks = list(map(itemgetter("pk"), items))
         fields = list(map(itemgetter("fields"), items))
     except KeyError:
-        raise NotFast("an object without model, pk or fields") from None
+        raise StandDown("an object without model, pk or fields") from None
     if set(map(type, fields)) != {dict}:
-        raise NotFast("'fields' that is not an object")
+        raise StandDown("'fields' that is not an object")
     if set(map(len, fields)) != {len(_RESULT_FIELDS)} or set().union(*fields) != _RESULT_KEYS:
-        raise NotFast("result fields other than MUSCLE's")
+        raise StandDown("result fields other than MUSCLE's")
     columns = list(zip(*map(_GET_FIELDS, fields), strict=True))
     return field_columns(pks, dict(zip(_RESULT_FIELDS, columns, strict=True)), checks)
 
@@ -77,7 +79,7 @@ def field_columns(
     checks: Checks,
     *,
     raw_json: bool = False,
-) -> tuple[ResultColumns, dict[str, Any]]:
+) -> tuple[ResultColumns, ChunkMeta]:
     """A chunk's pks and its fields by name as checked columns in output order.
 
     :param raw_json: each ``json_data`` is its JSON text (the native kernel's parse).
@@ -119,9 +121,9 @@ def parse_array(body: bytes | bytearray | memoryview) -> list[Any]:
                 parse_int=exact_int,
             )
         except ValueError as exc:
-            raise NotFast(f"malformed JSON: {exc}") from None
+            raise StandDown(f"malformed JSON: {exc}") from None
         if has_surrogate_escape(bytes(body)):
-            raise NotFast("a surrogate escape: the plain path judges the text")
+            raise StandDown("a surrogate escape: the plain path judges the text")
     else:
         buf = bytearray(b"[")
         buf += body
@@ -129,9 +131,9 @@ def parse_array(body: bytes | bytearray | memoryview) -> list[Any]:
         try:
             items = orjson.loads(buf)
         except orjson.JSONDecodeError as exc:
-            raise NotFast(f"malformed JSON or a cut inside a value: {exc}") from None
+            raise StandDown(f"malformed JSON or a cut inside a value: {exc}") from None
     if type(items) is not list:  # pragma: no cover - "[...]" is always a list
-        raise NotFast("not an array")
+        raise StandDown("not an array")
     return items
 
 
@@ -167,7 +169,7 @@ class ZipTrialResults:
         while size > 0:
             part = os.pread(self.fd, size, position)
             if not part:
-                raise NotFast("results.json ends early")
+                raise StandDown("results.json ends early")
             parts.append(part)
             size -= len(part)
             position += len(part)
@@ -177,12 +179,12 @@ class ZipTrialResults:
         """Find the member's data; check that it is stored, framed as one array."""
         info = self.info
         if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-            raise NotFast("results.json is compressed")
+            raise StandDown("results.json is compressed")
         if info.compress_size != info.file_size:
-            raise NotFast("results.json's sizes differ")
+            raise StandDown("results.json's sizes differ")
         header = os.pread(self.fd, 30, info.header_offset)
         if len(header) < 30 or header[:4] != b"PK\x03\x04":
-            raise NotFast("no local header for results.json")
+            raise StandDown("no local header for results.json")
         name_len = int.from_bytes(header[26:28], "little")
         extra_len = int.from_bytes(header[28:30], "little")
         self.start = info.header_offset + 30 + name_len + extra_len
@@ -194,15 +196,15 @@ class ZipTrialResults:
         split a session."""
         size = self.size
         if size == 0:
-            raise NotFast("results.json is empty")
+            raise StandDown("results.json is empty")
         head = self._read(0, min(size, 4096))
         first = len(head) - len(head.lstrip(_WHITESPACE))
         if head[first : first + 1] != b"[":
-            raise NotFast("results.json does not start with '['")
+            raise StandDown("results.json does not start with '['")
         tail = self._read(max(0, size - 4096), min(size, 4096))
         stripped = tail.rstrip(_WHITESPACE)
         if not stripped.endswith(b"]"):
-            raise NotFast("results.json does not end with ']'")
+            raise StandDown("results.json does not end with ']'")
         close = size - len(tail) + len(stripped) - 1
         inner = self._read(first + 1, min(close - first - 1, 4096))
         lead = len(inner) - len(inner.lstrip(_WHITESPACE))
@@ -269,22 +271,22 @@ class ZipTrialResults:
         try:
             items = parse_array(buf[start + 1 : cut + 1])
             return fixture_columns(items, self.checks)[0]
-        except NotFast:
+        except StandDown:
             return None
 
-    def work(self, task: tuple[int, int, int, int]) -> tuple[ResultColumns, dict[str, Any]]:
+    def work(self, task: tuple[int, int, int, int]) -> tuple[ResultColumns, ChunkMeta]:
         """Read, parse and check one chunk (in a worker)."""
         read_from, read_to, parse_from, parse_to = task
         assert self.checks is not None
         data = self._read(read_from, read_to - read_from)
         crc = zlib.crc32(data)
         body = memoryview(data)[parse_from - read_from : parse_to - read_from]
-        kernel = native.kernel()
+        kernel = native_kernel()
         if kernel is not None and parse_to > parse_from:
             try:
                 pks, columns = kernel.parse_columns(body, _RESULT_FIELDS)
             except ValueError as exc:
-                raise NotFast(f"results.json (native kernel): {exc}") from None
+                raise StandDown(f"results.json (native kernel): {exc}") from None
             del body, data
             by_name = dict(zip(_RESULT_FIELDS, columns, strict=True))
             cols, meta = field_columns(pks, by_name, self.checks, raw_json=True)
@@ -302,7 +304,7 @@ class ZipTrialResults:
         for part, length in crcs:
             crc = crc32_combine(crc, part, length)
         if crc != self.info.CRC:
-            raise NotFast("results.json fails its CRC-32 check")
+            raise StandDown("results.json fails its CRC-32 check")
 
 
 def _session_of(element: bytes) -> Any:
@@ -358,7 +360,7 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
     return crc1 ^ crc2
 
 
-# -- profile answers: checked in bulk when no sink uses them ----------------------------------
+# -- profile answers: checked in one go when no sink uses them ----------------------------------
 
 #: Bytes of ``profiles.json`` parsed at a time.
 PROFILE_PIECE = 4 << 20
@@ -369,9 +371,9 @@ class ZipProfileAnswers:
     its profile answers, for runs whose sinks do not use the answers themselves.
 
     The member is read in pieces cut at Django's separator; each piece's answers are
-    parsed into columns, their ``json_data`` parsed in full, and checked as the lane checks
+    parsed into columns, their ``json_data`` parsed in full, and checked as the engine checks
     trial results, with the participants as owners. Anything unusual raises
-    :class:`~aml_exportkit.chunks.NotFast` and the plain path reads the answers instead.
+    :class:`~aml_exportkit.engine.StandDown` and the plain path reads the answers instead.
 
     :param fd: a file descriptor of the zip.
     :param info: the member.
@@ -384,15 +386,13 @@ class ZipProfileAnswers:
     def check(self, graph: RecordGraph) -> tuple[PkSet, int, int]:
         """The answers' keys, their number, and their references to sections that are
         not exported (kept with ``missing_sections = "keep"``)."""
-        kernel = native.kernel()
+        kernel = native_kernel()
         if kernel is None:
-            raise NotFast("no native kernel")
+            raise StandDown("no native kernel")
         reader = self.reader
         reader.open(graph)
         checks = make_checks(graph, reader.excluded, owner="participant")
-        keys = PkSet()
-        count = missing = 0
-        last: tuple[int, int] | None = None
+        spans = Spans("profile answers are not ordered by (participant, pk)")
         crc = 0
         carry = b""
         started = False
@@ -406,14 +406,14 @@ class ZipProfileAnswers:
                 if not stripped:
                     continue
                 if stripped[:1] != b"[":
-                    raise NotFast("profiles.json does not start with '['")
+                    raise StandDown("profiles.json does not start with '['")
                 buf = stripped[1:]
                 started = True
             final = offset + len(block) >= size
             if final:
                 body = buf.rstrip(_WHITESPACE)
                 if not body.endswith(b"]"):
-                    raise NotFast("profiles.json does not end with ']'")
+                    raise StandDown("profiles.json does not end with ']'")
                 body, carry = body[:-1], b""
             else:
                 cut = buf.rfind(_SEPARATOR)
@@ -428,19 +428,17 @@ class ZipProfileAnswers:
                 by_name = dict(zip(_RESULT_FIELDS, columns, strict=True))
                 kernel.flatten(by_name["json_data"], 0, False)  # parses every json_data
             except ValueError as exc:
-                raise NotFast(f"profiles.json (native kernel): {exc}") from None
+                raise StandDown(f"profiles.json (native kernel): {exc}") from None
             cols, meta = field_columns(pks, by_name, checks, raw_json=True)
-            if meta["first"] is not None:
-                if last is not None and not last < meta["first"]:
-                    raise NotFast("profile answers are not ordered by (participant, pk)")
-                last = meta["last"]
-            duplicate = keys.add_many(array.array("q", cols.pk).tobytes())
-            if duplicate is not None:
-                raise NotFast(f"duplicate primary key {duplicate}")
-            count += len(cols)
-            missing += meta["missing"]
+            spans.take(
+                rows=len(cols),
+                first=meta["first"],
+                last=meta["last"],
+                pks=array.array("q", cols.pk).tobytes(),
+                missing=meta["missing"],
+            )
         if not started and size:
-            raise NotFast("profiles.json is empty")
+            raise StandDown("profiles.json is empty")
         if crc != reader.info.CRC:
-            raise NotFast("profiles.json fails its CRC-32 check")
-        return keys, count, missing
+            raise StandDown("profiles.json fails its CRC-32 check")
+        return spans.keys, spans.rows, spans.missing

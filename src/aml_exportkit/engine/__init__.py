@@ -1,0 +1,63 @@
+"""The engine: tables written from a source's raw trial results in chunks, in worker processes.
+
+A source that can cut its trial results into chunks that never split a session offers them
+as a :class:`ResultChunks` (``RecordGraph.result_chunks``); the engine's workers parse and
+check each chunk into columns (:mod:`.chunks`), render the long table's rows for it
+(:mod:`.render`, with the optional native kernel of :mod:`.native`), and the parent checks
+what spans chunks (:mod:`.spans`) and writes the outputs (:mod:`.workers`). Anything the
+engine does not take makes it stand down (:class:`StandDown`) before any output is final;
+the plain path then runs. ``docs/architecture.md`` and decision 0024 describe the layout.
+
+This module is the engine's public interface: sources, sinks and the pipeline use the
+names below and nothing else of the package.
+"""
+
+from __future__ import annotations
+
+from .chunks import (
+    Checks,
+    ChunkMeta,
+    ProfileCheck,
+    ResultChunks,
+    ResultColumns,
+    StandDown,
+    created_texts,
+    finish_columns,
+    make_checks,
+    wide_integers,
+)
+from .native import kernel as native_kernel
+from .spans import Spans
+from .workers import (
+    ENV_SWITCH,
+    JOBS_ENV,
+    LAST_RUN,
+    check_profiles,
+    jobs_setting,
+    run,
+    trim_heap,
+    usable_cpus,
+)
+
+__all__ = [
+    "ENV_SWITCH",
+    "JOBS_ENV",
+    "LAST_RUN",
+    "Checks",
+    "ChunkMeta",
+    "ProfileCheck",
+    "ResultChunks",
+    "ResultColumns",
+    "Spans",
+    "StandDown",
+    "check_profiles",
+    "created_texts",
+    "finish_columns",
+    "jobs_setting",
+    "make_checks",
+    "native_kernel",
+    "run",
+    "trim_heap",
+    "usable_cpus",
+    "wide_integers",
+]

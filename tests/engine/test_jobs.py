@@ -1,0 +1,145 @@
+"""The number of worker processes: one per usable CPU unless ``--jobs``, ``EXPORTKIT_JOBS``
+or the template's ``jobs`` says otherwise (in that order), and the same bytes for any."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from aml_exportkit import engine
+from aml_exportkit.cli import cli
+from aml_exportkit.errors import TemplateError
+from aml_exportkit.pipeline import registry_for, run_export
+from aml_exportkit.sources import fixture_zip_chunks
+from aml_exportkit.template.load import parse_template
+
+LONG_PARQUET = """
+[[sinks]]
+type = "csv-long"
+path = "a.csv"
+[[sinks]]
+type = "parquet"
+path = "a.parquet"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _many_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Enough chunks for three workers, the engine on (a stand-down fails the test)."""
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    monkeypatch.delenv(engine.JOBS_ENV, raising=False)
+
+
+def _run(source: Path, out: Path, *, head: str = "", jobs: int | None = None) -> dict[str, bytes]:
+    registry = registry_for()
+    template = parse_template(
+        head + "manifest = false\n" + LONG_PARQUET,
+        file="t.toml",
+        folder=out,
+        sinks=registry.sink_specs,
+    )
+    run_export(template, source=str(source), out_dir=out, jobs=jobs)
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_the_same_bytes_for_one_two_and_three_workers(generated_zip: Path, tmp_path: Path) -> None:
+    outputs = {}
+    for jobs in (1, 2, 3):
+        outputs[jobs] = _run(generated_zip, tmp_path / str(jobs), jobs=jobs)
+        assert engine.LAST_RUN["used"] is True
+        assert engine.LAST_RUN["chunks"] > 3
+        assert (engine.LAST_RUN["jobs"], engine.LAST_RUN["workers"]) == (jobs, jobs)
+    assert outputs[1] == outputs[2] == outputs[3]
+    assert set(outputs[1]) == {"a.csv", "a.parquet"}
+
+
+def test_one_worker_per_usable_cpu_by_default(generated_zip: Path, tmp_path: Path) -> None:
+    _run(generated_zip, tmp_path)
+    assert engine.LAST_RUN["jobs"] == len(os.sched_getaffinity(0)) == engine.usable_cpus()
+
+
+def test_option_over_environment_over_template(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _run(generated_zip, tmp_path / "t", head="jobs = 2\n")
+    assert engine.LAST_RUN["jobs"] == 2
+    monkeypatch.setenv(engine.JOBS_ENV, "3")
+    _run(generated_zip, tmp_path / "e", head="jobs = 2\n")
+    assert engine.LAST_RUN["jobs"] == 3
+    _run(generated_zip, tmp_path / "o", head="jobs = 2\n", jobs=1)
+    assert engine.LAST_RUN["jobs"] == 1
+
+
+def test_the_command_line_option_reaches_the_engine(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = tmp_path / "t.toml"
+    template.write_text("manifest = false\n" + LONG_PARQUET, encoding="utf-8")
+    monkeypatch.setenv(engine.JOBS_ENV, "1")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(template),
+            "--source",
+            str(generated_zip),
+            "--out",
+            str(tmp_path / "out"),
+            "--jobs",
+            "3",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert engine.LAST_RUN["jobs"] == 3
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_the_option_must_be_at_least_one(value: str, generated_zip: Path, tmp_path: Path) -> None:
+    template = tmp_path / "t.toml"
+    template.write_text(LONG_PARQUET, encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli,
+        ["run", str(template), "--source", str(generated_zip), "--out", str(out), "--jobs", value],
+    )
+    assert result.exit_code == 2
+    assert "--jobs" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "two", "1.5", "-2"])
+def test_the_environment_variable_must_be_a_whole_number(
+    value: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(engine.JOBS_ENV, value)
+    with pytest.raises(TemplateError) as caught:
+        _run(generated_zip, tmp_path / "out")
+    assert str(caught.value) == (
+        f"EXPORTKIT_JOBS: expected a whole number of at least 1, got {value!r}"
+    )
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "t.toml: jobs: expected a whole number of at least 1, got 0"),
+        ('"2"', "t.toml: jobs: "),
+        ("true", "t.toml: jobs: "),
+    ],
+)
+def test_the_template_key_must_be_a_whole_number(value: str, message: str, tmp_path: Path) -> None:
+    registry = registry_for()
+    with pytest.raises(TemplateError) as caught:
+        parse_template(
+            f"jobs = {value}\n" + LONG_PARQUET,
+            file="t.toml",
+            folder=tmp_path,
+            sinks=registry.sink_specs,
+        )
+    assert str(caught.value).startswith(message), str(caught.value)

@@ -1,0 +1,180 @@
+"""The codebook's column statistics, taken a part at a time and merged, are what adding
+every cell in order gives (so that parts of a table can be described apart), and the
+memory they keep is bounded."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from aml_exportkit import codebook
+from aml_exportkit.codebook import ColumnStats, _summary
+from aml_exportkit.scan import DataScan, note_question
+
+CELLS = st.one_of(
+    st.sampled_from(["", "true", "false", "True", "False", "a", "b", "x|y"]),
+    st.integers(-5, 30).map(str),
+    st.floats(-3, 3, allow_nan=False).map(repr),
+    st.sampled_from(
+        ["2024-07-22T10:26:50.911000+00:00", "2023-01-01T00:00:00+00:00", "2024-07-22 10:26:50"]
+    ),
+    st.text(max_size=3),
+)
+
+
+def _state(column: ColumnStats) -> tuple[Any, ...]:
+    return (
+        column.values,
+        column.missing,
+        dict(column.kinds),
+        dict(column.distinct),
+        column.overflow,
+        repr(column.numbers),
+        repr(column.datetimes),
+        repr(column.low),
+        repr(column.high),
+        column.unique,
+        column.type,
+        _summary(column),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@example(cells=["5", "2024-07-22T10:26:50.911000+00:00", "3"], cuts=[1], name="answer")
+@example(cells=["3", "3.0", "1", "1.0"], cuts=[1, 3], name="result_score")
+@given(
+    cells=st.lists(CELLS, max_size=60),
+    cuts=st.lists(st.integers(0, 60), max_size=4),
+    name=st.sampled_from(["result_id", "result_score", "session_id", "answer"]),
+)
+def test_merged_parts_equal_one_pass(cells: list[str], cuts: list[int], name: str) -> None:
+    whole = ColumnStats(name)
+    for cell in cells:
+        whole.add(cell)
+    bounds = [0, *sorted(min(c, len(cells)) for c in cuts), len(cells)]
+    merged = ColumnStats(name)
+    for start, end in itertools.pairwise(bounds):
+        part = ColumnStats(name)
+        for cell in cells[start:end]:
+            part.add(cell)
+        merged.merge(part)
+    assert _state(merged) == _state(whole)
+
+
+@settings(max_examples=300, deadline=None)
+@example(cells=["5", "2024-07-22T10:26:50.911000+00:00", "3", "3.0", "5"], cut=2, name="answer")
+@given(
+    cells=st.lists(st.one_of(CELLS, st.none()), max_size=60),
+    cut=st.integers(0, 60),
+    name=st.sampled_from(["result_id", "result_score", "answer"]),
+)
+def test_cells_counted_at_once_equal_one_by_one(
+    cells: list[str | None], cut: int, name: str
+) -> None:
+    one_by_one, at_once = ColumnStats(name), ColumnStats(name)
+    for cell in cells:
+        one_by_one.add(cell)
+    at_once.add_many(cells[:cut])
+    at_once.add_many(cells[cut:])
+    assert _state(at_once) == _state(one_by_one)
+
+
+def test_only_key_columns_remember_their_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    answer = ColumnStats("result_given_response")
+    for n in range(100):
+        answer.add(str(n))
+    assert answer._seen is None  # nothing kept per value beyond the 20 distinct
+    monkeypatch.setattr(codebook, "MAX_SEEN", 10)
+    key, parts = ColumnStats("result_id"), [ColumnStats("result_id") for _ in range(2)]
+    for n in range(11):
+        key.add(str(n))
+        parts[n % 2].add(str(n))
+    assert key._seen is None
+    assert key.unique is False
+    parts[0].merge(parts[1])
+    at_once = ColumnStats("result_id")
+    at_once.add_many(str(n) for n in range(11))
+    assert at_once._seen is None
+    assert at_once.unique is False
+    assert parts[0]._seen is None
+    assert parts[0].unique is False
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    docs=st.lists(
+        st.tuples(
+            st.sampled_from(["q1", "q2", "q3"]),
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "text": st.sampled_from(["", "A?", "B?"]),
+                    "question": st.sampled_from(["C?", "D?"]),
+                    "choices": st.one_of(
+                        st.dictionaries(st.sampled_from("abc"), st.sampled_from("XYZ")),
+                        st.lists(
+                            st.fixed_dictionaries(
+                                {
+                                    "value": st.sampled_from([1, 2, "a"]),
+                                    "label": st.text(max_size=2),
+                                }
+                            ),
+                            max_size=3,
+                        ),
+                    ),
+                },
+            ),
+        ),
+        max_size=30,
+    ),
+    cut=st.integers(0, 30),
+)
+def test_questions_merged_in_order_equal_one_pass(
+    docs: list[tuple[str, dict[str, Any]]], cut: int
+) -> None:
+    whole, first, later = DataScan(), DataScan(), DataScan()
+    for n, (key, data) in enumerate(docs):
+        for found in (whole, first if n < cut else later):
+            found.question_keys[key] += 1
+            note_question(found, key, data)
+    first.merge_questions(later)
+    assert first.question_keys == whole.question_keys
+    assert first.questions == whole.questions
+    assert {k: list(v.items()) for k, v in first.choices.items()} == {
+        k: list(v.items()) for k, v in whole.choices.items()
+    }
+
+
+def test_parquet_read_back_by_value_equals_cell_by_cell(tmp_path: Path) -> None:
+    """Columns counted value by value (ints, text, booleans, timestamps) or text by text
+    (floats: 0.0 and -0.0 are equal but written apart; lists) give what adding every cell
+    does."""
+    pa = pytest.importorskip("pyarrow")
+    parquet = pytest.importorskip("pyarrow.parquet")
+    when = datetime(2024, 7, 22, 10, 26, 50, 911000, tzinfo=UTC)
+    rows = 50
+    table = pa.table(
+        {
+            "result_id": [n % 7 for n in range(rows)],
+            "score": [[0.0, -0.0, 1.5, None][n % 4] for n in range(rows)],
+            "answer": [["a", "b", None, "10"][n % 4] for n in range(rows)],
+            "flag": [[True, False, None][n % 3] for n in range(rows)],
+            "created": [when + timedelta(seconds=n % 5) for n in range(rows)],
+            "items": [[n % 3] if n % 2 else None for n in range(rows)],
+        }
+    )
+    path = tmp_path / "t.parquet"
+    parquet.write_table(table, path, row_group_size=16)
+    columns, count = codebook.profile_parquet(path)
+    assert count == rows
+    for column, name in zip(columns, table.column_names, strict=True):
+        expected = ColumnStats(name)
+        for value in table.column(name).to_pylist():
+            expected.add(None if value is None else codebook._text(value))
+        assert _state(column) == _state(expected), name
