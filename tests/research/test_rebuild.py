@@ -321,3 +321,19 @@ def test_a_number_column_rebuilds(sink: str, tmp_path: Path) -> None:
         assert {pk: strict(v) for pk, v in rebuilt.items()} == {
             r.pk: strict(r.json_data) for r in results
         }
+
+
+def test_the_json_text_rule() -> None:
+    """Which columns need JSON text: one rule for CSV and Parquet, both lanes."""
+    from aml_exportkit.tabular.table import Absent, BigInt, column_kind, needs_json_cells
+
+    assert not needs_json_cells({int, float})
+    assert column_kind({int, float, type(None)}) == "float"
+    assert column_kind({int, float, Absent}) == "float"
+    assert needs_json_cells({int, float, type(None), Absent})  # null against a missing key
+    assert needs_json_cells({int, BigInt, float})  # a double would round the big integer
+    assert needs_json_cells({BigInt, float})
+    assert not needs_json_cells({int, BigInt})  # integers alone: their digits, exactly
+    assert needs_json_cells({str, int})
+    assert needs_json_cells({str, float})
+    assert needs_json_cells({bool, int})
