@@ -330,8 +330,8 @@ def json_numbers(cells: Sequence[Any]) -> list[float | None] | None:
     The table writes a column of numbers, nulls and missing keys as JSON text so that null
     and a missing key can be told apart when read back. SPSS and Stata hold every number
     as a double and have one missing value, so such a column is the numeric variable
-    there. Text among the numbers
-    (``"7"`` beside ``7``), or an integer beyond 2**53, keeps the variable text.
+    there. Text among the numbers (``"7"`` beside ``7``), or an integer beyond 2**53,
+    keeps the variable text.
     """
     out: list[float | None] = []
     for cell in cells:
