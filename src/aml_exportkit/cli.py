@@ -411,7 +411,9 @@ def init(source: str, blocks: Sequence[str], output: Path | None, force: bool) -
 def rebuild(table: Path, manifest: Path | None) -> None:
     """Print every result's json_data, rebuilt exactly from TABLE (a long CSV or Parquet
     file in the exportkit style) and its manifest, as JSON lines:
-    {"result_id": ..., "json_data": ...}. See docs/flattening.md."""
+    {"result_id": ..., "json_data": ...}. From Parquet, a whole number in a column of
+    integers and floats comes back as a float (2.0 for 2, the same JSON number); a CSV
+    gives back 2. See docs/flattening.md."""
     from .rebuild import rebuild_json_data
 
     for pk, data in rebuild_json_data(table, manifest).items():

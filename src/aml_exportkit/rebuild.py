@@ -6,7 +6,9 @@ names, for each column, its path inside ``json_data`` (``json_path``), the JSON 
 in it and whether its cells are JSON text; with that, each cell reads back as exactly the
 value it came from: text stays text (``"7"``) and numbers numbers (``7``), integers of any
 size stay exact, ``-0.0`` stays negative, and a JSON ``null`` stays apart from a key the
-result lacks. ``docs/flattening.md`` documents the cells.
+result lacks. ``docs/flattening.md`` documents the cells. One thing JSON does not tell
+apart either: in a Parquet column of integers and floats (a ``double``), a whole number
+comes back as a float, ``2.0`` for ``2``, the same JSON number; the CSV keeps ``2``.
 
 Objects come back with their keys in the table's column order (code point order): JSON
 objects are unordered, and MUSCLE's PostgreSQL ``jsonb`` keeps no order either.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,8 @@ from .tabular.table import read_exportkit_csv
 #: The origin the manifest gives a result's ``json_data`` columns.
 RESULT_JSON = "result.json_data"
 _ABSENT: Any = object()
+#: An integer's spelling in our CSV (a float's has a point, an exponent, ``inf`` or ``nan``).
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 @attrs.frozen
@@ -65,6 +70,9 @@ class _Decoder:
             return loads_value(cell)
         if "boolean" in self.kinds:
             return cell == "true"
+        if "number" in self.kinds and "integer" in self.kinds:
+            # a number column: CSV spells an integer without a point or exponent
+            return int(cell) if _INTEGER.fullmatch(cell) else float(cell)
         if "integer" in self.kinds:
             return exact_int(cell)
         if "number" in self.kinds:

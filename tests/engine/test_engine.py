@@ -462,3 +462,31 @@ def test_json_text_columns_found_after_the_sample(
     written = b"".join(p.read_bytes() for p in (tmp_path / "plain").glob("*.csv"))
     assert b'"""7"""' in written  # the text among numbers, as JSON text
     assert b",null," in written or b",null\r\n" in written
+
+
+def _late_whole_numbers(items: list[Any]) -> None:
+    """Late results hold a whole decision time (2, and 2**53 exactly) among fractional
+    ones: the column stays a number column."""
+    items[-1]["fields"]["json_data"]["decision_time"] = 2
+    items[-2]["fields"]["json_data"]["decision_time"] = 2**53
+
+
+@pytest.mark.parametrize("native_on", ["1", "0"])
+def test_whole_numbers_found_after_the_sample(
+    native_on: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Integers among floats (found in a late chunk) leave the column numbers: no JSON
+    text, a double in Parquet, the same bytes as the plain path."""
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "late.zip"
+    _rewrite_results(generated_zip, source, _late_whole_numbers)
+    monkeypatch.setenv("EXPORTKIT_NATIVE", native_on)
+    monkeypatch.setattr(fixture_zip_bulk, "CHUNK_BYTES", 40_000)
+    monkeypatch.setattr(fixture_zip_bulk, "SAMPLE_BYTES", 3_000)
+    _compare(TEMPLATES["defaults"], source, tmp_path, monkeypatch, used=True)
+    schema = pq.read_schema(tmp_path / "plain" / "a.parquet")
+    assert str(schema.field("result_json.decision_time").type) == "double"
+    written = (tmp_path / "plain" / "a.csv").read_bytes()
+    assert b",2," in written or b",2\r\n" in written
+    assert f",{2**53},".encode() in written or f",{2**53}\r\n".encode() in written

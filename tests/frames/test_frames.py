@@ -279,3 +279,21 @@ def test_the_example_script_runs() -> None:
     )
     assert "58 trial results" in done.stdout
     assert "tafc-dvorak" in done.stdout
+
+
+def test_whole_and_fractional_numbers_are_doubles(
+    reference_dir: Path, plugin_manager: PluginManager
+) -> None:
+    """HOOKED's continuation_offset holds 0 beside 10.08…: a double column in to_arrow, as
+    in the Parquet file, and numbers in pandas."""
+    zip_path = reference_dir / "head" / "block_hooked-eurovision.zip"
+    table = to_arrow(str(zip_path), plugin_manager=plugin_manager)
+    assert str(table.schema.field("result_json.continuation_offset").type) == "double"
+    values = [
+        v for v in table.column("result_json.continuation_offset").to_pylist() if v is not None
+    ]
+    assert {type(v) for v in values} == {float}
+    assert 0.0 in values
+    assert any(not v.is_integer() for v in values)
+    frame = to_dataframe(str(zip_path), plugin_manager=plugin_manager)
+    assert str(frame["result_json.continuation_offset"].dtype) == "float64"

@@ -164,3 +164,72 @@ def test_without_pyarrow_the_error_says_what_to_install(
     ):
         run('[[sinks]]\ntype = "parquet"\npath = "x.parquet"\n', tmp_path)
     assert not (tmp_path / "x.parquet").exists()
+
+
+def _run_with_json(text: str, out: Path, json_data: dict[int, Any]) -> None:
+    """Run ``text`` on the graph of ``tabular_data`` with these results' ``json_data``."""
+    import attrs
+
+    from aml_exportkit.pipeline import run_export
+    from aml_exportkit.plugins import get_plugin_manager, load_registry
+    from aml_exportkit.template.load import parse_template
+    from memory_source import MemoryPlugin, MemorySource
+    from sinks.tabular_data import tables
+
+    data, results = tables()
+    results = [
+        attrs.evolve(r, json_data=json_data[r.pk]) if r.pk in json_data else r for r in results
+    ]
+    pm = get_plugin_manager(
+        load_entrypoints=False, plugins=[MemoryPlugin(MemorySource(data, results))]
+    )
+    template = parse_template(text, file="t.toml", folder=out, sinks=load_registry(pm).sink_specs)
+    run_export(template, source="memory:", out_dir=out, plugin_manager=pm)
+
+
+def test_whole_and_fractional_numbers_are_a_double_column(tmp_path: Path) -> None:
+    """A decision time of exactly 2 beside 2.5 keeps the column numbers: a double in
+    Parquet and float64 in pandas, while the CSV spells each value as it was."""
+    text = '[[sinks]]\ntype = "parquet"\npath = "t.parquet"\n'
+    text += '[[sinks]]\ntype = "csv-long"\npath = "t.csv"\n'
+    # result 102 keeps json_data None: it lacks the key (an empty cell, a Parquet null)
+    _run_with_json(
+        text,
+        tmp_path,
+        {100: {"t": 2}, 101: {"t": 2.5}, 103: {"t": -0.0, "big": 2**60}},
+    )
+    assert pq.read_schema(tmp_path / "t.parquet").field("result_json.t").type == pa.float64()
+    frame = pd.read_parquet(tmp_path / "t.parquet").set_index("result_id")
+    assert str(frame["result_json.t"].dtype) == "float64"
+    assert frame.loc[100, "result_json.t"] == 2.0
+    assert frame.loc[101, "result_json.t"] == 2.5
+    assert str(frame.loc[103, "result_json.t"]) == "-0.0"
+    assert pd.isna(frame.loc[102, "result_json.t"])
+    header, rows = _csv(tmp_path / "t.csv")
+    cells = {row[header.index("result_id")]: row[header.index("result_json.t")] for row in rows}
+    assert cells == {"100": "2", "101": "2.5", "102": None, "103": "-0.0"}
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    for output in manifest["outputs"]:
+        column = next(c for c in output["columns"] if c["name"] == "result_json.t")
+        assert column["json_types"] == ["absent", "integer", "number"]
+        assert not column.get("json_cells")
+
+
+def test_a_big_integer_beside_a_float_stays_json_text(tmp_path: Path) -> None:
+    """2**60 + 1 is not a double: a column holding it and 0.5 stays JSON text."""
+    _run_with_json(
+        '[[sinks]]\ntype = "parquet"\npath = "t.parquet"\n',
+        tmp_path,
+        {100: {"t": 2**60 + 1}, 101: {"t": 0.5}},
+    )
+    table = pq.read_table(tmp_path / "t.parquet")
+    assert table.schema.field("result_json.t").type == pa.string()
+    by_id = dict(
+        zip(
+            table.column("result_id").to_pylist(),
+            table.column("result_json.t").to_pylist(),
+            strict=True,
+        )
+    )
+    assert by_id[100] == str(2**60 + 1)
+    assert by_id[101] == "0.5"

@@ -73,9 +73,11 @@ JSON_TYPE_OF: dict[type, str] = {
     Absent: "absent",
 }
 #: Which JSON types a column's cells tell apart by their text alone: nested values are
-#: JSON text either way, so an object and an array are one class, as is an integer of any
-#: size. Every other pair needs the column's cells to be JSON text.
-_CELL_CLASS = {"string": 1, "boolean": 2, "integer": 3, "number": 4, "object": 5, "array": 5}
+#: JSON text either way, so an object and an array are one class; integers and floats are
+#: one class, numbers (``2`` and ``2.5`` in CSV, a double in Parquet), unless an integer
+#: is beyond a double's exact range (see :func:`needs_json_cells`). Every other pair
+#: needs the column's cells to be JSON text.
+_CELL_CLASS = {"string": 1, "boolean": 2, "integer": 3, "number": 3, "object": 5, "array": 5}
 
 
 def json_types(types: Iterable[type]) -> tuple[str, ...]:
@@ -85,11 +87,21 @@ def json_types(types: Iterable[type]) -> tuple[str, ...]:
 
 def needs_json_cells(types: Iterable[type]) -> bool:
     """Whether a flattened column must be written as JSON text cells to be read back
-    exactly: it holds values of two classes (``"7"`` and ``7``, ``7`` and ``7.5``, text and
-    an object), or both JSON nulls and rows that lack the key."""
-    names = json_types(types)
+    exactly: it holds values of two classes (``"7"`` and ``7``, text and an object), an
+    integer beyond 2**53 beside a float (a double column would round it), or both JSON
+    nulls and rows that lack the key.
+
+    Integers and floats alone are a number column (``float64`` in Parquet): CSV spells
+    each as it was (``2``, ``2.5``); Parquet reads a whole number back as ``2.0``, the same
+    JSON number."""
+    seen = set(types)
+    names = json_types(seen)
     classes = {_CELL_CLASS[n] for n in names if n in _CELL_CLASS}
-    return len(classes) > 1 or ("null" in names and "absent" in names)
+    return (
+        len(classes) > 1
+        or (BigInt in seen and float in seen)
+        or ("null" in names and "absent" in names)
+    )
 
 
 def column_kind(types: Iterable[type]) -> Kind:

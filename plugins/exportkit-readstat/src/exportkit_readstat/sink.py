@@ -351,11 +351,11 @@ def json_numbers(cells: Sequence[Any]) -> list[float | None] | None:
     """A JSON-text column's cells as doubles, when every one is a JSON number, ``null`` or
     missing; else None.
 
-    The table writes a column of integers and floats (a decision time of exactly 2 s beside
-    2.5 s), or of numbers, nulls and missing keys, as JSON text so that the values can be
-    told apart when read back. SPSS and Stata hold every number as a double and have one
-    missing value, so such a column is the numeric variable there. Text among the numbers
-    (``"7"`` beside ``7``), or an integer beyond 2**53, keeps the variable text.
+    The table writes a column of numbers, nulls and missing keys as JSON text so that null
+    and a missing key can be told apart when read back. SPSS and Stata hold every number
+    as a double and have one missing value, so such a column is the numeric variable
+    there. Text among the numbers (``"7"`` beside ``7``), or an integer beyond 2**53,
+    keeps the variable text.
     """
     out: list[float | None] = []
     for cell in cells:
