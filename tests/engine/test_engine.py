@@ -482,8 +482,8 @@ def test_whole_numbers_found_after_the_sample(
     source = tmp_path / "late.zip"
     _rewrite_results(generated_zip, source, _late_whole_numbers)
     monkeypatch.setenv("EXPORTKIT_NATIVE", native_on)
-    monkeypatch.setattr(fixture_zip_bulk, "CHUNK_BYTES", 40_000)
-    monkeypatch.setattr(fixture_zip_bulk, "SAMPLE_BYTES", 3_000)
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
+    monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 3_000)
     _compare(TEMPLATES["defaults"], source, tmp_path, monkeypatch, used=True)
     schema = pq.read_schema(tmp_path / "plain" / "a.parquet")
     assert str(schema.field("result_json.decision_time").type) == "double"
