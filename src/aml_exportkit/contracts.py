@@ -330,7 +330,7 @@ class SinkSpec:
 
 
 #: What the engine writes for an :class:`EngineSink`.
-EngineFormat: TypeAlias = Literal["csv", "parquet"]
+EngineFormat: TypeAlias = Literal["csv", "parquet", "fixture-json"]
 
 
 class EngineSink(Sink, Protocol):
@@ -351,9 +351,11 @@ class EngineSink(Sink, Protocol):
     plain :meth:`Sink.write_results` batches as usual.
     """
 
-    def engine_table(self) -> tuple[TableOptions, EngineFormat, Path] | None:
+    def engine_table(self) -> tuple[TableOptions | None, EngineFormat, Path] | None:
         """``(table options, format, temporary path)``: the long table the sink writes,
-        ``"csv"`` or ``"parquet"``, and where; None when the engine cannot write it."""
+        ``"csv"`` or ``"parquet"``, and where; or ``(None, "fixture-json", path)``: the
+        text of the fixture zip's ``results.json`` (its objects joined by ``", "``, without
+        the brackets) goes to ``path``; None when the engine cannot write it."""
 
     def engine_wrote(self, rows: int, columns: Sequence[Column] = ()) -> None:
         """The engine wrote ``rows`` rows to the temporary path, with ``columns``;
