@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ..jsonstream import nesting_ok
 from ..records import Result
 from ..schema import RESULT, make_fixture_encoder
-from .chunks import ResultColumns, json_value
+from .chunks import ResultColumns, StandDown, json_value
 
 _ENCODE_RESULT = make_fixture_encoder(RESULT)
 
@@ -22,7 +23,15 @@ _ENCODE_RESULT = make_fixture_encoder(RESULT)
 def result_records(cols: ResultColumns) -> list[Result]:
     """A chunk's trial results as the records the plain path hands the sink."""
     fields = cols.fields
-    data = [json_value(t) for t in cols.json_data] if cols.json_raw else cols.json_data
+    data = cols.json_data
+    if cols.json_raw:
+        # (the kernel's texts are checked only as deep as the long table reads them)
+        try:
+            data = [json_value(t) for t in data]
+        except (ValueError, RecursionError):
+            raise StandDown("json_data: a text the plain path must judge") from None
+        if not nesting_ok(data, 1):  # as finish_columns checks parsed values
+            raise StandDown("json_data nested too deeply")
     # (created_at holds the CSV's text, ISO 8601 with the source's offset kept: it reads
     # back as the datetime the plain path's reader made)
     return [
