@@ -76,5 +76,4 @@ def results_text(cols: ResultColumns) -> bytes:
         return b""
     from ..sinks.fixture_json import encode_objects
 
-    texts = encode_objects(result_records(cols), _ENCODE_RESULT, RESULT, "results.json")
-    return ", ".join(texts).encode("utf-8")
+    return encode_objects(result_records(cols), _ENCODE_RESULT, RESULT, "results.json")
