@@ -340,7 +340,8 @@ class EngineSink(Sink, Protocol):
     raw trial results in chunks, in worker processes, applies every check the graph applies
     to a result stream (kind, foreign keys, unique pk, order; the graph's counts are updated
     as if the stream had been read), and writes the long table of our CSV dialect (and
-    Parquet made from that text) byte for byte as the sink itself would. The pipeline uses
+    Parquet made from that text), or the fixture zip's ``results.json`` text, byte for
+    byte as the sink itself would. The pipeline uses
     it only when the source offers its results in chunks (``RecordGraph.result_chunks``),
     every sink of the run is an engine sink that accepts, and nothing else observes the
     results. Anything unexpected in the data makes the engine stand down before any output

@@ -23,6 +23,11 @@ work a chunk at a time:
    Beside the engine, threads read the profile answers (the pipeline's) and hash the CSV
    for the manifest, so that the parent's one core does not bound the engine.
 
+A fixture-json sink takes part too: the workers also render each chunk's objects of the
+zip's ``results.json`` (:mod:`aml_exportkit.engine.fixture`, with the sink's own encoder),
+which the parent appends in order to the sink's temporary text file; the sink copies it
+into the member when it finishes.
+
 The header and the Parquet schema depend on every json path and type of the export. The
 engine starts with those of a sample; a chunk that finds more is rendered again at the end
 with the final columns and the outputs are rebuilt (rare: a sample of a few thousand
