@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -223,17 +222,15 @@ def test_bad_data_in_a_fixture_zip_run(
     broken = tmp_path / "broken.zip"
     _rewrite_results(generated_zip, broken, change)
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
-    temp = tmp_path / "temp"
-    temp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     outcome: list[Any] = []
     for mode in ("0", "1"):
         monkeypatch.setenv(engine.ENV_SWITCH, mode)
+        out = tmp_path / mode
         try:
-            outcome.append(_run(FIXTURE, broken, tmp_path / mode))
+            outcome.append(_run(FIXTURE, broken, out))
         except ExportkitError as exc:
             outcome.append(str(exc))
-        assert not list(temp.glob("exportkit-results-*"))
+        assert not list(out.glob(".*")), list(out.iterdir())
     assert outcome[0] == outcome[1]
     if what in ("big integer in json", "extra field"):
         assert isinstance(outcome[0], dict), what
@@ -247,10 +244,15 @@ def test_a_fixture_zip_of_the_engine_has_the_members_of_the_plain_path(
     generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Many chunks joined into one member: it parses, and holds every trial result once,
-    in (session, pk) order."""
+    in (session, pk) order; a dead run's text is swept like its temporary zip."""
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
     monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    # the text a run killed mid-way left beside its temporary zip goes with it
+    stale = tmp_path / "out" / ".export.zip.exportkit-999999999-0badcafe.tmp.r"
+    stale.parent.mkdir()
+    stale.write_bytes(b"{}")
     files = _run(FIXTURE, generated_zip, tmp_path / "out")
+    assert not stale.exists()
     assert engine.LAST_RUN["chunks"] > 10
     with zipfile.ZipFile(io.BytesIO(files["export.zip"])) as zf:
         assert zf.testzip() is None

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -202,9 +200,10 @@ class FixtureJsonSink(BaseSink):
     def engine_table(self) -> tuple[TableOptions | None, EngineFormat, Path] | None:
         """Where the engine writes ``results.json``'s objects (a temporary file)."""
         if self.engine_text is None:
-            fd, name = tempfile.mkstemp(prefix="exportkit-results-", suffix=".json")
-            os.close(fd)
-            self.engine_text = Path(name)
+            assert self.temp is not None
+            # beside the zip's temporary file and named after it (two bytes fit in what
+            # the name reserves for the pid): a later run removes it if this one dies
+            self.engine_text = self.temp.with_name(self.temp.name + ".r")
         return None, "fixture-json", self.engine_text
 
     def engine_wrote(self, rows: int, columns: Sequence[Column] = ()) -> None:
