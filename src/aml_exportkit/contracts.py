@@ -330,7 +330,7 @@ class SinkSpec:
 
 
 #: What the engine writes for an :class:`EngineSink`.
-EngineFormat: TypeAlias = Literal["csv", "parquet"]
+EngineFormat: TypeAlias = Literal["csv", "parquet", "fixture-json"]
 
 
 class EngineSink(Sink, Protocol):
@@ -340,7 +340,8 @@ class EngineSink(Sink, Protocol):
     raw trial results in chunks, in worker processes, applies every check the graph applies
     to a result stream (kind, foreign keys, unique pk, order; the graph's counts are updated
     as if the stream had been read), and writes the long table of our CSV dialect (and
-    Parquet made from that text) byte for byte as the sink itself would. The pipeline uses
+    Parquet made from that text), or the fixture zip's ``results.json`` text, byte for
+    byte as the sink itself would. The pipeline uses
     it only when the source offers its results in chunks (``RecordGraph.result_chunks``),
     every sink of the run is an engine sink that accepts, and nothing else observes the
     results. Anything unexpected in the data makes the engine stand down before any output
@@ -351,9 +352,11 @@ class EngineSink(Sink, Protocol):
     plain :meth:`Sink.write_results` batches as usual.
     """
 
-    def engine_table(self) -> tuple[TableOptions, EngineFormat, Path] | None:
+    def engine_table(self) -> tuple[TableOptions | None, EngineFormat, Path] | None:
         """``(table options, format, temporary path)``: the long table the sink writes,
-        ``"csv"`` or ``"parquet"``, and where; None when the engine cannot write it."""
+        ``"csv"`` or ``"parquet"``, and where; or ``(None, "fixture-json", path)``: the
+        text of the fixture zip's ``results.json`` (its objects joined by ``", "``, without
+        the brackets) goes to ``path``; None when the engine cannot write it."""
 
     def engine_wrote(self, rows: int, columns: Sequence[Column] = ()) -> None:
         """The engine wrote ``rows`` rows to the temporary path, with ``columns``;

@@ -11,6 +11,7 @@ import enum
 import math
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import attrs
@@ -470,13 +471,20 @@ def make_fixture_encoder(model: ModelSpec) -> Callable[[Record], dict[str, JSONV
     Known fields come in model order under their current names, then the record's
     ``extra`` fields in their source order.
     """
-    names = tuple((f.name, f.kind) for f in model.fields)
+    names = tuple(f.name for f in model.fields)
+    # only these kinds change on the way out (encode_value); the rest pass as they are
+    changed = tuple(
+        (f.name, f.kind) for f in model.fields if f.kind in (Kind.DATETIME, Kind.INT_LIST)
+    )
+    # (attrgetter of several names gives a tuple; every model has several fields)
+    assert len(names) > 1
+    get_all = attrgetter(*names)
     label = model.label
 
     def encode(record: Record) -> dict[str, JSONValue]:
-        fields: dict[str, JSONValue] = {}
-        for name, kind in names:
-            fields[name] = encode_value(kind, getattr(record, name))
+        fields: dict[str, JSONValue] = dict(zip(names, get_all(record), strict=True))
+        for name, kind in changed:
+            fields[name] = encode_value(kind, fields[name])
         if record.extra:
             for k, v in record.extra.items():
                 fields.setdefault(k, v)

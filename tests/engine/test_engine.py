@@ -3,6 +3,7 @@ same checks, and stands down (the plain path then reports) on anything unexpecte
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -39,6 +40,8 @@ path = "a.parquet"
 {extra}
 """
 
+FIXTURE = '[[sinks]]\ntype = "fixture-json"\npath = "export.zip"\n'
+
 TEMPLATES = {
     "bench": BENCH,
     "defaults": LONG_PARQUET.format(extra=""),
@@ -55,6 +58,12 @@ TEMPLATES = {
     "two-csv": LONG_PARQUET.format(extra="")
     .replace("a.parquet", "b.csv")
     .replace('type = "parquet"', 'type = "csv-long"'),
+    "fixture": FIXTURE,
+    # two zips and the long tables: every sink's part rendered from one parse of a chunk
+    "fixture-long": FIXTURE
+    + FIXTURE.replace("export.zip", "deflated.zip")
+    + 'compression = "deflate"\n'
+    + LONG_PARQUET.format(extra=""),
 }
 
 
@@ -92,7 +101,7 @@ def test_generated_zip_same_bytes(
     _compare(TEMPLATES[name], generated_zip, tmp_path, monkeypatch, used=True)
 
 
-@pytest.mark.parametrize("name", ["bench", "defaults", "index"])
+@pytest.mark.parametrize("name", ["bench", "defaults", "index", "fixture-long"])
 def test_small_chunks_and_a_short_sample(
     name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -198,6 +207,61 @@ def test_bad_data_gives_the_plain_paths_result(
     else:
         assert isinstance(outcome[0], str), what
         assert engine.LAST_RUN["used"] is False
+
+
+@pytest.mark.parametrize(
+    "what", ["duplicate pk", "bad timestamp", "big integer in json", "extra field", "deep json"]
+)
+def test_bad_data_in_a_fixture_zip_run(
+    what: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fixture-json on the engine: the plain path's error or bytes, whether or not the
+    engine stood down (after its workers wrote part of results.json's text), and the
+    engine's temporary text is gone either way."""
+    change = BAD.get(what) or _set(200, "json_data", json.loads("[" * 300 + "]" * 300))
+    broken = tmp_path / "broken.zip"
+    _rewrite_results(generated_zip, broken, change)
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
+    outcome: list[Any] = []
+    for mode in ("0", "1"):
+        monkeypatch.setenv(engine.ENV_SWITCH, mode)
+        out = tmp_path / mode
+        try:
+            outcome.append(_run(FIXTURE, broken, out))
+        except ExportkitError as exc:
+            outcome.append(str(exc))
+        assert not list(out.glob(".*")), list(out.iterdir())
+    assert outcome[0] == outcome[1]
+    if what in ("big integer in json", "extra field"):
+        assert isinstance(outcome[0], dict), what
+        assert engine.LAST_RUN["used"] is (what == "big integer in json")
+    else:
+        assert isinstance(outcome[0], str), what
+        assert engine.LAST_RUN["used"] is False
+
+
+def test_a_fixture_zip_of_the_engine_has_the_members_of_the_plain_path(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many chunks joined into one member: it parses, and holds every trial result once,
+    in (session, pk) order; a dead run's text is swept like its temporary zip."""
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    # the text a run killed mid-way left beside its temporary zip goes with it
+    stale = tmp_path / "out" / ".export.zip.exportkit-999999999-0badcafe.tmp.r"
+    stale.parent.mkdir()
+    stale.write_bytes(b"{}")
+    files = _run(FIXTURE, generated_zip, tmp_path / "out")
+    assert not stale.exists()
+    assert engine.LAST_RUN["chunks"] > 10
+    with zipfile.ZipFile(io.BytesIO(files["export.zip"])) as zf:
+        assert zf.testzip() is None
+        results = json.loads(zf.read("results.json"))
+    with zipfile.ZipFile(generated_zip) as zf:
+        source = json.loads(zf.read("results.json"))
+    assert len(results) == len(source) == engine.LAST_RUN["rows"]
+    keys = [(r["fields"]["session"], r["pk"]) for r in results]
+    assert keys == sorted(keys)
 
 
 def test_a_trial_key_repeating_a_profile_key(
@@ -333,7 +397,7 @@ def test_manifest_digests_of_the_lanes_files(
         assert entry["sha256"] == hashlib.sha256(data).hexdigest(), entry["path"]
 
 
-@pytest.mark.parametrize("name", ["bench", "two-csv"])
+@pytest.mark.parametrize("name", ["bench", "two-csv", "fixture-long"])
 def test_without_a_spool_folder(
     name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

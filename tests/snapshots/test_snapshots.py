@@ -130,6 +130,14 @@ row_per = "participant"
 key_by = "section"
 """
 
+#: fixture-json on the engine: alone, and beside the long tables (each result parsed once,
+#: every sink's part rendered from it).
+FIXTURE = {
+    "fixture-json": '[[sinks]]\ntype = "fixture-json"\npath = "export.zip"\n',
+    "fixture-json-long": '[[sinks]]\ntype = "fixture-json"\npath = "export.zip"\n'
+    'compression = "deflate"\n\n' + _long_tables("", ""),
+}
+
 CODEBOOK = """
 codebook = true
 
@@ -154,6 +162,7 @@ BUILTINS = sorted(load_registry(get_plugin_manager(load_entrypoints=False)).temp
 RUNS = [
     *(Run(name, name) for name in BUILTINS),
     *(Run(name, _long_tables(BULK[name], PARQUET_OPTIONS[name]), bulk=True) for name in BULK),
+    *(Run(name, text, bulk=True) for name, text in FIXTURE.items()),
     Run("other-sinks", PLAIN),
     Run("codebook", CODEBOOK),
     Run("codebook-classic-wide", CLASSIC_CODEBOOK),

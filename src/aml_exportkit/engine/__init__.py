@@ -3,7 +3,8 @@
 A source that can cut its trial results into chunks that never split a session offers them
 as a :class:`ResultChunks` (``RecordGraph.result_chunks``); the engine's workers parse and
 check each chunk into columns (:mod:`.chunks`), render the long table's rows for it
-(:mod:`.render`, with the optional native kernel of :mod:`.native`), and the parent checks
+(:mod:`.render`, with the optional native kernel of :mod:`.native`) and the fixture zip's
+``results.json`` objects (:mod:`.fixture`), and the parent checks
 what spans chunks (:mod:`.spans`) and writes the outputs (:mod:`.workers`). Anything the
 engine does not take makes it stand down (:class:`StandDown`) before any output is final;
 the plain path then runs. ``docs/architecture.md`` and decision 0024 describe the layout.

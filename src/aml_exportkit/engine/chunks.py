@@ -128,13 +128,18 @@ def questions_of(cols: ResultColumns) -> DataScan:
         if cols.json_raw:
             if not any(mark in data for mark in _QUESTION_MARKS):
                 continue
-            data = (
-                json.loads(data, parse_float=finite_float)
-                if wide_integers(data)
-                else orjson.loads(data)
-            )
+            data = json_value(data)
         note_question(found, key, data)
     return found
+
+
+def json_value(text: bytes) -> Any:
+    """A ``json_data`` text (one the native kernel read and checked) as its value: orjson's,
+    or the standard library's when an integer may exceed 64 bits (kept exact, as the plain
+    path's reader keeps it)."""
+    if wide_integers(text):
+        return json.loads(text, parse_float=finite_float)
+    return orjson.loads(text)
 
 
 def wide_integers(text: bytes) -> bool:

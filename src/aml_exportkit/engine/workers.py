@@ -23,6 +23,11 @@ work a chunk at a time:
    Beside the engine, threads read the profile answers (the pipeline's) and hash the CSV
    for the manifest, so that the parent's one core does not bound the engine.
 
+A fixture-json sink takes part too: the workers also render each chunk's objects of the
+zip's ``results.json`` (:mod:`aml_exportkit.engine.fixture`, with the sink's own encoder),
+which the parent appends in order to the sink's temporary text file; the sink copies it
+into the member when it finishes.
+
 The header and the Parquet schema depend on every json path and type of the export. The
 engine starts with those of a sample; a chunk that finds more is rendered again at the end
 with the final columns and the outputs are rebuilt (rare: a sample of a few thousand
@@ -57,6 +62,7 @@ import attrs
 from ..errors import ExportkitError, TemplateError
 from ..tabular.table import Absent, Column, column_kind
 from .chunks import ResultChunks, StandDown, questions_of
+from .fixture import results_text
 from .render import ChunkRenderer, json_cells_columns, kinds_of, supports
 from .spans import Spans
 
@@ -227,6 +233,7 @@ def run(
     if not sinks:
         return _decline("no sinks")
     plans: list[tuple[tuple[object, ...], _Plan]] = []
+    fixtures: list[_Output] = []
     for context, sink in sinks:
         if not context.engine:
             return _decline(f"sink {context.name} cannot be written by the engine")
@@ -235,6 +242,9 @@ def run(
         if table is None:
             return _decline(f"sink {context.name} cannot be written by the engine")
         options, fmt, path = table
+        if options is None:  # results.json's text, the same for every such sink
+            fixtures.append(_Output(engine_sink, fmt, path))
+            continue
         why = supports(options)
         if why is not None:
             return _decline(f"sink {context.name}: {why}")
@@ -249,7 +259,14 @@ def run(
             plans.append((key, plan))
         plan.outputs.append(_Output(engine_sink, fmt, path))
     run = _Run(
-        graph, raw, [p for _, p in plans], progress, beside, jobs or jobs_setting(), questions
+        graph,
+        raw,
+        [p for _, p in plans],
+        progress,
+        beside,
+        jobs or jobs_setting(),
+        questions,
+        fixtures,
     )
     frozen = gc.isenabled()
     gc.disable()
@@ -273,6 +290,8 @@ def run(
     for _, plan in plans:
         for out in plan.outputs:
             out.sink.engine_wrote(rows, plan.columns)
+    for out in fixtures:
+        out.sink.engine_wrote(rows)
     LAST_RUN.update(used=True, reason="", rows=rows, chunks=run.chunk_count, **run.stats)
     return True
 
@@ -568,6 +587,9 @@ class _Chunk:
     runs: bytes = b""
     #: the chunk's questions, when the run notes them for the codebook
     questions: DataScan | None = None
+    #: the chunk's objects of ``results.json`` joined by ``", "``, when a fixture zip is
+    #: written (:func:`~aml_exportkit.engine.fixture.results_text`)
+    fixture: _Data = b""
 
 
 # -- the engine ---------------------------------------------------------------------------------
@@ -947,6 +969,31 @@ class _Beside:
             raise _BesideFailed(error)
 
 
+class _FixtureText:
+    """The fixture sinks' ``results.json`` text, the chunks' parts joined by ``", "``
+    in order (without the brackets: the sink writes the member)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        # unbuffered: the chunks' text goes in by the kernel (sendfile), see _put
+        self.files: list[Any] = [open(p, "wb", buffering=0) for p in paths]  # noqa: SIM115
+        self.empty = True
+
+    def add(self, text: _Data) -> None:
+        """Append a chunk's text (nothing for a chunk without results)."""
+        if not len(text):
+            return
+        for fh in self.files:
+            if not self.empty:
+                _put(fh, b", ")
+            _put(fh, text)
+        self.empty = False
+
+    def close(self) -> None:
+        """Close the files (the sinks read them)."""
+        for fh in self.files:
+            fh.close()
+
+
 class _Run:
     def __init__(
         self,
@@ -957,9 +1004,11 @@ class _Run:
         beside: Callable[[], None] | None = None,
         jobs: int = 1,
         questions: DataScan | None = None,
+        fixtures: Sequence[_Output] = (),
     ) -> None:
         self.graph = graph
         self.jobs = jobs
+        self.fixtures = _FixtureText([o.path for o in fixtures]) if fixtures else None
         self.questions = questions
         self.raw = raw
         self.plans = plans
@@ -1008,6 +1057,7 @@ class _Run:
             tables=tables,  # type: ignore[arg-type]
             # (once per chunk: not again when it is rendered anew)
             questions=questions_of(cols) if self.questions is not None and again is None else None,
+            fixture=results_text(cols) if self.fixtures is not None and again is None else b"",
         )
         if not self._spool(chunk):
             # the Arrow tables as IPC stream bytes, in the message
@@ -1025,6 +1075,7 @@ class _Run:
         self.spooled += 1
         spool = _Spool(os.path.join(self.spool_folder, f"{os.getpid()}-{self.spooled}"))
         tables = []
+        fixture: _Data = b""
         fh: Any
         try:
             if any(_is_table(arrow) for *_, arrow in chunk.tables):
@@ -1053,10 +1104,18 @@ class _Run:
                         parts.append(_Part(spool, offset, end - offset))
                         offset = end
                     tables.append((names, parts[0], types, paths, parts[1]))
+                if chunk.fixture:
+                    assert isinstance(chunk.fixture, bytes)
+                    if isinstance(fh, io.FileIO):
+                        _write_all(fh.fileno(), chunk.fixture)
+                    else:
+                        fh.write(chunk.fixture)
+                    fixture = _Part(spool, offset, fh.tell() - offset)
         except OSError:
             spool.discard()
             return False
         chunk.tables = tables
+        chunk.fixture = fixture
         chunk.spool = spool
         return True
 
@@ -1122,6 +1181,8 @@ class _Run:
             ):
                 state.add(names, text, types, chunk.rows, arrow)
                 found.update(paths)
+            if self.fixtures is not None:
+                self.fixtures.add(chunk.fixture)
             if chunk.spool is not None:
                 chunk.spool.discard()
             if chunk.position:
@@ -1131,6 +1192,8 @@ class _Run:
             raw.finish(spans.crcs)
         for state, found in zip(self.states, new_paths, strict=True):
             self._settle(state, found, tasks)
+        if self.fixtures is not None:
+            self.fixtures.close()
         self.workers.close()
         self.workers = None
         self._join_beside()
@@ -1281,6 +1344,8 @@ class _Run:
             self.workers = None
         for state in self.states:
             state.close()
+        if self.fixtures is not None:
+            self.fixtures.close()
         if self.spool_folder is not None:
             import shutil
 

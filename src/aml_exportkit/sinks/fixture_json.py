@@ -9,7 +9,9 @@ results ordered by (session, pk). ``docs/fixture-json.md`` lists every differenc
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -17,18 +19,22 @@ from typing import IO, Any, Literal
 
 import attrs
 
-from ..contracts import BaseSink, OutputReport, SinkContext, SinkSpec
+from ..contracts import BaseSink, EngineFormat, OutputReport, SinkContext, SinkSpec
 from ..errors import SinkError
 from ..graph import RecordGraph
 from ..hookspecs import hookimpl
 from ..records import Record, Result
 from ..schema import FIXTURE_FILES, ModelSpec, block_comment, make_fixture_encoder
+from ..tabular.options import TableOptions
+from ..tabular.table import Column
 
 NAME = "fixture-json"
 #: Entry times are fixed so that the same input gives the same bytes.
 ENTRY_TIME = (1980, 1, 1, 0, 0, 0)
 #: Records of a small table encoded and written at a time.
 MEMBER_SLICE = 1024
+#: Bytes of the engine's ``results.json`` text copied into the zip at a time.
+COPY_BYTES = 1 << 20
 _MODELS = {f.name: f.model for f in FIXTURE_FILES}
 
 # Django's serializer: ensure_ascii=False and the default separators (", ", ": ").
@@ -36,6 +42,43 @@ _ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 # For text that UTF-8 cannot carry (a lone surrogate from a "\ud800" escape): escaped ASCII
 # is still the same JSON value.
 _ENCODE_ASCII = json.JSONEncoder(ensure_ascii=True, allow_nan=False).encode
+
+
+def encode_objects(
+    records: Sequence[Record],
+    encode: Callable[[Record], dict[str, Any]],
+    model: ModelSpec,
+    where: str,
+) -> bytes:
+    """The records' fixture objects as Django's serializer writes them, joined by ``", "``
+    (UTF-8; empty for none).
+
+    The sink and the engine's workers (``results.json`` a chunk at a time) both call it.
+
+    :param encode: the model's :func:`~aml_exportkit.schema.make_fixture_encoder`.
+    :param where: the file named by an error.
+    :raises SinkError: for a value JSON cannot hold (NaN or Infinity).
+    """
+    objects = [encode(record) for record in records]
+    try:
+        # One call for all: with Django's separators a list's text is its items joined by
+        # ", " (an encoder call per object cost more than the encoding).
+        return _ENCODE(objects).encode("utf-8")[1:-1]
+    except ValueError:
+        pass  # object by object, to name the record or escape its text
+    parts: list[str] = []
+    for record, obj in zip(records, objects, strict=True):
+        try:
+            text = _ENCODE(obj)
+            text.encode("utf-8")
+        except ValueError as exc:  # NaN or Infinity
+            raise SinkError(
+                f"{model.key} {record.pk}: {exc}; JSON cannot hold it", sink=NAME, path=where
+            ) from None
+        except UnicodeEncodeError:
+            text = _ENCODE_ASCII(obj)
+        parts.append(text)
+    return ", ".join(parts).encode("utf-8")
 
 
 @attrs.frozen(kw_only=True)
@@ -60,27 +103,14 @@ class _MemberWriter:
         self.count = 0
         stream.write(b"[")
 
-    def write(self, records: Iterable[Record]) -> None:
-        parts: list[str] = []
-        for record in records:
-            obj = self.encode(record)
-            try:
-                text = _ENCODE(obj)
-                text.encode("utf-8")
-            except ValueError as exc:  # NaN or Infinity
-                raise SinkError(
-                    f"{self.model.key} {record.pk}: {exc}; JSON cannot hold it",
-                    sink=NAME,
-                    path=self.where,
-                ) from None
-            except UnicodeEncodeError:
-                text = _ENCODE_ASCII(obj)
-            parts.append(text)
-        if not parts:
+    def write(self, records: Sequence[Record]) -> None:
+        if not records:
             return
-        joined = ", ".join(parts)
-        self.stream.write(((", " if self.count else "") + joined).encode("utf-8"))
-        self.count += len(parts)
+        text = encode_objects(records, self.encode, self.model, self.where)
+        if self.count:
+            self.stream.write(b", ")
+        self.stream.write(text)
+        self.count += len(records)
 
     def close(self) -> None:
         self.stream.write(b"]")
@@ -88,7 +118,13 @@ class _MemberWriter:
 
 
 class FixtureJsonSink(BaseSink):
-    """Writes the zip member by member while the results stream through."""
+    """Writes the zip member by member while the results stream through.
+
+    On the engine (an :class:`~aml_exportkit.contracts.EngineSink`) the workers render
+    ``results.json``'s objects a chunk at a time into a temporary file, in order, while
+    the profile answers stream into ``profiles.json``; :meth:`finish` copies that text
+    into the member.
+    """
 
     def __init__(self, context: SinkContext) -> None:
         super().__init__(context)
@@ -101,6 +137,9 @@ class FixtureJsonSink(BaseSink):
         self.current: _MemberWriter | None = None
         self.counts: dict[str, int] = {}
         self.temp: Path | None = None
+        #: the engine's ``results.json`` text (objects joined by ``", "``) and its count
+        self.engine_text: Path | None = None
+        self.engine_rows: int | None = None
 
     def _info(self, name: str) -> zipfile.ZipInfo:
         info = zipfile.ZipInfo(name, date_time=ENTRY_TIME)
@@ -158,10 +197,40 @@ class FixtureJsonSink(BaseSink):
         """Append trial results to results.json."""
         self._switch_to("results.json").write(batch)
 
+    def engine_table(self) -> tuple[TableOptions | None, EngineFormat, Path] | None:
+        """Where the engine writes ``results.json``'s objects (a temporary file)."""
+        if self.engine_text is None:
+            assert self.temp is not None
+            # beside the zip's temporary file and named after it (two bytes fit in what
+            # the name reserves for the pid): a later run removes it if this one dies
+            self.engine_text = self.temp.with_name(self.temp.name + ".r")
+        return None, "fixture-json", self.engine_text
+
+    def engine_wrote(self, rows: int, columns: Sequence[Column] = ()) -> None:
+        """The engine wrote ``rows`` trial results' objects; :meth:`finish` copies them."""
+        self.engine_rows = rows
+
+    def _copy_engine_text(self) -> None:
+        assert self.engine_text is not None
+        assert self.engine_rows is not None
+        writer = self._switch_to("results.json")
+        with open(self.engine_text, "rb") as text:
+            shutil.copyfileobj(text, writer.stream, COPY_BYTES)
+        writer.count = self.engine_rows
+
+    def _drop_engine_text(self) -> None:
+        if self.engine_text is not None:
+            with contextlib.suppress(OSError):
+                self.engine_text.unlink()
+            self.engine_text = None
+
     def finish(self) -> Sequence[OutputReport]:
         """Close results.json and write sections, songs and feedback."""
         assert self.graph is not None
         assert self.zip is not None
+        if self.engine_rows is not None:
+            self._copy_engine_text()
+        self._drop_engine_text()
         self._switch_to("results.json")
         assert self.current is not None
         self.current.close()
@@ -177,6 +246,7 @@ class FixtureJsonSink(BaseSink):
 
     def abort(self) -> None:
         """Close the zip file handle; the pipeline deletes the temporary file."""
+        self._drop_engine_text()
         if self.zip is not None:
             try:
                 if self.current is not None:
@@ -201,5 +271,6 @@ def exportkit_register_sinks() -> list[SinkSpec]:
             options=FixtureJsonOptions,
             factory=FixtureJsonSink,
             extensions=(".zip",),
+            engine=True,
         )
     ]
