@@ -113,6 +113,31 @@ def test_small_chunks_and_a_short_sample(
     assert engine.LAST_RUN["chunks"] > 10
 
 
+#: Two long tables whose options make different columns of one chunk.
+TWO_TABLES = """
+[[sinks]]
+type = "csv-long"
+path = "a.csv"
+
+[[sinks]]
+type = "csv-long"
+path = "b.csv"
+[sinks.flatten]
+lists = "index"
+"""
+
+
+@pytest.mark.parametrize("zip_path", MUSCLE_ZIPS, ids=lambda p: f"{p.parent.name}-{p.stem}")
+def test_two_tables_rendered_again_each_with_its_own_columns(
+    zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk rendered again for one table gets that table's final columns only: another
+    table's columns made the engine stand down ("a chunk changed between two readings")."""
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 4_000)
+    monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 2_000)
+    _compare(TWO_TABLES, zip_path, tmp_path, monkeypatch, used=True)
+
+
 @pytest.mark.parametrize("zip_path", MUSCLE_ZIPS, ids=lambda p: f"{p.parent.name}-{p.stem}")
 @pytest.mark.parametrize("name", ["bench", "defaults", "index"])
 def test_reference_zips_same_bytes(

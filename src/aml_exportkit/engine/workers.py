@@ -994,6 +994,11 @@ class _FixtureText:
             fh.close()
 
 
+#: A chunk rendered again: the index of the one table it is rendered for, that table's
+#: final columns and its columns of JSON-text cells.
+_Again = tuple[int, tuple[str, ...], frozenset[str]]
+
+
 class _Run:
     def __init__(
         self,
@@ -1022,12 +1027,17 @@ class _Run:
         self.chunk_count = 0
         self.stats: dict[str, Any] = {}
 
-    def _work(self, payload: tuple[Any, tuple[tuple[str, ...], frozenset[str]] | None]) -> _Chunk:
+    def _work(self, payload: tuple[Any, _Again | None]) -> _Chunk:
         task, again = payload
-        forced, forced_json = again if again is not None else (None, None)
+        only, forced, forced_json = again if again is not None else (None, None, None)
         cols, meta = self.raw.work(task)
-        tables = []
-        for plan, state in zip(self.plans, self.states, strict=True):
+        tables: list[_Rendered] = []
+        for index, (plan, state) in enumerate(zip(self.plans, self.states, strict=True)):
+            if only is not None and index != only:
+                # rendered again for one table only: another table's final columns would
+                # not fit this one (and its text from the first reading stands)
+                tables.append(((), b"", {}, {}, None))
+                continue
             renderer = plan.renderer
             dyn = renderer.dynamic(cols)
             renderer.known(dyn)
@@ -1054,7 +1064,7 @@ class _Run:
             edges=meta["edges"],
             crc=meta.get("crc"),
             position=meta.get("position", 0.0),
-            tables=tables,  # type: ignore[arg-type]
+            tables=tables,
             # (once per chunk: not again when it is rendered anew)
             questions=questions_of(cols) if self.questions is not None and again is None else None,
             fixture=results_text(cols) if self.fixtures is not None and again is None else b"",
@@ -1260,14 +1270,14 @@ class _Run:
     ) -> None:
         final = again[0]
         assert self.workers is not None
+        index = self.plans.index(state.plan)
         fresh = dict(
             zip(
                 redo,
-                self.workers.map([(tasks[i], again) for i in redo]),
+                self.workers.map([(tasks[i], (index, *again)) for i in redo]),
                 strict=True,
             )
         )
-        index = self.plans.index(state.plan)
         if state.hasher is not None:  # it reads the old file; the manifest hashes the new
             state.hasher.stop()
             state.hasher = None
