@@ -125,3 +125,26 @@ def test_gzip_wrapped_and_plain_export_give_the_same_output(
     a = export_zip(plain, tmp_path / "a" / "x.zip", plugin_manager).read_bytes()
     b = export_zip(wrapped, tmp_path / "b" / "x.zip", plugin_manager).read_bytes()
     assert a == b
+
+
+def test_text_utf8_cannot_carry_is_escaped_not_refused() -> None:
+    """A lone surrogate (a plugin may put one in a record; the sources refuse them) is
+    written escaped, the same JSON value; NaN is refused naming the record."""
+    from aml_exportkit.errors import SinkError
+    from aml_exportkit.records import Song
+    from aml_exportkit.schema import MODELS, make_fixture_encoder
+    from aml_exportkit.sinks.fixture_json import encode_objects
+
+    model = MODELS["song"]
+    encode = make_fixture_encoder(model)
+    songs = [Song(pk=1, artist="a\ud800b", name="n"), Song(pk=2, artist="ok", name="é")]
+    text = encode_objects(songs, encode, model, "songs.json")
+    assert json.loads(b"[" + text + b"]")[0]["fields"]["artist"] == "a\ud800b"
+    assert "é".encode() in text
+    with pytest.raises(SinkError, match="song 3"):
+        encode_objects(
+            [Song(pk=3, artist="x", name="n", extra={"f": float("nan")})],
+            encode,
+            model,
+            "songs.json",
+        )

@@ -70,12 +70,13 @@ def encode_objects(
     for record, obj in zip(records, objects, strict=True):
         try:
             text = _ENCODE(obj)
-            text.encode("utf-8")
         except ValueError as exc:  # NaN or Infinity
             raise SinkError(
                 f"{model.key} {record.pk}: {exc}; JSON cannot hold it", sink=NAME, path=where
             ) from None
-        except UnicodeEncodeError:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # (a ValueError too: it must not be taken for NaN)
             text = _ENCODE_ASCII(obj)
         parts.append(text)
     return ", ".join(parts).encode("utf-8")
