@@ -379,7 +379,9 @@ def flatten_rows(
 _MISSING = object()
 
 
-def _assemble(pairs: Iterable[tuple[Path, Any]]) -> Any:
+def assemble(pairs: Iterable[tuple[Path, Any]]) -> Any:
+    """The JSON value whose leaves are ``(path, leaf)`` pairs, in the order given (an empty
+    path is the whole value); the inverse of flattening, once names are parsed to paths."""
     root: Any = _MISSING
     for path, leaf in pairs:
         if not path:
@@ -417,10 +419,28 @@ def unflatten(
     """Rebuild the JSON value of ``{column: leaf}`` as :func:`flatten` made it (without
     ``include``, ``exclude`` or ``rename``, which drop or change names on purpose)."""
     sep = options.separator
-    value: JSONValue = _assemble(
+    value: JSONValue = assemble(
         (parse_column(name, sep, prefix), leaf) for name, leaf in columns.items()
     )
     return value
+
+
+def with_positions(path: Path, positions: Mapping[Path, int]) -> Path:
+    """``path`` with the index of every exploded list on the way down put back, outermost
+    first: an exploded row names a list's position in a column of its own.
+
+    :param positions: the position of each exploded list, by the list's path.
+    """
+    if not positions:
+        return path
+    full: list[Component] = []
+    for depth in range(len(path) + 1):
+        head = path[:depth]
+        if head in positions:
+            full.append(positions[head])
+        if depth < len(path):
+            full.append(path[depth])
+    return tuple(full)
 
 
 def unflatten_rows(
@@ -437,17 +457,8 @@ def unflatten_rows(
                 positions[parse_column(name[: -len(EXPLODE_MARK)], sep, prefix)] = leaf
             else:
                 leaves.append((parse_column(name, sep, prefix), leaf))
-        for path, leaf in leaves:
-            # Re-insert the index of every exploded list on the way down, outermost first.
-            full: list[Component] = []
-            for depth in range(len(path) + 1):
-                head = path[:depth]
-                if head in positions:
-                    full.append(positions[head])
-                if depth < len(path):
-                    full.append(path[depth])
-            pairs.append((tuple(full), leaf))
-    value: JSONValue = _assemble(pairs)
+        pairs.extend((with_positions(path, positions), leaf) for path, leaf in leaves)
+    value: JSONValue = assemble(pairs)
     return value
 
 

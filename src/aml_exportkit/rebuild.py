@@ -32,7 +32,7 @@ import attrs
 
 from .errors import SourceError
 from .flatten import Path as JsonPath
-from .flatten import _assemble
+from .flatten import assemble, with_positions
 from .jsonstream import exact_int, finite_float, loads_value
 from .manifest import parse_manifest
 from .records import JSONValue
@@ -230,7 +230,7 @@ def rebuild_json_data(
         except ValueError:
             raise SourceError(f"result_id {_shown(pk)} is not an integer", file=where) from None
         _add_row(pairs.setdefault(pk, []), row, decoders, where)
-    return {pk: _assemble(found) for pk, found in pairs.items()}
+    return {pk: assemble(found) for pk, found in pairs.items()}
 
 
 def _shown(cell: Any) -> str:
@@ -262,19 +262,7 @@ def _add_row(
             positions[decoder.path] = value
         else:
             leaves.append((decoder.path, value))
-    if not positions:
-        pairs.extend(leaves)
-        return
-    for path, value in leaves:
-        # the index of every exploded list on the way down, outermost first
-        full: list[str | int] = []
-        for depth in range(len(path) + 1):
-            head = path[:depth]
-            if head in positions:
-                full.append(positions[head])
-            if depth < len(path):
-                full.append(path[depth])
-        pairs.append((tuple(full), value))
+    pairs.extend((with_positions(path, positions), value) for path, value in leaves)
 
 
 def _read_manifest(path: Path) -> Mapping[str, Any]:
