@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import pytest
@@ -18,10 +18,10 @@ from aml_exportkit import (
     ResultBatch,
     SinkContext,
     SinkSpec,
+    engine,
     get_plugin_manager,
     hookimpl,
 )
-from aml_exportkit import engine
 from aml_exportkit.errors import ExportkitError
 from aml_exportkit.graph import RecordGraph
 from aml_exportkit.pipeline import registry_for, run_export
@@ -53,7 +53,7 @@ class ColumnsSink(BaseSink):
     """Takes batches as columns (and rows on the plain path): one line per result, and
     the batches' column names in ``seen``."""
 
-    seen: list[tuple[str, ...]] = []
+    seen: ClassVar[list[tuple[str, ...]]] = []
 
     def begin(self, graph: RecordGraph) -> None:
         self.file = self.context.temp_path().open("w", encoding="utf-8")
@@ -152,7 +152,8 @@ def test_only_sinks_the_engine_does_not_write_take_the_plain_path(
 ) -> None:
     monkeypatch.setenv(engine.ENV_SWITCH, "1")
     _run(LINES, generated_zip, tmp_path / "out")
-    assert engine.LAST_RUN == {"used": False, "reason": "sink lines cannot be written by the engine"}
+    reason = "sink lines cannot be written by the engine"
+    assert {"used": False, "reason": reason} == engine.LAST_RUN
 
 
 @pytest.mark.parametrize("what", sorted(BAD))
