@@ -22,6 +22,7 @@ from aml_exportkit import (
     get_plugin_manager,
     hookimpl,
 )
+from aml_exportkit.engine import batches
 from aml_exportkit.errors import ExportkitError
 from aml_exportkit.graph import RecordGraph
 from aml_exportkit.pipeline import registry_for, run_export
@@ -54,6 +55,7 @@ class ColumnsSink(BaseSink):
     the batches' column names in ``seen``."""
 
     seen: ClassVar[list[tuple[str, ...]]] = []
+    sizes: ClassVar[list[int]] = []
 
     def begin(self, graph: RecordGraph) -> None:
         self.file = self.context.temp_path().open("w", encoding="utf-8")
@@ -61,6 +63,7 @@ class ColumnsSink(BaseSink):
 
     def write_result_batch(self, batch: ResultBatch) -> None:
         ColumnsSink.seen.append(tuple(batch.schema.names))  # type: ignore[attr-defined]
+        ColumnsSink.sizes.append(batch.num_rows)
         for pk, score in zip(
             batch.column("pk").to_pylist(), batch.column("score").to_pylist(), strict=True
         ):
@@ -145,6 +148,22 @@ def test_other_sinks_get_batches_and_write_the_plain_paths_bytes(
     names = tuple(name for name, _ in engine.BATCH_COLUMNS)
     assert ColumnsSink.seen == [names] * engine.LAST_RUN["chunks"]
     assert plain["lines.txt"].count(b"\n") == engine.LAST_RUN["rows"]
+
+
+def test_a_chunks_batch_is_handed_in_slices(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No sink gets more rows at once than ``BATCH_ROWS`` (a database chunk holds 200
+    sessions), and the files are the same."""
+    monkeypatch.setattr(batches, "BATCH_ROWS", 100)
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    plain = _run(MIXED, generated_zip, tmp_path / "plain")
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    ColumnsSink.sizes.clear()
+    assert _run(MIXED, generated_zip, tmp_path / "fast") == plain
+    assert max(ColumnsSink.sizes) == 100
+    assert len(ColumnsSink.sizes) > engine.LAST_RUN["chunks"]
+    assert sum(ColumnsSink.sizes) == engine.LAST_RUN["rows"]
 
 
 def test_only_sinks_the_engine_does_not_write_take_the_plain_path(

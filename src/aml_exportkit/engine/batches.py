@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -160,9 +161,17 @@ def result_batch(cols: ResultColumns) -> bytes:
     return cast(bytes, out.getvalue().to_pybytes())
 
 
-def read_batches(data: bytes) -> list[ResultBatch]:
-    """The record batches of IPC stream bytes made by :func:`result_batch`."""
-    return list(_pyarrow().ipc.open_stream(data))
+#: The most rows of a batch handed to a sink: a chunk's batch is cut into slices (without a
+#: copy) so that a sink that takes rows holds no more records at once than on the plain path.
+BATCH_ROWS = 4096
+
+
+def read_batches(data: bytes) -> Iterator[ResultBatch]:
+    """The record batches of IPC stream bytes made by :func:`result_batch`, in slices of at
+    most :data:`BATCH_ROWS` rows."""
+    for batch in _pyarrow().ipc.open_stream(data):
+        for start in range(0, batch.num_rows, BATCH_ROWS):
+            yield batch.slice(start, BATCH_ROWS)
 
 
 def batch_results(batch: ResultBatch) -> list[Result]:
