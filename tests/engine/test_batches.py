@@ -22,7 +22,7 @@ from aml_exportkit import (
     get_plugin_manager,
     hookimpl,
 )
-from aml_exportkit.engine import batches
+from aml_exportkit.engine import batches, workers
 from aml_exportkit.errors import ExportkitError
 from aml_exportkit.graph import RecordGraph
 from aml_exportkit.pipeline import registry_for, run_export
@@ -148,6 +148,18 @@ def test_other_sinks_get_batches_and_write_the_plain_paths_bytes(
     names = tuple(name for name, _ in engine.BATCH_COLUMNS)
     assert ColumnsSink.seen == [names] * engine.LAST_RUN["chunks"]
     assert plain["lines.txt"].count(b"\n") == engine.LAST_RUN["rows"]
+
+
+def test_batches_without_a_spool_folder(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batches travel in the workers' messages when there is no spool folder."""
+    monkeypatch.setattr(workers, "_spool_folder", lambda: None)
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    plain = _run(MIXED, generated_zip, tmp_path / "plain")
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    assert _run(MIXED, generated_zip, tmp_path / "fast") == plain
+    assert engine.LAST_RUN["chunks"] > 10
 
 
 def test_a_chunks_batch_is_handed_in_slices(

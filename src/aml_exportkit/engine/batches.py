@@ -32,6 +32,7 @@ from .chunks import ResultColumns, StandDown, json_value
 
 if TYPE_CHECKING:
     from ..contracts import ResultBatch
+    from .workers import ArrowTable
 
 #: The columns of a trial result batch, in order, with their Arrow types.
 BATCH_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -139,9 +140,10 @@ def _json_texts(cols: ResultColumns) -> list[str]:
         raise StandDown("json_data: a text that is not UTF-8") from None
 
 
-def result_batch(cols: ResultColumns) -> bytes:
-    """The chunk's trial results as one record batch of :data:`BATCH_COLUMNS`, in Arrow's
-    IPC stream format (what a worker sends the parent)."""
+def result_batch(cols: ResultColumns) -> ArrowTable:
+    """The chunk's trial results as a table of :data:`BATCH_COLUMNS` in one record batch
+    (a worker sends it to the parent as an Arrow IPC stream, written straight into its
+    spool file)."""
     pa = _pyarrow()
     schema = _schema()
     values = {
@@ -152,13 +154,8 @@ def result_batch(cols: ResultColumns) -> bytes:
         "json_data": _json_texts(cols),
         **{name: cols.fields[name] for name in _FIELDS},
     }
-    batch = pa.RecordBatch.from_arrays(
-        [pa.array(values[f.name], f.type) for f in schema], schema=schema
-    )
-    out = pa.BufferOutputStream()
-    with pa.ipc.new_stream(out, schema) as writer:
-        writer.write_batch(batch)
-    return cast(bytes, out.getvalue().to_pybytes())
+    arrays = [pa.array(values.pop(f.name), f.type) for f in schema]
+    return cast("ArrowTable", pa.Table.from_arrays(arrays, schema=schema))
 
 
 #: The most rows of a batch handed to a sink: a chunk's batch is cut into slices (without a
@@ -167,7 +164,7 @@ BATCH_ROWS = 4096
 
 
 def read_batches(data: bytes) -> Iterator[ResultBatch]:
-    """The record batches of IPC stream bytes made by :func:`result_batch`, in slices of at
+    """The record batches of an IPC stream of :func:`result_batch`'s tables, in slices of at
     most :data:`BATCH_ROWS` rows."""
     for batch in _pyarrow().ipc.open_stream(data):
         for start in range(0, batch.num_rows, BATCH_ROWS):

@@ -631,9 +631,10 @@ class _Chunk:
     #: the chunk's objects of ``results.json`` joined by ``", "``, when a fixture zip is
     #: written (:func:`~aml_exportkit.engine.fixture.results_text`)
     fixture: _Data = b""
-    #: the chunk's record batch as Arrow IPC stream bytes, when the run has sinks the
-    #: engine does not write (:func:`~aml_exportkit.engine.batches.result_batch`)
-    batch: _Data = b""
+    #: the chunk's record batch (a table in the worker; IPC stream bytes once sent), when
+    #: the run has sinks the engine does not write
+    #: (:func:`~aml_exportkit.engine.batches.result_batch`)
+    batch: _Data | ArrowTable = b""
 
 
 # -- the engine ---------------------------------------------------------------------------------
@@ -1144,6 +1145,8 @@ class _Run:
                 (names, text, types, paths, _ipc_bytes(arrow) if _is_table(arrow) else arrow)
                 for names, text, types, paths, arrow in chunk.tables
             ]
+            if _is_table(chunk.batch):
+                chunk.batch = _ipc_bytes(chunk.batch)
         return chunk
 
     def _spool(self, chunk: _Chunk) -> bool:
@@ -1155,9 +1158,10 @@ class _Run:
         spool = _Spool(os.path.join(self.spool_folder, f"{os.getpid()}-{self.spooled}"))
         tables = []
         fixture: _Data = b""
+        batch: _Data = b""
         fh: Any
         try:
-            if any(_is_table(arrow) for *_, arrow in chunk.tables):
+            if _is_table(chunk.batch) or any(_is_table(arrow) for *_, arrow in chunk.tables):
                 # pyarrow's file: the tables' buffers go out without a copy, and every
                 # write is whole (or raises an OSError)
                 fh = importlib.import_module("pyarrow").OSFile(spool.path, "w")
@@ -1183,18 +1187,17 @@ class _Run:
                         parts.append(_Part(spool, offset, end - offset))
                         offset = end
                     tables.append((names, parts[0], types, paths, parts[1]))
-                extras: list[_Data] = []
-                for data in (chunk.fixture, chunk.batch):
-                    if data:
-                        assert isinstance(data, bytes)
-                        if isinstance(fh, io.FileIO):
-                            _write_all(fh.fileno(), data)
-                        else:
-                            fh.write(data)
-                        data = _Part(spool, offset, fh.tell() - offset)
-                        offset += len(data)
-                    extras.append(data)
-                fixture, batch = extras
+                if chunk.fixture:
+                    assert isinstance(chunk.fixture, bytes)
+                    if isinstance(fh, io.FileIO):
+                        _write_all(fh.fileno(), chunk.fixture)
+                    else:
+                        fh.write(chunk.fixture)
+                    fixture = _Part(spool, offset, fh.tell() - offset)
+                    offset += len(fixture)
+                if _is_table(chunk.batch):  # (a pyarrow file: its buffers go out without a copy)
+                    _write_ipc(chunk.batch, fh)
+                    batch = _Part(spool, offset, fh.tell() - offset)
         except OSError:
             spool.discard()
             return False
@@ -1269,6 +1272,7 @@ class _Run:
             if self.fixtures is not None:
                 self.fixtures.add(chunk.fixture)
             if self.batches is not None:
+                assert not _is_table(chunk.batch)  # (sent as bytes or spooled)
                 self.batches.add(chunk.batch)
             if chunk.spool is not None:
                 chunk.spool.discard()
