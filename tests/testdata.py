@@ -7,7 +7,9 @@ fixtures on them, and the readstat plugin's tests import them from here.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 #: MUSCLE's own output, copied into the repository: ``head/`` and ``v2024/``.
@@ -16,3 +18,18 @@ REFERENCE = ROOT / "tests" / "data"
 REFERENCE_ZIPS = sorted(REFERENCE.glob("*/block_*.zip")) + sorted(
     REFERENCE.glob("*/exportblock_command/*.zip")
 )
+
+#: The plugin guide's worked example sink (``docs/plugin-guide.md``), which the benchmarks
+#: load too.
+GUIDE_SINK = ROOT / "benchmarks" / "plugin" / "exportkit_jsonl.py"
+
+
+def guide_sink() -> ModuleType:
+    """The plugin guide's example sink, imported from :data:`GUIDE_SINK` (a plugin for
+    ``get_plugin_manager(plugins=[...])``)."""
+    spec = importlib.util.spec_from_file_location("exportkit_jsonl", GUIDE_SINK)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -24,6 +24,7 @@ from .contracts import (
     Inventory,
     OutputReport,
     Requirement,
+    ResultBatch,
     Sink,
     SinkContext,
     SinkSpec,
@@ -31,6 +32,7 @@ from .contracts import (
     SourceOptions,
     SourceSpec,
     TemplateSpec,
+    result_rows,
 )
 from .errors import (
     DatabaseError,
@@ -61,6 +63,7 @@ __all__ = [
     "PluginError",
     "RecordGraph",
     "Requirement",
+    "ResultBatch",
     "Selection",
     "Sink",
     "SinkContext",
@@ -79,6 +82,7 @@ __all__ = [
     "load_template",
     "open_source",
     "rebuild_json_data",
+    "result_rows",
     "run_export",
     "to_arrow",
     "to_dataframe",

@@ -214,10 +214,39 @@ class SinkContext:
         return self.outputs.create(target or self.target)
 
 
+class ArrowColumn(Protocol):
+    """What a sink may need of a ``pyarrow.Array`` (pyarrow ships no type stubs)."""
+
+    def to_pylist(self) -> list[Any]:
+        """The column's values as Python objects (None for a null)."""
+
+
+class ResultBatch(Protocol):
+    """A batch of trial results as columns: a ``pyarrow.RecordBatch`` (typed by this
+    protocol, as pyarrow ships no type stubs). Its columns, in order: ``pk``, ``session``,
+    ``section`` (int64), ``created_at`` (string: ISO 8601 with the source's UTC offset),
+    ``question_key``, ``expected_response``, ``given_response``, ``comment`` (string),
+    ``score`` (float64), ``scoring_rule`` (string) and ``json_data`` (string: the value's
+    JSON text). Pass it to pyarrow, Polars, pandas or DuckDB as it is.
+    """
+
+    @property
+    def num_rows(self) -> int:
+        """The number of trial results."""
+
+    @property
+    def schema(self) -> object:
+        """The columns' names and types (a ``pyarrow.Schema``)."""
+
+    def column(self, i: int | str) -> ArrowColumn:
+        """One column, by position or name."""
+
+
 class Sink(Protocol):
     """A live sink for one run. The pipeline calls, in order: :meth:`begin` with the graph,
-    :meth:`write_profiles` for each batch of profile answers, :meth:`write_results` for
-    each batch of trial results, then :meth:`finish`; or :meth:`abort` after a failure.
+    :meth:`write_profiles` for each batch of profile answers, :meth:`write_results` (or
+    :meth:`write_result_batch`, see there) for each batch of trial results, then
+    :meth:`finish`; or :meth:`abort` after a failure.
     """
 
     def begin(self, graph: RecordGraph) -> None:
@@ -228,6 +257,16 @@ class Sink(Protocol):
 
     def write_results(self, batch: Sequence[Result]) -> None:
         """Take a batch of trial results, ordered by (session, pk)."""
+
+    def write_result_batch(self, batch: ResultBatch) -> None:
+        """Take a batch of trial results as columns, ordered by (session, pk).
+
+        When the engine reads the trial results (``docs/performance.md``), a sink that is
+        not an :class:`EngineSink` gets them this way, one batch per chunk, in order, after
+        the profile answers; otherwise :meth:`write_results` gets them. A sink that does not
+        define this method (one written before it existed) gets the batches as rows through
+        :meth:`BaseSink.write_result_batch`'s adapter.
+        """
 
     def finish(self) -> Sequence[OutputReport]:
         """Complete every temporary file and report what was written."""
@@ -251,12 +290,41 @@ class BaseSink:
     def write_results(self, batch: Sequence[Result]) -> None:
         """Take trial results; ignored unless overridden."""
 
+    def write_result_batch(self, batch: ResultBatch) -> None:
+        """Take trial results as columns. Unless overridden: the row adapter, which hands
+        :meth:`write_results` the batch's rows as the
+        :class:`~aml_exportkit.records.Result` records the plain path reads (equal to
+        them, field by field), so that a sink written for rows works unchanged.
+
+        :param batch: the trial results as columns (see :class:`ResultBatch`).
+        """
+        self.write_results(result_rows(batch))
+
     def finish(self) -> Sequence[OutputReport]:
         """Report nothing written unless overridden."""
         return ()
 
     def abort(self) -> None:
         """Nothing to close unless overridden."""
+
+
+def result_rows(batch: ResultBatch) -> list[Result]:
+    """A :class:`ResultBatch`'s trial results as :class:`~aml_exportkit.records.Result`
+    records, in order: the row adapter, for a sink that wants rows."""
+    from .engine import batch_results
+
+    return batch_results(batch)
+
+
+def hand_result_batch(sink: Sink, batch: ResultBatch) -> None:
+    """Give ``sink`` a batch of trial results as columns: by its
+    :meth:`Sink.write_result_batch`, or, for a sink without one, as rows to
+    :meth:`Sink.write_results`."""
+    write = getattr(sink, "write_result_batch", None)
+    if write is None:
+        sink.write_results(result_rows(batch))
+    else:
+        write(batch)
 
 
 @attrs.frozen(kw_only=True)
@@ -341,11 +409,11 @@ class EngineSink(Sink, Protocol):
     to a result stream (kind, foreign keys, unique pk, order; the graph's counts are updated
     as if the stream had been read), and writes the long table of our CSV dialect (and
     Parquet made from that text), or the fixture zip's ``results.json`` text, byte for
-    byte as the sink itself would. The pipeline uses
-    it only when the source offers its results in chunks (``RecordGraph.result_chunks``),
-    every sink of the run is an engine sink that accepts, and nothing else observes the
-    results. Anything unexpected in the data makes the engine stand down before any output
-    is final, and the plain path runs instead.
+    byte as the sink itself would. The pipeline uses it when the source offers its results
+    in chunks (``RecordGraph.result_chunks``) and some sink of the run is an engine sink
+    that accepts; the run's other sinks then get the trial results as batches
+    (:meth:`Sink.write_result_batch`). Anything unexpected in the data makes the engine
+    stand down before any output is final, and the plain path runs instead.
 
     The calls: :meth:`engine_table` after :meth:`Sink.begin` and the profile answers; then
     either :meth:`engine_wrote` (the engine wrote the file) and :meth:`Sink.finish`, or the

@@ -20,10 +20,12 @@ from . import codebook, engine, manifest
 from .atomic import OutputSet, control_character, is_utf8, shown_path
 from .contracts import (
     OutputReport,
+    ResultBatch,
     Sink,
     SinkContext,
     Source,
     SourceOptions,
+    hand_result_batch,
     unmet_requirements,
 )
 from .errors import PluginError, SinkError, SourceError, TemplateError
@@ -604,14 +606,21 @@ def _drive(
         profiles = _ProfileReader(graph, readers, observers)
         # The engine writes the long tables straight from the source's raw results when
         # it can (docs/performance.md), reading the profile answers in a thread while its
-        # workers run; otherwise the profile answers come first, then every sink gets
+        # workers run, and hands the other sinks the trial results as record batches once
+        # it has written everything; otherwise the profile answers come first, then every sink gets
         # checked Result batches. The codebook's questions of the trial results come from
         # the engine's chunks, after those of the profile answers (the plain path's order).
         beside = None if profiles.started else profiles.read
         trial_questions = DataScan() if questions is not None else None
         with _naming_engine(sinks):
             engine_wrote = engine.run(
-                graph, sinks, progress, beside=beside, jobs=jobs, questions=trial_questions
+                graph,
+                sinks,
+                progress,
+                beside=beside,
+                jobs=jobs,
+                questions=trial_questions,
+                feed=_feed,
             )
         if engine_wrote and questions is not None and trial_questions is not None:
             questions.found.merge_questions(trial_questions)
@@ -703,6 +712,12 @@ def _temp_of(context: SinkContext) -> str:
         return str(context.outputs.pending_path(context.target))
     except KeyError:
         return ""
+
+
+def _feed(context: SinkContext, sink: Sink, batch: ResultBatch) -> None:
+    """Hand a batch of the engine's to a sink it does not write, naming the sink on error."""
+    with _naming(context):
+        hand_result_batch(sink, batch)
 
 
 @contextlib.contextmanager

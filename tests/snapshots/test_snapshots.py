@@ -18,6 +18,7 @@ import snapshot
 from aml_exportkit.plugins import get_plugin_manager, load_registry
 from conftest import REFERENCE, REFERENCE_ZIPS
 from snapshot import Run, Source
+from testdata import guide_sink
 
 RECORDED = Path(__file__).parent / "recorded"
 
@@ -138,6 +139,15 @@ FIXTURE = {
     'compression = "deflate"\n\n' + _long_tables("", ""),
 }
 
+#: The plugin guide's example sink (a third-party sink that takes rows) beside csv-long: the
+#: engine writes the long table and hands the sink record batches (through the row adapter).
+GUIDE_SINK = (
+    '[[sinks]]\ntype = "csv-long"\npath = "long.csv"\n\n'
+    '[[sinks]]\ntype = "jsonl"\npath = "results.jsonl"\n'
+)
+#: The plugins a run needs besides the builtins, by the run's name.
+PLUGINS = {"csv-long-jsonl": (guide_sink(),)}
+
 CODEBOOK = """
 codebook = true
 
@@ -163,6 +173,7 @@ RUNS = [
     *(Run(name, name) for name in BUILTINS),
     *(Run(name, _long_tables(BULK[name], PARQUET_OPTIONS[name]), bulk=True) for name in BULK),
     *(Run(name, text, bulk=True) for name, text in FIXTURE.items()),
+    Run("csv-long-jsonl", GUIDE_SINK, bulk=True),
     Run("other-sinks", PLAIN),
     Run("codebook", CODEBOOK),
     Run("codebook-classic-wide", CLASSIC_CODEBOOK),
@@ -186,7 +197,7 @@ def _zip_name(path: Path) -> str:
 
 
 def _check(source: Source, run: Run, tmp_path: Path) -> None:
-    got = snapshot.export_on_lanes(run, source, tmp_path)
+    got = snapshot.export_on_lanes(run, source, tmp_path, plugins=PLUGINS.get(run.name, ()))
     snapshot.check(RECORDED / f"{source.name}.json", run.name, got)
 
 

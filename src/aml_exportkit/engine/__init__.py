@@ -4,7 +4,8 @@ A source that can cut its trial results into chunks that never split a session o
 as a :class:`ResultChunks` (``RecordGraph.result_chunks``); the engine's workers parse and
 check each chunk into columns (:mod:`.chunks`), render the long table's rows for it
 (:mod:`.render`, with the optional native kernel of :mod:`.native`) and the fixture zip's
-``results.json`` objects (:mod:`.fixture`), and the parent checks
+``results.json`` objects (:mod:`.fixture`) and, for the run's other sinks, a record batch
+(:mod:`.batches`); the parent checks
 what spans chunks (:mod:`.spans`) and writes the outputs (:mod:`.workers`). Anything the
 engine does not take makes it stand down (:class:`StandDown`) before any output is final;
 the plain path then runs. ``docs/architecture.md`` and decision 0024 describe the layout.
@@ -15,6 +16,7 @@ names below and nothing else of the package.
 
 from __future__ import annotations
 
+from .batches import BATCH_COLUMNS, batch_results
 from .chunks import (
     Checks,
     ChunkMeta,
@@ -41,6 +43,7 @@ from .workers import (
 )
 
 __all__ = [
+    "BATCH_COLUMNS",
     "ENV_SWITCH",
     "JOBS_ENV",
     "LAST_RUN",
@@ -51,6 +54,7 @@ __all__ = [
     "ResultColumns",
     "Spans",
     "StandDown",
+    "batch_results",
     "check_profiles",
     "created_texts",
     "finish_columns",

@@ -61,13 +61,14 @@ import attrs
 
 from ..errors import ExportkitError, TemplateError
 from ..tabular.table import Absent, Column, column_kind
+from .batches import read_batches, result_batch
 from .chunks import ResultChunks, StandDown, questions_of
 from .fixture import results_text
 from .render import ChunkRenderer, json_cells_columns, kinds_of, supports
 from .spans import Spans
 
 if TYPE_CHECKING:
-    from ..contracts import EngineFormat, EngineSink, Sink, SinkContext
+    from ..contracts import EngineFormat, EngineSink, ResultBatch, Sink, SinkContext
     from ..flatten import Path as JsonPath
     from ..graph import RecordGraph
     from ..progress import Progress
@@ -208,8 +209,10 @@ def run(
     beside: Callable[[], None] | None = None,
     jobs: int | None = None,
     questions: DataScan | None = None,
+    feed: Callable[[SinkContext, Sink, ResultBatch], None] | None = None,
 ) -> bool:
-    """Write every sink's long table through the engine, if it can take this run.
+    """Write every engine sink's table through the engine, if it can take this run, and
+    hand the trial results to the run's other sinks as record batches.
 
     :param jobs: worker processes at most (default: :func:`jobs_setting`'s); never more
         than there are chunks.
@@ -221,6 +224,10 @@ def run(
         time of its own. The engine joins it before it returns or raises; its error, if
         any, is raised in place of the engine's outcome. It does not run when the engine
         stands down before its workers start.
+    :param feed: hands a batch to one of the sinks the engine does not write (default:
+        :func:`~aml_exportkit.contracts.hand_result_batch`); called once the engine has
+        written everything, with every chunk's batch in order, so that a stand-down never
+        leaves such a sink with part of the results.
     :return: True when the engine wrote everything (the graph's trial results are then read
         and counted); False when the plain path must run.
     """
@@ -234,20 +241,22 @@ def run(
         return _decline("no sinks")
     plans: list[tuple[tuple[object, ...], _Plan]] = []
     fixtures: list[_Output] = []
+    # the sinks the engine does not write: they get the trial results as record batches
+    others: list[tuple[SinkContext, Sink, str]] = []
     for context, sink in sinks:
-        if not context.engine:
-            return _decline(f"sink {context.name} cannot be written by the engine")
         engine_sink = cast("EngineSink", sink)
-        table = engine_sink.engine_table()
+        table = engine_sink.engine_table() if context.engine else None
         if table is None:
-            return _decline(f"sink {context.name} cannot be written by the engine")
+            others.append((context, sink, f"sink {context.name} cannot be written by the engine"))
+            continue
         options, fmt, path = table
         if options is None:  # results.json's text, the same for every such sink
             fixtures.append(_Output(engine_sink, fmt, path))
             continue
         why = supports(options)
         if why is not None:
-            return _decline(f"sink {context.name}: {why}")
+            others.append((context, sink, f"sink {context.name}: {why}"))
+            continue
         key = _table_key(options)
         plan = next((p for k, p in plans if k == key), None)
         if plan is None:
@@ -258,6 +267,8 @@ def run(
             plan = _Plan(renderer, [])
             plans.append((key, plan))
         plan.outputs.append(_Output(engine_sink, fmt, path))
+    if not plans and not fixtures:
+        return _decline(others[0][2])
     run = _Run(
         graph,
         raw,
@@ -267,7 +278,21 @@ def run(
         jobs or jobs_setting(),
         questions,
         fixtures,
+        batches=bool(others),
     )
+    with contextlib.ExitStack() as stack:
+        if run.batches is not None:
+            stack.callback(run.batches.close)  # whatever happens
+        return _run(run, plans, fixtures, others, feed)
+
+
+def _run(
+    run: _Run,
+    plans: list[tuple[tuple[object, ...], _Plan]],
+    fixtures: list[_Output],
+    others: list[tuple[SinkContext, Sink, str]],
+    feed: Callable[[SinkContext, Sink, ResultBatch], None] | None,
+) -> bool:
     frozen = gc.isenabled()
     gc.disable()
     try:
@@ -292,7 +317,23 @@ def run(
             out.sink.engine_wrote(rows, plan.columns)
     for out in fixtures:
         out.sink.engine_wrote(rows)
-    LAST_RUN.update(used=True, reason="", rows=rows, chunks=run.chunk_count, **run.stats)
+    if run.batches is not None:
+        from ..contracts import hand_result_batch
+
+        for batch in run.batches.read():
+            for context, sink, _ in others:
+                if feed is None:
+                    hand_result_batch(sink, batch)
+                else:
+                    feed(context, sink, batch)
+    LAST_RUN.update(
+        used=True,
+        reason="",
+        rows=rows,
+        chunks=run.chunk_count,
+        batch_sinks=len(others),
+        **run.stats,
+    )
     return True
 
 
@@ -590,6 +631,10 @@ class _Chunk:
     #: the chunk's objects of ``results.json`` joined by ``", "``, when a fixture zip is
     #: written (:func:`~aml_exportkit.engine.fixture.results_text`)
     fixture: _Data = b""
+    #: the chunk's record batch (a table in the worker; IPC stream bytes once sent), when
+    #: the run has sinks the engine does not write
+    #: (:func:`~aml_exportkit.engine.batches.result_batch`)
+    batch: _Data | ArrowTable = b""
 
 
 # -- the engine ---------------------------------------------------------------------------------
@@ -994,6 +1039,35 @@ class _FixtureText:
             fh.close()
 
 
+class _Batches:
+    """Every chunk's record batch, in order, kept in an anonymous file until the engine
+    has written everything (then handed to the sinks it does not write): on the outputs'
+    disk, not in memory, and gone with the process whatever happens."""
+
+    def __init__(self, folder: Path) -> None:
+        import tempfile
+
+        self.file: Any = tempfile.TemporaryFile(dir=folder, buffering=0)  # noqa: SIM115
+        self.parts: list[int] = []
+
+    def add(self, data: _Data) -> None:
+        """Append a chunk's batch (nothing for a chunk without results)."""
+        if len(data):
+            _put(self.file, data)
+            self.parts.append(len(data))
+
+    def read(self) -> Iterator[ResultBatch]:
+        """The batches, in order."""
+        offset = 0
+        for length in self.parts:
+            yield from read_batches(_pread_all(self.file.fileno(), length, offset))
+            offset += length
+
+    def close(self) -> None:
+        """Remove the file."""
+        self.file.close()
+
+
 #: A chunk rendered again: the index of the one table it is rendered for, that table's
 #: final columns and its columns of JSON-text cells.
 _Again = tuple[int, tuple[str, ...], frozenset[str]]
@@ -1010,10 +1084,15 @@ class _Run:
         jobs: int = 1,
         questions: DataScan | None = None,
         fixtures: Sequence[_Output] = (),
+        *,
+        batches: bool = False,
     ) -> None:
         self.graph = graph
         self.jobs = jobs
         self.fixtures = _FixtureText([o.path for o in fixtures]) if fixtures else None
+        self.want_batches = batches
+        folder = (plans[0].outputs[0].path if plans else fixtures[0].path).parent
+        self.batches = _Batches(folder) if batches else None
         self.questions = questions
         self.raw = raw
         self.plans = plans
@@ -1068,6 +1147,7 @@ class _Run:
             # (once per chunk: not again when it is rendered anew)
             questions=questions_of(cols) if self.questions is not None and again is None else None,
             fixture=results_text(cols) if self.fixtures is not None and again is None else b"",
+            batch=result_batch(cols) if self.want_batches and again is None and len(cols) else b"",
         )
         if not self._spool(chunk):
             # the Arrow tables as IPC stream bytes, in the message
@@ -1075,6 +1155,8 @@ class _Run:
                 (names, text, types, paths, _ipc_bytes(arrow) if _is_table(arrow) else arrow)
                 for names, text, types, paths, arrow in chunk.tables
             ]
+            if _is_table(chunk.batch):
+                chunk.batch = _ipc_bytes(chunk.batch)
         return chunk
 
     def _spool(self, chunk: _Chunk) -> bool:
@@ -1086,9 +1168,10 @@ class _Run:
         spool = _Spool(os.path.join(self.spool_folder, f"{os.getpid()}-{self.spooled}"))
         tables = []
         fixture: _Data = b""
+        batch: _Data = b""
         fh: Any
         try:
-            if any(_is_table(arrow) for *_, arrow in chunk.tables):
+            if _is_table(chunk.batch) or any(_is_table(arrow) for *_, arrow in chunk.tables):
                 # pyarrow's file: the tables' buffers go out without a copy, and every
                 # write is whole (or raises an OSError)
                 fh = importlib.import_module("pyarrow").OSFile(spool.path, "w")
@@ -1121,11 +1204,16 @@ class _Run:
                     else:
                         fh.write(chunk.fixture)
                     fixture = _Part(spool, offset, fh.tell() - offset)
+                    offset += len(fixture)
+                if _is_table(chunk.batch):  # (a pyarrow file: its buffers go out without a copy)
+                    _write_ipc(chunk.batch, fh)
+                    batch = _Part(spool, offset, fh.tell() - offset)
         except OSError:
             spool.discard()
             return False
         chunk.tables = tables
         chunk.fixture = fixture
+        chunk.batch = batch
         chunk.spool = spool
         return True
 
@@ -1193,6 +1281,9 @@ class _Run:
                 found.update(paths)
             if self.fixtures is not None:
                 self.fixtures.add(chunk.fixture)
+            if self.batches is not None:
+                assert not _is_table(chunk.batch)  # (sent as bytes or spooled)
+                self.batches.add(chunk.batch)
             if chunk.spool is not None:
                 chunk.spool.discard()
             if chunk.position:

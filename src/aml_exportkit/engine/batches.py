@@ -1,0 +1,191 @@
+"""Trial results as Arrow record batches, for sinks that the engine does not write itself.
+
+A worker turns a chunk's checked columns (:class:`~.chunks.ResultColumns`) into one record
+batch (:func:`result_batch`, sent to the parent as IPC stream bytes); the parent hands the
+batches, in order, to every sink of the run that is not an engine sink
+(:meth:`~aml_exportkit.contracts.Sink.write_result_batch`). A sink that wants rows gets
+them from :func:`batch_results`: the very :class:`~aml_exportkit.records.Result` records the
+plain path would hand it (:func:`result_records`, which the fixture zip's rendering uses
+too: one conversion from columns to records).
+
+The batch's columns (:data:`BATCH_COLUMNS`): ``pk``, ``session`` and ``section`` (int64),
+``created_at`` (string: ISO 8601 with the source's UTC offset, as the CSV writes it; an
+Arrow timestamp would keep one zone per column, not the offset of each value),
+``question_key``, ``expected_response``, ``given_response``, ``comment``,
+``scoring_rule`` (string), ``score`` (float64) and ``json_data`` (string: the value's JSON
+text).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
+
+from ..jsonstream import nesting_ok
+from ..records import Result
+from .chunks import ResultColumns, StandDown, json_value
+
+if TYPE_CHECKING:
+    from ..contracts import ResultBatch
+    from .workers import ArrowTable
+
+#: The columns of a trial result batch, in order, with their Arrow types.
+BATCH_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("pk", "int64"),
+    ("session", "int64"),
+    ("section", "int64"),
+    ("created_at", "string"),
+    ("question_key", "string"),
+    ("expected_response", "string"),
+    ("given_response", "string"),
+    ("comment", "string"),
+    ("score", "float64"),
+    ("scoring_rule", "string"),
+    ("json_data", "string"),
+)
+#: The columns taken from :attr:`ResultColumns.fields` as they are.
+_FIELDS = (
+    "question_key",
+    "expected_response",
+    "given_response",
+    "comment",
+    "score",
+    "scoring_rule",
+)
+
+
+def _pyarrow() -> Any:
+    return importlib.import_module("pyarrow")
+
+
+def _schema() -> Any:
+    pa = _pyarrow()
+    return pa.schema([(name, getattr(pa, kind)()) for name, kind in BATCH_COLUMNS])
+
+
+def json_values(cols: ResultColumns) -> list[Any]:
+    """The chunk's ``json_data`` values (the kernel's texts parsed as the reader parses
+    them, and checked for depth as ``finish_columns`` checks parsed values).
+
+    :raises StandDown: for a text the plain path must judge.
+    """
+    data = cols.json_data
+    if not cols.json_raw:
+        return data
+    try:
+        data = [json_value(t) for t in data]
+    except (ValueError, RecursionError):
+        raise StandDown("json_data: a text the plain path must judge") from None
+    if not nesting_ok(data, 1):
+        raise StandDown("json_data nested too deeply")
+    return data
+
+
+def result_records(cols: ResultColumns) -> list[Result]:
+    """A chunk's trial results as the records the plain path hands a sink."""
+    fields = cols.fields
+    # (created_at holds the CSV's text, ISO 8601 with the source's offset kept: it reads
+    # back as the datetime the plain path's reader made)
+    return [
+        Result(
+            pk=pk,
+            session=session,
+            participant=None,
+            section=section,
+            created_at=datetime.fromisoformat(created),
+            question_key=key,
+            expected_response=expected,
+            given_response=given,
+            comment=comment,
+            score=score,
+            scoring_rule=rule,
+            json_data=value,
+        )
+        for pk, session, section, created, key, expected, given, comment, score, rule, value in zip(
+            cols.pk,
+            cols.session,
+            cols.section,
+            cols.created_at,
+            fields["question_key"],
+            fields["expected_response"],
+            fields["given_response"],
+            fields["comment"],
+            fields["score"],
+            fields["scoring_rule"],
+            json_values(cols),
+            strict=True,
+        )
+    ]
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except (TypeError, orjson.JSONEncodeError):  # an integer beyond 64 bits, deep nesting
+        return json.dumps(value, ensure_ascii=False)
+
+
+def _json_texts(cols: ResultColumns) -> list[str]:
+    if not cols.json_raw:
+        return [_json_text(v) for v in cols.json_data]
+    json_values(cols)  # stand down here, in the worker, not when the parent hands the rows
+    try:
+        return [t.decode() for t in cols.json_data]
+    except UnicodeDecodeError:  # pragma: no cover - the kernel reads UTF-8 only
+        raise StandDown("json_data: a text that is not UTF-8") from None
+
+
+def result_batch(cols: ResultColumns) -> ArrowTable:
+    """The chunk's trial results as a table of :data:`BATCH_COLUMNS` in one record batch
+    (a worker sends it to the parent as an Arrow IPC stream, written straight into its
+    spool file)."""
+    pa = _pyarrow()
+    schema = _schema()
+    values = {
+        "pk": cols.pk,
+        "session": cols.session,
+        "section": cols.section,
+        "created_at": cols.created_at,
+        "json_data": _json_texts(cols),
+        **{name: cols.fields[name] for name in _FIELDS},
+    }
+    arrays = [pa.array(values.pop(f.name), f.type) for f in schema]
+    return cast("ArrowTable", pa.Table.from_arrays(arrays, schema=schema))
+
+
+#: The most rows of a batch handed to a sink: a chunk's batch is cut into slices (without a
+#: copy) so that a sink that takes rows holds no more records at once than on the plain path.
+BATCH_ROWS = 4096
+
+
+def read_batches(data: bytes) -> Iterator[ResultBatch]:
+    """The record batches of an IPC stream of :func:`result_batch`'s tables, in slices of at
+    most :data:`BATCH_ROWS` rows."""
+    for batch in _pyarrow().ipc.open_stream(data):
+        for start in range(0, batch.num_rows, BATCH_ROWS):
+            yield batch.slice(start, BATCH_ROWS)
+
+
+def batch_results(batch: ResultBatch) -> list[Result]:
+    """The batch's trial results as :class:`~aml_exportkit.records.Result` records, equal
+    to those the plain path reads: the row adapter of
+    :meth:`~aml_exportkit.contracts.BaseSink.write_result_batch`."""
+
+    def column(name: str) -> list[Any]:
+        return batch.column(name).to_pylist()
+
+    cols = ResultColumns(
+        pk=column("pk"),
+        session=column("session"),
+        section=column("section"),
+        created_at=column("created_at"),
+        fields={name: column(name) for name in _FIELDS},
+        json_data=[text.encode() for text in column("json_data")],
+        json_raw=True,
+    )
+    return result_records(cols)

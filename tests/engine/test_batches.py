@@ -1,0 +1,209 @@
+"""The engine beside sinks it does not write: they get each chunk's trial results as an
+Arrow record batch (``write_result_batch``), as rows through the adapter when they want
+rows, and the files are the plain path's, byte for byte."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+import pytest
+
+import dummy_sink_module
+from aml_exportkit import (
+    BaseSink,
+    OutputReport,
+    ResultBatch,
+    SinkContext,
+    SinkSpec,
+    engine,
+    get_plugin_manager,
+    hookimpl,
+)
+from aml_exportkit.engine import batches, workers
+from aml_exportkit.errors import ExportkitError
+from aml_exportkit.graph import RecordGraph
+from aml_exportkit.pipeline import registry_for, run_export
+from aml_exportkit.records import Result
+from aml_exportkit.sources import fixture_zip_chunks
+from aml_exportkit.template.load import parse_template
+
+from .test_engine import BAD, _rewrite_results
+
+LONG = '[[sinks]]\ntype = "csv-long"\npath = "long.csv"\n'
+LINES = '[[sinks]]\ntype = "lines"\npath = "lines.txt"\n'
+#: every sink the engine does not write, beside the long table it writes
+MIXED = (
+    LONG
+    + LINES
+    + '[[sinks]]\ntype = "columns"\npath = "columns.txt"\n'
+    + '[[sinks]]\ntype = "bare"\npath = "bare.txt"\n'
+    + '[[sinks]]\ntype = "csv-wide"\npath = "wide.csv"\n'
+    + '[[sinks]]\ntype = "csv-long"\npath = "long-ms.csv"\ntimestamps = "ms"\n'
+)
+
+
+@attrs.frozen
+class _NoOptions:
+    pass
+
+
+class ColumnsSink(BaseSink):
+    """Takes batches as columns (and rows on the plain path): one line per result, and
+    the batches' column names in ``seen``."""
+
+    seen: ClassVar[list[tuple[str, ...]]] = []
+    sizes: ClassVar[list[int]] = []
+
+    def begin(self, graph: RecordGraph) -> None:
+        self.file = self.context.temp_path().open("w", encoding="utf-8")
+        self.rows = 0
+
+    def write_result_batch(self, batch: ResultBatch) -> None:
+        ColumnsSink.seen.append(tuple(batch.schema.names))  # type: ignore[attr-defined]
+        ColumnsSink.sizes.append(batch.num_rows)
+        for pk, score in zip(
+            batch.column("pk").to_pylist(), batch.column("score").to_pylist(), strict=True
+        ):
+            self.file.write(f"{pk} {score}\n")
+        self.rows += batch.num_rows
+
+    def write_results(self, batch: Sequence[Result]) -> None:
+        for result in batch:
+            self.file.write(f"{result.pk} {result.score}\n")
+        self.rows += len(batch)
+
+    def finish(self) -> Sequence[OutputReport]:
+        self.file.close()
+        return (OutputReport(path=self.context.target, rows=self.rows),)
+
+    def abort(self) -> None:
+        self.file.close()
+
+
+class BareSink:
+    """A sink written to the protocol alone, before ``write_result_batch`` existed."""
+
+    def __init__(self, context: SinkContext) -> None:
+        self.context = context
+
+    def begin(self, graph: RecordGraph) -> None:
+        self.file = self.context.temp_path().open("w", encoding="utf-8")
+
+    def write_profiles(self, batch: Sequence[Result]) -> None:
+        pass
+
+    def write_results(self, batch: Sequence[Result]) -> None:
+        for result in batch:
+            self.file.write(f"{result.pk} {result.created_at.isoformat()} {result.json_data}\n")
+
+    def finish(self) -> Sequence[OutputReport]:
+        self.file.close()
+        return (OutputReport(path=self.context.target, rows=0),)
+
+    def abort(self) -> None:
+        self.file.close()
+
+
+class _Plugin:
+    @hookimpl
+    def exportkit_register_sinks(self) -> list[SinkSpec]:
+        return [
+            SinkSpec(name=name, description=name, options=_NoOptions, factory=factory)
+            for name, factory in (("columns", ColumnsSink), ("bare", BareSink))
+        ]
+
+
+def _run(text: str, source: Path, out: Path) -> dict[str, bytes]:
+    pm = get_plugin_manager(load_entrypoints=False, plugins=[dummy_sink_module, _Plugin()])
+    registry = registry_for(pm)
+    template = parse_template(
+        "manifest = false\n" + text, file="t.toml", folder=out, sinks=registry.sink_specs
+    )
+    run_export(template, source=str(source), out_dir=out, plugin_manager=pm)
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+@pytest.fixture(autouse=True)
+def _many_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
+
+
+def test_other_sinks_get_batches_and_write_the_plain_paths_bytes(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    ColumnsSink.seen.clear()
+    plain = _run(MIXED, generated_zip, tmp_path / "plain")
+    assert not ColumnsSink.seen  # the plain path hands rows
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    fast = _run(MIXED, generated_zip, tmp_path / "fast")
+    assert engine.LAST_RUN["used"] is True
+    assert engine.LAST_RUN["batch_sinks"] == 5
+    assert engine.LAST_RUN["chunks"] > 10
+    assert fast == plain
+    # one batch per chunk, with the documented columns
+    names = tuple(name for name, _ in engine.BATCH_COLUMNS)
+    assert ColumnsSink.seen == [names] * engine.LAST_RUN["chunks"]
+    assert plain["lines.txt"].count(b"\n") == engine.LAST_RUN["rows"]
+
+
+def test_batches_without_a_spool_folder(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batches travel in the workers' messages when there is no spool folder."""
+    monkeypatch.setattr(workers, "_spool_folder", lambda: None)
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    plain = _run(MIXED, generated_zip, tmp_path / "plain")
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    assert _run(MIXED, generated_zip, tmp_path / "fast") == plain
+    assert engine.LAST_RUN["chunks"] > 10
+
+
+def test_a_chunks_batch_is_handed_in_slices(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No sink gets more rows at once than ``BATCH_ROWS`` (a database chunk holds 200
+    sessions), and the files are the same."""
+    monkeypatch.setattr(batches, "BATCH_ROWS", 100)
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    plain = _run(MIXED, generated_zip, tmp_path / "plain")
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    ColumnsSink.sizes.clear()
+    assert _run(MIXED, generated_zip, tmp_path / "fast") == plain
+    assert max(ColumnsSink.sizes) == 100
+    assert len(ColumnsSink.sizes) > engine.LAST_RUN["chunks"]
+    assert sum(ColumnsSink.sizes) == engine.LAST_RUN["rows"]
+
+
+def test_only_sinks_the_engine_does_not_write_take_the_plain_path(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(engine.ENV_SWITCH, "1")
+    _run(LINES, generated_zip, tmp_path / "out")
+    reason = "sink lines cannot be written by the engine"
+    assert {"used": False, "reason": reason} == engine.LAST_RUN
+
+
+@pytest.mark.parametrize("what", sorted(BAD))
+def test_bad_data_beside_a_plugin_sink(
+    what: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plain path's error or bytes, whether or not the engine stood down: a sink the
+    engine does not write gets its batches only once the engine wrote everything, so a
+    stand-down never hands it a result twice."""
+    broken = tmp_path / "broken.zip"
+    _rewrite_results(generated_zip, broken, BAD[what])
+    outcome: list[Any] = []
+    for mode in ("0", "1"):
+        monkeypatch.setenv(engine.ENV_SWITCH, mode)
+        out = tmp_path / mode
+        try:
+            outcome.append(_run(LONG + LINES, broken, out))
+        except ExportkitError as exc:
+            outcome.append(str(exc).replace(str(out), "OUT"))
+        assert not list(out.glob(".*")), list(out.iterdir())
+    assert outcome[0] == outcome[1]
+    assert isinstance(outcome[0], dict) is (what in ("big integer in json", "extra field"))
