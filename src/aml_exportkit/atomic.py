@@ -30,6 +30,12 @@ _TEMP_EXTRA = len(".") + len(".exportkit-") + 10 + len("-") + 8 + len(".tmp")
 NAME_MAX = 255
 
 
+def is_temporary_name(name: str) -> bool:
+    """Whether ``name`` is a run's temporary file (its output's, a file a sink keeps beside
+    it, or a replaced file kept aside): what a later run sweeps once that run is gone."""
+    return _TEMP_RE.match(name) is not None
+
+
 def _temp_name(target: Path, kind: str = "tmp") -> str:
     return f".{target.name}.exportkit-{os.getpid()}-{secrets.token_hex(4)}.{kind}"
 
