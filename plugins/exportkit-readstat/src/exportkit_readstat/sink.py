@@ -357,17 +357,11 @@ def json_numbers(cells: Sequence[Any]) -> list[float | None] | None:
     there. Text among the numbers (``"7"`` beside ``7``), or an integer beyond 2**53,
     keeps the variable text.
     """
+    values = _json_values(cells)
+    if values is None:
+        return None
     out: list[float | None] = []
-    for cell in cells:
-        if cell is None:
-            out.append(None)
-            continue
-        if not isinstance(cell, str):
-            return None
-        try:
-            value = json.loads(cell)
-        except ValueError:
-            return None
+    for value in values:
         if value is None:
             out.append(None)
         elif type(value) is float or (type(value) is int and abs(value) <= _EXACT):
@@ -382,7 +376,16 @@ def json_texts(cells: Sequence[Any]) -> list[str | None] | None:
     missing (text with nulls that other rows lack); else None. Neither format has a
     missing string, so null and a missing key are both the empty string there, as for any
     text variable."""
-    out: list[str | None] = []
+    values = _json_values(cells)
+    if values is None or not all(v is None or isinstance(v, str) for v in values):
+        return None
+    return values
+
+
+def _json_values(cells: Sequence[Any]) -> list[Any] | None:
+    """Each JSON-text cell's value (None for a missing cell and for ``null`` alike), or None
+    when a cell is not JSON text."""
+    out: list[Any] = []
     for cell in cells:
         if cell is None:
             out.append(None)
@@ -390,10 +393,7 @@ def json_texts(cells: Sequence[Any]) -> list[str | None] | None:
         if not isinstance(cell, str):
             return None
         try:
-            value = json.loads(cell)
+            out.append(json.loads(cell))
         except ValueError:
             return None
-        if value is not None and not isinstance(value, str):
-            return None
-        out.append(value)
     return out
