@@ -15,14 +15,15 @@ CPU seconds, not wall time, because the machine is shared: they do not grow when
 processes take the cores. The model (Amdahl's law with the parent's main thread as a
 second serial bound): with ``n`` cores and ``n`` workers,
 
-    T(n) = before + after + max(W / n + (M + P) / n, M, P_max)
+    T(n) = before + after + max((W + M + P) / n, W / w, M, P_max)
 
-where ``W`` is the workers' CPU, ``M`` the parent's main thread's during the workers,
-``P`` its threads' and ``P_max`` the busiest thread's (each thread is serial itself). The
-middle term is the work during the workers shared over the cores, the other two are
-the parts of it that one thread must do in order. The workers' CPU is taken from the run
-with the most workers measured (their total grows a little with their number: each
-forks, pages in and warms its own caches).
+where ``W`` is the workers' CPU, ``w`` their number (``n`` unless said otherwise), ``M``
+the parent's main thread's CPU during the workers, ``P`` its threads' and ``P_max`` the
+busiest thread's (each thread is serial itself). The first term is the work during the
+workers shared over the cores, the second the workers' share when they are fewer than
+the cores, the last two the parts that one thread must do in order. Each run is modelled
+with its own figures: the workers' total hardly changes with their number (6.93 s with
+one, 3.53 + 3.44 s with two, long.toml at 10k), so a run with two predicts 8 and 16 too.
 """
 
 from __future__ import annotations
@@ -113,13 +114,21 @@ def split(raw: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def predict(parts: Mapping[str, Any], cores: int) -> float:
-    """The wall time the model predicts with ``cores`` cores and as many workers."""
+def predict(parts: Mapping[str, Any], cores: int, workers: int | None = None) -> float:
+    """The wall time the model predicts with ``cores`` cores and ``workers`` workers (as
+    many as cores by default): fewer workers than cores leave the parent a core of its own
+    (the workers' share is then ``W / workers``)."""
     work = sum(parts["workers"])
     threads = parts["threads"].values()
     spread = (work + parts["main"] + sum(threads)) / cores
-    during = max(spread, parts["main"], max(threads, default=0.0))
+    during = max(spread, work / (workers or cores), parts["main"], max(threads, default=0.0))
     return float(parts["before"] + parts["after"] + during)
+
+
+def jobs_ratio(one: Mapping[str, Any], two: Mapping[str, Any]) -> float:
+    """Two workers against one on two cores, as the model predicts them from the runs
+    with one worker (``one``) and two (``two``): the ``long-jobs1``/``long-jobs2`` ratio."""
+    return predict(one, 2, workers=1) / predict(two, 2)
 
 
 def render(rows: Sequence[tuple[str, int, Mapping[str, Any]]]) -> str:
@@ -146,4 +155,14 @@ def render(rows: Sequence[tuple[str, int, Mapping[str, Any]]]) -> str:
         one = predict(p, 1)
         cells = [f"{predict(p, c):.1f} s ({one / predict(p, c):.2f}×)" for c in CORES]
         lines.append(f"| {name} | {jobs} workers | " + " | ".join(cells) + " |")
+    lines.append("")
+    by_name: dict[str, dict[int, Mapping[str, Any]]] = {}
+    for name, jobs, p in rows:
+        by_name.setdefault(name, {})[jobs] = p
+    for name, runs in by_name.items():
+        if 1 in runs and 2 in runs:
+            lines.append(
+                f"{name}: two workers against one on two cores, as the model predicts:"
+                f" {jobs_ratio(runs[1], runs[2]):.2f}×"
+            )
     return "\n".join(lines)

@@ -190,4 +190,10 @@ def test_the_per_core_model_of_the_benchmarks() -> None:
     assert cpu_model.predict(parts, 2) == pytest.approx(1.5 + 5.0)
     # beyond, the Parquet thread (1 s) bounds the time during the workers
     assert cpu_model.predict(parts, 16) == pytest.approx(1.5 + 1.0)
-    assert "16 cores" in cpu_model.render([("long", 2, parts)])
+    # one worker on two cores: the parent's work has the other core
+    one = {**parts, "workers": [8.0]}
+    assert cpu_model.predict(one, 2, workers=1) == pytest.approx(1.5 + 8.0)
+    assert cpu_model.jobs_ratio(one, parts) == pytest.approx(9.5 / 6.5)
+    text = cpu_model.render([("long", 1, one), ("long", 2, parts)])
+    assert "16 cores" in text
+    assert "long: two workers against one on two cores, as the model predicts: 1.46×" in text
