@@ -109,6 +109,9 @@ def split(raw: Mapping[str, Any]) -> dict[str, Any]:
         # (RUSAGE_CHILDREN: the workers and anything else the run started, all joined)
         "children": raw["children"],
         "wall": raw["wall"],
+        # per worker: seconds on a CPU, waiting for one, idle (waiting for the parent)
+        "workers_time": cpu.get("workers_time", []),
+        "main_waited": cpu.get("main_waited"),
         "wall_before": cpu["at"] - raw["start"],
         "wall_during": cpu["wall"],
     }
@@ -134,17 +137,19 @@ def jobs_ratio(one: Mapping[str, Any], two: Mapping[str, Any]) -> float:
 def render(rows: Sequence[tuple[str, int, Mapping[str, Any]]]) -> str:
     """The measurements and the model's predictions as Markdown tables."""
     lines = [
-        "| export | workers | before | main | threads | workers' CPU | after | total CPU |",
-        "|---|---|---|---|---|---|---|---|",
+        "| export | workers | before | main | threads | workers' CPU | workers idle |"
+        " after | total CPU |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, jobs, p in rows:
         threads = ", ".join(f"{k} {v:.2f}" for k, v in sorted(p["threads"].items())) or "-"
         work = " + ".join(f"{w:.2f}" for w in p["workers"])
         total = p["before"] + p["main"] + sum(p["threads"].values()) + sum(p["workers"])
         total += p["after"]
+        idle = " + ".join(f"{t[2]:.2f}" for t in p.get("workers_time", []) if t) or "-"
         lines.append(
             f"| {name} | {jobs} | {p['before']:.2f} | {p['main']:.2f} | {threads} | {work} |"
-            f" {p['after']:.2f} | {total:.2f} |"
+            f" {idle} | {p['after']:.2f} | {total:.2f} |"
         )
     lines += [
         "",

@@ -155,6 +155,13 @@ def test_the_run_says_where_its_cpu_time_went(generated_zip: Path, tmp_path: Pat
     assert cpu["before"] > 0
     assert 0 <= cpu["main"] <= cpu["during"]
     assert sum(cpu["threads"].values()) <= cpu["during"] + 0.05
+    # each worker's time: on a CPU, waiting for one, idle; together its life in the run
+    for ran, waited, idle in cpu["workers_time"]:
+        assert ran > 0
+        assert waited >= 0
+        assert idle >= 0
+        assert ran + waited <= cpu["wall"] + 0.05
+    assert cpu["main_waited"] >= 0
 
 
 def test_a_process_cpu_time_is_read_from_proc() -> None:

@@ -145,6 +145,28 @@ def process_cpu(pid: int) -> float | None:
         return None
 
 
+def process_waits(pid: int) -> tuple[float, float] | None:
+    """Seconds process ``pid`` (its main thread) has run and has waited for a CPU while
+    runnable, from ``/proc/<pid>/schedstat`` (Linux); None where that cannot be read.
+
+    Beside its lifetime this tells a worker's idle time (waiting for the parent) from its
+    time waiting for a core (other processes, or the parent's threads, on it)."""
+    return _schedstat(f"/proc/{pid}/schedstat")
+
+
+def _schedstat(path: str) -> tuple[float, float] | None:
+    try:
+        with open(path, "rb") as fh:
+            ran, waited = fh.read().split()[:2]
+        return int(ran) / 1e9, int(waited) / 1e9
+    except (OSError, ValueError):
+        return None
+
+
+def _main_thread_waits() -> tuple[float, float] | None:
+    return _schedstat(f"/proc/self/task/{threading.get_native_id()}/schedstat")
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask, which a container or
     ``taskset`` may narrow), at least 1."""
@@ -1272,6 +1294,7 @@ class _Run:
         # where the time goes (LAST_RUN["cpu"], for benchmarks/run.py model): the parent's
         # CPU before the workers, its main thread's and threads' while they run, theirs
         started, before, main_started = time.perf_counter(), time.process_time(), time.thread_time()
+        main_waits = _main_thread_waits()
         self.workers = _Workers(count, self._work)
         self.stats["workers"] = count
         self.stats["jobs"] = self.jobs
@@ -1326,6 +1349,8 @@ class _Run:
         if self.fixtures is not None:
             self.fixtures.close()
         workers_cpu = [process_cpu(proc.pid) for proc in self.workers.procs]
+        lived = time.perf_counter() - started
+        waits = [process_waits(proc.pid) for proc in self.workers.procs]
         self.workers.close()
         self.workers = None
         self._join_beside()
@@ -1333,12 +1358,22 @@ class _Run:
         if duplicate is not None:
             raise StandDown(f"duplicate primary key {duplicate}")
         graph.settle_trial_results(spans.rows, spans.missing)
+        main_waits_now = _main_thread_waits()
         self.stats["cpu"] = {
+            # the main thread while the workers ran: seconds runnable but waiting for a CPU
+            "main_waited": None
+            if main_waits is None or main_waits_now is None
+            else main_waits_now[1] - main_waits[1],
             "before": before,
             "during": time.process_time() - before,
             "main": time.thread_time() - main_started,
             "threads": dict(self.threads_cpu),
             "workers": workers_cpu,
+            # per worker: (seconds on a CPU, seconds runnable but waiting for one, seconds
+            # idle: waiting for a chunk or for the parent to take its results)
+            "workers_time": [
+                None if w is None else (w[0], w[1], max(0.0, lived - w[0] - w[1])) for w in waits
+            ],
             "wall": time.perf_counter() - started,
             "at": started,
         }
