@@ -11,9 +11,10 @@ what the engine measured (``engine.LAST_RUN["cpu"]``) and its own ``getrusage``:
 - **after**: the parent's CPU after the engine returned (the sinks' finishing, e.g.
   fixture-json's zip member, and the manifest): serial.
 
-CPU seconds, not wall time, because the machine is shared: they do not grow when other
-processes take the cores. The model (Amdahl's law with the parent's main thread as a
-second serial bound): with ``n`` cores and ``n`` workers,
+CPU seconds, not wall time, because the machine is shared: a process waiting for a core
+adds wall time but no CPU seconds (they still grow somewhat on a crowded machine, whose
+caches and memory bandwidth are shared). The model (Amdahl's law with the parent's
+threads as further serial bounds): with ``n`` cores and ``w`` workers,
 
     T(n) = before + after + max((W + M + P) / n, W / w, M, P_max)
 
