@@ -7,6 +7,7 @@
   python benchmarks/run.py bench   --sizes 1000,10000        # long.toml only (targets --only long)
   python benchmarks/run.py memory  --sizes 1000,10000,50000
   python benchmarks/run.py memory  --sizes 50000 --only parquet_wide,fixture_json
+  python benchmarks/run.py model   --sizes 10000 --only long,csv-long,fixture-json
 
 ``targets`` hands every workload of ``workloads.py`` to one bench.py run per size as two
 tools, ``NAME`` on the zip and ``NAME-db`` on the PostgreSQL database, interleaved with the
@@ -21,6 +22,10 @@ a target is missed, 1 when a run failed or wrote the wrong rows.
 
 ``memory`` runs every template once per size and records the peak RSS (GNU time's %M, the
 largest process of the tree) and the sum over the process tree sampled from /proc.
+
+``model`` runs each workload on the zip with one and with two workers, once, and prints where
+the CPU seconds went (the parent before, beside and after the workers; each worker) and
+what the per-core model of ``cpu_model.py`` predicts for 1, 2, 4, 8 and 16 cores.
 
 Inputs are generated when missing: /tmp/bench/muscle_<N>.zip and the database
 bench_<N> (names by thousands of sessions), with the kit's generator. bench.py's JSON, its
@@ -358,11 +363,36 @@ def memory(args: argparse.Namespace) -> int:
     return 0 if all(r["rc"] == 0 for r in rows) else 1
 
 
+# -- the per-core model -----------------------------------------------------------------------
+
+
+def model(args: argparse.Namespace) -> int:
+    import cpu_model
+
+    chosen = [w for w in WORKLOADS if w.role == "target"]
+    if args.only:
+        chosen = [w for w in chosen if w.matches(set(args.only.split(",")))]
+    rows: list[tuple[str, int, dict[str, Any]]] = []
+    for sessions in args.sizes:
+        zip_path, _ = ensure_inputs(sessions, args.data, False)
+        for w in chosen:
+            for jobs in (1, 2):
+                with tempfile.TemporaryDirectory(dir=args.data) as out:
+                    target = Path(out) / "o"
+                    parts = cpu_model.measure(w.template, str(zip_path), jobs, target, w.env)
+                name = f"{w.name} {label(sessions)}"
+                rows.append((name, jobs, parts))
+                print(json.dumps({"workload": name, "jobs": jobs, **parts}), flush=True)
+    print(cpu_model.render(rows))
+    (args.results / "model.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("what", choices=("targets", "bench", "memory"))
+    ap.add_argument("what", choices=("targets", "bench", "memory", "model"))
     ap.add_argument("--sizes", default="1000,10000,50000",
                     type=lambda s: [int(x) for x in s.split(",")])  # fmt: skip
     ap.add_argument("--reps", type=int, default=3)
@@ -377,6 +407,8 @@ def main() -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     if args.what == "memory":
         return memory(args)
+    if args.what == "model":
+        return model(args)
     if args.what == "bench":
         args.only = "long"
     return targets(args)

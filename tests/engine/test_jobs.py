@@ -143,3 +143,64 @@ def test_the_template_key_must_be_a_whole_number(value: str, message: str, tmp_p
             sinks=registry.sink_specs,
         )
     assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_the_run_says_where_its_cpu_time_went(generated_zip: Path, tmp_path: Path) -> None:
+    _run(generated_zip, tmp_path, jobs=2)
+    cpu = engine.LAST_RUN["cpu"]
+    assert len(cpu["workers"]) == 2
+    assert all(w is not None and w > 0 for w in cpu["workers"])
+    # the Parquet encoder and the CSV's sha256 ran in threads of the parent
+    assert set(cpu["threads"]) >= {"parquet", "sha256"}
+    assert cpu["before"] > 0
+    assert 0 <= cpu["main"] <= cpu["during"]
+    assert sum(cpu["threads"].values()) <= cpu["during"] + 0.05
+    # each worker's time: on a CPU, waiting for one, idle; together its life in the run
+    for ran, waited, idle in cpu["workers_time"]:
+        assert ran > 0
+        assert waited >= 0
+        assert idle >= 0
+        assert ran + waited <= cpu["wall"] + 0.05
+    assert cpu["main_waited"] >= 0
+
+
+def test_a_process_cpu_time_is_read_from_proc() -> None:
+    import time
+
+    from aml_exportkit.engine.workers import process_cpu
+
+    before = time.process_time()
+    mine = process_cpu(os.getpid())
+    assert mine is not None
+    # clock ticks (1/100 s) against the finer process clock
+    assert before - 0.05 <= mine <= time.process_time() + 0.05
+    assert process_cpu(2**22 + 12345) is None  # above any pid this system hands out
+
+
+def test_the_per_core_model_of_the_benchmarks() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    try:
+        import cpu_model
+    finally:
+        sys.path.pop(0)
+    parts = {
+        "before": 1.0,
+        "after": 0.5,
+        "main": 0.5,
+        "threads": {"parquet": 1.0, "sha256": 0.5},
+        "workers": [4.0, 4.0],
+    }
+    # one core does everything; two share the 10 s during the workers
+    assert cpu_model.predict(parts, 1) == pytest.approx(11.5)
+    assert cpu_model.predict(parts, 2) == pytest.approx(1.5 + 5.0)
+    # beyond, the Parquet thread (1 s) bounds the time during the workers
+    assert cpu_model.predict(parts, 16) == pytest.approx(1.5 + 1.0)
+    # one worker on two cores: the parent's work has the other core
+    one = {**parts, "workers": [8.0]}
+    assert cpu_model.predict(one, 2, workers=1) == pytest.approx(1.5 + 8.0)
+    assert cpu_model.jobs_ratio(one, parts) == pytest.approx(9.5 / 6.5)
+    text = cpu_model.render([("long", 1, one), ("long", 2, parts)])
+    assert "16 cores" in text
+    assert "long: two workers against one on two cores, as the model predicts: 1.46×" in text

@@ -52,6 +52,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -131,6 +132,39 @@ def trim_heap() -> None:
 
 
 _MALLOC_TRIM: Any = None
+
+
+def process_cpu(pid: int) -> float | None:
+    """The CPU seconds (user and system) process ``pid`` has used, from ``/proc`` (Linux);
+    None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_waits(pid: int) -> tuple[float, float] | None:
+    """Seconds process ``pid`` (its main thread) has run and has waited for a CPU while
+    runnable, from ``/proc/<pid>/schedstat`` (Linux); None where that cannot be read.
+
+    Beside its lifetime this tells a worker's idle time (waiting for the parent) from its
+    time waiting for a core (other processes, or the parent's threads, on it)."""
+    return _schedstat(f"/proc/{pid}/schedstat")
+
+
+def _schedstat(path: str) -> tuple[float, float] | None:
+    try:
+        with open(path, "rb") as fh:
+            ran, waited = fh.read().split()[:2]
+        return int(ran) / 1e9, int(waited) / 1e9
+    except (OSError, ValueError):
+        return None
+
+
+def _main_thread_waits() -> tuple[float, float] | None:
+    return _schedstat(f"/proc/self/task/{threading.get_native_id()}/schedstat")
 
 
 def usable_cpus() -> int:
@@ -743,6 +777,8 @@ class _ParquetOut:
         self.queue: queue.Queue[list[ArrowTable] | None] | None = None
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        #: the encoder thread's CPU seconds, once it ended
+        self.cpu = 0.0
 
     def add(self, table: ArrowTable) -> None:
         """Add a chunk's rows (a table with this file's column names and types)."""
@@ -795,6 +831,7 @@ class _ParquetOut:
                 self.pool.release_unused()  # give freed buffers back at once (bounded RSS)
             except BaseException as exc:  # raised in the main thread
                 self.error = exc
+        self.cpu = time.thread_time()
 
     def _join(self) -> None:
         if self.queue is not None and self.thread is not None:
@@ -843,6 +880,8 @@ class _Hasher:
         self.digest = hashlib.sha256()
         self.done = 0
         self.error: BaseException | None = None
+        #: the thread's CPU seconds, once it ended
+        self.cpu = 0.0
 
     def upto(self, size: int) -> None:
         """Hash the file's first ``size`` bytes (in the thread)."""
@@ -864,6 +903,7 @@ class _Hasher:
                     self.done += len(block)
             except BaseException as exc:  # reported by result(): the manifest hashes again
                 self.error = exc
+        self.cpu = time.thread_time()
 
     def stop(self) -> None:
         """Wait for the thread to end."""
@@ -992,6 +1032,8 @@ class _Beside:
 
     def __init__(self, work: Callable[[], None]) -> None:
         self.error: BaseException | None = None
+        #: the thread's CPU seconds, once it ended
+        self.cpu = 0.0
         self.thread = threading.Thread(
             target=self._run, args=(work,), name="exportkit-beside", daemon=True
         )
@@ -1002,6 +1044,8 @@ class _Beside:
             work()
         except BaseException as exc:  # raised in the main thread by join()
             self.error = exc
+        finally:
+            self.cpu = time.thread_time()
 
     def join(self) -> None:
         """Wait for the work.
@@ -1105,6 +1149,11 @@ class _Run:
         self.states: list[_PlanState] = []
         self.chunk_count = 0
         self.stats: dict[str, Any] = {}
+        #: CPU seconds of the parent's threads (see :meth:`_thread_cpu`)
+        self.threads_cpu: dict[str, float] = {}
+
+    def _thread_cpu(self, name: str, seconds: float) -> None:
+        self.threads_cpu[name] = self.threads_cpu.get(name, 0.0) + seconds
 
     def _work(self, payload: tuple[Any, _Again | None]) -> _Chunk:
         task, again = payload
@@ -1242,6 +1291,10 @@ class _Run:
         ]
         count = min(self.jobs, max(1, len(tasks)))
         self.spool_folder = _spool_folder()
+        # where the time goes (LAST_RUN["cpu"], for benchmarks/run.py model): the parent's
+        # CPU before the workers, its main thread's and threads' while they run, theirs
+        started, before, main_started = time.perf_counter(), time.process_time(), time.thread_time()
+        main_waits = _main_thread_waits()
         self.workers = _Workers(count, self._work)
         self.stats["workers"] = count
         self.stats["jobs"] = self.jobs
@@ -1295,6 +1348,9 @@ class _Run:
             self._settle(state, found, tasks)
         if self.fixtures is not None:
             self.fixtures.close()
+        workers_cpu = [process_cpu(proc.pid) for proc in self.workers.procs]
+        lived = time.perf_counter() - started
+        waits = [process_waits(proc.pid) for proc in self.workers.procs]
         self.workers.close()
         self.workers = None
         self._join_beside()
@@ -1302,12 +1358,34 @@ class _Run:
         if duplicate is not None:
             raise StandDown(f"duplicate primary key {duplicate}")
         graph.settle_trial_results(spans.rows, spans.missing)
+        main_waits_now = _main_thread_waits()
+        self.stats["cpu"] = {
+            # the main thread while the workers ran: seconds runnable but waiting for a CPU
+            "main_waited": None
+            if main_waits is None or main_waits_now is None
+            else main_waits_now[1] - main_waits[1],
+            "before": before,
+            "during": time.process_time() - before,
+            "main": time.thread_time() - main_started,
+            "threads": dict(self.threads_cpu),
+            "workers": workers_cpu,
+            # per worker: (seconds on a CPU, seconds runnable but waiting for one, seconds
+            # idle: waiting for a chunk or for the parent to take its results)
+            "workers_time": [
+                None if w is None else (w[0], w[1], max(0.0, lived - w[0] - w[1])) for w in waits
+            ],
+            "wall": time.perf_counter() - started,
+            "at": started,
+        }
         return spans.rows
 
     def _join_beside(self) -> None:
         if self.beside_thread is not None:
             thread, self.beside_thread = self.beside_thread, None
-            thread.join()
+            try:
+                thread.join()
+            finally:
+                self._thread_cpu("beside", thread.cpu)
 
     def _settle(self, state: _PlanState, found: dict[str, JsonPath], tasks: list[Any]) -> None:
         """Finish one plan's outputs; redo what the sample's columns did not foresee."""
@@ -1338,11 +1416,15 @@ class _Run:
                 self.stats["parquet_rebuilt"] = True
                 out.abort()
                 self._rebuild_parquet(state, out.output, kinds)
+            self._thread_cpu("parquet", out.cpu)
         csv_path = state.csv_path
         state.text.flush()
         if csv_path is not None:
             # (a rewritten file has a new hasher-less handle: the manifest reads it)
-            digest = state.hasher.result(state.offset) if state.hasher is not None else None
+            digest = None
+            if state.hasher is not None:
+                digest = state.hasher.result(state.offset)
+                self._thread_cpu("sha256", state.hasher.cpu)
             state.text.close()
             for copy in state.copies:
                 _copy_file(csv_path, copy)
@@ -1371,6 +1453,7 @@ class _Run:
         )
         if state.hasher is not None:  # it reads the old file; the manifest hashes the new
             state.hasher.stop()
+            self._thread_cpu("sha256", state.hasher.cpu)
             state.hasher = None
         old = state.text
         old.flush()
@@ -1436,6 +1519,8 @@ class _Run:
         except BaseException:
             out.abort()
             raise
+        finally:
+            self._thread_cpu("parquet", out.cpu)
 
     def close(self) -> None:
         """Stop the workers, close the outputs, wait for the work beside (raising its
