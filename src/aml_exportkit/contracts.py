@@ -227,7 +227,9 @@ class ResultBatch(Protocol):
     ``section`` (int64), ``created_at`` (string: ISO 8601 with the source's UTC offset),
     ``question_key``, ``expected_response``, ``given_response``, ``comment`` (string),
     ``score`` (float64), ``scoring_rule`` (string) and ``json_data`` (string: the value's
-    JSON text). Pass it to pyarrow, Polars, pandas or DuckDB as it is.
+    JSON text); then ``extra`` (string: a JSON object, null for none) only when some result
+    has fields beyond MUSCLE's (``Result.extra``). Pass it to pyarrow, Polars, pandas or
+    DuckDB as it is.
     """
 
     @property
