@@ -400,3 +400,32 @@ def test_records_to_columns_and_back(results: list[Result]) -> None:
     assert meta["first"] == (results[0].session, results[0].pk)
     (batch,) = batches.result_batch(cols).to_batches()
     assert batches.batch_results(batch) == results
+
+
+@pytest.mark.pg
+def test_a_database_pooled_with_zips_goes_through_the_engine(
+    muscle_head_db: str, reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database with its own block's zip (each object kept once, with the database's
+    finer timestamps) and another block's zip."""
+    sources = [
+        muscle_head_db,
+        str(reference_dir / "head" / "block_tafc-dvorak.zip"),
+        str(reference_dir / "head" / "block_hooked-eurovision.zip"),
+    ]
+    text = TEMPLATE.replace('[[sinks]]\ntype = "bare"\npath = "bare.txt"\n\n', "")
+    monkeypatch.setattr(from_records, "CHUNK_RESULTS", 20)
+    outputs = []
+    for mode in ("0", "strict"):
+        monkeypatch.setenv(engine.ENV_SWITCH, mode)
+        pm = get_plugin_manager(
+            load_entrypoints=False, plugins=[dummy_sink_module, _Plugin(), guide_sink()]
+        )
+        out = tmp_path / mode
+        registry = registry_for(pm)
+        template = parse_template(text, file="t.toml", folder=out, sinks=registry.sink_specs)
+        run_export(template, source=sources, blocks=["tafc-dvorak"], out_dir=out, plugin_manager=pm)
+        outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert engine.LAST_RUN["used"] is True
+    assert engine.LAST_RUN["chunks"] > 1
+    assert outputs[0] == outputs[1]
