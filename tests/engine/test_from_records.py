@@ -429,3 +429,24 @@ def test_a_database_pooled_with_zips_goes_through_the_engine(
     assert engine.LAST_RUN["used"] is True
     assert engine.LAST_RUN["chunks"] > 1
     assert outputs[0] == outputs[1]
+
+
+def test_a_plugin_sources_codebook_on_the_engine(
+    records: tuple[dict[str, list[Any]], list[Result]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The codebook's questions come from the chunks, merged in order, as on the plain
+    path (which notes them from every record)."""
+    tables, results = records
+    text = "codebook = true\n" + TEMPLATE.replace("manifest = false\n", "")
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    plain = _run(BatchedSource(tables, results), tmp_path / "plain", text)
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    got = _run(BatchedSource(tables, results), tmp_path / "engine", text)
+    assert engine.LAST_RUN["used"] is True
+    assert "codebook.md" in got
+    manifest = "manifest.json"  # it names the output folder, which differs
+    assert {k: v for k, v in got.items() if k != manifest} == {
+        k: v for k, v in plain.items() if k != manifest
+    }
