@@ -252,7 +252,8 @@ class RecordGraph:
         #: a source may refine it while the results stream.
         self.expected_trial_results: int | None = None
         #: The source's raw access to the trial results in chunks, for the engine
-        #: (:mod:`aml_exportkit.engine`); None when the source offers none.
+        #: (:mod:`aml_exportkit.engine`); None when the source offers none (the engine
+        #: then cuts the records of :meth:`trial_results` into chunks itself).
         self.result_chunks: ResultChunks[Any] | None = None
         #: The source's check of the profile answers in one go, for runs whose sinks do
         #: not use them; None if it has none.
