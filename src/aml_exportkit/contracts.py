@@ -227,7 +227,9 @@ class ResultBatch(Protocol):
     ``section`` (int64), ``created_at`` (string: ISO 8601 with the source's UTC offset),
     ``question_key``, ``expected_response``, ``given_response``, ``comment`` (string),
     ``score`` (float64), ``scoring_rule`` (string) and ``json_data`` (string: the value's
-    JSON text). Pass it to pyarrow, Polars, pandas or DuckDB as it is.
+    JSON text); then ``extra`` (string: a JSON object, null for none) only when some result
+    has fields beyond MUSCLE's (``Result.extra``). Pass it to pyarrow, Polars, pandas or
+    DuckDB as it is.
     """
 
     @property
@@ -409,11 +411,12 @@ class EngineSink(Sink, Protocol):
     to a result stream (kind, foreign keys, unique pk, order; the graph's counts are updated
     as if the stream had been read), and writes the long table of our CSV dialect (and
     Parquet made from that text), or the fixture zip's ``results.json`` text, byte for
-    byte as the sink itself would. The pipeline uses it when the source offers its results
-    in chunks (``RecordGraph.result_chunks``) and some sink of the run is an engine sink
-    that accepts; the run's other sinks then get the trial results as batches
-    (:meth:`Sink.write_result_batch`). Anything unexpected in the data makes the engine
-    stand down before any output is final, and the plain path runs instead.
+    byte as the sink itself would. The pipeline uses it when some sink of the run is an
+    engine sink that accepts (the source's results in chunks: its own reader,
+    ``RecordGraph.result_chunks``, or else its records cut between sessions); the run's
+    other sinks then get the trial results as batches (:meth:`Sink.write_result_batch`).
+    Anything unexpected in the data makes the engine stand down before any output is
+    final, and the plain path runs instead.
 
     The calls: :meth:`engine_table` after :meth:`Sink.begin` and the profile answers; then
     either :meth:`engine_wrote` (the engine wrote the file) and :meth:`Sink.finish`, or the

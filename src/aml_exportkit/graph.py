@@ -252,7 +252,8 @@ class RecordGraph:
         #: a source may refine it while the results stream.
         self.expected_trial_results: int | None = None
         #: The source's raw access to the trial results in chunks, for the engine
-        #: (:mod:`aml_exportkit.engine`); None when the source offers none.
+        #: (:mod:`aml_exportkit.engine`); None when the source offers none (the engine
+        #: then cuts the records of :meth:`trial_results` into chunks itself).
         self.result_chunks: ResultChunks[Any] | None = None
         #: The source's check of the profile answers in one go, for runs whose sinks do
         #: not use them; None if it has none.
@@ -416,6 +417,28 @@ class RecordGraph:
         self._take("_trial_batches", "trial results")
         self.result_counts["trial"] = count
         self.missing_section_refs += missing_section_refs
+
+    def take_trial_batches(self) -> ResultBatches:
+        """Take the source's batches of trial results as it gives them, unchecked: for the
+        engine's reader of a source that offers no chunks of its own
+        (:class:`~aml_exportkit.engine.from_records.RecordChunks`), which reads them once
+        and gives back what it read with :meth:`give_trial_batches`, so that
+        :meth:`trial_results` still reads (and checks) every one of them if the engine
+        stands down.
+
+        :raises RuntimeError: when the trial results were already read or taken.
+        """
+        return self._take("_trial_batches", "trial results")
+
+    def give_trial_batches(self, batches: ResultBatches) -> None:
+        """Put back the batches :meth:`take_trial_batches` took (the same results, in the
+        same batches, or the source's error at the same place).
+
+        :raises RuntimeError: when the graph holds trial results already.
+        """
+        if self._trial_batches is not None:
+            raise RuntimeError("the graph holds trial results already")
+        self._trial_batches = batches
 
     def note_session_run(self, session: int, count: int, last: int) -> None:
         """Note that ``session``'s ``count`` trial results passed, the highest pk ``last``

@@ -1,7 +1,8 @@
 """The engine: tables written from a source's raw trial results in chunks, in worker processes.
 
 A source that can cut its trial results into chunks that never split a session offers them
-as a :class:`ResultChunks` (``RecordGraph.result_chunks``); the engine's workers parse and
+as a :class:`ResultChunks` (``RecordGraph.result_chunks``; for any other source the engine
+cuts the graph's records into such chunks, :mod:`.from_records`); the engine's workers parse and
 check each chunk into columns (:mod:`.chunks`), render the long table's rows for it
 (:mod:`.render`, with the optional native kernel of :mod:`.native`) and the fixture zip's
 ``results.json`` objects (:mod:`.fixture`) and, for the run's other sinks, a record batch

@@ -13,22 +13,37 @@ The batch's columns (:data:`BATCH_COLUMNS`): ``pk``, ``session`` and ``section``
 Arrow timestamp would keep one zone per column, not the offset of each value),
 ``question_key``, ``expected_response``, ``given_response``, ``comment``,
 ``scoring_rule`` (string), ``score`` (float64) and ``json_data`` (string: the value's JSON
-text).
+text); then, only in a batch where some result has fields beyond MUSCLE's
+(``Result.extra``, which a source other than the zip and the database may give),
+``extra`` (string: a JSON object's text, null for none).
+
+The way back, records to columns (:func:`record_columns`), is how the engine takes the trial
+results of a source that offers no chunk reader of its own (:mod:`.from_records`).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
+from operator import attrgetter, lt
 from typing import TYPE_CHECKING, Any, cast
 
+import attrs
 import orjson
 
 from ..jsonstream import nesting_ok
 from ..records import Result
-from .chunks import ResultColumns, StandDown, json_value
+from .chunks import (
+    Checks,
+    ChunkMeta,
+    ResultColumns,
+    StandDown,
+    datetime_texts,
+    finish_columns,
+    json_value,
+)
 
 if TYPE_CHECKING:
     from ..contracts import ResultBatch
@@ -56,6 +71,27 @@ _FIELDS = (
     "comment",
     "score",
     "scoring_rule",
+)
+
+
+#: The column of a batch's fields beyond MUSCLE's (present only when some result has any).
+EXTRA_COLUMN = "extra"
+#: A result's fields beyond MUSCLE's when it has none (shared, never changed).
+_NO_EXTRA: Mapping[str, Any] = {}
+_RECORD_FIELDS = attrgetter(
+    "pk",
+    "session",
+    "participant",
+    "section",
+    "created_at",
+    "question_key",
+    "expected_response",
+    "given_response",
+    "comment",
+    "score",
+    "scoring_rule",
+    "json_data",
+    "extra",
 )
 
 
@@ -91,7 +127,7 @@ def result_records(cols: ResultColumns) -> list[Result]:
     fields = cols.fields
     # (created_at holds the CSV's text, ISO 8601 with the source's offset kept: it reads
     # back as the datetime the plain path's reader made)
-    return [
+    records = [
         Result(
             pk=pk,
             session=session,
@@ -121,6 +157,66 @@ def result_records(cols: ResultColumns) -> list[Result]:
             strict=True,
         )
     ]
+    if cols.extra is not None:
+        records = [
+            attrs.evolve(r, extra=e) if e else r for r, e in zip(records, cols.extra, strict=True)
+        ]
+    return records
+
+
+def record_columns(results: Sequence[Result], checks: Checks) -> tuple[ResultColumns, ChunkMeta]:
+    """A chunk of trial results as a source's graph gives them (records) as checked
+    columns in output order: the inverse of :func:`result_records`.
+
+    :raises StandDown: for anything the checks do not accept, as for a reader's chunk.
+    """
+    if not results:
+        return finish_columns([], [], [], [], [], {}, [], [], checks)
+    (
+        pks,
+        sessions,
+        participants,
+        sections,
+        created,
+        key,
+        expected,
+        given,
+        comment,
+        score,
+        rule,
+        data,
+        extra,
+    ) = zip(*map(_RECORD_FIELDS, results), strict=True)
+    strings = {
+        "question_key": key,
+        "expected_response": expected,
+        "given_response": given,
+        "comment": comment,
+        "scoring_rule": rule,
+    }
+    if not all(isinstance(e, Mapping) for e in extra):
+        raise StandDown("extra: a value that is not a mapping")
+    # (the zip reader sorts each session's run by pk, as its source does; records come
+    # from the graph's source, which must give them in order)
+    keys = list(zip(sessions, pks, strict=True))
+    try:
+        ordered = all(map(lt, keys, keys[1:]))
+    except TypeError:  # a session or pk that is not a number: finish_columns names it
+        ordered = True
+    if not ordered:
+        raise StandDown("results are not ordered by (session, pk)")
+    return finish_columns(
+        pks,
+        sessions,
+        participants,
+        sections,
+        datetime_texts(created),
+        strings,
+        score,
+        list(data),
+        checks,
+        extra=list(extra) if any(extra) else None,
+    )
 
 
 def _json_text(value: Any) -> str:
@@ -155,6 +251,9 @@ def result_batch(cols: ResultColumns) -> ArrowTable:
         **{name: cols.fields[name] for name in _FIELDS},
     }
     arrays = [pa.array(values.pop(f.name), f.type) for f in schema]
+    if cols.extra is not None:
+        schema = schema.append(pa.field(EXTRA_COLUMN, pa.string()))
+        arrays.append(pa.array([_json_text(e) if e else None for e in cols.extra], pa.string()))
     return cast("ArrowTable", pa.Table.from_arrays(arrays, schema=schema))
 
 
@@ -188,4 +287,9 @@ def batch_results(batch: ResultBatch) -> list[Result]:
         json_data=[text.encode() for text in column("json_data")],
         json_raw=True,
     )
+    if EXTRA_COLUMN in getattr(batch.schema, "names", ()):
+        cols.extra = [
+            _NO_EXTRA if text is None else json_value(text.encode())
+            for text in column(EXTRA_COLUMN)
+        ]
     return result_records(cols)

@@ -19,7 +19,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime, timezone
 from operator import itemgetter, lt
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
@@ -160,9 +160,20 @@ class ResultColumns:
     :param json_data: the parsed ``json_data`` values, or their JSON texts (bytes) when
         ``json_raw``.
     :param json_raw: ``json_data`` holds JSON texts, which the native kernel flattens.
+    :param extra: each result's fields beyond MUSCLE's (``Result.extra``), or None when no
+        result of the chunk has any.
     """
 
-    __slots__ = ("created_at", "fields", "json_data", "json_raw", "pk", "section", "session")
+    __slots__ = (
+        "created_at",
+        "extra",
+        "fields",
+        "json_data",
+        "json_raw",
+        "pk",
+        "section",
+        "session",
+    )
 
     def __init__(
         self,
@@ -174,6 +185,7 @@ class ResultColumns:
         fields: Mapping[str, list[Any]],
         json_data: list[Any],
         json_raw: bool = False,
+        extra: list[Mapping[str, Any]] | None = None,
     ) -> None:
         self.pk = pk
         self.session = session
@@ -182,6 +194,7 @@ class ResultColumns:
         self.fields = fields
         self.json_data = json_data
         self.json_raw = json_raw
+        self.extra = extra
 
     def __len__(self) -> int:
         return len(self.pk)
@@ -302,6 +315,25 @@ def created_texts(values: Sequence[Any]) -> list[str]:
         raise StandDown(f"created_at: {exc}") from None
 
 
+def datetime_texts(values: Sequence[Any]) -> list[str]:
+    """Timestamps (``datetime``) as our CSV writes them, ISO 8601 with microseconds and
+    each value's UTC offset, which ``datetime.fromisoformat`` reads back as the same
+    value (so a time zone other than a fixed offset, which that would not give back,
+    makes the engine stand down).
+
+    :raises StandDown: for a value that is not a ``datetime`` or such a time zone.
+    """
+    kernel = native.kernel()
+    texts = kernel.utc_texts(values) if kernel is not None else None  # None: not all UTC
+    if texts is not None:
+        return texts  # type: ignore[no-any-return]
+    if not set(map(type, values)) <= {datetime}:
+        raise StandDown("created_at: a value that is not a timestamp")
+    if not {type(d.tzinfo) for d in values} <= {timezone, type(None)}:
+        raise StandDown("created_at: a time zone that is not a fixed offset")
+    return [d.isoformat(timespec="microseconds") for d in values]
+
+
 def finish_columns(
     pks: Sequence[int],
     sessions: Sequence[int],
@@ -314,6 +346,7 @@ def finish_columns(
     checks: Checks,
     *,
     raw_json: bool = False,
+    extra: Sequence[Mapping[str, Any]] | None = None,
 ) -> tuple[ResultColumns, ChunkMeta]:
     """Check a chunk's raw columns as the graph would and put them in output order.
 
@@ -323,6 +356,7 @@ def finish_columns(
 
     :param raw_json: ``json_data`` holds JSON texts (bytes) for the native kernel to
         flatten, not parsed values.
+    :param extra: each result's fields beyond MUSCLE's (None: no result has any).
     """
     if checks.owner == "participant":
         sessions, participants = participants, sessions
@@ -370,6 +404,7 @@ def finish_columns(
         fields=fields,
         json_data=pick(json_data, order),
         json_raw=raw_json,
+        extra=None if extra is None else pick(extra, order),
     )
     first = (sessions[0], pks[0]) if kept else None
     last = (sessions[-1], pks[-1]) if kept else None

@@ -65,6 +65,7 @@ from ..tabular.table import Absent, Column, column_kind
 from .batches import read_batches, result_batch
 from .chunks import ResultChunks, StandDown, questions_of
 from .fixture import results_text
+from .from_records import RecordChunks
 from .render import ChunkRenderer, json_cells_columns, kinds_of, supports
 from .spans import Spans
 
@@ -268,9 +269,9 @@ def run(
     LAST_RUN.clear()
     if os.environ.get(ENV_SWITCH) == "0":
         return _decline(f"{ENV_SWITCH}=0")
-    raw = graph.result_chunks
-    if raw is None:
-        return _decline("the source offers no raw trial results")
+    raw: ResultChunks[Any] | None = graph.result_chunks
+    if raw is None:  # a source without a chunk reader of its own: its records, cut up
+        raw = RecordChunks()
     if not sinks:
         return _decline("no sinks")
     plans: list[tuple[tuple[object, ...], _Plan]] = []

@@ -1,0 +1,453 @@
+"""The engine takes the trial results of any source: a plugin's (records in memory) and
+several sources pooled into one graph, through the reader of records
+(:mod:`aml_exportkit.engine.from_records`), byte for byte as the plain path writes them."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dummy_sink_module
+from aml_exportkit import engine
+from aml_exportkit.contracts import SourceOptions
+from aml_exportkit.engine import batches, from_records
+from aml_exportkit.errors import ExportkitError, SourceError
+from aml_exportkit.graph import GraphBuilder, RecordGraph, SourceInfo
+from aml_exportkit.pipeline import registry_for, run_export
+from aml_exportkit.plugins import get_plugin_manager
+from aml_exportkit.records import Result
+from aml_exportkit.selection import Selection
+from aml_exportkit.sources.fixture_zip import FixtureZipSource
+from aml_exportkit.template.load import parse_template
+from memory_source import PROVIDED, MemoryPlugin, MemorySource
+from testdata import guide_sink
+
+from .test_batches import _Plugin
+
+#: Every kind of output the engine writes, and sinks it hands batches (a plugin's rows, a
+#: columns-taking sink, csv-wide).
+TEMPLATE = """
+manifest = false
+
+[[sinks]]
+type = "csv-long"
+path = "long.csv"
+
+[[sinks]]
+type = "parquet"
+path = "long.parquet"
+
+[[sinks]]
+type = "fixture-json"
+path = "export.zip"
+
+[[sinks]]
+type = "jsonl"
+path = "results.jsonl"
+
+[[sinks]]
+type = "bare"
+path = "bare.txt"
+
+[[sinks]]
+type = "columns"
+path = "columns.txt"
+
+[[sinks]]
+type = "csv-wide"
+path = "wide.csv"
+"""
+
+
+class BatchedSource(MemorySource):
+    """A :class:`MemorySource` that gives its trial results in batches of ``size`` (the
+    last ones replaced by ``fail`` raising, when set)."""
+
+    def __init__(
+        self,
+        tables: dict[str, Sequence[Any]],
+        results: Sequence[Result],
+        size: int = 50,
+        fail: Exception | None = None,
+    ) -> None:
+        super().__init__(tables, results)
+        self.size = size
+        self.fail = fail
+        self.given: list[int] = []
+
+    @contextlib.contextmanager
+    def read(self, selection: Selection) -> Iterator[RecordGraph]:
+        builder = GraphBuilder(
+            SourceInfo(kind="memory", location="memory:", schema_version="test", provided=PROVIDED)
+        )
+        for key, records in self.tables.items():
+            for record in records:
+                builder.add(key, record, f"memory {key}")
+        profiles = sorted(
+            (r for r in self.results if r.session is None), key=lambda r: (r.participant, r.pk)
+        )
+        trials = [r for r in self.results if r.session is not None]
+
+        def batches() -> Iterator[list[Result]]:
+            for start in range(0, len(trials), self.size):
+                if self.fail is not None and start >= len(trials) // 2:
+                    raise self.fail
+                self.given.append(len(trials[start : start + self.size]))
+                yield trials[start : start + self.size]
+
+        yield builder.build(profile_results=lambda: [profiles], trial_results=batches)
+
+
+def _records(zip_path: Path) -> tuple[dict[str, list[Any]], list[Result]]:
+    """A zip's records, to serve from memory."""
+    with FixtureZipSource(zip_path, SourceOptions()) as src, src.read(Selection()) as graph:
+        tables = {key: list(graph.table(key).values()) for key in PROVIDED}
+        results = [r for batch in graph.profile_results() for r in batch]
+        results += [r for batch in graph.trial_results() for r in batch]
+    return tables, results
+
+
+def _run(source: MemorySource, out: Path, text: str = TEMPLATE) -> dict[str, bytes]:
+    pm = get_plugin_manager(
+        load_entrypoints=False,
+        plugins=[MemoryPlugin(source), dummy_sink_module, _Plugin(), guide_sink()],
+    )
+    registry = registry_for(pm)
+    template = parse_template(text, file="t.toml", folder=out, sinks=registry.sink_specs)
+    run_export(template, source="memory:", out_dir=out, plugin_manager=pm)
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def _outcome(source: MemorySource, out: Path, text: str = TEMPLATE) -> Any:
+    try:
+        return _run(source, out, text)
+    except ExportkitError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.fixture
+def records(generated_zip: Path) -> tuple[dict[str, list[Any]], list[Result]]:
+    return _records(generated_zip)
+
+
+@pytest.fixture(autouse=True)
+def _small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(from_records, "CHUNK_RESULTS", 300)
+
+
+def test_a_plugin_source_goes_through_the_engine(
+    records: tuple[dict[str, list[Any]], list[Result]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tables, results = records
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    plain = _run(BatchedSource(tables, results), tmp_path / "plain")
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    source = BatchedSource(tables, results)
+    assert _run(source, tmp_path / "engine") == plain
+    assert engine.LAST_RUN["used"] is True
+    assert engine.LAST_RUN["chunks"] > 5
+    assert engine.LAST_RUN["rows"] == sum(source.given)
+    assert sum(source.given) == sum(r.session is not None for r in results)
+
+
+def test_one_worker_or_three_write_the_same(
+    records: tuple[dict[str, list[Any]], list[Result]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tables, results = records
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    outputs = []
+    for jobs in ("1", "3"):
+        monkeypatch.setenv(engine.JOBS_ENV, jobs)
+        outputs.append(_run(BatchedSource(tables, results), tmp_path / jobs))
+        assert engine.LAST_RUN["workers"] == int(jobs)
+    assert outputs[0] == outputs[1]
+
+
+def _with_extra(results: list[Result]) -> list[Result]:
+    return [
+        attrs.evolve(r, extra={"reaction": {"ms": r.pk, "big": 1 << 70}, "note": "ü"})
+        if r.pk % 3 == 0
+        else r
+        for r in results
+    ]
+
+
+def test_fields_beyond_muscles_are_carried(
+    records: tuple[dict[str, list[Any]], list[Result]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Result.extra`` reaches the fixture zip and the sinks that take rows, as on the
+    plain path."""
+    tables, results = records
+    results = _with_extra(results)
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    plain = _run(BatchedSource(tables, results), tmp_path / "plain")
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    assert _run(BatchedSource(tables, results), tmp_path / "engine") == plain
+    assert engine.LAST_RUN["used"] is True
+    # (results.json is a stored member: its text is in the zip's bytes)
+    assert b'"reaction": {"ms": 3' in plain["export.zip"]
+
+
+def test_a_batch_carries_extra_only_when_a_result_has_some() -> None:
+    checks = engine.Checks(
+        sessions=frozenset({1}),
+        excluded=frozenset(),
+        sections=frozenset(),
+        check_sections=False,
+        keep_missing=False,
+    )
+    plain = [_result(1, 1), _result(2, 1)]
+    cols, _ = batches.record_columns(plain, checks)
+    assert cols.extra is None
+    assert batches.result_batch(cols).schema.names == [n for n, _ in engine.BATCH_COLUMNS]
+    mixed = [_result(1, 1), attrs.evolve(_result(2, 1), extra={"x": [1, 2.5]})]
+    cols, _ = batches.record_columns(mixed, checks)
+    table = batches.result_batch(cols)
+    assert table.schema.names[-1] == batches.EXTRA_COLUMN
+    (batch,) = table.to_batches()
+    assert batches.batch_results(batch) == mixed
+
+
+@pytest.mark.parametrize("where", ["source", "spill"])
+def test_a_stand_down_after_the_read_gives_the_plain_path_every_result(
+    where: str,
+    records: tuple[dict[str, list[Any]], list[Result]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The source's error (met while the engine reads) and records that cannot be spilled
+    make the engine stand down; the plain path then reads the same results in the same
+    batches (and the source's error at the same place) from the reader's replay."""
+    tables, results = records
+    fail = SourceError("the source broke", file="memory:") if where == "source" else None
+    if where == "spill":  # a mapping pickle cannot take, halfway through
+        middle = results[len(results) // 2].pk
+        results = [
+            attrs.evolve(r, extra=MappingProxyType({"x": 1})) if r.pk == middle else r
+            for r in results
+        ]
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    first = BatchedSource(tables, results, fail=fail)
+    plain = _outcome(first, tmp_path / "plain", '[[sinks]]\ntype = "bare"\npath = "b.txt"\n')
+    monkeypatch.setenv(engine.ENV_SWITCH, "1")
+    second = BatchedSource(tables, results, fail=fail)
+    text = (
+        '[[sinks]]\ntype = "bare"\npath = "b.txt"\n[[sinks]]\ntype = "csv-long"\npath = "l.csv"\n'
+    )
+    got = _outcome(second, tmp_path / "engine", text)
+    assert engine.LAST_RUN["used"] is False
+    assert engine.LAST_RUN["reason"].startswith(
+        "the source: " if where == "source" else "trial results that cannot be spilled"
+    )
+    if where == "source":
+        assert got == plain == "SourceError: memory:: the source broke"
+    else:
+        assert got["b.txt"] == plain["b.txt"]
+    assert second.given == first.given  # every batch read once
+
+
+def test_bad_records_get_the_plain_paths_error(
+    records: tuple[dict[str, list[Any]], list[Result]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Results out of order, an unknown session, a key held twice: the engine stands down
+    (in a worker) and the plain path reports the record."""
+    tables, results = records
+    trials = [i for i, r in enumerate(results) if r.session is not None]
+    middle = trials[len(trials) // 2]
+    cases = {
+        "order": [
+            *results[: middle - 1],
+            results[middle],
+            results[middle - 1],
+            *results[middle + 1 :],
+        ],
+        "session": [
+            attrs.evolve(r, session=999_999) if i == middle else r for i, r in enumerate(results)
+        ],
+        "duplicate": [
+            attrs.evolve(r, pk=results[trials[0]].pk) if i == trials[-1] else r
+            for i, r in enumerate(results)
+        ],
+        "too long": [
+            attrs.evolve(r, question_key="k" * 200) if i == middle else r
+            for i, r in enumerate(results)
+        ],
+    }
+    for name, bad in cases.items():
+        monkeypatch.setenv(engine.ENV_SWITCH, "0")
+        plain = _outcome(BatchedSource(tables, bad), tmp_path / f"{name}-plain")
+        monkeypatch.setenv(engine.ENV_SWITCH, "1")
+        got = _outcome(BatchedSource(tables, bad), tmp_path / f"{name}-engine")
+        assert engine.LAST_RUN["used"] is False, name
+        assert got == plain, name
+
+
+def test_pooled_sources_go_through_the_engine(
+    reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zips = [
+        str(reference_dir / "head/block_tafc-dvorak.zip"),
+        str(reference_dir / "head/block_hooked-eurovision.zip"),
+    ]
+    text = TEMPLATE.replace('[[sinks]]\ntype = "bare"\npath = "bare.txt"\n\n', "")
+    assert "bare" not in text
+    monkeypatch.setattr(from_records, "CHUNK_RESULTS", 20)
+    outputs = []
+    for mode in ("0", "strict"):
+        monkeypatch.setenv(engine.ENV_SWITCH, mode)
+        pm = get_plugin_manager(
+            load_entrypoints=False, plugins=[dummy_sink_module, _Plugin(), guide_sink()]
+        )
+        out = tmp_path / mode
+        registry = registry_for(pm)
+        template = parse_template(text, file="t.toml", folder=out, sinks=registry.sink_specs)
+        run_export(template, source=zips, out_dir=out, plugin_manager=pm)
+        outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert engine.LAST_RUN["used"] is True
+    assert engine.LAST_RUN["chunks"] > 1
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0]) == 6
+
+
+def _result(pk: int, session: int, **kw: Any) -> Result:
+    values: dict[str, Any] = {
+        "pk": pk,
+        "session": session,
+        "participant": None,
+        "section": None,
+        "created_at": datetime(2024, 7, 22, tzinfo=UTC),
+        "question_key": "q",
+        "expected_response": None,
+        "given_response": None,
+        "comment": "",
+        "score": None,
+        "scoring_rule": "",
+        "json_data": None,
+    }
+    values.update(kw)
+    return Result(**values)
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(1 << 80), max_value=1 << 80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_ZONES = st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(minutes=-330))])
+
+
+@st.composite
+def _results(draw: st.DrawFn) -> list[Result]:
+    count = draw(st.integers(min_value=1, max_value=12))
+    out = []
+    pk = 0
+    for _ in range(count):
+        pk += draw(st.integers(min_value=1, max_value=3))
+        moment = draw(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1)))
+        out.append(
+            _result(
+                pk,
+                draw(st.integers(min_value=1, max_value=3)),
+                section=draw(st.none() | st.just(7)),
+                created_at=moment.replace(tzinfo=draw(_ZONES)),
+                question_key=draw(st.text(max_size=8)),
+                given_response=draw(st.none() | st.text(max_size=8)),
+                comment=draw(st.text(max_size=4)),
+                score=draw(st.none() | st.floats(allow_nan=False, allow_infinity=False)),
+                json_data=draw(_JSON),
+                extra=draw(st.just({}) | st.dictionaries(st.text(max_size=3), _JSON, max_size=2)),
+            )
+        )
+    return sorted(out, key=lambda r: (r.session, r.pk))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_results())
+def test_records_to_columns_and_back(results: list[Result]) -> None:
+    """The records a source gives, made columns, are the records the plain path hands a
+    sink (:func:`~aml_exportkit.engine.batches.result_records`), and so is their batch."""
+    checks = engine.Checks(
+        sessions=frozenset({1, 2, 3}),
+        excluded=frozenset(),
+        sections=frozenset({7}),
+        check_sections=True,
+        keep_missing=False,
+    )
+    cols, meta = batches.record_columns(results, checks)
+    assert batches.result_records(cols) == results
+    assert meta["first"] == (results[0].session, results[0].pk)
+    (batch,) = batches.result_batch(cols).to_batches()
+    assert batches.batch_results(batch) == results
+
+
+@pytest.mark.pg
+def test_a_database_pooled_with_zips_goes_through_the_engine(
+    muscle_head_db: str, reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database with its own block's zip (each object kept once, with the database's
+    finer timestamps) and another block's zip."""
+    sources = [
+        muscle_head_db,
+        str(reference_dir / "head" / "block_tafc-dvorak.zip"),
+        str(reference_dir / "head" / "block_hooked-eurovision.zip"),
+    ]
+    text = TEMPLATE.replace('[[sinks]]\ntype = "bare"\npath = "bare.txt"\n\n', "")
+    monkeypatch.setattr(from_records, "CHUNK_RESULTS", 20)
+    outputs = []
+    for mode in ("0", "strict"):
+        monkeypatch.setenv(engine.ENV_SWITCH, mode)
+        pm = get_plugin_manager(
+            load_entrypoints=False, plugins=[dummy_sink_module, _Plugin(), guide_sink()]
+        )
+        out = tmp_path / mode
+        registry = registry_for(pm)
+        template = parse_template(text, file="t.toml", folder=out, sinks=registry.sink_specs)
+        run_export(template, source=sources, blocks=["tafc-dvorak"], out_dir=out, plugin_manager=pm)
+        outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert engine.LAST_RUN["used"] is True
+    assert engine.LAST_RUN["chunks"] > 1
+    assert outputs[0] == outputs[1]
+
+
+def test_a_plugin_sources_codebook_on_the_engine(
+    records: tuple[dict[str, list[Any]], list[Result]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The codebook's questions come from the chunks, merged in order, as on the plain
+    path (which notes them from every record)."""
+    tables, results = records
+    text = "codebook = true\n" + TEMPLATE.replace("manifest = false\n", "")
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    plain = _run(BatchedSource(tables, results), tmp_path / "plain", text)
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    got = _run(BatchedSource(tables, results), tmp_path / "engine", text)
+    assert engine.LAST_RUN["used"] is True
+    assert "codebook.md" in got
+    manifest = "manifest.json"  # it names the output folder, which differs
+    assert {k: v for k, v in got.items() if k != manifest} == {
+        k: v for k, v in plain.items() if k != manifest
+    }
