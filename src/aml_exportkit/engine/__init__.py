@@ -16,7 +16,7 @@ names below and nothing else of the package.
 
 from __future__ import annotations
 
-from .batches import BATCH_COLUMNS, batch_results
+from .batches import BATCH_COLUMNS, batch_results, batch_values
 from .chunks import (
     Checks,
     ChunkMeta,
@@ -55,6 +55,7 @@ __all__ = [
     "Spans",
     "StandDown",
     "batch_results",
+    "batch_values",
     "check_profiles",
     "created_texts",
     "finish_columns",
