@@ -33,7 +33,7 @@ import attrs
 
 from .atomic import OutputSet
 from .contracts import Requirement, SinkContext, SourceOptions
-from .engine import ArrowTable
+from .engine import ArrowTable, jobs_setting
 from .errors import SinkError, TemplateError
 from .exclusions import read_exclude_file
 from .graph import RecordGraph
@@ -314,6 +314,23 @@ def _plan(
 _RUN_METADATA = (b"exportkit.template", b"exportkit.template_file", b"exportkit.sink")
 
 
+class _Schema(Protocol):
+    @property
+    def metadata(self) -> dict[bytes, bytes]:
+        """The schema's key-value metadata."""
+
+
+class _FileTable(Protocol):
+    """What :func:`_read` uses of the ``pyarrow.Table`` read from the file."""
+
+    @property
+    def schema(self) -> _Schema:
+        """The columns' names, types and metadata."""
+
+    def replace_schema_metadata(self, metadata: dict[bytes, bytes]) -> ArrowTable:
+        """The same table with other metadata, without a copy."""
+
+
 class _TableSink(ParquetSink):
     """The ``parquet`` sink as :func:`to_arrow` runs it: the table :class:`TableBuilder`
     makes (MUSCLE's styles' cells stay text, as in their CSV), uncompressed."""
@@ -334,6 +351,8 @@ def _read(plan: _Plan, pm: PluginManager, registry: Registry) -> ArrowTable:
     table, as a run would) into a temporary folder, and read the file back."""
     _require(PYARROW, "to_arrow")
     pq = importlib.import_module("pyarrow.parquet")
+    # the worker count of a run: EXPORTKIT_JOBS, else the template's jobs (checked first)
+    jobs = jobs_setting(None, plan.template.jobs)
     source_options = SourceOptions(missing_sections=plan.template.source.missing_sections)
     with (
         tempfile.TemporaryDirectory(prefix="exportkit-frame-") as folder,
@@ -355,7 +374,7 @@ def _read(plan: _Plan, pm: PluginManager, registry: Registry) -> ArrowTable:
                 template=plan.template,
                 engine=True,
             )
-            _drive(graph, [(context, _TableSink(context))], NullProgress())
+            _drive(graph, [(context, _TableSink(context))], NullProgress(), jobs=jobs)
             outputs.commit()
         except ValueError as exc:  # the options' checks
             outputs.discard()
@@ -366,10 +385,10 @@ def _read(plan: _Plan, pm: PluginManager, registry: Registry) -> ArrowTable:
         except BaseException:
             outputs.discard()
             raise
-        read = pq.read_table(str(target))
+        read = cast("_FileTable", pq.read_table(str(target)))
         # the table's metadata, without what names the run (the parquet sink's template)
         metadata = {k: v for k, v in read.schema.metadata.items() if k not in _RUN_METADATA}
-        return cast("ArrowTable", read.replace_schema_metadata(metadata))
+        return read.replace_schema_metadata(metadata)
 
 
 def to_arrow(
