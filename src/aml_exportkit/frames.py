@@ -9,12 +9,12 @@ sink plugins use to make the same table.
     trials = to_dataframe("block.zip")                        # the long table, one row per result
     sessions = to_dataframe("export.toml", table="wide")      # the template's table sink, wide
 
-The rows are built by the same builders as the ``csv-long``, ``csv-wide`` and ``parquet``
-sinks, so column names and values are those of the files: the Arrow table equals what the
-``parquet`` sink writes for the same options (types included), and each value rendered as
-text equals the CSV's cell. The builders park rows in anonymous temporary files between their
-two passes (the header is known only after the last result); these are deleted before the
-call returns. The finished table itself is held in memory.
+The table is the ``parquet`` sink's, run as a run runs it (on the engine whenever the engine
+takes the table) into an uncompressed file in a temporary folder, and read back: column
+names and values are those of the files, the Arrow table equals what the ``parquet`` sink
+writes for the same options (types included), and each value rendered as text equals the
+CSV's cell. The file, and the rows the builders park between their two passes, are deleted
+before the call returns. The finished table itself is held in memory.
 
 pandas is optional: ``pip install pandas`` (or the ``frames`` extra).
 ``docs/embedding.md`` documents this module.
@@ -24,22 +24,27 @@ from __future__ import annotations
 
 import importlib
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias, cast
 
 import attrs
 
-from .contracts import Requirement, SourceOptions
+from .atomic import OutputSet
+from .contracts import Requirement, SinkContext, SourceOptions
+from .engine import ArrowTable, jobs_setting
 from .errors import SinkError, TemplateError
 from .exclusions import read_exclude_file
 from .graph import RecordGraph
-from .pipeline import load_template, open_source, prepare_graph, resolve_source_uri
+from .pipeline import _drive, load_template, open_source, prepare_graph, resolve_source_uri
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
+from .progress import NullProgress
 from .records import Result
 from .selection import Filter, Selection
+from .sinks.parquet import ParquetSink
 from .tabular.arrow import PYARROW, RowConverter, arrow_schema
-from .tabular.options import CsvWideOptions, TableOptions, WideOptions
+from .tabular.options import CsvWideOptions, ParquetOptions, TableOptions, WideOptions
 from .tabular.sink import Builder, make_builder
 from .tabular.table import Column, Kind, Table, text_of
 from .template.model import Template
@@ -166,7 +171,7 @@ def _require(requirement: Requirement, what: str) -> Any:
     return importlib.import_module(requirement.module)
 
 
-def arrow_table(table: Table) -> Any:
+def arrow_table(table: Table) -> ArrowTable:
     """A ``pyarrow.Table`` of ``table``, typed as the ``parquet`` sink types its columns:
     ``int`` → ``int64``, ``float`` → ``float64``, ``bool`` → ``bool``, ``datetime`` →
     ``timestamp[us, tz=UTC]``, everything else → ``string`` (nested and mixed values as
@@ -190,7 +195,7 @@ def arrow_table(table: Table) -> Any:
             chunk = []
     if chunk:
         batches.append(rows.batch(chunk))
-    return pa.Table.from_batches(batches, schema=schema)
+    return cast("ArrowTable", pa.Table.from_batches(batches, schema=schema))
 
 
 def _pandas_types(pd: Any, pa: Any, backend: DtypeBackend | None) -> Callable[[Any], Any] | None:
@@ -205,6 +210,11 @@ def _pandas_types(pd: Any, pa: Any, backend: DtypeBackend | None) -> Callable[[A
         pa.string(): pd.StringDtype(),
     }
     return mapping.get
+
+
+class _PandasTable(ArrowTable, Protocol):
+    def to_pandas(self, *, types_mapper: Callable[[Any], Any] | None) -> Any:
+        """The table as a ``pandas.DataFrame`` (pandas ships no type information)."""
 
 
 # -- what to read -------------------------------------------------------------------------------
@@ -300,28 +310,85 @@ def _plan(
     )
 
 
-def _read(plan: _Plan, pm: PluginManager, registry: Registry) -> Any:
+#: What the ``parquet`` sink's file says of the run, which a table has not.
+_RUN_METADATA = (b"exportkit.template", b"exportkit.template_file", b"exportkit.sink")
+
+
+class _Schema(Protocol):
+    @property
+    def metadata(self) -> dict[bytes, bytes]:
+        """The schema's key-value metadata."""
+
+
+class _FileTable(Protocol):
+    """What :func:`_read` uses of the ``pyarrow.Table`` read from the file."""
+
+    @property
+    def schema(self) -> _Schema:
+        """The columns' names, types and metadata."""
+
+    def replace_schema_metadata(self, metadata: dict[bytes, bytes]) -> ArrowTable:
+        """The same table with other metadata, without a copy."""
+
+
+class _TableSink(ParquetSink):
+    """The ``parquet`` sink as :func:`to_arrow` runs it: the table :class:`TableBuilder`
+    makes (MUSCLE's styles' cells stay text, as in their CSV), uncompressed."""
+
+    typed_text = False
+
+
+def _sink_options(plan: _Plan) -> ParquetOptions:
+    """The plan's table keys as the ``parquet`` sink's options."""
+    keys = {field.name: getattr(plan.options, field.name) for field in attrs.fields(TableOptions)}
+    return ParquetOptions(
+        **keys, layout=plan.layout, wide=plan.wide or WideOptions(), compression="none"
+    )
+
+
+def _read(plan: _Plan, pm: PluginManager, registry: Registry) -> ArrowTable:
+    """Run the plan's table through the ``parquet`` sink (on the engine when it takes the
+    table, as a run would) into a temporary folder, and read the file back."""
+    _require(PYARROW, "to_arrow")
+    pq = importlib.import_module("pyarrow.parquet")
+    # the worker count of a run: EXPORTKIT_JOBS, else the template's jobs (checked first)
+    jobs = jobs_setting(None, plan.template.jobs)
     source_options = SourceOptions(missing_sections=plan.template.source.missing_sections)
     with (
+        tempfile.TemporaryDirectory(prefix="exportkit-frame-") as folder,
         open_source(plan.uri, options=source_options, registry=registry) as opened,
         opened.read(Selection(blocks=plan.blocks, filter=plan.filter)) as graph,
     ):
         # The same preparation as a run (the [privacy] table among others): a frame must
         # not show what the files of the same template would not.
         prepare_graph(pm, graph, plan.template)
-        builder: TableBuilder | None = None
+        target = Path(folder) / "table.parquet"
+        outputs = OutputSet()
         try:
-            builder = TableBuilder(graph, plan.options, layout=plan.layout, wide=plan.wide)
-            for batch in graph.profile_results():
-                builder.add_profiles(batch)
-            for batch in graph.trial_results():
-                builder.add_results(batch)
-            return arrow_table(builder.finish())
-        except ValueError as exc:  # the builders' FlattenError is a ValueError
+            context = SinkContext(
+                name="parquet",
+                index=0,
+                options=_sink_options(plan),
+                target=target,
+                outputs=outputs,
+                template=plan.template,
+                engine=True,
+            )
+            _drive(graph, [(context, _TableSink(context))], NullProgress(), jobs=jobs)
+            outputs.commit()
+        except ValueError as exc:  # the options' checks
+            outputs.discard()
             raise SinkError(str(exc), sink=f"{plan.layout} table") from None
-        finally:
-            if builder is not None:
-                builder.close()
+        except SinkError as exc:  # the builders' FlattenError, named after the table
+            outputs.discard()
+            raise SinkError(exc.message, sink=f"{plan.layout} table") from None
+        except BaseException:
+            outputs.discard()
+            raise
+        read = cast("_FileTable", pq.read_table(str(target)))
+        # the table's metadata, without what names the run (the parquet sink's template)
+        metadata = {k: v for k, v in read.schema.metadata.items() if k not in _RUN_METADATA}
+        return read.replace_schema_metadata(metadata)
 
 
 def to_arrow(
@@ -334,7 +401,7 @@ def to_arrow(
     options: TableOptions | None = None,
     filter: Filter | None = None,
     plugin_manager: PluginManager | None = None,
-) -> Any:
+) -> ArrowTable:
     """Export one table into a ``pyarrow.Table``, writing no file.
 
     ``what`` is a template (a loaded :class:`~aml_exportkit.template.model.Template`, a
@@ -405,14 +472,17 @@ def to_dataframe(
     """
     pd = _require(PANDAS, "to_dataframe")
     pa = _require(PYARROW, "to_dataframe")
-    arrow = to_arrow(
-        what,
-        source=source,
-        blocks=blocks,
-        table=table,
-        sink=sink,
-        options=options,
-        filter=filter,
-        plugin_manager=plugin_manager,
+    arrow = cast(
+        "_PandasTable",
+        to_arrow(
+            what,
+            source=source,
+            blocks=blocks,
+            table=table,
+            sink=sink,
+            options=options,
+            filter=filter,
+            plugin_manager=plugin_manager,
+        ),
     )
     return arrow.to_pandas(types_mapper=_pandas_types(pd, pa, dtype_backend))

@@ -17,7 +17,7 @@ names below and nothing else of the package.
 
 from __future__ import annotations
 
-from .batches import BATCH_COLUMNS, batch_results
+from .batches import BATCH_COLUMNS, batch_results, batch_values
 from .chunks import (
     Checks,
     ChunkMeta,
@@ -36,6 +36,7 @@ from .workers import (
     ENV_SWITCH,
     JOBS_ENV,
     LAST_RUN,
+    ArrowTable,
     check_profiles,
     jobs_setting,
     run,
@@ -48,6 +49,7 @@ __all__ = [
     "ENV_SWITCH",
     "JOBS_ENV",
     "LAST_RUN",
+    "ArrowTable",
     "Checks",
     "ChunkMeta",
     "ProfileCheck",
@@ -56,6 +58,7 @@ __all__ = [
     "Spans",
     "StandDown",
     "batch_results",
+    "batch_values",
     "check_profiles",
     "created_texts",
     "finish_columns",

@@ -270,11 +270,7 @@ def read_batches(data: bytes) -> Iterator[ResultBatch]:
             yield batch.slice(start, BATCH_ROWS)
 
 
-def batch_results(batch: ResultBatch) -> list[Result]:
-    """The batch's trial results as :class:`~aml_exportkit.records.Result` records, equal
-    to those the plain path reads: the row adapter of
-    :meth:`~aml_exportkit.contracts.BaseSink.write_result_batch`."""
-
+def _columns(batch: ResultBatch) -> ResultColumns:
     def column(name: str) -> list[Any]:
         return batch.column(name).to_pylist()
 
@@ -292,4 +288,23 @@ def batch_results(batch: ResultBatch) -> list[Result]:
             _NO_EXTRA if text is None else json_value(text.encode())
             for text in column(EXTRA_COLUMN)
         ]
-    return result_records(cols)
+    return cols
+
+
+def batch_results(batch: ResultBatch) -> list[Result]:
+    """The batch's trial results as :class:`~aml_exportkit.records.Result` records, equal
+    to those the plain path reads: the row adapter of
+    :meth:`~aml_exportkit.contracts.BaseSink.write_result_batch`."""
+    return result_records(_columns(batch))
+
+
+def batch_values(batch: ResultBatch) -> tuple[list[datetime], list[Any]]:
+    """The batch's ``created_at`` and ``json_data`` as the values of the records
+    :func:`batch_results` makes (datetimes; parsed JSON values), for a sink that takes the
+    other columns as they are."""
+    created = [datetime.fromisoformat(t) for t in batch.column("created_at").to_pylist()]
+    json_data = [t.encode() for t in batch.column("json_data").to_pylist()]
+    cols = ResultColumns(
+        pk=[], session=[], section=[], created_at=[], fields={}, json_data=json_data, json_raw=True
+    )
+    return created, json_values(cols)

@@ -21,7 +21,8 @@ from typing import Any
 
 import attrs
 
-from ..contracts import BaseSink, OutputReport, Requirement, SinkContext, SinkSpec
+from ..contracts import BaseSink, OutputReport, Requirement, ResultBatch, SinkContext, SinkSpec
+from ..engine import batch_values
 from ..errors import SinkError
 from ..graph import RecordGraph
 from ..hookspecs import hookimpl
@@ -173,7 +174,7 @@ class DuckdbSink(BaseSink):
     def _insert(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
         if not rows:
             return
-        duckdb, pa = _duckdb()
+        _, pa = _duckdb()
         columns = self._tables[table]
         batch = pa.table(
             {
@@ -181,6 +182,11 @@ class DuckdbSink(BaseSink):
                 for i, (name, sql) in enumerate(columns)
             }
         )
+        self._insert_table(table, batch)
+
+    def _insert_table(self, table: str, batch: object) -> None:
+        """Insert an Arrow table whose columns are the table's, in order."""
+        duckdb, _ = _duckdb()
         try:
             self._db.register("exportkit_batch", batch)
             self._db.execute(f"INSERT INTO {table} SELECT * FROM exportkit_batch")
@@ -261,6 +267,28 @@ class DuckdbSink(BaseSink):
             part = batch[start : start + BATCH]
             self._insert("results", [_result_row(r, r.session) for r in part])
         self._counts["results"] += len(batch)
+
+    def write_result_batch(self, batch: ResultBatch) -> None:
+        """Insert the engine's trial results column by column: the keys, texts and scores
+        as the batch holds them, ``created_at`` and ``json_data`` as :meth:`write_results`
+        writes the records' (the same datetimes, the same JSON text), with no records
+        made."""
+        _, pa = _duckdb()
+        created, values = batch_values(batch)
+        columns = self._tables["results"]
+        names = [name for name, _ in columns]
+        arrays: dict[str, object] = {
+            "id": batch.column("pk"),
+            "session_id": batch.column("session"),
+            "section_id": batch.column("section"),
+            "created_at": pa.array(created, _arrow_type(pa, "TIMESTAMPTZ")),
+            "json_data": pa.array([_json(v) for v in values], pa.string()),
+        }
+        for name in names:
+            if name not in arrays:
+                arrays[name] = batch.column(name)
+        self._insert_table("results", pa.table({name: arrays[name] for name in names}))
+        self._counts["results"] += batch.num_rows
 
     def finish(self) -> Sequence[OutputReport]:
         """Commit and close the database (its write-ahead log folds into the file)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -171,23 +171,3 @@ def as_number(text: str) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) else None
-
-
-def value_labels(
-    values: Sequence[Any], choices: Mapping[str, str]
-) -> tuple[list[Any], dict[Any, str]] | None:
-    """The column's values and its value labels, when every value is one of the choices.
-
-    Choice values that all read as numbers give a numeric column (``"3"`` → ``3.0``)
-    labelled by number; others keep the text column, labelled by text.
-
-    :return: None when a value is not one of the choices.
-    """
-    texts = [None if v is None else _text(v) for v in values]
-    if any(t is not None and t not in choices for t in texts):
-        return None
-    numbers = {value: as_number(value) for value in choices}
-    if all(n is not None for n in numbers.values()):
-        converted = [None if t is None else numbers[t] for t in texts]
-        return converted, {numbers[v]: label for v, label in choices.items()}
-    return texts, dict(choices)
