@@ -342,22 +342,40 @@ def count_arrow_table(columns: Sequence[ColumnStats], table: Any) -> None:
             count_texts(column, compute.cast(array, pa.string()))  # (as str() writes them)
         elif types.is_string(kind) or types.is_large_string(kind):
             count_texts(column, array)
-        elif (types.is_floating(kind) and _count_floats(column, array)) or (
-            types.is_timestamp(kind) and kind.tz is not None and _count_datetimes(column, array)
-        ):
+        elif types.is_floating(kind) and not _negative_zero(array):
+            # (each value has one text: of equal values only 0.0 and -0.0 are written
+            # apart, and -0.0 is not here)
+            if not _count_floats(column, array):
+                _count_values(column, array)
+        elif types.is_timestamp(kind) and kind.tz is not None and _count_datetimes(column, array):
             pass  # counted at once
         elif types.is_boolean(kind) or types.is_timestamp(kind):
-            # each distinct value once (value_counts: in the order first met, nulls too)
-            counts = compute.value_counts(array)
-            texts: Counter[str | None] = Counter()
-            for value, n in zip(
-                counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
-            ):
-                texts[None if value is None else _text(value)] += n
-            column.add_counts(texts)
+            _count_values(column, array)
         else:
             values = array.to_pylist()
             column.add_many(None if value is None else _text(value) for value in values)
+
+
+def _count_values(column: ColumnStats, array: Any) -> None:
+    """Count a part of a column whose equal values have one text: each distinct value once
+    (value_counts: in the order first met, nulls too)."""
+    counts = _compute().value_counts(array)
+    texts: Counter[str | None] = Counter()
+    for value, n in zip(
+        counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
+    ):
+        texts[None if value is None else _text(value)] += n
+    column.add_counts(texts)
+
+
+def _negative_zero(array: Any) -> bool:
+    """The float array holds -0.0 (1 / -0.0 is -inf)."""
+    compute = _compute()
+    one = _arrow().scalar(1.0, array.type)
+    found = compute.any(
+        compute.and_(compute.equal(array, 0), compute.less(compute.divide(one, array), 0))
+    )
+    return bool(found.as_py())
 
 
 def _arrow() -> Any:
@@ -468,11 +486,12 @@ def count_texts(column: ColumnStats, texts: Any) -> None:
 
 
 def _count_floats(column: ColumnStats, array: Any) -> bool:
-    """Count a float column's part at once, when no two of its values are equal with
-    different texts or are NaN (so: no zero, no NaN); False when it must go value by
-    value. A finite value's text is a number of that value, inf's a string."""
+    """Count a part of a float column without -0.0 at once, when it has many distinct
+    values and no NaN (whose texts are one for many values); False when it must be
+    counted by distinct value. A finite value's text is a number of that value, inf's a
+    string."""
     compute = _compute()
-    if compute.any(compute.or_(compute.equal(array, 0), compute.is_nan(array))).as_py():
+    if compute.any(compute.is_nan(array)).as_py():
         return False
     if _seen_for(column.name) is not None or len(compute.value_counts(array)) <= _FEW:
         return False

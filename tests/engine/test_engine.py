@@ -205,6 +205,30 @@ def test_codebook_statistics_of_chunks_rendered_again(
     _counted_in_the_workers(BENCH, zip_path, tmp_path, monkeypatch)
 
 
+def test_an_admin_page_job_takes_the_engine_for_its_codebook(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The admin page's worker always writes the codebook (and the manifest): its job runs
+    on the engine, and the statistics come from the workers, not from reading back."""
+    from aml_exportkit import codebook
+    from aml_exportkit.contrib.django.jobstore import JobStore
+    from aml_exportkit.contrib.django.worker import run_job
+
+    store = JobStore(tmp_path / "jobs")
+    job_id = store.create(
+        {"template": {"kind": "upload", "ref": "t.toml", "label": "t.toml"}, "blocks": []},
+        upload_text=BENCH,
+    )
+    monkeypatch.setattr(codebook, "profile_csv", _no_read_back)
+    monkeypatch.setattr(codebook, "profile_parquet", _no_read_back)
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    status = run_job(store, job_id, "export", str(generated_zip))
+    assert status["state"] == "done", status
+    assert engine.LAST_RUN["used"] is True, engine.LAST_RUN
+    with zipfile.ZipFile(store.folder(job_id) / "export.zip") as archive:
+        assert {"datapackage.json", "codebook.md"} <= set(archive.namelist())
+
+
 @pytest.mark.parametrize("zip_path", MUSCLE_ZIPS, ids=lambda p: f"{p.parent.name}-{p.stem}")
 def test_codebook_of_reference_zips(
     zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
