@@ -294,13 +294,17 @@ def csv_text_stats(names: Sequence[str], text: bytes) -> list[ColumnStats]:
     """The stats of the columns ``names`` of CSV rows ``text`` (UTF-8, no header, as the
     engine renders them: RFC 4180, every row whole), each cell as its text."""
     columns = [ColumnStats(name) for name in names]
-    if not text:
+    if not text or not columns:
         return columns
     pa = _arrow()
     reader: Any = importlib.import_module("pyarrow.csv")
+    # One block, whatever a row's length (a row may not straddle two). Empty lines are
+    # skipped, as the read-back counts no cell of them (a one-column table's empty cell).
     table = reader.read_csv(
         pa.py_buffer(text),
-        read_options=reader.ReadOptions(column_names=list(names), use_threads=False),
+        read_options=reader.ReadOptions(
+            column_names=list(names), use_threads=False, block_size=len(text) + 1
+        ),
         parse_options=reader.ParseOptions(newlines_in_values=True),
         convert_options=reader.ConvertOptions(
             column_types=dict.fromkeys(names, pa.string()),

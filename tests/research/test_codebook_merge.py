@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import math
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -308,3 +309,46 @@ def test_arrow_tables_counted_in_parts_equal_value_by_value(
             expected.add(None if value is None else codebook._text(value))
         expected.done()
         assert _state(column) == _state(expected), name
+
+
+def _classify_by_trying(text: str) -> tuple[str, Any]:
+    """What _classify gives by trying int() and float() on every text."""
+    if text in ("true", "false", "True", "False"):
+        return "boolean", text
+    try:
+        return "integer", int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+        if math.isfinite(number):
+            return "number", number
+    except ValueError:
+        pass
+    if len(text) >= 19 and text[4:5] == "-" and text[10:11] in ("T", " "):
+        try:
+            value = datetime.fromisoformat(text)
+            if value.tzinfo is not None:
+                return "datetime", value
+        except ValueError:
+            pass
+    return "string", text
+
+
+@settings(max_examples=1000, deadline=None)
+@example(text="    -12345         ")
+@example(text="١٢٣")
+@example(text="Infinity")
+@example(text="1_000")
+@given(
+    text=st.one_of(
+        TEXTS.filter(bool),
+        st.text(alphabet="0123456789 -+._eEiInNfaty١T:", min_size=1, max_size=25),
+    )
+)
+def test_classify_tries_numbers_only_where_they_may_be(text: str) -> None:
+    """_classify skips int() and float() for texts neither takes; the kind and value are
+    what trying both gives."""
+    kind, value = codebook._classify(text)
+    expected_kind, expected = _classify_by_trying(text)
+    assert (kind, repr(value)) == (expected_kind, repr(expected))
