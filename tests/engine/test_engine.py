@@ -197,12 +197,14 @@ def test_codebook_statistics_counted_in_the_workers(
 
 
 @pytest.mark.parametrize("zip_path", MUSCLE_ZIPS, ids=lambda p: f"{p.parent.name}-{p.stem}")
+@pytest.mark.parametrize("text", [BENCH, TWO_TABLES], ids=["bench", "two-tables"])
 def test_codebook_statistics_of_chunks_rendered_again(
-    zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    text: str, zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """MUSCLE's zips, whose sample misses columns whose cells are JSON text: every chunk is
-    rendered again, and its statistics counted again."""
-    _counted_in_the_workers(BENCH, zip_path, tmp_path, monkeypatch)
+    rendered again (for each table apart, with two tables), and its statistics counted
+    again."""
+    _counted_in_the_workers(text, zip_path, tmp_path, monkeypatch)
 
 
 def test_an_admin_page_job_takes_the_engine_for_its_codebook(
