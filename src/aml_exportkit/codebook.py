@@ -59,6 +59,8 @@ class ColumnStats:
     for a key column (:data:`_KEYS`) at most :data:`MAX_SEEN` values seen.
 
     :param name: the column's name.
+    :param keyed: its table may have a primary key (a CSV table: datapackage.json declares
+        keys for those only), so a key column tracks whether its values are unique.
     """
 
     name: str
@@ -71,10 +73,15 @@ class ColumnStats:
     #: datetimes do not compare with each other, and a range is shown only for one)
     numbers: tuple[int | float, int | float] | None = None
     datetimes: tuple[datetime, datetime] | None = None
-    #: no value repeats (tracked for key columns only; always True for the others)
+    #: no value repeats (tracked for key columns of keyed tables only; always True for
+    #: the others)
     unique: bool = True
+    keyed: bool = attrs.field(default=True, kw_only=True)
     _seen: set[str] | None = attrs.field(
-        default=attrs.Factory(lambda self: _seen_for(self.name), takes_self=True), repr=False
+        default=attrs.Factory(
+            lambda self: _seen_for(self.name) if self.keyed else None, takes_self=True
+        ),
+        repr=False,
     )
 
     def add(self, text: str | None) -> None:
@@ -119,7 +126,7 @@ class ColumnStats:
     def add_counts(self, counts: Mapping[str | None, int]) -> None:
         """Count consecutive cells given as each distinct text's number, in the order the
         texts were first met (a :class:`~collections.Counter` of the cells)."""
-        part = ColumnStats(self.name)
+        part = ColumnStats(self.name, keyed=self.keyed)
         kinds = part.kinds
         seen = part._seen
         numbers: list[int | float] = []
@@ -322,7 +329,7 @@ def profile_parquet(path: Path) -> tuple[list[ColumnStats], int]:
     # imported by name: pyarrow is optional and ships no type information
     parquet: Any = importlib.import_module("pyarrow.parquet")
     handle = parquet.ParquetFile(path)
-    columns = [ColumnStats(name) for name in handle.schema_arrow.names]
+    columns = [ColumnStats(name, keyed=False) for name in handle.schema_arrow.names]
     rows = 0
     for index in range(handle.num_row_groups):
         table = handle.read_row_group(index)
@@ -416,7 +423,7 @@ def count_texts(column: ColumnStats, texts: Any) -> None:
         column.add_counts(dict(zip(values.to_pylist(), numbers.to_pylist(), strict=True)))
         return
     pa = _arrow()
-    part = ColumnStats(column.name)
+    part = ColumnStats(column.name, keyed=column.keyed)
     present = compute.and_(compute.is_valid(values), compute.not_equal(values, ""))
     present = compute.fill_null(present, False)
     total = compute.sum(numbers).as_py() or 0
@@ -489,6 +496,12 @@ def count_texts(column: ColumnStats, texts: Any) -> None:
     column.merge(part)
 
 
+def _tracks_keys(column: ColumnStats) -> bool:
+    """The column remembers its values to tell whether they are unique (counted text by
+    text, then)."""
+    return column.keyed and column.name in _KEYS
+
+
 def _count_floats(column: ColumnStats, array: Any) -> bool:
     """Count a part of a float column without -0.0 at once, when it has many distinct
     values and no NaN (whose texts are one for many values); False when it must be
@@ -497,9 +510,9 @@ def _count_floats(column: ColumnStats, array: Any) -> bool:
     compute = _compute()
     if compute.any(compute.is_nan(array)).as_py():
         return False
-    if _seen_for(column.name) is not None or len(compute.value_counts(array)) <= _FEW:
+    if _tracks_keys(column) or len(compute.value_counts(array)) <= _FEW:
         return False
-    part = ColumnStats(column.name)
+    part = ColumnStats(column.name, keyed=column.keyed)
     valid = compute.sum(compute.is_valid(array)).as_py() or 0
     finite = compute.filter(array, compute.fill_null(compute.is_finite(array), False))
     part.values = valid
@@ -520,11 +533,11 @@ def _count_datetimes(column: ColumnStats, array: Any) -> bool:
     is its isoformat, a datetime of the same instant); False when it has few distinct
     values (then they are counted one by one)."""
     compute = _compute()
-    if array.type.unit == "ns" or _seen_for(column.name) is not None:
+    if array.type.unit == "ns" or _tracks_keys(column):
         return False  # (nanoseconds: no datetime holds them)
     if len(compute.value_counts(array)) <= _FEW:
         return False
-    part = ColumnStats(column.name)
+    part = ColumnStats(column.name, keyed=column.keyed)
     valid = compute.sum(compute.is_valid(array)).as_py() or 0
     part.values = valid
     part.missing = len(array) - valid
@@ -542,8 +555,8 @@ def _count_datetimes(column: ColumnStats, array: Any) -> bool:
 
 def arrow_table_stats(table: Any) -> list[ColumnStats]:
     """The stats of every column of a ``pyarrow.Table``, as :func:`count_arrow_table`
-    counts them."""
-    columns = [ColumnStats(name) for name in table.schema.names]
+    counts them (not keyed: Parquet tables have no declared primary key)."""
+    columns = [ColumnStats(name, keyed=False) for name in table.schema.names]
     count_arrow_table(columns, table)
     return columns
 
@@ -551,10 +564,15 @@ def arrow_table_stats(table: Any) -> list[ColumnStats]:
 class TableStats:
     """A table's column stats, merged from its consecutive parts (the engine's chunks) in
     order. A column that a part lacks (a json path found only in later chunks) counts that
-    part's rows as missing, as the finished table's empty cells are."""
+    part's rows as missing, as the finished table's empty cells are.
 
-    def __init__(self) -> None:
+    :param keyed: the table may have a primary key (see :class:`ColumnStats`); the parts'
+        columns are made alike.
+    """
+
+    def __init__(self, *, keyed: bool = True) -> None:
         self.rows = 0
+        self.keyed = keyed
         self.columns: dict[str, ColumnStats] = {}
 
     def add(self, part: Sequence[ColumnStats], rows: int) -> None:
@@ -566,7 +584,7 @@ class TableStats:
         for column in part:
             merged = self.columns.get(column.name)
             if merged is None:
-                merged = self.columns[column.name] = ColumnStats(column.name)
+                merged = self.columns[column.name] = ColumnStats(column.name, keyed=self.keyed)
                 if self.rows:
                     merged.add_counts({None: self.rows})
             merged.merge(column)
@@ -584,7 +602,7 @@ class TableStats:
         for name in names:
             column = self.columns.get(name)
             if column is None:
-                column = ColumnStats(name)
+                column = ColumnStats(name, keyed=self.keyed)
                 if self.rows:
                     column.add_counts({None: self.rows})
             column.done()

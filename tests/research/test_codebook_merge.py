@@ -177,7 +177,7 @@ def test_parquet_read_back_by_value_equals_cell_by_cell(tmp_path: Path) -> None:
     columns, count = codebook.profile_parquet(path)
     assert count == rows
     for column, name in zip(columns, table.column_names, strict=True):
-        expected = ColumnStats(name)
+        expected = ColumnStats(name, keyed=False)  # (no primary key for Parquet tables)
         for value in table.column(name).to_pylist():
             expected.add(None if value is None else codebook._text(value))
         assert _state(column) == _state(expected), name
@@ -298,13 +298,13 @@ def test_arrow_tables_counted_in_parts_equal_value_by_value(
             "n": pa.array(ids[:n], pa.int64()),
         }
     )
-    merged = codebook.TableStats()
+    merged = codebook.TableStats(keyed=False)
     for part in (table.slice(0, cut), table.slice(cut)):
         merged.add(codebook.arrow_table_stats(part), part.num_rows)
     columns, rows = merged.result(table.column_names)
     assert rows == n
     for column, name in zip(columns, table.column_names, strict=True):
-        expected = ColumnStats(name)
+        expected = ColumnStats(name, keyed=False)
         for value in table.column(name).to_pylist():
             expected.add(None if value is None else codebook._text(value))
         expected.done()

@@ -52,7 +52,7 @@ class PlanStats:
         # not once in each)
         importlib.import_module("pyarrow.compute")
         self.csv = TableStats() if csv else None
-        self.parquet = TableStats() if parquet else None
+        self.parquet = TableStats(keyed=False) if parquet else None
 
     def add(self, part: PlanPart | None, rows: int) -> None:
         """Take in the next chunk's statistics (``rows`` rows)."""

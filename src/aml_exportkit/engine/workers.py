@@ -1487,7 +1487,7 @@ class _Run:
         from ..codebook import TableStats
 
         out = _ParquetOut(output, kinds)
-        counting = TableStats() if self.counted is not None else None
+        counting = TableStats(keyed=False) if self.counted is not None else None
         reader = _CsvToArrow(out.schema)
         state.text.flush()
         fd = state.text.fileno()
