@@ -1,13 +1,17 @@
 """The codebook of a run: ``datapackage.json`` (Frictionless Data Package) and
 ``codebook.md`` (for people).
 
-Turned on with ``codebook = true`` in a template. After the sinks finish, every CSV and
-Parquet output is read back once to find, per column, its type, how many values are
-missing, and its distinct values or its range (:class:`ColumnStats`, an accumulator that
-takes a part of a column at a time and merges with the stats of another part, in bounded
-memory). The questions of the exported results, with their texts and the choice labels
-found in json_data, come from the run itself: the profile answers as they are read, the
-trial results from the engine's chunks (or the plain path's batches), merged in order.
+Turned on with ``codebook = true`` in a template. Every CSV and Parquet output is
+described per column: its type, how many values are missing, and its distinct values or
+its range (:class:`ColumnStats`, an accumulator that takes a part of a column at a time
+and merges with the stats of another part, in bounded memory). The tables the engine
+writes are counted as they are made: each worker counts its chunk's rendered text and
+Arrow table (:func:`csv_text_stats`, :func:`arrow_table_stats`) and the parent merges the
+chunks in order (:class:`TableStats`); the other outputs are read back once after the
+sinks finish, with the same counting functions. The questions of the exported results,
+with their texts and the choice labels found in json_data, come from the run itself: the
+profile answers as they are read, the trial results from the engine's chunks (or the plain
+path's batches), merged in order.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import itertools
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +59,8 @@ class ColumnStats:
     for a key column (:data:`_KEYS`) at most :data:`MAX_SEEN` values seen.
 
     :param name: the column's name.
+    :param keyed: its table may have a primary key (a CSV table: datapackage.json declares
+        keys for those only), so a key column tracks whether its values are unique.
     """
 
     name: str
@@ -67,10 +73,15 @@ class ColumnStats:
     #: datetimes do not compare with each other, and a range is shown only for one)
     numbers: tuple[int | float, int | float] | None = None
     datetimes: tuple[datetime, datetime] | None = None
-    #: no value repeats (tracked for key columns only; always True for the others)
+    #: no value repeats (tracked for key columns of keyed tables only; always True for
+    #: the others)
     unique: bool = True
+    keyed: bool = attrs.field(default=True, kw_only=True)
     _seen: set[str] | None = attrs.field(
-        default=attrs.Factory(lambda self: _seen_for(self.name), takes_self=True), repr=False
+        default=attrs.Factory(
+            lambda self: _seen_for(self.name) if self.keyed else None, takes_self=True
+        ),
+        repr=False,
     )
 
     def add(self, text: str | None) -> None:
@@ -115,26 +126,34 @@ class ColumnStats:
     def add_counts(self, counts: Mapping[str | None, int]) -> None:
         """Count consecutive cells given as each distinct text's number, in the order the
         texts were first met (a :class:`~collections.Counter` of the cells)."""
-        part = ColumnStats(self.name)
+        part = ColumnStats(self.name, keyed=self.keyed)
+        kinds = part.kinds
+        seen = part._seen
+        numbers: list[int | float] = []
+        datetimes: list[datetime] = []
         for text, n in counts.items():
             if text is None or text == "":
                 part.missing += n
                 continue
             part.values += n
             kind, value = _classify(text)
-            part.kinds[kind] += n
-            if part._seen is not None:
+            kinds[kind] += n
+            if seen is not None:
                 if n > 1:
                     part.unique = False
-                part._seen.add(text)
+                seen.add(text)
             if not part.overflow:
                 part.distinct[text] = n
                 part._cap_distinct()
-            # (in the order first met: of equal values the first is kept, as by add)
             if kind == "datetime":
-                part.datetimes = _extend(part.datetimes, (value, value))
+                datetimes.append(value)
             elif kind in ("integer", "number"):
-                part.numbers = _extend(part.numbers, (value, value))
+                numbers.append(value)
+        # (in the order first met: of equal values min and max keep the first, as add does)
+        if numbers:
+            part.numbers = (min(numbers), max(numbers))
+        if datetimes:
+            part.datetimes = (min(datetimes), max(datetimes))
         part._cap_seen()
         self.merge(part)
 
@@ -217,16 +236,24 @@ def _extend(span: tuple[Any, Any] | None, later: tuple[Any, Any] | None) -> Any:
 def _classify(text: str) -> tuple[str, Any]:
     if text in ("true", "false", "True", "False"):
         return "boolean", text
-    try:
-        return "integer", int(text)
-    except ValueError:
-        pass
-    try:
-        number = float(text)
-        if math.isfinite(number):
-            return "number", number
-    except ValueError:
-        pass
+    # Tried as a number only when it may be one (a failed int() or float() costs more
+    # than the rest): neither takes a text that starts with a letter other than those of
+    # inf and nan, or four digits and a dash (a date); int() takes no dot and no exponent.
+    first = text[0]
+    if not (first.isalpha() and first not in "iInN") and not (
+        text[4:5] == "-" and text[:4].isdigit()
+    ):
+        if "." not in text and "e" not in text and "E" not in text:
+            try:
+                return "integer", int(text)
+            except ValueError:
+                pass
+        try:
+            number = float(text)
+            if math.isfinite(number):
+                return "number", number
+        except ValueError:
+            pass
     if len(text) >= 19 and text[4:5] == "-" and text[10:11] in ("T", " "):
         try:
             value = datetime.fromisoformat(text)
@@ -245,63 +272,342 @@ def profile_csv(path: Path) -> tuple[list[ColumnStats], int]:
     """Read a CSV output back; the stats of each column and the number of rows."""
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
-        header = next(reader, [])
-        columns = [ColumnStats(name) for name in header]
-        width = len(columns)
-        rows = 0
-        while block := list(itertools.islice(reader, _BLOCK_ROWS)):
-            rows += len(block)
-            if all(len(row) == width for row in block):
-                for column, cells in zip(columns, zip(*block, strict=True), strict=False):
-                    column.add_many(cells)
-                continue
-            for row in block:  # ragged rows: a short row's missing cells are not counted
-                for column, cell in zip(columns, row, strict=False):
-                    column.add(cell)
+        columns = [ColumnStats(name) for name in next(reader, [])]
+        rows = count_csv_rows(columns, reader)
     for column in columns:
         column.done()
     return columns, rows
+
+
+def count_csv_rows(columns: Sequence[ColumnStats], reader: Iterator[list[str]]) -> int:
+    """Count the rows of a CSV reader (no header) into ``columns``, a block at a time;
+    return how many there were. The one way a CSV table's cells are counted: a file read
+    back, or a chunk's text where the engine renders it."""
+    width = len(columns)
+    rows = 0
+    while block := list(itertools.islice(reader, _BLOCK_ROWS)):
+        rows += len(block)
+        if all(len(row) == width for row in block):
+            for column, cells in zip(columns, zip(*block, strict=True), strict=False):
+                count_texts(column, _arrow().array(cells, _arrow().string()))
+            continue
+        for row in block:  # ragged rows: a short row's missing cells are not counted
+            for column, cell in zip(columns, row, strict=False):
+                column.add(cell)
+    return rows
+
+
+def csv_text_stats(names: Sequence[str], text: bytes) -> list[ColumnStats]:
+    """The stats of the columns ``names`` of CSV rows ``text`` (UTF-8, no header, as the
+    engine renders them: RFC 4180, every row whole), each cell as its text."""
+    columns = [ColumnStats(name) for name in names]
+    if not text or not columns:
+        return columns
+    pa = _arrow()
+    reader: Any = importlib.import_module("pyarrow.csv")
+    # One block, whatever a row's length (a row may not straddle two). Empty lines are
+    # skipped, as the read-back counts no cell of them (a one-column table's empty cell).
+    table = reader.read_csv(
+        pa.py_buffer(text),
+        read_options=reader.ReadOptions(
+            column_names=list(names), use_threads=False, block_size=len(text) + 1
+        ),
+        parse_options=reader.ParseOptions(newlines_in_values=True),
+        convert_options=reader.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    for column, array in zip(columns, table.columns, strict=True):
+        count_texts(column, array)
+    return columns
 
 
 def profile_parquet(path: Path) -> tuple[list[ColumnStats], int]:
     """Read a Parquet output back, a row group at a time."""
     # imported by name: pyarrow is optional and ships no type information
     parquet: Any = importlib.import_module("pyarrow.parquet")
-    types: Any = importlib.import_module("pyarrow").types
     handle = parquet.ParquetFile(path)
-    schema = handle.schema_arrow
-    columns = [ColumnStats(name) for name in schema.names]
-    # Counted by value where equal values have one text and are hashable (not so floats:
-    # 0.0 and -0.0; decimals of another scale; lists), else text by text.
-    by_value = [
-        any(
-            is_type(f.type)
-            for is_type in (
-                types.is_integer,
-                types.is_string,
-                types.is_large_string,
-                types.is_boolean,
-                types.is_timestamp,
-            )
-        )
-        for f in schema
-    ]
+    columns = [ColumnStats(name, keyed=False) for name in handle.schema_arrow.names]
     rows = 0
     for index in range(handle.num_row_groups):
         table = handle.read_row_group(index)
         rows += table.num_rows
-        for column, exact, array in zip(columns, by_value, table.columns, strict=True):
-            values = array.to_pylist()
-            if exact:
-                texts: Counter[str | None] = Counter()
-                for value, n in Counter(values).items():  # each distinct value once
-                    texts[None if value is None else _text(value)] += n
-                column.add_counts(texts)
-            else:
-                column.add_many(None if value is None else _text(value) for value in values)
+        count_arrow_table(columns, table)
     for column in columns:
         column.done()
     return columns, rows
+
+
+def count_arrow_table(columns: Sequence[ColumnStats], table: Any) -> None:
+    """Count the rows of a ``pyarrow.Table`` (a Parquet file's row group, or a chunk's
+    table where the engine makes it) into ``columns``, its columns in order: each value
+    as its text in the file (:func:`_text`)."""
+    pa = _arrow()
+    compute = _compute()
+    types = pa.types
+    for column, field, array in zip(columns, table.schema, table.columns, strict=True):
+        kind = field.type
+        if types.is_integer(kind):
+            count_texts(column, compute.cast(array, pa.string()))  # (as str() writes them)
+        elif types.is_string(kind) or types.is_large_string(kind):
+            count_texts(column, array)
+        elif types.is_floating(kind) and not _negative_zero(array):
+            # (each value has one text: of equal values only 0.0 and -0.0 are written
+            # apart, and -0.0 is not here)
+            if not _count_floats(column, array):
+                _count_values(column, array)
+        elif types.is_timestamp(kind) and kind.tz is not None and _count_datetimes(column, array):
+            pass  # counted at once
+        elif types.is_boolean(kind) or types.is_timestamp(kind):
+            _count_values(column, array)
+        else:
+            values = array.to_pylist()
+            column.add_many(None if value is None else _text(value) for value in values)
+
+
+def _count_values(column: ColumnStats, array: Any) -> None:
+    """Count a part of a column whose equal values have one text: each distinct value once
+    (value_counts: in the order first met, nulls too)."""
+    counts = _compute().value_counts(array)
+    texts: Counter[str | None] = Counter()
+    for value, n in zip(
+        counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
+    ):
+        texts[None if value is None else _text(value)] += n
+    column.add_counts(texts)
+
+
+def _negative_zero(array: Any) -> bool:
+    """The float array holds -0.0 (1 / -0.0 is -inf)."""
+    compute = _compute()
+    one = _arrow().scalar(1.0, array.type)
+    found = compute.any(
+        compute.and_(compute.equal(array, 0), compute.less(compute.divide(one, array), 0))
+    )
+    return bool(found.as_py())
+
+
+def _arrow() -> Any:
+    # imported by name: pyarrow is optional and ships no type information
+    return importlib.import_module("pyarrow")
+
+
+def _compute() -> Any:
+    return importlib.import_module("pyarrow.compute")
+
+
+#: A part of a column with at most this many distinct texts is counted text by text
+#: (:meth:`ColumnStats.add_counts`); with more, its distinct values overflow and the
+#: texts that are plainly integers, decimals or booleans are classified at once.
+_FEW = 64
+_INTEGER = r"^-?[0-9]{1,18}$"
+#: decimals and exponents as Python's repr writes floats; int() takes none of them
+_DECIMAL = r"^-?[0-9]+(\.[0-9]+([eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)$"
+
+
+def count_texts(column: ColumnStats, texts: Any) -> None:
+    """Count a part of a column given as a pyarrow string array (null or '' is missing):
+    the same as :meth:`ColumnStats.add_counts` of its cells counted in order.
+
+    The distinct texts come from pyarrow's ``value_counts`` (in the order first met). When
+    there are many, the integers (``-?[0-9]{1,18}``), decimals and booleans among them are
+    classified by pattern, with pyarrow's casts (``int()`` and ``float()`` give the same
+    values: both round correctly), and only the other texts one by one.
+    """
+    compute = _compute()
+    counts = compute.value_counts(texts)
+    values, numbers = counts.field("values"), counts.field("counts")
+    if len(values) <= _FEW:
+        column.add_counts(dict(zip(values.to_pylist(), numbers.to_pylist(), strict=True)))
+        return
+    pa = _arrow()
+    part = ColumnStats(column.name, keyed=column.keyed)
+    present = compute.and_(compute.is_valid(values), compute.not_equal(values, ""))
+    present = compute.fill_null(present, False)
+    total = compute.sum(numbers).as_py() or 0
+    positions = compute.indices_nonzero(present)
+    values = compute.take(values, positions)
+    numbers = compute.take(numbers, positions)
+    part.values = compute.sum(numbers).as_py() or 0
+    part.missing = total - part.values
+    part.overflow = True  # (more than _FEW - 2 distinct texts, each present)
+    if part._seen is not None:
+        if compute.max(numbers).as_py() > 1:
+            part.unique = False
+        else:
+            part._seen.update(values.to_pylist())
+    booleans = compute.is_in(values, value_set=pa.array(["true", "false", "True", "False"]))
+    integers = compute.match_substring_regex(values, _INTEGER)
+    decimals = compute.match_substring_regex(values, _DECIMAL)
+    as_float = compute.cast(compute.if_else(decimals, values, "0"), pa.float64())
+    decimals = compute.and_(decimals, compute.is_finite(as_float))
+    # (value, position) of each group's lowest and highest number: of equal values the
+    # first met is kept, as add does
+    lows: list[tuple[Any, int]] = []
+    highs: list[tuple[Any, int]] = []
+    for kind, mask, cast in (
+        ("boolean", booleans, None),
+        ("integer", integers, pa.int64()),
+        ("number", decimals, None),
+    ):
+        n = compute.sum(compute.filter(numbers, mask)).as_py()
+        if not n:
+            continue
+        part.kinds[kind] += n
+        if kind == "boolean":
+            continue
+        group = (
+            compute.filter(as_float, mask)
+            if cast is None
+            else compute.cast(compute.filter(values, mask), cast)
+        )
+        places = compute.indices_nonzero(mask)
+        for pick, keep in ((compute.min, lows), (compute.max, highs)):
+            extreme = pick(group)
+            first = compute.index(compute.equal(group, extreme), True).as_py()
+            keep.append((group[first].as_py(), places[first].as_py()))
+    rest = compute.indices_nonzero(
+        compute.invert(compute.or_(compute.or_(booleans, integers), decimals))
+    )
+    datetimes: list[tuple[datetime, int]] = []
+    for place, text, n in zip(
+        rest.to_pylist(),
+        compute.take(values, rest).to_pylist(),
+        compute.take(numbers, rest).to_pylist(),
+        strict=True,
+    ):
+        kind, value = _classify(text)
+        part.kinds[kind] += n
+        if kind == "datetime":
+            datetimes.append((value, place))
+        elif kind in ("integer", "number"):
+            lows.append((value, place))
+            highs.append((value, place))
+    if lows:
+        part.numbers = (min(lows)[0], max(highs, key=lambda h: (h[0], -h[1]))[0])
+    if datetimes:
+        part.datetimes = (
+            min(datetimes)[0],
+            max(datetimes, key=lambda h: (h[0], -h[1]))[0],
+        )
+    part._cap_seen()
+    column.merge(part)
+
+
+def _tracks_keys(column: ColumnStats) -> bool:
+    """The column remembers its values to tell whether they are unique (counted text by
+    text, then)."""
+    return column.keyed and column.name in _KEYS
+
+
+def _count_floats(column: ColumnStats, array: Any) -> bool:
+    """Count a part of a float column without -0.0 at once, when it has many distinct
+    values and no NaN (whose texts are one for many values); False when it must be
+    counted by distinct value. A finite value's text is a number of that value, inf's a
+    string."""
+    compute = _compute()
+    if compute.any(compute.is_nan(array)).as_py():
+        return False
+    if _tracks_keys(column) or len(compute.value_counts(array)) <= _FEW:
+        return False
+    part = ColumnStats(column.name, keyed=column.keyed)
+    valid = compute.sum(compute.is_valid(array)).as_py() or 0
+    finite = compute.filter(array, compute.fill_null(compute.is_finite(array), False))
+    part.values = valid
+    part.missing = len(array) - valid
+    part.overflow = True
+    if len(finite):
+        part.kinds["number"] += len(finite)
+        span = compute.min_max(finite)
+        part.numbers = (span["min"].as_py(), span["max"].as_py())
+    if valid - len(finite):
+        part.kinds["string"] += valid - len(finite)
+    column.merge(part)
+    return True
+
+
+def _count_datetimes(column: ColumnStats, array: Any) -> bool:
+    """Count a part of a column of timestamps with a time zone at once (each value's text
+    is its isoformat, a datetime of the same instant); False when it has few distinct
+    values (then they are counted one by one)."""
+    compute = _compute()
+    if array.type.unit == "ns" or _tracks_keys(column):
+        return False  # (nanoseconds: no datetime holds them)
+    if len(compute.value_counts(array)) <= _FEW:
+        return False
+    part = ColumnStats(column.name, keyed=column.keyed)
+    valid = compute.sum(compute.is_valid(array)).as_py() or 0
+    part.values = valid
+    part.missing = len(array) - valid
+    part.overflow = True
+    if valid:
+        part.kinds["datetime"] += valid
+        span = compute.min_max(array)
+        part.datetimes = (
+            datetime.fromisoformat(span["min"].as_py().isoformat()),
+            datetime.fromisoformat(span["max"].as_py().isoformat()),
+        )
+    column.merge(part)
+    return True
+
+
+def arrow_table_stats(table: Any) -> list[ColumnStats]:
+    """The stats of every column of a ``pyarrow.Table``, as :func:`count_arrow_table`
+    counts them (not keyed: Parquet tables have no declared primary key)."""
+    columns = [ColumnStats(name, keyed=False) for name in table.schema.names]
+    count_arrow_table(columns, table)
+    return columns
+
+
+class TableStats:
+    """A table's column stats, merged from its consecutive parts (the engine's chunks) in
+    order. A column that a part lacks (a json path found only in later chunks) counts that
+    part's rows as missing, as the finished table's empty cells are.
+
+    :param keyed: the table may have a primary key (see :class:`ColumnStats`); the parts'
+        columns are made alike.
+    """
+
+    def __init__(self, *, keyed: bool = True) -> None:
+        self.rows = 0
+        self.keyed = keyed
+        self.columns: dict[str, ColumnStats] = {}
+
+    def add(self, part: Sequence[ColumnStats], rows: int) -> None:
+        """Take in the stats of the next ``rows`` rows."""
+        named = {column.name for column in part}
+        for name, column in self.columns.items():
+            if name not in named and rows:
+                column.add_counts({None: rows})
+        for column in part:
+            merged = self.columns.get(column.name)
+            if merged is None:
+                merged = self.columns[column.name] = ColumnStats(column.name, keyed=self.keyed)
+                if self.rows:
+                    merged.add_counts({None: self.rows})
+            merged.merge(column)
+        self.rows += rows
+
+    def result(self, names: Sequence[str]) -> tuple[list[ColumnStats], int]:
+        """The finished table's columns ``names`` (its header, in order), and its rows.
+
+        :raises ValueError: when a part held a column that ``names`` lacks.
+        """
+        stray = set(self.columns) - set(names)
+        if stray:
+            raise ValueError(f"columns counted but not in the table: {sorted(stray)}")
+        columns = []
+        for name in names:
+            column = self.columns.get(name)
+            if column is None:
+                column = ColumnStats(name, keyed=self.keyed)
+                if self.rows:
+                    column.add_counts({None: self.rows})
+            column.done()
+            columns.append(column)
+        return columns, self.rows
 
 
 def _text(value: Any) -> str:
@@ -447,18 +753,29 @@ class Resource:
         return origin_of(column.name, self.infos.get(column.name))
 
 
-def describe_outputs(written: Sequence[tuple[OutputReport, Path]], folder: Path) -> list[Resource]:
+def describe_outputs(
+    written: Sequence[tuple[OutputReport, Path]],
+    folder: Path,
+    counted: Mapping[Path, tuple[list[ColumnStats], int]] | None = None,
+) -> list[Resource]:
     """Profile every tabular output (``written`` pairs each report with the file as it
-    is now, before the rename)."""
+    is now, before the rename).
+
+    :param counted: the stats and row count of the files the engine counted as it wrote
+        them (by their current path): those are not read back.
+    """
+    counted = counted or {}
     resources: list[Resource] = []
     for report, current in written:
         suffix = report.path.suffix
-        if suffix == ".csv":
-            columns, rows = profile_csv(current)
-        elif suffix == ".parquet":
-            columns, rows = profile_parquet(current)
-        else:
+        if suffix not in (".csv", ".parquet"):
             continue
+        if current in counted:
+            columns, rows = counted[current]
+        elif suffix == ".csv":
+            columns, rows = profile_csv(current)
+        else:
+            columns, rows = profile_parquet(current)
         try:
             shown = str(report.path.absolute().relative_to(folder))
         except ValueError:
@@ -601,10 +918,15 @@ def write_codebook(
     written: Sequence[tuple[OutputReport, Path]],
     questions: DataScan,
     title: str,
+    counted: Mapping[Path, tuple[list[ColumnStats], int]] | None = None,
 ) -> list[OutputReport]:
     """Profile the outputs and write datapackage.json and codebook.md through ``create``
-    (``OutputSet.create``: atomic, like every output); report both files."""
-    resources = describe_outputs(written, folder)
+    (``OutputSet.create``: atomic, like every output); report both files.
+
+    :param counted: the stats of the outputs the engine counted (see
+        :func:`describe_outputs`).
+    """
+    resources = describe_outputs(written, folder, counted)
     package = datapackage(resources, title)
     reports = []
     for name, text in (

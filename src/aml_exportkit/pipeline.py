@@ -332,6 +332,8 @@ def run_export(
     sessions = 0
     slugs: list[str] = []  # what {block} became, per unit
     questions = codebook.QuestionCollector() if template.codebook else None
+    # the column statistics of the files the engine wrote (counted as it wrote them)
+    counted: dict[Path, tuple[list[codebook.ColumnStats], int]] = {}
     try:
         with contextlib.ExitStack() as stack:
             opened = [
@@ -361,7 +363,7 @@ def run_export(
                     if slug:
                         slugs.append(slug)
                     sinks = _make_sinks(template, registry, outputs, out_dir, slug)
-                    written.extend(_drive(graph, sinks, progress, questions, workers))
+                    written.extend(_drive(graph, sinks, progress, questions, workers, counted))
                     infos.append(graph.info)
                     marks.extend(marks_of(graph))
                     sessions += len(graph.sessions)
@@ -382,6 +384,7 @@ def run_export(
                         current,
                         questions.found,
                         title,
+                        counted,
                     )
                 )
             if template.manifest:
@@ -595,6 +598,7 @@ def _drive(
     progress: Progress,
     questions: codebook.QuestionCollector | None = None,
     jobs: int | None = None,
+    counted: dict[Path, tuple[list[codebook.ColumnStats], int]] | None = None,
 ) -> list[tuple[str, OutputReport]]:
     live = [sink for _, sink in sinks]
     observers = [questions.add] if questions is not None else []
@@ -609,7 +613,8 @@ def _drive(
         # workers run, and hands the other sinks the trial results as record batches once
         # it has written everything; otherwise the profile answers come first, then every sink gets
         # checked Result batches. The codebook's questions of the trial results come from
-        # the engine's chunks, after those of the profile answers (the plain path's order).
+        # the engine's chunks, after those of the profile answers (the plain path's order);
+        # the column statistics of the files the engine writes are counted by its workers.
         beside = None if profiles.started else profiles.read
         trial_questions = DataScan() if questions is not None else None
         with _naming_engine(sinks):
@@ -621,6 +626,7 @@ def _drive(
                 jobs=jobs,
                 questions=trial_questions,
                 feed=_feed,
+                counted=counted if questions is not None else None,
             )
         if engine_wrote and questions is not None and trial_questions is not None:
             questions.found.merge_questions(trial_questions)

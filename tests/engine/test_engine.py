@@ -159,6 +159,78 @@ def test_codebook_runs_take_the_engine(
     assert engine.LAST_RUN["chunks"] > 10
 
 
+def _no_read_back(path: Path) -> Any:
+    raise AssertionError(f"read back: {path.name}")
+
+
+def _counted_in_the_workers(
+    text: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aml_exportkit import codebook
+
+    # many chunks, and a sample too short to hold every column
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 4_000)
+    monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 2_000)
+    text = "codebook = true\n" + text
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    plain = _run(text, source, tmp_path / "plain")
+    monkeypatch.setattr(codebook, "profile_csv", _no_read_back)
+    monkeypatch.setattr(codebook, "profile_parquet", _no_read_back)
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    fast = _run(text, source, tmp_path / "fast")
+    assert engine.LAST_RUN["used"] is True, engine.LAST_RUN
+    assert fast == plain
+
+
+@pytest.mark.parametrize("name", ["bench", "defaults", "index", "json", "parquet-only", "two-csv"])
+def test_codebook_statistics_counted_in_the_workers(
+    name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's workers count the codebook's column statistics of the chunks they
+    render; the parent merges them in order and reads no file it wrote back. Columns that
+    only later chunks hold count as missing in the earlier ones; chunks rendered again and
+    Parquet files rebuilt give the read-back's bytes too."""
+    _counted_in_the_workers(TEMPLATES[name], generated_zip, tmp_path, monkeypatch)
+    assert engine.LAST_RUN["chunks"] > 10
+    # (the json column is one: no later chunk finds another)
+    assert bool(engine.LAST_RUN.get("rerendered_chunks")) is (name != "json")
+
+
+@pytest.mark.parametrize("zip_path", MUSCLE_ZIPS, ids=lambda p: f"{p.parent.name}-{p.stem}")
+@pytest.mark.parametrize("text", [BENCH, TWO_TABLES], ids=["bench", "two-tables"])
+def test_codebook_statistics_of_chunks_rendered_again(
+    text: str, zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MUSCLE's zips, whose sample misses columns whose cells are JSON text: every chunk is
+    rendered again (for each table apart, with two tables), and its statistics counted
+    again."""
+    _counted_in_the_workers(text, zip_path, tmp_path, monkeypatch)
+
+
+def test_an_admin_page_job_takes_the_engine_for_its_codebook(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The admin page's worker always writes the codebook (and the manifest): its job runs
+    on the engine, and the statistics come from the workers, not from reading back."""
+    from aml_exportkit import codebook
+    from aml_exportkit.contrib.django.jobstore import JobStore
+    from aml_exportkit.contrib.django.worker import run_job
+
+    store = JobStore(tmp_path / "jobs")
+    job_id = store.create(
+        {"template": {"kind": "upload", "ref": "t.toml", "label": "t.toml"}, "blocks": []},
+        upload_text=BENCH,
+    )
+    monkeypatch.setattr(codebook, "profile_csv", _no_read_back)
+    monkeypatch.setattr(codebook, "profile_parquet", _no_read_back)
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    status = run_job(store, job_id, "export", str(generated_zip))
+    assert status["state"] == "done", status
+    assert engine.LAST_RUN["used"] is True, engine.LAST_RUN
+    with zipfile.ZipFile(store.folder(job_id) / "export.zip") as archive:
+        assert {"datapackage.json", "codebook.md"} <= set(archive.namelist())
+
+
 @pytest.mark.parametrize("zip_path", MUSCLE_ZIPS, ids=lambda p: f"{p.parent.name}-{p.stem}")
 def test_codebook_of_reference_zips(
     zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

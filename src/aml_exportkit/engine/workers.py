@@ -68,8 +68,10 @@ from .fixture import results_text
 from .from_records import RecordChunks
 from .render import ChunkRenderer, json_cells_columns, kinds_of, supports
 from .spans import Spans
+from .stats import Counted, PlanPart, PlanStats, count_chunk, count_table
 
 if TYPE_CHECKING:
+    from ..codebook import TableStats
     from ..contracts import EngineFormat, EngineSink, ResultBatch, Sink, SinkContext
     from ..flatten import Path as JsonPath
     from ..graph import RecordGraph
@@ -245,6 +247,7 @@ def run(
     jobs: int | None = None,
     questions: DataScan | None = None,
     feed: Callable[[SinkContext, Sink, ResultBatch], None] | None = None,
+    counted: Counted | None = None,
 ) -> bool:
     """Write every engine sink's table through the engine, if it can take this run, and
     hand the trial results to the run's other sinks as record batches.
@@ -263,6 +266,9 @@ def run(
         :func:`~aml_exportkit.contracts.hand_result_batch`); called once the engine has
         written everything, with every chunk's batch in order, so that a stand-down never
         leaves such a sink with part of the results.
+    :param counted: where to note the codebook's column statistics of every file the
+        engine writes, by its path (:mod:`~aml_exportkit.engine.stats`: counted in the
+        workers, merged in order); complete only when the engine returns True.
     :return: True when the engine wrote everything (the graph's trial results are then read
         and counted); False when the plain path must run.
     """
@@ -314,11 +320,16 @@ def run(
         questions,
         fixtures,
         batches=bool(others),
+        # (the run's own: nothing of a run that stands down reaches ``counted``)
+        counted={} if counted is not None else None,
     )
     with contextlib.ExitStack() as stack:
         if run.batches is not None:
             stack.callback(run.batches.close)  # whatever happens
-        return _run(run, plans, fixtures, others, feed)
+        used = _run(run, plans, fixtures, others, feed)
+    if used and counted is not None and run.counted is not None:
+        counted.update(run.counted)
+    return used
 
 
 def _run(
@@ -670,6 +681,8 @@ class _Chunk:
     #: the run has sinks the engine does not write
     #: (:func:`~aml_exportkit.engine.batches.result_batch`)
     batch: _Data | ArrowTable = b""
+    #: per plan, the codebook's statistics of the chunk's text and table, when counted
+    stats: list[PlanPart | None] | None = None
 
 
 # -- the engine ---------------------------------------------------------------------------------
@@ -1131,8 +1144,21 @@ class _Run:
         fixtures: Sequence[_Output] = (),
         *,
         batches: bool = False,
+        counted: Counted | None = None,
     ) -> None:
         self.graph = graph
+        self.counted = counted
+        self.plan_stats = (
+            [
+                PlanStats(
+                    csv=any(o.format == "csv" for o in p.outputs),
+                    parquet=any(o.format == "parquet" for o in p.outputs),
+                )
+                for p in plans
+            ]
+            if counted is not None
+            else None
+        )
         self.jobs = jobs
         self.fixtures = _FixtureText([o.path for o in fixtures]) if fixtures else None
         self.want_batches = batches
@@ -1183,6 +1209,22 @@ class _Run:
             if state.reader is not None and forced is None and tuple(names) == state.names:
                 arrow = state.reader.table(text, len(cols)) if text else b""
             tables.append((tuple(names), text, renderer.types(dyn), paths, arrow))
+        stats = None
+        if self.plan_stats is not None:
+            stats = [
+                None
+                if only is not None and index != only
+                else count_chunk(
+                    [c.name for c in plan.renderer.fixed] + list(names),
+                    cast("bytes", text),  # (rendered just now: not spooled yet)
+                    arrow if _is_table(arrow) else None,
+                    csv=counting.csv is not None,
+                    parquet=counting.parquet is not None,
+                )
+                for index, (plan, counting, (names, text, *_, arrow)) in enumerate(
+                    zip(self.plans, self.plan_stats, tables, strict=True)
+                )
+            ]
         chunk = _Chunk(
             rows=len(cols),
             first=meta["first"],
@@ -1198,6 +1240,7 @@ class _Run:
             questions=questions_of(cols) if self.questions is not None and again is None else None,
             fixture=results_text(cols) if self.fixtures is not None and again is None else b"",
             batch=result_batch(cols) if self.want_batches and again is None and len(cols) else b"",
+            stats=stats,
         )
         if not self._spool(chunk):
             # the Arrow tables as IPC stream bytes, in the message
@@ -1333,6 +1376,9 @@ class _Run:
             ):
                 state.add(names, text, types, chunk.rows, arrow)
                 found.update(paths)
+            if self.plan_stats is not None:
+                for index, counting in enumerate(self.plan_stats):
+                    counting.add(chunk.stats[index] if chunk.stats else None, chunk.rows)
             if self.fixtures is not None:
                 self.fixtures.add(chunk.fixture)
             if self.batches is not None:
@@ -1410,13 +1456,15 @@ class _Run:
             self._rewrite_csv(state, (final, final_json), redo, tasks)
         kinds = kinds_of(renderer, final, state.types, found)
         state.plan.columns = kinds
+        parquets: list[tuple[Path, list[str], TableStats | None]] = []
         for out in state.parquets:
             if out.valid and kinds == out.columns and not redo and final == state.names:
                 out.close()
+                parquets.append((out.output.path, list(out.schema.names), None))
             else:
                 self.stats["parquet_rebuilt"] = True
                 out.abort()
-                self._rebuild_parquet(state, out.output, kinds)
+                parquets.append((out.output.path, *self._rebuild_parquet(state, out.output, kinds)))
             self._thread_cpu("parquet", out.cpu)
         csv_path = state.csv_path
         state.text.flush()
@@ -1434,6 +1482,13 @@ class _Run:
 
                 for written in (csv_path, *state.copies):
                     remember_sha256(written, digest)
+        if self.plan_stats is not None and self.counted is not None:
+            self.plan_stats[self.plans.index(state.plan)].finish(
+                self.counted,
+                [p for p in (csv_path, *state.copies) if p is not None],
+                [c.name for c in renderer.fixed] + list(final),
+                parquets,
+            )
 
     def _rewrite_csv(
         self,
@@ -1473,10 +1528,13 @@ class _Run:
             _put(new, header)
             ranges = []
             offset = len(header)
+            # every chunk's text anew: its statistics too (a part only adds empty columns)
+            counts: list[tuple[PlanPart | None, int]] = []
             for i, (start, length) in enumerate(state.ranges):
                 text: _Data
                 if i in fresh:
                     chunk = fresh.pop(i)
+                    counts.append((chunk.stats[index] if chunk.stats else None, state.rows[i]))
                     text = chunk.tables[index][1]
                     _put(new, text)
                     if chunk.spool is not None:
@@ -1497,14 +1555,23 @@ class _Run:
             new.close()
             os.replace(target, state.csv_path)
             new = open(state.csv_path, "rb+", buffering=0)  # noqa: SIM115
+        if self.plan_stats is not None and len(counts) == len(ranges):
+            self.plan_stats[index].csv_again(counts)
         state.text = new
         state.ranges = ranges
         state.header_len = len(header)
         state.names = final
         state.chunk_names = [final] * len(state.ranges)
 
-    def _rebuild_parquet(self, state: _PlanState, output: _Output, kinds: list[Column]) -> None:
+    def _rebuild_parquet(
+        self, state: _PlanState, output: _Output, kinds: list[Column]
+    ) -> tuple[list[str], TableStats | None]:
+        """Write the Parquet file again from the CSV text; its columns, and its statistics
+        when the run counts them."""
+        from ..codebook import TableStats
+
         out = _ParquetOut(output, kinds)
+        counting = TableStats(keyed=False) if self.counted is not None else None
         reader = _CsvToArrow(out.schema)
         state.text.flush()
         fd = state.text.fileno()
@@ -1516,12 +1583,14 @@ class _Run:
                 if table is None:  # pragma: no cover - the final kinds fit every value
                     raise StandDown("a value does not fit its Parquet column")
                 out.add(table)
+                count_table(counting, table)
             out.close()
         except BaseException:
             out.abort()
             raise
         finally:
             self._thread_cpu("parquet", out.cpu)
+        return list(out.schema.names), counting
 
     def close(self) -> None:
         """Stop the workers, close the outputs, wait for the work beside (raising its
