@@ -64,6 +64,7 @@ from ..tabular.table import Absent, Column, column_kind
 from .batches import read_batches, result_batch
 from .chunks import ResultChunks, StandDown, questions_of
 from .fixture import results_text
+from .muscle import MuscleRenderer, muscle_renderer
 from .render import ChunkRenderer, json_cells_columns, kinds_of, supports
 from .spans import Spans
 
@@ -189,7 +190,7 @@ class _Output:
 class _Plan:
     """One long table (one set of table options) and the outputs made from it."""
 
-    renderer: ChunkRenderer
+    renderer: ChunkRenderer | MuscleRenderer
     outputs: list[_Output]
     #: the table's columns, once the engine settled them
     columns: list[Column] = attrs.field(factory=list)
@@ -253,15 +254,17 @@ def run(
         if options is None:  # results.json's text, the same for every such sink
             fixtures.append(_Output(engine_sink, fmt, path))
             continue
-        why = supports(options)
-        if why is not None:
+        # MUSCLE's styles: the sink's own row builder makes the rows (engine/muscle.py)
+        muscle = muscle_renderer(options, fmt, sink)
+        why = supports(options) if muscle is None else muscle
+        if isinstance(why, str) or isinstance(muscle, str):
             others.append((context, sink, f"sink {context.name}: {why}"))
             continue
-        key = _table_key(options)
+        key = _table_key(options) if muscle is None else (id(sink),)
         plan = next((p for k, p in plans if k == key), None)
         if plan is None:
             try:
-                renderer = ChunkRenderer(options, graph)
+                renderer = ChunkRenderer(options, graph) if muscle is None else muscle
             except ValueError as exc:  # a column collision: the plain path reports it
                 return _decline(str(exc))
             plan = _Plan(renderer, [])
@@ -313,8 +316,10 @@ def _run(
         if frozen:
             gc.enable()
     for _, plan in plans:
+        renderer = plan.renderer
+        table_rows = renderer.table_rows(rows) if isinstance(renderer, MuscleRenderer) else rows
         for out in plan.outputs:
-            out.sink.engine_wrote(rows, plan.columns)
+            out.sink.engine_wrote(table_rows, plan.columns)
     for out in fixtures:
         out.sink.engine_wrote(rows)
     if run.batches is not None:
@@ -918,6 +923,15 @@ class _PlanState:
         self.pa: Any = self.reader.pa if self.reader is not None else None
         self.ipc: Any = self.reader.pa.ipc if self.reader is not None else None
 
+    def extra(self, text: bytes) -> None:
+        """Write rows that belong to no chunk (MUSCLE's styles, :mod:`.muscle`): they
+        lie in no chunk's range, so the table's chunks must never be rendered again."""
+        if text:
+            _put(self.text, text)
+            self.offset += len(text)
+            if self.hasher is not None:
+                self.hasher.upto(self.offset)
+
     def kinds(self) -> list[Column]:
         fixed = self.renderer.fixed
         return [*fixed, *(Column(n, column_kind(self.types.get(n, ()))) for n in self.names)]
@@ -1220,6 +1234,16 @@ class _Run:
     def run(self) -> int:
         graph = self.graph
         raw = self.raw
+        if self.beside is not None and any(
+            isinstance(p.renderer, MuscleRenderer) and p.renderer.profiles_first
+            for p in self.plans
+        ):
+            # MUSCLE's styles: every worker's row builder needs the profiles (forked with it)
+            beside, self.beside = self.beside, None
+            try:
+                beside()
+            except BaseException as exc:
+                raise _BesideFailed(exc) from None
         raw.open(graph)
         tasks = raw.tasks()
         # (the sessions' and sections' cells are formatted in the workers, as they meet them:
@@ -1277,6 +1301,8 @@ class _Run:
             for state, found, (names, text, types, paths, arrow) in zip(
                 self.states, new_paths, chunk.tables, strict=True
             ):
+                if isinstance(state.renderer, MuscleRenderer):
+                    state.extra(state.renderer.between(numbers[::3]))
                 state.add(names, text, types, chunk.rows, arrow)
                 found.update(paths)
             if self.fixtures is not None:
@@ -1291,6 +1317,9 @@ class _Run:
             self.progress.update(rows, graph.expected_trial_results)
         if spans.crcs:
             raw.finish(spans.crcs)
+        for state in self.states:
+            if isinstance(state.renderer, MuscleRenderer):
+                state.extra(state.renderer.between(None))
         for state, found in zip(self.states, new_paths, strict=True):
             self._settle(state, found, tasks)
         if self.fixtures is not None:
@@ -1327,9 +1356,15 @@ class _Run:
         else:
             redo = [i for i, names in enumerate(state.chunk_names) if names != final]
         self.stats["rerendered_chunks"] = self.stats.get("rerendered_chunks", 0) + len(redo)
+        if isinstance(renderer, MuscleRenderer) and (redo or final != state.names):
+            # (its rows between chunks lie in no chunk's range)
+            raise StandDown("a table in MUSCLE's style changed its columns")  # pragma: no cover
         if redo or final != state.names:
             self._rewrite_csv(state, (final, final_json), redo, tasks)
-        kinds = kinds_of(renderer, final, state.types, found)
+        if isinstance(renderer, MuscleRenderer):
+            kinds = renderer.fixed
+        else:
+            kinds = kinds_of(renderer, final, state.types, found)
         state.plan.columns = kinds
         for out in state.parquets:
             if out.valid and kinds == out.columns and not redo and final == state.names:

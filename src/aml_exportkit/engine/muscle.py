@@ -1,0 +1,298 @@
+"""MUSCLE's own CSV layouts on the engine (``style = "muscle-classic"`` and
+``"muscle-dashboard"``, MUSCLE_EXPORT.md §3).
+
+The rows are made by the sink's own row builder (:class:`~aml_exportkit.tabular.muscle.ClassicBuilder`,
+:class:`~aml_exportkit.tabular.muscle.DashboardBuilder`): the worker processes turn a chunk's
+checked columns into :class:`~aml_exportkit.records.Result` records and call the builder's
+per-session (classic) or per-result (dashboard) method, then write the rows with Python's
+:mod:`csv`, as the sink's writer does. So there is one implementation of MUSCLE's cells, and
+it runs on every core; no row is spilled.
+
+What needs the whole export is done in the parent:
+
+- the profile answers are read before the workers fork (:attr:`MuscleRenderer.profiles_first`),
+  so that each worker's builder holds every participant's profile (a compact mapping of
+  interned strings);
+- the classic header is every key of every row, sorted: the keys of each session's common
+  cells (fields, profile, session json) are known from the graph and the profiles, and a
+  trial result's keys are the same for every result, so the parent settles the header before
+  any chunk is rendered and no chunk is rendered again;
+- rows that belong to no chunk: the classic export's sessions without trial results that lie
+  between two chunks (or before the first, after the last), and the dashboard's profile rows,
+  which follow every trial result (:meth:`MuscleRenderer.between`).
+
+The workers' part has the shape of :class:`~aml_exportkit.engine.render.ChunkRenderer`'s
+(``render``; no dynamic columns: every column is fixed), so :mod:`.workers` runs it as one
+more table; the seam there is :meth:`~MuscleRenderer.between` and :meth:`~MuscleRenderer.table_rows`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ..records import Result, Session
+from ..tabular.muscle import DASHBOARD_COLUMNS, ClassicBuilder, DashboardBuilder
+from ..tabular.options import TableOptions
+from ..tabular.table import Column, WriterKind, guard_formula, line_end
+from .batches import result_records
+from .chunks import ResultColumns
+
+
+def muscle_renderer(options: TableOptions, fmt: str, sink: object) -> MuscleRenderer | str | None:
+    """The renderer of a sink's table in one of MUSCLE's styles: None for our own style
+    (:class:`~aml_exportkit.engine.render.ChunkRenderer`'s), else the renderer, or why the
+    engine cannot write it.
+
+    :param fmt: what the engine would write (``"csv"`` or ``"parquet"``).
+    :param sink: the sink; its row builder (made in ``begin``) makes the rows.
+    """
+    if options.style == "exportkit":
+        return None
+    if fmt != "csv":
+        return f"style {options.style!r} as {fmt}"
+    builder = getattr(sink, "builder", None)
+    guard = bool(getattr(options, "formula_guard", False))
+    if isinstance(builder, ClassicBuilder) and not builder.wide:
+        return ClassicRenderer(builder, formula_guard=guard)
+    if isinstance(builder, DashboardBuilder):
+        return DashboardRenderer(builder, formula_guard=guard)
+    return f"style {options.style!r} without its row builder"
+
+
+class MuscleRenderer:
+    """Renders chunks of trial results as rows of one of MUSCLE's CSV layouts (in the
+    workers), and the rows that belong to no chunk (in the parent).
+
+    :param dialect: ``"classic"`` or ``"dashboard"`` (the line end, :func:`line_end`).
+    :param formula_guard: the sink's ``formula_guard``.
+    """
+
+    #: no json is flattened: every column is fixed
+    flatten: None = None
+    json_columns: frozenset[str] = frozenset()
+    #: the profile answers must be read before the workers fork
+    profiles_first = True
+
+    def __init__(self, dialect: WriterKind, *, formula_guard: bool) -> None:
+        self.line_end = line_end(dialect)
+        self.formula_guard = formula_guard
+        self.names: list[str] = []
+        self._fixed: list[Column] | None = None
+        #: trial results and sessions with results seen by :meth:`between` (parent)
+        self.results = 0
+
+    # -- the shape of ChunkRenderer's (workers.py runs both) -----------------------------------
+
+    def columns(self) -> list[str]:
+        """The table's columns (in the parent, once the profile answers are read)."""
+        raise NotImplementedError
+
+    @property
+    def fixed(self) -> list[Column]:
+        """Every column of the table (MUSCLE's cells are text)."""
+        if self._fixed is None:
+            self._fixed = [Column(name, "string") for name in self.columns()]
+        return self._fixed
+
+    def header(self, names: Sequence[str]) -> str:
+        """The header line (``names`` is always empty: there are no dynamic columns)."""
+        return self._lines([[c.name for c in self.fixed]])
+
+    def sort_names(self, names: Iterable[str]) -> list[str]:
+        """Dynamic column names in output order (there are none)."""
+        return sorted(names)
+
+    def known(self, names: Iterable[str]) -> None:
+        """Dynamic column names found elsewhere (there are none)."""
+
+    def forget(self) -> None:
+        """Nothing is cached per session in the parent."""
+
+    def dynamic(self, chunk: ResultColumns) -> Mapping[str, list[Any]]:
+        """No dynamic columns."""
+        return {}
+
+    def types(self, dyn: Mapping[str, Any]) -> dict[str, set[type]]:
+        """No dynamic columns."""
+        return {}
+
+    def render(
+        self,
+        chunk: ResultColumns,
+        dyn: Mapping[str, Any],
+        names: Sequence[str],
+        json_names: frozenset[str] = frozenset(),
+    ) -> bytes:
+        """The CSV lines (UTF-8) of a chunk's rows."""
+        if not len(chunk):
+            return b""
+        return self._lines(self.rows(chunk)).encode("utf-8")
+
+    # -- MUSCLE's rows ------------------------------------------------------------------------
+
+    def rows(self, chunk: ResultColumns) -> Iterable[Sequence[str]]:
+        """A chunk's rows, as lists of cells in column order (in a worker)."""
+        raise NotImplementedError
+
+    def between(self, sessions: Sequence[int] | None) -> bytes:
+        """In the parent, before a chunk whose sessions (with results, ascending) are
+        ``sessions`` (None: after the last chunk): the lines of the rows that come before
+        it and belong to no chunk."""
+        raise NotImplementedError
+
+    def table_rows(self, results: int) -> int:
+        """The table's rows, when the engine wrote ``results`` trial results."""
+        raise NotImplementedError
+
+    def _lines(self, rows: Iterable[Sequence[str]]) -> str:
+        # Python's csv, as the sink's writer (write_python_csv) writes MUSCLE's tables
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator=self.line_end)
+        if self.formula_guard:
+            rows = ([guard_formula(v) for v in row] for row in rows)
+        writer.writerows(rows)
+        return out.getvalue()
+
+
+def _by_session(records: list[Result]) -> Iterable[tuple[int, list[Result]]]:
+    """A chunk's records (in (session, pk) order) grouped by session."""
+    start = 0
+    n = len(records)
+    for i in range(1, n + 1):
+        if i == n or records[i].session != records[start].session:
+            session = records[start].session
+            assert session is not None  # (trial results have one: the checks saw to it)
+            yield session, records[start:i]
+            start = i
+
+
+class ClassicRenderer(MuscleRenderer):
+    """MUSCLE's classic admin CSV, long format: a row per trial result, and one per
+    session without results, sessions in pk order.
+
+    :param builder: the sink's builder, which has read the profile answers.
+    """
+
+    def __init__(self, builder: ClassicBuilder, *, formula_guard: bool) -> None:
+        super().__init__("classic", formula_guard=formula_guard)
+        self.builder = builder
+        graph = builder.graph
+        self.sessions: Mapping[int, Session] = graph.sessions
+        self.pks = sorted(graph.sessions)
+        self._after: int | None = None
+        self._with_results = 0
+        self._names: list[str] | None = None
+        self._base_names: list[str] = []
+        #: the header's columns, once written (by the first rows, see between)
+        self._header: list[str] | None = None
+
+    def columns(self) -> list[str]:
+        """Every key of every session's common cells and a trial result's keys, sorted:
+        the columns of every row the workers render (in the parent before they fork)."""
+        if self._names is None:
+            keys: set[str] = set()
+            for session in self.sessions.values():
+                keys.update(self.builder.base_row(session))
+            self._base_names = sorted(keys)
+            self._names = sorted(keys.union(self.builder.result_keys()))
+        return self._names
+
+    @property
+    def fixed(self) -> list[Column]:
+        """Every column of the table: without a trial result's keys when there is none."""
+        names = self._header if self._header is not None else self.columns()
+        return [Column(name, "string") for name in names]
+
+    def header(self, names: Sequence[str]) -> str:
+        """Nothing yet: the header depends on whether there are trial results, and is
+        written with the first rows (:meth:`between`)."""
+        return ""
+
+    def _session_lines(self, pks: Iterable[int], names: list[str]) -> str:
+        builder = self.builder
+        sessions = self.sessions
+        return self._lines(
+            [row.get(c, "") for c in names]
+            for pk in pks
+            for row in builder.session_rows(sessions[pk], [])
+        )
+
+    def rows(self, chunk: ResultColumns) -> Iterable[Sequence[str]]:
+        """The chunk's sessions' rows, with the sessions without results among them."""
+        names = self.columns()
+        builder = self.builder
+        sessions = self.sessions
+        pks = self.pks
+        previous: int | None = None
+        for pk, results in _by_session(result_records(chunk)):
+            if previous is not None:
+                lo = bisect.bisect_right(pks, previous)
+                hi = bisect.bisect_left(pks, pk)
+                for gap in pks[lo:hi]:
+                    for row in builder.session_rows(sessions[gap], []):
+                        yield [row.get(c, "") for c in names]
+            for row in builder.session_rows(sessions[pk], results):
+                yield [row.get(c, "") for c in names]
+            previous = pk
+
+    def between(self, sessions: Sequence[int] | None) -> bytes:
+        """The sessions without results before the chunk (after the last one: the rest)."""
+        pks = self.pks
+        lo = 0 if self._after is None else bisect.bisect_right(pks, self._after)
+        if sessions is None:
+            hi = len(pks)
+        elif not sessions:
+            return b""
+        else:
+            hi = bisect.bisect_left(pks, sessions[0])
+            self._after = sessions[-1]
+            self._with_results += len(sessions)
+        text = ""
+        if self._header is None:
+            # the first rows, or the end: a trial result's keys are columns only when
+            # there are trial results
+            self.columns()
+            self._header = self._names if self._with_results else self._base_names
+            assert self._header is not None
+            text = self._lines([self._header])
+        if hi > lo:
+            text += self._session_lines(pks[lo:hi], self._header)
+        return text.encode("utf-8")
+
+    def table_rows(self, results: int) -> int:
+        """A row per trial result and per session without results."""
+        return results + len(self.pks) - self._with_results
+
+
+class DashboardRenderer(MuscleRenderer):
+    """MUSCLE's 2026 dashboard long CSV: the trial results' rows (in the workers), then
+    the profile rows (in the parent).
+
+    :param builder: the sink's builder, which holds the profile rows.
+    """
+
+    def __init__(self, builder: DashboardBuilder, *, formula_guard: bool) -> None:
+        super().__init__("dashboard", formula_guard=formula_guard)
+        self.builder = builder
+
+    def columns(self) -> list[str]:
+        """MUSCLE's 12 columns."""
+        return list(DASHBOARD_COLUMNS)
+
+    def rows(self, chunk: ResultColumns) -> Iterable[Sequence[str]]:
+        """A row per trial result."""
+        return map(self.builder.result_row, result_records(chunk))
+
+    def between(self, sessions: Sequence[int] | None) -> bytes:
+        """After the last chunk, the profile rows."""
+        if sessions is not None:
+            return b""
+        return self._lines(self.builder.profile_rows()).encode("utf-8")
+
+    def table_rows(self, results: int) -> int:
+        """A row per trial result and per profile answer."""
+        return results + self.builder.profile_count()
