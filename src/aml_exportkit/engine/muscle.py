@@ -1,7 +1,8 @@
 """MUSCLE's own CSV layouts on the engine (``style = "muscle-classic"`` and
 ``"muscle-dashboard"``, MUSCLE_EXPORT.md §3).
 
-The rows are made by the sink's own row builder (:class:`~aml_exportkit.tabular.muscle.ClassicBuilder`,
+The rows are made by the sink's own row builder
+(:class:`~aml_exportkit.tabular.muscle.ClassicBuilder`,
 :class:`~aml_exportkit.tabular.muscle.DashboardBuilder`): the worker processes turn a chunk's
 checked columns into :class:`~aml_exportkit.records.Result` records and call the builder's
 per-session (classic) or per-result (dashboard) method, then write the rows with Python's
@@ -23,7 +24,8 @@ What needs the whole export is done in the parent:
 
 The workers' part has the shape of :class:`~aml_exportkit.engine.render.ChunkRenderer`'s
 (``render``; no dynamic columns: every column is fixed), so :mod:`.workers` runs it as one
-more table; the seam there is :meth:`~MuscleRenderer.between` and :meth:`~MuscleRenderer.table_rows`.
+more table; the seam there is :meth:`~MuscleRenderer.between` and
+:meth:`~MuscleRenderer.table_rows`.
 """
 
 from __future__ import annotations
