@@ -1235,8 +1235,7 @@ class _Run:
         graph = self.graph
         raw = self.raw
         if self.beside is not None and any(
-            isinstance(p.renderer, MuscleRenderer) and p.renderer.profiles_first
-            for p in self.plans
+            isinstance(p.renderer, MuscleRenderer) and p.renderer.profiles_first for p in self.plans
         ):
             # MUSCLE's styles: every worker's row builder needs the profiles (forked with it)
             beside, self.beside = self.beside, None
