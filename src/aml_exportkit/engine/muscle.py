@@ -33,7 +33,7 @@ from __future__ import annotations
 import bisect
 import csv
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..records import Result, Session
@@ -160,6 +160,35 @@ class MuscleRenderer:
         return out.getvalue()
 
 
+#: The second cell of each row :func:`csv_cells` writes: needs no quoting, and marks where
+#: a row ends (a cell that holds it too is found, and quoted on its own).
+_MARK = "\x1fexportkit\x1f"
+
+
+def csv_cells(values: Iterable[str], line_end: str) -> dict[str, str]:
+    """Each of ``values`` as Python's :mod:`csv` writes it in a row of two or more cells
+    (quoted where the writer quotes it, with the line end ``line_end``): the writer's own
+    quoting, a batch at a time, so that a row can be joined from cells quoted once.
+
+    (The writer quotes each cell by its own text, but a row of one empty cell as ``""``,
+    which is why rows of one column are not joined from these.)"""
+    distinct = list(dict.fromkeys(values))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator=line_end)
+    writer.writerows([(v, _MARK) for v in distinct])
+    end = "," + _MARK + line_end
+    parts = out.getvalue().split(end)
+    if len(parts) == len(distinct) + 1:
+        return dict(zip(distinct, parts, strict=False))
+    cells = {}
+    for v in distinct:  # a cell holds the mark: one at a time
+        out.seek(0)
+        out.truncate()
+        writer.writerow((v, _MARK))
+        cells[v] = out.getvalue()[: -len(end)]
+    return cells
+
+
 def _by_session(records: list[Result]) -> Iterable[tuple[int, list[Result]]]:
     """A chunk's records (in (session, pk) order) grouped by session."""
     start = 0
@@ -223,9 +252,9 @@ class ClassicRenderer(MuscleRenderer):
             for row in builder.session_rows(sessions[pk], [])
         )
 
-    def rows(self, chunk: ResultColumns) -> Iterable[Sequence[str]]:
-        """The chunk's sessions' rows, with the sessions without results among them."""
-        names = self.columns()
+    def session_rows(self, chunk: ResultColumns) -> Iterator[list[dict[str, str]]]:
+        """The rows of each of the chunk's sessions, with the sessions without results
+        among them (the builder's :meth:`~ClassicBuilder.session_rows`)."""
         builder = self.builder
         sessions = self.sessions
         pks = self.pks
@@ -235,11 +264,67 @@ class ClassicRenderer(MuscleRenderer):
                 lo = bisect.bisect_right(pks, previous)
                 hi = bisect.bisect_left(pks, pk)
                 for gap in pks[lo:hi]:
-                    for row in builder.session_rows(sessions[gap], []):
-                        yield [row.get(c, "") for c in names]
-            for row in builder.session_rows(sessions[pk], results):
-                yield [row.get(c, "") for c in names]
+                    yield builder.session_rows(sessions[gap], [])
+            yield builder.session_rows(sessions[pk], results)
             previous = pk
+
+    def rows(self, chunk: ResultColumns) -> Iterable[Sequence[str]]:
+        """The chunk's rows."""
+        names = self.columns()
+        for rows in self.session_rows(chunk):
+            for row in rows:
+                yield [row.get(c, "") for c in names]
+
+    def render(
+        self,
+        chunk: ResultColumns,
+        dyn: Mapping[str, Any],
+        names: Sequence[str],
+        json_names: frozenset[str] = frozenset(),
+    ) -> bytes:
+        """The CSV lines (UTF-8) of a chunk's rows.
+
+        A session's rows share every cell but a trial result's (its fields, the profile
+        and the session json, often kilobytes): those are quoted once per session and
+        joined into each row as one piece; every cell is quoted by the csv writer
+        (:func:`csv_cells`)."""
+        header = self.columns()
+        if not len(chunk) or len(header) < 2:
+            return super().render(chunk, dyn, names, json_names)
+        own = set(self.builder.result_keys())
+        # the row's pieces: the runs of shared cells, each one piece, and a result's cells
+        pieces: list[list[str]] = []
+        for name in header:
+            if name in own or not pieces or pieces[-1][0] in own:
+                pieces.append([name])
+            else:
+                pieces[-1].append(name)
+        shared = [(i, run) for i, run in enumerate(pieces) if run[0] not in own]
+        result = [(i, run[0]) for i, run in enumerate(pieces) if run[0] in own]
+        guard = guard_formula if self.formula_guard else None
+        sessions = list(self.session_rows(chunk))
+        values: list[str] = []
+        for rows in sessions:
+            first = rows[0]
+            values += [first.get(c, "") for _, run in shared for c in run]
+            for row in rows:
+                values += [row.get(c, "") for _, c in result]
+        if guard is not None:
+            values = list(map(guard, values))
+        quoted = csv_cells(values, self.line_end)
+        cells = iter(values)
+        lines: list[str] = []
+        for rows in sessions:
+            template = [""] * len(pieces)
+            for i, run in shared:
+                template[i] = ",".join([quoted[next(cells)] for _ in run])
+            for _ in rows:
+                line = template.copy()
+                for i, _ in result:
+                    line[i] = quoted[next(cells)]
+                lines.append(",".join(line))
+        lines.append("")
+        return self.line_end.join(lines).encode("utf-8")
 
     def between(self, sessions: Sequence[int] | None) -> bytes:
         """The sessions without results before the chunk (after the last one: the rest)."""
