@@ -171,7 +171,7 @@ BUILTINS = sorted(load_registry(get_plugin_manager(load_entrypoints=False)).temp
 
 RUNS = [
     # every builtin template is written by the engine (decision 0027)
-    *(Run(name, name, bulk=":wide" not in name) for name in BUILTINS),
+    *(Run(name, name, bulk=True) for name in BUILTINS),
     *(Run(name, _long_tables(BULK[name], PARQUET_OPTIONS[name]), bulk=True) for name in BULK),
     *(Run(name, text, bulk=True) for name, text in FIXTURE.items()),
     Run("csv-long-jsonl", GUIDE_SINK, bulk=True),

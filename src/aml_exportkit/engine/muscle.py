@@ -33,15 +33,16 @@ from __future__ import annotations
 import bisect
 import csv
 import io
+import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..records import Result, Session
 from ..tabular.muscle import DASHBOARD_COLUMNS, ClassicBuilder, DashboardBuilder
 from ..tabular.options import TableOptions
 from ..tabular.table import Column, WriterKind, guard_formula, line_end
 from .batches import result_records
-from .chunks import ResultColumns
+from .chunks import ResultColumns, StandDown
 
 
 def muscle_renderer(options: TableOptions, fmt: str, sink: object) -> MuscleRenderer | str | None:
@@ -58,7 +59,9 @@ def muscle_renderer(options: TableOptions, fmt: str, sink: object) -> MuscleRend
         return f"style {options.style!r} as {fmt}"
     builder = getattr(sink, "builder", None)
     guard = bool(getattr(options, "formula_guard", False))
-    if isinstance(builder, ClassicBuilder) and not builder.wide:
+    if isinstance(builder, ClassicBuilder):
+        if builder.wide:
+            return ClassicWideRenderer(builder, formula_guard=guard)
         return ClassicRenderer(builder, formula_guard=guard)
     if isinstance(builder, DashboardBuilder):
         return DashboardRenderer(builder, formula_guard=guard)
@@ -78,6 +81,8 @@ class MuscleRenderer:
     json_columns: frozenset[str] = frozenset()
     #: the profile answers must be read before the workers fork
     profiles_first = True
+    #: the chunks leave rows that :meth:`lay_out` writes as the table at the end
+    laid_out = False
 
     def __init__(self, dialect: WriterKind, *, formula_guard: bool) -> None:
         self.line_end = line_end(dialect)
@@ -148,6 +153,12 @@ class MuscleRenderer:
 
     def table_rows(self, results: int) -> int:
         """The table's rows, when the engine wrote ``results`` trial results."""
+        raise NotImplementedError
+
+    def lay_out(self, parts: BinaryIO, columns: Iterable[str]) -> Iterator[bytes]:
+        """The table's text from what the chunks and :meth:`between` left (in the parent,
+        for a renderer that is :attr:`laid_out`); ``columns``: every column the
+        chunks' :meth:`types` named."""
         raise NotImplementedError
 
     def _lines(self, rows: Iterable[Sequence[str]]) -> str:
@@ -383,3 +394,140 @@ class DashboardRenderer(MuscleRenderer):
     def table_rows(self, results: int) -> int:
         """A row per trial result and per profile answer."""
         return results + self.builder.profile_count()
+
+
+_ROW = struct.Struct("<3q")
+
+
+class ClassicWideRenderer(ClassicRenderer):
+    """MUSCLE's classic admin CSV, wide format: a row per session, each result's cells
+    under ``001-``, ``002-``, … (the builder's prefixes).
+
+    The header holds the prefixes of the session with the most results, which only the
+    end of the export tells; the prefixed columns sort together (they start with a digit,
+    no other column may), so a row is its cells left of them, its results' cells, empty
+    cells up to the longest row's, and its cells right of them. The workers write each
+    row's two parts and its number of result cells (:data:`_ROW`); :meth:`lay_out` pads
+    them once the header is known.
+    """
+
+    laid_out = True
+
+    def __init__(self, builder: ClassicBuilder, *, formula_guard: bool) -> None:
+        super().__init__(builder, formula_guard=formula_guard)
+        self._left: list[str] = []
+        self._right: list[str] = []
+        #: the result columns of the chunk's row with the most results (see types)
+        self._block: list[str] = []
+
+    def columns(self) -> list[str]:
+        """The columns every session has (not the prefixed ones), split around where the
+        prefixed ones go (in the parent before the workers fork).
+
+        :raises StandDown: when a column starts with a digit (it would sort among the
+            prefixed ones)."""
+        if self._names is None:
+            keys: set[str] = set()
+            for session in self.sessions.values():
+                keys.update(self.builder.base_row(session))
+            if any(k[:1].isdigit() for k in keys):
+                raise StandDown("a column that starts with a digit, in a wide table")
+            self._names = self._base_names = sorted(keys)
+            self._left = [k for k in self._names if k < "0"]
+            self._right = [k for k in self._names if k > "0"]
+        return self._names
+
+    def _encode(self, rows: list[dict[str, str]]) -> bytes:
+        """Each row as its count of result cells and its two parts (:data:`_ROW`)."""
+        left, right = self._left, self._right
+        blocks = [sorted(k for k in row if k[:1].isdigit()) for row in rows]
+        values: list[str] = []
+        for row, block in zip(rows, blocks, strict=True):
+            values += [row.get(c, "") for c in left]
+            values += [row[c] for c in block]
+            values += [row.get(c, "") for c in right]
+        if self.formula_guard:
+            values = list(map(guard_formula, values))
+        quoted = csv_cells(values, self.line_end)
+        cells = iter(quoted[v] for v in values)
+        out = []
+        for block in blocks:
+            a = ",".join([next(cells) for _ in range(len(left) + len(block))]).encode("utf-8")
+            b = ",".join([next(cells) for _ in right]).encode("utf-8")
+            out += [_ROW.pack(len(block), len(a), len(b)), a, b]
+            if len(block) > len(self._block):
+                self._block = block
+        return b"".join(out)
+
+    def render(
+        self,
+        chunk: ResultColumns,
+        dyn: Mapping[str, Any],
+        names: Sequence[str],
+        json_names: frozenset[str] = frozenset(),
+    ) -> bytes:
+        """The chunk's sessions' rows, in two parts each (:meth:`lay_out` pads them)."""
+        self._block = []
+        if not len(chunk):
+            return b""
+        return self._encode([rows[0] for rows in self.session_rows(chunk)])
+
+    def types(self, dyn: Mapping[str, Any]) -> dict[str, set[type]]:
+        """The result columns of the chunk's row with the most results (the parent
+        unites them: the header's)."""
+        return {name: {str} for name in self._block}
+
+    def between(self, sessions: Sequence[int] | None) -> bytes:
+        """The sessions without results before the chunk (after the last one: the rest)."""
+        pks = self.pks
+        lo = 0 if self._after is None else bisect.bisect_right(pks, self._after)
+        if sessions is None:
+            hi = len(pks)
+        elif not sessions:
+            return b""
+        else:
+            hi = bisect.bisect_left(pks, sessions[0])
+            self._after = sessions[-1]
+        builder, every = self.builder, self.sessions
+        rows = [row for pk in pks[lo:hi] for row in builder.session_rows(every[pk], [])]
+        return self._encode(rows) if rows else b""
+
+    def lay_out(self, parts: BinaryIO, columns: Iterable[str]) -> Iterator[bytes]:
+        """The header and every row, padded to the longest row's result cells."""
+        block = sorted(columns)
+        if any(not c[:1].isdigit() for c in block):  # pragma: no cover - types() names them
+            raise StandDown("a result column without a prefix")
+        names = [*self._left, *block, *self._right]
+        if len(names) < 2:
+            raise StandDown("a wide table of one column")  # (a row of one cell has quirks)
+        self._header = names
+        if any(len(c.partition("-")[0]) > 3 for c in block):
+            raise StandDown("a session with 1000 results (its prefixes sort apart)")
+        yield self._lines([names]).encode("utf-8")
+        end = self.line_end.encode("utf-8")
+        width = len(block)
+        left, right = len(self._left), len(self._right)
+        out: list[bytes] = []
+        size = 0
+        while True:
+            head = parts.read(_ROW.size)
+            if not head:
+                break
+            count, a, b = _ROW.unpack(head)
+            pieces = []
+            if left + count:
+                pieces.append(parts.read(a))
+            if width > count:
+                pieces.append(b"," * (width - count - 1))
+            if right:
+                pieces.append(parts.read(b))
+            out += [b",".join(pieces), end]
+            size += a + b
+            if size > 1 << 22:
+                yield b"".join(out)
+                out, size = [], 0
+        yield b"".join(out)
+
+    def table_rows(self, results: int) -> int:
+        """A row per session."""
+        return len(self.pks)

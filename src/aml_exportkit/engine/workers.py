@@ -1361,6 +1361,8 @@ class _Run:
         if redo or final != state.names:
             self._rewrite_csv(state, (final, final_json), redo, tasks)
         if isinstance(renderer, MuscleRenderer):
+            if renderer.laid_out:
+                self._lay_out(state, renderer)
             kinds = renderer.fixed
         else:
             kinds = kinds_of(renderer, final, state.types, found)
@@ -1452,6 +1454,44 @@ class _Run:
         state.header_len = len(header)
         state.names = final
         state.chunk_names = [final] * len(state.ranges)
+
+    def _lay_out(self, state: _PlanState, renderer: MuscleRenderer) -> None:
+        """Write a table whose chunks left rows to be laid out once every chunk is in
+        (MUSCLE's wide layout, :mod:`.muscle`) over what they left."""
+        if state.hasher is not None:  # it reads the old file; the manifest hashes the new
+            state.hasher.stop()
+            state.hasher = None
+        old = state.text
+        old.flush()
+        if state.csv_path is not None:
+            # (the suffix of _rewrite_csv's: the temporary name reserves room for it)
+            target: Path | None = state.csv_path.with_name(state.csv_path.name + ".redo")
+            new: Any = open(target, "w+b", buffering=0)  # type: ignore[arg-type]  # noqa: SIM115
+        else:
+            import tempfile
+
+            target = None
+            new = tempfile.TemporaryFile(prefix="exportkit-engine-", buffering=0)  # noqa: SIM115
+        try:
+            with open(os.dup(old.fileno()), "rb") as parts:
+                parts.seek(state.header_len)
+                offset = 0
+                for text in renderer.lay_out(parts, state.types):
+                    _put(new, text)
+                    offset += len(text)
+            new.flush()
+        except BaseException:
+            new.close()
+            if target is not None:
+                target.unlink(missing_ok=True)
+            raise
+        old.close()
+        if target is not None and state.csv_path is not None:
+            new.close()
+            os.replace(target, state.csv_path)
+            new = open(state.csv_path, "rb+", buffering=0)  # noqa: SIM115
+        state.text = new
+        state.offset = offset
 
     def _rebuild_parquet(self, state: _PlanState, output: _Output, kinds: list[Column]) -> None:
         out = _ParquetOut(output, kinds)
