@@ -108,7 +108,8 @@ def test_muscle_style_as_parquet_gets_batches(
     """A Parquet file in MUSCLE's style is not the engine's: it gets record batches while
     the engine writes the CSV."""
     text = _builtin("muscle-classic:long") + (
-        '\n[[sinks]]\ntype = "parquet"\npath = "{block}-classic.parquet"\nstyle = "muscle-classic"\n'
+        '\n[[sinks]]\ntype = "parquet"\npath = "{block}-classic.parquet"\n'
+        'style = "muscle-classic"\n'
     )
     _compare(text, gappy_zip, tmp_path, monkeypatch, used=True)
     assert engine.LAST_RUN["batch_sinks"] == 1
