@@ -310,30 +310,39 @@ class ClassicRenderer(MuscleRenderer):
                 pieces.append([name])
             else:
                 pieces[-1].append(name)
-        shared = [(i, run) for i, run in enumerate(pieces) if run[0] not in own]
-        result = [(i, run[0]) for i, run in enumerate(pieces) if run[0] in own]
-        guard = guard_formula if self.formula_guard else None
+        shared = [c for run in pieces if run[0] not in own for c in run]
+        result = [run[0] for run in pieces if run[0] in own]
         sessions = list(self.session_rows(chunk))
         values: list[str] = []
         for rows in sessions:
             first = rows[0]
-            values += [first.get(c, "") for _, run in shared for c in run]
+            values += [first.get(c, "") for c in shared]
             for row in rows:
-                values += [row.get(c, "") for _, c in result]
-        if guard is not None:
-            values = list(map(guard, values))
+                values += [row.get(c, "") for c in result]
+        if self.formula_guard:
+            values = list(map(guard_formula, values))
         quoted = csv_cells(values, self.line_end)
-        cells = iter(values)
+        cells = list(map(quoted.__getitem__, values))
+        # a session's rows: one format whose fixed text is the shared cells, filled with
+        # each result's cells ("%" doubled in the fixed text)
         lines: list[str] = []
+        at = 0
+        width = len(result)
         for rows in sessions:
-            template = [""] * len(pieces)
-            for i, run in shared:
-                template[i] = ",".join([quoted[next(cells)] for _ in run])
-            for _ in rows:
-                line = template.copy()
-                for i, _ in result:
-                    line[i] = quoted[next(cells)]
-                lines.append(",".join(line))
+            parts = []
+            for run in pieces:
+                if run[0] in own:
+                    parts.append("%s")
+                else:
+                    parts.append(",".join(cells[at : at + len(run)]).replace("%", "%%"))
+                    at += len(run)
+            form = ",".join(parts)
+            if width:
+                end = at + width * len(rows)
+                lines += [form % tuple(cells[i : i + width]) for i in range(at, end, width)]
+                at = end
+            else:
+                lines += [form % ()] * len(rows)
         lines.append("")
         return self.line_end.join(lines).encode("utf-8")
 
