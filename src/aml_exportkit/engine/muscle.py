@@ -33,6 +33,7 @@ from __future__ import annotations
 import bisect
 import csv
 import io
+import itertools
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
@@ -145,10 +146,10 @@ class MuscleRenderer:
         """A chunk's rows, as lists of cells in column order (in a worker)."""
         raise NotImplementedError
 
-    def between(self, sessions: Sequence[int] | None) -> bytes:
+    def between(self, sessions: Sequence[int] | None) -> Iterable[bytes]:
         """In the parent, before a chunk whose sessions (with results, ascending) are
         ``sessions`` (None: after the last chunk): the lines of the rows that come before
-        it and belong to no chunk."""
+        it and belong to no chunk, in pieces of bounded size."""
         raise NotImplementedError
 
     def table_rows(self, results: int) -> int:
@@ -346,14 +347,14 @@ class ClassicRenderer(MuscleRenderer):
         lines.append("")
         return self.line_end.join(lines).encode("utf-8")
 
-    def between(self, sessions: Sequence[int] | None) -> bytes:
+    def between(self, sessions: Sequence[int] | None) -> Iterable[bytes]:
         """The sessions without results before the chunk (after the last one: the rest)."""
         pks = self.pks
         lo = 0 if self._after is None else bisect.bisect_right(pks, self._after)
         if sessions is None:
             hi = len(pks)
         elif not sessions:
-            return b""
+            return ()
         else:
             hi = bisect.bisect_left(pks, sessions[0])
             self._after = sessions[-1]
@@ -368,7 +369,7 @@ class ClassicRenderer(MuscleRenderer):
             text = self._lines([self._header])
         if hi > lo:
             text += self._session_lines(pks[lo:hi], self._header)
-        return text.encode("utf-8")
+        return (text.encode("utf-8"),)
 
     def table_rows(self, results: int) -> int:
         """A row per trial result and per session without results."""
@@ -394,11 +395,13 @@ class DashboardRenderer(MuscleRenderer):
         """A row per trial result."""
         return map(self.builder.result_row, result_records(chunk))
 
-    def between(self, sessions: Sequence[int] | None) -> bytes:
+    def between(self, sessions: Sequence[int] | None) -> Iterable[bytes]:
         """After the last chunk, the profile rows."""
         if sessions is not None:
-            return b""
-        return self._lines(self.builder.profile_rows()).encode("utf-8")
+            return
+        rows = self.builder.profile_rows()
+        while batch := list(itertools.islice(rows, 4096)):
+            yield self._lines(batch).encode("utf-8")
 
     def table_rows(self, results: int) -> int:
         """A row per trial result and per profile answer."""
@@ -486,20 +489,20 @@ class ClassicWideRenderer(ClassicRenderer):
         unites them: the header's)."""
         return {name: {str} for name in self._block}
 
-    def between(self, sessions: Sequence[int] | None) -> bytes:
+    def between(self, sessions: Sequence[int] | None) -> Iterable[bytes]:
         """The sessions without results before the chunk (after the last one: the rest)."""
         pks = self.pks
         lo = 0 if self._after is None else bisect.bisect_right(pks, self._after)
         if sessions is None:
             hi = len(pks)
         elif not sessions:
-            return b""
+            return ()
         else:
             hi = bisect.bisect_left(pks, sessions[0])
             self._after = sessions[-1]
         builder, every = self.builder, self.sessions
         rows = [row for pk in pks[lo:hi] for row in builder.session_rows(every[pk], [])]
-        return self._encode(rows) if rows else b""
+        return (self._encode(rows),) if rows else ()
 
     def lay_out(self, parts: BinaryIO, columns: Iterable[str]) -> Iterator[bytes]:
         """The header and every row, padded to the longest row's result cells."""

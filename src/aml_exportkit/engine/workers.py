@@ -52,7 +52,7 @@ import multiprocessing
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeGuard, cast
@@ -923,10 +923,10 @@ class _PlanState:
         self.pa: Any = self.reader.pa if self.reader is not None else None
         self.ipc: Any = self.reader.pa.ipc if self.reader is not None else None
 
-    def extra(self, text: bytes) -> None:
+    def extra(self, texts: Iterable[bytes]) -> None:
         """Write rows that belong to no chunk (MUSCLE's styles, :mod:`.muscle`): they
         lie in no chunk's range, so the table's chunks must never be rendered again."""
-        if text:
+        for text in texts:
             _put(self.text, text)
             self.offset += len(text)
             if self.hasher is not None:
