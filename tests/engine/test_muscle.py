@@ -41,6 +41,10 @@ VARIANTS = {
     "classic-long-ms-guarded": _builtin("muscle-classic:long", _MS_GUARDED),
     "classic-wide-ms-guarded": _builtin("muscle-classic:wide_json", _MS_GUARDED),
     "dashboard-ms-guarded": _builtin("muscle-dashboard:long", _MS_GUARDED),
+    # our own style's long table with times to the millisecond (its Parquet file gets
+    # record batches)
+    "long-ms": '[[sinks]]\ntype = "csv-long"\npath = "{block}-long.csv"\ntimestamps = "ms"\n'
+    '[[sinks]]\ntype = "parquet"\npath = "{block}-long.parquet"\ntimestamps = "ms"\n',
     # MUSCLE's styles beside our own long table and a second classic table
     "beside-long": """
 [[sinks]]
@@ -116,13 +120,16 @@ def test_muscle_style_as_parquet_gets_batches(
 
 
 @pytest.mark.pg
-@pytest.mark.parametrize("name", ["muscle-classic:long_json", "muscle-classic:wide"])
+@pytest.mark.parametrize(
+    "name", ["muscle-classic:long_json", "muscle-classic:wide", "muscle-dashboard:long", "long-ms"]
+)
 def test_database_small_chunks(
     name: str, muscle_head_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 2)
     for block in ("hooked-eurovision", "tafc-dvorak"):
-        _compare_db(_builtin(name), muscle_head_db, block, tmp_path / block, monkeypatch)
+        text = VARIANTS[name] if name in VARIANTS else _builtin(name)
+        _compare_db(text, muscle_head_db, block, tmp_path / block, monkeypatch)
 
 
 def _written(rows: list[list[str]], line_end: str) -> str:

@@ -257,6 +257,8 @@ def run(
         # MUSCLE's styles: the sink's own row builder makes the rows (engine/muscle.py)
         muscle = muscle_renderer(options, fmt, sink)
         why = supports(options) if muscle is None else muscle
+        if why is None and fmt == "parquet" and options.timestamps != "us":
+            why = f"timestamps = {options.timestamps!r} as Parquet"
         if isinstance(why, str) or isinstance(muscle, str):
             others.append((context, sink, f"sink {context.name}: {why}"))
             continue
