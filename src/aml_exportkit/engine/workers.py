@@ -1465,14 +1465,15 @@ class _Run:
             state.hasher = None
         old = state.text
         old.flush()
+        target: Path | None = None
+        new: Any
         if state.csv_path is not None:
             # (the suffix of _rewrite_csv's: the temporary name reserves room for it)
-            target: Path | None = state.csv_path.with_name(state.csv_path.name + ".redo")
-            new: Any = open(target, "w+b", buffering=0)  # type: ignore[arg-type]  # noqa: SIM115
+            target = state.csv_path.with_name(state.csv_path.name + ".redo")
+            new = open(target, "w+b", buffering=0)  # noqa: SIM115
         else:
             import tempfile
 
-            target = None
             new = tempfile.TemporaryFile(prefix="exportkit-engine-", buffering=0)  # noqa: SIM115
         try:
             with open(os.dup(old.fileno()), "rb") as parts:

@@ -423,7 +423,8 @@ class DashboardBuilder:
         ]
 
     def profile_rows(self) -> Iterator[list[str]]:
-        """The profile rows added so far, in order (read once, for the engine)."""
+        """The profile rows added so far, in order (the engine writes them after the
+        results' rows)."""
         return iter(self.profiles)
 
     def profile_count(self) -> int:
