@@ -41,7 +41,8 @@ MIXED = (
     + '[[sinks]]\ntype = "columns"\npath = "columns.txt"\n'
     + '[[sinks]]\ntype = "bare"\npath = "bare.txt"\n'
     + '[[sinks]]\ntype = "csv-wide"\npath = "wide.csv"\n'
-    + '[[sinks]]\ntype = "csv-long"\npath = "long-ms.csv"\ntimestamps = "ms"\n'
+    + '[[sinks]]\ntype = "csv-long"\npath = "long-exploded.csv"\n[sinks.flatten]\n'
+    + 'lists = "explode"\n'
 )
 
 

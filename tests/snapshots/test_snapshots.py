@@ -170,7 +170,8 @@ codebook = true
 BUILTINS = sorted(load_registry(get_plugin_manager(load_entrypoints=False)).template_specs)
 
 RUNS = [
-    *(Run(name, name) for name in BUILTINS),
+    # every builtin template is written by the engine (decision 0027)
+    *(Run(name, name, bulk=True) for name in BUILTINS),
     *(Run(name, _long_tables(BULK[name], PARQUET_OPTIONS[name]), bulk=True) for name in BULK),
     *(Run(name, text, bulk=True) for name, text in FIXTURE.items()),
     Run("csv-long-jsonl", GUIDE_SINK, bulk=True),

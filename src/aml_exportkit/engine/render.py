@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
@@ -39,6 +40,7 @@ from ..tabular.table import (
     BigInt,
     Column,
     _cell,
+    _cell_ms,
     _quote,
     column_kind,
     json_cell,
@@ -86,8 +88,6 @@ def supports(options: TableOptions) -> str | None:
     """Why the engine cannot render a table with ``options``, or None when it can."""
     if options.style != "exportkit":
         return f"style {options.style!r}"
-    if options.timestamps != "us":
-        return f"timestamps = {options.timestamps!r}"
     if options.rows != "trial":
         return f"rows = {options.rows!r}"
     if options.profile != "omit":
@@ -397,6 +397,9 @@ class ChunkRenderer:
     def __init__(self, options: TableOptions, graph: RecordGraph) -> None:
         self.options = options
         self.graph = graph
+        #: times to the millisecond (``timestamps = "ms"``; the Joiner cuts them too)
+        self.ms = options.timestamps == "ms"
+        self._cell = _cell_ms if self.ms else _cell
         self.join = Joiner(options, graph, track_types=False)
         cols = options.columns
         self.head_columns = fixed_columns(
@@ -455,7 +458,8 @@ class ChunkRenderer:
         participant = graph.participants.get(session.participant)
         values = join.get_block(block) + join.get_session(session)
         values += join.get_participant(participant)
-        text = self._heads[session_pk] = ",".join([_cell(v) for v in values])
+        cell = self._cell
+        text = self._heads[session_pk] = ",".join([cell(v) for v in values])
         return text
 
     def tail(self, section_pk: int | None) -> str:
@@ -463,8 +467,9 @@ class ChunkRenderer:
         try:
             return self._tails[section_pk]
         except KeyError:
+            cell = self._cell
             text = self._tails[section_pk] = ",".join(
-                [_cell(v) for v in self.join.section_part(section_pk)]
+                [cell(v) for v in self.join.section_part(section_pk)]
             )
             return text
 
@@ -559,6 +564,8 @@ class ChunkRenderer:
         if field == "section":
             return int_cells(chunk.section)
         if field == "created_at":
+            if self.ms:  # (the texts read back as the plain path's datetimes)
+                return [_cell_ms(datetime.fromisoformat(t)) for t in chunk.created_at]
             return list(chunk.created_at)
         values = chunk.fields[field]
         if field == "score":

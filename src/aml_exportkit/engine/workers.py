@@ -53,7 +53,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeGuard, cast
@@ -66,6 +66,7 @@ from .batches import read_batches, result_batch
 from .chunks import ResultChunks, StandDown, questions_of
 from .fixture import results_text
 from .from_records import RecordChunks
+from .muscle import MuscleRenderer, muscle_renderer
 from .render import ChunkRenderer, json_cells_columns, kinds_of, supports
 from .spans import Spans
 from .stats import Counted, PlanPart, PlanStats, count_chunk, count_table
@@ -226,7 +227,7 @@ class _Output:
 class _Plan:
     """One long table (one set of table options) and the outputs made from it."""
 
-    renderer: ChunkRenderer
+    renderer: ChunkRenderer | MuscleRenderer
     outputs: list[_Output]
     #: the table's columns, once the engine settled them
     columns: list[Column] = attrs.field(factory=list)
@@ -294,15 +295,19 @@ def run(
         if options is None:  # results.json's text, the same for every such sink
             fixtures.append(_Output(engine_sink, fmt, path))
             continue
-        why = supports(options)
-        if why is not None:
+        # MUSCLE's styles: the sink's own row builder makes the rows (engine/muscle.py)
+        muscle = muscle_renderer(options, fmt, sink)
+        why = supports(options) if muscle is None else muscle
+        if why is None and fmt == "parquet" and options.timestamps != "us":
+            why = f"timestamps = {options.timestamps!r} as Parquet"
+        if isinstance(why, str) or isinstance(muscle, str):
             others.append((context, sink, f"sink {context.name}: {why}"))
             continue
-        key = _table_key(options)
+        key = _table_key(options) if muscle is None else (id(sink),)
         plan = next((p for k, p in plans if k == key), None)
         if plan is None:
             try:
-                renderer = ChunkRenderer(options, graph)
+                renderer = ChunkRenderer(options, graph) if muscle is None else muscle
             except ValueError as exc:  # a column collision: the plain path reports it
                 return _decline(str(exc))
             plan = _Plan(renderer, [])
@@ -359,8 +364,10 @@ def _run(
         if frozen:
             gc.enable()
     for _, plan in plans:
+        renderer = plan.renderer
+        table_rows = renderer.table_rows(rows) if isinstance(renderer, MuscleRenderer) else rows
         for out in plan.outputs:
-            out.sink.engine_wrote(rows, plan.columns)
+            out.sink.engine_wrote(table_rows, plan.columns)
     for out in fixtures:
         out.sink.engine_wrote(rows)
     if run.batches is not None:
@@ -972,6 +979,15 @@ class _PlanState:
         self.pa: Any = self.reader.pa if self.reader is not None else None
         self.ipc: Any = self.reader.pa.ipc if self.reader is not None else None
 
+    def extra(self, texts: Iterable[bytes]) -> None:
+        """Write rows that belong to no chunk (MUSCLE's styles, :mod:`.muscle`): they
+        lie in no chunk's range, so the table's chunks must never be rendered again."""
+        for text in texts:
+            _put(self.text, text)
+            self.offset += len(text)
+            if self.hasher is not None:
+                self.hasher.upto(self.offset)
+
     def kinds(self) -> list[Column]:
         fixed = self.renderer.fixed
         return [*fixed, *(Column(n, column_kind(self.types.get(n, ()))) for n in self.names)]
@@ -1313,6 +1329,15 @@ class _Run:
     def run(self) -> int:
         graph = self.graph
         raw = self.raw
+        if self.beside is not None and any(
+            isinstance(p.renderer, MuscleRenderer) and p.renderer.profiles_first for p in self.plans
+        ):
+            # MUSCLE's styles: every worker's row builder needs the profiles (forked with it)
+            beside, self.beside = self.beside, None
+            try:
+                beside()
+            except BaseException as exc:
+                raise _BesideFailed(exc) from None
         raw.open(graph)
         tasks = raw.tasks()
         # (the sessions' and sections' cells are formatted in the workers, as they meet them:
@@ -1374,6 +1399,8 @@ class _Run:
             for state, found, (names, text, types, paths, arrow) in zip(
                 self.states, new_paths, chunk.tables, strict=True
             ):
+                if isinstance(state.renderer, MuscleRenderer):
+                    state.extra(state.renderer.between(numbers[::3]))
                 state.add(names, text, types, chunk.rows, arrow)
                 found.update(paths)
             if self.plan_stats is not None:
@@ -1391,6 +1418,9 @@ class _Run:
             self.progress.update(rows, graph.expected_trial_results)
         if spans.crcs:
             raw.finish(spans.crcs)
+        for state in self.states:
+            if isinstance(state.renderer, MuscleRenderer):
+                state.extra(state.renderer.between(None))
         for state, found in zip(self.states, new_paths, strict=True):
             self._settle(state, found, tasks)
         if self.fixtures is not None:
@@ -1452,9 +1482,17 @@ class _Run:
         else:
             redo = [i for i, names in enumerate(state.chunk_names) if names != final]
         self.stats["rerendered_chunks"] = self.stats.get("rerendered_chunks", 0) + len(redo)
+        if isinstance(renderer, MuscleRenderer) and (redo or final != state.names):
+            # (its rows between chunks lie in no chunk's range)
+            raise StandDown("a table in MUSCLE's style changed its columns")  # pragma: no cover
         if redo or final != state.names:
             self._rewrite_csv(state, (final, final_json), redo, tasks)
-        kinds = kinds_of(renderer, final, state.types, found)
+        if isinstance(renderer, MuscleRenderer):
+            if renderer.laid_out:
+                self._lay_out(state, renderer)
+            kinds = renderer.fixed
+        else:
+            kinds = kinds_of(renderer, final, state.types, found)
         state.plan.columns = kinds
         parquets: list[tuple[Path, list[str], TableStats | None]] = []
         for out in state.parquets:
@@ -1562,6 +1600,45 @@ class _Run:
         state.header_len = len(header)
         state.names = final
         state.chunk_names = [final] * len(state.ranges)
+
+    def _lay_out(self, state: _PlanState, renderer: MuscleRenderer) -> None:
+        """Write a table whose chunks left rows to be laid out once every chunk is in
+        (MUSCLE's wide layout, :mod:`.muscle`) over what they left."""
+        if state.hasher is not None:  # it reads the old file; the manifest hashes the new
+            state.hasher.stop()
+            state.hasher = None
+        old = state.text
+        old.flush()
+        target: Path | None = None
+        new: Any
+        if state.csv_path is not None:
+            # (the suffix of _rewrite_csv's: the temporary name reserves room for it)
+            target = state.csv_path.with_name(state.csv_path.name + ".redo")
+            new = open(target, "w+b", buffering=0)  # noqa: SIM115
+        else:
+            import tempfile
+
+            new = tempfile.TemporaryFile(prefix="exportkit-engine-", buffering=0)  # noqa: SIM115
+        try:
+            with open(os.dup(old.fileno()), "rb") as parts:
+                parts.seek(state.header_len)
+                offset = 0
+                for text in renderer.lay_out(parts, state.types):
+                    _put(new, text)
+                    offset += len(text)
+            new.flush()
+        except BaseException:
+            new.close()
+            if target is not None:
+                target.unlink(missing_ok=True)
+            raise
+        old.close()
+        if target is not None and state.csv_path is not None:
+            new.close()
+            os.replace(target, state.csv_path)
+            new = open(state.csv_path, "rb+", buffering=0)  # noqa: SIM115
+        state.text = new
+        state.offset = offset
 
     def _rebuild_parquet(
         self, state: _PlanState, output: _Output, kinds: list[Column]

@@ -197,7 +197,9 @@ class ClassicBuilder:
         for session, results in self.walker.feed(batch):
             self._session_rows(session, results)
 
-    def _base(self, session: Session) -> dict[str, str]:
+    def base_row(self, session: Session) -> dict[str, str]:
+        """The cells every row of ``session`` has: its fields, the profile, the session
+        json (the profile answers must have been added)."""
         graph = self.graph
         participant = graph.participants.get(session.participant)
         block = graph.blocks.get(session.block) if session.block is not None else None
@@ -224,7 +226,20 @@ class ClassicBuilder:
                 row["session_data"] = classic_text(data if data is not None else {})
         return row
 
-    def _result_values(self, result: Result) -> dict[str, str]:
+    def result_keys(self) -> list[str]:
+        """The keys of every trial result's cells (:meth:`result_values`)."""
+        keys: list[str] = list(self.result_fields)
+        if self.convert_result_json:
+            if self.decision_time:
+                keys.append("decision_time")
+            if self.result_config:
+                keys.append("result_config")
+        elif self.result_config:
+            keys.append("result_data")
+        return keys
+
+    def result_values(self, result: Result) -> dict[str, str]:
+        """A trial result's cells (the keys of :meth:`result_keys`, for every result)."""
         fields = self.result_fields
         out: dict[str, str] = {}
         if fields:
@@ -257,22 +272,30 @@ class ClassicBuilder:
         song = self.graph.songs.get(section.song)
         return song.name if song is not None else ""
 
-    def _session_rows(self, session: Session, results: list[Result]) -> None:
-        row = self._base(session)
+    def session_rows(self, session: Session, results: list[Result]) -> list[dict[str, str]]:
+        """The rows of one session and its trial results: one (wide, or a session without
+        results), or one per result in (created_at, pk) order. The engine's workers call
+        this per session (:mod:`aml_exportkit.engine.muscle`)."""
+        row = self.base_row(session)
         ordered = sorted(results, key=lambda r: (self._time(r.created_at), r.pk))
         if self.wide:
             for n, result in enumerate(ordered, 1):
                 prefix = str(n).zfill(3) + "-"
-                for key, value in self._result_values(result).items():
+                for key, value in self.result_values(result).items():
                     row[prefix + key] = value
-            self._add(row)
-            return
+            return [row]
         if not ordered:
-            self._add(row)
+            return [row]
+        rows = []
         for result in ordered:
             full = dict(row)
-            full.update(self._result_values(result))
-            self._add(full)
+            full.update(self.result_values(result))
+            rows.append(full)
+        return rows
+
+    def _session_rows(self, session: Session, results: list[Result]) -> None:
+        for row in self.session_rows(session, results):
+            self._add(row)
 
     def _add(self, row: dict[str, str]) -> None:
         self.keys.update(row)
@@ -374,28 +397,39 @@ class DashboardBuilder:
 
     def add_results(self, batch: Sequence[Result]) -> None:
         """Session-result rows: the session's participant, the section's song, tag, group."""
-        graph = self.graph
         for r in batch:
-            session = graph.sessions[r.session]  # type: ignore[index]
-            section = graph.sections.get(r.section) if r.section is not None else None
-            song = graph.songs.get(section.song) if section and section.song is not None else None
-            self._append(
-                self.results,
-                [
-                    dashboard_text(r.session),
-                    dashboard_text(session.participant),
-                    "",
-                    r.question_key,
-                    dashboard_text(r.created_at, self.ms),
-                    dashboard_text(r.expected_response),
-                    dashboard_text(r.given_response),
-                    dashboard_text(r.score),
-                    song.name if song else "",
-                    song.artist if song else "",
-                    section.tag if section else "",
-                    section.group if section else "",
-                ],
-            )
+            self._append(self.results, self.result_row(r))
+
+    def result_row(self, r: Result) -> list[str]:
+        """A trial result's row (the engine's workers call this per result,
+        :mod:`aml_exportkit.engine.muscle`)."""
+        graph = self.graph
+        session = graph.sessions[r.session]  # type: ignore[index]
+        section = graph.sections.get(r.section) if r.section is not None else None
+        song = graph.songs.get(section.song) if section and section.song is not None else None
+        return [
+            dashboard_text(r.session),
+            dashboard_text(session.participant),
+            "",
+            r.question_key,
+            dashboard_text(r.created_at, self.ms),
+            dashboard_text(r.expected_response),
+            dashboard_text(r.given_response),
+            dashboard_text(r.score),
+            song.name if song else "",
+            song.artist if song else "",
+            section.tag if section else "",
+            section.group if section else "",
+        ]
+
+    def profile_rows(self) -> Iterator[list[str]]:
+        """The profile rows added so far, in order (the engine writes them after the
+        results' rows)."""
+        return iter(self.profiles)
+
+    def profile_count(self) -> int:
+        """The number of profile rows added so far."""
+        return len(self.profiles)
 
     def finish(self) -> Table:
         """The table: result rows, then profile rows."""

@@ -375,11 +375,13 @@ def write_csv(path: Path, table: Table, dialect: WriterKind, *, formula_guard: b
     if dialect == "exportkit":
         return write_exportkit_csv(path, table, formula_guard=formula_guard)
     return write_python_csv(
-        path,
-        table,
-        lineterminator="\r\n" if dialect == "classic" else "\n",
-        formula_guard=formula_guard,
+        path, table, lineterminator=line_end(dialect), formula_guard=formula_guard
     )
+
+
+def line_end(dialect: WriterKind) -> str:
+    """The line end of a dialect's rows: CRLF, but LF for MUSCLE's dashboard CSV."""
+    return "\n" if dialect == "dashboard" else "\r\n"
 
 
 def fill(

@@ -1,0 +1,545 @@
+"""MUSCLE's own CSV layouts on the engine (``style = "muscle-classic"`` and
+``"muscle-dashboard"``, MUSCLE_EXPORT.md §3).
+
+The rows are made by the sink's own row builder
+(:class:`~aml_exportkit.tabular.muscle.ClassicBuilder`,
+:class:`~aml_exportkit.tabular.muscle.DashboardBuilder`): the worker processes turn a chunk's
+checked columns into :class:`~aml_exportkit.records.Result` records and call the builder's
+per-session (classic) or per-result (dashboard) method, then write the rows with Python's
+:mod:`csv`, as the sink's writer does. So there is one implementation of MUSCLE's cells, and
+it runs on every core; no row is spilled.
+
+What needs the whole export is done in the parent:
+
+- the profile answers are read before the workers fork (:attr:`MuscleRenderer.profiles_first`),
+  so that each worker's builder holds every participant's profile (a compact mapping of
+  interned strings);
+- the classic header is every key of every row, sorted: the keys of each session's common
+  cells (fields, profile, session json) are known from the graph and the profiles, and a
+  trial result's keys are the same for every result, so the parent settles the header before
+  any chunk is rendered and no chunk is rendered again;
+- rows that belong to no chunk: the classic export's sessions without trial results that lie
+  between two chunks (or before the first, after the last), and the dashboard's profile rows,
+  which follow every trial result (:meth:`MuscleRenderer.between`).
+
+The workers' part has the shape of :class:`~aml_exportkit.engine.render.ChunkRenderer`'s
+(``render``; no dynamic columns: every column is fixed), so :mod:`.workers` runs it as one
+more table; the seam there is :meth:`~MuscleRenderer.between` and
+:meth:`~MuscleRenderer.table_rows`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import itertools
+import struct
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO
+
+from ..records import Result, Session
+from ..tabular.muscle import DASHBOARD_COLUMNS, ClassicBuilder, DashboardBuilder
+from ..tabular.options import TableOptions
+from ..tabular.table import Column, WriterKind, guard_formula, line_end
+from .batches import result_records
+from .chunks import ResultColumns, StandDown
+
+
+def muscle_renderer(options: TableOptions, fmt: str, sink: object) -> MuscleRenderer | str | None:
+    """The renderer of a sink's table in one of MUSCLE's styles: None for our own style
+    (:class:`~aml_exportkit.engine.render.ChunkRenderer`'s), else the renderer, or why the
+    engine cannot write it.
+
+    :param fmt: what the engine would write (``"csv"`` or ``"parquet"``).
+    :param sink: the sink; its row builder (made in ``begin``) makes the rows.
+    """
+    if options.style == "exportkit":
+        return None
+    if fmt != "csv":
+        return f"style {options.style!r} as {fmt}"
+    builder = getattr(sink, "builder", None)
+    guard = bool(getattr(options, "formula_guard", False))
+    if isinstance(builder, ClassicBuilder):
+        if builder.wide:
+            return ClassicWideRenderer(builder, formula_guard=guard)
+        return ClassicRenderer(builder, formula_guard=guard)
+    if isinstance(builder, DashboardBuilder):
+        return DashboardRenderer(builder, formula_guard=guard)
+    return f"style {options.style!r} without its row builder"
+
+
+class MuscleRenderer:
+    """Renders chunks of trial results as rows of one of MUSCLE's CSV layouts (in the
+    workers), and the rows that belong to no chunk (in the parent).
+
+    :param dialect: ``"classic"`` or ``"dashboard"`` (the line end, :func:`line_end`).
+    :param formula_guard: the sink's ``formula_guard``.
+    """
+
+    #: no json is flattened: every column is fixed
+    flatten: None = None
+    json_columns: frozenset[str] = frozenset()
+    #: the profile answers must be read before the workers fork
+    profiles_first = True
+    #: the chunks leave rows that :meth:`lay_out` writes as the table at the end
+    laid_out = False
+
+    def __init__(self, dialect: WriterKind, *, formula_guard: bool) -> None:
+        self.line_end = line_end(dialect)
+        self.formula_guard = formula_guard
+        self.names: list[str] = []
+        self._fixed: list[Column] | None = None
+        #: trial results and sessions with results seen by :meth:`between` (parent)
+        self.results = 0
+
+    # -- the shape of ChunkRenderer's (workers.py runs both) -----------------------------------
+
+    def columns(self) -> list[str]:
+        """The table's columns (in the parent, once the profile answers are read)."""
+        raise NotImplementedError
+
+    @property
+    def fixed(self) -> list[Column]:
+        """Every column of the table (MUSCLE's cells are text)."""
+        if self._fixed is None:
+            self._fixed = [Column(name, "string") for name in self.columns()]
+        return self._fixed
+
+    def header(self, names: Sequence[str]) -> str:
+        """The header line (``names`` is always empty: there are no dynamic columns)."""
+        return self._lines([[c.name for c in self.fixed]])
+
+    def sort_names(self, names: Iterable[str]) -> list[str]:
+        """Dynamic column names in output order (there are none)."""
+        return sorted(names)
+
+    def known(self, names: Iterable[str]) -> None:
+        """Dynamic column names found elsewhere (there are none)."""
+
+    def forget(self) -> None:
+        """Nothing is cached per session in the parent."""
+
+    def dynamic(self, chunk: ResultColumns) -> Mapping[str, list[Any]]:
+        """No dynamic columns."""
+        return {}
+
+    def types(self, dyn: Mapping[str, Any]) -> dict[str, set[type]]:
+        """No dynamic columns."""
+        return {}
+
+    def render(
+        self,
+        chunk: ResultColumns,
+        dyn: Mapping[str, Any],
+        names: Sequence[str],
+        json_names: frozenset[str] = frozenset(),
+    ) -> bytes:
+        """The CSV lines (UTF-8) of a chunk's rows."""
+        if not len(chunk):
+            return b""
+        return self._lines(self.rows(chunk)).encode("utf-8")
+
+    # -- MUSCLE's rows ------------------------------------------------------------------------
+
+    def rows(self, chunk: ResultColumns) -> Iterable[Sequence[str]]:
+        """A chunk's rows, as lists of cells in column order (in a worker)."""
+        raise NotImplementedError
+
+    def between(self, sessions: Sequence[int] | None) -> Iterable[bytes]:
+        """In the parent, before a chunk whose sessions (with results, ascending) are
+        ``sessions`` (None: after the last chunk): the lines of the rows that come before
+        it and belong to no chunk, in pieces of bounded size."""
+        raise NotImplementedError
+
+    def table_rows(self, results: int) -> int:
+        """The table's rows, when the engine wrote ``results`` trial results."""
+        raise NotImplementedError
+
+    def lay_out(self, parts: BinaryIO, columns: Iterable[str]) -> Iterator[bytes]:
+        """The table's text from what the chunks and :meth:`between` left (in the parent,
+        for a renderer that is :attr:`laid_out`); ``columns``: every column the
+        chunks' :meth:`types` named."""
+        raise NotImplementedError
+
+    def _lines(self, rows: Iterable[Sequence[str]]) -> str:
+        # Python's csv, as the sink's writer (write_python_csv) writes MUSCLE's tables
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator=self.line_end)
+        if self.formula_guard:
+            rows = ([guard_formula(v) for v in row] for row in rows)
+        writer.writerows(rows)
+        return out.getvalue()
+
+
+#: The second cell of each row :func:`csv_cells` writes: needs no quoting, and marks where
+#: a row ends (a cell that holds it too is found, and quoted on its own).
+_MARK = "\x1fexportkit\x1f"
+
+
+def csv_cells(values: Iterable[str], line_end: str) -> dict[str, str]:
+    """Each of ``values`` as Python's :mod:`csv` writes it in a row of two or more cells
+    (quoted where the writer quotes it, with the line end ``line_end``): the writer's own
+    quoting, a batch at a time, so that a row can be joined from cells quoted once.
+
+    (The writer quotes each cell by its own text, but a row of one empty cell as ``""``,
+    which is why rows of one column are not joined from these.)"""
+    distinct = list(dict.fromkeys(values))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator=line_end)
+    writer.writerows([(v, _MARK) for v in distinct])
+    end = "," + _MARK + line_end
+    parts = out.getvalue().split(end)
+    if len(parts) == len(distinct) + 1:
+        return dict(zip(distinct, parts, strict=False))
+    cells = {}
+    for v in distinct:  # a cell holds the mark: one at a time
+        out.seek(0)
+        out.truncate()
+        writer.writerow((v, _MARK))
+        cells[v] = out.getvalue()[: -len(end)]
+    return cells
+
+
+def _by_session(records: list[Result]) -> Iterable[tuple[int, list[Result]]]:
+    """A chunk's records (in (session, pk) order) grouped by session."""
+    start = 0
+    n = len(records)
+    for i in range(1, n + 1):
+        if i == n or records[i].session != records[start].session:
+            session = records[start].session
+            assert session is not None  # (trial results have one: the checks saw to it)
+            yield session, records[start:i]
+            start = i
+
+
+class ClassicRenderer(MuscleRenderer):
+    """MUSCLE's classic admin CSV, long format: a row per trial result, and one per
+    session without results, sessions in pk order.
+
+    :param builder: the sink's builder, which has read the profile answers.
+    """
+
+    def __init__(self, builder: ClassicBuilder, *, formula_guard: bool) -> None:
+        super().__init__("classic", formula_guard=formula_guard)
+        self.builder = builder
+        graph = builder.graph
+        self.sessions: Mapping[int, Session] = graph.sessions
+        self.pks = sorted(graph.sessions)
+        self._after: int | None = None
+        self._with_results = 0
+        self._names: list[str] | None = None
+        self._base_names: list[str] = []
+        #: the header's columns, once written (by the first rows, see between)
+        self._header: list[str] | None = None
+
+    def columns(self) -> list[str]:
+        """Every key of every session's common cells and a trial result's keys, sorted:
+        the columns of every row the workers render (in the parent before they fork)."""
+        if self._names is None:
+            keys: set[str] = set()
+            for session in self.sessions.values():
+                keys.update(self.builder.base_row(session))
+            self._base_names = sorted(keys)
+            self._names = sorted(keys.union(self.builder.result_keys()))
+        return self._names
+
+    @property
+    def fixed(self) -> list[Column]:
+        """Every column of the table: without a trial result's keys when there is none."""
+        names = self._header if self._header is not None else self.columns()
+        return [Column(name, "string") for name in names]
+
+    def header(self, names: Sequence[str]) -> str:
+        """Nothing yet: the header depends on whether there are trial results, and is
+        written with the first rows (:meth:`between`)."""
+        return ""
+
+    def _session_lines(self, pks: Iterable[int], names: list[str]) -> str:
+        builder = self.builder
+        sessions = self.sessions
+        return self._lines(
+            [row.get(c, "") for c in names]
+            for pk in pks
+            for row in builder.session_rows(sessions[pk], [])
+        )
+
+    def session_rows(self, chunk: ResultColumns) -> Iterator[list[dict[str, str]]]:
+        """The rows of each of the chunk's sessions, with the sessions without results
+        among them (the builder's :meth:`~ClassicBuilder.session_rows`)."""
+        builder = self.builder
+        sessions = self.sessions
+        pks = self.pks
+        previous: int | None = None
+        for pk, results in _by_session(result_records(chunk)):
+            if previous is not None:
+                lo = bisect.bisect_right(pks, previous)
+                hi = bisect.bisect_left(pks, pk)
+                for gap in pks[lo:hi]:
+                    yield builder.session_rows(sessions[gap], [])
+            yield builder.session_rows(sessions[pk], results)
+            previous = pk
+
+    def rows(self, chunk: ResultColumns) -> Iterable[Sequence[str]]:
+        """The chunk's rows."""
+        names = self.columns()
+        for rows in self.session_rows(chunk):
+            for row in rows:
+                yield [row.get(c, "") for c in names]
+
+    def render(
+        self,
+        chunk: ResultColumns,
+        dyn: Mapping[str, Any],
+        names: Sequence[str],
+        json_names: frozenset[str] = frozenset(),
+    ) -> bytes:
+        """The CSV lines (UTF-8) of a chunk's rows.
+
+        A session's rows share every cell but a trial result's (its fields, the profile
+        and the session json, often kilobytes): those are quoted once per session and
+        joined into each row as one piece; every cell is quoted by the csv writer
+        (:func:`csv_cells`)."""
+        header = self.columns()
+        if not len(chunk) or len(header) < 2:
+            return super().render(chunk, dyn, names, json_names)
+        own = set(self.builder.result_keys())
+        # the row's pieces: the runs of shared cells, each one piece, and a result's cells
+        pieces: list[list[str]] = []
+        for name in header:
+            if name in own or not pieces or pieces[-1][0] in own:
+                pieces.append([name])
+            else:
+                pieces[-1].append(name)
+        shared = [c for run in pieces if run[0] not in own for c in run]
+        result = [run[0] for run in pieces if run[0] in own]
+        sessions = list(self.session_rows(chunk))
+        values: list[str] = []
+        for rows in sessions:
+            first = rows[0]
+            values += [first.get(c, "") for c in shared]
+            for row in rows:
+                values += [row.get(c, "") for c in result]
+        if self.formula_guard:
+            values = list(map(guard_formula, values))
+        quoted = csv_cells(values, self.line_end)
+        cells = list(map(quoted.__getitem__, values))
+        # a session's rows: one format whose fixed text is the shared cells, filled with
+        # each result's cells ("%" doubled in the fixed text)
+        lines: list[str] = []
+        at = 0
+        width = len(result)
+        for rows in sessions:
+            parts = []
+            for run in pieces:
+                if run[0] in own:
+                    parts.append("%s")
+                else:
+                    parts.append(",".join(cells[at : at + len(run)]).replace("%", "%%"))
+                    at += len(run)
+            form = ",".join(parts)
+            if width:
+                end = at + width * len(rows)
+                lines += [form % tuple(cells[i : i + width]) for i in range(at, end, width)]
+                at = end
+            else:
+                lines += [form % ()] * len(rows)
+        lines.append("")
+        return self.line_end.join(lines).encode("utf-8")
+
+    def between(self, sessions: Sequence[int] | None) -> Iterable[bytes]:
+        """The sessions without results before the chunk (after the last one: the rest)."""
+        pks = self.pks
+        lo = 0 if self._after is None else bisect.bisect_right(pks, self._after)
+        if sessions is None:
+            hi = len(pks)
+        elif not sessions:
+            return ()
+        else:
+            hi = bisect.bisect_left(pks, sessions[0])
+            self._after = sessions[-1]
+            self._with_results += len(sessions)
+        text = ""
+        if self._header is None:
+            # the first rows, or the end: a trial result's keys are columns only when
+            # there are trial results
+            self.columns()
+            self._header = self._names if self._with_results else self._base_names
+            assert self._header is not None
+            text = self._lines([self._header])
+        if hi > lo:
+            text += self._session_lines(pks[lo:hi], self._header)
+        return (text.encode("utf-8"),)
+
+    def table_rows(self, results: int) -> int:
+        """A row per trial result and per session without results."""
+        return results + len(self.pks) - self._with_results
+
+
+class DashboardRenderer(MuscleRenderer):
+    """MUSCLE's 2026 dashboard long CSV: the trial results' rows (in the workers), then
+    the profile rows (in the parent).
+
+    :param builder: the sink's builder, which holds the profile rows.
+    """
+
+    def __init__(self, builder: DashboardBuilder, *, formula_guard: bool) -> None:
+        super().__init__("dashboard", formula_guard=formula_guard)
+        self.builder = builder
+
+    def columns(self) -> list[str]:
+        """MUSCLE's 12 columns."""
+        return list(DASHBOARD_COLUMNS)
+
+    def rows(self, chunk: ResultColumns) -> Iterable[Sequence[str]]:
+        """A row per trial result."""
+        return map(self.builder.result_row, result_records(chunk))
+
+    def between(self, sessions: Sequence[int] | None) -> Iterable[bytes]:
+        """After the last chunk, the profile rows."""
+        if sessions is not None:
+            return
+        rows = self.builder.profile_rows()
+        while batch := list(itertools.islice(rows, 4096)):
+            yield self._lines(batch).encode("utf-8")
+
+    def table_rows(self, results: int) -> int:
+        """A row per trial result and per profile answer."""
+        return results + self.builder.profile_count()
+
+
+_ROW = struct.Struct("<3q")
+
+
+class ClassicWideRenderer(ClassicRenderer):
+    """MUSCLE's classic admin CSV, wide format: a row per session, each result's cells
+    under ``001-``, ``002-``, … (the builder's prefixes).
+
+    The header holds the prefixes of the session with the most results, which only the
+    end of the export tells; the prefixed columns sort together (they start with a digit,
+    no other column may), so a row is its cells left of them, its results' cells, empty
+    cells up to the longest row's, and its cells right of them. The workers write each
+    row's two parts and its number of result cells (:data:`_ROW`); :meth:`lay_out` pads
+    them once the header is known.
+    """
+
+    laid_out = True
+
+    def __init__(self, builder: ClassicBuilder, *, formula_guard: bool) -> None:
+        super().__init__(builder, formula_guard=formula_guard)
+        self._left: list[str] = []
+        self._right: list[str] = []
+        #: the result columns of the chunk's row with the most results (see types)
+        self._block: list[str] = []
+
+    def columns(self) -> list[str]:
+        """The columns every session has (not the prefixed ones), split around where the
+        prefixed ones go (in the parent before the workers fork).
+
+        :raises StandDown: when a column starts with a digit (it would sort among the
+            prefixed ones)."""
+        if self._names is None:
+            keys: set[str] = set()
+            for session in self.sessions.values():
+                keys.update(self.builder.base_row(session))
+            if any(k[:1].isdigit() for k in keys):
+                raise StandDown("a column that starts with a digit, in a wide table")
+            self._names = self._base_names = sorted(keys)
+            self._left = [k for k in self._names if k < "0"]
+            self._right = [k for k in self._names if k > "0"]
+        return self._names
+
+    def _encode(self, rows: list[dict[str, str]]) -> bytes:
+        """Each row as its count of result cells and its two parts (:data:`_ROW`)."""
+        left, right = self._left, self._right
+        blocks = [sorted(k for k in row if k[:1].isdigit()) for row in rows]
+        values: list[str] = []
+        for row, block in zip(rows, blocks, strict=True):
+            values += [row.get(c, "") for c in left]
+            values += [row[c] for c in block]
+            values += [row.get(c, "") for c in right]
+        if self.formula_guard:
+            values = list(map(guard_formula, values))
+        quoted = csv_cells(values, self.line_end)
+        cells = iter(quoted[v] for v in values)
+        out = []
+        for block in blocks:
+            a = ",".join([next(cells) for _ in range(len(left) + len(block))]).encode("utf-8")
+            b = ",".join([next(cells) for _ in right]).encode("utf-8")
+            out += [_ROW.pack(len(block), len(a), len(b)), a, b]
+            if len(block) > len(self._block):
+                self._block = block
+        return b"".join(out)
+
+    def render(
+        self,
+        chunk: ResultColumns,
+        dyn: Mapping[str, Any],
+        names: Sequence[str],
+        json_names: frozenset[str] = frozenset(),
+    ) -> bytes:
+        """The chunk's sessions' rows, in two parts each (:meth:`lay_out` pads them)."""
+        self._block = []
+        if not len(chunk):
+            return b""
+        return self._encode([rows[0] for rows in self.session_rows(chunk)])
+
+    def types(self, dyn: Mapping[str, Any]) -> dict[str, set[type]]:
+        """The result columns of the chunk's row with the most results (the parent
+        unites them: the header's)."""
+        return {name: {str} for name in self._block}
+
+    def between(self, sessions: Sequence[int] | None) -> Iterable[bytes]:
+        """The sessions without results before the chunk (after the last one: the rest)."""
+        pks = self.pks
+        lo = 0 if self._after is None else bisect.bisect_right(pks, self._after)
+        if sessions is None:
+            hi = len(pks)
+        elif not sessions:
+            return ()
+        else:
+            hi = bisect.bisect_left(pks, sessions[0])
+            self._after = sessions[-1]
+        builder, every = self.builder, self.sessions
+        rows = [row for pk in pks[lo:hi] for row in builder.session_rows(every[pk], [])]
+        return (self._encode(rows),) if rows else ()
+
+    def lay_out(self, parts: BinaryIO, columns: Iterable[str]) -> Iterator[bytes]:
+        """The header and every row, padded to the longest row's result cells."""
+        block = sorted(columns)
+        if any(not c[:1].isdigit() for c in block):  # pragma: no cover - types() names them
+            raise StandDown("a result column without a prefix")
+        names = [*self._left, *block, *self._right]
+        if len(names) < 2:
+            raise StandDown("a wide table of one column")  # (a row of one cell has quirks)
+        self._header = names
+        if any(len(c.partition("-")[0]) > 3 for c in block):
+            raise StandDown("a session with 1000 results (its prefixes sort apart)")
+        yield self._lines([names]).encode("utf-8")
+        end = self.line_end.encode("utf-8")
+        width = len(block)
+        left, right = len(self._left), len(self._right)
+        out: list[bytes] = []
+        size = 0
+        while True:
+            head = parts.read(_ROW.size)
+            if not head:
+                break
+            count, a, b = _ROW.unpack(head)
+            pieces = []
+            if left + count:
+                pieces.append(parts.read(a))
+            if width > count:
+                pieces.append(b"," * (width - count - 1))
+            if right:
+                pieces.append(parts.read(b))
+            out += [b",".join(pieces), end]
+            size += a + b
+            if size > 1 << 22:
+                yield b"".join(out)
+                out, size = [], 0
+        yield b"".join(out)
+
+    def table_rows(self, results: int) -> int:
+        """A row per session."""
+        return len(self.pks)
