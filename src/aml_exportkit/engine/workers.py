@@ -1166,11 +1166,14 @@ class _Run:
         self.counted = counted
         self.plan_stats = (
             [
+                # (a table in MUSCLE's style has rows the parent writes between chunks, or
+                # lays out at the end: its files are read back, as a plain sink's are)
                 PlanStats(
-                    csv=any(o.format == "csv" for o in p.outputs),
-                    parquet=any(o.format == "parquet" for o in p.outputs),
+                    csv=plain and any(o.format == "csv" for o in p.outputs),
+                    parquet=plain and any(o.format == "parquet" for o in p.outputs),
                 )
                 for p in plans
+                for plain in [not isinstance(p.renderer, MuscleRenderer)]
             ]
             if counted is not None
             else None
