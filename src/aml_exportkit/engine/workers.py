@@ -64,8 +64,9 @@ from ..tabular.table import Absent, Column, column_kind
 from .batches import read_batches, result_batch
 from .chunks import ResultChunks, StandDown, questions_of
 from .fixture import results_text
-from .render import ChunkRenderer, json_cells_columns, kinds_of, supports
+from .render import json_cells_columns
 from .spans import Spans
+from .tables import TableRenderer, make_renderer, table_key
 
 if TYPE_CHECKING:
     from ..contracts import EngineFormat, EngineSink, ResultBatch, Sink, SinkContext
@@ -74,7 +75,6 @@ if TYPE_CHECKING:
     from ..progress import Progress
     from ..scan import DataScan
     from ..sinks.parquet import ParquetSink
-    from ..tabular.options import TableOptions
 
 ENV_SWITCH = "EXPORTKIT_ENGINE"
 
@@ -187,18 +187,12 @@ class _Output:
 
 @attrs.define
 class _Plan:
-    """One long table (one set of table options) and the outputs made from it."""
+    """One table (one set of table options, long or wide) and the outputs made from it."""
 
-    renderer: ChunkRenderer
+    renderer: TableRenderer
     outputs: list[_Output]
     #: the table's columns, once the engine settled them
     columns: list[Column] = attrs.field(factory=list)
-
-
-def _table_key(options: TableOptions) -> tuple[object, ...]:
-    from ..tabular.options import TableOptions
-
-    return tuple(getattr(options, f.name) for f in attrs.fields(TableOptions))
 
 
 def run(
@@ -253,17 +247,16 @@ def run(
         if options is None:  # results.json's text, the same for every such sink
             fixtures.append(_Output(engine_sink, fmt, path))
             continue
-        why = supports(options)
-        if why is not None:
-            others.append((context, sink, f"sink {context.name}: {why}"))
-            continue
-        key = _table_key(options)
+        key = table_key(options)
         plan = next((p for k, p in plans if k == key), None)
         if plan is None:
             try:
-                renderer = ChunkRenderer(options, graph)
+                renderer = make_renderer(options, graph)
             except ValueError as exc:  # a column collision: the plain path reports it
                 return _decline(str(exc))
+            if isinstance(renderer, str):
+                others.append((context, sink, f"sink {context.name}: {renderer}"))
+                continue
             plan = _Plan(renderer, [])
             plans.append((key, plan))
         plan.outputs.append(_Output(engine_sink, fmt, path))
@@ -314,7 +307,7 @@ def _run(
             gc.enable()
     for _, plan in plans:
         for out in plan.outputs:
-            out.sink.engine_wrote(rows, plan.columns)
+            out.sink.engine_wrote(plan.renderer.table_rows(rows), plan.columns)
     for out in fixtures:
         out.sink.engine_wrote(rows)
     if run.batches is not None:
@@ -938,7 +931,10 @@ class _PlanState:
         self.offset += len(text)
         if self.hasher is not None:
             self.hasher.upto(self.offset)
-        # the same tuple object for the same names: one per chunk would add up
+        # the same tuple object for the same names: one per chunk would add up (a deferred
+        # table renders every chunk again with the final names: no need to keep them)
+        if self.renderer.deferred:
+            names = ()
         self.chunk_names.append(self.names if names == self.names else names)
         for name, seen in types.items():
             known = self.types.get(name)
@@ -1104,6 +1100,8 @@ class _Run:
         self.workers: _Workers | None = None
         self.states: list[_PlanState] = []
         self.chunk_count = 0
+        #: the sessions that have trial results
+        self.covered = 0
         self.stats: dict[str, Any] = {}
 
     def _work(self, payload: tuple[Any, _Again | None]) -> _Chunk:
@@ -1119,13 +1117,18 @@ class _Run:
                 continue
             renderer = plan.renderer
             dyn = renderer.dynamic(cols)
+            paths = {n: renderer.flatten.paths[n] for n in dyn} if renderer.flatten else {}
+            if renderer.deferred and forced is None:
+                # the first reading of a table rendered with the final columns only
+                found, types = renderer.survey(cols, dyn)
+                tables.append((found, b"", types, paths, None))
+                continue
             renderer.known(dyn)
             names = forced if forced is not None else tuple(renderer.names)
-            if forced is not None and not set(dyn) <= set(forced):
+            if forced is not None and not renderer.deferred and not set(dyn) <= set(forced):
                 raise StandDown("a chunk changed between two readings")
             json_names = renderer.json_columns if forced_json is None else forced_json
             text = renderer.render(cols, dyn, names, json_names)
-            paths = {n: renderer.flatten.paths[n] for n in dyn} if renderer.flatten else {}
             # The Arrow table for the Parquet outputs, read here rather than in the parent
             # (the parent's one core would otherwise bound the engine). Only with the sample's
             # columns: other chunks make the parent rebuild the Parquet files at the end.
@@ -1229,7 +1232,7 @@ class _Run:
         for plan in self.plans:
             renderer = plan.renderer
             types: dict[str, set[type]] = {}
-            if sample is not None and renderer.flatten is not None:
+            if sample is not None and renderer.flatten is not None and not renderer.deferred:
                 dyn = renderer.dynamic(sample)
                 renderer.known(dyn)
                 types = renderer.types(dyn)
@@ -1271,6 +1274,7 @@ class _Run:
                 crc=chunk.crc,
             )
             numbers = array.array("q", chunk.runs).tolist()
+            self.covered += len(numbers) // 3
             for session, count, top in zip(numbers[::3], numbers[1::3], numbers[2::3], strict=True):
                 graph.note_session_run(session, count, top)
             rows = spans.rows
@@ -1317,10 +1321,12 @@ class _Run:
             for name, path in found.items():
                 if flattener._name(path) != name:  # pragma: no cover - same rules everywhere
                     raise StandDown("a column name differs between processes")
-        final = tuple(renderer.sort_names(found))
+        final = tuple(renderer.final_names(found, state.types, self.covered))
         final_json = json_cells_columns({n: state.types.get(n, set()) for n in final})
         state.names_final = final  # type: ignore[attr-defined]
-        if final_json != renderer.json_columns & set(final):
+        if renderer.deferred:
+            redo = list(range(len(state.chunk_names)))  # every chunk, with the final columns
+        elif final_json != renderer.json_columns & set(final):
             # the sample did not show every column whose cells are JSON text: every chunk
             # is rendered again (chunks do not record which columns they held)
             redo = list(range(len(state.chunk_names)))
@@ -1329,7 +1335,7 @@ class _Run:
         self.stats["rerendered_chunks"] = self.stats.get("rerendered_chunks", 0) + len(redo)
         if redo or final != state.names:
             self._rewrite_csv(state, (final, final_json), redo, tasks)
-        kinds = kinds_of(renderer, final, state.types, found)
+        kinds = renderer.kinds(final, state.types, found)
         state.plan.columns = kinds
         for out in state.parquets:
             if out.valid and kinds == out.columns and not redo and final == state.names:
@@ -1385,14 +1391,23 @@ class _Run:
             target = None
             new = tempfile.TemporaryFile(prefix="exportkit-engine-", buffering=0)  # noqa: SIM115
         try:
-            header = state.renderer.header(final).encode("utf-8")
+            renderer = state.renderer
+            header = renderer.header(final).encode("utf-8")
             _put(new, header)
             ranges = []
             offset = len(header)
+            after: int | None = None  # the last session written (rows without results)
             for i, (start, length) in enumerate(state.ranges):
                 text: _Data
+                size = 0
                 if i in fresh:
                     chunk = fresh.pop(i)
+                    if chunk.first is not None:
+                        gap = renderer.gap(after, chunk.first[0], final)
+                        _put(new, gap)
+                        size += len(gap)
+                        assert chunk.last is not None
+                        after = chunk.last[0]
                     text = chunk.tables[index][1]
                     _put(new, text)
                     if chunk.spool is not None:
@@ -1400,8 +1415,15 @@ class _Run:
                 else:
                     text = _pread_all(old.fileno(), length, start)
                     _put(new, text)
-                ranges.append((offset, len(text)))
-                offset += len(text)
+                size += len(text)
+                ranges.append((offset, size))
+                offset += size
+            if state.renderer.deferred:
+                gap = renderer.gap(after, None, final)
+                _put(new, gap)
+                ranges.append((offset, len(gap)))
+                state.rows.append(0)
+                offset += len(gap)
             new.flush()
         except BaseException:
             new.close()

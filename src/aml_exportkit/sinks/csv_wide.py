@@ -21,6 +21,7 @@ class CsvWideSink(TableSink):
     """Writes the wide table as CSV."""
 
     layout = "wide"
+    engine_format = "csv"
 
     def write(self, path: Path, table: Table) -> int:
         """Write the CSV in the style's dialect."""
@@ -39,5 +40,6 @@ def exportkit_register_sinks() -> list[SinkSpec]:
             options=CsvWideOptions,
             factory=CsvWideSink,
             extensions=(".csv",),
+            engine=True,
         )
     ]

@@ -92,9 +92,9 @@ class TableSink(BaseSink):
         return self._temp
 
     def engine_table(self) -> tuple[TableOptions, EngineFormat, Path] | None:
-        """The long table the engine may write for this sink (see
-        :class:`~aml_exportkit.contracts.EngineSink`)."""
-        if self.engine_format is None or self.layout != "long":
+        """The table the engine may write for this sink (see
+        :class:`~aml_exportkit.contracts.EngineSink`): long or wide, as the options say."""
+        if self.engine_format is None:
             return None
         if getattr(self.options, "partition_by", ()):
             return None  # rows go to several files by partition: the plain path

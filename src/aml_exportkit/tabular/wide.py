@@ -79,8 +79,8 @@ class WideBuilder:
             )
             session_groups = []
         # Keyed columns are claimed per key, so their names only need to be unique within one.
-        self.session_fixed = _plain_columns(session_groups, options)
-        self.result_fixed = _plain_columns(
+        self.session_fixed = plain_columns(session_groups, options)
+        self.result_fixed = plain_columns(
             [("result", cols.result), ("section", cols.section), ("song", cols.song)], options
         )
         self.fixed_rank = {c.name: i for i, c in enumerate(self.session_fixed + self.result_fixed)}
@@ -287,9 +287,7 @@ def wide_columns(
     columns: list[Column] = []
     for key, name in ordered:
         text = (
-            separator.join([*(part_text(p, widths, separator) for p in key), name])
-            if key
-            else name
+            separator.join([*(part_text(p, widths, separator) for p in key), name]) if key else name
         )
         if text in owners:
             raise FlattenError(
@@ -318,9 +316,11 @@ def _part_order(part: KeyPart) -> tuple[int, int, str]:
     return (2, 0, value)
 
 
-def _plain_columns(
+def plain_columns(
     groups: Sequence[tuple[str, Sequence[str]]], options: TableOptions
 ) -> list[Column]:
+    """The fixed columns of ``groups``, claimed in a registry of their own: keyed columns
+    need unique names only within their key."""
     from ..flatten import ColumnRegistry
 
     return fixed_columns(groups, options.flatten, ColumnRegistry())
