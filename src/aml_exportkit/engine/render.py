@@ -528,7 +528,7 @@ class ChunkRenderer:
             elif name in json_names:
                 if isinstance(values, Cells):
                     if as_json is None:
-                        as_json = self._json_dynamic(chunk)
+                        as_json = self.json_dynamic(chunk)
                     parts.append(as_json[name].cells)  # type: ignore[union-attr]
                 else:
                     parts.append(json_cells(values))
@@ -554,7 +554,7 @@ class ChunkRenderer:
             return [""] * len(chunk)
         return list(map(",".join, zip(*parts, strict=True)))
 
-    def _json_dynamic(self, chunk: ResultColumns) -> Mapping[str, list[Any] | Cells]:
+    def json_dynamic(self, chunk: ResultColumns) -> Mapping[str, list[Any] | Cells]:
         """The chunk's flattened columns again, every cell as JSON text (native kernel)."""
         kernel = native.kernel()
         if kernel is None or self.flatten is None:  # pragma: no cover - dynamic() needed both

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from itertools import compress, repeat
+from operator import add, is_not, itemgetter
 from typing import Any
 
 from ..graph import RecordGraph
@@ -53,10 +55,12 @@ from ..tabular.wide import (
     result_key,
     wide_columns,
 )
+from . import native
 from .batches import json_values
 from .chunks import ResultColumns, StandDown
 from .render import MISSING, Cells, ChunkRenderer, header_line, json_cells, value_cells
 
+_MISSING_TYPE = type(MISSING)
 #: A result's key: its parts (one in rows per session).
 Key = tuple[KeyPart, ...]
 #: A column of the wide table: its key and its name within the key (None: the key's
@@ -79,6 +83,13 @@ def supports(wide: WideOptions) -> str | None:
     if wide.row_per != "session":
         return "wide rows per participant"
     return None
+
+
+def _one_type(types: set[type]) -> bool:
+    """Whether a column of the native kernel holds values of one type, not null nor an
+    integer beyond a float's exact range (each key's types are then that type)."""
+    rest = types - {Absent}
+    return len(rest) == 1 and not rest & {type(None), BigInt}
 
 
 def _id(item: Item) -> str:
@@ -124,6 +135,7 @@ class WideRenderer:
         self.json_columns: frozenset[str] = frozenset()
         self.sessions = sorted(graph.sessions)
         self._items: dict[str, Item] = {}
+        self._ids: dict[Item, str] = {}
 
     # -- what the engine's plans use ---------------------------------------------------------
 
@@ -133,10 +145,17 @@ class WideRenderer:
         return list(self.long.head_columns)
 
     def dynamic(self, chunk: ResultColumns) -> Mapping[str, list[Any] | Cells]:
-        """The chunk's flattened ``json_data`` columns (values, MISSING where a result
-        lacks the path: a wide row needs to know which results hold a column)."""
+        """The chunk's flattened ``json_data`` columns. A wide row needs to know which
+        results hold a column and the types under each key: the native kernel's cells
+        tell that when each column holds one type other than null (an empty cell is then
+        a result that lacks it); otherwise the values, MISSING where a result lacks one."""
         if self.flatten is None:
             return {}
+        kernel = native.kernel() if chunk.json_raw else None
+        if kernel is not None:
+            found = self.flatten.native_columns(chunk.json_data, kernel)
+            if all(_one_type(c.types) for c in found.values()):
+                return found
         return self.flatten.columns(json_values(chunk))
 
     def known(self, names: Iterable[str]) -> None:
@@ -304,28 +323,41 @@ class WideRenderer:
         types: dict[str, set[type]] = {}
         if self.result_fixed:
             for key in set(keys):
-                types[_id((key, None))] = set()
+                types[self.id_of(key, None)] = set()
+        missing = MISSING
         for name, values in dyn.items():
             if name in fixed:
                 raise StandDown(f"the json column {name!r} has a result field's name")
-            assert not isinstance(values, Cells)
-            pairs: set[tuple[Key, type]] = set()
-            count: Counter[Key] = Counter()
-            missing = MISSING
-            for key, value in zip(keys, values, strict=True):
-                if value is missing:
-                    continue
-                t = type(value)
-                pairs.add((key, t))
-                count[key] += 1
-                if t is int and not -EXACT <= value <= EXACT:
-                    pairs.add((key, BigInt))
+            # (C-level loops: a chunk has a few hundred thousand values)
+            if isinstance(values, Cells):
+                present = list(map(bool, values.cells))  # (see dynamic())
+                pairs = set(
+                    zip(compress(keys, present), repeat(next(iter(values.types - {Absent}))))
+                )
+            else:
+                present = list(map(is_not, values, repeat(missing)))
+                pairs = set(zip(keys, map(type, values), strict=True))
             for key, t in pairs:
-                types.setdefault(_id((key, name)), set()).add(t)
-            for key, present in count.items():
-                if present < rows:
-                    types[_id((key, name))].add(Absent)
+                if t is not _MISSING_TYPE:
+                    types.setdefault(self.id_of(key, name), set()).add(t)
+            if not isinstance(values, Cells) and int in map(itemgetter(1), pairs):
+                for key, value in zip(keys, values, strict=True):
+                    if type(value) is int and not -EXACT <= value <= EXACT:
+                        types[self.id_of(key, name)].add(BigInt)
+            for key, count in Counter(compress(keys, present)).items():
+                if count < rows:
+                    types[self.id_of(key, name)].add(Absent)
         return tuple(types), types
+
+    def id_of(self, key: Key, name: str | None) -> str:
+        """The column id of ``name`` under ``key``."""
+        item = (key, name)
+        try:
+            return self._ids[item]
+        except KeyError:
+            text = self._ids[item] = _id(item)
+            self._items[text] = item
+            return text
 
     def _positions(self, names: Sequence[str]) -> tuple[dict[Item, int], list[bool]]:
         """Each column id's slot in a row, and which slots are a key's fixed block."""
@@ -363,32 +395,48 @@ class WideRenderer:
             return b""
         keys, owner, sessions = self._keys(chunk)
         positions, blocks = self._positions(names)
-        empty = self._empty_row(blocks)
-        rows = [list(empty) for _ in sessions]
+        width = len(names)
+        # every row's slots in one list; a result's cell goes to its row's base + its slot
+        flat = self._empty_row(blocks) * len(sessions)
+        base = [run * width for run in owner]
+        missing = MISSING
+        put = flat.__setitem__
         try:
             if self.result_fixed:
-                cells = self.long.result_cells(chunk)
-                for key, run, cell in zip(keys, owner, cells, strict=True):
-                    rows[run][positions[(key, None)]] = cell
+                slots = map(positions.__getitem__, zip(keys, repeat(None)))
+                deque(map(put, map(add, base, slots), self.long.result_cells(chunk)), 0)
             json_keys: dict[str | None, set[Key]] = {}
             for item in map(self.item, json_names):
                 json_keys.setdefault(item[1], set()).add(item[0])
-            missing = MISSING
+            texts: Mapping[str, list[Any] | Cells] | None = None
             for name, values in dyn.items():
-                assert not isinstance(values, Cells)
-                plain = value_cells(values, set(map(type, values)))
                 as_json = json_keys.get(name)
-                text = json_cells(values) if as_json else plain
-                for i, value in enumerate(values):
-                    if value is not missing:
-                        key = keys[i]
-                        cell = text[i] if as_json and key in as_json else plain[i]
-                        rows[owner[i]][positions[(key, name)]] = cell
+                if isinstance(values, Cells):
+                    cells = values.cells
+                    present = list(map(bool, cells))  # (see dynamic())
+                    if as_json:
+                        if texts is None:
+                            texts = self.long.json_dynamic(chunk)
+                        found = texts[name]
+                        assert isinstance(found, Cells)
+                        text = found.cells
+                else:
+                    cells = value_cells(values, set(map(type, values)))
+                    present = list(map(is_not, values, repeat(missing)))
+                    if as_json:
+                        text = json_cells(values)
+                if as_json:
+                    cells = [
+                        t if k in as_json else c for k, t, c in zip(keys, text, cells, strict=True)
+                    ]
+                where = list(compress(range(len(cells)), present))
+                slots = map(positions.__getitem__, zip(map(keys.__getitem__, where), repeat(name)))
+                targets = map(add, map(base.__getitem__, where), slots)
+                deque(map(put, targets, map(cells.__getitem__, where)), 0)
         except KeyError:
             raise StandDown("a chunk changed between two readings") from None
+        rows = {pk: flat[i * width : (i + 1) * width] for i, pk in enumerate(sessions)}
+        empty = self._empty_row(blocks)
         head = self.long.head
-        by_session = dict(zip(sessions, rows, strict=True))
-        lines = []
-        for pk in self._span(sessions):
-            lines.append(self._line(head(pk), by_session.get(pk, empty)))
+        lines = [self._line(head(pk), rows.get(pk, empty)) for pk in self._span(sessions)]
         return ("\r\n".join(lines) + "\r\n").encode("utf-8")
