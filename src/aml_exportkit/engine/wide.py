@@ -289,14 +289,18 @@ class WideRenderer:
         owner = [0] * n
         order: list[int] = []
         start = 0
-        parse = datetime.fromisoformat
+        # Times of one width and one UTC offset sort as their texts do (the engine writes
+        # every one with microseconds); others are compared as datetimes.
+        when: list[Any] = created
+        if len(set(map(len, created))) != 1 or len({t[-6:] for t in created}) != 1:
+            when = list(map(datetime.fromisoformat, created))
         for i in range(1, n + 1):
             if i < n and sessions[i] == sessions[start]:
                 continue
             run = len(order)
             order.append(sessions[start])
             # creation order, as the plain path numbers a session's results
-            ranked = sorted(range(start, i), key=lambda j: (parse(created[j]), pks[j]))
+            ranked = sorted(range(start, i), key=lambda j: (when[j], pks[j]))
             seen: dict[str, int] = {}
             for number, j in enumerate(ranked, 1):
                 keys[j] = (result_key(by, number, question[j], section[j], seen),)
@@ -325,6 +329,7 @@ class WideRenderer:
             for key in set(keys):
                 types[self.id_of(key, None)] = set()
         missing = MISSING
+        every = Counter(keys)  # the sessions that have each key
         for name, values in dyn.items():
             if name in fixed:
                 raise StandDown(f"the json column {name!r} has a result field's name")
@@ -344,7 +349,8 @@ class WideRenderer:
                 for key, value in zip(keys, values, strict=True):
                     if type(value) is int and not -EXACT <= value <= EXACT:
                         types[self.id_of(key, name)].add(BigInt)
-            for key, count in Counter(compress(keys, present)).items():
+            counts = every if all(present) else Counter(compress(keys, present))
+            for key, count in counts.items():
                 if count < rows:
                     types[self.id_of(key, name)].add(Absent)
         return tuple(types), types
