@@ -1443,7 +1443,9 @@ class _Run:
 
     def _rebuild_parquet(self, state: _PlanState, output: _Output, kinds: list[Column]) -> None:
         out = _ParquetOut(output, kinds)
-        reader = _CsvToArrow(out.schema)
+        # pyarrow's CSV reader keeps a block per thread and column: with the thousands of
+        # columns of a wide table that was 75 MB of the parent's peak at 10k sessions
+        reader = _CsvToArrow(out.schema, threads=not state.renderer.deferred)
         state.text.flush()
         fd = state.text.fileno()
         try:
