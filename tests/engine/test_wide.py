@@ -46,6 +46,23 @@ def test_generated_zip_same_bytes(
     _compare(WIDE.format(extra=LAYOUTS[layout]), generated_zip, tmp_path, monkeypatch, used=True)
 
 
+#: Beside other tables, and with a filter (only finished sessions are rows).
+MIXED = {
+    "beside-long": WIDE.format(extra="")
+    + '[[sinks]]\ntype = "csv-long"\npath = "l.csv"\n'
+    + '[[sinks]]\ntype = "csv-wide"\npath = "q.csv"\n[sinks.wide]\nkey_by = "question_key"\n',
+    "finished-only": "[filter]\nfinished_only = true\n" + WIDE.format(extra=""),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MIXED))
+def test_beside_other_tables_and_filtered(
+    name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 50_000)
+    _compare(MIXED[name], generated_zip, tmp_path, monkeypatch, used=True)
+
+
 def _drop_sessions(items: list[Any]) -> None:
     """Drop every result of the first and the last session and of two in the middle: their
     rows come from the parent (between chunks) or from a worker (inside a chunk)."""
