@@ -273,19 +273,22 @@ class WideRenderer:
 
     # -- a chunk -----------------------------------------------------------------------------
 
-    def _keys(self, chunk: ResultColumns) -> tuple[list[Key], list[int], list[int]]:
-        """Each result's key, the index of its session among the chunk's sessions, and the
-        chunk's sessions (pks, ascending)."""
+    def _keys(self, chunk: ResultColumns) -> tuple[list[int], list[Key], list[int], list[int]]:
+        """Each result's key (an index into the chunk's distinct keys, which come second:
+        integers hash faster than the key tuples, and every cell looks one up), the index
+        of its session among the chunk's sessions, and the chunk's sessions (pks,
+        ascending)."""
         n = len(chunk)
         if not n:  # (an empty chunk has no fields)
-            return [], [], []
+            return [], [], [], []
         sessions = chunk.session
         created = chunk.created_at
         pks = chunk.pk
         question = chunk.fields["question_key"]
         section = chunk.section
         by = self.wide.key_by
-        keys: list[Key] = [()] * n
+        index: dict[Key, int] = {}
+        keys = [0] * n
         owner = [0] * n
         order: list[int] = []
         start = 0
@@ -303,10 +306,11 @@ class WideRenderer:
             ranked = sorted(range(start, i), key=lambda j: (when[j], pks[j]))
             seen: dict[str, int] = {}
             for number, j in enumerate(ranked, 1):
-                keys[j] = (result_key(by, number, question[j], section[j], seen),)
+                key = (result_key(by, number, question[j], section[j], seen),)
+                keys[j] = index.setdefault(key, len(index))
                 owner[j] = run
             start = i
-        return keys, owner, order
+        return keys, list(index), owner, order
 
     def _span(self, chunk_sessions: list[int]) -> list[int]:
         """The export's sessions from the chunk's first to its last (some without results)."""
@@ -321,12 +325,12 @@ class WideRenderer:
     ) -> tuple[tuple[str, ...], dict[str, set[type]]]:
         """The chunk's column ids and the types of their values (``Absent`` where some of
         the chunk's sessions lack one), as the plain path tracks them."""
-        keys, _, sessions = self._keys(chunk)
+        keys, distinct, _, sessions = self._keys(chunk)
         rows = len(self._span(sessions))
         fixed = self.fixed_by_name
         types: dict[str, set[type]] = {}
         if self.result_fixed:
-            for key in set(keys):
+            for key in distinct:
                 types[self.id_of(key, None)] = set()
         missing = MISSING
         every = Counter(keys)  # the sessions that have each key
@@ -342,17 +346,17 @@ class WideRenderer:
             else:
                 present = list(map(is_not, values, repeat(missing)))
                 pairs = set(zip(keys, map(type, values), strict=True))
-            for key, t in pairs:
+            for k, t in pairs:
                 if t is not _MISSING_TYPE:
-                    types.setdefault(self.id_of(key, name), set()).add(t)
+                    types.setdefault(self.id_of(distinct[k], name), set()).add(t)
             if not isinstance(values, Cells) and int in map(itemgetter(1), pairs):
-                for key, value in zip(keys, values, strict=True):
+                for k, value in zip(keys, values, strict=True):
                     if type(value) is int and not -EXACT <= value <= EXACT:
-                        types[self.id_of(key, name)].add(BigInt)
+                        types[self.id_of(distinct[k], name)].add(BigInt)
             counts = every if all(present) else Counter(compress(keys, present))
-            for key, count in counts.items():
+            for k, count in counts.items():
                 if count < rows:
-                    types[self.id_of(key, name)].add(Absent)
+                    types[self.id_of(distinct[k], name)].add(Absent)
         return tuple(types), types
 
     def id_of(self, key: Key, name: str | None) -> str:
@@ -399,7 +403,7 @@ class WideRenderer:
         n = len(chunk)
         if not n:
             return b""
-        keys, owner, sessions = self._keys(chunk)
+        keys, distinct, owner, sessions = self._keys(chunk)
         positions, blocks = self._positions(names)
         width = len(names)
         # every row's slots in one list; a result's cell goes to its row's base + its slot
@@ -409,11 +413,14 @@ class WideRenderer:
         put = flat.__setitem__
         try:
             if self.result_fixed:
-                slots = map(positions.__getitem__, zip(keys, repeat(None)))
+                slot_of = [positions[(key, None)] for key in distinct]
+                slots = map(slot_of.__getitem__, keys)
                 deque(map(put, map(add, base, slots), self.long.result_cells(chunk)), 0)
-            json_keys: dict[str | None, set[Key]] = {}
-            for item in map(self.item, json_names):
-                json_keys.setdefault(item[1], set()).add(item[0])
+            json_keys: dict[str | None, set[int]] = {}
+            numbers = {key: k for k, key in enumerate(distinct)}
+            for key, name in map(self.item, json_names):
+                if key in numbers:
+                    json_keys.setdefault(name, set()).add(numbers[key])
             texts: Mapping[str, list[Any] | Cells] | None = None
             for name, values in dyn.items():
                 as_json = json_keys.get(name)
@@ -436,8 +443,11 @@ class WideRenderer:
                         t if k in as_json else c for k, t, c in zip(keys, text, cells, strict=True)
                     ]
                 where = list(compress(range(len(cells)), present))
-                slots = map(positions.__getitem__, zip(map(keys.__getitem__, where), repeat(name)))
-                targets = map(add, map(base.__getitem__, where), slots)
+                slot_of = [positions.get((key, name), -1) for key in distinct]
+                found_slots = list(map(slot_of.__getitem__, map(keys.__getitem__, where)))
+                if -1 in found_slots:
+                    raise KeyError(name)
+                targets = map(add, map(base.__getitem__, where), found_slots)
                 deque(map(put, targets, map(cells.__getitem__, where)), 0)
         except KeyError:
             raise StandDown("a chunk changed between two readings") from None
