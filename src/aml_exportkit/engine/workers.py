@@ -687,6 +687,21 @@ class _CsvToArrow:
         return table
 
 
+def _arrow_of(data: _Data) -> ArrowTable:
+    """The table of a worker's Arrow IPC stream, without a copy: its buffers point into
+    ``data`` (or into the spool file's map, which stays valid once the file is removed)."""
+    pa = importlib.import_module("pyarrow")
+    if isinstance(data, _Part):
+        mapped = pa.memory_map(data.spool.path)
+        mapped.seek(data.offset)
+        source = mapped.read_buffer(data.length)
+        mapped.close()
+    else:
+        source = data
+    table: ArrowTable = pa.ipc.open_stream(source).read_all()
+    return table
+
+
 def _write_ipc(table: ArrowTable, fh: object) -> None:
     """Write ``table`` as an Arrow IPC stream to the file or stream ``fh``."""
     ipc = importlib.import_module("pyarrow.ipc")
@@ -951,15 +966,7 @@ class _PlanState:
         if not self.parquets or not text:
             return
         if names == self.names and arrow is not None:
-            # zero copy: the table's buffers point into ``arrow`` (or the spool file's map)
-            if isinstance(arrow, _Part):
-                mapped = self.pa.memory_map(arrow.spool.path)
-                mapped.seek(arrow.offset)
-                source = mapped.read_buffer(arrow.length)
-                mapped.close()
-            else:
-                source = arrow
-            table = self.ipc.open_stream(source).read_all()
+            table = _arrow_of(arrow)
             for out in self.parquets:
                 out.add(table)
         else:  # new columns or kinds: the Parquet outputs are rebuilt at the end
@@ -1065,8 +1072,9 @@ class _Batches:
 
 
 #: A chunk rendered again: the index of the one table it is rendered for, that table's
-#: final columns and its columns of JSON-text cells.
-_Again = tuple[int, tuple[str, ...], frozenset[str]]
+#: final columns, its columns of JSON-text cells, and the Parquet schema (names and types)
+#: to read the text with in the worker, if any (a deferred table's Parquet outputs).
+_Again = tuple[int, tuple[str, ...], frozenset[str], object]
 
 
 class _Run:
@@ -1106,7 +1114,7 @@ class _Run:
 
     def _work(self, payload: tuple[Any, _Again | None]) -> _Chunk:
         task, again = payload
-        only, forced, forced_json = again if again is not None else (None, None, None)
+        only, forced, forced_json, schema = again if again is not None else (None,) * 4
         cols, meta = self.raw.work(task)
         tables: list[_Rendered] = []
         for index, (plan, state) in enumerate(zip(self.plans, self.states, strict=True)):
@@ -1135,6 +1143,8 @@ class _Run:
             arrow = None
             if state.reader is not None and forced is None and tuple(names) == state.names:
                 arrow = state.reader.table(text, len(cols)) if text else b""
+            elif schema is not None:  # (the final columns of a deferred table)
+                arrow = _CsvToArrow(schema, threads=False).table(text, -1) if text else b""
             tables.append((tuple(names), text, renderer.types(dyn), paths, arrow))
         chunk = _Chunk(
             rows=len(cols),
@@ -1333,12 +1343,20 @@ class _Run:
         else:
             redo = [i for i, names in enumerate(state.chunk_names) if names != final]
         self.stats["rerendered_chunks"] = self.stats.get("rerendered_chunks", 0) + len(redo)
-        if redo or final != state.names:
-            self._rewrite_csv(state, (final, final_json), redo, tasks)
         kinds = renderer.kinds(final, state.types, found)
+        schema = None
+        if renderer.deferred and state.parquets:
+            # the workers read their final text into Arrow; the parent only encodes
+            for out in state.parquets:
+                out.abort()
+            state.parquets = [_ParquetOut(out.output, kinds) for out in state.parquets]
+            schema = state.parquets[0].schema
+        if redo or final != state.names:
+            self._rewrite_csv(state, (final, final_json), redo, tasks, schema)
         state.plan.columns = kinds
         for out in state.parquets:
-            if out.valid and kinds == out.columns and not redo and final == state.names:
+            unchanged = renderer.deferred or (not redo and final == state.names)
+            if out.valid and kinds == out.columns and unchanged:
                 out.close()
             else:
                 self.stats["parquet_rebuilt"] = True
@@ -1364,6 +1382,7 @@ class _Run:
         again: tuple[tuple[str, ...], frozenset[str]],
         redo: list[int],
         tasks: list[Any],
+        schema: object = None,
     ) -> None:
         final = again[0]
         assert self.workers is not None
@@ -1371,7 +1390,7 @@ class _Run:
         fresh = dict(
             zip(
                 redo,
-                self.workers.map([(tasks[i], (index, *again)) for i in redo]),
+                self.workers.map([(tasks[i], (index, *again, schema)) for i in redo]),
                 strict=True,
             )
         )
@@ -1390,6 +1409,28 @@ class _Run:
 
             target = None
             new = tempfile.TemporaryFile(prefix="exportkit-engine-", buffering=0)  # noqa: SIM115
+        # a deferred table's Parquet outputs take each chunk's rows as they come
+        parquets = [out for out in state.parquets if schema is not None and out.valid]
+        reader = _CsvToArrow(schema, threads=False) if parquets else None
+
+        def to_parquet(gap: bytes, arrow: _Data | None) -> None:
+            """Add the rows of sessions between chunks (read here), then a chunk's rows
+            (read by its worker; None when a value did not fit, b"" when it has none)."""
+            if not parquets:
+                return
+            tables: list[ArrowTable | bytes | None] = []
+            if gap:
+                assert reader is not None
+                tables.append(reader.table(gap, -1))
+            tables.append(None if arrow is None else _arrow_of(arrow) if len(arrow) else b"")
+            for table in tables:
+                if table is None:  # pragma: no cover - the final kinds fit every value
+                    for out in parquets:
+                        out.valid = False
+                elif _is_table(table):
+                    for out in parquets:
+                        out.add(table)
+
         try:
             renderer = state.renderer
             header = renderer.header(final).encode("utf-8")
@@ -1402,6 +1443,7 @@ class _Run:
                 size = 0
                 if i in fresh:
                     chunk = fresh.pop(i)
+                    gap = b""
                     if chunk.first is not None:
                         gap = renderer.gap(after, chunk.first[0], final)
                         _put(new, gap)
@@ -1410,6 +1452,9 @@ class _Run:
                         after = chunk.last[0]
                     text = chunk.tables[index][1]
                     _put(new, text)
+                    arrow = chunk.tables[index][4]
+                    assert not _is_table(arrow)  # (sent as bytes or spooled)
+                    to_parquet(gap, arrow)
                     if chunk.spool is not None:
                         chunk.spool.discard()
                 else:
@@ -1420,6 +1465,7 @@ class _Run:
                 offset += size
             if state.renderer.deferred:
                 gap = renderer.gap(after, None, final)
+                to_parquet(gap, b"")
                 _put(new, gap)
                 ranges.append((offset, len(gap)))
                 state.rows.append(0)
