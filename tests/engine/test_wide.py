@@ -98,11 +98,17 @@ def test_many_chunks(
     assert engine.LAST_RUN["chunks"] > 10
 
 
-def test_rows_per_participant_take_the_plain_path(
-    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "extra",
+    ['[sinks.wide]\nrow_per = "participant"\n', 'timestamps = "ms"\n'],
+    ids=["participant", "ms"],
+)
+def test_what_the_engine_leaves_to_the_plain_path(
+    extra: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    text = WIDE.format(extra='[sinks.wide]\nrow_per = "participant"\n')
-    _compare(text, generated_zip, tmp_path, monkeypatch, used=False)
+    """Rows per participant, and times to the millisecond (which number a session's
+    results by their cut times)."""
+    _compare(WIDE.format(extra=extra), generated_zip, tmp_path, monkeypatch, used=False)
 
 
 @pytest.fixture(scope="module")

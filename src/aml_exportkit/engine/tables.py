@@ -111,7 +111,7 @@ def make_renderer(options: TableOptions, graph: RecordGraph) -> TableRenderer | 
     wide = wide_layout(options)
     if wide is None:
         return ChunkRenderer(options, graph)
-    why = wide_supports(wide)
+    why = wide_supports(options, wide)
     if why is not None:
         return why
     return WideRenderer(options, wide, graph)

@@ -77,11 +77,14 @@ def wide_layout(options: TableOptions) -> WideOptions | None:
     return wide if getattr(options, "layout", "wide") == "wide" else None
 
 
-def supports(wide: WideOptions) -> str | None:
+def supports(options: TableOptions, wide: WideOptions) -> str | None:
     """Why the engine cannot render a wide table of this layout, or None when it can (the
-    table options themselves are the long renderer's to judge)."""
+    rest of the table options is the long renderer's to judge)."""
     if wide.row_per != "session":
         return "wide rows per participant"
+    if options.timestamps != "us":
+        # (the plain path numbers a session's results by times cut to milliseconds then)
+        return f"a wide table with timestamps = {options.timestamps!r}"
     return None
 
 
