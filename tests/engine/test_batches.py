@@ -40,7 +40,7 @@ MIXED = (
     + LINES
     + '[[sinks]]\ntype = "columns"\npath = "columns.txt"\n'
     + '[[sinks]]\ntype = "bare"\npath = "bare.txt"\n'
-    + '[[sinks]]\ntype = "csv-wide"\npath = "wide.csv"\n'
+    + '[[sinks]]\ntype = "csv-wide"\npath = "wide.csv"\n[sinks.wide]\nrow_per = "participant"\n'
     + '[[sinks]]\ntype = "csv-long"\npath = "long-exploded.csv"\n[sinks.flatten]\n'
     + 'lists = "explode"\n'
 )

@@ -131,6 +131,25 @@ row_per = "participant"
 key_by = "section"
 """
 
+#: The wide tables, as CSV and as Parquet, one layout per run.
+WIDE = {
+    "wide": "",
+    "wide-by-question-key": '[sinks.wide]\nkey_by = "question_key"\n',
+    "wide-by-section": '[sinks.wide]\nkey_by = "section"\n',
+    "wide-by-participant": '[sinks.wide]\nrow_per = "participant"\n',
+    "wide-by-participant-question-key": (
+        '[sinks.wide]\nrow_per = "participant"\nkey_by = "question_key"\n'
+    ),
+}
+
+
+def _wide_tables(wide: str) -> str:
+    return (
+        f'[[sinks]]\ntype = "csv-wide"\npath = "wide.csv"\n{wide}\n'
+        f'[[sinks]]\ntype = "parquet"\npath = "wide.parquet"\nlayout = "wide"\n{wide}'
+    )
+
+
 #: fixture-json on the engine: alone, and beside the long tables (each result parsed once,
 #: every sink's part rendered from it).
 FIXTURE = {
@@ -175,6 +194,7 @@ RUNS = [
     *(Run(name, _long_tables(BULK[name], PARQUET_OPTIONS[name]), bulk=True) for name in BULK),
     *(Run(name, text, bulk=True) for name, text in FIXTURE.items()),
     Run("csv-long-jsonl", GUIDE_SINK, bulk=True),
+    *(Run(name, _wide_tables(text), bulk="participant" not in name) for name, text in WIDE.items()),
     Run("other-sinks", PLAIN),
     Run("codebook", CODEBOOK),
     Run("codebook-classic-wide", CLASSIC_CODEBOOK),

@@ -84,6 +84,8 @@ class MuscleRenderer:
     profiles_first = True
     #: the chunks leave rows that :meth:`lay_out` writes as the table at the end
     laid_out = False
+    #: chunks are rendered at once (:class:`~aml_exportkit.engine.tables.TableRenderer`)
+    deferred = False
 
     def __init__(self, dialect: WriterKind, *, formula_guard: bool) -> None:
         self.line_end = line_end(dialect)
@@ -116,6 +118,31 @@ class MuscleRenderer:
 
     def known(self, names: Iterable[str]) -> None:
         """Dynamic column names found elsewhere (there are none)."""
+
+    def survey(
+        self, chunk: ResultColumns, dyn: Mapping[str, Any]
+    ) -> tuple[tuple[str, ...], dict[str, set[type]]]:
+        """A chunk's names and types (rendered at once; for completeness)."""
+        return tuple(dyn), self.types(dyn)
+
+    def final_names(
+        self, found: Mapping[str, object], types: dict[str, set[type]], covered: int
+    ) -> list[str]:
+        """No dynamic columns: what the chunks found, in order (nothing)."""
+        return self.sort_names(found)
+
+    def gap(self, after: int | None, before: int | None, names: Sequence[str]) -> bytes:
+        """Nothing: the rows between chunks come from :meth:`between`."""
+        return b""
+
+    def kinds(
+        self,
+        names: Sequence[str],
+        types: Mapping[str, set[type]],
+        paths: Mapping[str, Any] | None = None,
+    ) -> list[Column]:
+        """Every column of the table (:attr:`fixed`)."""
+        return self.fixed
 
     def forget(self) -> None:
         """Nothing is cached per session in the parent."""

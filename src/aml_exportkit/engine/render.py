@@ -205,6 +205,11 @@ def float_cells(values: list[Any]) -> list[str]:
     return scalar_cells(values, float)
 
 
+def header_line(names: Iterable[str]) -> str:
+    """A header line (with CRLF) of the column ``names``."""
+    return ",".join(_quote(c) for c in names) + "\r\n"
+
+
 def join_rows(parts: list[list[str]], n: int) -> str:
     """The CSV lines of the rows whose cells are the columns ``parts`` (lists of ``n``).
 
@@ -431,8 +436,7 @@ class ChunkRenderer:
 
     def header(self, names: Sequence[str]) -> str:
         """The header line (with CRLF) for the dynamic columns ``names``."""
-        columns = [c.name for c in self.fixed] + list(names)
-        return ",".join(_quote(c) for c in columns) + "\r\n"
+        return header_line([c.name for c in self.fixed] + list(names))
 
     def sort_names(self, names: Iterable[str]) -> list[str]:
         """Dynamic column names in output order."""
@@ -529,7 +533,7 @@ class ChunkRenderer:
             elif name in json_names:
                 if isinstance(values, Cells):
                     if as_json is None:
-                        as_json = self._json_dynamic(chunk)
+                        as_json = self.json_dynamic(chunk)
                     parts.append(as_json[name].cells)  # type: ignore[union-attr]
                 else:
                     parts.append(json_cells(values))
@@ -544,7 +548,18 @@ class ChunkRenderer:
             return kernel.join_rows(parts, n)  # type: ignore[no-any-return]
         return join_rows(parts, n).encode("utf-8")
 
-    def _json_dynamic(self, chunk: ResultColumns) -> Mapping[str, list[Any] | Cells]:
+    def result_cells(self, chunk: ResultColumns) -> list[str]:
+        """Each result's cells of its fields, section and song, joined (a wide table's
+        fixed block under the result's key)."""
+        parts = [self._field_cells(chunk, field) for field in self.result_fields]
+        if self.tail_columns:
+            tails = self._tails
+            parts.append([tails[s] if s in tails else self.tail(s) for s in chunk.section])
+        if not parts:
+            return [""] * len(chunk)
+        return list(map(",".join, zip(*parts, strict=True)))
+
+    def json_dynamic(self, chunk: ResultColumns) -> Mapping[str, list[Any] | Cells]:
         """The chunk's flattened columns again, every cell as JSON text (native kernel)."""
         kernel = native.kernel()
         if kernel is None or self.flatten is None:  # pragma: no cover - dynamic() needed both
@@ -580,6 +595,40 @@ class ChunkRenderer:
             name: values.types if isinstance(values, Cells) else column_types(values)
             for name, values in dyn.items()
         }
+
+    # -- the rest of the engine's TableRenderer protocol (engine/tables.py) -----------------
+
+    #: chunks are rendered as they come, with the columns known (re-rendered if need be)
+    deferred = False
+
+    def survey(
+        self, chunk: ResultColumns, dyn: Mapping[str, list[Any] | Cells]
+    ) -> tuple[tuple[str, ...], dict[str, set[type]]]:
+        """A chunk's names and types (the long table renders at once; for completeness)."""
+        return tuple(dyn), self.types(dyn)
+
+    def final_names(
+        self, found: Mapping[str, object], types: dict[str, set[type]], covered: int
+    ) -> list[str]:
+        """The export's dynamic columns in output order: every flattened name found."""
+        return self.sort_names(found)
+
+    def gap(self, after: int | None, before: int | None, names: Sequence[str]) -> bytes:
+        """Nothing: a long table has no row for a session without results."""
+        return b""
+
+    def kinds(
+        self,
+        names: Sequence[str],
+        types: Mapping[str, set[type]],
+        paths: Mapping[str, Any] | None = None,
+    ) -> list[Column]:
+        """Every column of the table (:func:`kinds_of`)."""
+        return kinds_of(self, names, types, paths)
+
+    def table_rows(self, results: int) -> int:
+        """One row per trial result."""
+        return results
 
 
 def kinds_of(

@@ -67,9 +67,10 @@ from .chunks import ResultChunks, StandDown, questions_of
 from .fixture import results_text
 from .from_records import RecordChunks
 from .muscle import MuscleRenderer, muscle_renderer
-from .render import ChunkRenderer, json_cells_columns, kinds_of, supports
+from .render import json_cells_columns
 from .spans import Spans
 from .stats import Counted, PlanPart, PlanStats, count_chunk, count_table
+from .tables import TableRenderer, make_renderer, table_key
 
 if TYPE_CHECKING:
     from ..codebook import TableStats
@@ -79,7 +80,6 @@ if TYPE_CHECKING:
     from ..progress import Progress
     from ..scan import DataScan
     from ..sinks.parquet import ParquetSink
-    from ..tabular.options import TableOptions
 
 ENV_SWITCH = "EXPORTKIT_ENGINE"
 
@@ -225,18 +225,12 @@ class _Output:
 
 @attrs.define
 class _Plan:
-    """One long table (one set of table options) and the outputs made from it."""
+    """One table (one set of table options, long or wide) and the outputs made from it."""
 
-    renderer: ChunkRenderer | MuscleRenderer
+    renderer: TableRenderer | MuscleRenderer
     outputs: list[_Output]
     #: the table's columns, once the engine settled them
     columns: list[Column] = attrs.field(factory=list)
-
-
-def _table_key(options: TableOptions) -> tuple[object, ...]:
-    from ..tabular.options import TableOptions
-
-    return tuple(getattr(options, f.name) for f in attrs.fields(TableOptions))
 
 
 def run(
@@ -297,19 +291,22 @@ def run(
             continue
         # MUSCLE's styles: the sink's own row builder makes the rows (engine/muscle.py)
         muscle = muscle_renderer(options, fmt, sink)
-        why = supports(options) if muscle is None else muscle
-        if why is None and fmt == "parquet" and options.timestamps != "us":
+        why = muscle if isinstance(muscle, str) else None
+        if muscle is None and fmt == "parquet" and options.timestamps != "us":
             why = f"timestamps = {options.timestamps!r} as Parquet"
-        if isinstance(why, str) or isinstance(muscle, str):
+        if why is not None:
             others.append((context, sink, f"sink {context.name}: {why}"))
             continue
-        key = _table_key(options) if muscle is None else (id(sink),)
+        key = table_key(options) if muscle is None else (id(sink),)
         plan = next((p for k, p in plans if k == key), None)
         if plan is None:
             try:
-                renderer = ChunkRenderer(options, graph) if muscle is None else muscle
+                renderer = make_renderer(options, graph) if muscle is None else muscle
             except ValueError as exc:  # a column collision: the plain path reports it
                 return _decline(str(exc))
+            if isinstance(renderer, str):
+                others.append((context, sink, f"sink {context.name}: {renderer}"))
+                continue
             plan = _Plan(renderer, [])
             plans.append((key, plan))
         plan.outputs.append(_Output(engine_sink, fmt, path))
@@ -364,10 +361,8 @@ def _run(
         if frozen:
             gc.enable()
     for _, plan in plans:
-        renderer = plan.renderer
-        table_rows = renderer.table_rows(rows) if isinstance(renderer, MuscleRenderer) else rows
         for out in plan.outputs:
-            out.sink.engine_wrote(table_rows, plan.columns)
+            out.sink.engine_wrote(plan.renderer.table_rows(rows), plan.columns)
     for out in fixtures:
         out.sink.engine_wrote(rows)
     if run.batches is not None:
@@ -749,6 +744,21 @@ class _CsvToArrow:
         return table
 
 
+def _arrow_of(data: _Data) -> ArrowTable:
+    """The table of a worker's Arrow IPC stream, without a copy: its buffers point into
+    ``data`` (or into the spool file's map, which stays valid once the file is removed)."""
+    pa = importlib.import_module("pyarrow")
+    if isinstance(data, _Part):
+        mapped = pa.memory_map(data.spool.path)
+        mapped.seek(data.offset)
+        source = mapped.read_buffer(data.length)
+        mapped.close()
+    else:
+        source = data
+    table: ArrowTable = pa.ipc.open_stream(source).read_all()
+    return table
+
+
 def _write_ipc(table: ArrowTable, fh: object) -> None:
     """Write ``table`` as an Arrow IPC stream to the file or stream ``fh``."""
     ipc = importlib.import_module("pyarrow.ipc")
@@ -1008,7 +1018,10 @@ class _PlanState:
         self.offset += len(text)
         if self.hasher is not None:
             self.hasher.upto(self.offset)
-        # the same tuple object for the same names: one per chunk would add up
+        # the same tuple object for the same names: one per chunk would add up (a deferred
+        # table renders every chunk again with the final names: no need to keep them)
+        if self.renderer.deferred:
+            names = ()
         self.chunk_names.append(self.names if names == self.names else names)
         for name, seen in types.items():
             known = self.types.get(name)
@@ -1025,15 +1038,7 @@ class _PlanState:
         if not self.parquets or not text:
             return
         if names == self.names and arrow is not None:
-            # zero copy: the table's buffers point into ``arrow`` (or the spool file's map)
-            if isinstance(arrow, _Part):
-                mapped = self.pa.memory_map(arrow.spool.path)
-                mapped.seek(arrow.offset)
-                source = mapped.read_buffer(arrow.length)
-                mapped.close()
-            else:
-                source = arrow
-            table = self.ipc.open_stream(source).read_all()
+            table = _arrow_of(arrow)
             for out in self.parquets:
                 out.add(table)
         else:  # new columns or kinds: the Parquet outputs are rebuilt at the end
@@ -1143,8 +1148,9 @@ class _Batches:
 
 
 #: A chunk rendered again: the index of the one table it is rendered for, that table's
-#: final columns and its columns of JSON-text cells.
-_Again = tuple[int, tuple[str, ...], frozenset[str]]
+#: final columns, its columns of JSON-text cells, and the Parquet schema (names and types)
+#: to read the text with in the worker, if any (a deferred table's Parquet outputs).
+_Again = tuple[int, tuple[str, ...], frozenset[str], object]
 
 
 class _Run:
@@ -1166,14 +1172,15 @@ class _Run:
         self.counted = counted
         self.plan_stats = (
             [
-                # (a table in MUSCLE's style has rows the parent writes between chunks, or
-                # lays out at the end: its files are read back, as a plain sink's are)
+                # (a table in MUSCLE's style, or a wide one, has rows the parent writes
+                # between chunks or lays out at the end: its files are read back, as a
+                # plain sink's are)
                 PlanStats(
                     csv=plain and any(o.format == "csv" for o in p.outputs),
                     parquet=plain and any(o.format == "parquet" for o in p.outputs),
                 )
                 for p in plans
-                for plain in [not isinstance(p.renderer, MuscleRenderer)]
+                for plain in [not (isinstance(p.renderer, MuscleRenderer) or p.renderer.deferred)]
             ]
             if counted is not None
             else None
@@ -1194,6 +1201,8 @@ class _Run:
         self.workers: _Workers | None = None
         self.states: list[_PlanState] = []
         self.chunk_count = 0
+        #: the sessions that have trial results
+        self.covered = 0
         self.stats: dict[str, Any] = {}
         #: CPU seconds of the parent's threads (see :meth:`_thread_cpu`)
         self.threads_cpu: dict[str, float] = {}
@@ -1203,7 +1212,7 @@ class _Run:
 
     def _work(self, payload: tuple[Any, _Again | None]) -> _Chunk:
         task, again = payload
-        only, forced, forced_json = again if again is not None else (None, None, None)
+        only, forced, forced_json, schema = again if again is not None else (None,) * 4
         cols, meta = self.raw.work(task)
         tables: list[_Rendered] = []
         for index, (plan, state) in enumerate(zip(self.plans, self.states, strict=True)):
@@ -1214,19 +1223,26 @@ class _Run:
                 continue
             renderer = plan.renderer
             dyn = renderer.dynamic(cols)
+            paths = {n: renderer.flatten.paths[n] for n in dyn} if renderer.flatten else {}
+            if renderer.deferred and forced is None:
+                # the first reading of a table rendered with the final columns only
+                found, types = renderer.survey(cols, dyn)
+                tables.append((found, b"", types, paths, None))
+                continue
             renderer.known(dyn)
             names = forced if forced is not None else tuple(renderer.names)
-            if forced is not None and not set(dyn) <= set(forced):
+            if forced is not None and not renderer.deferred and not set(dyn) <= set(forced):
                 raise StandDown("a chunk changed between two readings")
             json_names = renderer.json_columns if forced_json is None else forced_json
             text = renderer.render(cols, dyn, names, json_names)
-            paths = {n: renderer.flatten.paths[n] for n in dyn} if renderer.flatten else {}
             # The Arrow table for the Parquet outputs, read here rather than in the parent
             # (the parent's one core would otherwise bound the engine). Only with the sample's
             # columns: other chunks make the parent rebuild the Parquet files at the end.
             arrow = None
             if state.reader is not None and forced is None and tuple(names) == state.names:
                 arrow = state.reader.table(text, len(cols)) if text else b""
+            elif schema is not None:  # (the final columns of a deferred table)
+                arrow = _CsvToArrow(schema, threads=False).table(text, -1) if text else b""
             tables.append((tuple(names), text, renderer.types(dyn), paths, arrow))
         stats = None
         if self.plan_stats is not None:
@@ -1350,7 +1366,7 @@ class _Run:
         for plan in self.plans:
             renderer = plan.renderer
             types: dict[str, set[type]] = {}
-            if sample is not None and renderer.flatten is not None:
+            if sample is not None and renderer.flatten is not None and not renderer.deferred:
                 dyn = renderer.dynamic(sample)
                 renderer.known(dyn)
                 types = renderer.types(dyn)
@@ -1396,6 +1412,7 @@ class _Run:
                 crc=chunk.crc,
             )
             numbers = array.array("q", chunk.runs).tolist()
+            self.covered += len(numbers) // 3
             for session, count, top in zip(numbers[::3], numbers[1::3], numbers[2::3], strict=True):
                 graph.note_session_run(session, count, top)
             rows = spans.rows
@@ -1475,31 +1492,41 @@ class _Run:
             for name, path in found.items():
                 if flattener._name(path) != name:  # pragma: no cover - same rules everywhere
                     raise StandDown("a column name differs between processes")
-        final = tuple(renderer.sort_names(found))
+        final = tuple(renderer.final_names(found, state.types, self.covered))
         final_json = json_cells_columns({n: state.types.get(n, set()) for n in final})
         state.names_final = final  # type: ignore[attr-defined]
-        if final_json != renderer.json_columns & set(final):
+        if renderer.deferred:
+            redo = list(range(len(state.chunk_names)))  # every chunk, with the final columns
+        elif final_json != renderer.json_columns & set(final):
             # the sample did not show every column whose cells are JSON text: every chunk
             # is rendered again (chunks do not record which columns they held)
             redo = list(range(len(state.chunk_names)))
         else:
             redo = [i for i, names in enumerate(state.chunk_names) if names != final]
         self.stats["rerendered_chunks"] = self.stats.get("rerendered_chunks", 0) + len(redo)
-        if isinstance(renderer, MuscleRenderer) and (redo or final != state.names):
-            # (its rows between chunks lie in no chunk's range)
-            raise StandDown("a table in MUSCLE's style changed its columns")  # pragma: no cover
-        if redo or final != state.names:
-            self._rewrite_csv(state, (final, final_json), redo, tasks)
         if isinstance(renderer, MuscleRenderer):
+            if redo or final != state.names:
+                # (its rows between chunks lie in no chunk's range)
+                raise StandDown("a table in MUSCLE's style changed its columns")  # pragma: no cover
             if renderer.laid_out:
                 self._lay_out(state, renderer)
             kinds = renderer.fixed
         else:
-            kinds = kinds_of(renderer, final, state.types, found)
+            kinds = renderer.kinds(final, state.types, found)
+            schema = None
+            if renderer.deferred and state.parquets:
+                # the workers read their final text into Arrow; the parent only encodes
+                for out in state.parquets:
+                    out.abort()
+                state.parquets = [_ParquetOut(out.output, kinds) for out in state.parquets]
+                schema = state.parquets[0].schema
+            if redo or final != state.names:
+                self._rewrite_csv(state, (final, final_json), redo, tasks, schema)
         state.plan.columns = kinds
         parquets: list[tuple[Path, list[str], TableStats | None]] = []
         for out in state.parquets:
-            if out.valid and kinds == out.columns and not redo and final == state.names:
+            unchanged = renderer.deferred or (not redo and final == state.names)
+            if out.valid and kinds == out.columns and unchanged:
                 out.close()
                 parquets.append((out.output.path, list(out.schema.names), None))
             else:
@@ -1537,6 +1564,7 @@ class _Run:
         again: tuple[tuple[str, ...], frozenset[str]],
         redo: list[int],
         tasks: list[Any],
+        schema: object = None,
     ) -> None:
         final = again[0]
         assert self.workers is not None
@@ -1544,7 +1572,7 @@ class _Run:
         fresh = dict(
             zip(
                 redo,
-                self.workers.map([(tasks[i], (index, *again)) for i in redo]),
+                self.workers.map([(tasks[i], (index, *again, schema)) for i in redo]),
                 strict=True,
             )
         )
@@ -1564,27 +1592,70 @@ class _Run:
 
             target = None
             new = tempfile.TemporaryFile(prefix="exportkit-engine-", buffering=0)  # noqa: SIM115
+        # a deferred table's Parquet outputs take each chunk's rows as they come
+        parquets = [out for out in state.parquets if schema is not None and out.valid]
+        reader = _CsvToArrow(schema, threads=False) if parquets else None
+
+        def to_parquet(gap: bytes, arrow: _Data | None) -> None:
+            """Add the rows of sessions between chunks (read here), then a chunk's rows
+            (read by its worker; None when a value did not fit, b"" when it has none)."""
+            if not parquets:
+                return
+            tables: list[ArrowTable | bytes | None] = []
+            if gap:
+                assert reader is not None
+                tables.append(reader.table(gap, -1))
+            tables.append(None if arrow is None else _arrow_of(arrow) if len(arrow) else b"")
+            for table in tables:
+                if table is None:  # pragma: no cover - the final kinds fit every value
+                    for out in parquets:
+                        out.valid = False
+                elif _is_table(table):
+                    for out in parquets:
+                        out.add(table)
+
         try:
-            header = state.renderer.header(final).encode("utf-8")
+            renderer = state.renderer
+            header = renderer.header(final).encode("utf-8")
             _put(new, header)
             ranges = []
             offset = len(header)
             # every chunk's text anew: its statistics too (a part only adds empty columns)
             counts: list[tuple[PlanPart | None, int]] = []
+            after: int | None = None  # the last session written (rows without results)
             for i, (start, length) in enumerate(state.ranges):
                 text: _Data
+                size = 0
                 if i in fresh:
                     chunk = fresh.pop(i)
                     counts.append((chunk.stats[index] if chunk.stats else None, state.rows[i]))
+                    gap = b""
+                    if chunk.first is not None:
+                        gap = renderer.gap(after, chunk.first[0], final)
+                        _put(new, gap)
+                        size += len(gap)
+                        assert chunk.last is not None
+                        after = chunk.last[0]
                     text = chunk.tables[index][1]
                     _put(new, text)
+                    arrow = chunk.tables[index][4]
+                    assert not _is_table(arrow)  # (sent as bytes or spooled)
+                    to_parquet(gap, arrow)
                     if chunk.spool is not None:
                         chunk.spool.discard()
                 else:
                     text = _pread_all(old.fileno(), length, start)
                     _put(new, text)
-                ranges.append((offset, len(text)))
-                offset += len(text)
+                size += len(text)
+                ranges.append((offset, size))
+                offset += size
+            if state.renderer.deferred:
+                gap = renderer.gap(after, None, final)
+                to_parquet(gap, b"")
+                _put(new, gap)
+                ranges.append((offset, len(gap)))
+                state.rows.append(0)
+                offset += len(gap)
             new.flush()
         except BaseException:
             new.close()
@@ -1652,7 +1723,9 @@ class _Run:
 
         out = _ParquetOut(output, kinds)
         counting = TableStats(keyed=False) if self.counted is not None else None
-        reader = _CsvToArrow(out.schema)
+        # pyarrow's CSV reader keeps a block per thread and column: with the thousands of
+        # columns of a wide table that was 75 MB of the parent's peak at 10k sessions
+        reader = _CsvToArrow(out.schema, threads=not state.renderer.deferred)
         state.text.flush()
         fd = state.text.fileno()
         try:

@@ -21,7 +21,6 @@ class CsvWideSink(TableSink):
     """Writes the wide table as CSV."""
 
     layout = "wide"
-    #: (the engine writes the wide table in MUSCLE's classic style only)
     engine_format = "csv"
 
     def write(self, path: Path, table: Table) -> int:

@@ -92,12 +92,10 @@ class TableSink(BaseSink):
         return self._temp
 
     def engine_table(self) -> tuple[TableOptions, EngineFormat, Path] | None:
-        """The long table the engine may write for this sink (see
-        :class:`~aml_exportkit.contracts.EngineSink`)."""
+        """The table the engine may write for this sink (see
+        :class:`~aml_exportkit.contracts.EngineSink`): long or wide, as the options say."""
         if self.engine_format is None:
             return None
-        if self.layout != "long" and getattr(self.options, "style", "") != "muscle-classic":
-            return None  # (MUSCLE's wide layout is the engine's: engine/muscle.py)
         if getattr(self.options, "partition_by", ()):
             return None  # rows go to several files by partition: the plain path
         return self.options, self.engine_format, self.temp_path()

@@ -14,7 +14,7 @@ within a key the result's fixed fields in template order, then its flattened col
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -79,8 +79,8 @@ class WideBuilder:
             )
             session_groups = []
         # Keyed columns are claimed per key, so their names only need to be unique within one.
-        self.session_fixed = _plain_columns(session_groups, options)
-        self.result_fixed = _plain_columns(
+        self.session_fixed = plain_columns(session_groups, options)
+        self.result_fixed = plain_columns(
             [("result", cols.result), ("section", cols.section), ("song", cols.song)], options
         )
         self.fixed_rank = {c.name: i for i, c in enumerate(self.session_fixed + self.result_fixed)}
@@ -157,12 +157,7 @@ class WideBuilder:
         self.spill.append(group, order, (fixed, dyn))
 
     def _key(self, result: Result, number: int, seen: dict[str, int]) -> KeyPart:
-        by = self.wide.key_by
-        if by == "number":
-            return ("n", number)
-        text = result.question_key if by == "question_key" else str(result.section)
-        count = seen[text] = seen.get(text, 0) + 1
-        return ("q", text if count == 1 else f"{text}~{count}")
+        return result_key(self.wide.key_by, number, result.question_key, result.section, seen)
 
     def finish(self) -> Table:
         """The table; rows are read back grouped from the spill."""
@@ -173,50 +168,28 @@ class WideBuilder:
             self._session_row(session, results)
         join = self.join
         sep = self.options.flatten.separator
-        widths: dict[str, int] = {"s": 1, "n": 1}
-        for key, _ in self.keys:
-            for kind, value in key:
-                if kind in widths:
-                    widths[kind] = max(widths[kind], len(str(value)))
-
-        def part_text(part: KeyPart) -> str:
-            kind, value = part
-            if kind == "s":
-                return f"s{value:0{widths['s']}d}"
-            if kind == "n":
-                return f"{value:0{widths['n']}d}"
-            return escape_key(str(value), sep)
-
-        def order(item: tuple[tuple[KeyPart, ...], str]) -> tuple[Any, ...]:
-            key, name = item
-            rank = self.fixed_rank.get(name)
-            inner = (0, rank) if rank is not None else (1, join.dynamic_sort_key(name))
-            return (tuple(_part_order(part) for part in key), inner)
-
-        ordered = sorted(self.keys, key=order)
+        widths = key_widths(key for key, _ in self.keys)
+        ordered = sorted(
+            self.keys, key=lambda item: column_order(item, self.fixed_rank, join.dynamic_sort_key)
+        )
         if self.per_participant:
             units = len({s.participant for s in self.graph.sessions.values()})
         else:
             units = len(self.graph.sessions)
+
+        def column_of(key: tuple[KeyPart, ...], name: str, fixed: Column | None) -> Column:
+            return join.column(name, (key, name), units, fixed.kind if fixed else None)
+
         columns = list(self.unit_fixed)
-        owners = {c.name: ("field", c.name) for c in columns}
-        for key, name in ordered:
-            text = sep.join([*(part_text(p) for p in key), name]) if key else name
-            if text in owners:
-                raise FlattenError(
-                    f"two values would share the column {text!r}: {owners[text][1]!r} and"
-                    f" {name!r} under key {key!r}; change the separator or a prefix"
-                )
-            owners[text] = ("key", name)
-            fixed = self.fixed_columns.get(name) if key else None
-            column = join.column(name, (key, name), units, fixed.kind if fixed else None)
-            if fixed is not None:
-                column = attrs.evolve(column, origin=fixed.origin, path=fixed.path)
-            if key:
-                by = {"s": "session", "n": "number"}.get(key[-1][0], self.wide.key_by)
-                keytext = sep.join(part_text(p) for p in key)
-                column = attrs.evolve(column, key=keytext, key_by=by)
-            columns.append(attrs.evolve(column, name=text))
+        columns += wide_columns(
+            ordered,
+            self.unit_fixed,
+            widths=widths,
+            separator=sep,
+            key_by=self.wide.key_by,
+            fixed_columns=self.fixed_columns,
+            column_of=column_of,
+        )
         spill = self.spill
         keys = ordered
 
@@ -248,6 +221,92 @@ class WideBuilder:
         self.spill.close()
 
 
+def result_key(
+    key_by: str, number: int, question_key: str, section: int | None, seen: dict[str, int]
+) -> KeyPart:
+    """The key of a session's ``number``-th result (in creation order); ``seen`` counts
+    the question keys or sections met so far in the session (a repeat gets ``~2``, …)."""
+    if key_by == "number":
+        return ("n", number)
+    text = question_key if key_by == "question_key" else str(section)
+    count = seen[text] = seen.get(text, 0) + 1
+    return ("q", text if count == 1 else f"{text}~{count}")
+
+
+def key_widths(keys: Iterable[tuple[KeyPart, ...]]) -> dict[str, int]:
+    """The digits of session ordinals (``s``) and result numbers (``n``) in the header:
+    the widest of the export's."""
+    widths: dict[str, int] = {"s": 1, "n": 1}
+    for key in keys:
+        for kind, value in key:
+            if kind in widths:
+                widths[kind] = max(widths[kind], len(str(value)))
+    return widths
+
+
+def part_text(part: KeyPart, widths: Mapping[str, int], separator: str) -> str:
+    """A key part as the header writes it: ``s01``, ``003``, or the escaped key."""
+    kind, value = part
+    if kind == "s":
+        return f"s{value:0{widths['s']}d}"
+    if kind == "n":
+        return f"{value:0{widths['n']}d}"
+    return escape_key(str(value), separator)
+
+
+def column_order(
+    item: tuple[tuple[KeyPart, ...], str],
+    fixed_rank: Mapping[str, int],
+    dynamic_sort_key: Callable[[str], tuple[Any, ...]],
+) -> tuple[Any, ...]:
+    """Where a keyed column goes in the header (the module's docstring says the order)."""
+    key, name = item
+    rank = fixed_rank.get(name)
+    inner = (0, rank) if rank is not None else (1, dynamic_sort_key(name))
+    return (tuple(_part_order(part) for part in key), inner)
+
+
+def wide_columns(
+    ordered: Iterable[tuple[tuple[KeyPart, ...], str]],
+    unit_fixed: Sequence[Column],
+    *,
+    widths: Mapping[str, int],
+    separator: str,
+    key_by: str,
+    fixed_columns: Mapping[str, Column],
+    column_of: Callable[[tuple[KeyPart, ...], str, Column | None], Column],
+) -> list[Column]:
+    """The keyed columns of a wide table, named ``<key><sep><column>``, in ``ordered``'s
+    order (after the unit's fixed columns ``unit_fixed``).
+
+    :param column_of: a column's kind, origin and JSON types, given its key, its name
+        within the key and, for a result's fixed field, that field's column.
+    :raises FlattenError: when two columns would have the same name.
+    """
+    owners = {c.name: ("field", c.name) for c in unit_fixed}
+    columns: list[Column] = []
+    for key, name in ordered:
+        text = (
+            separator.join([*(part_text(p, widths, separator) for p in key), name]) if key else name
+        )
+        if text in owners:
+            raise FlattenError(
+                f"two values would share the column {text!r}: {owners[text][1]!r} and"
+                f" {name!r} under key {key!r}; change the separator or a prefix"
+            )
+        owners[text] = ("key", name)
+        fixed = fixed_columns.get(name) if key else None
+        column = column_of(key, name, fixed)
+        if fixed is not None:
+            column = attrs.evolve(column, origin=fixed.origin, path=fixed.path)
+        if key:
+            by = {"s": "session", "n": "number"}.get(key[-1][0], key_by)
+            keytext = separator.join(part_text(p, widths, separator) for p in key)
+            column = attrs.evolve(column, key=keytext, key_by=by)
+        columns.append(attrs.evolve(column, name=text))
+    return columns
+
+
 def _part_order(part: KeyPart) -> tuple[int, int, str]:
     kind, value = part
     if kind == "s":
@@ -257,9 +316,11 @@ def _part_order(part: KeyPart) -> tuple[int, int, str]:
     return (2, 0, value)
 
 
-def _plain_columns(
+def plain_columns(
     groups: Sequence[tuple[str, Sequence[str]]], options: TableOptions
 ) -> list[Column]:
+    """The fixed columns of ``groups``, claimed in a registry of their own: keyed columns
+    need unique names only within their key."""
     from ..flatten import ColumnRegistry
 
     return fixed_columns(groups, options.flatten, ColumnRegistry())

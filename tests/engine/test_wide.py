@@ -1,0 +1,171 @@
+"""The engine writes the wide table (csv-wide, wide Parquet) byte for byte as the plain
+path does: many chunks, sessions without results before, between and after them, JSON-text
+cells in one key and not in another, and arbitrary ``json_data`` (hypothesis)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import generate
+from aml_exportkit import engine
+from aml_exportkit.sources import fixture_zip_chunks
+
+from .test_engine import _compare, _rewrite_results, _run
+
+WIDE = """
+[[sinks]]
+type = "csv-wide"
+path = "w.csv"
+{extra}
+[[sinks]]
+type = "parquet"
+path = "w.parquet"
+layout = "wide"
+{extra}
+"""
+
+LAYOUTS = {
+    "number": "",
+    "question-key": '[sinks.wide]\nkey_by = "question_key"\n',
+    "section": '[sinks.wide]\nkey_by = "section"\n',
+    "index-lists": '[sinks.flatten]\nlists = "index"\n',
+    "json": 'result_json = "json"\n',
+    "no-json": 'result_json = "omit"\n',
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_generated_zip_same_bytes(
+    layout: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _compare(WIDE.format(extra=LAYOUTS[layout]), generated_zip, tmp_path, monkeypatch, used=True)
+
+
+#: Beside other tables, and with a filter (only finished sessions are rows).
+MIXED = {
+    "beside-long": WIDE.format(extra="")
+    + '[[sinks]]\ntype = "csv-long"\npath = "l.csv"\n'
+    + '[[sinks]]\ntype = "csv-wide"\npath = "q.csv"\n[sinks.wide]\nkey_by = "question_key"\n',
+    "finished-only": "[filter]\nfinished_only = true\n" + WIDE.format(extra=""),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MIXED))
+def test_beside_other_tables_and_filtered(
+    name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 50_000)
+    _compare(MIXED[name], generated_zip, tmp_path, monkeypatch, used=True)
+
+
+def _drop_sessions(items: list[Any]) -> None:
+    """Drop every result of the first and the last session and of two in the middle: their
+    rows come from the parent (between chunks) or from a worker (inside a chunk)."""
+    sessions = sorted({i["fields"]["session"] for i in items})
+    gone = {sessions[0], sessions[-1], sessions[len(sessions) // 2], sessions[5]}
+    items[:] = [i for i in items if i["fields"]["session"] not in gone]
+
+
+def _mixed_in_one_key(items: list[Any]) -> None:
+    """Text where every other result has a number, in one result only: its key's column
+    (and no other key's) gets JSON-text cells."""
+    for item in items[40:]:
+        data = item["fields"]["json_data"]
+        if isinstance(data, dict) and isinstance(data.get("decision_time"), int | float):
+            data["decision_time"] = "slow"
+            return
+    raise AssertionError("no decision_time to change")
+
+
+@pytest.mark.parametrize("change", [_drop_sessions, _mixed_in_one_key], ids=["gaps", "mixed"])
+@pytest.mark.parametrize("layout", ["number", "question-key"])
+def test_many_chunks(
+    change: Any,
+    layout: str,
+    generated_zip: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = tmp_path / "changed.zip"
+    _rewrite_results(generated_zip, source, change)
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 30_000)
+    _compare(WIDE.format(extra=LAYOUTS[layout]), source, tmp_path, monkeypatch, used=True)
+    assert engine.LAST_RUN["chunks"] > 10
+
+
+@pytest.mark.parametrize(
+    "extra",
+    ['[sinks.wide]\nrow_per = "participant"\n', 'timestamps = "ms"\n'],
+    ids=["participant", "ms"],
+)
+def test_what_the_engine_leaves_to_the_plain_path(
+    extra: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows per participant, and times to the millisecond (which number a session's
+    results by their cut times)."""
+    _compare(WIDE.format(extra=extra), generated_zip, tmp_path, monkeypatch, used=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six sessions of ten results: fast enough for a hypothesis test of whole runs."""
+    path = tmp_path_factory.mktemp("tiny") / "muscle_6.zip"
+    generate.write_zip(path, generate.Size(6, trials=10))
+    return path
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=6),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["a", "b", "c.d"]), inner, max_size=3),
+    ),
+    max_leaves=6,
+)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(values=st.lists(_VALUES, min_size=1, max_size=60), layout=st.sampled_from(["", "index"]))
+def test_any_json_data_same_bytes(
+    values: list[Any],
+    layout: str,
+    tiny_zip: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever the results' ``json_data`` hold (nested, ragged, mixed types, big
+    integers), the engine's columnar wide rows are the plain path's rows."""
+    tmp_path = tmp_path_factory.mktemp("any")
+    source = tmp_path / "any.zip"
+
+    def change(items: list[Any]) -> None:
+        for item, value in zip(items, values, strict=False):
+            item["fields"]["json_data"] = value
+
+    _rewrite_results(tiny_zip, source, change)
+    extra = '[sinks.flatten]\nlists = "index"\n' if layout else ""
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 2_000)
+    text = WIDE.format(extra=extra)
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    plain = _run(text, source, tmp_path / "plain")
+    monkeypatch.setenv(engine.ENV_SWITCH, "1")
+    fast = _run(text, source, tmp_path / "fast")
+    # (a text only the plain path may judge sends the whole run there)
+    assert engine.LAST_RUN["used"] or "json_data" in engine.LAST_RUN["reason"], engine.LAST_RUN
+    assert fast == plain
