@@ -226,8 +226,9 @@ class ResultBatch(Protocol):
     protocol, as pyarrow ships no type stubs). Its columns, in order: ``pk``, ``session``,
     ``section`` (int64), ``created_at`` (string: ISO 8601 with the source's UTC offset),
     ``question_key``, ``expected_response``, ``given_response``, ``comment`` (string),
-    ``score`` (float64), ``scoring_rule`` (string) and ``json_data`` (string: the value's
-    JSON text). Pass it to pyarrow, Polars, pandas or DuckDB as it is.
+    ``score`` (float64), ``scoring_rule`` (string), ``json_data`` (string: the value's
+    JSON text) and ``extra`` (string: the JSON object of the fields beyond MUSCLE's, null
+    for none). Pass it to pyarrow, Polars, pandas or DuckDB as it is.
     """
 
     @property

@@ -12,8 +12,9 @@ The batch's columns (:data:`BATCH_COLUMNS`): ``pk``, ``session`` and ``section``
 ``created_at`` (string: ISO 8601 with the source's UTC offset, as the CSV writes it; an
 Arrow timestamp would keep one zone per column, not the offset of each value),
 ``question_key``, ``expected_response``, ``given_response``, ``comment``,
-``scoring_rule`` (string), ``score`` (float64) and ``json_data`` (string: the value's JSON
-text).
+``scoring_rule`` (string), ``score`` (float64), ``json_data`` (string: the value's JSON
+text) and ``extra`` (string: the JSON object of a result's fields beyond MUSCLE's, null when
+it has none; a source's newer columns, kept as the record's ``extra``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
+import attrs
 import orjson
 
 from ..jsonstream import nesting_ok
@@ -47,6 +49,7 @@ BATCH_COLUMNS: tuple[tuple[str, str], ...] = (
     ("score", "float64"),
     ("scoring_rule", "string"),
     ("json_data", "string"),
+    ("extra", "string"),
 )
 #: The columns taken from :attr:`ResultColumns.fields` as they are.
 _FIELDS = (
@@ -91,7 +94,7 @@ def result_records(cols: ResultColumns) -> list[Result]:
     fields = cols.fields
     # (created_at holds the CSV's text, ISO 8601 with the source's offset kept: it reads
     # back as the datetime the plain path's reader made)
-    return [
+    records = [
         Result(
             pk=pk,
             session=session,
@@ -121,6 +124,12 @@ def result_records(cols: ResultColumns) -> list[Result]:
             strict=True,
         )
     ]
+    if cols.extra is not None:
+        records = [
+            attrs.evolve(record, extra=extra) if extra else record
+            for record, extra in zip(records, cols.extra, strict=True)
+        ]
+    return records
 
 
 def _json_text(value: Any) -> str:
@@ -152,6 +161,11 @@ def result_batch(cols: ResultColumns) -> ArrowTable:
         "section": cols.section,
         "created_at": cols.created_at,
         "json_data": _json_texts(cols),
+        "extra": (
+            [None] * len(cols)
+            if cols.extra is None
+            else [_json_text(e) if e else None for e in cols.extra]
+        ),
         **{name: cols.fields[name] for name in _FIELDS},
     }
     arrays = [pa.array(values.pop(f.name), f.type) for f in schema]
@@ -188,4 +202,7 @@ def batch_results(batch: ResultBatch) -> list[Result]:
         json_data=[text.encode() for text in column("json_data")],
         json_raw=True,
     )
+    extra = column("extra")
+    if any(e is not None for e in extra):
+        cols.extra = [{} if e is None else json_value(e.encode()) for e in extra]
     return result_records(cols)

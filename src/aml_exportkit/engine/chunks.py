@@ -90,9 +90,19 @@ class ResultChunks(Protocol[TaskT]):
         """Checked results from the start, for the first columns (None: none fit)."""
 
     def work(self, task: TaskT) -> tuple[ResultColumns, ChunkMeta]:
-        """Read, parse and check one chunk (in a worker).
+        """Read, parse and check one chunk (in a worker), with the native kernel where it
+        takes the chunk; a chunk the columnar checks refuse is read by :meth:`reference`.
 
-        :raises StandDown: when the chunk holds anything the checks do not accept.
+        :raises SourceError: the plain path's error for the chunk's first bad record.
+        """
+
+    def reference(self, task: TaskT) -> tuple[ResultColumns, ChunkMeta]:
+        """Read one chunk without the native kernel, record by record, with the plain
+        path's reader and the graph's checks (:class:`~aml_exportkit.graph.ResultChecker`):
+        its plain values (``json_raw`` false), or the plain path's error.
+
+        :raises SourceError: the error, naming the file (or table) and the record.
+        :raises StandDown: only for what the columns cannot carry.
         """
 
     def finish(self, crcs: Sequence[tuple[int, int]]) -> None:
@@ -160,9 +170,20 @@ class ResultColumns:
     :param json_data: the parsed ``json_data`` values, or their JSON texts (bytes) when
         ``json_raw``.
     :param json_raw: ``json_data`` holds JSON texts, which the native kernel flattens.
+    :param extra: each result's fields beyond MUSCLE's (a record's ``extra``), or None when
+        no result of the chunk has any.
     """
 
-    __slots__ = ("created_at", "fields", "json_data", "json_raw", "pk", "section", "session")
+    __slots__ = (
+        "created_at",
+        "extra",
+        "fields",
+        "json_data",
+        "json_raw",
+        "pk",
+        "section",
+        "session",
+    )
 
     def __init__(
         self,
@@ -174,6 +195,7 @@ class ResultColumns:
         fields: Mapping[str, list[Any]],
         json_data: list[Any],
         json_raw: bool = False,
+        extra: list[Mapping[str, Any]] | None = None,
     ) -> None:
         self.pk = pk
         self.session = session
@@ -182,6 +204,7 @@ class ResultColumns:
         self.fields = fields
         self.json_data = json_data
         self.json_raw = json_raw
+        self.extra = extra
 
     def __len__(self) -> int:
         return len(self.pk)
@@ -314,6 +337,7 @@ def finish_columns(
     checks: Checks,
     *,
     raw_json: bool = False,
+    extra: Sequence[Mapping[str, Any]] | None = None,
 ) -> tuple[ResultColumns, ChunkMeta]:
     """Check a chunk's raw columns as the graph would and put them in output order.
 
@@ -323,6 +347,7 @@ def finish_columns(
 
     :param raw_json: ``json_data`` holds JSON texts (bytes) for the native kernel to
         flatten, not parsed values.
+    :param extra: each result's fields beyond MUSCLE's (None: none has any).
     """
     if checks.owner == "participant":
         sessions, participants = participants, sessions
@@ -370,6 +395,7 @@ def finish_columns(
         fields=fields,
         json_data=pick(json_data, order),
         json_raw=raw_json,
+        extra=None if extra is None else pick(extra, order),
     )
     first = (sessions[0], pks[0]) if kept else None
     last = (sessions[-1], pks[-1]) if kept else None
