@@ -62,7 +62,7 @@ import attrs
 from ..errors import ExportkitError, TemplateError
 from ..tabular.table import Absent, Column, column_kind
 from .batches import read_batches, result_batch
-from .chunks import ResultChunks, StandDown, questions_of
+from .chunks import ChunkMeta, ResultChunks, ResultColumns, StandDown, questions_of
 from .fixture import results_text
 from .render import ChunkRenderer, json_cells_columns, kinds_of, supports
 from .spans import Spans
@@ -225,9 +225,12 @@ def run(
         any, is raised in place of the engine's outcome. It does not run when the engine
         stands down before its workers start.
     :param feed: hands a batch to one of the sinks the engine does not write (default:
-        :func:`~aml_exportkit.contracts.hand_result_batch`); called once the engine has
-        written everything, with every chunk's batch in order, so that a stand-down never
-        leaves such a sink with part of the results.
+        :func:`~aml_exportkit.contracts.hand_result_batch`); called in the parent as each
+        chunk arrives, in order, while the workers read the next ones (the profile answers,
+        read beside, are complete before the first batch). The engine takes every run
+        whose source offers chunks, with or without an engine sink, so no stand-down can
+        leave such a sink with part of the results; an error ends the run, and the
+        pipeline aborts every sink.
     :return: True when the engine wrote everything (the graph's trial results are then read
         and counted); False when the plain path must run.
     """
@@ -267,8 +270,17 @@ def run(
             plan = _Plan(renderer, [])
             plans.append((key, plan))
         plan.outputs.append(_Output(engine_sink, fmt, path))
-    if not plans and not fixtures:
-        return _decline(others[0][2])
+    deliver = None
+    if others:
+        from ..contracts import hand_result_batch
+
+        def deliver(batch: ResultBatch) -> None:
+            for context, sink, _ in others:
+                if feed is None:
+                    hand_result_batch(sink, batch)
+                else:
+                    feed(context, sink, batch)
+
     run = _Run(
         graph,
         raw,
@@ -278,12 +290,9 @@ def run(
         jobs or jobs_setting(),
         questions,
         fixtures,
-        batches=bool(others),
+        deliver=deliver,
     )
-    with contextlib.ExitStack() as stack:
-        if run.batches is not None:
-            stack.callback(run.batches.close)  # whatever happens
-        return _run(run, plans, fixtures, others, feed)
+    return _run(run, plans, fixtures, others)
 
 
 def _run(
@@ -291,7 +300,6 @@ def _run(
     plans: list[tuple[tuple[object, ...], _Plan]],
     fixtures: list[_Output],
     others: list[tuple[SinkContext, Sink, str]],
-    feed: Callable[[SinkContext, Sink, ResultBatch], None] | None,
 ) -> bool:
     frozen = gc.isenabled()
     gc.disable()
@@ -301,7 +309,14 @@ def _run(
         finally:
             run.close()
     except _BesideFailed as failed:
+        # (the profile answers' error: the plain path reads them first, so it comes first)
+        LAST_RUN.update(used=True, reason="", error=str(failed.error))
         raise failed.error from None
+    except ExportkitError as exc:
+        # the source's bad input, found by the engine: the run ends with it, as it would
+        # on the plain path
+        LAST_RUN.update(used=True, reason="", error=str(exc))
+        raise
     except StandDown as exc:
         return _decline(str(exc))
     except ValueError as exc:
@@ -317,15 +332,6 @@ def _run(
             out.sink.engine_wrote(rows, plan.columns)
     for out in fixtures:
         out.sink.engine_wrote(rows)
-    if run.batches is not None:
-        from ..contracts import hand_result_batch
-
-        for batch in run.batches.read():
-            for context, sink, _ in others:
-                if feed is None:
-                    hand_result_batch(sink, batch)
-                else:
-                    feed(context, sink, batch)
     LAST_RUN.update(
         used=True,
         reason="",
@@ -381,8 +387,8 @@ def _serve(conn: Connection, work: Callable[[Any], Any]) -> None:
             reply = (number, True, work(payload))
         except StandDown as exc:
             reply = (number, False, str(exc))
-        except ExportkitError as exc:
-            reply = (number, False, str(exc))
+        except ExportkitError as exc:  # the source's error: raised as it is in the parent
+            reply = (number, False, exc)
         except Exception as exc:
             reply = (number, False, f"{type(exc).__name__}: {exc}")
         conn.send(reply)
@@ -412,6 +418,7 @@ class _Workers:
         """``work(payload)`` of each payload, in order.
 
         :raises StandDown: when a worker's chunk failed.
+        :raises ExportkitError: the source's error for a chunk's bad input.
         """
         total = len(payloads)
         busy: dict[Connection, int] = dict.fromkeys(self.conns, 0)
@@ -434,7 +441,7 @@ class _Workers:
                     raise StandDown("a worker process ended unexpectedly") from None
                 busy[conn] -= 1
                 if not ok:
-                    raise StandDown(value)
+                    raise value if isinstance(value, ExportkitError) else StandDown(value)
                 done[number] = value
             while following in done:
                 yield done.pop(following)
@@ -1039,35 +1046,6 @@ class _FixtureText:
             fh.close()
 
 
-class _Batches:
-    """Every chunk's record batch, in order, kept in an anonymous file until the engine
-    has written everything (then handed to the sinks it does not write): on the outputs'
-    disk, not in memory, and gone with the process whatever happens."""
-
-    def __init__(self, folder: Path) -> None:
-        import tempfile
-
-        self.file: Any = tempfile.TemporaryFile(dir=folder, buffering=0)  # noqa: SIM115
-        self.parts: list[int] = []
-
-    def add(self, data: _Data) -> None:
-        """Append a chunk's batch (nothing for a chunk without results)."""
-        if len(data):
-            _put(self.file, data)
-            self.parts.append(len(data))
-
-    def read(self) -> Iterator[ResultBatch]:
-        """The batches, in order."""
-        offset = 0
-        for length in self.parts:
-            yield from read_batches(_pread_all(self.file.fileno(), length, offset))
-            offset += length
-
-    def close(self) -> None:
-        """Remove the file."""
-        self.file.close()
-
-
 #: A chunk rendered again: the index of the one table it is rendered for, that table's
 #: final columns and its columns of JSON-text cells.
 _Again = tuple[int, tuple[str, ...], frozenset[str]]
@@ -1085,14 +1063,14 @@ class _Run:
         questions: DataScan | None = None,
         fixtures: Sequence[_Output] = (),
         *,
-        batches: bool = False,
+        deliver: Callable[[ResultBatch], None] | None = None,
     ) -> None:
         self.graph = graph
         self.jobs = jobs
         self.fixtures = _FixtureText([o.path for o in fixtures]) if fixtures else None
-        self.want_batches = batches
-        folder = (plans[0].outputs[0].path if plans else fixtures[0].path).parent
-        self.batches = _Batches(folder) if batches else None
+        #: hands a record batch to the sinks the engine does not write
+        self.deliver = deliver
+        self.want_batches = deliver is not None
         self.questions = questions
         self.raw = raw
         self.plans = plans
@@ -1108,8 +1086,19 @@ class _Run:
 
     def _work(self, payload: tuple[Any, _Again | None]) -> _Chunk:
         task, again = payload
-        only, forced, forced_json = again if again is not None else (None, None, None)
         cols, meta = self.raw.work(task)
+        try:
+            return self._chunk(cols, meta, again)
+        except StandDown:
+            # the native kernel's columns do not take this chunk (a json_data deeper than
+            # it flattens, say): the source reads it again without the kernel, record by
+            # record, which gives plain values or the plain path's error (this chunk only)
+            del cols
+            cols, meta = self.raw.reference(task)
+            return self._chunk(cols, meta, again)
+
+    def _chunk(self, cols: ResultColumns, meta: ChunkMeta, again: _Again | None) -> _Chunk:
+        only, forced, forced_json = again if again is not None else (None, None, None)
         tables: list[_Rendered] = []
         for index, (plan, state) in enumerate(zip(self.plans, self.states, strict=True)):
             if only is not None and index != only:
@@ -1252,7 +1241,7 @@ class _Run:
         # The trial results' keys; the graph's set gets them once the work beside (which
         # adds the profile answers' keys) is done, so that a key both hold is found as the
         # plain path finds it (a trial result's key repeating a profile answer's).
-        spans = Spans()
+        spans = Spans(errors=graph.result_checker("trial"))
         new_paths: list[dict[str, JsonPath]] = [{} for _ in self.plans]
         trim_heap()
         for chunk in self.workers.map([(task, None) for task in tasks]):
@@ -1281,9 +1270,13 @@ class _Run:
                 found.update(paths)
             if self.fixtures is not None:
                 self.fixtures.add(chunk.fixture)
-            if self.batches is not None:
+            if self.deliver is not None and len(chunk.batch):
                 assert not _is_table(chunk.batch)  # (sent as bytes or spooled)
-                self.batches.add(chunk.batch)
+                # as the chunk arrives, so that the sinks overlap the workers; after the
+                # profile answers, which a sink reads first (as on the plain path)
+                self._join_beside()
+                for batch in read_batches(_read(chunk.batch)):
+                    self.deliver(batch)
             if chunk.spool is not None:
                 chunk.spool.discard()
             if chunk.position:
@@ -1299,8 +1292,9 @@ class _Run:
         self.workers = None
         self._join_beside()
         duplicate = graph.result_pks.merge(spans.keys)
-        if duplicate is not None:
-            raise StandDown(f"duplicate primary key {duplicate}")
+        if duplicate is not None:  # a trial result's key repeats a profile answer's
+            assert spans.errors is not None
+            raise spans.errors.duplicate(duplicate)
         graph.settle_trial_results(spans.rows, spans.missing)
         return spans.rows
 
