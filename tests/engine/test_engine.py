@@ -167,11 +167,13 @@ def test_codebook_of_reference_zips(
     _compare("codebook = true\n" + BENCH, zip_path, tmp_path, monkeypatch, used=True)
 
 
-def test_other_styles_take_the_plain_path(
+def test_other_styles_get_the_engines_batches(
     generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A table the engine does not render itself is written from its record batches."""
     text = '[[sinks]]\ntype = "csv-long"\npath = "a.csv"\nprofile = "columns"\n'
-    _compare(text, generated_zip, tmp_path, monkeypatch, used=False)
+    _compare(text, generated_zip, tmp_path, monkeypatch, used=True)
+    assert engine.LAST_RUN["batch_sinks"] == 1
 
 
 def _rewrite_results(source: Path, target: Path, change: Callable[[list[Any]], None]) -> None:

@@ -6,7 +6,9 @@ The engine (:mod:`aml_exportkit.engine`) never makes a
 them to :func:`finish_columns`, which applies what :class:`~aml_exportkit.graph.RecordGraph`
 checks for every result (types, foreign keys, duplicate keys, order, MUSCLE's column
 lengths) and puts the rows in output order. Anything it does not accept raises
-:class:`StandDown`: the engine stands down and the plain path reports the problem.
+:class:`StandDown`, and the source reads that chunk again record by record
+(:meth:`ResultChunks.reference`), which gives the chunk's plain values or the plain path's
+error: the engine does not stand down for the source's data.
 
 A source offers its raw results to the engine as a :class:`ResultChunks` (and its profile
 answers as a :class:`ProfileCheck`); those protocols, :class:`ResultColumns`,
@@ -45,7 +47,9 @@ _CREATED = re.compile(
 
 
 class StandDown(Exception):
-    """The engine cannot take this run (the plain path runs instead)."""
+    """The columns (or the kernel) cannot take this: inside a chunk's reading, the source's
+    reference reading takes the chunk; anywhere else the engine cannot take the run (the
+    plain path runs instead)."""
 
 
 class ChunkMeta(TypedDict, total=False):

@@ -33,11 +33,13 @@ engine starts with those of a sample; a chunk that finds more is rendered again 
 with the final columns and the outputs are rebuilt (rare: a sample of a few thousand
 results holds nearly every shape).
 
-Anything unexpected (a value the checks reject, a key beyond MUSCLE's fields, a cut that
-does not parse, a column collision) makes the engine stand down by raising :class:`StandDown`
-before any output is final; the plain path then runs and reports the problem exactly as it
-always does. ``EXPORTKIT_ENGINE=0`` turns the engine off, ``EXPORTKIT_ENGINE=strict`` makes a
-stand-down an error (for tests). ``docs/performance.md`` has the measurements.
+Bad input does not make the engine stand down: a chunk the columns refuse is read again in
+its worker by the source's reference reading, which raises the plain path's error (sent to
+the parent whole and raised there), and what spans chunks raises the graph's errors
+(decision 0028). What the engine does not render (a column collision) makes it stand down by
+raising :class:`StandDown` before any output is final; the plain path then runs.
+``EXPORTKIT_ENGINE=0`` turns the engine off, ``EXPORTKIT_ENGINE=strict`` makes a stand-down
+an error (for tests). ``docs/performance.md`` has the measurements.
 """
 
 from __future__ import annotations
