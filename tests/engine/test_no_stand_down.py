@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
+import psycopg
 import pytest
 
 import dummy_sink_module
+import generate
 from aml_exportkit import (
     BaseSink,
     OutputReport,
@@ -32,8 +34,9 @@ from aml_exportkit.errors import ExportkitError
 from aml_exportkit.graph import RecordGraph
 from aml_exportkit.pipeline import registry_for, run_export
 from aml_exportkit.records import Result
-from aml_exportkit.sources import fixture_zip_chunks
+from aml_exportkit.sources import fixture_zip_chunks, muscle_db_chunks
 from aml_exportkit.template.load import parse_template
+from conftest import REFERENCE
 
 LONG = '[[sinks]]\ntype = "csv-long"\npath = "long.csv"\n'
 FIXTURE = '[[sinks]]\ntype = "fixture-json"\npath = "copy.zip"\n'
@@ -289,3 +292,65 @@ def test_the_engine_takes_a_run_without_an_engine_sink(
     assert engine.LAST_RUN["batch_sinks"] == 2
     assert isinstance(plain, dict)
     assert fast == plain
+
+
+# -- the database source ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_db(pg_database: Callable[[Path | None], str]) -> str:
+    dsn = pg_database(REFERENCE / "head" / "muscle_head.sql")
+    generate.fill_database(dsn, generate.Size(20))
+    return dsn
+
+
+#: A change to one trial result of a middle session, which the plain path refuses.
+DB_REFUSED = {
+    "a score that is NaN": "score = 'NaN'",
+    "json_data too deep": (
+        "json_data = ('{\"a\": ' || repeat('[', 300) || repeat(']', 300) || '}')::jsonb"
+    ),
+    "an integer too long to read": ("json_data = ('{\"a\": ' || repeat('9', 5000) || '}')::jsonb"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(DB_REFUSED))
+def test_bad_database_rows_give_the_plain_paths_error(
+    what: str, small_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 3)
+    with psycopg.connect(small_db, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT r.id, r.score, r.json_data::text FROM result_result r JOIN session_session s"
+            " ON s.id = r.session_id JOIN experiment_block b ON b.id = s.block_id"
+            " WHERE b.slug = %s ORDER BY r.session_id DESC, r.id LIMIT 1 OFFSET 40",
+            (generate.BLOCK_SLUG,),
+        ).fetchone()
+        assert row is not None
+        conn.execute(f"UPDATE result_result SET {DB_REFUSED[what]} WHERE id = %s", (row[0],))
+        try:
+            outcome = []
+            for mode in ("0", "strict"):
+                monkeypatch.setenv(engine.ENV_SWITCH, mode)
+                try:
+                    _run_db(LONG + BATCHES, small_db, tmp_path / mode)
+                    outcome.append(None)
+                except ExportkitError as exc:
+                    outcome.append((type(exc), str(exc), exc.exit_code))
+            assert outcome[0] is not None
+            assert outcome[0] == outcome[1]
+            assert engine.LAST_RUN["used"] is True
+        finally:
+            conn.execute(
+                "UPDATE result_result SET score = %s, json_data = %s::jsonb WHERE id = %s",
+                (row[1], row[2], row[0]),
+            )
+
+
+def _run_db(text: str, dsn: str, out: Path) -> None:
+    pm = get_plugin_manager(load_entrypoints=False, plugins=[dummy_sink_module, _Plugin()])
+    registry = registry_for(pm)
+    template = parse_template(
+        "manifest = false\n" + text, file="t.toml", folder=out, sinks=registry.sink_specs
+    )
+    run_export(template, source=dsn, out_dir=out, blocks=(generate.BLOCK_SLUG,), plugin_manager=pm)
