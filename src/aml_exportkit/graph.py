@@ -467,11 +467,12 @@ class RecordGraph:
         check = checker.check
         for batch in batches():
             for result in batch:
+                before = checker.last[1]  # the previous result's pk
                 owner = check(result)
                 if note is not None:
                     if owner != run_owner:
                         if run_owner is not None:
-                            note(run_owner, run_length, checker.last[1])
+                            note(run_owner, run_length, before)
                         run_owner, run_length = owner, 0
                     run_length += 1
             count += len(batch)

@@ -416,8 +416,12 @@ class _Workers:
             self.conns.append(parent)
             self.procs.append(proc)
 
-    def map(self, payloads: Sequence[Any]) -> Iterator[Any]:
+    def map(self, payloads: Sequence[Any], idle: Callable[[], bool] | None = None) -> Iterator[Any]:
         """``work(payload)`` of each payload, in order.
+
+        :param idle: called while the parent waits for the workers, every tenth of a second
+            for as long as it returns True (work the parent holds back, to do as soon as it
+            can).
 
         :raises StandDown: when a worker's chunk failed.
         :raises ExportkitError: the source's error for a chunk's bad input.
@@ -434,7 +438,8 @@ class _Workers:
                     conn.send((sent, payloads[sent]))
                     busy[conn] += 1
                     sent += 1
-            ready = wait([c for c in self.conns if busy[c]])
+            polling = idle is not None and idle()
+            ready = wait([c for c in self.conns if busy[c]], timeout=0.1 if polling else None)
             for waited in ready:
                 conn = waited  # type: ignore[assignment]
                 try:
@@ -1072,6 +1077,8 @@ class _Run:
         self.fixtures = _FixtureText([o.path for o in fixtures]) if fixtures else None
         #: hands a record batch to the sinks the engine does not write
         self.deliver = deliver
+        #: chunks' batches (IPC stream bytes) held until the profile answers are done
+        self.held: list[bytes] = []
         self.want_batches = deliver is not None
         self.questions = questions
         self.raw = raw
@@ -1246,7 +1253,8 @@ class _Run:
         spans = Spans(errors=graph.result_checker("trial"))
         new_paths: list[dict[str, JsonPath]] = [{} for _ in self.plans]
         trim_heap()
-        for chunk in self.workers.map([(task, None) for task in tasks]):
+        payloads = [(task, None) for task in tasks]
+        for chunk in self.workers.map(payloads, self._hand_batches if self.deliver else None):
             self.chunk_count += 1
             if self.chunk_count % 32 == 0:
                 trim_heap()
@@ -1274,16 +1282,14 @@ class _Run:
                 self.fixtures.add(chunk.fixture)
             if self.deliver is not None and len(chunk.batch):
                 assert not _is_table(chunk.batch)  # (sent as bytes or spooled)
-                # as the chunk arrives, so that the sinks overlap the workers; after the
-                # profile answers, which a sink reads first (as on the plain path)
-                self._join_beside()
-                for batch in read_batches(_read(chunk.batch)):
-                    self.deliver(batch)
+                self.held.append(_read(chunk.batch))
+                self._hand_batches()
             if chunk.spool is not None:
                 chunk.spool.discard()
             if chunk.position:
                 graph.expected_trial_results = max(rows, round(rows / chunk.position))
             self.progress.update(rows, graph.expected_trial_results)
+        self._hand_batches(final=True)
         if spans.crcs:
             raw.finish(spans.crcs)
         for state, found in zip(self.states, new_paths, strict=True):
@@ -1299,6 +1305,19 @@ class _Run:
             raise spans.errors.duplicate(duplicate)
         graph.settle_trial_results(spans.rows, spans.missing)
         return spans.rows
+
+    def _hand_batches(self, *, final: bool = False) -> bool:
+        """Hand the held batches to the sinks the engine does not write, as soon as the
+        profile answers (read beside, and by a sink first, as on the plain path) are done,
+        so that the sinks overlap the workers; True while some are still held."""
+        thread = self.beside_thread
+        if self.held and (final or thread is None or not thread.thread.is_alive()):
+            self._join_beside()
+            assert self.deliver is not None
+            while self.held:
+                for batch in read_batches(self.held.pop(0)):
+                    self.deliver(batch)
+        return bool(self.held)
 
     def _join_beside(self) -> None:
         if self.beside_thread is not None:
