@@ -411,10 +411,10 @@ class EngineSink(Sink, Protocol):
     as if the stream had been read), and writes the long table of our CSV dialect (and
     Parquet made from that text), or the fixture zip's ``results.json`` text, byte for
     byte as the sink itself would. The pipeline uses it when the source offers its results
-    in chunks (``RecordGraph.result_chunks``) and some sink of the run is an engine sink
-    that accepts; the run's other sinks then get the trial results as batches
-    (:meth:`Sink.write_result_batch`). Anything unexpected in the data makes the engine
-    stand down before any output is final, and the plain path runs instead.
+    in chunks (``RecordGraph.result_chunks``); the run's other sinks then get the trial
+    results as batches (:meth:`Sink.write_result_batch`). Bad input ends the run with the
+    source's own error (decision 0028); what the engine does not render makes it stand
+    down before any output is final, and the plain path runs instead.
 
     The calls: :meth:`engine_table` after :meth:`Sink.begin` and the profile answers; then
     either :meth:`engine_wrote` (the engine wrote the file) and :meth:`Sink.finish`, or the
