@@ -354,3 +354,25 @@ def _run_db(text: str, dsn: str, out: Path) -> None:
         "manifest = false\n" + text, file="t.toml", folder=out, sinks=registry.sink_specs
     )
     run_export(template, source=dsn, out_dir=out, blocks=(generate.BLOCK_SLUG,), plugin_manager=pm)
+
+
+def test_a_database_column_beyond_muscles(
+    small_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column of result_result that MUSCLE does not have is each record's extra: the
+    fixture zip of the engine holds it as the plain path's does."""
+    monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 3)
+    with psycopg.connect(small_db, autocommit=True) as conn:
+        conn.execute("ALTER TABLE result_result ADD COLUMN newer text DEFAULT 'kept'")
+        try:
+            outcome = []
+            for mode in ("0", "strict"):
+                monkeypatch.setenv(engine.ENV_SWITCH, mode)
+                _run_db(LONG + FIXTURE + BATCHES, small_db, tmp_path / mode)
+                outcome.append({p.name: p.read_bytes() for p in (tmp_path / mode).iterdir()})
+            assert engine.LAST_RUN["used"] is True
+            assert outcome[0] == outcome[1]
+            with zipfile.ZipFile(tmp_path / "0" / "copy.zip") as zf:
+                assert b'"newer": "kept"' in zf.read("results.json")
+        finally:
+            conn.execute("ALTER TABLE result_result DROP COLUMN newer")

@@ -183,6 +183,8 @@ def db_columns(rows: list[Any], checks: Checks) -> tuple[ResultColumns, ChunkMet
     if not rows:
         return finish_columns([], [], [], [], [], {}, [], [], checks)
     columns = list(zip(*rows, strict=True))
+    if len(columns) > 12:  # the source's columns beyond MUSCLE's: the records' extra
+        raise StandDown("columns beyond MUSCLE's")
     pks, sessions, participants, sections, created = columns[:5]
     kernel = native_kernel()
     texts = kernel.utc_texts(created) if kernel is not None else None  # None: not all UTC
