@@ -447,11 +447,14 @@ class _Workers:
                 except EOFError:
                     raise StandDown("a worker process ended unexpectedly") from None
                 busy[conn] -= 1
+                done[number] = (ok, value)
+            while following in done:
+                # a failed chunk fails the run in its turn: an earlier chunk's error (read
+                # more slowly, record by record) comes first, as in the plain path's stream
+                ok, value = done.pop(following)
                 if not ok:
                     raise value if isinstance(value, ExportkitError) else StandDown(value)
-                done[number] = value
-            while following in done:
-                yield done.pop(following)
+                yield value
                 following += 1
 
     def close(self) -> None:
