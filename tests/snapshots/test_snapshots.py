@@ -174,7 +174,7 @@ RUNS = [
     *(Run(name, _long_tables(BULK[name], PARQUET_OPTIONS[name]), bulk=True) for name in BULK),
     *(Run(name, text, bulk=True) for name, text in FIXTURE.items()),
     Run("csv-long-jsonl", GUIDE_SINK, bulk=True),
-    Run("other-sinks", PLAIN),
+    Run("other-sinks", PLAIN, bulk=True),
     Run("codebook", CODEBOOK),
     Run("codebook-classic-wide", CLASSIC_CODEBOOK),
     # the tables of the library's API, written to no file
