@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeGuard, cast
 
 import attrs
 
-from ..errors import ExportkitError, TemplateError
+from ..errors import DatabaseError, ExportkitError, SourceError, TemplateError
 from ..tabular.table import Absent, Column, column_kind
 from .batches import read_batches, result_batch
 from .chunks import ChunkMeta, ResultChunks, ResultColumns, StandDown, questions_of
@@ -389,8 +389,10 @@ def _serve(conn: Connection, work: Callable[[Any], Any]) -> None:
             reply = (number, True, work(payload))
         except StandDown as exc:
             reply = (number, False, str(exc))
-        except ExportkitError as exc:  # the source's error: raised as it is in the parent
+        except (SourceError, DatabaseError) as exc:  # the source's: raised as it is
             reply = (number, False, exc)
+        except ExportkitError as exc:  # (a sink's, met in rendering: the plain path says it)
+            reply = (number, False, str(exc))
         except Exception as exc:
             reply = (number, False, f"{type(exc).__name__}: {exc}")
         conn.send(reply)
