@@ -371,7 +371,14 @@ def check_profiles(graph: RecordGraph) -> bool:
 # -- running chunks in worker processes -------------------------------------------------------
 
 
-def _serve(conn: Connection, work: Callable[[Any], Any]) -> None:
+def _serve(
+    conn: Connection, work: Callable[[Any], Any], parents: Sequence[Connection] = ()
+) -> None:
+    # The parent's ends of the pipes, inherited by the fork, are closed here: a worker
+    # holding one would never see its own pipe close when the parent dies (killed while a
+    # sink takes a batch, the workers still running), and would outlive it.
+    for end in parents:
+        end.close()
     # The graph and everything else inherited stays frozen: no collection ever scans it
     # (and parsed JSON has no cycles, so nothing needs the cyclic collector here).
     gc.freeze()
@@ -412,7 +419,9 @@ class _Workers:
         self.procs: list[Any] = []
         for _ in range(count):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(child, work), daemon=True)
+            proc = ctx.Process(
+                target=_serve, args=(child, work, [*self.conns, parent]), daemon=True
+            )
             proc.start()
             child.close()
             self.conns.append(parent)
