@@ -226,10 +226,9 @@ class ResultBatch(Protocol):
     protocol, as pyarrow ships no type stubs). Its columns, in order: ``pk``, ``session``,
     ``section`` (int64), ``created_at`` (string: ISO 8601 with the source's UTC offset),
     ``question_key``, ``expected_response``, ``given_response``, ``comment`` (string),
-    ``score`` (float64), ``scoring_rule`` (string) and ``json_data`` (string: the value's
-    JSON text); then ``extra`` (string: a JSON object, null for none) only when some result
-    has fields beyond MUSCLE's (``Result.extra``). Pass it to pyarrow, Polars, pandas or
-    DuckDB as it is.
+    ``score`` (float64), ``scoring_rule`` (string), ``json_data`` (string: the value's
+    JSON text) and ``extra`` (string: the JSON object of the fields beyond MUSCLE's, null
+    for none). Pass it to pyarrow, Polars, pandas or DuckDB as it is.
     """
 
     @property
@@ -411,12 +410,12 @@ class EngineSink(Sink, Protocol):
     to a result stream (kind, foreign keys, unique pk, order; the graph's counts are updated
     as if the stream had been read), and writes the long table of our CSV dialect (and
     Parquet made from that text), or the fixture zip's ``results.json`` text, byte for
-    byte as the sink itself would. The pipeline uses it when some sink of the run is an
-    engine sink that accepts (the source's results in chunks: its own reader,
-    ``RecordGraph.result_chunks``, or else its records cut between sessions); the run's
-    other sinks then get the trial results as batches (:meth:`Sink.write_result_batch`).
-    Anything unexpected in the data makes the engine stand down before any output is
-    final, and the plain path runs instead.
+    byte as the sink itself would. The pipeline uses it for every run with a sink (the
+    source's results in chunks: its own reader, ``RecordGraph.result_chunks``, or else its
+    records cut between sessions); the run's other sinks then get the trial results as
+    batches (:meth:`Sink.write_result_batch`). Bad input ends the run with the source's own
+    error (decision 0028); what the engine does not render makes it stand down before any
+    output is final, and the plain path runs instead.
 
     The calls: :meth:`engine_table` after :meth:`Sink.begin` and the profile answers; then
     either :meth:`engine_wrote` (the engine wrote the file) and :meth:`Sink.finish`, or the

@@ -49,9 +49,20 @@ class ExportkitError(Exception):
         """The place the error is about (a file, a record, a key path), or ''."""
         return ""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # keyword-only context fields: pickled as the instance's state, so that an error
+        # raised in one of the engine's worker processes arrives whole in the parent
+        return (_rebuild, (type(self), self.message), self.__dict__)
+
     def __str__(self) -> str:
         where = self.location()
         return scrub(f"{where}: {self.message}" if where else self.message)
+
+
+def _rebuild(cls: type[ExportkitError], message: str) -> ExportkitError:
+    error = cls.__new__(cls)
+    ExportkitError.__init__(error, message)
+    return error
 
 
 class TemplateError(ExportkitError):

@@ -78,9 +78,19 @@ class PkSet:
         page[byte] |= mask
         return True
 
+    def __contains__(self, pk: object) -> bool:
+        if type(pk) is not int:
+            return False
+        if pk < 0:
+            return pk in self._other
+        page = self._pages.get(pk >> _PAGE_BITS)
+        bit = pk & (_PAGE_SIZE - 1)
+        return page is not None and bool(page[bit >> 3] & (1 << (bit & 7)))
+
     def add_many(self, data: bytes) -> int | None:
-        """Add keys given as native ``int64`` bytes (unique among themselves); return one
-        that was already there (None if none was), in which case some may have been added.
+        """Add keys given as native ``int64`` bytes (unique among themselves); return the
+        first, in their order, that was already there (None if none was), in which case some
+        may have been added.
 
         One key at a time this cost ~0.5 µs per result in the engine's parent; with
         numpy (pyarrow's companion, optional) the keys go into each page at once.
@@ -117,8 +127,11 @@ class PkSet:
             current = np.frombuffer(page, dtype=np.uint8)
             clash = current & packed
             if clash.any():
-                taken = np.unpackbits(clash, bitorder="little")
-                return int(number << _PAGE_BITS | int(np.argmax(taken)))
+                # the first in the order given: keys of lower pages were new (and are added
+                # now), those of this page and above are as they were
+                return int(
+                    next(k for k in keys.tolist() if k >> _PAGE_BITS >= number and k in self)
+                )
             current |= packed
         return None
 
@@ -460,82 +473,127 @@ class RecordGraph:
         setattr(self, attr, None)
         return batches
 
+    def result_checker(self, kind: str, pks: PkSet | None = None) -> ResultChecker:
+        """The checks of :meth:`trial_results` (``kind="trial"``) or :meth:`profile_results`
+        (``"profile"``) for one result at a time, against ``pks`` (default: the graph's
+        :attr:`result_pks`). The engine's readers apply them to a chunk that its columnar
+        checks refuse, so that the error is the one this graph raises."""
+        return ResultChecker(self, kind, self._result_pks if pks is None else pks)
+
     def _checked(self, batches: ResultBatches, kind: str) -> Iterator[Sequence[Result]]:
-        owner_field = "session" if kind == "trial" else "participant"
-        other_field = "participant" if kind == "trial" else "session"
-        owners = self._tables[owner_field]
-        sections = self._tables["section"]
-        check_sections = "section" in self.info.provided
-        keep_missing = self._missing_sections == "keep"
-        origin = self._origins.get(f"{kind}-result", f"{kind} results")
-        pks = self._result_pks
-        last = (-(1 << 63), -(1 << 63))
-        count = 0
+        checker = self.result_checker(kind)
         # each session's run: how many results, and the last (the highest) pk
         note = self.note_session_run if kind == "trial" else None
         run_owner: int | None = None
         run_length = 0
+        count = 0
+        check = checker.check
         for batch in batches():
             for result in batch:
-                owner = getattr(result, owner_field)
-                pk = result.pk
-                if owner is None or getattr(result, other_field) is not None:
-                    both = owner is not None
-                    raise IntegrityError(
-                        f"a {kind} result needs a {owner_field} and no {other_field}; it has "
-                        + ("both" if both else f"no {owner_field}"),
-                        file=origin,
-                        model="result",
-                        pk=pk,
-                        field=owner_field,
-                    )
-                if owner not in owners:
-                    raise IntegrityError(
-                        f"{owner_field} {owner} not found in {self.origin(owner_field)}",
-                        file=origin,
-                        model="result",
-                        pk=pk,
-                        field=owner_field,
-                        missing_pk=owner,
-                    )
-                section = result.section
-                if check_sections and section is not None and section not in sections:
-                    if not keep_missing:
-                        raise IntegrityError(
-                            f"section {section} not found in {self.origin('section')}"
-                            " (MUSCLE exports only the sections of the playlists attached to"
-                            ' the block now; set [source] missing_sections = "keep" to keep'
-                            " the reference)",
-                            file=origin,
-                            model="result",
-                            pk=pk,
-                            field="section",
-                            missing_pk=section,
-                        )
-                    self.missing_section_refs += 1
-                if not pks.add(pk):
-                    raise IntegrityError(
-                        "duplicate primary key", file=origin, model="result", pk=pk
-                    )
-                position = (owner, pk)
-                if position <= last:
-                    raise SourceError(
-                        f"results are not ordered by ({owner_field}, pk): this one"
-                        f" ({owner_field} {owner}) comes after result {last[1]}"
-                        f" ({owner_field} {last[0]})",
-                        file=origin,
-                        model="result",
-                        pk=pk,
-                    )
+                before = checker.last[1]  # the previous result's pk
+                owner = check(result)
                 if note is not None:
                     if owner != run_owner:
                         if run_owner is not None:
-                            note(run_owner, run_length, last[1])
+                            note(run_owner, run_length, before)
                         run_owner, run_length = owner, 0
                     run_length += 1
-                last = position
             count += len(batch)
             yield batch
         if note is not None and run_owner is not None:
-            note(run_owner, run_length, last[1])
+            note(run_owner, run_length, checker.last[1])
+        self.missing_section_refs += checker.missing
         self.result_counts[kind] = count
+
+
+class ResultChecker:
+    """The graph's checks of results, one at a time, in stream order: the kind (an owner and
+    not the other), the owner and the section exist, the key is new, (owner, pk) order.
+
+    :param graph: the graph whose sessions (participants) and sections the results refer to.
+    :param kind: ``"trial"`` or ``"profile"``.
+    :param pks: the keys seen so far (added to).
+    """
+
+    def __init__(self, graph: RecordGraph, kind: str, pks: PkSet) -> None:
+        self.owner_field = "session" if kind == "trial" else "participant"
+        self.other_field = "participant" if kind == "trial" else "session"
+        self.kind = kind
+        self.graph = graph
+        self.owners = graph._tables[self.owner_field]
+        self.sections = graph._tables["section"]
+        self.check_sections = "section" in graph.info.provided
+        self.keep_missing = graph.missing_sections == "keep"
+        self.origin = graph._origins.get(f"{kind}-result", f"{kind} results")
+        self.pks = pks
+        #: the (owner, pk) of the last result that passed
+        self.last = (-(1 << 63), -(1 << 63))
+        #: results kept although their section is missing
+        self.missing = 0
+
+    def check(self, result: Result) -> int:
+        """Check ``result`` after the ones before it; return its owner.
+
+        :raises IntegrityError: for a wrong kind, a missing owner or section, a repeated key.
+        :raises SourceError: when it comes before the last result in (owner, pk) order.
+        """
+        owner_field = self.owner_field
+        owner = getattr(result, owner_field)
+        pk = result.pk
+        if owner is None or getattr(result, self.other_field) is not None:
+            both = owner is not None
+            raise IntegrityError(
+                f"a {self.kind} result needs a {owner_field} and no {self.other_field}; it has "
+                + ("both" if both else f"no {owner_field}"),
+                file=self.origin,
+                model="result",
+                pk=pk,
+                field=owner_field,
+            )
+        if owner not in self.owners:
+            raise IntegrityError(
+                f"{owner_field} {owner} not found in {self.graph.origin(owner_field)}",
+                file=self.origin,
+                model="result",
+                pk=pk,
+                field=owner_field,
+                missing_pk=owner,
+            )
+        section = result.section
+        if self.check_sections and section is not None and section not in self.sections:
+            if not self.keep_missing:
+                raise IntegrityError(
+                    f"section {section} not found in {self.graph.origin('section')}"
+                    " (MUSCLE exports only the sections of the playlists attached to"
+                    ' the block now; set [source] missing_sections = "keep" to keep'
+                    " the reference)",
+                    file=self.origin,
+                    model="result",
+                    pk=pk,
+                    field="section",
+                    missing_pk=section,
+                )
+            self.missing += 1
+        if not self.pks.add(pk):
+            raise self.duplicate(pk)
+        position = (owner, pk)
+        if position <= self.last:
+            raise self.disorder(position, self.last)
+        self.last = position
+        return owner  # type: ignore[no-any-return]
+
+    def duplicate(self, pk: int) -> IntegrityError:
+        """The error for a result whose key ``pk`` was seen before."""
+        return IntegrityError("duplicate primary key", file=self.origin, model="result", pk=pk)
+
+    def disorder(self, position: tuple[int, int], last: tuple[int, int]) -> SourceError:
+        """The error for the result at (owner, pk) ``position`` after the one at ``last``."""
+        owner_field = self.owner_field
+        return SourceError(
+            f"results are not ordered by ({owner_field}, pk): this one"
+            f" ({owner_field} {position[0]}) comes after result {last[1]}"
+            f" ({owner_field} {last[0]})",
+            file=self.origin,
+            model="result",
+            pk=position[1],
+        )

@@ -246,17 +246,26 @@ class _Window:
 
 
 def iter_json_array(
-    stream: IO[bytes], *, name: str, read_size: int = 4 << 20
+    stream: IO[bytes],
+    *,
+    name: str,
+    read_size: int = 4 << 20,
+    offset: int = 0,
+    after: Any = None,
 ) -> Iterator[list[Any]]:
     """Yield the elements of the JSON array in ``stream``, a list at a time.
 
     :param stream: a binary stream holding one JSON array.
     :param name: the file name for error messages.
     :param read_size: bytes read at a time; memory stays a small multiple of it.
+    :param offset: the file offset of the stream's first byte, for error messages (the
+        engine reads a part of a file's array as an array of its own).
+    :param after: the element before the stream's first one, for error messages.
     :raises SourceError: for text that is not one JSON array of valid JSON values, naming
         the file, the byte offset and the last element read before the fault.
     """
     window = _Window(stream, read_size)
+    window.base = offset
     window.fill()
     first = window.peek()
     if first is None:
@@ -266,7 +275,7 @@ def iter_json_array(
             f"expected a JSON array, found {_what_starts(window.buf[window.pos :])}", file=name
         )
     window.pos += 1
-    last: Any = None
+    last: Any = after
     if window.peek() == ord("]"):
         window.pos += 1
         _expect_end(window, name)

@@ -608,10 +608,12 @@ def _drive(
                 sink.begin(graph)
         readers = [(c, s) for c, s in sinks if c.needs_profiles]
         profiles = _ProfileReader(graph, readers, observers)
-        # The engine writes the long tables straight from the source's raw results when
-        # it can (docs/performance.md), reading the profile answers in a thread while its
-        # workers run, and hands the other sinks the trial results as record batches once
-        # it has written everything; otherwise the profile answers come first, then every sink gets
+        # The engine takes every run with a sink (the source's raw results in chunks, or its
+        # records cut between sessions; docs/performance.md): it writes its tables itself,
+        # reads the profile answers in a thread while its workers run, and hands the other
+        # sinks the trial results as record batches as the chunks arrive (after the profile
+        # answers); bad input ends the run with the source's error. When it stands down
+        # (what it does not render) the profile answers come first, then every sink gets
         # checked Result batches. The codebook's questions of the trial results come from
         # the engine's chunks, after those of the profile answers (the plain path's order);
         # the column statistics of the files the engine writes are counted by its workers.

@@ -179,32 +179,36 @@ def test_a_chunks_batch_is_handed_in_slices(
     assert sum(ColumnsSink.sizes) == engine.LAST_RUN["rows"]
 
 
-def test_only_sinks_the_engine_does_not_write_take_the_plain_path(
+def test_only_sinks_the_engine_does_not_write_take_the_engine(
     generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(engine.ENV_SWITCH, "1")
-    _run(LINES, generated_zip, tmp_path / "out")
-    reason = "sink lines cannot be written by the engine"
-    assert {"used": False, "reason": reason} == engine.LAST_RUN
+    """A run without an engine sink is the engine's too: its sinks get the batches."""
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    plain = _run(LINES, generated_zip, tmp_path / "plain")
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    assert _run(LINES, generated_zip, tmp_path / "fast") == plain
+    assert engine.LAST_RUN["used"] is True
+    assert engine.LAST_RUN["batch_sinks"] == 1
 
 
 @pytest.mark.parametrize("what", sorted(BAD))
 def test_bad_data_beside_a_plugin_sink(
     what: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The plain path's error or bytes, whether or not the engine stood down: a sink the
-    engine does not write gets its batches only once the engine wrote everything, so a
-    stand-down never hands it a result twice."""
+    """The plain path's error or bytes: a sink the engine does not write gets its batches
+    as the chunks arrive; bad input ends the run with the plain path's error (the engine
+    never stands down, so no sink is handed a result twice)."""
     broken = tmp_path / "broken.zip"
     _rewrite_results(generated_zip, broken, BAD[what])
     outcome: list[Any] = []
-    for mode in ("0", "1"):
+    for mode in ("0", "strict"):
         monkeypatch.setenv(engine.ENV_SWITCH, mode)
         out = tmp_path / mode
         try:
             outcome.append(_run(LONG + LINES, broken, out))
         except ExportkitError as exc:
-            outcome.append(str(exc).replace(str(out), "OUT"))
+            outcome.append((type(exc), str(exc).replace(str(out), "OUT")))
         assert not list(out.glob(".*")), list(out.iterdir())
     assert outcome[0] == outcome[1]
     assert isinstance(outcome[0], dict) is (what in ("big integer in json", "extra field"))
+    assert engine.LAST_RUN["used"] is True

@@ -239,11 +239,13 @@ def test_codebook_of_reference_zips(
     _compare("codebook = true\n" + BENCH, zip_path, tmp_path, monkeypatch, used=True)
 
 
-def test_other_styles_take_the_plain_path(
+def test_other_styles_get_the_engines_batches(
     generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A table the engine does not render itself is written from its record batches."""
     text = '[[sinks]]\ntype = "csv-long"\npath = "a.csv"\nprofile = "columns"\n'
-    _compare(text, generated_zip, tmp_path, monkeypatch, used=False)
+    _compare(text, generated_zip, tmp_path, monkeypatch, used=True)
+    assert engine.LAST_RUN["batch_sinks"] == 1
 
 
 def _rewrite_results(source: Path, target: Path, change: Callable[[list[Any]], None]) -> None:
@@ -284,26 +286,34 @@ BAD = {
 }
 
 
+@pytest.mark.parametrize("chunk_bytes", [4 << 20, 20_000], ids=["one-chunk", "many-chunks"])
 @pytest.mark.parametrize("what", sorted(BAD))
 def test_bad_data_gives_the_plain_paths_result(
-    what: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    what: str,
+    chunk_bytes: int,
+    generated_zip: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The plain path's error (or output) comes out, whether or not the engine stood down."""
+    """The engine takes the run and gives the plain path's error (type, text, record) or
+    output: the chunk at fault is read again record by record, what spans chunks (a
+    duplicate key, the order) is checked in the parent."""
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", chunk_bytes)
     broken = tmp_path / "broken.zip"
     _rewrite_results(generated_zip, broken, BAD[what])
     outcome: list[Any] = []
-    for mode in ("0", "1"):
+    for mode in ("0", "strict"):
         monkeypatch.setenv(engine.ENV_SWITCH, mode)
         try:
             outcome.append(_run(BENCH, broken, tmp_path / mode))
         except ExportkitError as exc:
-            outcome.append(str(exc))
+            outcome.append((type(exc), str(exc), exc.exit_code))
     assert outcome[0] == outcome[1]
     if what in ("big integer in json", "extra field"):
         assert isinstance(outcome[0], dict), what
     else:
-        assert isinstance(outcome[0], str), what
-        assert engine.LAST_RUN["used"] is False
+        assert isinstance(outcome[0], tuple), what
+    assert engine.LAST_RUN["used"] is True
 
 
 @pytest.mark.parametrize(
@@ -312,8 +322,8 @@ def test_bad_data_gives_the_plain_paths_result(
 def test_bad_data_in_a_fixture_zip_run(
     what: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """fixture-json on the engine: the plain path's error or bytes, whether or not the
-    engine stood down (after its workers wrote part of results.json's text), and the
+    """fixture-json on the engine: the plain path's error or bytes (the engine never stands
+    down; an error may come after its workers wrote part of results.json's text), and the
     engine's temporary text is gone either way."""
     change = BAD.get(what) or _set(200, "json_data", json.loads("[" * 300 + "]" * 300))
     broken = tmp_path / "broken.zip"
@@ -326,15 +336,15 @@ def test_bad_data_in_a_fixture_zip_run(
         try:
             outcome.append(_run(FIXTURE, broken, out))
         except ExportkitError as exc:
-            outcome.append(str(exc))
+            outcome.append((type(exc), str(exc)))
         assert not list(out.glob(".*")), list(out.iterdir())
     assert outcome[0] == outcome[1]
     if what in ("big integer in json", "extra field"):
         assert isinstance(outcome[0], dict), what
-        assert engine.LAST_RUN["used"] is (what == "big integer in json")
     else:
-        assert isinstance(outcome[0], str), what
-        assert engine.LAST_RUN["used"] is False
+        assert isinstance(outcome[0], tuple), what
+    # the engine reports bad input itself, and keeps fields beyond MUSCLE's
+    assert engine.LAST_RUN["used"] is True, engine.LAST_RUN
 
 
 def test_a_fixture_zip_of_the_engine_has_the_members_of_the_plain_path(
@@ -365,20 +375,21 @@ def test_a_trial_key_repeating_a_profile_key(
     generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The profile answers are read beside the engine (in a thread); their keys and the
-    trial results' meet only at the end, and a clash is still the plain path's error."""
+    trial results' meet only at the end, and a clash is the plain path's error, which the
+    engine raises itself."""
     with zipfile.ZipFile(generated_zip) as zf:
         profile_pk = json.loads(zf.read("profiles.json"))[0]["pk"]
     broken = tmp_path / "clash.zip"
     _rewrite_results(generated_zip, broken, _set(200, "pk", profile_pk))
     messages = []
-    for mode in ("0", "1"):
+    for mode in ("0", "strict"):
         monkeypatch.setenv(engine.ENV_SWITCH, mode)
         with pytest.raises(ExportkitError) as caught:
             _run(BENCH, broken, tmp_path / mode)
-        messages.append(str(caught.value))
+        messages.append((type(caught.value), str(caught.value)))
     assert messages[0] == messages[1]
-    assert engine.LAST_RUN["used"] is False
-    assert engine.LAST_RUN["reason"] == f"duplicate primary key {profile_pk}"
+    assert engine.LAST_RUN["used"] is True
+    assert f"result {profile_pk}: duplicate primary key" in messages[1][1]
 
 
 def test_crc32_combine() -> None:
@@ -393,7 +404,7 @@ def test_corrupt_member_fails_its_crc(
     generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stored member whose bytes changed fails zipfile's CRC check; the engine checks it
-    too (combining the chunks' CRCs) and leaves the message to the plain path."""
+    too (combining the chunks' CRCs) and reports it as the zip reader does."""
     data = bytearray(generated_zip.read_bytes())
     with zipfile.ZipFile(generated_zip) as zf:  # in results.json, which the engine reads
         start = zf.getinfo("results.json").header_offset
@@ -401,10 +412,14 @@ def test_corrupt_member_fails_its_crc(
     data[at] = ord("Q") if data[at] != ord("Q") else ord("R")
     broken = tmp_path / "crc.zip"
     broken.write_bytes(bytes(data))
-    monkeypatch.setenv(engine.ENV_SWITCH, "1")
-    with pytest.raises(ExportkitError, match="CRC"):
-        _run(BENCH, broken, tmp_path / "out")
-    assert engine.LAST_RUN["used"] is False
+    messages = []
+    for mode in ("0", "strict"):
+        monkeypatch.setenv(engine.ENV_SWITCH, mode)
+        with pytest.raises(ExportkitError, match="CRC") as caught:
+            _run(BENCH, broken, tmp_path / mode)
+        messages.append((type(caught.value), str(caught.value)))
+    assert messages[0] == messages[1]
+    assert engine.LAST_RUN["used"] is True
 
 
 # -- the database source ----------------------------------------------------------------------

@@ -195,7 +195,7 @@ RUNS = [
     *(Run(name, text, bulk=True) for name, text in FIXTURE.items()),
     Run("csv-long-jsonl", GUIDE_SINK, bulk=True),
     *(Run(name, _wide_tables(text), bulk="participant" not in name) for name, text in WIDE.items()),
-    Run("other-sinks", PLAIN),
+    Run("other-sinks", PLAIN, bulk=True),
     Run("codebook", CODEBOOK),
     Run("codebook-classic-wide", CLASSIC_CODEBOOK),
     # the tables of the library's API, written to no file (the long one by the engine)

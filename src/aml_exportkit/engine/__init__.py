@@ -7,9 +7,11 @@ check each chunk into columns (:mod:`.chunks`), render the long table's rows for
 (:mod:`.render`, with the optional native kernel of :mod:`.native`) and the fixture zip's
 ``results.json`` objects (:mod:`.fixture`) and, for the run's other sinks, a record batch
 (:mod:`.batches`); the parent checks
-what spans chunks (:mod:`.spans`) and writes the outputs (:mod:`.workers`). Anything the
-engine does not take makes it stand down (:class:`StandDown`) before any output is final;
-the plain path then runs. ``docs/architecture.md`` and decision 0024 describe the layout.
+what spans chunks (:mod:`.spans`) and writes the outputs (:mod:`.workers`). Bad input
+ends the run with the source's own error (a chunk the columns refuse is read again record
+by record, :meth:`ResultChunks.reference`); what the engine does not render makes it stand
+down (:class:`StandDown`) before any output is final, and the plain path runs.
+``docs/architecture.md`` and decisions 0024 and 0028 describe the layout.
 
 This module is the engine's public interface: sources, sinks and the pipeline use the
 names below and nothing else of the package.

@@ -12,10 +12,9 @@ The batch's columns (:data:`BATCH_COLUMNS`): ``pk``, ``session`` and ``section``
 ``created_at`` (string: ISO 8601 with the source's UTC offset, as the CSV writes it; an
 Arrow timestamp would keep one zone per column, not the offset of each value),
 ``question_key``, ``expected_response``, ``given_response``, ``comment``,
-``scoring_rule`` (string), ``score`` (float64) and ``json_data`` (string: the value's JSON
-text); then, only in a batch where some result has fields beyond MUSCLE's
-(``Result.extra``, which a source other than the zip and the database may give),
-``extra`` (string: a JSON object's text, null for none).
+``scoring_rule`` (string), ``score`` (float64), ``json_data`` (string: the value's JSON
+text) and ``extra`` (string: the JSON object of a result's fields beyond MUSCLE's, null when
+it has none; a source's newer columns, kept as the record's ``extra``).
 
 The way back, records to columns (:func:`record_columns`), is how the engine takes the trial
 results of a source that offers no chunk reader of its own (:mod:`.from_records`).
@@ -62,6 +61,7 @@ BATCH_COLUMNS: tuple[tuple[str, str], ...] = (
     ("score", "float64"),
     ("scoring_rule", "string"),
     ("json_data", "string"),
+    ("extra", "string"),
 )
 #: The columns taken from :attr:`ResultColumns.fields` as they are.
 _FIELDS = (
@@ -74,10 +74,6 @@ _FIELDS = (
 )
 
 
-#: The column of a batch's fields beyond MUSCLE's (present only when some result has any).
-EXTRA_COLUMN = "extra"
-#: A result's fields beyond MUSCLE's when it has none (shared, never changed).
-_NO_EXTRA: Mapping[str, Any] = {}
 _RECORD_FIELDS = attrgetter(
     "pk",
     "session",
@@ -159,7 +155,8 @@ def result_records(cols: ResultColumns) -> list[Result]:
     ]
     if cols.extra is not None:
         records = [
-            attrs.evolve(r, extra=e) if e else r for r, e in zip(records, cols.extra, strict=True)
+            attrs.evolve(record, extra=extra) if extra else record
+            for record, extra in zip(records, cols.extra, strict=True)
         ]
     return records
 
@@ -248,12 +245,14 @@ def result_batch(cols: ResultColumns) -> ArrowTable:
         "section": cols.section,
         "created_at": cols.created_at,
         "json_data": _json_texts(cols),
+        "extra": (
+            [None] * len(cols)
+            if cols.extra is None
+            else [_json_text(e) if e else None for e in cols.extra]
+        ),
         **{name: cols.fields[name] for name in _FIELDS},
     }
     arrays = [pa.array(values.pop(f.name), f.type) for f in schema]
-    if cols.extra is not None:
-        schema = schema.append(pa.field(EXTRA_COLUMN, pa.string()))
-        arrays.append(pa.array([_json_text(e) if e else None for e in cols.extra], pa.string()))
     return cast("ArrowTable", pa.Table.from_arrays(arrays, schema=schema))
 
 
@@ -283,11 +282,9 @@ def _columns(batch: ResultBatch) -> ResultColumns:
         json_data=[text.encode() for text in column("json_data")],
         json_raw=True,
     )
-    if EXTRA_COLUMN in getattr(batch.schema, "names", ()):
-        cols.extra = [
-            _NO_EXTRA if text is None else json_value(text.encode())
-            for text in column(EXTRA_COLUMN)
-        ]
+    extra = column("extra")
+    if any(e is not None for e in extra):
+        cols.extra = [{} if e is None else json_value(e.encode()) for e in extra]
     return cols
 
 

@@ -6,7 +6,9 @@ The engine (:mod:`aml_exportkit.engine`) never makes a
 them to :func:`finish_columns`, which applies what :class:`~aml_exportkit.graph.RecordGraph`
 checks for every result (types, foreign keys, duplicate keys, order, MUSCLE's column
 lengths) and puts the rows in output order. Anything it does not accept raises
-:class:`StandDown`: the engine stands down and the plain path reports the problem.
+:class:`StandDown`, and the source reads that chunk again record by record
+(:meth:`ResultChunks.reference`), which gives the chunk's plain values or the plain path's
+error: the engine does not stand down for the source's data.
 
 A source offers its raw results to the engine as a :class:`ResultChunks` (and its profile
 answers as a :class:`ProfileCheck`); those protocols, :class:`ResultColumns`,
@@ -45,7 +47,9 @@ _CREATED = re.compile(
 
 
 class StandDown(Exception):
-    """The engine cannot take this run (the plain path runs instead)."""
+    """The columns (or the kernel) cannot take this: inside a chunk's reading, the source's
+    reference reading takes the chunk; anywhere else the engine cannot take the run (the
+    plain path runs instead)."""
 
 
 class ChunkMeta(TypedDict, total=False):
@@ -90,9 +94,19 @@ class ResultChunks(Protocol[TaskT]):
         """Checked results from the start, for the first columns (None: none fit)."""
 
     def work(self, task: TaskT) -> tuple[ResultColumns, ChunkMeta]:
-        """Read, parse and check one chunk (in a worker).
+        """Read, parse and check one chunk (in a worker), with the native kernel where it
+        takes the chunk; a chunk the columnar checks refuse is read by :meth:`reference`.
 
-        :raises StandDown: when the chunk holds anything the checks do not accept.
+        :raises SourceError: the plain path's error for the chunk's first bad record.
+        """
+
+    def reference(self, task: TaskT) -> tuple[ResultColumns, ChunkMeta]:
+        """Read one chunk without the native kernel, record by record, with the plain
+        path's reader and the graph's checks (:class:`~aml_exportkit.graph.ResultChecker`):
+        its plain values (``json_raw`` false), or the plain path's error.
+
+        :raises SourceError: the error, naming the file (or table) and the record.
+        :raises StandDown: only for what the columns cannot carry.
         """
 
     def finish(self, crcs: Sequence[tuple[int, int]]) -> None:
@@ -160,8 +174,8 @@ class ResultColumns:
     :param json_data: the parsed ``json_data`` values, or their JSON texts (bytes) when
         ``json_raw``.
     :param json_raw: ``json_data`` holds JSON texts, which the native kernel flattens.
-    :param extra: each result's fields beyond MUSCLE's (``Result.extra``), or None when no
-        result of the chunk has any.
+    :param extra: each result's fields beyond MUSCLE's (a record's ``extra``), or None when
+        no result of the chunk has any.
     """
 
     __slots__ = (
@@ -356,7 +370,7 @@ def finish_columns(
 
     :param raw_json: ``json_data`` holds JSON texts (bytes) for the native kernel to
         flatten, not parsed values.
-    :param extra: each result's fields beyond MUSCLE's (None: no result has any).
+    :param extra: each result's fields beyond MUSCLE's (None: none has any).
     """
     if checks.owner == "participant":
         sessions, participants = participants, sessions

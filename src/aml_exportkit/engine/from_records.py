@@ -159,6 +159,11 @@ class RecordChunks:
         meta["position"] = position
         return cols, meta
 
+    def reference(self, task: Task) -> tuple[ResultColumns, ChunkMeta]:
+        """The same reading: the records are the graph's, checked as it reads them, and
+        their values are plain (no kernel reads them)."""
+        return self.work(task)
+
     def finish(self, crcs: Sequence[tuple[int, int]]) -> None:
         """Nothing to check at the end."""
 

@@ -8,20 +8,30 @@ next, keys unique across chunks, and the count of rows and of kept missing refer
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..graph import PkSet
 from .chunks import StandDown
+
+if TYPE_CHECKING:
+    from ..graph import ResultChecker
 
 
 class Spans:
     """The running checks over a sequence of chunks.
 
     :param disorder: the message when a chunk starts before the previous one ended.
+    :param errors: the graph's checks whose errors a repeated key or a break in order
+        raise, naming the record as the plain path names it (None: :class:`StandDown`).
     """
 
     def __init__(
-        self, disorder: str = "results are not ordered by (session, pk) across chunks"
+        self,
+        disorder: str = "results are not ordered by (session, pk) across chunks",
+        errors: ResultChecker | None = None,
     ) -> None:
         self.disorder = disorder
+        self.errors = errors
         #: the keys of every chunk so far
         self.keys = PkSet()
         self.rows = 0
@@ -56,13 +66,23 @@ class Spans:
             if self._edged and edges[0] == self._edge:
                 raise StandDown("a session's results span two chunks")
             self._edge, self._edged = edges[1], True
-        if first is not None:
-            if self._last is not None and not self._last < first:
-                raise StandDown(self.disorder)
-            self._last = last
+        disordered = first is not None and self._last is not None and not self._last < first
         duplicate = self.keys.add_many(pks)
         if duplicate is not None:
-            raise StandDown(f"duplicate primary key {duplicate}")
+            if self.errors is None:
+                raise StandDown(f"duplicate primary key {duplicate}")
+            # (the first of the chunk's keys, in output order, that an earlier chunk holds:
+            # the record the graph names)
+            if not (disordered and duplicate != first[1]):  # type: ignore[index]
+                raise self.errors.duplicate(duplicate)
+        if disordered:
+            assert first is not None
+            assert self._last is not None
+            if self.errors is None:
+                raise StandDown(self.disorder)
+            raise self.errors.disorder(first, self._last)
+        if first is not None:
+            self._last = last
         self.rows += rows
         self.missing += missing
         if crc is not None:

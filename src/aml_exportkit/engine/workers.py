@@ -33,11 +33,13 @@ engine starts with those of a sample; a chunk that finds more is rendered again 
 with the final columns and the outputs are rebuilt (rare: a sample of a few thousand
 results holds nearly every shape).
 
-Anything unexpected (a value the checks reject, a key beyond MUSCLE's fields, a cut that
-does not parse, a column collision) makes the engine stand down by raising :class:`StandDown`
-before any output is final; the plain path then runs and reports the problem exactly as it
-always does. ``EXPORTKIT_ENGINE=0`` turns the engine off, ``EXPORTKIT_ENGINE=strict`` makes a
-stand-down an error (for tests). ``docs/performance.md`` has the measurements.
+Bad input does not make the engine stand down: a chunk the columns refuse is read again in
+its worker by the source's reference reading, which raises the plain path's error (sent to
+the parent whole and raised there), and what spans chunks raises the graph's errors
+(decision 0028). What the engine does not render (a column collision) makes it stand down by
+raising :class:`StandDown` before any output is final; the plain path then runs.
+``EXPORTKIT_ENGINE=0`` turns the engine off, ``EXPORTKIT_ENGINE=strict`` makes a stand-down
+an error (for tests). ``docs/performance.md`` has the measurements.
 """
 
 from __future__ import annotations
@@ -60,10 +62,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeGuard, cast
 
 import attrs
 
-from ..errors import ExportkitError, TemplateError
+from ..errors import DatabaseError, ExportkitError, SourceError, TemplateError
 from ..tabular.table import Absent, Column, column_kind
 from .batches import read_batches, result_batch
-from .chunks import ResultChunks, StandDown, questions_of
+from .chunks import ChunkMeta, ResultChunks, ResultColumns, StandDown, questions_of
 from .fixture import results_text
 from .from_records import RecordChunks
 from .muscle import MuscleRenderer, muscle_renderer
@@ -258,9 +260,12 @@ def run(
         any, is raised in place of the engine's outcome. It does not run when the engine
         stands down before its workers start.
     :param feed: hands a batch to one of the sinks the engine does not write (default:
-        :func:`~aml_exportkit.contracts.hand_result_batch`); called once the engine has
-        written everything, with every chunk's batch in order, so that a stand-down never
-        leaves such a sink with part of the results.
+        :func:`~aml_exportkit.contracts.hand_result_batch`); called in the parent as each
+        chunk arrives, in order, while the workers read the next ones (the profile answers,
+        read beside, are complete before the first batch). The engine takes every run
+        whose source offers chunks, with or without an engine sink, so no stand-down can
+        leave such a sink with part of the results; an error ends the run, and the
+        pipeline aborts every sink.
     :param counted: where to note the codebook's column statistics of every file the
         engine writes, by its path (:mod:`~aml_exportkit.engine.stats`: counted in the
         workers, merged in order); complete only when the engine returns True.
@@ -310,8 +315,17 @@ def run(
             plan = _Plan(renderer, [])
             plans.append((key, plan))
         plan.outputs.append(_Output(engine_sink, fmt, path))
-    if not plans and not fixtures:
-        return _decline(others[0][2])
+    deliver = None
+    if others:
+        from ..contracts import hand_result_batch
+
+        def deliver(batch: ResultBatch) -> None:
+            for context, sink, _ in others:
+                if feed is None:
+                    hand_result_batch(sink, batch)
+                else:
+                    feed(context, sink, batch)
+
     run = _Run(
         graph,
         raw,
@@ -321,14 +335,11 @@ def run(
         jobs or jobs_setting(),
         questions,
         fixtures,
-        batches=bool(others),
+        deliver=deliver,
         # (the run's own: nothing of a run that stands down reaches ``counted``)
         counted={} if counted is not None else None,
     )
-    with contextlib.ExitStack() as stack:
-        if run.batches is not None:
-            stack.callback(run.batches.close)  # whatever happens
-        used = _run(run, plans, fixtures, others, feed)
+    used = _run(run, plans, fixtures, others)
     if used and counted is not None and run.counted is not None:
         counted.update(run.counted)
     return used
@@ -339,7 +350,6 @@ def _run(
     plans: list[tuple[tuple[object, ...], _Plan]],
     fixtures: list[_Output],
     others: list[tuple[SinkContext, Sink, str]],
-    feed: Callable[[SinkContext, Sink, ResultBatch], None] | None,
 ) -> bool:
     frozen = gc.isenabled()
     gc.disable()
@@ -349,7 +359,14 @@ def _run(
         finally:
             run.close()
     except _BesideFailed as failed:
+        # (the profile answers' error: the plain path reads them first, so it comes first)
+        LAST_RUN.update(used=True, reason="", error=str(failed.error))
         raise failed.error from None
+    except ExportkitError as exc:
+        # the source's bad input, found by the engine: the run ends with it, as it would
+        # on the plain path
+        LAST_RUN.update(used=True, reason="", error=str(exc))
+        raise
     except StandDown as exc:
         return _decline(str(exc))
     except ValueError as exc:
@@ -365,15 +382,6 @@ def _run(
             out.sink.engine_wrote(plan.renderer.table_rows(rows), plan.columns)
     for out in fixtures:
         out.sink.engine_wrote(rows)
-    if run.batches is not None:
-        from ..contracts import hand_result_batch
-
-        for batch in run.batches.read():
-            for context, sink, _ in others:
-                if feed is None:
-                    hand_result_batch(sink, batch)
-                else:
-                    feed(context, sink, batch)
     LAST_RUN.update(
         used=True,
         reason="",
@@ -411,7 +419,14 @@ def check_profiles(graph: RecordGraph) -> bool:
 # -- running chunks in worker processes -------------------------------------------------------
 
 
-def _serve(conn: Connection, work: Callable[[Any], Any]) -> None:
+def _serve(
+    conn: Connection, work: Callable[[Any], Any], parents: Sequence[Connection] = ()
+) -> None:
+    # The parent's ends of the pipes, inherited by the fork, are closed here: a worker
+    # holding one would never see its own pipe close when the parent dies (killed while a
+    # sink takes a batch, the workers still running), and would outlive it.
+    for end in parents:
+        end.close()
     # The graph and everything else inherited stays frozen: no collection ever scans it
     # (and parsed JSON has no cycles, so nothing needs the cyclic collector here).
     gc.freeze()
@@ -429,7 +444,9 @@ def _serve(conn: Connection, work: Callable[[Any], Any]) -> None:
             reply = (number, True, work(payload))
         except StandDown as exc:
             reply = (number, False, str(exc))
-        except ExportkitError as exc:
+        except (SourceError, DatabaseError) as exc:  # the source's: raised as it is
+            reply = (number, False, exc)
+        except ExportkitError as exc:  # (a sink's, met in rendering: the plain path says it)
             reply = (number, False, str(exc))
         except Exception as exc:
             reply = (number, False, f"{type(exc).__name__}: {exc}")
@@ -450,16 +467,23 @@ class _Workers:
         self.procs: list[Any] = []
         for _ in range(count):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(child, work), daemon=True)
+            proc = ctx.Process(
+                target=_serve, args=(child, work, [*self.conns, parent]), daemon=True
+            )
             proc.start()
             child.close()
             self.conns.append(parent)
             self.procs.append(proc)
 
-    def map(self, payloads: Sequence[Any]) -> Iterator[Any]:
+    def map(self, payloads: Sequence[Any], idle: Callable[[], bool] | None = None) -> Iterator[Any]:
         """``work(payload)`` of each payload, in order.
 
+        :param idle: called while the parent waits for the workers, every tenth of a second
+            for as long as it returns True (work the parent holds back, to do as soon as it
+            can).
+
         :raises StandDown: when a worker's chunk failed.
+        :raises ExportkitError: the source's error for a chunk's bad input.
         """
         total = len(payloads)
         busy: dict[Connection, int] = dict.fromkeys(self.conns, 0)
@@ -473,7 +497,8 @@ class _Workers:
                     conn.send((sent, payloads[sent]))
                     busy[conn] += 1
                     sent += 1
-            ready = wait([c for c in self.conns if busy[c]])
+            polling = idle is not None and idle()
+            ready = wait([c for c in self.conns if busy[c]], timeout=0.1 if polling else None)
             for waited in ready:
                 conn = waited  # type: ignore[assignment]
                 try:
@@ -481,11 +506,14 @@ class _Workers:
                 except EOFError:
                     raise StandDown("a worker process ended unexpectedly") from None
                 busy[conn] -= 1
-                if not ok:
-                    raise StandDown(value)
-                done[number] = value
+                done[number] = (ok, value)
             while following in done:
-                yield done.pop(following)
+                # a failed chunk fails the run in its turn: an earlier chunk's error (read
+                # more slowly, record by record) comes first, as in the plain path's stream
+                ok, value = done.pop(following)
+                if not ok:
+                    raise value if isinstance(value, ExportkitError) else StandDown(value)
+                yield value
                 following += 1
 
     def close(self) -> None:
@@ -1118,35 +1146,6 @@ class _FixtureText:
             fh.close()
 
 
-class _Batches:
-    """Every chunk's record batch, in order, kept in an anonymous file until the engine
-    has written everything (then handed to the sinks it does not write): on the outputs'
-    disk, not in memory, and gone with the process whatever happens."""
-
-    def __init__(self, folder: Path) -> None:
-        import tempfile
-
-        self.file: Any = tempfile.TemporaryFile(dir=folder, buffering=0)  # noqa: SIM115
-        self.parts: list[int] = []
-
-    def add(self, data: _Data) -> None:
-        """Append a chunk's batch (nothing for a chunk without results)."""
-        if len(data):
-            _put(self.file, data)
-            self.parts.append(len(data))
-
-    def read(self) -> Iterator[ResultBatch]:
-        """The batches, in order."""
-        offset = 0
-        for length in self.parts:
-            yield from read_batches(_pread_all(self.file.fileno(), length, offset))
-            offset += length
-
-    def close(self) -> None:
-        """Remove the file."""
-        self.file.close()
-
-
 #: A chunk rendered again: the index of the one table it is rendered for, that table's
 #: final columns, its columns of JSON-text cells, and the Parquet schema (names and types)
 #: to read the text with in the worker, if any (a deferred table's Parquet outputs).
@@ -1165,7 +1164,7 @@ class _Run:
         questions: DataScan | None = None,
         fixtures: Sequence[_Output] = (),
         *,
-        batches: bool = False,
+        deliver: Callable[[ResultBatch], None] | None = None,
         counted: Counted | None = None,
     ) -> None:
         self.graph = graph
@@ -1187,9 +1186,11 @@ class _Run:
         )
         self.jobs = jobs
         self.fixtures = _FixtureText([o.path for o in fixtures]) if fixtures else None
-        self.want_batches = batches
-        folder = (plans[0].outputs[0].path if plans else fixtures[0].path).parent
-        self.batches = _Batches(folder) if batches else None
+        #: hands a record batch to the sinks the engine does not write
+        self.deliver = deliver
+        #: chunks' batches (IPC stream bytes) held until the profile answers are done
+        self.held: list[bytes] = []
+        self.want_batches = deliver is not None
         self.questions = questions
         self.raw = raw
         self.plans = plans
@@ -1212,8 +1213,19 @@ class _Run:
 
     def _work(self, payload: tuple[Any, _Again | None]) -> _Chunk:
         task, again = payload
-        only, forced, forced_json, schema = again if again is not None else (None,) * 4
         cols, meta = self.raw.work(task)
+        try:
+            return self._chunk(cols, meta, again)
+        except StandDown:
+            # the native kernel's columns do not take this chunk (a json_data deeper than
+            # it flattens, say): the source reads it again without the kernel, record by
+            # record, which gives plain values or the plain path's error (this chunk only)
+            del cols
+            cols, meta = self.raw.reference(task)
+            return self._chunk(cols, meta, again)
+
+    def _chunk(self, cols: ResultColumns, meta: ChunkMeta, again: _Again | None) -> _Chunk:
+        only, forced, forced_json, schema = again if again is not None else (None,) * 4
         tables: list[_Rendered] = []
         for index, (plan, state) in enumerate(zip(self.plans, self.states, strict=True)):
             if only is not None and index != only:
@@ -1393,10 +1405,11 @@ class _Run:
         # The trial results' keys; the graph's set gets them once the work beside (which
         # adds the profile answers' keys) is done, so that a key both hold is found as the
         # plain path finds it (a trial result's key repeating a profile answer's).
-        spans = Spans()
+        spans = Spans(errors=graph.result_checker("trial"))
         new_paths: list[dict[str, JsonPath]] = [{} for _ in self.plans]
         trim_heap()
-        for chunk in self.workers.map([(task, None) for task in tasks]):
+        payloads = [(task, None) for task in tasks]
+        for chunk in self.workers.map(payloads, self._hand_batches if self.deliver else None):
             self.chunk_count += 1
             if self.chunk_count % 32 == 0:
                 trim_heap()
@@ -1428,14 +1441,16 @@ class _Run:
                     counting.add(chunk.stats[index] if chunk.stats else None, chunk.rows)
             if self.fixtures is not None:
                 self.fixtures.add(chunk.fixture)
-            if self.batches is not None:
+            if self.deliver is not None and len(chunk.batch):
                 assert not _is_table(chunk.batch)  # (sent as bytes or spooled)
-                self.batches.add(chunk.batch)
+                self.held.append(_read(chunk.batch))
+                self._hand_batches()
             if chunk.spool is not None:
                 chunk.spool.discard()
             if chunk.position:
                 graph.expected_trial_results = max(rows, round(rows / chunk.position))
             self.progress.update(rows, graph.expected_trial_results)
+        self._hand_batches(final=True)
         if spans.crcs:
             raw.finish(spans.crcs)
         for state in self.states:
@@ -1452,8 +1467,9 @@ class _Run:
         self.workers = None
         self._join_beside()
         duplicate = graph.result_pks.merge(spans.keys)
-        if duplicate is not None:
-            raise StandDown(f"duplicate primary key {duplicate}")
+        if duplicate is not None:  # a trial result's key repeats a profile answer's
+            assert spans.errors is not None
+            raise spans.errors.duplicate(duplicate)
         graph.settle_trial_results(spans.rows, spans.missing)
         main_waits_now = _main_thread_waits()
         self.stats["cpu"] = {
@@ -1475,6 +1491,19 @@ class _Run:
             "at": started,
         }
         return spans.rows
+
+    def _hand_batches(self, *, final: bool = False) -> bool:
+        """Hand the held batches to the sinks the engine does not write, as soon as the
+        profile answers (read beside, and by a sink first, as on the plain path) are done,
+        so that the sinks overlap the workers; True while some are still held."""
+        thread = self.beside_thread
+        if self.held and (final or thread is None or not thread.thread.is_alive()):
+            self._join_beside()
+            assert self.deliver is not None
+            while self.held:
+                for batch in read_batches(self.held.pop(0)):
+                    self.deliver(batch)
+        return bool(self.held)
 
     def _join_beside(self) -> None:
         if self.beside_thread is not None:

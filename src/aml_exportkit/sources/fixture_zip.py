@@ -38,13 +38,10 @@ from ..manifest import BackgroundHash
 from ..records import Block, Participant, Record, Result, Session
 from ..schema import (
     FIXTURE_FILES,
-    MODELS_BY_LABEL,
-    FixtureFile,
-    make_fixture_decoder,
     slug_from_comment,
 )
 from ..selection import Selection, is_excluded, passes_conditions
-from .fixture_zip_chunks import ZipProfileAnswers, ZipTrialResults
+from .fixture_zip_chunks import ZipProfileAnswers, ZipTrialResults, fixture_records, owner_runs
 
 NAME = "fixture-zip"
 #: A member that inflates more than this many times is refused (a zip bomb guard).
@@ -97,6 +94,7 @@ class FixtureZipSource:
         self.label = str(path)
         self.options = options
         self._spool: IO[bytes] | None = None
+        self._chunks: ZipTrialResults | None = None
         self._zip = self._open()
         self.wrapped_in_gzip = self._spool is not None
         self.members = self._check_members()
@@ -245,27 +243,14 @@ class FixtureZipSource:
 
         :param read_fraction: told, before each batch, how much of the member was read.
         """
-        fixture = _FILES[name]
-        where = self._where(name)
-        decode = make_fixture_decoder(fixture.model)
-        label = fixture.model.label
-        size = max(self.members[name].file_size, 1)
         with self._member(name) as stream:
-            for items in iter_json_array(stream, name=where):
-                if read_fraction is not None:
-                    read_fraction(stream.tell() / size)
-                batch: list[Record] = []
-                for item in items:
-                    model = item.get("model") if type(item) is dict else None
-                    if model != label:
-                        raise SourceError(
-                            _wrong_model(item, fixture),
-                            file=where,
-                            model=fixture.model.key,
-                            pk=_pk_of(item),
-                        )
-                    batch.append(decode(item, where))
-                yield batch
+            yield from fixture_records(
+                stream,
+                _FILES[name],
+                self._where(name),
+                size=self.members[name].file_size,
+                read_fraction=read_fraction,
+            )
 
     def _all(self, name: str) -> Iterator[Any]:
         if name not in self.members:
@@ -432,11 +417,14 @@ class FixtureZipSource:
         # hand them back before the results stream.
         trim_heap()
         # The engine reads results.json in byte ranges, in parallel (fixture_zip_chunks.py).
-        graph.result_chunks = ZipTrialResults(
+        self._chunks = ZipTrialResults(
             self._zip.fp.fileno(),  # type: ignore[union-attr]
             self.members["results.json"],
             frozenset(excluded_sessions),
+            where=where("results.json"),
+            inflate=lambda: self._member("results.json"),
         )
+        graph.result_chunks = self._chunks
         if "profiles.json" in self.members:
             graph.profile_check = ZipProfileAnswers(
                 self._zip.fp.fileno(),  # type: ignore[union-attr]
@@ -486,42 +474,22 @@ class FixtureZipSource:
         of owners the filter dropped are skipped; anything else goes on to the graph's
         checks.
         """
-        owner_of: Callable[[Result], int | None] = (
-            (lambda r: r.session) if owner_field == "session" else (lambda r: r.participant)
-        )
-        batch: list[Result] = []
-        group: list[Result] = []
-        group_owner: int | None = None
-        seen = 0
         fraction = 0.0
+        seen = 0
 
         def note(read: float) -> None:
             nonlocal fraction
             fraction = read
 
-        for records in self._records(name, note if estimate is not None else None):
-            if estimate is not None:
-                seen += len(records)
-                estimate(seen, fraction)
-            for result in records:
-                owner = owner_of(result)  # type: ignore[arg-type]
-                if owner != group_owner:
-                    if group:
-                        group.sort(key=_pk)
-                        batch.extend(group)
-                        group = []
-                        if len(batch) >= BATCH_SIZE:
-                            yield batch
-                            batch = []
-                    group_owner = owner
-                if owner is not None and owner in excluded:
-                    continue
-                group.append(result)  # type: ignore[arg-type]
-        if group:
-            group.sort(key=_pk)
-            batch.extend(group)
-        if batch:
-            yield batch
+        def counted() -> Iterator[Sequence[Record]]:
+            nonlocal seen
+            for records in self._records(name, note if estimate is not None else None):
+                if estimate is not None:
+                    seen += len(records)
+                    estimate(seen, fraction)
+                yield records
+
+        yield from owner_runs(counted(), owner_field, excluded, BATCH_SIZE)
 
     def _result_digests(self, wanted: set[int]) -> dict[int, tuple[int, int | None]]:
         """The number of trial results and the highest result pk of each ``wanted``
@@ -554,6 +522,8 @@ class FixtureZipSource:
         """Close the zip and drop the inflated copy of a gzip-wrapped one."""
         self._zip.close()
         self._digest.cancel()
+        if self._chunks is not None:
+            self._chunks.close()
         if self._spool is not None:
             self._spool.close()
             self._spool = None
@@ -573,25 +543,6 @@ def _estimator(graph: RecordGraph) -> Callable[[int, float], None]:
             graph.expected_trial_results = max(seen, round(seen / fraction))
 
     return estimate
-
-
-def _pk(result: Result) -> int:
-    return result.pk
-
-
-def _pk_of(item: Any) -> Any:
-    return item.get("pk") if isinstance(item, dict) else None
-
-
-def _wrong_model(item: Any, fixture: FixtureFile) -> str:
-    if not isinstance(item, dict):
-        return f"expected fixture objects, found {type(item).__name__}"
-    model = item.get("model")
-    if model is None:
-        return "object without a 'model' label"
-    if model not in MODELS_BY_LABEL:
-        return f"unknown model label {model!r} (expected {fixture.model.label!r})"
-    return f"model {model!r} does not belong in {fixture.name} (expected {fixture.model.label!r})"
 
 
 def _open(uri: str, options: SourceOptions) -> FixtureZipSource:

@@ -10,13 +10,16 @@ which the parent combines to check the member's CRC.
 from __future__ import annotations
 
 import array
+import contextlib
+import io
 import json
 import os
+import tempfile
 import zipfile
 import zlib
-from collections.abc import Sequence
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import attrgetter, itemgetter
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -32,15 +35,22 @@ from ..engine import (
     native_kernel,
     wide_integers,
 )
+from ..errors import SourceError
 from ..graph import PkSet
-from ..jsonstream import exact_int, finite_float, has_surrogate_escape
-from ..schema import RESULT
+from ..jsonstream import exact_int, finite_float, has_surrogate_escape, iter_json_array
+from ..records import Record, Result
+from ..schema import FIXTURE_FILES, MODELS_BY_LABEL, RESULT, FixtureFile, make_fixture_decoder
 
 if TYPE_CHECKING:
     from ..graph import RecordGraph
 
+#: Opens a member's (inflated) bytes, turning the zip's own errors into a SourceError.
+MemberOpener = Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
+
 #: Bytes of ``results.json`` per chunk.
 CHUNK_BYTES = 4 << 20
+#: Results per batch of :func:`owner_runs` (the plain path's batches).
+RUN_BATCH = 4096
 #: Bytes of ``results.json`` sampled before the start (for the first header and schema).
 SAMPLE_BYTES = 1 << 20
 
@@ -141,27 +151,208 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# -- the reference reading: records one at a time, as a file's whole array is read ----------
+
+
+def fixture_records(
+    stream: IO[bytes],
+    fixture: FixtureFile,
+    where: str,
+    *,
+    size: int = 0,
+    read_fraction: Callable[[float], None] | None = None,
+    offset: int = 0,
+    after: Any = None,
+) -> Iterator[Sequence[Record]]:
+    """Decode the fixture objects of ``stream`` (a member's JSON array) in batches, checking
+    each object's model label; every error names ``where`` and the record.
+
+    :param size: the member's size, for ``read_fraction`` (told, before each batch, how
+        much of it was read).
+    :param offset: the member offset of the stream's first byte (a chunk's), for messages.
+    :param after: the element before the stream's first one, for messages.
+    """
+    decode = make_fixture_decoder(fixture.model)
+    label = fixture.model.label
+    size = max(size, 1)
+    for items in iter_json_array(stream, name=where, offset=offset, after=after):
+        if read_fraction is not None:
+            read_fraction(stream.tell() / size)
+        batch: list[Record] = []
+        for item in items:
+            model = item.get("model") if type(item) is dict else None
+            if model != label:
+                raise SourceError(
+                    _wrong_model(item, fixture),
+                    file=where,
+                    model=fixture.model.key,
+                    pk=item.get("pk") if isinstance(item, dict) else None,
+                )
+            batch.append(decode(item, where))
+        yield batch
+
+
+def owner_runs(
+    batches: Iterable[Sequence[Record]],
+    owner_field: str,
+    excluded: set[int] | frozenset[int],
+    size: int = RUN_BATCH,
+) -> Iterator[Sequence[Result]]:
+    """Results regrouped by (owner, pk), in batches of about ``size``.
+
+    MUSCLE orders the file by owner only, so each owner's run is sorted by pk. Results of
+    owners the filter dropped are skipped; anything else goes on to the graph's checks.
+    """
+    owner_of = attrgetter(owner_field)
+    by_pk = attrgetter("pk")
+    batch: list[Result] = []
+    group: list[Result] = []
+    group_owner: int | None = None
+    for records in batches:
+        for result in records:
+            owner = owner_of(result)
+            if owner != group_owner:
+                if group:
+                    group.sort(key=by_pk)
+                    batch.extend(group)
+                    group = []
+                    if len(batch) >= size:
+                        yield batch
+                        batch = []
+                group_owner = owner
+            if owner is not None and owner in excluded:
+                continue
+            group.append(result)  # type: ignore[arg-type]
+    if group:
+        group.sort(key=by_pk)
+        batch.extend(group)
+    if batch:
+        yield batch
+
+
+def _wrong_model(item: Any, fixture: FixtureFile) -> str:
+    if not isinstance(item, dict):
+        return f"expected fixture objects, found {type(item).__name__}"
+    model = item.get("model")
+    if model is None:
+        return "object without a 'model' label"
+    if model not in MODELS_BY_LABEL:
+        return f"unknown model label {model!r} (expected {fixture.model.label!r})"
+    return f"model {model!r} does not belong in {fixture.name} (expected {fixture.model.label!r})"
+
+
+def result_columns(results: Sequence[Result], checks: Checks) -> tuple[ResultColumns, ChunkMeta]:
+    """Checked results (the reference reading's) as a chunk's columns."""
+    extra = [r.extra for r in results] if any(r.extra for r in results) else None
+    sessions: list[Any] = [r.session for r in results]  # (checked: none is None)
+    return finish_columns(
+        [r.pk for r in results],
+        sessions,
+        [r.participant for r in results],
+        [r.section for r in results],
+        [r.created_at.isoformat(timespec="microseconds") for r in results],
+        {
+            name: [getattr(r, name) for r in results]
+            for name in (
+                "question_key",
+                "expected_response",
+                "given_response",
+                "comment",
+                "scoring_rule",
+            )
+        },
+        [r.score for r in results],
+        [r.json_data for r in results],
+        checks,
+        extra=extra,
+    )
+
+
+class _RangeStream(io.RawIOBase):
+    """Bytes ``start`` to ``stop`` of a file (read with ``pread``), between ``prefix`` and
+    ``suffix``: a chunk of an array read as an array of its own."""
+
+    def __init__(self, fd: int, start: int, stop: int, prefix: bytes, suffix: bytes) -> None:
+        super().__init__()
+        self.fd = fd
+        self.parts = [(prefix, None), (b"", (start, stop)), (suffix, None)]
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while self.parts:
+            text, span = self.parts[0]
+            if span is not None:
+                start, stop = span
+                if start >= stop:
+                    self.parts.pop(0)
+                    continue
+                data = os.pread(self.fd, min(len(view), stop - start), start)
+                if not data:
+                    raise SourceError("the file ends early")
+                self.parts[0] = (b"", (start + len(data), stop))
+            else:
+                if not text:
+                    self.parts.pop(0)
+                    continue
+                data = text[: len(view)]
+                self.parts[0] = (text[len(data) :], None)
+            view[: len(data)] = data
+            self.position += len(data)
+            return len(data)
+        return 0
+
+
 # -- zip: byte ranges of results.json ---------------------------------------------------------
 
 
 class ZipTrialResults:
     """The trial results of a MUSCLE zip's ``results.json``, read in byte ranges.
 
-    Only a stored (uncompressed) member qualifies, as MUSCLE writes them: its bytes can
-    then be read at any offset of the file, by every worker at once.
+    A stored (uncompressed) member, as MUSCLE writes them, is read where it lies, at any
+    offset of the file, by every worker at once; any other member is first inflated (as a
+    stream, with the zip's own checks) into a temporary file that is then read the same way.
+
+    A chunk that the columnar reading refuses is read again by the reference reading
+    (:func:`fixture_records`, :func:`owner_runs` and the graph's
+    :class:`~aml_exportkit.graph.ResultChecker`, record by record): it either raises the
+    error the plain path raises, naming the file and the record, or gives the chunk's
+    columns. The engine never stands down for what the plain path accepts or refuses.
 
     :param fd: a file descriptor of the zip (or of the inflated copy of a gzip-wrapped one).
     :param info: the member.
     :param excluded: sessions the filter dropped.
+    :param where: the member as errors name it (``zip: results.json``).
+    :param inflate: opens the member's inflated bytes (for a member that is not stored).
     """
 
-    def __init__(self, fd: int, info: zipfile.ZipInfo, excluded: frozenset[int]) -> None:
+    def __init__(
+        self,
+        fd: int,
+        info: zipfile.ZipInfo,
+        excluded: frozenset[int],
+        where: str = "results.json",
+        inflate: MemberOpener | None = None,
+    ) -> None:
         self.fd = fd
         self.info = info
         self.excluded = excluded
+        self.where = where
+        self.inflate = inflate
         self.start = 0
         self.size = info.file_size
         self.checks: Checks | None = None
+        self.graph: RecordGraph | None = None
+        #: the member is not one JSON array: its one chunk goes to the reference reading
+        self.whole = False
+        #: the inflated copy (its CRC was checked while inflating)
+        self._copy: IO[bytes] | None = None
 
     def _read(self, offset: int, size: int) -> bytes:
         parts: list[bytes] = []
@@ -176,35 +367,57 @@ class ZipTrialResults:
         return b"".join(parts)
 
     def open(self, graph: RecordGraph) -> None:
-        """Find the member's data; check that it is stored, framed as one array."""
+        """Find the member's data (inflating a member that is not stored)."""
         info = self.info
-        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-            raise StandDown("results.json is compressed")
-        if info.compress_size != info.file_size:
-            raise StandDown("results.json's sizes differ")
-        header = os.pread(self.fd, 30, info.header_offset)
-        if len(header) < 30 or header[:4] != b"PK\x03\x04":
-            raise StandDown("no local header for results.json")
-        name_len = int.from_bytes(header[26:28], "little")
-        extra_len = int.from_bytes(header[28:30], "little")
-        self.start = info.header_offset + 30 + name_len + extra_len
+        self.graph = graph
         self.checks = make_checks(graph, self.excluded)
+        if info.compress_type == zipfile.ZIP_STORED and info.compress_size == info.file_size:
+            header = os.pread(self.fd, 30, info.header_offset)
+            if len(header) == 30 and header[:4] == b"PK\x03\x04":
+                name_len = int.from_bytes(header[26:28], "little")
+                extra_len = int.from_bytes(header[28:30], "little")
+                self.start = info.header_offset + 30 + name_len + extra_len
+                return
+        if self.inflate is None:
+            raise StandDown("results.json is compressed")
+        self._inflate(self.inflate)
+
+    def _inflate(self, inflate: MemberOpener) -> None:
+        """Inflate the member into a temporary file, as a stream (the zip's reader checks
+        its CRC-32 and reports a broken member as the plain path does)."""
+        copy = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        try:
+            with inflate() as stream:
+                while block := stream.read(1 << 20):
+                    copy.write(block)
+            copy.flush()
+        except BaseException:
+            copy.close()
+            raise
+        self._copy = copy
+        self.fd = copy.fileno()
+        self.start = 0
+        self.size = copy.tell()
+
+    def close(self) -> None:
+        """Remove the inflated copy, if any."""
+        if self._copy is not None:
+            self._copy.close()
+            self._copy = None
 
     def tasks(self) -> list[tuple[int, int, int, int]]:
         """Chunks as ``(read_from, read_to, parse_from, parse_to)``: the read ranges cover the
         member without gap (for its CRC), the parse ranges hold whole elements and never
-        split a session."""
+        split a session. A member that is not framed as one array is one chunk, for the
+        reference reading to report."""
         size = self.size
-        if size == 0:
-            raise StandDown("results.json is empty")
         head = self._read(0, min(size, 4096))
         first = len(head) - len(head.lstrip(_WHITESPACE))
-        if head[first : first + 1] != b"[":
-            raise StandDown("results.json does not start with '['")
         tail = self._read(max(0, size - 4096), min(size, 4096))
         stripped = tail.rstrip(_WHITESPACE)
-        if not stripped.endswith(b"]"):
-            raise StandDown("results.json does not end with ']'")
+        if head[first : first + 1] != b"[" or not stripped.endswith(b"]"):
+            self.whole = True
+            return [(0, size, 0, size)]
         close = size - len(tail) + len(stripped) - 1
         inner = self._read(first + 1, min(close - first - 1, 4096))
         lead = len(inner) - len(inner.lstrip(_WHITESPACE))
@@ -275,11 +488,28 @@ class ZipTrialResults:
             return None
 
     def work(self, task: tuple[int, int, int, int]) -> tuple[ResultColumns, ChunkMeta]:
-        """Read, parse and check one chunk (in a worker)."""
-        read_from, read_to, parse_from, parse_to = task
-        assert self.checks is not None
+        """Read, parse and check one chunk (in a worker): with the native kernel when it is
+        built, else with the Python reference of the same columnar functions; a chunk that
+        either refuses goes to the reference reading (:meth:`reference`)."""
+        read_from, read_to, _, _ = task
+        if self.whole:
+            return self.reference(task)
         data = self._read(read_from, read_to - read_from)
         crc = zlib.crc32(data)
+        try:
+            cols, meta = self._columns(data, task)
+        except StandDown:
+            del data
+            return self.reference(task)
+        meta["crc"] = (crc, read_to - read_from)
+        meta["position"] = read_to / max(self.size, 1)
+        return cols, meta
+
+    def _columns(
+        self, data: bytes, task: tuple[int, int, int, int]
+    ) -> tuple[ResultColumns, ChunkMeta]:
+        read_from, _, parse_from, parse_to = task
+        assert self.checks is not None
         body = memoryview(data)[parse_from - read_from : parse_to - read_from]
         kernel = native_kernel()
         if kernel is not None and parse_to > parse_from:
@@ -287,24 +517,87 @@ class ZipTrialResults:
                 pks, columns = kernel.parse_columns(body, _RESULT_FIELDS)
             except ValueError as exc:
                 raise StandDown(f"results.json (native kernel): {exc}") from None
-            del body, data
+            del body
             by_name = dict(zip(_RESULT_FIELDS, columns, strict=True))
-            cols, meta = field_columns(pks, by_name, self.checks, raw_json=True)
-        else:
-            items = parse_array(body) if parse_to > parse_from else []
-            del body, data
-            cols, meta = fixture_columns(items, self.checks)
+            return field_columns(pks, by_name, self.checks, raw_json=True)
+        items = parse_array(body) if parse_to > parse_from else []
+        del body
+        return fixture_columns(items, self.checks)
+
+    def reference(self, task: tuple[int, int, int, int]) -> tuple[ResultColumns, ChunkMeta]:
+        """Read one chunk record by record, as the plain path reads the whole member.
+
+        :raises SourceError: the plain path's error for the first record at fault in the
+            chunk (an :class:`~aml_exportkit.errors.IntegrityError` for the graph's checks).
+        :raises StandDown: when the chunk holds what the engine's columns cannot carry
+            (fields other than MUSCLE's).
+        """
+        read_from, read_to, parse_from, parse_to = task
+        assert self.checks is not None
+        assert self.graph is not None
+        first, last = read_from == 0, read_to == self.size
+        start = 0 if first else parse_from
+        stop = self.size if last else parse_to
+        stream = io.BufferedReader(
+            _RangeStream(
+                self.fd,
+                self.start + start,
+                self.start + stop,
+                b"" if first else b"[",
+                b"" if last else b"]",
+            ),
+            buffer_size=1 << 20,
+        )
+        records = fixture_records(
+            stream,
+            _RESULTS_FILE,
+            self.where,
+            offset=start - (0 if first else 1),
+            after=None if first else self._element_before(parse_from),
+        )
+        checker = self.graph.result_checker("trial", PkSet())
+        check = checker.check
+        kept: list[Result] = []
+        for batch in owner_runs(records, "session", self.excluded):
+            for result in batch:
+                check(result)
+            kept.extend(batch)
+        cols, meta = result_columns(kept, self.checks)
+        crc = 0
+        for offset in range(read_from, read_to, CHUNK_BYTES):
+            crc = zlib.crc32(self._read(offset, min(CHUNK_BYTES, read_to - offset)), crc)
         meta["crc"] = (crc, read_to - read_from)
         meta["position"] = read_to / max(self.size, 1)
         return cols, meta
 
+    def _element_before(self, offset: int) -> Any:
+        """The element that ends just before the separator ahead of ``offset`` (for
+        messages), or None when it is not found nearby."""
+        end = offset - 2  # past its closing brace
+        low = max(0, end - (1 << 20))
+        buf = self._read(low, end - low)
+        i = buf.rfind(_SEPARATOR)
+        begin = i + 3 if i >= 0 else buf.find(b"{")
+        try:
+            return orjson.loads(buf[begin:])
+        except orjson.JSONDecodeError:
+            return None
+
     def finish(self, crcs: Sequence[tuple[int, int]]) -> None:
-        """Check the member's CRC-32 from the chunks' CRCs."""
+        """Check the member's CRC-32 from the chunks' CRCs (an inflated copy was checked
+        as it was inflated)."""
+        if self._copy is not None:
+            return
         crc = 0
         for part, length in crcs:
             crc = crc32_combine(crc, part, length)
         if crc != self.info.CRC:
-            raise StandDown("results.json fails its CRC-32 check")
+            raise SourceError(
+                f"broken zip member: Bad CRC-32 for file {self.info.filename!r}", file=self.where
+            )
+
+
+_RESULTS_FILE = next(f for f in FIXTURE_FILES if f.name == "results.json")
 
 
 def _session_of(element: bytes) -> Any:

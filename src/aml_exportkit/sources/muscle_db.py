@@ -1054,7 +1054,14 @@ class MuscleDatabase:
         )
         # The engine reads the same results by session groups, in worker processes that
         # import this snapshot (muscle_db_chunks.py).
-        graph.result_chunks = DbTrialResults(self._uri, self.conn, result_cols)
+        make = _row_maker(MODELS["result"], self.schema.extra_columns("result"))
+        graph.result_chunks = DbTrialResults(
+            self._uri,
+            self.conn,
+            result_cols,
+            records=lambda rows: _made(make, rows, TABLES["result"], "result"),
+            errors=self._errors,
+        )
         return graph
 
     def _add_direct(

@@ -6,7 +6,8 @@ Each worker process opens its own connection and imports the source's snapshot
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -21,9 +22,11 @@ from ..engine import (
     native_kernel,
     wide_integers,
 )
+from ..graph import PkSet
 
 if TYPE_CHECKING:
     from ..graph import RecordGraph
+    from ..records import Result
 
 #: Sessions per chunk.
 CHUNK_SESSIONS = 200
@@ -35,18 +38,36 @@ class DbTrialResults:
     Each worker process opens its own connection and imports the source's snapshot
     (``pg_export_snapshot``), so every chunk comes from the same instant as the graph.
 
+    A chunk that the columnar reading refuses is read again by :meth:`reference`, with the
+    source's own row maker and the graph's checks, which give its plain values or the
+    plain path's error.
+
     :param uri: the source's URI (it stays in memory: the workers connect with it).
     :param conn: the source's connection, inside its snapshot transaction.
     :param select: the SELECT list of ``result_result r`` (the source's, json as UTF-8).
+    :param records: the plain path's reading of rows (the source's row maker): records, or
+        the source's error naming the row's record.
+    :param errors: the source's context that turns a database error into its one-line
+        error.
     """
 
-    def __init__(self, uri: str, conn: Any, select: Any) -> None:
+    def __init__(
+        self,
+        uri: str,
+        conn: Any,
+        select: Any,
+        records: Callable[[list[Any]], list[Result]] | None = None,
+        errors: Callable[[str], contextlib.AbstractContextManager[None]] | None = None,
+    ) -> None:
         self.uri = uri
         self.conn = conn
         self.select = select
+        self.records = records
+        self.errors = errors
         self.snapshot = ""
         self.sessions: list[int] = []
         self.checks: Checks | None = None
+        self.graph: RecordGraph | None = None
         self._worker_conn: Any = None
 
     def open(self, graph: RecordGraph) -> None:
@@ -60,6 +81,7 @@ class DbTrialResults:
         self.snapshot = row[0]
         self.sessions = sorted(graph.sessions)
         self.checks = make_checks(graph, frozenset())
+        self.graph = graph
 
     def tasks(self) -> list[tuple[list[int], float]]:
         """Groups of session pks, in order, with the share of sessions done after each."""
@@ -107,18 +129,48 @@ class DbTrialResults:
             self._worker_conn = conn
         return self._worker_conn
 
-    def work(self, task: tuple[list[int], float]) -> tuple[ResultColumns, ChunkMeta]:
-        """Read, parse and check one group of sessions (in a worker)."""
+    def _rows(self, group: list[int]) -> list[Any]:
         import psycopg
 
+        errors = self.errors("reading trial results") if self.errors else contextlib.nullcontext()
+        with errors:
+            try:
+                with self._connection().cursor(binary=True) as cur:
+                    return cur.execute(self._query(), (group,)).fetchall()  # type: ignore[no-any-return]
+            except psycopg.Error as exc:
+                if self.errors is None:
+                    raise StandDown(f"database: {exc}") from None
+                raise
+
+    def work(self, task: tuple[list[int], float]) -> tuple[ResultColumns, ChunkMeta]:
+        """Read, parse and check one group of sessions (in a worker); a group that the
+        columnar checks refuse is read by :meth:`reference`."""
         assert self.checks is not None
         group, position = task
+        rows = self._rows(group)
         try:
-            with self._connection().cursor(binary=True) as cur:
-                rows = cur.execute(self._query(), (group,)).fetchall()
-        except psycopg.Error as exc:
-            raise StandDown(f"database: {exc}") from None
-        cols, meta = db_columns(rows, self.checks)
+            cols, meta = db_columns(rows, self.checks)
+        except StandDown:
+            if self.records is None:
+                raise
+            del rows
+            return self.reference(task)
+        meta["position"] = position
+        return cols, meta
+
+    def reference(self, task: tuple[list[int], float]) -> tuple[ResultColumns, ChunkMeta]:
+        """Read one group of sessions with the source's row maker and the graph's checks,
+        record by record: the plain path's values, or its error."""
+        from .fixture_zip_chunks import result_columns
+
+        if self.records is None or self.graph is None or self.checks is None:
+            raise StandDown("no reference reading")
+        group, position = task
+        results = self.records(self._rows(group))
+        checker = self.graph.result_checker("trial", PkSet())
+        for result in results:
+            checker.check(result)
+        cols, meta = result_columns(results, self.checks)
         meta["position"] = position
         return cols, meta
 
@@ -131,6 +183,8 @@ def db_columns(rows: list[Any], checks: Checks) -> tuple[ResultColumns, ChunkMet
     if not rows:
         return finish_columns([], [], [], [], [], {}, [], [], checks)
     columns = list(zip(*rows, strict=True))
+    if len(columns) > 12:  # the source's columns beyond MUSCLE's: the records' extra
+        raise StandDown("columns beyond MUSCLE's")
     pks, sessions, participants, sections, created = columns[:5]
     kernel = native_kernel()
     texts = kernel.utc_texts(created) if kernel is not None else None  # None: not all UTC

@@ -1,0 +1,414 @@
+"""The engine takes every run whose source offers chunks (decision 0028): what the plain path
+accepts, the engine reads with the same bytes out; what it refuses, the engine refuses with
+the same error (type, one line naming the file and the record, exit code). A chunk that the
+columnar reading refuses is read again record by record (the reference reading); what spans
+chunks is checked in the parent. ``EXPORTKIT_ENGINE=strict`` makes any stand-down an error,
+so each case below shows that the engine took the run."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dummy_sink_module
+import generate
+from aml_exportkit import (
+    BaseSink,
+    OutputReport,
+    ResultBatch,
+    SinkSpec,
+    engine,
+    get_plugin_manager,
+    hookimpl,
+)
+from aml_exportkit.engine import native
+from aml_exportkit.errors import ExportkitError
+from aml_exportkit.graph import RecordGraph
+from aml_exportkit.pipeline import registry_for, run_export
+from aml_exportkit.records import Result
+from aml_exportkit.sources import fixture_zip_chunks, muscle_db_chunks
+from aml_exportkit.template.load import parse_template
+from conftest import REFERENCE
+
+LONG = '[[sinks]]\ntype = "csv-long"\npath = "long.csv"\n'
+FIXTURE = '[[sinks]]\ntype = "fixture-json"\npath = "copy.zip"\n'
+WIDE = '[[sinks]]\ntype = "csv-wide"\npath = "wide.csv"\n'
+BATCHES = '[[sinks]]\ntype = "gate"\npath = "gate.txt"\n'
+
+
+@attrs.frozen
+class _NoOptions:
+    pass
+
+
+class GateSink(BaseSink):
+    """Writes one line per result from the batches, and opens ``gate`` at its first batch
+    (a worker waits for it before it reads the last chunk)."""
+
+    gate: ClassVar[Any] = None
+
+    def begin(self, graph: RecordGraph) -> None:
+        self.file = self.context.temp_path().open("w", encoding="utf-8")
+        self.rows = 0
+
+    def write_result_batch(self, batch: ResultBatch) -> None:
+        if GateSink.gate is not None:
+            GateSink.gate.set()
+        for pk, session in zip(
+            batch.column("pk").to_pylist(), batch.column("session").to_pylist(), strict=True
+        ):
+            self.file.write(f"{pk} {session}\n")
+        self.rows += batch.num_rows
+
+    def write_results(self, batch: Sequence[Result]) -> None:
+        for result in batch:
+            self.file.write(f"{result.pk} {result.session}\n")
+        self.rows += len(batch)
+
+    def finish(self) -> Sequence[OutputReport]:
+        self.file.close()
+        return (OutputReport(path=self.context.target, rows=self.rows),)
+
+    def abort(self) -> None:
+        self.file.close()
+
+
+class _Plugin:
+    @hookimpl
+    def exportkit_register_sinks(self) -> list[SinkSpec]:
+        return [SinkSpec(name="gate", description="gate", options=_NoOptions, factory=GateSink)]
+
+
+def _run(text: str, source: Path, out: Path) -> dict[str, bytes]:
+    pm = get_plugin_manager(load_entrypoints=False, plugins=[dummy_sink_module, _Plugin()])
+    registry = registry_for(pm)
+    template = parse_template(
+        "manifest = false\n" + text, file="t.toml", folder=out, sinks=registry.sink_specs
+    )
+    run_export(template, source=str(source), out_dir=out, plugin_manager=pm)
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def _outcome(text: str, source: Path, out: Path) -> Any:
+    try:
+        return _run(text, source, out)
+    except ExportkitError as exc:
+        return (type(exc), str(exc).replace(str(out), "OUT"), exc.exit_code)
+
+
+def _both(
+    text: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, Any]:
+    """The plain path's outcome and the engine's (strict: a stand-down fails)."""
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    plain = _outcome(text, source, tmp_path / "plain")
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    fast = _outcome(text, source, tmp_path / "fast")
+    assert engine.LAST_RUN["used"] is True, engine.LAST_RUN
+    assert not list((tmp_path / "fast").glob(".*"))
+    return plain, fast
+
+
+def _rewrite(
+    source: Path,
+    target: Path,
+    change: Callable[[bytes], bytes] = lambda data: data,
+    compress: int = zipfile.ZIP_STORED,
+) -> None:
+    """Copy a zip, changing the text of results.json (and how it is stored)."""
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "results.json":
+                data = change(data)
+                info.compress_type = compress
+            zout.writestr(info, data)
+
+
+def _edit(change: Callable[[list[Any]], None]) -> Callable[[bytes], bytes]:
+    def edit(data: bytes) -> bytes:
+        items = json.loads(data)
+        change(items)
+        return json.dumps(items, ensure_ascii=False).encode("utf-8")
+
+    return edit
+
+
+def _json_data(index: int, text: str) -> Callable[[bytes], bytes]:
+    """Put ``text`` (JSON as written) as the json_data of result ``index``."""
+
+    def edit(data: bytes) -> bytes:
+        items = json.loads(data)
+        items[index]["fields"]["json_data"] = "@@HERE@@"
+        return (
+            json.dumps(items, ensure_ascii=False)
+            .encode("utf-8")
+            .replace(b'"@@HERE@@"', text.encode("utf-8"))
+        )
+
+    return edit
+
+
+@pytest.fixture(autouse=True)
+def _many_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
+
+
+#: Inputs the plain path accepts and the engine used to stand down for.
+ACCEPTED: dict[str, tuple[Callable[[bytes], bytes], int]] = {
+    "deflated results.json": (lambda data: data, zipfile.ZIP_DEFLATED),
+    "a surrogate pair": (_json_data(700, '{"face": "\\ud83d\\ude00"}'), zipfile.ZIP_STORED),
+    "json_data 230 levels deep": (
+        _json_data(700, "[" * 230 + "]" * 230),
+        zipfile.ZIP_STORED,
+    ),
+    "a field beyond MUSCLE's": (
+        _edit(lambda items: items[700]["fields"].update(newer={"a": [1, 2]})),
+        zipfile.ZIP_STORED,
+    ),
+    "created_at with an offset": (
+        _edit(lambda items: items[700]["fields"].update(created_at="2024-07-22T12:26:50+02:00")),
+        zipfile.ZIP_STORED,
+    ),
+}
+
+
+@pytest.mark.parametrize("text", [LONG + FIXTURE, LONG + WIDE + BATCHES], ids=["long", "batches"])
+@pytest.mark.parametrize("what", sorted(ACCEPTED))
+def test_what_the_plain_path_accepts_the_engine_reads(
+    what: str, text: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    change, method = ACCEPTED[what]
+    changed = tmp_path / "changed.zip"
+    _rewrite(generated_zip, changed, change, method)
+    plain, fast = _both(text, changed, tmp_path, monkeypatch)
+    assert isinstance(plain, dict), plain
+    assert fast == plain
+
+
+def test_without_the_native_kernel(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Python reference of the kernel's columnar functions takes every chunk."""
+    monkeypatch.setenv(native.ENV_SWITCH, "0")
+    plain, fast = _both(LONG + FIXTURE, generated_zip, tmp_path, monkeypatch)
+    assert isinstance(plain, dict)
+    assert fast == plain
+
+
+def _flip_crc(source: Path, target: Path) -> None:
+    """A stored results.json whose bytes no longer match its CRC-32 (still valid JSON)."""
+    _rewrite(source, target)
+    data = bytearray(target.read_bytes())
+    with zipfile.ZipFile(target) as zf:
+        start = zf.getinfo("results.json").header_offset
+    at = data.find(b'"question_key": "', start) + len('"question_key": "')
+    data[at] = ord("Z") if data[at] != ord("Z") else ord("Y")
+    target.write_bytes(bytes(data))
+
+
+#: Inputs the plain path refuses and the engine used to stand down for.
+REFUSED: dict[str, Callable[[bytes], bytes]] = {
+    "malformed JSON in a later chunk": lambda data: data.replace(b'"pk": 900,', b'"pk": 900,,'),
+    "truncated": lambda data: data[: len(data) // 2],
+    "trailing data": lambda data: data + b" x",
+    "not an array": lambda data: b'{"model": "result.result"}',
+    "empty": lambda data: b"",
+    "empty array": lambda data: b"[ ]",
+    "a lone surrogate": _json_data(700, '{"half": "\\ud83d"}'),
+    "json_data too deep": _json_data(700, "[" * 300 + "]" * 300),
+    "a number beyond a double": _json_data(700, "1e999"),
+    "NaN": _json_data(700, "NaN"),
+    "a wrong model": _edit(lambda items: items[700].update(model="session.session")),
+    "a pk that is text": _edit(lambda items: items[700].update(pk="700")),
+    "a missing field": _edit(lambda items: items[700]["fields"].pop("comment")),
+    "a null question key": _edit(lambda items: items[700]["fields"].update(question_key=None)),
+    "disorder across chunks": _edit(lambda items: items.insert(900, items.pop(10))),
+    "a duplicate across chunks": _edit(lambda items: items[900].update(pk=items[10]["pk"])),
+}
+
+
+@pytest.mark.parametrize("text", [LONG + FIXTURE, LONG + WIDE + BATCHES], ids=["long", "batches"])
+@pytest.mark.parametrize("what", sorted(REFUSED))
+def test_what_the_plain_path_refuses_the_engine_refuses_alike(
+    what: str, text: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "broken.zip"
+    _rewrite(generated_zip, broken, REFUSED[what])
+    plain, fast = _both(text, broken, tmp_path, monkeypatch)
+    if what == "empty array":
+        assert isinstance(plain, dict)
+    else:
+        assert isinstance(plain, tuple), plain
+    assert fast == plain
+
+
+def test_a_crc_error_is_the_zip_readers(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "broken.zip"
+    _flip_crc(generated_zip, broken)
+    plain, fast = _both(LONG, broken, tmp_path, monkeypatch)
+    assert isinstance(plain, tuple), plain
+    assert "Bad CRC-32" in plain[1]
+    assert fast == plain
+
+
+def test_batches_reach_a_sink_while_the_workers_still_run(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker that reads the last chunk waits until the sink has its first batch: were
+    the batches handed only after the workers finished, it would wait in vain and the run
+    would fail."""
+    gate = multiprocessing.get_context("fork").Event()
+    monkeypatch.setattr(GateSink, "gate", gate)
+    work = fixture_zip_chunks.ZipTrialResults.work
+
+    def waiting(self: Any, task: tuple[int, int, int, int]) -> Any:
+        if task[1] == self.size and task[0] > 0:  # the last of several chunks
+            assert gate.wait(timeout=120), "no batch reached the sink before the last chunk"
+        return work(self, task)
+
+    monkeypatch.setattr(fixture_zip_chunks.ZipTrialResults, "work", waiting)
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    out = _run(LONG + BATCHES, generated_zip, tmp_path / "fast")
+    assert engine.LAST_RUN["chunks"] > 2
+    assert gate.is_set()
+    assert out["gate.txt"].count(b"\n") == engine.LAST_RUN["rows"]
+
+
+def test_the_engine_takes_a_run_without_an_engine_sink(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain, fast = _both(BATCHES + WIDE, generated_zip, tmp_path, monkeypatch)
+    assert engine.LAST_RUN["batch_sinks"] == 2
+    assert isinstance(plain, dict)
+    assert fast == plain
+
+
+# -- the database source ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_db(pg_database: Callable[[Path | None], str]) -> str:
+    dsn = pg_database(REFERENCE / "head" / "muscle_head.sql")
+    generate.fill_database(dsn, generate.Size(20))
+    return dsn
+
+
+#: A change to one trial result of a middle session, which the plain path refuses.
+DB_REFUSED = {
+    "a score that is NaN": "score = 'NaN'",
+    "json_data too deep": (
+        "json_data = ('{\"a\": ' || repeat('[', 300) || repeat(']', 300) || '}')::jsonb"
+    ),
+    "an integer too long to read": ("json_data = ('{\"a\": ' || repeat('9', 5000) || '}')::jsonb"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(DB_REFUSED))
+def test_bad_database_rows_give_the_plain_paths_error(
+    what: str, small_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 3)
+    with psycopg.connect(small_db, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT r.id, r.score, r.json_data::text FROM result_result r JOIN session_session s"
+            " ON s.id = r.session_id JOIN experiment_block b ON b.id = s.block_id"
+            " WHERE b.slug = %s ORDER BY r.session_id DESC, r.id LIMIT 1 OFFSET 40",
+            (generate.BLOCK_SLUG,),
+        ).fetchone()
+        assert row is not None
+        conn.execute(f"UPDATE result_result SET {DB_REFUSED[what]} WHERE id = %s", (row[0],))
+        try:
+            outcome = []
+            for mode in ("0", "strict"):
+                monkeypatch.setenv(engine.ENV_SWITCH, mode)
+                try:
+                    _run_db(LONG + BATCHES, small_db, tmp_path / mode)
+                    outcome.append(None)
+                except ExportkitError as exc:
+                    outcome.append((type(exc), str(exc), exc.exit_code))
+            assert outcome[0] is not None
+            assert outcome[0] == outcome[1]
+            assert engine.LAST_RUN["used"] is True
+        finally:
+            conn.execute(
+                "UPDATE result_result SET score = %s, json_data = %s::jsonb WHERE id = %s",
+                (row[1], row[2], row[0]),
+            )
+
+
+def _run_db(text: str, dsn: str, out: Path) -> None:
+    pm = get_plugin_manager(load_entrypoints=False, plugins=[dummy_sink_module, _Plugin()])
+    registry = registry_for(pm)
+    template = parse_template(
+        "manifest = false\n" + text, file="t.toml", folder=out, sinks=registry.sink_specs
+    )
+    run_export(template, source=dsn, out_dir=out, blocks=(generate.BLOCK_SLUG,), plugin_manager=pm)
+
+
+def test_a_database_column_beyond_muscles(
+    small_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column of result_result that MUSCLE does not have is each record's extra: the
+    fixture zip of the engine holds it as the plain path's does."""
+    monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 3)
+    with psycopg.connect(small_db, autocommit=True) as conn:
+        conn.execute("ALTER TABLE result_result ADD COLUMN newer text DEFAULT 'kept'")
+        try:
+            outcome = []
+            for mode in ("0", "strict"):
+                monkeypatch.setenv(engine.ENV_SWITCH, mode)
+                _run_db(LONG + FIXTURE + BATCHES, small_db, tmp_path / mode)
+                outcome.append({p.name: p.read_bytes() for p in (tmp_path / mode).iterdir()})
+            assert engine.LAST_RUN["used"] is True
+            assert outcome[0] == outcome[1]
+            with zipfile.ZipFile(tmp_path / "0" / "copy.zip") as zf:
+                assert b'"newer": "kept"' in zf.read("results.json")
+        finally:
+            conn.execute("ALTER TABLE result_result DROP COLUMN newer")
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.data())
+def test_mutated_results_give_the_plain_paths_outcome(
+    small_generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: Any
+) -> None:
+    """Random edits of results.json's bytes: the engine's outcome is the plain path's, bytes
+    or error. (One chunk: across chunks, a JSON syntax error after a bad record in the same
+    4 MiB read window of the plain path is reported by the plain path first, by the engine
+    second; decision 0028.)"""
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 4 << 20)
+    with zipfile.ZipFile(small_generated_zip) as zf:
+        text = bytearray(zf.read("results.json"))
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(text) - 1))
+        kind = data.draw(st.sampled_from(["flip", "insert", "delete"]))
+        if kind == "flip":
+            text[at] = data.draw(st.sampled_from(b'{}[],:"\\0123456789x -.eE'))
+        elif kind == "insert":
+            text[at:at] = data.draw(st.sampled_from([b",", b"]", b'"', b"0", b" ", b"\xff"]))
+        else:
+            del text[at : at + data.draw(st.integers(1, 40))]
+    case = tmp_path / f"case{len(list(tmp_path.iterdir()))}"
+    case.mkdir()
+    broken = case / "broken.zip"
+    _rewrite(small_generated_zip, broken, lambda _: bytes(text))
+    plain, fast = _both(LONG + FIXTURE, broken, case, monkeypatch)
+    assert fast == plain
