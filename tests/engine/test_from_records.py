@@ -203,7 +203,7 @@ def test_fields_beyond_muscles_are_carried(
     assert b'"reaction": {"ms": 3' in plain["export.zip"]
 
 
-def test_a_batch_carries_extra_only_when_a_result_has_some() -> None:
+def test_a_batch_carries_extra_and_gives_it_back() -> None:
     checks = engine.Checks(
         sessions=frozenset({1}),
         excluded=frozenset(),
@@ -218,7 +218,8 @@ def test_a_batch_carries_extra_only_when_a_result_has_some() -> None:
     mixed = [_result(1, 1), attrs.evolve(_result(2, 1), extra={"x": [1, 2.5]})]
     cols, _ = batches.record_columns(mixed, checks)
     table = batches.result_batch(cols)
-    assert table.schema.names[-1] == batches.EXTRA_COLUMN
+    assert table.schema.names[-1] == "extra"
+    assert table.column("extra").to_pylist() == [None, '{"x":[1,2.5]}']
     (batch,) = table.to_batches()
     assert batches.batch_results(batch) == mixed
 

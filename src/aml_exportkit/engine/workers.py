@@ -53,12 +53,13 @@ import io
 import multiprocessing
 import os
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeGuard, cast
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeAlias, TypeGuard, cast
 
 import attrs
 
@@ -1190,6 +1191,15 @@ class _Run:
         self.deliver = deliver
         #: chunks' batches (IPC stream bytes) held until the profile answers are done
         self.held: list[bytes] = []
+        #: a reader that may still stand down once batches were handed (the records of a
+        #: source without a chunk reader: the plain path would hand them again) holds
+        #: every batch until the last chunk is in, in a temporary file
+        self.hold_all: IO[bytes] | None = (
+            tempfile.TemporaryFile(prefix="exportkit-batches-")  # noqa: SIM115
+            if deliver is not None and isinstance(raw, RecordChunks)
+            else None
+        )
+        self.held_parts: list[int] = []
         self.want_batches = deliver is not None
         self.questions = questions
         self.raw = raw
@@ -1443,16 +1453,26 @@ class _Run:
                 self.fixtures.add(chunk.fixture)
             if self.deliver is not None and len(chunk.batch):
                 assert not _is_table(chunk.batch)  # (sent as bytes or spooled)
-                self.held.append(_read(chunk.batch))
-                self._hand_batches()
+                if self.hold_all is not None:
+                    self.held_parts.append(self.hold_all.write(_read(chunk.batch)))
+                else:
+                    self.held.append(_read(chunk.batch))
+                    self._hand_batches()
             if chunk.spool is not None:
                 chunk.spool.discard()
             if chunk.position:
                 graph.expected_trial_results = max(rows, round(rows / chunk.position))
             self.progress.update(rows, graph.expected_trial_results)
-        self._hand_batches(final=True)
         if spans.crcs:
             raw.finish(spans.crcs)
+        if self.hold_all is not None:
+            self.hold_all.seek(0)
+            for size in self.held_parts:
+                self.held.append(self.hold_all.read(size))
+                self._hand_batches(final=True)
+            self.hold_all.close()
+            self.hold_all = None
+        self._hand_batches(final=True)
         for state in self.states:
             if isinstance(state.renderer, MuscleRenderer):
                 state.extra(state.renderer.between(None))
@@ -1780,6 +1800,9 @@ class _Run:
         if self.workers is not None:
             self.workers.close()
             self.workers = None
+        if self.hold_all is not None:
+            self.hold_all.close()
+            self.hold_all = None
         for state in self.states:
             state.close()
         if self.fixtures is not None:
