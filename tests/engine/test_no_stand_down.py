@@ -42,7 +42,8 @@ from conftest import REFERENCE
 
 LONG = '[[sinks]]\ntype = "csv-long"\npath = "long.csv"\n'
 FIXTURE = '[[sinks]]\ntype = "fixture-json"\npath = "copy.zip"\n'
-WIDE = '[[sinks]]\ntype = "csv-wide"\npath = "wide.csv"\n'
+#: (rows per participant: a table the engine does not render, fed its batches)
+WIDE = '[[sinks]]\ntype = "csv-wide"\npath = "wide.csv"\n[sinks.wide]\nrow_per = "participant"\n'
 BATCHES = '[[sinks]]\ntype = "gate"\npath = "gate.txt"\n'
 
 

@@ -103,12 +103,14 @@ def test_many_chunks(
     ['[sinks.wide]\nrow_per = "participant"\n', 'timestamps = "ms"\n'],
     ids=["participant", "ms"],
 )
-def test_what_the_engine_leaves_to_the_plain_path(
+def test_tables_the_engine_hands_batches(
     extra: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rows per participant, and times to the millisecond (which number a session's
-    results by their cut times)."""
-    _compare(WIDE.format(extra=extra), generated_zip, tmp_path, monkeypatch, used=False)
+    results by their cut times): the sink's own builder makes the table, fed the engine's
+    batches."""
+    _compare(WIDE.format(extra=extra), generated_zip, tmp_path, monkeypatch, used=True)
+    assert engine.LAST_RUN["batch_sinks"] >= 1
 
 
 @pytest.fixture(scope="module")
