@@ -4,6 +4,7 @@ cells in one key and not in another, and arbitrary ``json_data`` (hypothesis).""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 import generate
 from aml_exportkit import engine
+from aml_exportkit.engine import workers
 from aml_exportkit.sources import fixture_zip_chunks
 
 from .test_engine import _compare, _rewrite_results, _run
@@ -61,6 +63,27 @@ def test_beside_other_tables_and_filtered(
 ) -> None:
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 50_000)
     _compare(MIXED[name], generated_zip, tmp_path, monkeypatch, used=True)
+
+
+def test_a_second_reading_sends_small_messages(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every chunk of a wide table is read twice; the second reading's final columns (the
+    thousands of a real block's wide table) reach the workers in a file, so that each task's
+    message stays far below what a pipe holds. (Sent with every task, they made a parent
+    blocked sending to a worker that was blocked sending its chunk back: a hang.)"""
+    sizes: list[int] = []
+    real = workers._Workers.map
+
+    def spy(self: Any, payloads: Any, idle: Any = None) -> Any:
+        sizes.extend(len(pickle.dumps(p)) for p in payloads)
+        return real(self, payloads, idle)
+
+    monkeypatch.setattr(workers._Workers, "map", spy)
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 30_000)
+    _compare(WIDE.format(extra=""), generated_zip, tmp_path, monkeypatch, used=True)
+    assert engine.LAST_RUN["rerendered_chunks"] > 10
+    assert max(sizes) < 2048
 
 
 def _drop_sessions(items: list[Any]) -> None:

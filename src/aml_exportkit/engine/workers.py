@@ -52,6 +52,7 @@ import importlib
 import io
 import multiprocessing
 import os
+import pickle
 import queue
 import tempfile
 import threading
@@ -998,8 +999,6 @@ class _PlanState:
             # unbuffered: the chunks' text goes in by the kernel (sendfile), see _put
             self.text: Any = open(self.csv_path, "w+b", buffering=0)  # noqa: SIM115
         else:
-            import tempfile
-
             self.text = tempfile.TemporaryFile(prefix="exportkit-engine-", buffering=0)  # noqa: SIM115
         _put(self.text, header)
         self.hasher: _Hasher | None = _Hasher(self.text.fileno()) if self.csv_path else None
@@ -1215,14 +1214,22 @@ class _Run:
         #: the sessions that have trial results
         self.covered = 0
         self.stats: dict[str, Any] = {}
+        #: (in a worker) the final columns of a second reading, and the file they came in
+        self._again: tuple[str, _Again] | None = None
         #: CPU seconds of the parent's threads (see :meth:`_thread_cpu`)
         self.threads_cpu: dict[str, float] = {}
 
     def _thread_cpu(self, name: str, seconds: float) -> None:
         self.threads_cpu[name] = self.threads_cpu.get(name, 0.0) + seconds
 
-    def _work(self, payload: tuple[Any, _Again | None]) -> _Chunk:
-        task, again = payload
+    def _work(self, payload: tuple[Any, str | None]) -> _Chunk:
+        task, again_file = payload
+        again: _Again | None = None
+        if again_file is not None:
+            if self._again is None or self._again[0] != again_file:
+                with open(again_file, "rb") as fh:
+                    self._again = (again_file, pickle.load(fh))
+            again = self._again[1]
         cols, meta = self.raw.work(task)
         try:
             return self._chunk(cols, meta, again)
@@ -1618,13 +1625,24 @@ class _Run:
         final = again[0]
         assert self.workers is not None
         index = self.plans.index(state.plan)
-        fresh = dict(
-            zip(
-                redo,
-                self.workers.map([(tasks[i], (index, *again, schema)) for i in redo]),
-                strict=True,
+        # The final columns go to the workers in a file, read once by each: sent with every
+        # task, thousands of wide columns made each message larger than a pipe holds, and a
+        # parent blocked sending one while its worker was blocked sending a chunk back
+        # waited for ever.
+        with tempfile.NamedTemporaryFile(
+            prefix="exportkit-again-", dir=self.spool_folder, delete=False
+        ) as fh:
+            pickle.dump((index, *again, schema), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            fresh = dict(
+                zip(
+                    redo,
+                    self.workers.map([(tasks[i], fh.name) for i in redo]),
+                    strict=True,
+                )
             )
-        )
+        finally:
+            os.unlink(fh.name)
         if state.hasher is not None:  # it reads the old file; the manifest hashes the new
             state.hasher.stop()
             self._thread_cpu("sha256", state.hasher.cpu)
@@ -1637,8 +1655,6 @@ class _Run:
             target = state.csv_path.with_name(state.csv_path.name + ".redo")
             new: Any = open(target, "w+b", buffering=0)  # noqa: SIM115
         else:
-            import tempfile
-
             target = None
             new = tempfile.TemporaryFile(prefix="exportkit-engine-", buffering=0)  # noqa: SIM115
         # a deferred table's Parquet outputs take each chunk's rows as they come
@@ -1739,8 +1755,6 @@ class _Run:
             target = state.csv_path.with_name(state.csv_path.name + ".redo")
             new = open(target, "w+b", buffering=0)  # noqa: SIM115
         else:
-            import tempfile
-
             new = tempfile.TemporaryFile(prefix="exportkit-engine-", buffering=0)  # noqa: SIM115
         try:
             with open(os.dup(old.fileno()), "rb") as parts:
