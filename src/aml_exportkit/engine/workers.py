@@ -1588,12 +1588,12 @@ class _Run:
         """Finish one plan's outputs; redo what the sample's columns did not foresee."""
         renderer = state.renderer
         flattener = renderer.flatten.flattener if renderer.flatten is not None else None
-        if flattener is not None:
-            for name, path in found.items():
-                if flattener._name(path) != name:  # pragma: no cover - same rules everywhere
-                    raise StandDown("a column name differs between processes")
         index = self.plans.index(state.plan)
         with _table_errors(index):
+            if flattener is not None:
+                for name, path in found.items():
+                    if flattener._name(path) != name:  # pragma: no cover - same rules everywhere
+                        raise StandDown("a column name differs between processes")
             final = tuple(renderer.final_names(found, state.types, self.covered))
         final_json = json_cells_columns({n: state.types.get(n, set()) for n in final})
         state.names_final = final  # type: ignore[attr-defined]
