@@ -707,6 +707,8 @@ def _naming_engine(sinks: Sequence[tuple[SinkContext, Sink]]) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
+        if not sinks:  # (a run without sinks writes nothing: not a sink's error)
+            raise
         named = str(exc.filename) if exc.filename else ""
         context = next((c for c, _ in sinks if named and _temp_of(c) == named), sinks[0][0])
         reason = exc.strerror or str(exc)

@@ -466,23 +466,32 @@ def test_reference_database_same_bytes(
     _compare_db(TEMPLATES["defaults"], muscle_head_db, block, tmp_path, monkeypatch)
 
 
+@pytest.mark.parametrize("small", [False, True], ids=["sample", "chunks"])
 def test_a_column_clash_is_the_plain_paths_error(
-    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small: bool, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A rename onto a column the data also makes: the plain path's message, naming the
-    sink that has the clash."""
+    """A rename onto a column the data also makes: the engine raises the plain path's
+    message, naming the sink that has the clash, whether the sample shows the clash or
+    only a worker's chunk (or the final columns) does."""
+    if small:  # the sample too short to hold both columns
+        monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 4_000)
+        monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 300)
     text = LONG_PARQUET.format(
         extra='[sinks.flatten]\nrename = { "result_json.value" = "result_json.view" }\n'
     )
     messages = []
-    for mode in ("0", "1"):
+    for mode in ("0", "strict"):
         monkeypatch.setenv(engine.ENV_SWITCH, mode)
         with pytest.raises(ExportkitError) as caught:
             _run(text, generated_zip, tmp_path / mode)
-        messages.append(str(caught.value).replace(str(tmp_path / mode), "OUT"))
+        messages.append(
+            (type(caught.value).__name__, str(caught.value).replace(str(tmp_path / mode), "OUT"))
+        )
     assert messages[0] == messages[1]
-    assert "two values would share the column" in messages[0]
-    assert engine.LAST_RUN["used"] is False
+    assert messages[1][0] == "SinkError"
+    assert "two values would share the column" in messages[1][1]
+    assert engine.LAST_RUN["used"] is True
+    assert not list((tmp_path / "strict").glob("*.csv"))
 
 
 @pytest.mark.parametrize("name", ["bench", "two-csv"])

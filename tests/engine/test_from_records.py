@@ -225,15 +225,17 @@ def test_a_batch_carries_extra_and_gives_it_back() -> None:
 
 
 @pytest.mark.parametrize("where", ["source", "spill"])
-def test_a_stand_down_after_the_read_gives_the_plain_path_every_result(
+def test_the_sources_error_and_records_pickle_cannot_take(
     where: str,
     records: tuple[dict[str, list[Any]], list[Result]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The source's error (met while the engine reads) and records that cannot be spilled
-    make the engine stand down; the plain path then reads the same results in the same
-    batches (and the source's error at the same place) from the reader's replay."""
+    """The source's error, met while the engine reads, ends the run as it is (the plain
+    path's outcome); records that pickle cannot take stay in the parent's memory, where
+    the workers find them, and the run writes what the plain path writes (the engine
+    stands down for the value it cannot put in a batch, and the plain path then reads the
+    same results in the same batches from the reader's replay)."""
     tables, results = records
     fail = SourceError("the source broke", file="memory:") if where == "source" else None
     if where == "spill":  # a mapping pickle cannot take, halfway through
@@ -251,11 +253,8 @@ def test_a_stand_down_after_the_read_gives_the_plain_path_every_result(
         '[[sinks]]\ntype = "bare"\npath = "b.txt"\n[[sinks]]\ntype = "csv-long"\npath = "l.csv"\n'
     )
     got = _outcome(second, tmp_path / "engine", text)
-    assert engine.LAST_RUN["used"] is False
-    assert engine.LAST_RUN["reason"].startswith(
-        "the source: " if where == "source" else "trial results that cannot be spilled"
-    )
     if where == "source":
+        assert engine.LAST_RUN["used"] is True
         assert got == plain == "SourceError: memory:: the source broke"
     else:
         assert got["b.txt"] == plain["b.txt"]
@@ -267,8 +266,9 @@ def test_bad_records_get_the_plain_paths_error(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Results out of order, an unknown session, a key held twice: the engine stands down
-    (in a worker) and the plain path reports the record."""
+    """Results out of order, an unknown session, a key held twice: the engine's reader
+    applies the graph's checks and raises the plain path's error, naming the record; a
+    text longer than MUSCLE's column, which the graph does not check, is written."""
     tables, results = records
     trials = [i for i, r in enumerate(results) if r.session is not None]
     middle = trials[len(trials) // 2]
@@ -294,10 +294,38 @@ def test_bad_records_get_the_plain_paths_error(
     for name, bad in cases.items():
         monkeypatch.setenv(engine.ENV_SWITCH, "0")
         plain = _outcome(BatchedSource(tables, bad), tmp_path / f"{name}-plain")
-        monkeypatch.setenv(engine.ENV_SWITCH, "1")
+        monkeypatch.setenv(engine.ENV_SWITCH, "strict")
         got = _outcome(BatchedSource(tables, bad), tmp_path / f"{name}-engine")
-        assert engine.LAST_RUN["used"] is False, name
+        assert engine.LAST_RUN["used"] is True, name
         assert got == plain, name
+        assert isinstance(got, str) is (name != "too long"), name
+
+
+def test_the_profile_answers_error_comes_first(
+    records: tuple[dict[str, list[Any]], list[Result]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bad profile answer and a bad trial result: the plain path reads the profile
+    answers first, and so does the engine before it reports the trial result's error
+    (which its reader meets before its workers start)."""
+    tables, results = records
+    profiles = [i for i, r in enumerate(results) if r.session is None]
+    trials = [i for i, r in enumerate(results) if r.session is not None]
+    bad = [
+        attrs.evolve(r, participant=888_888)
+        if i == profiles[0]
+        else attrs.evolve(r, session=999_999)
+        if i == trials[3]
+        else r
+        for i, r in enumerate(results)
+    ]
+    monkeypatch.setenv(engine.ENV_SWITCH, "0")
+    plain = _outcome(BatchedSource(tables, bad), tmp_path / "plain")
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    got = _outcome(BatchedSource(tables, bad), tmp_path / "engine")
+    assert got == plain
+    assert "participant 888888 not found" in got
 
 
 def test_pooled_sources_go_through_the_engine(

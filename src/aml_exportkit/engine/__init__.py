@@ -9,8 +9,9 @@ check each chunk into columns (:mod:`.chunks`), render the long table's rows for
 (:mod:`.batches`); the parent checks
 what spans chunks (:mod:`.spans`) and writes the outputs (:mod:`.workers`). Bad input
 ends the run with the source's own error (a chunk the columns refuse is read again record
-by record, :meth:`ResultChunks.reference`); what the engine does not render makes it stand
-down (:class:`StandDown`) before any output is final, and the plain path runs.
+by record, :meth:`ResultChunks.reference`), a column clash with the sink's error; what the
+engine does not render makes it stand down (:class:`StandDown`) before any output is final,
+and the plain path runs.
 ``docs/architecture.md`` and decisions 0024 and 0028 describe the layout.
 
 This module is the engine's public interface: sources, sinks and the pipeline use the

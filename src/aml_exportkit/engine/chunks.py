@@ -229,6 +229,9 @@ class Checks:
     check_sections: bool
     keep_missing: bool
     owner: str = "session"
+    #: whether a text longer than MUSCLE's column is refused (a source's raw columns); the
+    #: records of a graph passed the graph's checks, which make no such check
+    lengths: bool = True
 
 
 def make_checks(graph: RecordGraph, excluded: frozenset[int], owner: str = "session") -> Checks:
@@ -282,12 +285,12 @@ def pick(values: Sequence[Any], order: list[int] | None) -> list[Any]:
     return list(itemgetter(*order)(values))
 
 
-def check_strings(name: str, values: Sequence[Any], nullable: bool) -> None:
+def check_strings(name: str, values: Sequence[Any], nullable: bool, lengths: bool = True) -> None:
     types = set(map(type, values))
     allowed = {str, type(None)} if nullable else {str}
     if not types <= allowed:
         raise StandDown(f"{name}: a value of another type")
-    limit = _MAX_LENGTH.get(name)
+    limit = _MAX_LENGTH.get(name) if lengths else None
     if limit is not None:
         texts = values if types == {str} else [v for v in values if v is not None]
         if texts and max(map(len, texts)) > limit:
@@ -408,7 +411,7 @@ def finish_columns(
             missing = sum(1 for s in sections if s in absent)
     fields = {name: pick(values, order) for name, values in strings.items()}
     for name, values in fields.items():
-        check_strings(name, values, RESULT.field(name).nullable)
+        check_strings(name, values, RESULT.field(name).nullable, checks.lengths)
     fields["score"] = check_scores(pick(scores, order))
     cols = ResultColumns(
         pk=pks,

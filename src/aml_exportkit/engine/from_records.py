@@ -10,13 +10,16 @@ anonymous temporary file; each worker reads one group back and turns it into che
 columns (:func:`~aml_exportkit.engine.batches.record_columns`), which the engine renders as
 it renders any chunk.
 
-The source's batches can be read once, and the engine may still stand down (a value it
-does not render, the source's own error). So the reader takes them from the graph
+The reader checks every record in the parent as it reads it, with the graph's own checks
+(:class:`~aml_exportkit.graph.ResultChecker`): a bad record, or the source's own error,
+ends the run with the error the graph gives, at the place the graph would meet it.
+
+The source's batches can be read once, and the engine may still stand down for a value
+its columns do not carry. So the reader takes them from the graph
 (:meth:`~aml_exportkit.graph.RecordGraph.take_trial_batches`) and gives back at once a
 replay of what it read (:meth:`~aml_exportkit.graph.RecordGraph.give_trial_batches`): the
-same records in the same batches, then what it did not read, then the source's error at
-the place it met it. The plain path, if it runs, reads and checks them as it reads the
-source's.
+same records in the same batches. The plain path, if it runs, reads and checks them as it
+reads the source's.
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from typing import IO, TYPE_CHECKING
 
+import attrs
+
+from ..graph import PkSet
 from .batches import record_columns
 from .chunks import Checks, ChunkMeta, ResultColumns, StandDown, make_checks
 
 if TYPE_CHECKING:
-    from ..graph import RecordGraph, ResultBatches
+    from ..graph import RecordGraph, ResultBatches, ResultChecker
     from ..records import Result
 
 #: Trial results per chunk, at least (a chunk ends at the first session boundary after).
@@ -54,58 +60,52 @@ class RecordChunks:
 
     def __init__(self) -> None:
         self.checks: Checks | None = None
+        self._checker: ResultChecker | None = None
         self._source: ResultBatches | None = None
         self._file: IO[bytes] | None = None
         self._spilled: list[tuple[int, int]] = []
         #: the length of every batch of the source read so far, to give them back as they came
         self._lengths: list[int] = []
-        #: records read but not spilled (when reading stopped early)
-        self._pending: list[Result] = []
-        #: the source's batches not read yet, once reading began
-        self._rest: Iterator[Sequence[Result]] | None = None
-        self._error: Exception | None = None
+        #: groups that could not be spilled
+        self._held: list[list[Result]] = []
+        self._read = False
 
     def open(self, graph: RecordGraph) -> None:
         """Take the graph's trial results, giving it back their replay at once."""
-        self.checks = make_checks(graph, frozenset())
+        self.checks = attrs.evolve(make_checks(graph, frozenset()), lengths=False)
+        # (keys of their own: the graph's set gets the trial results' keys at the end,
+        # after the profile answers', as for every reader)
+        self._checker = graph.result_checker("trial", PkSet())
         self._source = graph.take_trial_batches()
         graph.give_trial_batches(self._replay)
 
     def tasks(self) -> list[Task]:
-        """Read every trial result (in the parent), spilling them by groups of sessions.
+        """Read and check every trial result (in the parent), spilling them by groups of
+        sessions.
 
-        :raises StandDown: when the source raised an error (the plain path meets it again,
-            at the same place, in the replay) or a group could not be spilled.
+        :raises IntegrityError: the graph's error for a bad record (its checks).
+        :raises SourceError: the graph's error for a record out of order.
+        :raises Exception: whatever the source raises, as it raises it.
         """
         assert self._source is not None
+        assert self._checker is not None
+        check = self._checker.check
         self._file = tempfile.TemporaryFile(prefix="exportkit-records-")  # noqa: SIM115
-        try:
-            self._rest = iter(self._source())
-        except Exception as exc:
-            self._error = exc
-            self._rest = iter(())
-            raise StandDown(f"the source: {exc}") from None
+        self._read = True
         group: list[Result] = []
         counts: list[int] = []
-        while True:
-            try:
-                batch = next(self._rest, None)
-            except Exception as exc:  # the source's: raised again where the replay meets it
-                self._error = exc
-                self._pending = group
-                self._rest = iter(())
-                raise StandDown(f"the source: {exc}") from None
-            if batch is None:
-                break
+        for batch in self._source():
+            for result in batch:
+                check(result)
             self._lengths.append(len(batch))
             group.extend(batch)
             cut = _last_session_start(group) if len(group) >= CHUNK_RESULTS else 0
             if cut:
-                self._spill_or_stop(group, cut)
+                self._spill(group, cut)
                 counts.append(cut)
                 del group[:cut]
         if group:
-            self._spill_or_stop(group, len(group))
+            self._spill(group, len(group))
             counts.append(len(group))
         self._file.flush()
         total = max(sum(counts), 1)
@@ -115,20 +115,24 @@ class RecordChunks:
             for (offset, length), n in zip(self._spilled, done, strict=True)
         ] or [(0, 0, 1.0)]
 
-    def _spill_or_stop(self, group: list[Result], cut: int) -> None:
-        """Spill ``group[:cut]``; if that fails, keep the group (the replay then reads
-        the rest of the source) and stand down."""
+    def _spill(self, group: list[Result], cut: int) -> None:
+        """Spill ``group[:cut]`` to the file the workers read; a group pickle cannot take
+        (a value of a type it does not know) stays in memory, where the workers, forked
+        after this, find it."""
         assert self._file is not None
         try:
             data = pickle.dumps(group[:cut], protocol=pickle.HIGHEST_PROTOCOL)
-            offset = self._file.tell()
-            self._file.write(data)
-        except Exception as exc:
-            self._pending = group
-            raise StandDown(f"trial results that cannot be spilled: {exc}") from None
+        except Exception:
+            self._held.append(group[:cut])
+            self._spilled.append((-len(self._held), 0))
+            return
+        offset = self._file.tell()
+        self._file.write(data)
         self._spilled.append((offset, len(data)))
 
     def _load(self, offset: int, length: int) -> list[Result]:
+        if offset < 0:  # (a group held in memory)
+            return self._held[-offset - 1]
         assert self._file is not None
         parts = []
         fd = self._file.fileno()
@@ -155,7 +159,8 @@ class RecordChunks:
         """Read one group of records back and check it as columns (in a worker)."""
         assert self.checks is not None
         offset, length, position = task
-        cols, meta = record_columns(self._load(offset, length) if length else [], self.checks)
+        records = self._load(offset, length) if length or offset < 0 else []
+        cols, meta = record_columns(records, self.checks)
         meta["position"] = position
         return cols, meta
 
@@ -168,9 +173,8 @@ class RecordChunks:
         """Nothing to check at the end."""
 
     def _replay(self) -> Iterator[Sequence[Result]]:
-        """The source's trial results as it gave them: what was read (in its batches),
-        what was not, then its error if it raised one."""
-        if self._rest is None:  # never read: the source's own batches
+        """The source's trial results as it gave them (read or not)."""
+        if not self._read:  # never read: the source's own batches
             assert self._source is not None
             yield from self._source()
             return
@@ -178,14 +182,10 @@ class RecordChunks:
         def records() -> Iterator[Result]:
             for offset, length in self._spilled:
                 yield from self._load(offset, length)
-            yield from self._pending
 
         read = records()
         for length in self._lengths:
             yield list(itertools.islice(read, length))
-        yield from self._rest
-        if self._error is not None:
-            raise self._error
         if self._file is not None:
             self._file.close()
 

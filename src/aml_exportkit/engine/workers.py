@@ -36,8 +36,10 @@ results holds nearly every shape).
 Bad input does not make the engine stand down: a chunk the columns refuse is read again in
 its worker by the source's reference reading, which raises the plain path's error (sent to
 the parent whole and raised there), and what spans chunks raises the graph's errors
-(decision 0028). What the engine does not render (a column collision) makes it stand down by
-raising :class:`StandDown` before any output is final; the plain path then runs.
+(decision 0028). A column clash is the table's own error, raised as the plain path raises it
+(a ``SinkError`` naming the table's first sink, decision 0032). What the engine does not
+render (a value its columns do not carry) makes it stand down by raising :class:`StandDown`
+before any output is final; the plain path then runs.
 ``EXPORTKIT_ENGINE=0`` turns the engine off, ``EXPORTKIT_ENGINE=strict`` makes a stand-down
 an error (for tests). ``docs/performance.md`` has the measurements.
 """
@@ -64,7 +66,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, TypeAlias, TypeGuard, cast
 
 import attrs
 
-from ..errors import DatabaseError, ExportkitError, SourceError, TemplateError
+from ..errors import ExportkitError, SinkError, TemplateError
 from ..tabular.table import Absent, Column, column_kind
 from .batches import read_batches, result_batch
 from .chunks import ChunkMeta, ResultChunks, ResultColumns, StandDown, questions_of
@@ -225,6 +227,33 @@ class _Output:
     sink: EngineSink
     format: EngineFormat
     path: Path
+    #: the sink's context: an error of its table names it
+    context: SinkContext
+
+
+class _TableError(Exception):
+    """A table's own error (two values would share a column), met while the engine
+    renders plan ``plan`` (in a worker or in the parent): reported as the error of the
+    plan's first sink, as the plain path reports it (the sink met first in the stream)."""
+
+    def __init__(self, plan: int, message: str) -> None:
+        super().__init__(plan, message)
+        self.plan = plan
+        self.message = message
+
+
+@contextlib.contextmanager
+def _table_errors(plan: int) -> Iterator[None]:
+    """Turn a column clash (``FlattenError``, a ``ValueError``) of plan ``plan``'s table
+    into a :class:`_TableError`."""
+    try:
+        yield
+    except ValueError as exc:
+        raise _TableError(plan, str(exc)) from None
+
+
+def _sink_error(context: SinkContext, message: str) -> SinkError:
+    return SinkError(message, sink=context.name, path=str(context.target))
 
 
 @attrs.define
@@ -273,6 +302,8 @@ def run(
         workers, merged in order); complete only when the engine returns True.
     :return: True when the engine wrote everything (the graph's trial results are then read
         and counted); False when the plain path must run.
+    :raises SinkError: for a column clash, naming the table's first sink (after the profile
+        answers' error, if any, as on the plain path).
     """
     LAST_RUN.clear()
     if os.environ.get(ENV_SWITCH) == "0":
@@ -280,8 +311,6 @@ def run(
     raw: ResultChunks[Any] | None = graph.result_chunks
     if raw is None:  # a source without a chunk reader of its own: its records, cut up
         raw = RecordChunks()
-    if not sinks:
-        return _decline("no sinks")
     plans: list[tuple[tuple[object, ...], _Plan]] = []
     fixtures: list[_Output] = []
     # the sinks the engine does not write: they get the trial results as record batches
@@ -294,7 +323,7 @@ def run(
             continue
         options, fmt, path = table
         if options is None:  # results.json's text, the same for every such sink
-            fixtures.append(_Output(engine_sink, fmt, path))
+            fixtures.append(_Output(engine_sink, fmt, path, context))
             continue
         # MUSCLE's styles: the sink's own row builder makes the rows (engine/muscle.py)
         muscle = muscle_renderer(options, fmt, sink)
@@ -309,14 +338,16 @@ def run(
         if plan is None:
             try:
                 renderer = make_renderer(options, graph) if muscle is None else muscle
-            except ValueError as exc:  # a column collision: the plain path reports it
-                return _decline(str(exc))
+            except ValueError as exc:  # a column collision: the sink's error
+                if beside is not None:
+                    beside()  # (the profile answers' error comes first, as in the stream)
+                raise _sink_error(context, str(exc)) from None
             if isinstance(renderer, str):
                 others.append((context, sink, f"sink {context.name}: {renderer}"))
                 continue
             plan = _Plan(renderer, [])
             plans.append((key, plan))
-        plan.outputs.append(_Output(engine_sink, fmt, path))
+        plan.outputs.append(_Output(engine_sink, fmt, path, context))
     deliver = None
     if others:
         from ..contracts import hand_result_batch
@@ -366,15 +397,22 @@ def _run(
         raise failed.error from None
     except ExportkitError as exc:
         # the source's bad input, found by the engine: the run ends with it, as it would
-        # on the plain path
+        # on the plain path (after the profile answers' error, which comes first there)
+        run.beside_first()
         LAST_RUN.update(used=True, reason="", error=str(exc))
         raise
+    except _TableError as exc:
+        # a column clash: the error of the table's first sink, as the plain path reports it
+        run.beside_first()
+        error = _sink_error(run.plans[exc.plan].outputs[0].context, exc.message)
+        LAST_RUN.update(used=True, reason="", error=str(error))
+        raise error from None
     except StandDown as exc:
         return _decline(str(exc))
-    except ValueError as exc:
-        # a column clash (FlattenError) met in the sample or the final columns: the plain
-        # path meets it too and reports it as the sink's error, naming that sink
-        return _decline(f"{type(exc).__name__}: {exc}")
+    except Exception:
+        # (an error the source raised as it is, say: after the profile answers' error)
+        run.beside_first()
+        raise
     finally:
         run.close()
         if frozen:
@@ -446,10 +484,10 @@ def _serve(
             reply = (number, True, work(payload))
         except StandDown as exc:
             reply = (number, False, str(exc))
-        except (SourceError, DatabaseError) as exc:  # the source's: raised as it is
+        except (ExportkitError, _TableError) as exc:
+            # the source's error, a sink's (its builder's, in MUSCLE's styles) or a table's:
+            # raised in the parent as it is
             reply = (number, False, exc)
-        except ExportkitError as exc:  # (a sink's, met in rendering: the plain path says it)
-            reply = (number, False, str(exc))
         except Exception as exc:
             reply = (number, False, f"{type(exc).__name__}: {exc}")
         conn.send(reply)
@@ -514,7 +552,9 @@ class _Workers:
                 # more slowly, record by record) comes first, as in the plain path's stream
                 ok, value = done.pop(following)
                 if not ok:
-                    raise value if isinstance(value, ExportkitError) else StandDown(value)
+                    if isinstance(value, ExportkitError | _TableError):
+                        raise value
+                    raise StandDown(value)
                 yield value
                 following += 1
 
@@ -1250,20 +1290,22 @@ class _Run:
                 # not fit this one (and its text from the first reading stands)
                 tables.append(((), b"", {}, {}, None))
                 continue
-            renderer = plan.renderer
-            dyn = renderer.dynamic(cols)
-            paths = {n: renderer.flatten.paths[n] for n in dyn} if renderer.flatten else {}
-            if renderer.deferred and forced is None:
-                # the first reading of a table rendered with the final columns only
-                found, types = renderer.survey(cols, dyn)
-                tables.append((found, b"", types, paths, None))
-                continue
-            renderer.known(dyn)
-            names = forced if forced is not None else tuple(renderer.names)
-            if forced is not None and not renderer.deferred and not set(dyn) <= set(forced):
-                raise StandDown("a chunk changed between two readings")
-            json_names = renderer.json_columns if forced_json is None else forced_json
-            text = renderer.render(cols, dyn, names, json_names)
+            with _table_errors(index):
+                renderer = plan.renderer
+                dyn = renderer.dynamic(cols)
+                paths = {n: renderer.flatten.paths[n] for n in dyn} if renderer.flatten else {}
+                if renderer.deferred and forced is None:
+                    # the first reading of a table rendered with the final columns only
+                    found, types = renderer.survey(cols, dyn)
+                    tables.append((found, b"", types, paths, None))
+                    continue
+                renderer.known(dyn)
+                names = forced if forced is not None else tuple(renderer.names)
+                if forced is not None and not renderer.deferred and not set(dyn) <= set(forced):
+                    raise StandDown("a chunk changed between two readings")
+                json_names = renderer.json_columns if forced_json is None else forced_json
+                text = renderer.render(cols, dyn, names, json_names)
+                types = renderer.types(dyn)
             # The Arrow table for the Parquet outputs, read here rather than in the parent
             # (the parent's one core would otherwise bound the engine). Only with the sample's
             # columns: other chunks make the parent rebuild the Parquet files at the end.
@@ -1272,7 +1314,7 @@ class _Run:
                 arrow = state.reader.table(text, len(cols)) if text else b""
             elif schema is not None:  # (the final columns of a deferred table)
                 arrow = _CsvToArrow(schema, threads=False).table(text, -1) if text else b""
-            tables.append((tuple(names), text, renderer.types(dyn), paths, arrow))
+            tables.append((tuple(names), text, types, paths, arrow))
         stats = None
         if self.plan_stats is not None:
             stats = [
@@ -1392,13 +1434,14 @@ class _Run:
         # formatting all of them here first would cost the parent 25 MB at 50k sessions)
         sample = raw.sample()
         seeds: list[tuple[list[str], dict[str, set[type]]]] = []
-        for plan in self.plans:
+        for index, plan in enumerate(self.plans):
             renderer = plan.renderer
             types: dict[str, set[type]] = {}
             if sample is not None and renderer.flatten is not None and not renderer.deferred:
-                dyn = renderer.dynamic(sample)
-                renderer.known(dyn)
-                types = renderer.types(dyn)
+                with _table_errors(index):
+                    dyn = renderer.dynamic(sample)
+                    renderer.known(dyn)
+                    types = renderer.types(dyn)
             renderer.json_columns = json_cells_columns(types)
             seeds.append((list(renderer.names), types))
         del sample  # not needed while the chunks run
@@ -1418,7 +1461,8 @@ class _Run:
         for plan in self.plans:
             plan.renderer.forget()  # the workers have their copies; the parent renders nothing
         if self.beside is not None:  # (only now: no thread may run while the workers fork)
-            self.beside_thread = _Beside(self.beside)
+            beside, self.beside = self.beside, None
+            self.beside_thread = _Beside(beside)
         # The trial results' keys; the graph's set gets them once the work beside (which
         # adds the profile answers' keys) is done, so that a key both hold is found as the
         # plain path finds it (a trial result's key repeating a profile answer's).
@@ -1532,6 +1576,13 @@ class _Run:
                     self.deliver(batch)
         return bool(self.held)
 
+    def beside_first(self) -> None:
+        """Do the work beside now if it never began (the run failed before its workers
+        started): its error (the profile answers') comes before the run's."""
+        if self.beside is not None:
+            beside, self.beside = self.beside, None
+            beside()
+
     def _join_beside(self) -> None:
         if self.beside_thread is not None:
             thread, self.beside_thread = self.beside_thread, None
@@ -1544,11 +1595,13 @@ class _Run:
         """Finish one plan's outputs; redo what the sample's columns did not foresee."""
         renderer = state.renderer
         flattener = renderer.flatten.flattener if renderer.flatten is not None else None
-        if flattener is not None:
-            for name, path in found.items():
-                if flattener._name(path) != name:  # pragma: no cover - same rules everywhere
-                    raise StandDown("a column name differs between processes")
-        final = tuple(renderer.final_names(found, state.types, self.covered))
+        index = self.plans.index(state.plan)
+        with _table_errors(index):
+            if flattener is not None:
+                for name, path in found.items():
+                    if flattener._name(path) != name:  # pragma: no cover - same rules everywhere
+                        raise StandDown("a column name differs between processes")
+            final = tuple(renderer.final_names(found, state.types, self.covered))
         final_json = json_cells_columns({n: state.types.get(n, set()) for n in final})
         state.names_final = final  # type: ignore[attr-defined]
         if renderer.deferred:
@@ -1568,7 +1621,8 @@ class _Run:
                 self._lay_out(state, renderer)
             kinds = renderer.fixed
         else:
-            kinds = renderer.kinds(final, state.types, found)
+            with _table_errors(index):
+                kinds = renderer.kinds(final, state.types, found)
             schema = None
             if renderer.deferred and state.parquets:
                 # the workers read their final text into Arrow; the parent only encodes
@@ -1607,7 +1661,7 @@ class _Run:
                 for written in (csv_path, *state.copies):
                     remember_sha256(written, digest)
         if self.plan_stats is not None and self.counted is not None:
-            self.plan_stats[self.plans.index(state.plan)].finish(
+            self.plan_stats[index].finish(
                 self.counted,
                 [p for p in (csv_path, *state.copies) if p is not None],
                 [c.name for c in renderer.fixed] + list(final),

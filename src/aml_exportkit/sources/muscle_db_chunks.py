@@ -112,7 +112,8 @@ class DbTrialResults:
             with self.conn.cursor(binary=True) as cur:
                 rows = cur.execute(self._query(), (picked,)).fetchall()
             return db_columns(rows, self.checks)[0]
-        except (StandDown, psycopg.Error):
+        except (StandDown, psycopg.Error, ValueError):
+            # (a value no record may hold, UnfitValue: the worker that reads it reports it)
             return None
 
     def _connection(self) -> Any:
