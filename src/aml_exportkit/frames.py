@@ -37,7 +37,7 @@ from .engine import ArrowTable, jobs_setting
 from .errors import SinkError, TemplateError
 from .exclusions import read_exclude_file
 from .graph import RecordGraph
-from .pipeline import _drive, load_template, open_source, prepare_graph, resolve_source_uri
+from .pipeline import drive, load_template, open_source, prepare_graph, resolve_source_uri
 from .plugins import PluginManager, Registry, get_plugin_manager, load_registry
 from .progress import NullProgress
 from .records import Result
@@ -374,7 +374,7 @@ def _read(plan: _Plan, pm: PluginManager, registry: Registry) -> ArrowTable:
                 template=plan.template,
                 engine=True,
             )
-            _drive(graph, [(context, _TableSink(context))], NullProgress(), jobs=jobs)
+            drive(graph, [(context, _TableSink(context))], NullProgress(), jobs=jobs)
             outputs.commit()
         except ValueError as exc:  # the options' checks
             outputs.discard()

@@ -363,7 +363,7 @@ def run_export(
                     if slug:
                         slugs.append(slug)
                     sinks = _make_sinks(template, registry, outputs, out_dir, slug)
-                    written.extend(_drive(graph, sinks, progress, questions, workers, counted))
+                    written.extend(drive(graph, sinks, progress, questions, workers, counted))
                     infos.append(graph.info)
                     marks.extend(marks_of(graph))
                     sessions += len(graph.sessions)
@@ -592,7 +592,7 @@ def _make_sinks(
     return made
 
 
-def _drive(
+def drive(
     graph: RecordGraph,
     sinks: list[tuple[SinkContext, Sink]],
     progress: Progress,
@@ -600,6 +600,8 @@ def _drive(
     jobs: int | None = None,
     counted: dict[Path, tuple[list[codebook.ColumnStats], int]] | None = None,
 ) -> list[tuple[str, OutputReport]]:
+    """Begin every sink, hand it the graph's results through the engine, and finish it:
+    the reports of every file written (every sink aborted when anything fails)."""
     live = [sink for _, sink in sinks]
     observers = [questions.add] if questions is not None else []
     try:

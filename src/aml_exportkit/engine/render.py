@@ -39,13 +39,13 @@ from ..tabular.table import (
     Absent,
     BigInt,
     Column,
-    _cell,
-    _cell_ms,
-    _quote,
+    cell_text,
+    cell_text_ms,
     column_kind,
     json_cell,
     json_types,
     needs_json_cells,
+    quote_cell,
 )
 from . import native
 from .chunks import ResultColumns, StandDown
@@ -118,17 +118,17 @@ def str_cells(values: list[Any]) -> list[str]:
             if "" not in values:
                 return values
             return [v or '""' for v in values]
-        return [_quote(v) for v in values]
+        return [quote_cell(v) for v in values]
     if types == {str, _MISSING_TYPE}:
         missing = MISSING
-        return ["" if v is missing else _quote(v) for v in values]
+        return ["" if v is missing else quote_cell(v) for v in values]
     return [_any_cell(v) for v in values]
 
 
 def _any_cell(value: Any) -> str:
     if value is None or value is MISSING:
         return ""
-    return _cell(value)
+    return cell_text(value)
 
 
 def _float_or_empty(value: Any) -> str:
@@ -181,14 +181,14 @@ def value_cells(values: list[Any], types: set[type]) -> list[str]:
     elif rest == {float}:
         return list(map(_float_or_empty, values))
     if rest <= {list, dict}:
-        return ["" if v is None or v is MISSING else _quote(_json_text(v)) for v in values]
+        return ["" if v is None or v is MISSING else quote_cell(_json_text(v)) for v in values]
     return [_any_cell(v) for v in values]
 
 
 def json_cells(values: list[Any]) -> list[str]:
     """Cells of a column written as JSON text (MISSING, an absent key, is empty)."""
     missing = MISSING
-    return ["" if v is missing else _quote(json_cell(v)) for v in values]
+    return ["" if v is missing else quote_cell(json_cell(v)) for v in values]
 
 
 def int_cells(values: list[Any]) -> list[str]:
@@ -207,7 +207,7 @@ def float_cells(values: list[Any]) -> list[str]:
 
 def header_line(names: Iterable[str]) -> str:
     """A header line (with CRLF) of the column ``names``."""
-    return ",".join(_quote(c) for c in names) + "\r\n"
+    return ",".join(quote_cell(c) for c in names) + "\r\n"
 
 
 def join_rows(parts: list[list[str]], n: int) -> str:
@@ -404,7 +404,7 @@ class ChunkRenderer:
         self.graph = graph
         #: times to the millisecond (``timestamps = "ms"``; the Joiner cuts them too)
         self.ms = options.timestamps == "ms"
-        self._cell = _cell_ms if self.ms else _cell
+        self._cell = cell_text_ms if self.ms else cell_text
         self.join = Joiner(options, graph, track_types=False)
         cols = options.columns
         self.head_columns = fixed_columns(
@@ -580,7 +580,7 @@ class ChunkRenderer:
             return int_cells(chunk.section)
         if field == "created_at":
             if self.ms:  # (the texts read back as the plain path's datetimes)
-                return [_cell_ms(datetime.fromisoformat(t)) for t in chunk.created_at]
+                return [cell_text_ms(datetime.fromisoformat(t)) for t in chunk.created_at]
             return list(chunk.created_at)
         values = chunk.fields[field]
         if field == "score":

@@ -176,7 +176,9 @@ class Table:
 _NEEDS_QUOTES = frozenset(',"\r\n')
 
 
-def _quote(text: str) -> str:
+def quote_cell(text: str) -> str:
+    """A text as one CSV cell of our own dialect: quoted where a comma, quote or line
+    break needs it (the one CSV escape of the package)."""
     if not text:
         # An empty string is written "" so that it stays distinct from null (an empty cell).
         return '""'
@@ -223,25 +225,26 @@ def text_of(value: Any) -> str | None:
     return str(value)
 
 
-def _cell_ms(value: Any) -> str:
-    """:func:`_cell` with times written to the millisecond."""
+def cell_text_ms(value: Any) -> str:
+    """:func:`cell_text` with times written to the millisecond."""
     if isinstance(value, datetime):
         return value.isoformat(timespec="milliseconds")
-    return _cell(value)
+    return cell_text(value)
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """A value's CSV cell, unquoted (the one cell formatting of the package)."""
     if value is None:
         return ""
     t = type(value)
     if t is str:
-        return _quote(value)
+        return quote_cell(value)
     if t is float:
         return repr(value)
     if t is int:
         return str(value)
     text = text_of(value)
-    return _quote(text) if text is not None else ""
+    return quote_cell(text) if text is not None else ""
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -268,10 +271,10 @@ def write_exportkit_csv(path: Path, table: Table, *, formula_guard: bool = False
     """
     count = 0
     with open(path, "w", encoding="utf-8", newline="") as out:
-        out.write(",".join(_quote(c.name) for c in table.columns) + "\r\n")
+        out.write(",".join(quote_cell(c.name) for c in table.columns) + "\r\n")
         lines: list[str] = []
         size = 0
-        plain = _cell_ms if table.timestamps == "ms" else _cell
+        plain = cell_text_ms if table.timestamps == "ms" else cell_text
         cell = plain
         if formula_guard:
             cell = lambda value: plain(guard_formula(value))  # noqa: E731
