@@ -1697,20 +1697,8 @@ class _Run:
             )
         finally:
             os.unlink(fh.name)
-        if state.hasher is not None:  # it reads the old file; the manifest hashes the new
-            state.hasher.stop()
-            self._thread_cpu("sha256", state.hasher.cpu)
-            state.hasher = None
         old = state.text
-        old.flush()
-        if state.csv_path is not None:
-            # (5 bytes, as before: the temporary name reserves 10 digits for the pid, and
-            # the longest name that fits is tested with this suffix on a real pid)
-            target = state.csv_path.with_name(state.csv_path.name + ".redo")
-            new: Any = open(target, "w+b", buffering=0)  # noqa: SIM115
-        else:
-            target = None
-            new = tempfile.TemporaryFile(prefix="exportkit-engine-", buffering=0)  # noqa: SIM115
+        target, new = self._redo_file(state)
         # a deferred table's Parquet outputs take each chunk's rows as they come
         parquets = [out for out in state.parquets if schema is not None and out.valid]
         reader = _CsvToArrow(schema, threads=False) if parquets else None
@@ -1777,15 +1765,9 @@ class _Run:
                 offset += len(gap)
             new.flush()
         except BaseException:
-            new.close()
-            if target is not None:
-                target.unlink(missing_ok=True)
+            _drop_redo(target, new)
             raise
-        old.close()
-        if target is not None and state.csv_path is not None:
-            new.close()
-            os.replace(target, state.csv_path)
-            new = open(state.csv_path, "rb+", buffering=0)  # noqa: SIM115
+        new = _replace_text(state, old, target, new)
         if self.plan_stats is not None and len(counts) == len(ranges):
             self.plan_stats[index].csv_again(counts)
         state.text = new
@@ -1797,19 +1779,8 @@ class _Run:
     def _lay_out(self, state: _PlanState, renderer: MuscleRenderer) -> None:
         """Write a table whose chunks left rows to be laid out once every chunk is in
         (MUSCLE's wide layout, :mod:`.muscle`) over what they left."""
-        if state.hasher is not None:  # it reads the old file; the manifest hashes the new
-            state.hasher.stop()
-            state.hasher = None
         old = state.text
-        old.flush()
-        target: Path | None = None
-        new: Any
-        if state.csv_path is not None:
-            # (the suffix of _rewrite_csv's: the temporary name reserves room for it)
-            target = state.csv_path.with_name(state.csv_path.name + ".redo")
-            new = open(target, "w+b", buffering=0)  # noqa: SIM115
-        else:
-            new = tempfile.TemporaryFile(prefix="exportkit-engine-", buffering=0)  # noqa: SIM115
+        target, new = self._redo_file(state)
         try:
             with open(os.dup(old.fileno()), "rb") as parts:
                 parts.seek(state.header_len)
@@ -1819,17 +1790,26 @@ class _Run:
                     offset += len(text)
             new.flush()
         except BaseException:
-            new.close()
-            if target is not None:
-                target.unlink(missing_ok=True)
+            _drop_redo(target, new)
             raise
-        old.close()
-        if target is not None and state.csv_path is not None:
-            new.close()
-            os.replace(target, state.csv_path)
-            new = open(state.csv_path, "rb+", buffering=0)  # noqa: SIM115
-        state.text = new
+        state.text = _replace_text(state, old, target, new)
         state.offset = offset
+
+    def _redo_file(self, state: _PlanState) -> tuple[Path | None, Any]:
+        """Stop the hasher of a table's text (it reads the old file; the manifest hashes
+        the new) and open the file the text is written anew into: beside the CSV output,
+        to be renamed over it (:func:`_replace_text`), else a temporary file."""
+        if state.hasher is not None:
+            state.hasher.stop()
+            self._thread_cpu("sha256", state.hasher.cpu)
+            state.hasher = None
+        state.text.flush()
+        if state.csv_path is None:
+            return None, tempfile.TemporaryFile(prefix="exportkit-engine-", buffering=0)
+        # (5 bytes, as before: the temporary name reserves 10 digits for the pid, and the
+        # longest name that fits is tested with this suffix on a real pid)
+        target = state.csv_path.with_name(state.csv_path.name + ".redo")
+        return target, open(target, "w+b", buffering=0)
 
     def _rebuild_parquet(
         self, state: _PlanState, output: _Output, kinds: list[Column]
@@ -1881,6 +1861,24 @@ class _Run:
             shutil.rmtree(self.spool_folder, ignore_errors=True)
             self.spool_folder = None
         self._join_beside()
+
+
+def _drop_redo(target: Path | None, new: Any) -> None:
+    """Close and remove a table's text written anew that will not be used."""
+    new.close()
+    if target is not None:
+        target.unlink(missing_ok=True)
+
+
+def _replace_text(state: _PlanState, old: Any, target: Path | None, new: Any) -> Any:
+    """Put a table's text written anew in place of ``old``: renamed over the CSV output
+    (and opened again there), or the temporary file itself; the file to go on with."""
+    old.close()
+    if target is None or state.csv_path is None:
+        return new
+    new.close()
+    os.replace(target, state.csv_path)
+    return open(state.csv_path, "rb+", buffering=0)
 
 
 def _session_runs(sessions: Sequence[int], pks: Sequence[int]) -> bytes:
