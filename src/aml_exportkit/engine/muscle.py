@@ -44,6 +44,7 @@ from ..tabular.options import TableOptions
 from ..tabular.table import Column, WriterKind, guard_formula, line_end
 from .batches import result_records
 from .chunks import ResultColumns, StandDown
+from .tables import RendersAtOnce
 
 
 def muscle_renderer(options: TableOptions, fmt: str, sink: object) -> MuscleRenderer | str | None:
@@ -69,7 +70,7 @@ def muscle_renderer(options: TableOptions, fmt: str, sink: object) -> MuscleRend
     return f"style {options.style!r} without its row builder"
 
 
-class MuscleRenderer:
+class MuscleRenderer(RendersAtOnce):
     """Renders chunks of trial results as rows of one of MUSCLE's CSV layouts (in the
     workers), and the rows that belong to no chunk (in the parent).
 
@@ -84,8 +85,6 @@ class MuscleRenderer:
     profiles_first = True
     #: the chunks leave rows that :meth:`lay_out` writes as the table at the end
     laid_out = False
-    #: chunks are rendered at once (:class:`~aml_exportkit.engine.tables.TableRenderer`)
-    deferred = False
 
     def __init__(self, dialect: WriterKind, *, formula_guard: bool) -> None:
         self.line_end = line_end(dialect)
@@ -118,22 +117,6 @@ class MuscleRenderer:
 
     def known(self, names: Iterable[str]) -> None:
         """Dynamic column names found elsewhere (there are none)."""
-
-    def survey(
-        self, chunk: ResultColumns, dyn: Mapping[str, Any]
-    ) -> tuple[tuple[str, ...], dict[str, set[type]]]:
-        """A chunk's names and types (rendered at once; for completeness)."""
-        return tuple(dyn), self.types(dyn)
-
-    def final_names(
-        self, found: Mapping[str, object], types: dict[str, set[type]], covered: int
-    ) -> list[str]:
-        """No dynamic columns: what the chunks found, in order (nothing)."""
-        return self.sort_names(found)
-
-    def gap(self, after: int | None, before: int | None, names: Sequence[str]) -> bytes:
-        """Nothing: the rows between chunks come from :meth:`between`."""
-        return b""
 
     def kinds(
         self,
@@ -374,18 +357,27 @@ class ClassicRenderer(MuscleRenderer):
         lines.append("")
         return self.line_end.join(lines).encode("utf-8")
 
-    def between(self, sessions: Sequence[int] | None) -> Iterable[bytes]:
-        """The sessions without results before the chunk (after the last one: the rest)."""
+    def _without_results(self, sessions: Sequence[int] | None) -> tuple[int, int] | None:
+        """The range of :attr:`pks` of the sessions without results before a chunk whose
+        sessions with results are ``sessions`` (None: after the last chunk), noting the
+        chunk; None for a chunk without results."""
         pks = self.pks
         lo = 0 if self._after is None else bisect.bisect_right(pks, self._after)
         if sessions is None:
-            hi = len(pks)
-        elif not sessions:
+            return lo, len(pks)
+        if not sessions:
+            return None
+        self._after = sessions[-1]
+        self._with_results += len(sessions)
+        return lo, bisect.bisect_left(pks, sessions[0])
+
+    def between(self, sessions: Sequence[int] | None) -> Iterable[bytes]:
+        """The sessions without results before the chunk (after the last one: the rest)."""
+        span = self._without_results(sessions)
+        if span is None:
             return ()
-        else:
-            hi = bisect.bisect_left(pks, sessions[0])
-            self._after = sessions[-1]
-            self._with_results += len(sessions)
+        lo, hi = span
+        pks = self.pks
         text = ""
         if self._header is None:
             # the first rows, or the end: a trial result's keys are columns only when
@@ -518,15 +510,11 @@ class ClassicWideRenderer(ClassicRenderer):
 
     def between(self, sessions: Sequence[int] | None) -> Iterable[bytes]:
         """The sessions without results before the chunk (after the last one: the rest)."""
-        pks = self.pks
-        lo = 0 if self._after is None else bisect.bisect_right(pks, self._after)
-        if sessions is None:
-            hi = len(pks)
-        elif not sessions:
+        span = self._without_results(sessions)
+        if span is None:
             return ()
-        else:
-            hi = bisect.bisect_left(pks, sessions[0])
-            self._after = sessions[-1]
+        lo, hi = span
+        pks = self.pks
         builder, every = self.builder, self.sessions
         rows = [row for pk in pks[lo:hi] for row in builder.session_rows(every[pk], [])]
         return (self._encode(rows),) if rows else ()

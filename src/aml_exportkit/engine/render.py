@@ -49,6 +49,7 @@ from ..tabular.table import (
 )
 from . import native
 from .chunks import ResultColumns, StandDown
+from .tables import RendersAtOnce
 
 
 class _Missing(float):
@@ -391,7 +392,7 @@ _STRING_FIELDS = frozenset(
 )
 
 
-class ChunkRenderer:
+class ChunkRenderer(RendersAtOnce):
     """Renders chunks of trial results as the long table of one set of table options.
 
     :param options: the sink's table options (:func:`supports` must accept them).
@@ -599,24 +600,6 @@ class ChunkRenderer:
     # -- the rest of the engine's TableRenderer protocol (engine/tables.py) -----------------
 
     #: chunks are rendered as they come, with the columns known (re-rendered if need be)
-    deferred = False
-
-    def survey(
-        self, chunk: ResultColumns, dyn: Mapping[str, list[Any] | Cells]
-    ) -> tuple[tuple[str, ...], dict[str, set[type]]]:
-        """A chunk's names and types (the long table renders at once; for completeness)."""
-        return tuple(dyn), self.types(dyn)
-
-    def final_names(
-        self, found: Mapping[str, object], types: dict[str, set[type]], covered: int
-    ) -> list[str]:
-        """The export's dynamic columns in output order: every flattened name found."""
-        return self.sort_names(found)
-
-    def gap(self, after: int | None, before: int | None, names: Sequence[str]) -> bytes:
-        """Nothing: a long table has no row for a session without results."""
-        return b""
-
     def kinds(
         self,
         names: Sequence[str],

@@ -96,6 +96,39 @@ class TableRenderer(Protocol):
         """Drop what was formatted for sessions and sections (made again when needed)."""
 
 
+class RendersAtOnce:
+    """What every renderer that is not deferred does alike (the long table's, MUSCLE's
+    styles'): a chunk is rendered as it comes, the final columns are every name found in
+    order, and no rows lie between chunks."""
+
+    #: chunks are rendered as they come
+    deferred = False
+
+    def types(self, dyn: Mapping[str, Any]) -> dict[str, set[type]]:
+        """The types of a chunk's dynamic columns."""
+        raise NotImplementedError
+
+    def sort_names(self, names: Iterable[str]) -> list[str]:
+        """Dynamic column names in output order."""
+        raise NotImplementedError
+
+    def survey(
+        self, chunk: ResultColumns, dyn: Mapping[str, Any]
+    ) -> tuple[tuple[str, ...], dict[str, set[type]]]:
+        """A chunk's names and types (for completeness: such a renderer renders at once)."""
+        return tuple(dyn), self.types(dyn)
+
+    def final_names(
+        self, found: Mapping[str, object], types: dict[str, set[type]], covered: int
+    ) -> list[str]:
+        """Every dynamic column found, in output order."""
+        return self.sort_names(found)
+
+    def gap(self, after: int | None, before: int | None, names: Sequence[str]) -> bytes:
+        """Nothing: a row of a session without results is not a chunk's gap here."""
+        return b""
+
+
 def make_renderer(options: TableOptions, graph: RecordGraph) -> TableRenderer | str:
     """The renderer of a sink's table, or why the engine cannot render it.
 
