@@ -28,6 +28,7 @@ from aml_exportkit.engine.chunks import make_checks
 from aml_exportkit.engine.muscle import ClassicWideRenderer
 from aml_exportkit.graph import GraphBuilder, RecordGraph, SourceInfo
 from aml_exportkit.records import Participant, Result, Session
+from aml_exportkit.sources import fixture_zip_chunks
 from aml_exportkit.tabular.muscle import ClassicBuilder
 from aml_exportkit.tabular.options import (
     Classic,
@@ -292,6 +293,10 @@ def _classic_wide(session_fields: list[str], result_fields: list[str], options: 
 
 
 def _strict(text: str, source: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """The table the engine writes (a stand-down is an error), from chunks of a session or
+    two (so that sessions without results lie between them and every worker writes some)."""
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 200)
+    monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 200)
     monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     files = _run(text, source, out)
     assert engine.LAST_RUN["used"] is True, engine.LAST_RUN
@@ -326,6 +331,7 @@ def test_a_common_column_that_starts_with_a_digit(
         b"s1,,d,,,1,\r\n"
         b",,,,,2,\r\n"
     )
+    assert engine.LAST_RUN["chunks"] >= 2
     guarded = text.replace(
         'style = "muscle-classic"\n', 'style = "muscle-classic"\nformula_guard = true\n'
     )
@@ -378,6 +384,7 @@ def test_a_session_with_1000_results(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ["session_data", "convert_session_json"],
     )
     got = _strict(text, source, tmp_path / "out", monkeypatch).decode("utf-8")
+    assert engine.LAST_RUN["chunks"] >= 2
     header, first, second, third, end = got.split("\r\n")
     assert end == ""
     names = header.split(",")
