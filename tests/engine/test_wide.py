@@ -14,8 +14,18 @@ from hypothesis import strategies as st
 
 import generate
 from aml_exportkit import engine
+from aml_exportkit.contracts import SourceOptions
 from aml_exportkit.engine import workers
+from aml_exportkit.engine.batches import record_columns
+from aml_exportkit.engine.chunks import make_checks
+from aml_exportkit.engine.tables import make_renderer
+from aml_exportkit.engine.wide import WideRenderer
+from aml_exportkit.errors import SinkError, SourceError
+from aml_exportkit.flatten import FlattenError
+from aml_exportkit.selection import Selection
 from aml_exportkit.sources import fixture_zip_chunks
+from aml_exportkit.sources.fixture_zip import FixtureZipSource
+from aml_exportkit.tabular.options import CsvWideOptions
 
 from .test_engine import _compare, _rewrite_results, _run
 
@@ -194,3 +204,67 @@ def test_any_json_data_same_bytes(
     # (a text only the plain path may judge sends the whole run there)
     assert engine.LAST_RUN["used"] or "json_data" in engine.LAST_RUN["reason"], engine.LAST_RUN
     assert fast == plain
+
+
+def test_a_json_column_with_a_result_fields_name_is_a_clash(
+    tiny_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``json_data`` column renamed to a result field's name is the table's clash, as in
+    the long table (the plain path's row builder wrote the json value over the field's,
+    so that one of the two was lost): no output."""
+    text = WIDE.format(
+        extra='[sinks.flatten]\nrename = { "result_json.decision_time" = "result_score" }\n'
+    )
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    with pytest.raises(SinkError) as caught:
+        _run(text, tiny_zip, tmp_path / "out")
+    assert str(caught.value).endswith(
+        "w.csv (csv-wide): two values would share the column 'result_score': result 'score'"
+        " and result_json 'decision_time'; change a prefix, the separator or a rename"
+    )
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_survey_refuses_a_json_column_with_a_result_fields_name(tiny_zip: Path) -> None:
+    """The survey's own check (the flattener meets the clash first): the table's clash
+    error, which the engine reports as the sink's."""
+    with FixtureZipSource(tiny_zip, SourceOptions()) as src, src.read(Selection()) as graph:
+        options = CsvWideOptions()
+        renderer = make_renderer(options, graph)
+        assert isinstance(renderer, WideRenderer)
+        results = [r for batch in graph.trial_results() for r in batch][:5]
+        chunk, _ = record_columns(results, make_checks(graph, frozenset()))
+        with pytest.raises(FlattenError, match="two values would share the column 'result_score'"):
+            renderer.survey(chunk, {"result_score": [1] * len(chunk)})
+
+
+def test_a_chunk_that_changed_between_two_readings_is_the_sources_error(
+    tiny_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk whose second reading holds a column its first did not (the source changed
+    during the export, simulated here by a survey that forgets one) ends the run with the
+    source's error naming the file and the chunk's sessions: no output, no fallback."""
+    real = WideRenderer.survey
+
+    def forgetful(
+        self: WideRenderer, chunk: Any, dyn: Any
+    ) -> tuple[tuple[str, ...], dict[str, set[type]]]:
+        found, types = real(self, chunk, dyn)
+        lost = {n for n in found if self.item(n)[1] == "result_json.decision_time"}
+        return tuple(n for n in found if n not in lost), {
+            n: t for n, t in types.items() if n not in lost
+        }
+
+    monkeypatch.setattr(WideRenderer, "survey", forgetful)
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 2_000)
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    with pytest.raises(SourceError) as caught:
+        _run(WIDE.format(extra=""), tiny_zip, tmp_path / "out")
+    error = caught.value
+    assert error.file == str(tiny_zip)
+    assert error.model == "session"
+    message = str(error)
+    assert "\n" not in message
+    assert "changed while they were exported: a second reading found the column" in message
+    assert "'result_json.decision_time' under the key [[\"n\", 1]]" in message
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -30,6 +30,7 @@ more table; the seam there is :meth:`~MuscleRenderer.between` and
 
 from __future__ import annotations
 
+import array
 import bisect
 import csv
 import io
@@ -39,11 +40,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from ..records import Result, Session
-from ..tabular.muscle import DASHBOARD_COLUMNS, ClassicBuilder, DashboardBuilder
+from ..tabular.muscle import DASHBOARD_COLUMNS, ClassicBuilder, DashboardBuilder, result_prefix
 from ..tabular.options import TableOptions
 from ..tabular.table import Column, WriterKind, guard_formula, line_end
 from .batches import result_records
-from .chunks import ResultColumns, StandDown
+from .chunks import ResultColumns
 from .tables import RendersAtOnce
 
 
@@ -109,7 +110,7 @@ class MuscleRenderer(RendersAtOnce):
 
     def header(self, names: Sequence[str]) -> str:
         """The header line (``names`` is always empty: there are no dynamic columns)."""
-        return self._lines([[c.name for c in self.fixed]])
+        return self._header_line([c.name for c in self.fixed])
 
     def sort_names(self, names: Iterable[str]) -> list[str]:
         """Dynamic column names in output order (there are none)."""
@@ -174,12 +175,19 @@ class MuscleRenderer(RendersAtOnce):
 
     def _lines(self, rows: Iterable[Sequence[str]]) -> str:
         # Python's csv, as the sink's writer (write_python_csv) writes MUSCLE's tables
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator=self.line_end)
         if self.formula_guard:
             rows = ([guard_formula(v) for v in row] for row in rows)
-        writer.writerows(rows)
+        return self._write(rows)
+
+    def _write(self, rows: Iterable[Sequence[str]]) -> str:
+        out = io.StringIO()
+        csv.writer(out, lineterminator=self.line_end).writerows(rows)
         return out.getvalue()
+
+    def _header_line(self, names: Sequence[str]) -> str:
+        """The header line: the column names as they are (the sink's writer guards the
+        cells against formulas, not the names)."""
+        return self._write([names])
 
 
 #: The second cell of each row :func:`csv_cells` writes: needs no quoting, and marks where
@@ -274,10 +282,9 @@ class ClassicRenderer(MuscleRenderer):
             for row in builder.session_rows(sessions[pk], [])
         )
 
-    def session_rows(self, chunk: ResultColumns) -> Iterator[list[dict[str, str]]]:
-        """The rows of each of the chunk's sessions, with the sessions without results
-        among them (the builder's :meth:`~ClassicBuilder.session_rows`)."""
-        builder = self.builder
+    def session_results(self, chunk: ResultColumns) -> Iterator[tuple[Session, list[Result]]]:
+        """Each of the chunk's sessions with its trial results, with the sessions without
+        results among them."""
         sessions = self.sessions
         pks = self.pks
         previous: int | None = None
@@ -286,9 +293,16 @@ class ClassicRenderer(MuscleRenderer):
                 lo = bisect.bisect_right(pks, previous)
                 hi = bisect.bisect_left(pks, pk)
                 for gap in pks[lo:hi]:
-                    yield builder.session_rows(sessions[gap], [])
-            yield builder.session_rows(sessions[pk], results)
+                    yield sessions[gap], []
+            yield sessions[pk], results
             previous = pk
+
+    def session_rows(self, chunk: ResultColumns) -> Iterator[list[dict[str, str]]]:
+        """The rows of each of the chunk's sessions, with the sessions without results
+        among them (the builder's :meth:`~ClassicBuilder.session_rows`)."""
+        builder = self.builder
+        for session, results in self.session_results(chunk):
+            yield builder.session_rows(session, results)
 
     def rows(self, chunk: ResultColumns) -> Iterable[Sequence[str]]:
         """The chunk's rows."""
@@ -385,7 +399,7 @@ class ClassicRenderer(MuscleRenderer):
             self.columns()
             self._header = self._names if self._with_results else self._base_names
             assert self._header is not None
-            text = self._lines([self._header])
+            text = self._header_line(self._header)
         if hi > lo:
             text += self._session_lines(pks[lo:hi], self._header)
         return (text.encode("utf-8"),)
@@ -427,19 +441,46 @@ class DashboardRenderer(MuscleRenderer):
         return results + self.builder.profile_count()
 
 
-_ROW = struct.Struct("<3q")
+#: What a worker writes before each row of the wide layout: its session's number of
+#: results, the number of units of its middle part, and the byte lengths of its three parts
+#: (the units' lengths follow the middle part, as unsigned 32-bit integers).
+_ROW = struct.Struct("<5q")
+#: An empty run of the header's middle in a row's plan (:meth:`ClassicWideRenderer.plan`).
+_FILL = 0
+#: A run of a row's own units in its plan.
+_RUN = 1
+
+
+def _is_middle(key: str) -> bool:
+    """Whether ``key`` may sort among the prefixed columns (it starts with an ASCII digit,
+    as every prefix does): every other key sorts before (``"" < key < "0"``) or after
+    (``key[:1] > "9"``) all of them."""
+    return "0" <= key[:1] <= "9"
 
 
 class ClassicWideRenderer(ClassicRenderer):
     """MUSCLE's classic admin CSV, wide format: a row per session, each result's cells
-    under ``001-``, ``002-``, … (the builder's prefixes).
+    under ``001-``, ``002-``, … (:func:`~aml_exportkit.tabular.muscle.result_prefix`).
 
-    The header holds the prefixes of the session with the most results, which only the
-    end of the export tells; the prefixed columns sort together (they start with a digit,
-    no other column may), so a row is its cells left of them, its results' cells, empty
-    cells up to the longest row's, and its cells right of them. The workers write each
-    row's two parts and its number of result cells (:data:`_ROW`); :meth:`lay_out` pads
-    them once the header is known.
+    The header is MUSCLE's: every key of every row, sorted as Python sorts strings, and a
+    row has ``''`` where it lacks a key. A session's keys are its common cells' (fields,
+    profile, session json: the parent knows them all before the workers fork) and, with
+    ``n`` results, the result keys under the prefixes of 1 … ``n``. The prefixes the header
+    holds (up to the most results a session has) are known only at the end, and they sort
+    as text: ``1000-`` between ``100-`` and ``101-``, and among the common keys that start
+    with a digit. So a row is written in three parts:
+
+    - its cells before every prefixed column (keys before ``"0"``),
+    - its *middle*: the common keys that start with an ASCII digit and its own prefixed
+      keys, sorted, in *units* that stay together in every header (a result's cells:
+      a prefix's columns sort together, as its digits decide against another prefix's, or
+      its ``-`` against the digits of a longer prefix that starts with them; but each cell
+      on its own when a common key starts with a digit, for such a key may sort between
+      two of a result's columns), each unit's length noted,
+    - its cells after every prefixed column (keys after ``"9…"``).
+
+    Once every chunk is in, :meth:`lay_out` sorts the header's middle and writes each row
+    with the empty cells of the prefixes it lacks where they sort (:meth:`plan`).
     """
 
     laid_out = True
@@ -447,47 +488,90 @@ class ClassicWideRenderer(ClassicRenderer):
     def __init__(self, builder: ClassicBuilder, *, formula_guard: bool) -> None:
         super().__init__(builder, formula_guard=formula_guard)
         self._left: list[str] = []
+        self._middle: list[str] = []
         self._right: list[str] = []
-        #: the result columns of the chunk's row with the most results (see types)
-        self._block: list[str] = []
+        #: a result's keys (every result has them all), sorted
+        self._keys = sorted(set(builder.result_keys()))
+        #: the most results a session of the chunk has (see types)
+        self._most = 0
 
     def columns(self) -> list[str]:
-        """The columns every session has (not the prefixed ones), split around where the
-        prefixed ones go (in the parent before the workers fork).
-
-        :raises StandDown: when a column starts with a digit (it would sort among the
-            prefixed ones)."""
+        """The common keys of every session (not the prefixed ones), split around where the
+        prefixed ones go (in the parent before the workers fork)."""
         if self._names is None:
             keys: set[str] = set()
             for session in self.sessions.values():
                 keys.update(self.builder.base_row(session))
-            if any(k[:1].isdigit() for k in keys):
-                raise StandDown("a column that starts with a digit, in a wide table")
             self._names = self._base_names = sorted(keys)
             self._left = [k for k in self._names if k < "0"]
-            self._right = [k for k in self._names if k > "0"]
+            self._middle = [k for k in self._names if _is_middle(k)]
+            self._right = [k for k in self._names if k[:1] > "9"]
         return self._names
 
-    def _encode(self, rows: list[dict[str, str]]) -> bytes:
-        """Each row as its count of result cells and its two parts (:data:`_ROW`)."""
+    def _prefixes(self, count: int) -> list[int]:
+        """The numbers 1 … ``count`` in the order their prefixes sort."""
+        if count < 1000:  # (zero-padded to three digits: the numbers' own order)
+            return list(range(1, count + 1))
+        return sorted(range(1, count + 1), key=result_prefix)
+
+    def _prefixed(self, count: int) -> list[str]:
+        """The prefixed columns of a session with ``count`` results, sorted."""
+        keys = self._keys
+        return [result_prefix(n) + key for n in self._prefixes(count) for key in keys]
+
+    def _middle_of(self, count: int) -> tuple[list[str], int]:
+        """The middle columns of a row whose session has ``count`` results, and the cells
+        of each of its units."""
+        if not self._middle:
+            return self._prefixed(count), len(self._keys)
+        return sorted(set(self._middle).union(self._prefixed(count))), 1
+
+    def _encode(self, rows: list[tuple[dict[str, str], int]]) -> bytes:
+        """Each row (with its session's number of results) as :data:`_ROW`, its three
+        parts and the lengths of its middle's units."""
         left, right = self._left, self._right
-        blocks = [sorted(k for k in row if k[:1].isdigit()) for row in rows]
         values: list[str] = []
-        for row, block in zip(rows, blocks, strict=True):
+        shapes: list[tuple[int, int, int]] = []
+        for row, count in rows:
+            middle, width = self._middle_of(count)
+            shapes.append((count, len(middle), width))
             values += [row.get(c, "") for c in left]
-            values += [row[c] for c in block]
+            values += [row.get(c, "") for c in middle]
             values += [row.get(c, "") for c in right]
         if self.formula_guard:
             values = list(map(guard_formula, values))
         quoted = csv_cells(values, self.line_end)
-        cells = iter(quoted[v] for v in values)
-        out = []
-        for block in blocks:
-            a = ",".join([next(cells) for _ in range(len(left) + len(block))]).encode("utf-8")
-            b = ",".join([next(cells) for _ in right]).encode("utf-8")
-            out += [_ROW.pack(len(block), len(a), len(b)), a, b]
-            if len(block) > len(self._block):
-                self._block = block
+        cells = [quoted[v] for v in values]
+        out: list[bytes] = []
+        at = 0
+        n_left, n_right = len(left), len(right)
+        for count, n_middle, width in shapes:
+            a = ",".join(cells[at : at + n_left]).encode("utf-8")
+            at += n_left
+            mine = cells[at : at + n_middle]
+            at += n_middle
+            if width == 1:
+                units = mine
+            elif not mine:  # (no result keys: no prefixed columns)
+                units = []
+            else:
+                units = [",".join(mine[i : i + width]) for i in range(0, n_middle, width)]
+            text = ",".join(units)
+            m = text.encode("utf-8")
+            lengths = (
+                list(map(len, units))
+                if len(m) == len(text)
+                else [len(u.encode("utf-8")) for u in units]
+            )
+            b = ",".join(cells[at : at + n_right]).encode("utf-8")
+            at += n_right
+            out += [
+                _ROW.pack(count, len(units), len(a), len(m), len(b)),
+                a,
+                m,
+                array.array("I", lengths).tobytes(),
+                b,
+            ]
         return b"".join(out)
 
     def render(
@@ -497,16 +581,22 @@ class ClassicWideRenderer(ClassicRenderer):
         names: Sequence[str],
         json_names: frozenset[str] = frozenset(),
     ) -> bytes:
-        """The chunk's sessions' rows, in two parts each (:meth:`lay_out` pads them)."""
-        self._block = []
+        """The chunk's sessions' rows, in three parts each (:meth:`lay_out` lays them out)."""
+        self._most = 0
         if not len(chunk):
             return b""
-        return self._encode([rows[0] for rows in self.session_rows(chunk)])
+        builder = self.builder
+        rows = [
+            (builder.session_rows(session, results)[0], len(results))
+            for session, results in self.session_results(chunk)
+        ]
+        self._most = max(count for _, count in rows)
+        return self._encode(rows)
 
     def types(self, dyn: Mapping[str, Any]) -> dict[str, set[type]]:
-        """The result columns of the chunk's row with the most results (the parent
+        """The prefixed columns of the chunk's session with the most results (the parent
         unites them: the header's)."""
-        return {name: {str} for name in self._block}
+        return {name: {str} for name in self._prefixed(self._most)}
 
     def between(self, sessions: Sequence[int] | None) -> Iterable[bytes]:
         """The sessions without results before the chunk (after the last one: the rest)."""
@@ -516,40 +606,91 @@ class ClassicWideRenderer(ClassicRenderer):
         lo, hi = span
         pks = self.pks
         builder, every = self.builder, self.sessions
-        rows = [row for pk in pks[lo:hi] for row in builder.session_rows(every[pk], [])]
+        rows = [(row, 0) for pk in pks[lo:hi] for row in builder.session_rows(every[pk], [])]
         return (self._encode(rows),) if rows else ()
 
+    def header_middle(self, most: int) -> tuple[list[str], list[tuple[int, int]]]:
+        """The header's middle when the most results a session has is ``most``: its
+        columns, and its units as (cells, the results a row needs to hold it)."""
+        if not self._middle:
+            width = len(self._keys)
+            numbers = self._prefixes(most) if width else []
+            return self._prefixed(most), [(width, n) for n in numbers]
+        common = set(self._middle)
+        names = sorted(common.union(self._prefixed(most)))
+        return names, [(1, 0 if c in common else int(c.partition("-")[0])) for c in names]
+
+    @staticmethod
+    def plan(units: Sequence[tuple[int, int]], count: int) -> list[tuple[int, int, int]]:
+        """How a row whose session has ``count`` results fills the header's middle
+        (``units``, :meth:`header_middle`): runs of its own units, ``(_RUN, first,
+        end)``, and of empty cells, ``(_FILL, cells, 0)``."""
+        steps: list[tuple[int, int, int]] = []
+        own = 0
+        for width, needs in units:
+            if needs <= count:
+                if steps and steps[-1][0] == _RUN:
+                    steps[-1] = (_RUN, steps[-1][1], own + 1)
+                else:
+                    steps.append((_RUN, own, own + 1))
+                own += 1
+            elif steps and steps[-1][0] == _FILL:
+                steps[-1] = (_FILL, steps[-1][1] + width, 0)
+            else:
+                steps.append((_FILL, width, 0))
+        return steps
+
     def lay_out(self, parts: BinaryIO, columns: Iterable[str]) -> Iterator[bytes]:
-        """The header and every row, padded to the longest row's result cells."""
-        block = sorted(columns)
-        if any(not c[:1].isdigit() for c in block):  # pragma: no cover - types() names them
-            raise StandDown("a result column without a prefix")
-        names = [*self._left, *block, *self._right]
-        if len(names) < 2:
-            raise StandDown("a wide table of one column")  # (a row of one cell has quirks)
+        """The header and every row, each with the empty cells of the prefixes its session
+        lacks (``columns``: every prefixed column the chunks' :meth:`types` named)."""
+        prefixed = set(columns)
+        most = max((int(c.partition("-")[0]) for c in prefixed), default=0)
+        if prefixed != set(self._prefixed(most)):  # pragma: no cover - types() names them
+            raise AssertionError("the chunks' prefixed columns are not every result's")
+        middle, units = self.header_middle(most)
+        names = [*self._left, *middle, *self._right]
         self._header = names
-        if any(len(c.partition("-")[0]) > 3 for c in block):
-            raise StandDown("a session with 1000 results (its prefixes sort apart)")
-        yield self._lines([names]).encode("utf-8")
+        yield self._header_line(names).encode("utf-8")
+        # (a row of one empty cell is written "" by the csv writer: an empty line would
+        # be a row of no cells)
+        lone = b'""' if len(names) == 1 else b""
         end = self.line_end.encode("utf-8")
-        width = len(block)
-        left, right = len(self._left), len(self._right)
+        left, right = bool(self._left), bool(self._right)
+        plans: dict[int, list[tuple[int, int, int]]] = {}
+        fills: dict[int, bytes] = {}
         out: list[bytes] = []
         size = 0
         while True:
             head = parts.read(_ROW.size)
             if not head:
                 break
-            count, a, b = _ROW.unpack(head)
-            pieces = []
-            if left + count:
-                pieces.append(parts.read(a))
-            if width > count:
-                pieces.append(b"," * (width - count - 1))
+            count, n_units, a, m, b = _ROW.unpack(head)
+            pieces = [parts.read(a)] if left else []
+            mine = parts.read(m)
+            lengths = parts.read(4 * n_units)
+            steps = plans.get(count)
+            if steps is None:
+                steps = plans[count] = self.plan(units, count)
+            starts: list[int] | None = None
+            for kind, first, last in steps:
+                if kind == _FILL:
+                    fill = fills.get(first)
+                    if fill is None:
+                        fill = fills[first] = b"," * (first - 1)
+                    pieces.append(fill)
+                elif first == 0 and last == n_units:
+                    pieces.append(mine)
+                else:  # (units of the row with the header's own between them)
+                    if starts is None:
+                        sizes = array.array("I", lengths)
+                        starts = [0, *itertools.accumulate(n + 1 for n in sizes)]
+                    pieces.append(mine[starts[first] : starts[last] - 1])
             if right:
                 pieces.append(parts.read(b))
-            out += [b",".join(pieces), end]
-            size += a + b
+            else:
+                parts.read(b)
+            out += [b",".join(pieces) or lone, end]
+            size += a + m + b
             if size > 1 << 22:
                 yield b"".join(out)
                 out, size = [], 0

@@ -36,6 +36,8 @@ from itertools import compress, repeat
 from operator import add, is_not, itemgetter
 from typing import Any
 
+from ..errors import SourceError
+from ..flatten import FlattenError
 from ..graph import RecordGraph
 from ..tabular.long import EXACT
 from ..tabular.options import TableOptions, WideOptions
@@ -57,7 +59,7 @@ from ..tabular.wide import (
 )
 from . import native
 from .batches import json_values
-from .chunks import ResultColumns, StandDown
+from .chunks import ResultColumns
 from .render import MISSING, Cells, ChunkRenderer, header_line, json_cells, value_cells
 
 _MISSING_TYPE = type(MISSING)
@@ -339,7 +341,13 @@ class WideRenderer:
         every = Counter(keys)  # the sessions that have each key
         for name, values in dyn.items():
             if name in fixed:
-                raise StandDown(f"the json column {name!r} has a result field's name")
+                # (the long renderer's flattener claims its names beside the result fields,
+                # so it meets this clash first; the plain path's row builder wrote the json
+                # value over the field's, which lost it)
+                raise FlattenError(
+                    f"two values would share the column {name!r}: a result field and"
+                    " result_json; change a prefix, the separator or a rename"
+                )
             # (C-level loops: a chunk has a few hundred thousand values)
             if isinstance(values, Cells):
                 present = list(map(bool, values.cells))  # (see dynamic())
@@ -371,6 +379,24 @@ class WideRenderer:
             text = self._ids[item] = _id(item)
             self._items[text] = item
             return text
+
+    def _changed(self, sessions: list[int], item: Item) -> SourceError:
+        """The error of a chunk whose second reading holds a column (``item``) its first
+        reading (:meth:`survey`) did not: the source changed while it was exported (or
+        its reader does not give the same chunk twice)."""
+        key, name = item
+        what = "a result's fields" if name is None else f"the column {name!r}"
+        where = json.dumps([list(p) for p in key], ensure_ascii=False)
+        first, last = sessions[0], sessions[-1]
+        span = f"session {first}" if first == last else f"sessions {first}–{last}"
+        return SourceError(
+            f"the trial results of {span} changed while they were exported: a second"
+            f" reading found {what} under the key {where}, which"
+            " the first did not; export again from a source that does not change",
+            file=self.graph.info.location,
+            model="session",
+            pk=sessions[0],
+        )
 
     def _positions(self, names: Sequence[str]) -> tuple[dict[Item, int], list[bool]]:
         """Each column id's slot in a row, and which slots are a key's fixed block."""
@@ -414,46 +440,46 @@ class WideRenderer:
         base = [run * width for run in owner]
         missing = MISSING
         put = flat.__setitem__
-        try:
-            if self.result_fixed:
-                slot_of = [positions[(key, None)] for key in distinct]
-                slots = map(slot_of.__getitem__, keys)
-                deque(map(put, map(add, base, slots), self.long.result_cells(chunk)), 0)
-            json_keys: dict[str | None, set[int]] = {}
-            numbers = {key: k for k, key in enumerate(distinct)}
-            for key, name in map(self.item, json_names):
-                if key in numbers:
-                    json_keys.setdefault(name, set()).add(numbers[key])
-            texts: Mapping[str, list[Any] | Cells] | None = None
-            for name, values in dyn.items():
-                as_json = json_keys.get(name)
-                if isinstance(values, Cells):
-                    cells = values.cells
-                    present = list(map(bool, cells))  # (see dynamic())
-                    if as_json:
-                        if texts is None:
-                            texts = self.long.json_dynamic(chunk)
-                        found = texts[name]
-                        assert isinstance(found, Cells)
-                        text = found.cells
-                else:
-                    cells = value_cells(values, set(map(type, values)))
-                    present = list(map(is_not, values, repeat(missing)))
-                    if as_json:
-                        text = json_cells(values)
+        if self.result_fixed:
+            slot_of = [positions.get((key, None), -1) for key in distinct]
+            if -1 in slot_of:
+                raise self._changed(sessions, (distinct[slot_of.index(-1)], None))
+            slots = map(slot_of.__getitem__, keys)
+            deque(map(put, map(add, base, slots), self.long.result_cells(chunk)), 0)
+        json_keys: dict[str | None, set[int]] = {}
+        numbers = {key: k for k, key in enumerate(distinct)}
+        for key, name in map(self.item, json_names):
+            if key in numbers:
+                json_keys.setdefault(name, set()).add(numbers[key])
+        texts: Mapping[str, list[Any] | Cells] | None = None
+        for name, values in dyn.items():
+            as_json = json_keys.get(name)
+            if isinstance(values, Cells):
+                cells = values.cells
+                present = list(map(bool, cells))  # (see dynamic())
                 if as_json:
-                    cells = [
-                        t if k in as_json else c for k, t, c in zip(keys, text, cells, strict=True)
-                    ]
-                where = list(compress(range(len(cells)), present))
-                slot_of = [positions.get((key, name), -1) for key in distinct]
-                found_slots = list(map(slot_of.__getitem__, map(keys.__getitem__, where)))
-                if -1 in found_slots:
-                    raise KeyError(name)
-                targets = map(add, map(base.__getitem__, where), found_slots)
-                deque(map(put, targets, map(cells.__getitem__, where)), 0)
-        except KeyError:
-            raise StandDown("a chunk changed between two readings") from None
+                    if texts is None:
+                        texts = self.long.json_dynamic(chunk)
+                    found = texts[name]
+                    assert isinstance(found, Cells)
+                    text = found.cells
+            else:
+                cells = value_cells(values, set(map(type, values)))
+                present = list(map(is_not, values, repeat(missing)))
+                if as_json:
+                    text = json_cells(values)
+            if as_json:
+                cells = [
+                    t if k in as_json else c for k, t, c in zip(keys, text, cells, strict=True)
+                ]
+            where = list(compress(range(len(cells)), present))
+            slot_of = [positions.get((key, name), -1) for key in distinct]
+            found_slots = list(map(slot_of.__getitem__, map(keys.__getitem__, where)))
+            if -1 in found_slots:
+                key = distinct[keys[where[found_slots.index(-1)]]]
+                raise self._changed(sessions, (key, name))
+            targets = map(add, map(base.__getitem__, where), found_slots)
+            deque(map(put, targets, map(cells.__getitem__, where)), 0)
         rows = {pk: flat[i * width : (i + 1) * width] for i, pk in enumerate(sessions)}
         empty = self._empty_row(blocks)
         head = self.long.head

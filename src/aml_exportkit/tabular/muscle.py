@@ -55,6 +55,12 @@ def dashboard_text(value: Any, ms: bool = False) -> str:
     return str(value)
 
 
+def result_prefix(number: int) -> str:
+    """The prefix of the ``number``-th result's columns in MUSCLE's wide format
+    (``str(n).zfill(3) + "-"``: ``001-``, ``002-``, …, ``999-``, ``1000-``)."""
+    return str(number).zfill(3) + "-"
+
+
 #: The types a column of MUSCLE's text may hold in Parquet, tried in this order.
 _TEXT_KINDS: tuple[Kind, ...] = ("int", "float", "bool", "datetime")
 
@@ -280,7 +286,7 @@ class ClassicBuilder:
         ordered = sorted(results, key=lambda r: (self._time(r.created_at), r.pk))
         if self.wide:
             for n, result in enumerate(ordered, 1):
-                prefix = str(n).zfill(3) + "-"
+                prefix = result_prefix(n)
                 for key, value in self.result_values(result).items():
                     row[prefix + key] = value
             return [row]
