@@ -248,8 +248,9 @@ def unfit_record(results: Sequence[Result], checks: Checks) -> None:
     text, a score that is not a finite number (decision 0019: PostgreSQL's double
     precision holds NaN and infinity, a fixture zip and JSON do not, and every reader
     refuses them), a section that is not an integer, a ``created_at`` that is not a
-    ``datetime`` with a UTC offset, a ``json_data`` nested deeper than a fixture record's may be or that
-    JSON cannot write, ``extra`` that is not a mapping or that JSON cannot write.
+    ``datetime`` with a UTC offset, a ``json_data`` nested deeper than a fixture record's
+    may be or that JSON cannot write, ``extra`` that is not a mapping or that JSON cannot
+    write.
 
     :raises SourceError: naming the source, the record and the field.
     """
