@@ -71,6 +71,10 @@ path = "wide.csv"
 """
 
 
+#: every case: no stand-down may reach the run (tests/engine/conftest.py)
+pytestmark = pytest.mark.usefixtures("no_stand_down")
+
+
 class BatchedSource(MemorySource):
     """A :class:`MemorySource` that gives its trial results in batches of ``size`` (the
     last ones replaced by ``fail`` raising, when set)."""

@@ -11,8 +11,9 @@ import json
 import multiprocessing
 import os
 import signal
+import uuid
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,7 +36,7 @@ from aml_exportkit import (
     hookimpl,
 )
 from aml_exportkit.cli import cli
-from aml_exportkit.engine import native
+from aml_exportkit.engine import from_records, native
 from aml_exportkit.errors import EXIT_INTERNAL, ExportkitError
 from aml_exportkit.graph import RecordGraph
 from aml_exportkit.pipeline import registry_for, run_export
@@ -49,6 +50,10 @@ FIXTURE = '[[sinks]]\ntype = "fixture-json"\npath = "copy.zip"\n'
 #: (rows per participant: a table the engine does not render, fed its batches)
 WIDE = '[[sinks]]\ntype = "csv-wide"\npath = "wide.csv"\n[sinks.wide]\nrow_per = "participant"\n'
 BATCHES = '[[sinks]]\ntype = "gate"\npath = "gate.txt"\n'
+
+
+#: every case: no stand-down may reach the run (tests/engine/conftest.py)
+pytestmark = pytest.mark.usefixtures("no_stand_down")
 
 
 @attrs.frozen
@@ -451,6 +456,61 @@ def _run_db(text: str, dsn: str, out: Path) -> None:
         "manifest = false\n" + text, file="t.toml", folder=out, sinks=registry.sink_specs
     )
     run_export(template, source=dsn, out_dir=out, blocks=(generate.BLOCK_SLUG,), plugin_manager=pm)
+
+
+@pytest.fixture
+def no_snapshot_role(small_db: str) -> Iterator[str]:
+    """The URI of ``small_db`` for a role that may read MUSCLE's tables but not export a
+    snapshot (``pg_export_snapshot`` revoked from PUBLIC in that database): the server
+    refuses the export, as a server in recovery or a pooler's role may."""
+    role = f"exportkit_nosnap_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(small_db, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
+        conn.execute("REVOKE EXECUTE ON FUNCTION pg_export_snapshot() FROM PUBLIC")
+        try:
+            yield small_db.replace("://postgres@", f"://{role}@")
+        finally:
+            conn.execute("GRANT EXECUTE ON FUNCTION pg_export_snapshot() TO PUBLIC")
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
+@pytest.mark.parametrize("extra", [False, True], ids=["muscle", "a column beyond MUSCLE's"])
+def test_a_database_that_exports_no_snapshot(
+    extra: bool,
+    small_db: str,
+    no_snapshot_role: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without an exported snapshot, the parent reads the trial results in its own
+    transaction (one consistent reading) and the engine cuts them into chunks: the same
+    bytes as the workers' reading of the snapshot."""
+    assert "postgres@" not in no_snapshot_role
+    with psycopg.connect(no_snapshot_role) as conn, pytest.raises(psycopg.Error):
+        conn.execute("SELECT pg_export_snapshot()")
+    monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 3)
+    monkeypatch.setattr(from_records, "CHUNK_RESULTS", 100)
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    with psycopg.connect(small_db, autocommit=True) as conn:
+        if extra:
+            conn.execute("ALTER TABLE result_result ADD COLUMN newer text DEFAULT 'kept'")
+        try:
+            outcome = []
+            for dsn in (small_db, no_snapshot_role):
+                out = tmp_path / str(len(outcome))
+                _run_db(LONG + FIXTURE + BATCHES, dsn, out)
+                assert engine.LAST_RUN["used"] is True
+                assert engine.LAST_RUN["chunks"] > 1
+                outcome.append({p.name: p.read_bytes() for p in out.iterdir()})
+        finally:
+            if extra:
+                conn.execute("ALTER TABLE result_result DROP COLUMN newer")
+    assert outcome[0] == outcome[1]
+    if extra:
+        with zipfile.ZipFile(tmp_path / "1" / "copy.zip") as zf:
+            assert b'"newer": "kept"' in zf.read("results.json")
 
 
 def test_a_database_column_beyond_muscles(

@@ -12,10 +12,13 @@ it renders any chunk.
 
 The reader checks every record in the parent as it reads it, with the graph's own checks
 (:class:`~aml_exportkit.graph.ResultChecker`): a bad record, or the source's own error,
-ends the run with the error the graph gives, at the place the graph would meet it.
+ends the run with the error the graph gives, at the place the graph would meet it. A value
+MUSCLE's columns cannot hold is the source's error too, raised by the worker that meets it
+(:func:`~aml_exportkit.engine.batches.unfit_record`, decision 0034).
 
-The source's batches can be read once, and the engine may still stand down for a value
-its columns do not carry. So the reader takes them from the graph
+The source's batches can be read once, and until the plain loop is gone the engine may
+still stand down for a table it does not lay out (MUSCLE's wide layout). So the reader
+takes them from the graph
 (:meth:`~aml_exportkit.graph.RecordGraph.take_trial_batches`) and gives back at once a
 replay of what it read (:meth:`~aml_exportkit.graph.RecordGraph.give_trial_batches`): the
 same records in the same batches. The plain path, if it runs, reads and checks them as it

@@ -37,9 +37,10 @@ Bad input does not make the engine stand down: a chunk the columns refuse is rea
 its worker by the source's reference reading, which raises the plain path's error (sent to
 the parent whole and raised there), and what spans chunks raises the graph's errors
 (decision 0028). A column clash is the table's own error, raised as the plain path raises it
-(a ``SinkError`` naming the table's first sink, decision 0032). What the engine does not
-render (a value its columns do not carry) makes it stand down by raising :class:`StandDown`
-before any output is final; the plain path then runs.
+(a ``SinkError`` naming the table's first sink, decision 0032). A worker that dies, or
+raises an exception that is no error of the data, ends the run with a :class:`WorkerError`
+(decision 0034). What the engine does not lay out (MUSCLE's wide layout) makes it stand
+down by raising :class:`StandDown` before any output is final; the plain path then runs.
 ``EXPORTKIT_ENGINE=0`` turns the engine off, ``EXPORTKIT_ENGINE=strict`` makes a stand-down
 an error (for tests). ``docs/performance.md`` has the measurements.
 """
