@@ -610,3 +610,27 @@ def test_a_mapping_as_extra_is_carried(
         items = json.loads(zf.read("results.json"))
     (item,) = [item for item in items if item["pk"] == results[middle].pk]
     assert item["fields"]["newer"] == [1, "a"]
+
+
+def test_a_value_the_fixture_zip_cannot_hold_names_the_zip(
+    records: tuple[dict[str, list[Any]], list[Result]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A NaN inside ``json_data`` (which the columns carry, and JSON cannot): the fixture
+    sink's error names its zip and member, as the sink names it, though a worker met it."""
+    tables, results = records
+    trials = [i for i, r in enumerate(results) if r.session is not None]
+    middle = trials[len(trials) // 2]
+    bad = [
+        attrs.evolve(r, json_data={"a": float("nan")}) if i == middle else r
+        for i, r in enumerate(results)
+    ]
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    out = tmp_path / "out"
+    got = _outcome(BatchedSource(tables, bad), out)
+    assert engine.LAST_RUN["used"] is True
+    assert got == (
+        f"SinkError: {out}/export.zip: results.json (fixture-json): result {results[middle].pk}:"
+        " Out of range float values are not JSON compliant; JSON cannot hold it"
+    )

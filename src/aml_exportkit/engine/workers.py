@@ -73,7 +73,7 @@ from ..errors import ExportkitError, SinkError, TemplateError
 from ..tabular.table import Absent, Column, column_kind
 from .batches import read_batches, result_batch
 from .chunks import ChunkMeta, ResultChunks, ResultColumns, StandDown, questions_of
-from .fixture import results_text
+from .fixture import MEMBER, results_text
 from .from_records import RecordChunks
 from .muscle import MuscleRenderer, muscle_renderer
 from .render import json_cells_columns
@@ -402,6 +402,14 @@ def _run(
         # the source's bad input, found by the engine: the run ends with it, as it would
         # on the plain path (after the profile answers' error, which comes first there)
         run.beside_first()
+        if isinstance(exc, SinkError) and exc.path == MEMBER and fixtures:
+            # (a chunk's results.json text, in a worker: named as the first such sink's
+            # member, as the sink itself names it)
+            exc = SinkError(
+                exc.message, sink=exc.sink, path=f"{fixtures[0].context.target}: {MEMBER}"
+            )
+            LAST_RUN.update(used=True, reason="", error=str(exc))
+            raise exc from None
         LAST_RUN.update(used=True, reason="", error=str(exc))
         raise
     except _TableError as exc:
