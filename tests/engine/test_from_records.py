@@ -5,11 +5,14 @@ several sources pooled into one graph, through the reader of records
 from __future__ import annotations
 
 import contextlib
+import json
+import zipfile
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import attrs
 import pytest
@@ -66,6 +69,10 @@ path = "columns.txt"
 type = "csv-wide"
 path = "wide.csv"
 """
+
+
+#: every case: no stand-down may reach the run (tests/engine/conftest.py)
+pytestmark = pytest.mark.usefixtures("no_stand_down")
 
 
 class BatchedSource(MemorySource):
@@ -234,8 +241,7 @@ def test_the_sources_error_and_records_pickle_cannot_take(
     """The source's error, met while the engine reads, ends the run as it is (the plain
     path's outcome); records that pickle cannot take stay in the parent's memory, where
     the workers find them, and the run writes what the plain path writes (the engine
-    stands down for the value it cannot put in a batch, and the plain path then reads the
-    same results in the same batches from the reader's replay)."""
+    carries the mapping as a JSON object)."""
     tables, results = records
     fail = SourceError("the source broke", file="memory:") if where == "source" else None
     if where == "spill":  # a mapping pickle cannot take, halfway through
@@ -247,14 +253,14 @@ def test_the_sources_error_and_records_pickle_cannot_take(
     monkeypatch.setenv(engine.ENV_SWITCH, "0")
     first = BatchedSource(tables, results, fail=fail)
     plain = _outcome(first, tmp_path / "plain", '[[sinks]]\ntype = "bare"\npath = "b.txt"\n')
-    monkeypatch.setenv(engine.ENV_SWITCH, "1")
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     second = BatchedSource(tables, results, fail=fail)
     text = (
         '[[sinks]]\ntype = "bare"\npath = "b.txt"\n[[sinks]]\ntype = "csv-long"\npath = "l.csv"\n'
     )
     got = _outcome(second, tmp_path / "engine", text)
+    assert engine.LAST_RUN["used"] is True
     if where == "source":
-        assert engine.LAST_RUN["used"] is True
         assert got == plain == "SourceError: memory:: the source broke"
     else:
         assert got["b.txt"] == plain["b.txt"]
@@ -480,3 +486,151 @@ def test_a_plugin_sources_codebook_on_the_engine(
     assert {k: v for k, v in got.items() if k != manifest} == {
         k: v for k, v in plain.items() if k != manifest
     }
+
+
+def _deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+#: Values MUSCLE's columns cannot hold, in a plugin source's records: the change to one trial
+#: result, and the error's start after ``result <pk>: `` (the graph's own, where it checks).
+UNFIT: dict[str, tuple[dict[str, Any], str]] = {
+    "a text field that is not text": ({"question_key": 5}, "field 'question_key': expected text"),
+    "a score that is text": ({"score": "1.5"}, "field 'score': expected a number, got str"),
+    "a score that is a boolean": ({"score": True}, "field 'score': expected a number, got bool"),
+    "a score that is NaN": (
+        {"score": float("nan")},
+        "field 'score': expected a finite number, got nan",
+    ),
+    "an infinite score": (
+        {"score": float("-inf")},
+        "field 'score': expected a finite number, got -inf",
+    ),
+    "a section that is text": ({"section": "7"}, "section 7 not found in memory section"),
+    "json_data too deep": (
+        {"json_data": {"a": _deep(300)}},
+        "field 'json_data': nested more than 252 levels deep; refusing it",
+    ),
+    "json_data JSON cannot hold": (
+        {"json_data": {"a": {1, 2}}},
+        "field 'json_data': JSON cannot hold it (Object of type set is not JSON serializable)",
+    ),
+    "extra JSON cannot hold": (
+        {"extra": {"newer": object()}},
+        "field 'extra': JSON cannot hold it (Object of type object is not JSON serializable)",
+    ),
+    "created_at without an offset": (
+        {"created_at": datetime(2024, 7, 1, 12)},
+        "field 'created_at': expected a timestamp with a UTC offset, got one without",
+    ),
+    "a pk that is text": ({"pk": "x7"}, "field 'pk': expected an integer, got str"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(UNFIT))
+def test_a_value_muscles_columns_cannot_hold_is_the_sources_error(
+    what: str,
+    records: tuple[dict[str, list[Any]], list[Result]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine takes the run (strict: no stand-down) and ends it with one line naming
+    the source, the record and the field; nothing is written. (The plain path crashed on
+    most of these, or wrote a value no reader of ours accepts.)"""
+    tables, results = records
+    change, message = UNFIT[what]
+    trials = [i for i, r in enumerate(results) if r.session is not None]
+    middle = trials[len(trials) // 2]
+    bad = [attrs.evolve(r, **change) if i == middle else r for i, r in enumerate(results)]
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    out = tmp_path / "out"
+    with pytest.raises(SourceError) as caught:
+        _run(BatchedSource(tables, bad), out)
+    assert engine.LAST_RUN["used"] is True
+    pk = bad[middle].pk
+    assert str(caught.value).startswith(f"trial results: result {pk}: {message}")
+    assert "\n" not in str(caught.value)
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_a_time_zone_is_written_with_its_offset_at_the_instant(
+    records: tuple[dict[str, list[Any]], list[Result]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``created_at`` in a zone whose offset changes (``zoneinfo``) is written with the
+    offset it has at that instant, as ``isoformat`` writes it; a sink that takes rows gets
+    the same instant."""
+    zone = ZoneInfo("Europe/Amsterdam")
+    tables, results = records
+    trials = [i for i, r in enumerate(results) if r.session is not None]
+    summer, winter = trials[10], trials[-10]
+    times = {
+        summer: datetime(2024, 7, 1, 12, 0, 0, 250000, tzinfo=zone),
+        winter: datetime(2024, 1, 1, 12, 0, tzinfo=zone),
+    }
+    zoned = [
+        attrs.evolve(r, created_at=times[i]) if i in times else r for i, r in enumerate(results)
+    ]
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    got = _run(BatchedSource(tables, zoned), tmp_path / "out")
+    assert engine.LAST_RUN["used"] is True
+    long = got["long.csv"].decode()
+    for text in ("2024-07-01T12:00:00.250000+02:00", "2024-01-01T12:00:00.000000+01:00"):
+        assert long.count(f",{text},") == 1, text
+    lines = [json.loads(line) for line in got["results.jsonl"].splitlines()]
+    jsonl = {line["result"]: line for line in lines}
+    for i in (summer, winter):
+        assert datetime.fromisoformat(jsonl[results[i].pk]["created_at"]) == times[i]
+
+
+def test_a_mapping_as_extra_is_carried(
+    records: tuple[dict[str, list[Any]], list[Result]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``extra`` may be any mapping (one pickle cannot take stays in the parent's memory,
+    where the forked workers find it); the fixture zip and a batch hold it as a JSON
+    object."""
+    tables, results = records
+    trials = [i for i, r in enumerate(results) if r.session is not None]
+    middle = trials[len(trials) // 2]
+    held = [
+        attrs.evolve(r, extra=MappingProxyType({"newer": [1, "a"]})) if i == middle else r
+        for i, r in enumerate(results)
+    ]
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    text = '[[sinks]]\ntype = "fixture-json"\npath = "export.zip"\n'
+    _run(BatchedSource(tables, held), tmp_path / "out", text)
+    assert engine.LAST_RUN["used"] is True
+    with zipfile.ZipFile(tmp_path / "out" / "export.zip") as zf:
+        items = json.loads(zf.read("results.json"))
+    (item,) = [item for item in items if item["pk"] == results[middle].pk]
+    assert item["fields"]["newer"] == [1, "a"]
+
+
+def test_a_value_the_fixture_zip_cannot_hold_names_the_zip(
+    records: tuple[dict[str, list[Any]], list[Result]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A NaN inside ``json_data`` (which the columns carry, and JSON cannot): the fixture
+    sink's error names its zip and member, as the sink names it, though a worker met it."""
+    tables, results = records
+    trials = [i for i, r in enumerate(results) if r.session is not None]
+    middle = trials[len(trials) // 2]
+    bad = [
+        attrs.evolve(r, json_data={"a": float("nan")}) if i == middle else r
+        for i, r in enumerate(results)
+    ]
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    out = tmp_path / "out"
+    got = _outcome(BatchedSource(tables, bad), out)
+    assert engine.LAST_RUN["used"] is True
+    assert got == (
+        f"SinkError: {out}/export.zip: results.json (fixture-json): result {results[middle].pk}:"
+        " Out of range float values are not JSON compliant; JSON cannot hold it"
+    )

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
+import uuid
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
 import psycopg
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,8 +35,9 @@ from aml_exportkit import (
     get_plugin_manager,
     hookimpl,
 )
-from aml_exportkit.engine import native
-from aml_exportkit.errors import ExportkitError
+from aml_exportkit.cli import cli
+from aml_exportkit.engine import from_records, native
+from aml_exportkit.errors import EXIT_INTERNAL, ExportkitError
 from aml_exportkit.graph import RecordGraph
 from aml_exportkit.pipeline import registry_for, run_export
 from aml_exportkit.records import Result
@@ -45,6 +50,10 @@ FIXTURE = '[[sinks]]\ntype = "fixture-json"\npath = "copy.zip"\n'
 #: (rows per participant: a table the engine does not render, fed its batches)
 WIDE = '[[sinks]]\ntype = "csv-wide"\npath = "wide.csv"\n[sinks.wide]\nrow_per = "participant"\n'
 BATCHES = '[[sinks]]\ntype = "gate"\npath = "gate.txt"\n'
+
+
+#: every case: no stand-down may reach the run (tests/engine/conftest.py)
+pytestmark = pytest.mark.usefixtures("no_stand_down")
 
 
 @attrs.frozen
@@ -207,6 +216,36 @@ def test_without_the_native_kernel(
     assert fast == plain
 
 
+def test_json_texts_without_the_kernel_take_the_python_reference(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that kept JSON texts for the kernel, and a renderer that finds none (the
+    kernel is optional): the Python reference flattens the texts' values, the same bytes
+    (a column written as JSON text cells included: ``"7"`` beside ``7``)."""
+
+    def mixed(items: list[Any]) -> None:
+        items[700]["fields"]["json_data"] = {"mixed": "7"}
+        items[701]["fields"]["json_data"] = {"mixed": 7}
+
+    changed = tmp_path / "changed.zip"
+    _rewrite(generated_zip, changed, _edit(mixed))
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    text = LONG + FIXTURE + '[[sinks]]\ntype = "parquet"\npath = "long.parquet"\n'
+    with_kernel = _run(text, changed, tmp_path / "kernel")
+    assert native.kernel() is not None
+    monkeypatch.setattr(native, "kernel", lambda: None)
+
+    def no_reference_reading(self: Any, task: Any) -> Any:
+        raise AssertionError("a chunk went to the reference reading")
+
+    # (the renderer's reference takes the texts, not the source's reading record by record)
+    monkeypatch.setattr(fixture_zip_chunks.ZipTrialResults, "reference", no_reference_reading)
+    reference = _run(text, changed, tmp_path / "reference")
+    assert engine.LAST_RUN["used"] is True
+    assert b',"""7""",' in with_kernel["long.csv"]
+    assert reference == with_kernel
+
+
 def _flip_crc(source: Path, target: Path) -> None:
     """A stored results.json whose bytes no longer match its CRC-32 (still valid JSON)."""
     _rewrite(source, target)
@@ -297,6 +336,66 @@ def test_the_engine_takes_a_run_without_an_engine_sink(
     assert fast == plain
 
 
+# -- worker processes -------------------------------------------------------------------------
+
+
+def _failing_worker(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """Make the worker that reads the last of several chunks end or fail ``how``: killed
+    by SIGKILL, exiting with code 3, or raising an exception that is no error of the data."""
+    work = fixture_zip_chunks.ZipTrialResults.work
+
+    def failing(self: Any, task: tuple[int, int, int, int]) -> Any:
+        if task[1] == self.size and task[0] > 0:  # (only workers read chunks)
+            if how == "signal":
+                os.kill(os.getpid(), signal.SIGKILL)
+            elif how == "exit":
+                os._exit(3)
+            raise ZeroDivisionError("a bug in a worker")
+        return work(self, task)
+
+    monkeypatch.setattr(fixture_zip_chunks.ZipTrialResults, "work", failing)
+
+
+WORKER_FAILS = {
+    "signal": "a worker process ended unexpectedly (killed by signal 9, SIGKILL)",
+    "exit": "a worker process ended unexpectedly (exit code 3)",
+    "exception": "a worker process failed: ZeroDivisionError: a bug in a worker",
+}
+
+
+@pytest.mark.parametrize("how", sorted(WORKER_FAILS))
+def test_a_failed_worker_is_an_error_of_the_run(
+    how: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker process that dies (a real kill of the real process) or raises an exception
+    of another type ends the run with an error saying so, the exit or the exception's type
+    and message; nothing is written and no run falls back to another path."""
+    _failing_worker(monkeypatch, how)
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    out = tmp_path / "out"
+    with pytest.raises(engine.WorkerError) as caught:
+        _run(LONG + FIXTURE + BATCHES, generated_zip, out)
+    assert str(caught.value) == WORKER_FAILS[how]
+    if how == "exception":  # (the worker's traceback, for EXPORTKIT_DEBUG)
+        assert "in failing" in caught.value.traceback
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_a_killed_worker_fails_the_command(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``exportkit run``: one line, the internal error's exit code, no output."""
+    _failing_worker(monkeypatch, "signal")
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    template = tmp_path / "t.toml"
+    template.write_text(f'manifest = false\n[source]\nuri = "{generated_zip}"\n' + LONG)
+    result = CliRunner().invoke(cli, ["run", str(template)])
+    assert result.exit_code == EXIT_INTERNAL
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert WORKER_FAILS["signal"] in result.stderr
+    assert not (tmp_path / "long.csv").exists()
+
+
 # -- the database source ----------------------------------------------------------------------
 
 
@@ -357,6 +456,61 @@ def _run_db(text: str, dsn: str, out: Path) -> None:
         "manifest = false\n" + text, file="t.toml", folder=out, sinks=registry.sink_specs
     )
     run_export(template, source=dsn, out_dir=out, blocks=(generate.BLOCK_SLUG,), plugin_manager=pm)
+
+
+@pytest.fixture
+def no_snapshot_role(small_db: str) -> Iterator[str]:
+    """The URI of ``small_db`` for a role that may read MUSCLE's tables but not export a
+    snapshot (``pg_export_snapshot`` revoked from PUBLIC in that database): the server
+    refuses the export, as a server in recovery or a pooler's role may."""
+    role = f"exportkit_nosnap_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(small_db, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
+        conn.execute("REVOKE EXECUTE ON FUNCTION pg_export_snapshot() FROM PUBLIC")
+        try:
+            yield small_db.replace("://postgres@", f"://{role}@")
+        finally:
+            conn.execute("GRANT EXECUTE ON FUNCTION pg_export_snapshot() TO PUBLIC")
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
+@pytest.mark.parametrize("extra", [False, True], ids=["muscle", "a column beyond MUSCLE's"])
+def test_a_database_that_exports_no_snapshot(
+    extra: bool,
+    small_db: str,
+    no_snapshot_role: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without an exported snapshot, the parent reads the trial results in its own
+    transaction (one consistent reading) and the engine cuts them into chunks: the same
+    bytes as the workers' reading of the snapshot."""
+    assert "postgres@" not in no_snapshot_role
+    with psycopg.connect(no_snapshot_role) as conn, pytest.raises(psycopg.Error):
+        conn.execute("SELECT pg_export_snapshot()")
+    monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 3)
+    monkeypatch.setattr(from_records, "CHUNK_RESULTS", 100)
+    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    with psycopg.connect(small_db, autocommit=True) as conn:
+        if extra:
+            conn.execute("ALTER TABLE result_result ADD COLUMN newer text DEFAULT 'kept'")
+        try:
+            outcome = []
+            for dsn in (small_db, no_snapshot_role):
+                out = tmp_path / str(len(outcome))
+                _run_db(LONG + FIXTURE + BATCHES, dsn, out)
+                assert engine.LAST_RUN["used"] is True
+                assert engine.LAST_RUN["chunks"] > 1
+                outcome.append({p.name: p.read_bytes() for p in out.iterdir()})
+        finally:
+            if extra:
+                conn.execute("ALTER TABLE result_result DROP COLUMN newer")
+    assert outcome[0] == outcome[1]
+    if extra:
+        with zipfile.ZipFile(tmp_path / "1" / "copy.zip") as zf:
+            assert b'"newer": "kept"' in zf.read("results.json")
 
 
 def test_a_database_column_beyond_muscles(

@@ -33,6 +33,7 @@ from .chunks import (
     make_checks,
     wide_integers,
 )
+from .from_records import RecordChunks
 from .native import kernel as native_kernel
 from .spans import Spans
 from .workers import (
@@ -40,6 +41,7 @@ from .workers import (
     JOBS_ENV,
     LAST_RUN,
     ArrowTable,
+    WorkerError,
     check_profiles,
     jobs_setting,
     run,
@@ -56,10 +58,12 @@ __all__ = [
     "Checks",
     "ChunkMeta",
     "ProfileCheck",
+    "RecordChunks",
     "ResultChunks",
     "ResultColumns",
     "Spans",
     "StandDown",
+    "WorkerError",
     "batch_results",
     "batch_values",
     "check_profiles",

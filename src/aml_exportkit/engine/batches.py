@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from operator import attrgetter, lt
@@ -32,8 +33,10 @@ from typing import TYPE_CHECKING, Any, cast
 import attrs
 import orjson
 
-from ..jsonstream import nesting_ok
+from ..errors import SourceError
+from ..jsonstream import MAX_JSON_DATA_NESTING, nesting_ok
 from ..records import Result
+from ..schema import RESULT
 from .chunks import (
     Checks,
     ChunkMeta,
@@ -165,8 +168,21 @@ def record_columns(results: Sequence[Result], checks: Checks) -> tuple[ResultCol
     """A chunk of trial results as a source's graph gives them (records) as checked
     columns in output order: the inverse of :func:`result_records`.
 
-    :raises StandDown: for anything the checks do not accept, as for a reader's chunk.
+    The records passed the graph's checks (:class:`~aml_exportkit.graph.ResultChecker`,
+    in the parent); what those do not check, a value MUSCLE's column cannot hold, is the
+    source's error here, naming the first such record (:func:`unfit_record`).
+
+    :raises SourceError: for a value of a field that MUSCLE's column cannot hold.
     """
+    try:
+        return _record_columns(results, checks)
+    except StandDown as exc:
+        unfit_record(results, checks)
+        # (every value fits, yet the columns refused them: the engine's fault, not the data's)
+        raise RuntimeError(f"{checks.origin}: the engine refused fit records ({exc})") from None
+
+
+def _record_columns(results: Sequence[Result], checks: Checks) -> tuple[ResultColumns, ChunkMeta]:
     if not results:
         return finish_columns([], [], [], [], [], {}, [], [], checks)
     (
@@ -202,6 +218,9 @@ def record_columns(results: Sequence[Result], checks: Checks) -> tuple[ResultCol
         ordered = True
     if not ordered:
         raise StandDown("results are not ordered by (session, pk)")
+    if not _writable(data) or (any(extra) and not _writable(list(map(_plain, extra)))):
+        # (a batch and the fixture zip hold each value's JSON text)
+        raise StandDown("a value JSON cannot hold")
     return finish_columns(
         pks,
         sessions,
@@ -214,6 +233,89 @@ def record_columns(results: Sequence[Result], checks: Checks) -> tuple[ResultCol
         checks,
         extra=list(extra) if any(extra) else None,
     )
+
+
+#: The text fields of a result, and whether each may be null (MUSCLE's columns).
+_TEXTS = tuple(
+    (name, RESULT.field(name).nullable)
+    for name in ("question_key", "expected_response", "given_response", "comment", "scoring_rule")
+)
+
+
+def unfit_record(results: Sequence[Result], checks: Checks) -> None:
+    """Raise the source's error for the first record with a value MUSCLE's columns cannot
+    hold (the rules every reader applies, docs/bad-input.md): a text field that is not
+    text, a score that is not a finite number (decision 0019: PostgreSQL's double
+    precision holds NaN and infinity, a fixture zip and JSON do not, and every reader
+    refuses them), a section that is not an integer, a ``created_at`` that is not a
+    ``datetime`` with a UTC offset, a ``json_data`` nested deeper than a fixture record's
+    may be or that JSON cannot write, ``extra`` that is not a mapping or that JSON cannot
+    write.
+
+    :raises SourceError: naming the source, the record and the field.
+    """
+    for result in results:
+        problem = _unfit(result)
+        if problem is not None:
+            field, message = problem
+            raise SourceError(
+                f"field {field!r}: {message}", file=checks.origin, model="result", pk=result.pk
+            )
+
+
+def _unfit(result: Result) -> tuple[str, str] | None:
+    """The field of ``result`` whose value MUSCLE's columns cannot hold, and why."""
+    for name, nullable in _TEXTS:
+        value = getattr(result, name)
+        if type(value) is not str and not (nullable and value is None):
+            return name, f"expected text, got {_kind(value)}"
+    score = result.score
+    if score is not None:
+        if type(score) is not float and type(score) is not int:
+            return "score", f"expected a number, got {_kind(score)}"
+        if not math.isfinite(score):
+            return "score", f"expected a finite number, got {score!r}"
+    section = result.section
+    if section is not None and type(section) is not int:
+        return "section", f"expected an integer, got {_kind(section)}"
+    if type(result.created_at) is not datetime:
+        return "created_at", f"expected a timestamp, got {_kind(result.created_at)}"
+    if result.created_at.utcoffset() is None:
+        return "created_at", "expected a timestamp with a UTC offset, got one without"
+    if not nesting_ok(result.json_data, 2):
+        return "json_data", (f"nested more than {MAX_JSON_DATA_NESTING} levels deep; refusing it")
+    extra = result.extra
+    if not isinstance(extra, Mapping):
+        return "extra", f"expected a mapping, got {_kind(extra)}"
+    for name, value in (("json_data", result.json_data), ("extra", _plain(extra))):
+        try:
+            _json_text(value)
+        except (TypeError, ValueError, RecursionError) as exc:
+            return name, f"JSON cannot hold it ({exc})"
+    return None
+
+
+def _writable(values: Sequence[Any]) -> bool:
+    """Whether JSON can hold every value (:func:`_json_text` writes each)."""
+    try:
+        orjson.dumps(values)
+    except (TypeError, orjson.JSONEncodeError):  # an integer beyond 64 bits, say: each
+        try:
+            for value in values:
+                _json_text(value)
+        except (TypeError, ValueError, RecursionError):
+            return False
+    return True
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _plain(extra: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A record's ``extra`` as a dict (it may be any mapping, which JSON writes as an
+    object)."""
+    return extra if type(extra) is dict else dict(extra)
 
 
 def _json_text(value: Any) -> str:
@@ -248,7 +350,7 @@ def result_batch(cols: ResultColumns) -> ArrowTable:
         "extra": (
             [None] * len(cols)
             if cols.extra is None
-            else [_json_text(e) if e else None for e in cols.extra]
+            else [_json_text(_plain(e)) if e else None for e in cols.extra]
         ),
         **{name: cols.fields[name] for name in _FIELDS},
     }

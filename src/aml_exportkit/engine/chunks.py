@@ -21,7 +21,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from operator import itemgetter, lt
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
 NINETEEN_DIGITS = b"0" * 19
 _MAX_LENGTH = {f.name: f.max_length for f in RESULT.fields if f.max_length is not None}
+#: The length of ``datetime.isoformat(timespec="microseconds")`` without an offset.
+_NAIVE_LENGTH = 26
 _CREATED = re.compile(
     r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
     r"(?:\.\d{3})?Z"
@@ -232,6 +234,8 @@ class Checks:
     #: whether a text longer than MUSCLE's column is refused (a source's raw columns); the
     #: records of a graph passed the graph's checks, which make no such check
     lengths: bool = True
+    #: where the results come from, as the graph's errors name it
+    origin: str = "trial results"
 
 
 def make_checks(graph: RecordGraph, excluded: frozenset[int], owner: str = "session") -> Checks:
@@ -335,10 +339,15 @@ def created_texts(values: Sequence[Any]) -> list[str]:
 def datetime_texts(values: Sequence[Any]) -> list[str]:
     """Timestamps (``datetime``) as our CSV writes them, ISO 8601 with microseconds and
     each value's UTC offset, which ``datetime.fromisoformat`` reads back as the same
-    value (so a time zone other than a fixed offset, which that would not give back,
-    makes the engine stand down).
+    instant.
 
-    :raises StandDown: for a value that is not a ``datetime`` or such a time zone.
+    A time zone that is not a fixed offset (a ``zoneinfo`` zone) is written with its
+    offset at that instant (``utcoffset()``), as the plain path's ``isoformat`` wrote it;
+    the value read back holds that offset, not the zone's name.
+
+    :raises StandDown: for a value that is not a ``datetime``, or one without a UTC offset
+        (MUSCLE's column is a ``timestamp with time zone``; the zip's reader refuses such a
+        text too).
     """
     kernel = native.kernel()
     texts = kernel.utc_texts(values) if kernel is not None else None  # None: not all UTC
@@ -346,9 +355,11 @@ def datetime_texts(values: Sequence[Any]) -> list[str]:
         return texts  # type: ignore[no-any-return]
     if not set(map(type, values)) <= {datetime}:
         raise StandDown("created_at: a value that is not a timestamp")
-    if not {type(d.tzinfo) for d in values} <= {timezone, type(None)}:
-        raise StandDown("created_at: a time zone that is not a fixed offset")
-    return [d.isoformat(timespec="microseconds") for d in values]
+    texts = [d.isoformat(timespec="microseconds") for d in values]
+    # (``2024-07-22T10:26:50.911000`` is 26 characters: an offset makes the text longer)
+    if texts and min(map(len, texts)) <= _NAIVE_LENGTH:
+        raise StandDown("created_at: a timestamp without a UTC offset")
+    return texts
 
 
 def finish_columns(

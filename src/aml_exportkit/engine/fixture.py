@@ -15,16 +15,19 @@ from .batches import result_records
 from .chunks import ResultColumns
 
 _ENCODE_RESULT = make_fixture_encoder(RESULT)
+#: The member a chunk's text belongs to, as its error names it (the parent adds the zip's
+#: path, which the worker does not know: :func:`~.workers.run`).
+MEMBER = "results.json"
 
 
 def results_text(cols: ResultColumns) -> bytes:
     """The chunk's ``results.json`` objects, joined by ``", "`` (UTF-8; empty for none).
 
-    An error (a value JSON cannot hold) makes the engine stand down; the plain path then
-    reports it, naming the sink's file.
+    :raises SinkError: for a value JSON cannot hold (a NaN in ``json_data``), naming
+        :data:`MEMBER`.
     """
     if not len(cols):
         return b""
     from ..sinks.fixture_json import encode_objects
 
-    return encode_objects(result_records(cols), _ENCODE_RESULT, RESULT, "results.json")
+    return encode_objects(result_records(cols), _ENCODE_RESULT, RESULT, MEMBER)

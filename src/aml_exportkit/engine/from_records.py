@@ -12,10 +12,13 @@ it renders any chunk.
 
 The reader checks every record in the parent as it reads it, with the graph's own checks
 (:class:`~aml_exportkit.graph.ResultChecker`): a bad record, or the source's own error,
-ends the run with the error the graph gives, at the place the graph would meet it.
+ends the run with the error the graph gives, at the place the graph would meet it. A value
+MUSCLE's columns cannot hold is the source's error too, raised by the worker that meets it
+(:func:`~aml_exportkit.engine.batches.unfit_record`, decision 0034).
 
-The source's batches can be read once, and the engine may still stand down for a value
-its columns do not carry. So the reader takes them from the graph
+The source's batches can be read once, and until the plain loop is gone the engine may
+still stand down for a table it does not lay out (MUSCLE's wide layout). So the reader
+takes them from the graph
 (:meth:`~aml_exportkit.graph.RecordGraph.take_trial_batches`) and gives back at once a
 replay of what it read (:meth:`~aml_exportkit.graph.RecordGraph.give_trial_batches`): the
 same records in the same batches. The plain path, if it runs, reads and checks them as it
@@ -33,9 +36,10 @@ from typing import IO, TYPE_CHECKING
 
 import attrs
 
+from ..errors import SourceError
 from ..graph import PkSet
 from .batches import record_columns
-from .chunks import Checks, ChunkMeta, ResultColumns, StandDown, make_checks
+from .chunks import Checks, ChunkMeta, ResultColumns, make_checks
 
 if TYPE_CHECKING:
     from ..graph import RecordGraph, ResultBatches, ResultChecker
@@ -72,10 +76,12 @@ class RecordChunks:
 
     def open(self, graph: RecordGraph) -> None:
         """Take the graph's trial results, giving it back their replay at once."""
-        self.checks = attrs.evolve(make_checks(graph, frozenset()), lengths=False)
         # (keys of their own: the graph's set gets the trial results' keys at the end,
         # after the profile answers', as for every reader)
         self._checker = graph.result_checker("trial", PkSet())
+        self.checks = attrs.evolve(
+            make_checks(graph, frozenset()), lengths=False, origin=self._checker.origin
+        )
         self._source = graph.take_trial_batches()
         graph.give_trial_batches(self._replay)
 
@@ -84,7 +90,8 @@ class RecordChunks:
         sessions.
 
         :raises IntegrityError: the graph's error for a bad record (its checks).
-        :raises SourceError: the graph's error for a record out of order.
+        :raises SourceError: the graph's error for a record out of order; a key that is
+            not an integer.
         :raises Exception: whatever the source raises, as it raises it.
         """
         assert self._source is not None
@@ -96,6 +103,13 @@ class RecordChunks:
         counts: list[int] = []
         for batch in self._source():
             for result in batch:
+                if type(result.pk) is not int:  # (the graph's checks order keys: name it)
+                    raise SourceError(
+                        f"field 'pk': expected an integer, got {type(result.pk).__name__}",
+                        file=self._checker.origin,
+                        model="result",
+                        pk=result.pk,
+                    )
                 check(result)
             self._lengths.append(len(batch))
             group.extend(batch)
@@ -138,8 +152,8 @@ class RecordChunks:
         fd = self._file.fileno()
         while length:
             part = os.pread(fd, length, offset)
-            if not part:
-                raise StandDown("the spill file ended early")
+            if not part:  # (the file is the parent's own, unlinked: nothing else writes it)
+                raise RuntimeError(f"the engine's spill file of records ended early at {offset}")
             parts.append(part)
             offset += len(part)
             length -= len(part)
@@ -147,12 +161,13 @@ class RecordChunks:
         return records
 
     def sample(self) -> ResultColumns | None:
-        """The first chunk's checked columns (None: it has none the checks accept)."""
+        """The first chunk's checked columns (None: a value of it is unfit; the worker
+        that reads it reports the source's error)."""
         if not self._spilled or self.checks is None:
             return None
         try:
             return self.work((*self._spilled[0], 0.0))[0]
-        except StandDown:
+        except SourceError:
             return None
 
     def work(self, task: Task) -> tuple[ResultColumns, ChunkMeta]:

@@ -48,6 +48,7 @@ from ..tabular.table import (
     quote_cell,
 )
 from . import native
+from .batches import json_values
 from .chunks import ResultColumns, StandDown
 from .tables import RendersAtOnce
 
@@ -498,8 +499,10 @@ class ChunkRenderer(RendersAtOnce):
             return {}
         if chunk.json_raw:
             kernel = native.kernel()
-            if kernel is None:  # pragma: no cover - the reader asked the same switch
-                raise StandDown("JSON texts without the native kernel")
+            if kernel is None:
+                # (the kernel turned off after the reader asked for it: the reference, the
+                # same cells from the values the reader's texts hold)
+                return self.flatten.columns(json_values(chunk))
             return self.flatten.native_columns(chunk.json_data, kernel)
         return self.flatten.columns(chunk.json_data)
 
@@ -561,10 +564,18 @@ class ChunkRenderer(RendersAtOnce):
         return list(map(",".join, zip(*parts, strict=True)))
 
     def json_dynamic(self, chunk: ResultColumns) -> Mapping[str, list[Any] | Cells]:
-        """The chunk's flattened columns again, every cell as JSON text (native kernel)."""
+        """The chunk's flattened columns again, every cell as JSON text (native kernel; its
+        reference without it)."""
+        if self.flatten is None:  # pragma: no cover - dynamic() found columns
+            return {}
         kernel = native.kernel()
-        if kernel is None or self.flatten is None:  # pragma: no cover - dynamic() needed both
-            raise StandDown("JSON texts without the native kernel")
+        if kernel is None or not chunk.json_raw:
+            values = json_values(chunk) if chunk.json_raw else chunk.json_data
+            columns = self.flatten.columns(values)
+            return {
+                name: Cells(json_cells(column), column_types(column))
+                for name, column in columns.items()
+            }
         return self.flatten.native_columns(chunk.json_data, kernel, json_cells=True)
 
     def _field_cells(self, chunk: ResultColumns, field: str) -> list[str]:

@@ -37,9 +37,10 @@ Bad input does not make the engine stand down: a chunk the columns refuse is rea
 its worker by the source's reference reading, which raises the plain path's error (sent to
 the parent whole and raised there), and what spans chunks raises the graph's errors
 (decision 0028). A column clash is the table's own error, raised as the plain path raises it
-(a ``SinkError`` naming the table's first sink, decision 0032). What the engine does not
-render (a value its columns do not carry) makes it stand down by raising :class:`StandDown`
-before any output is final; the plain path then runs.
+(a ``SinkError`` naming the table's first sink, decision 0032). A worker that dies, or
+raises an exception that is no error of the data, ends the run with a :class:`WorkerError`
+(decision 0034). What the engine does not lay out (MUSCLE's wide layout) makes it stand
+down by raising :class:`StandDown` before any output is final; the plain path then runs.
 ``EXPORTKIT_ENGINE=0`` turns the engine off, ``EXPORTKIT_ENGINE=strict`` makes a stand-down
 an error (for tests). ``docs/performance.md`` has the measurements.
 """
@@ -56,9 +57,11 @@ import multiprocessing
 import os
 import pickle
 import queue
+import signal
 import tempfile
 import threading
 import time
+import traceback as traceback_module
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -70,7 +73,7 @@ from ..errors import ExportkitError, SinkError, TemplateError
 from ..tabular.table import Absent, Column, column_kind
 from .batches import read_batches, result_batch
 from .chunks import ChunkMeta, ResultChunks, ResultColumns, StandDown, questions_of
-from .fixture import results_text
+from .fixture import MEMBER, results_text
 from .from_records import RecordChunks
 from .muscle import MuscleRenderer, muscle_renderer
 from .render import json_cells_columns
@@ -399,6 +402,14 @@ def _run(
         # the source's bad input, found by the engine: the run ends with it, as it would
         # on the plain path (after the profile answers' error, which comes first there)
         run.beside_first()
+        if isinstance(exc, SinkError) and exc.path == MEMBER and fixtures:
+            # (a chunk's results.json text, in a worker: named as the first such sink's
+            # member, as the sink itself names it)
+            exc = SinkError(
+                exc.message, sink=exc.sink, path=f"{fixtures[0].context.target}: {MEMBER}"
+            )
+            LAST_RUN.update(used=True, reason="", error=str(exc))
+            raise exc from None
         LAST_RUN.update(used=True, reason="", error=str(exc))
         raise
     except _TableError as exc:
@@ -489,13 +500,61 @@ def _serve(
             # raised in the parent as it is
             reply = (number, False, exc)
         except Exception as exc:
-            reply = (number, False, f"{type(exc).__name__}: {exc}")
+            # no error of the data (a bug): it ends the run, with its type and message (the
+            # traceback too, for EXPORTKIT_DEBUG), not hidden behind another reading
+            reply = (
+                number,
+                False,
+                WorkerError(f"a worker process failed: {type(exc).__name__}: {exc}", exc),
+            )
         conn.send(reply)
         del reply
         chunks += 1
         if chunks % 16 == 0:
             trim_heap()
     conn.close()
+
+
+class WorkerError(RuntimeError):
+    """A worker process failed for no fault of the data: it ended unexpectedly (killed by
+    a signal, the out-of-memory killer say, or it exited), or its work raised an exception
+    that is no :class:`~aml_exportkit.errors.ExportkitError` (a bug). The run ends with it
+    (an internal error, exit code 1); nothing is written.
+
+    :param message: what happened, naming the exception's type and message or the
+        process's exit.
+    :param error: the worker's exception, when it raised one (its traceback as text in
+        :attr:`traceback`).
+    """
+
+    def __init__(self, message: str, error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.traceback = (
+            "".join(traceback_module.format_exception(error)) if error is not None else ""
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # (sent from a worker whole: the traceback as text, the exception left behind)
+        return (_worker_error, (str(self), self.traceback))
+
+
+def _worker_error(message: str, trace: str) -> WorkerError:
+    error = WorkerError(message)
+    error.traceback = trace
+    return error
+
+
+def _ended(proc: Any) -> str:
+    """How a worker process that closed its pipe ended (it has exited: joined at once)."""
+    proc.join()
+    code = proc.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"killed by signal {-code}, {name}"
+    return f"exit code {code}"
 
 
 class _Workers:
@@ -522,8 +581,10 @@ class _Workers:
             for as long as it returns True (work the parent holds back, to do as soon as it
             can).
 
-        :raises StandDown: when a worker's chunk failed.
+        :raises StandDown: when a worker stood down for a chunk.
         :raises ExportkitError: the source's error for a chunk's bad input.
+        :raises WorkerError: when a worker ended unexpectedly or its work raised another
+            exception.
         """
         total = len(payloads)
         busy: dict[Connection, int] = dict.fromkeys(self.conns, 0)
@@ -544,7 +605,10 @@ class _Workers:
                 try:
                     number, ok, value = conn.recv()
                 except EOFError:
-                    raise StandDown("a worker process ended unexpectedly") from None
+                    proc = self.procs[self.conns.index(conn)]
+                    raise WorkerError(
+                        f"a worker process ended unexpectedly ({_ended(proc)})"
+                    ) from None
                 busy[conn] -= 1
                 done[number] = (ok, value)
             while following in done:
@@ -552,7 +616,7 @@ class _Workers:
                 # more slowly, record by record) comes first, as in the plain path's stream
                 ok, value = done.pop(following)
                 if not ok:
-                    if isinstance(value, ExportkitError | _TableError):
+                    if isinstance(value, ExportkitError | _TableError | WorkerError):
                         raise value
                     raise StandDown(value)
                 yield value
@@ -1302,7 +1366,12 @@ class _Run:
                 renderer.known(dyn)
                 names = forced if forced is not None else tuple(renderer.names)
                 if forced is not None and not renderer.deferred and not set(dyn) <= set(forced):
-                    raise StandDown("a chunk changed between two readings")
+                    # (each reading of a chunk is the same: a source that changed while it
+                    # was read, or two readings of the engine that differ, a bug)
+                    raise RuntimeError(
+                        f"a chunk changed between two readings (columns"
+                        f" {sorted(set(dyn) - set(forced))[:3]} are new)"
+                    )
                 json_names = renderer.json_columns if forced_json is None else forced_json
                 text = renderer.render(cols, dyn, names, json_names)
                 types = renderer.types(dyn)
@@ -1439,7 +1508,12 @@ class _Run:
             types: dict[str, set[type]] = {}
             if sample is not None and renderer.flatten is not None and not renderer.deferred:
                 with _table_errors(index):
-                    dyn = renderer.dynamic(sample)
+                    try:
+                        dyn = renderer.dynamic(sample)
+                    except StandDown:
+                        # (the kernel does not flatten the sample's texts: its worker reads
+                        # that chunk by the reference; the columns come from the chunks)
+                        dyn = {}
                     renderer.known(dyn)
                     types = renderer.types(dyn)
             renderer.json_columns = json_cells_columns(types)
@@ -1600,7 +1674,10 @@ class _Run:
             if flattener is not None:
                 for name, path in found.items():
                     if flattener._name(path) != name:  # pragma: no cover - same rules everywhere
-                        raise StandDown("a column name differs between processes")
+                        raise RuntimeError(
+                            f"a column name differs between processes: {name!r},"
+                            f" {flattener._name(path)!r}"
+                        )
             final = tuple(renderer.final_names(found, state.types, self.covered))
         final_json = json_cells_columns({n: state.types.get(n, set()) for n in final})
         state.names_final = final  # type: ignore[attr-defined]
@@ -1615,8 +1692,10 @@ class _Run:
         self.stats["rerendered_chunks"] = self.stats.get("rerendered_chunks", 0) + len(redo)
         if isinstance(renderer, MuscleRenderer):
             if redo or final != state.names:
-                # (its rows between chunks lie in no chunk's range)
-                raise StandDown("a table in MUSCLE's style changed its columns")  # pragma: no cover
+                # (its rows between chunks lie in no chunk's range; its columns are fixed)
+                raise RuntimeError(  # pragma: no cover
+                    "a table in MUSCLE's style changed its columns"
+                )
             if renderer.laid_out:
                 self._lay_out(state, renderer)
             kinds = renderer.fixed
@@ -1831,7 +1910,10 @@ class _Run:
                     continue
                 table = reader.table(os.pread(fd, length, start), rows)
                 if table is None:  # pragma: no cover - the final kinds fit every value
-                    raise StandDown("a value does not fit its Parquet column")
+                    raise RuntimeError(
+                        f"{output.path}: a value does not fit its Parquet column (the final"
+                        " kinds are made from every chunk's types)"
+                    )
                 out.add(table)
                 count_table(counting, table)
             out.close()

@@ -359,8 +359,12 @@ class ZipTrialResults:
         position = self.start + offset
         while size > 0:
             part = os.pread(self.fd, size, position)
-            if not part:
-                raise StandDown("results.json ends early")
+            if not part:  # (the zip's directory gave its size: the file shrank since)
+                raise SourceError(
+                    f"broken or truncated zip: the member ends at byte {position - self.start}"
+                    f" of its {self.info.file_size}",
+                    file=self.where,
+                )
             parts.append(part)
             size -= len(part)
             position += len(part)
@@ -529,8 +533,6 @@ class ZipTrialResults:
 
         :raises SourceError: the plain path's error for the first record at fault in the
             chunk (an :class:`~aml_exportkit.errors.IntegrityError` for the graph's checks).
-        :raises StandDown: when the chunk holds what the engine's columns cannot carry
-            (fields other than MUSCLE's).
         """
         read_from, read_to, parse_from, parse_to = task
         assert self.checks is not None

@@ -605,6 +605,8 @@ class MuscleDatabase:
         self._in_snapshot = False
         self._generation = 0
         self._snapshot_time: Any = None
+        #: the snapshot's id for the engine's workers (None: the server exported none)
+        self._exported: str | None = None
 
     @property
     def location(self) -> str:
@@ -918,6 +920,7 @@ class MuscleDatabase:
         if not self._in_snapshot:
             with self._errors("starting the snapshot"):
                 self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                self._exported = self._export_snapshot()
                 # now() is the transaction's start: the moment the snapshot shows.
                 row = self.conn.execute("SELECT now()").fetchone()
             self._snapshot_time = row[0] if row else None
@@ -933,6 +936,20 @@ class MuscleDatabase:
             self._generation += 1
             if not ok:
                 self._end_snapshot()
+
+    def _export_snapshot(self) -> str | None:
+        """Export the transaction's snapshot (its first statement, so the snapshot the
+        whole read sees), for the engine's workers to import; None when the server exports
+        none (a role denied ``pg_export_snapshot``, a server in recovery, say): the failed
+        transaction is begun anew, and the engine reads the trial results through this
+        connection (``muscle_db_chunks.DbTrialResults``)."""
+        try:
+            row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
+        except psycopg.Error:
+            self.conn.execute("ROLLBACK")
+            self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            return None
+        return str(row[0]) if row else None
 
     def _end_snapshot(self) -> None:
         if self._in_snapshot:
@@ -1061,6 +1078,7 @@ class MuscleDatabase:
             result_cols,
             records=lambda rows: _made(make, rows, TABLES["result"], "result"),
             errors=self._errors,
+            snapshot=self._exported,
         )
         return graph
 

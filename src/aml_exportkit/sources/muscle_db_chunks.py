@@ -1,7 +1,10 @@
 """The engine's reader of a MUSCLE database: trial results by groups of sessions.
 
 Each worker process opens its own connection and imports the source's snapshot
-(``pg_export_snapshot``), so every chunk comes from the same instant as the graph.
+(``pg_export_snapshot``), so every chunk comes from the same instant as the graph. Where
+the server exports no snapshot, the parent reads the trial results in its own transaction
+and the engine cuts them into chunks (:class:`~aml_exportkit.engine.RecordChunks`): the same
+engine, fed by one connection.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import orjson
 from ..engine import (
     Checks,
     ChunkMeta,
+    RecordChunks,
     ResultColumns,
     StandDown,
     finish_columns,
@@ -30,6 +34,21 @@ if TYPE_CHECKING:
 
 #: Sessions per chunk.
 CHUNK_SESSIONS = 200
+#: MUSCLE's columns of ``result_result``, in the source's order (more are each record's extra).
+MUSCLE_COLUMNS = (
+    "id",
+    "session_id",
+    "participant_id",
+    "section_id",
+    "created_at",
+    "question_key",
+    "expected_response",
+    "given_response",
+    "comment",
+    "score",
+    "scoring_rule",
+    "json_data",
+)
 
 
 class DbTrialResults:
@@ -37,6 +56,8 @@ class DbTrialResults:
 
     Each worker process opens its own connection and imports the source's snapshot
     (``pg_export_snapshot``), so every chunk comes from the same instant as the graph.
+    Without a snapshot (the server exported none) the graph's own reading of the trial
+    results, in the source's transaction, feeds the engine (:class:`RecordChunks`).
 
     A chunk that the columnar reading refuses is read again by :meth:`reference`, with the
     source's own row maker and the graph's checks, which give its plain values or the
@@ -49,6 +70,8 @@ class DbTrialResults:
         the source's error naming the row's record.
     :param errors: the source's context that turns a database error into its one-line
         error.
+    :param snapshot: the id of the source transaction's exported snapshot (None: the server
+        exported none).
     """
 
     def __init__(
@@ -58,33 +81,35 @@ class DbTrialResults:
         select: Any,
         records: Callable[[list[Any]], list[Result]] | None = None,
         errors: Callable[[str], contextlib.AbstractContextManager[None]] | None = None,
+        snapshot: str | None = None,
     ) -> None:
         self.uri = uri
         self.conn = conn
+        self.snapshot = snapshot
         self.select = select
         self.records = records
         self.errors = errors
-        self.snapshot = ""
+        #: the reader of the graph's records, when there is no snapshot
+        self.fed: RecordChunks | None = None
         self.sessions: list[int] = []
         self.checks: Checks | None = None
         self.graph: RecordGraph | None = None
         self._worker_conn: Any = None
 
     def open(self, graph: RecordGraph) -> None:
-        """Export the snapshot; note the sessions."""
-        import psycopg
-
-        try:
-            row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
-        except psycopg.Error as exc:
-            raise StandDown(f"cannot export the snapshot: {exc}") from None
-        self.snapshot = row[0]
+        """Note the sessions (without a snapshot: take the graph's records)."""
+        if self.snapshot is None:
+            self.fed = RecordChunks()
+            self.fed.open(graph)
+            return
         self.sessions = sorted(graph.sessions)
         self.checks = make_checks(graph, frozenset())
         self.graph = graph
 
-    def tasks(self) -> list[tuple[list[int], float]]:
+    def tasks(self) -> list[Any]:
         """Groups of session pks, in order, with the share of sessions done after each."""
+        if self.fed is not None:
+            return self.fed.tasks()
         size = CHUNK_SESSIONS
         total = max(len(self.sessions), 1)
         return [
@@ -102,6 +127,8 @@ class DbTrialResults:
 
     def sample(self) -> ResultColumns | None:
         """The results of a few sessions spread over the export, for the first header."""
+        if self.fed is not None:
+            return self.fed.sample()
         if not self.sessions or self.checks is None:
             return None
         step = max(1, len(self.sessions) // 16)
@@ -143,13 +170,18 @@ class DbTrialResults:
                     raise StandDown(f"database: {exc}") from None
                 raise
 
-    def work(self, task: tuple[list[int], float]) -> tuple[ResultColumns, ChunkMeta]:
+    def work(self, task: Any) -> tuple[ResultColumns, ChunkMeta]:
         """Read, parse and check one group of sessions (in a worker); a group that the
-        columnar checks refuse is read by :meth:`reference`."""
+        columnar checks refuse, or whose rows hold columns beyond MUSCLE's (each record's
+        ``extra``, made by the source's row maker), is read by :meth:`reference`."""
+        if self.fed is not None:
+            return self.fed.work(task)
         assert self.checks is not None
         group, position = task
         rows = self._rows(group)
         try:
+            if rows and len(rows[0]) > len(MUSCLE_COLUMNS) and self.records is not None:
+                raise StandDown("columns beyond MUSCLE's")
             cols, meta = db_columns(rows, self.checks)
         except StandDown:
             if self.records is None:
@@ -159,11 +191,13 @@ class DbTrialResults:
         meta["position"] = position
         return cols, meta
 
-    def reference(self, task: tuple[list[int], float]) -> tuple[ResultColumns, ChunkMeta]:
+    def reference(self, task: Any) -> tuple[ResultColumns, ChunkMeta]:
         """Read one group of sessions with the source's row maker and the graph's checks,
         record by record: the plain path's values, or its error."""
         from .fixture_zip_chunks import result_columns
 
+        if self.fed is not None:
+            return self.fed.reference(task)
         if self.records is None or self.graph is None or self.checks is None:
             raise StandDown("no reference reading")
         group, position = task
@@ -184,7 +218,7 @@ def db_columns(rows: list[Any], checks: Checks) -> tuple[ResultColumns, ChunkMet
     if not rows:
         return finish_columns([], [], [], [], [], {}, [], [], checks)
     columns = list(zip(*rows, strict=True))
-    if len(columns) > 12:  # the source's columns beyond MUSCLE's: the records' extra
+    if len(columns) > len(MUSCLE_COLUMNS):  # (the records' extra: the source's row maker)
         raise StandDown("columns beyond MUSCLE's")
     pks, sessions, participants, sections, created = columns[:5]
     kernel = native_kernel()
