@@ -19,6 +19,9 @@ Besides, the graph gets what a zip lacks: the blocks (with names, rules, playlis
 phases and experiments, and the playlists of the blocks and of the sessions.
 
 Schema versions are told by the tables and columns present (:func:`detect_schema`).
+
+The plugin that registers this source is :mod:`aml_exportkit.sources.postgresql`, which
+imports this module (and psycopg) only when a database is opened.
 """
 
 from __future__ import annotations
@@ -44,10 +47,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import set_json_loads
 
 from .. import records
-from ..contracts import BlockSummary, Inventory, SourceOptions, SourceSpec
+from ..contracts import BlockSummary, Inventory, SourceOptions
 from ..errors import DatabaseError, SourceError
 from ..graph import GraphBuilder, RecordGraph, SourceInfo
-from ..hookspecs import hookimpl
 from ..jsonstream import (
     MAX_JSON_DATA_NESTING,
     NumberOutOfRange,
@@ -60,8 +62,8 @@ from ..redact import HIDDEN, scrub
 from ..schema import MODELS, Kind, ModelSpec, django_datetime
 from ..selection import Filter, Selection, Since, glob_like
 from .muscle_db_chunks import DbTrialResults
+from .postgresql import NAME
 
-NAME = "postgresql"
 #: Rows fetched per round trip from a server-side cursor.
 FETCH_SIZE = 2000
 #: Results per batch handed to sinks. Small batches keep the parsed json_data of a batch in
@@ -71,8 +73,6 @@ BATCH_SIZE = 500
 CONNECT_TIMEOUT = 10
 #: How many slugs an "unknown block" message lists before it says "and N more".
 MAX_LISTED_SLUGS = 25
-
-_SCHEMES = ("postgresql://", "postgres://")
 
 #: Query parameters by name; one mapping serves every query of a read.
 Params = dict[str, Any]
@@ -1290,25 +1290,3 @@ def _list_slugs(by_slug: Mapping[str, int]) -> str:
     listed = ", ".join(slugs[:MAX_LISTED_SLUGS])
     more = len(slugs) - MAX_LISTED_SLUGS
     return listed + (f" and {more} more (see exportkit inspect)" if more > 0 else "")
-
-
-def _claims(uri: str) -> bool:
-    return uri.startswith(_SCHEMES)
-
-
-def _open(uri: str, options: SourceOptions) -> MuscleDatabase:
-    return MuscleDatabase(uri, options)
-
-
-@hookimpl
-def exportkit_register_sources() -> list[SourceSpec]:
-    """The PostgreSQL source."""
-    return [
-        SourceSpec(
-            name=NAME,
-            description="MUSCLE's PostgreSQL database (one consistent snapshot per export)",
-            claims=_claims,
-            open=_open,
-            uri_help="postgresql://user@host:port/dbname",
-        )
-    ]
