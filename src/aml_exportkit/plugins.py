@@ -31,7 +31,7 @@ from .errors import PluginError, SourceError
 #: The builtin plugin modules, registered first, in this order.
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "aml_exportkit.sources.fixture_zip",
-    "aml_exportkit.sources.postgresql",
+    "aml_exportkit.sources.muscle_db",
     "aml_exportkit.sinks.fixture_json",
     "aml_exportkit.sinks.csv_long",
     "aml_exportkit.sinks.csv_wide",
