@@ -376,12 +376,14 @@ class FixtureZipSource:
         kept_participants: set[int] = set()
         excluded_sessions: set[int] = set()
         left_out: set[int] = set()
+        everyone = flt.is_empty  # (a comparison of filters: once, not per session)
+        excludes = flt.excludes
         for session in sessions:
             participant = all_participants.get(session.participant)
-            if (flt.is_empty or passes_conditions(flt, session, participant)) and (
+            if (everyone or passes_conditions(flt, session, participant)) and (
                 since is None or since.selects(session, now.get(session.pk))
             ):
-                if not is_excluded(flt, session, participant):
+                if not excludes or not is_excluded(flt, session, participant):
                     builder.add("session", session, where("sessions.json"))
                     kept_participants.add(session.participant)
                     continue
