@@ -35,7 +35,7 @@ from aml_exportkit.contrib.django.worker import (
 )
 from aml_exportkit.errors import TemplateError
 from aml_exportkit.pipeline import load_template
-from aml_exportkit.sources.muscle_db import target_of
+from aml_exportkit.sources.muscle_db_reader import target_of
 
 
 def test_job_ids_are_random_tokens(tmp_path: Path) -> None:

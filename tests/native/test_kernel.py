@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from aml_exportkit.engine import native
 from aml_exportkit.engine.render import ColumnFlattener, column_types, join_rows, value_cells
 from aml_exportkit.flatten import ColumnRegistry, Flattener, FlattenOptions
+from aml_exportkit.graph import PkSet
 from aml_exportkit.schema import RESULT
 
 if not native.available():
@@ -410,3 +411,35 @@ def test_no_memory_kept_between_calls() -> None:
     finally:
         tracemalloc.stop()
     assert grown < 20_000, grown
+
+
+# Keys near page edges (65,536 keys a page), in a few pages, and some negative ones.
+pks = st.one_of(
+    st.integers(0, 3 << 16),
+    st.sampled_from([0, 65535, 65536, 131071, 2**31 - 1, 2**40, 2**63 - 1]),
+    st.integers(-(2**63), -1),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(pks, max_size=40), st.lists(pks, max_size=40))
+def test_pkset_add_is_one_key_at_a_time(before: list[int], keys: list[int]) -> None:
+    """``PkSet.add_many`` with the kernel (``pkset_add``) gives what ``add_each``, one key at
+    a time, gives: the first key already there, and the same keys in the set after."""
+    data = struct.pack(f"={len(keys)}q", *keys)
+    sets = []
+    for _ in range(2):
+        pk_set = PkSet()
+        for pk in before:
+            pk_set.add(pk)
+        sets.append(pk_set)
+    native_set, reference = sets
+    assert native.kernel() is not None
+    assert native_set.add_many(data) == reference.add_each(data)
+    for pk in [*before, *keys, *(k + 1 for k in keys), *(k - 1 for k in keys)]:
+        assert (pk in native_set) == (pk in reference), pk
+
+
+def test_pkset_add_refuses_a_page_of_another_size() -> None:
+    with pytest.raises(TypeError, match="8192"):
+        kernel.pkset_add({0: bytearray(10)}, struct.pack("=q", 5))

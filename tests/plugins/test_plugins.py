@@ -4,6 +4,9 @@ the distribution, clashes that name both providers."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import subprocess
+import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from aml_exportkit.plugins import (
     load_registry,
 )
 from aml_exportkit.template.load import parse_template
+from testdata import REFERENCE
 
 
 class FakeDist:
@@ -61,6 +65,48 @@ def test_builtins_register_through_the_hooks() -> None:
     assert "fixture-json" in registry.sinks
     assert registry.sinks["fixture-json"].provider == "builtin"
     assert "fixture-zip" in registry.sources
+
+
+def test_the_database_source_registers_without_psycopg() -> None:
+    spec = load_registry(get_plugin_manager(load_entrypoints=False)).sources["postgresql"].spec
+    assert spec.claims("postgresql://u@h/db")
+    assert not spec.claims("block.zip")
+
+
+#: Run in a child: a zip export to CSV and Parquet, then the heavy modules it imported.
+_IMPORTED = """
+import json, sys
+from aml_exportkit import cli
+sys.argv = ["exportkit", *sys.argv[1:], "--quiet"]
+try:
+    cli.main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+heavy = ("psycopg", "duckdb", "pandas", "polars", "jinja2", "hypothesis", "pyarrow", "numpy")
+print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
+"""
+
+
+def test_a_zip_export_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """The database source's psycopg (and the sinks' libraries) load only when used: they
+    cost the parent CPU before the engine's workers start (decision 0036)."""
+    zip_path = REFERENCE / "head" / "block_hooked-eurovision.zip"
+    template = tmp_path / "t.toml"
+    csv = '[[sinks]]\ntype = "csv-long"\npath = "o.csv"\n'
+    parquet = '[[sinks]]\ntype = "parquet"\npath = "o.parquet"\n'
+    imported = {}
+    for name, text in (("csv", csv), ("both", csv + parquet)):
+        template.write_text(text)
+        args = ["run", str(template), "--source", str(zip_path), "--out", str(tmp_path / name)]
+        done = subprocess.run(
+            [sys.executable, "-c", _IMPORTED, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        imported[name] = json.loads(done.stdout.splitlines()[-1])
+    assert imported == {"csv": [], "both": ["numpy", "pyarrow"]}
 
 
 def test_each_call_gives_a_fresh_manager() -> None:

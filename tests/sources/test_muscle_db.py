@@ -34,7 +34,7 @@ from aml_exportkit.pipeline import run_export
 from aml_exportkit.plugins import PluginManager, load_registry
 from aml_exportkit.schema import MODELS
 from aml_exportkit.selection import Filter, Selection, session_matches
-from aml_exportkit.sources.muscle_db import (
+from aml_exportkit.sources.muscle_db_reader import (
     MuscleDatabase,
     Scrubber,
     Target,

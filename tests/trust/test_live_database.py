@@ -23,7 +23,7 @@ import pytest
 
 import generate
 from aml_exportkit import load_template, run_export
-from aml_exportkit.sources import muscle_db
+from aml_exportkit.sources import muscle_db_reader
 
 WRITER = r"""
 import json, sys
@@ -115,14 +115,14 @@ def test_export_is_a_snapshot_while_a_writer_inserts(
 ) -> None:
     dsn, counts = generated_db
     writer.commit(5)
-    build = muscle_db.MuscleDatabase._build
+    build = muscle_db_reader.MuscleDatabase._build
 
     def build_then_let_the_writer_commit(self: Any, *args: Any, **kwargs: Any) -> Any:
         graph = build(self, *args, **kwargs)
         writer.commit(3)  # inside the snapshot, before any result is read
         return graph
 
-    monkeypatch.setattr(muscle_db.MuscleDatabase, "_build", build_then_let_the_writer_commit)
+    monkeypatch.setattr(muscle_db_reader.MuscleDatabase, "_build", build_then_let_the_writer_commit)
     zip_path = export(dsn, tmp_path / "live")
     monkeypatch.undo()
     writer.commit(2)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aml_exportkit.engine import native
 from aml_exportkit.graph import PkSet
 
 
@@ -18,8 +19,12 @@ def chunk(*keys: int) -> bytes:
     return array.array("q", keys).tobytes()
 
 
-@pytest.fixture(params=["numpy", "no-numpy"])
+@pytest.fixture(params=["kernel", "numpy", "no-numpy"])
 def numpy_or_not(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.param != "kernel":  # (the kernel, when built, comes first: switched off here)
+        monkeypatch.setenv(native.ENV_SWITCH, "0")
+    elif not native.available():
+        pytest.skip("the native kernel is not built here")
     if request.param == "no-numpy":
         real = importlib.import_module
 

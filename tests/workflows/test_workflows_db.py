@@ -18,7 +18,7 @@ from aml_exportkit.cli import cli
 from aml_exportkit.contracts import SourceOptions
 from aml_exportkit.errors import IntegrityError
 from aml_exportkit.selection import Filter, Selection, session_matches
-from aml_exportkit.sources.muscle_db import MuscleDatabase
+from aml_exportkit.sources.muscle_db_reader import MuscleDatabase
 from zipcases import mutated
 
 pytestmark = pytest.mark.pg

@@ -1581,6 +1581,74 @@ static PyObject *created_texts(PyObject *self, PyObject *values) {
     return result;
 }
 
+/* Add native int64 keys to a PkSet's pages ({page number: bytearray of 8192 bytes}, a bit
+ * per key), in order, as PkSet.add_each does one key at a time. Returns the index of the
+ * first key it did not add: one already there, or a negative key (those live in a Python
+ * set; the caller goes on from there); -1 when every key was added. */
+#define PK_PAGE_BITS 16
+#define PK_PAGE_BYTES ((1 << PK_PAGE_BITS) >> 3)
+
+static PyObject *pkset_add(PyObject *self, PyObject *args) {
+    PyObject *pages;
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "O!y*", &PyDict_Type, &pages, &view)) return NULL;
+    Py_ssize_t n = view.len / (Py_ssize_t)sizeof(int64_t), stop = -1;
+    const char *data = view.buf;
+    int64_t page_no = -1;
+    unsigned char *bits = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t key;
+        memcpy(&key, data + i * (Py_ssize_t)sizeof(int64_t), sizeof(key));
+        if (key < 0) {
+            stop = i;
+            break;
+        }
+        int64_t number = key >> PK_PAGE_BITS;
+        if (number != page_no) {
+            PyObject *pn = PyLong_FromLongLong(number);
+            if (!pn) goto bad;
+            PyObject *page = PyDict_GetItemWithError(pages, pn); /* borrowed */
+            if (!page) {
+                if (PyErr_Occurred()) {
+                    Py_DECREF(pn);
+                    goto bad;
+                }
+                page = PyByteArray_FromStringAndSize(NULL, PK_PAGE_BYTES);
+                if (!page) {
+                    Py_DECREF(pn);
+                    goto bad;
+                }
+                memset(PyByteArray_AS_STRING(page), 0, PK_PAGE_BYTES);
+                int rc = PyDict_SetItem(pages, pn, page);
+                Py_DECREF(page); /* the dict holds it */
+                if (rc < 0) {
+                    Py_DECREF(pn);
+                    goto bad;
+                }
+            } else if (!PyByteArray_Check(page) || PyByteArray_GET_SIZE(page) != PK_PAGE_BYTES) {
+                Py_DECREF(pn);
+                PyErr_SetString(PyExc_TypeError, "a page is not a bytearray of 8192 bytes");
+                goto bad;
+            }
+            Py_DECREF(pn);
+            bits = (unsigned char *)PyByteArray_AS_STRING(page);
+            page_no = number;
+        }
+        unsigned bit = (unsigned)(key & ((1 << PK_PAGE_BITS) - 1));
+        unsigned char mask = (unsigned char)(1u << (bit & 7));
+        if (bits[bit >> 3] & mask) {
+            stop = i;
+            break;
+        }
+        bits[bit >> 3] |= mask;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(stop);
+bad:
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"parse_fixture", parse_fixture, METH_O,
      "parse_fixture(body) -> list: the elements of '[body]'; fields.json_data as raw bytes."},
@@ -1596,6 +1664,8 @@ static PyMethodDef methods[] = {
      "created_texts(values) -> list | None: Django's UTC timestamps as our CSV writes them."},
     {"join_rows", join_rows, METH_VARARGS,
      "join_rows(parts, n) -> bytes: columns of cells as CSV lines (CRLF), UTF-8."},
+    {"pkset_add", pkset_add, METH_VARARGS,
+     "pkset_add(pages, keys) -> int: int64 keys into a PkSet's pages; where it stopped, or -1."},
     {NULL, NULL, 0, NULL},
 };
 

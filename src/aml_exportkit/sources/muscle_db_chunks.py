@@ -147,7 +147,7 @@ class DbTrialResults:
         if self._worker_conn is None:
             import psycopg
 
-            from .muscle_db import _loads
+            from .muscle_db_reader import _loads
 
             conn = psycopg.connect(self.uri, autocommit=True, application_name="aml_exportkit")
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -262,7 +262,7 @@ def _json_column(docs: Sequence[Any]) -> tuple[list[Any], bool]:
 
 def _json_values(docs: Sequence[Any]) -> list[Any]:
     """Parse the jsonb texts of a chunk at once (as the source's ``_loads`` parses each)."""
-    from .muscle_db import _loads
+    from .muscle_db_reader import _loads
 
     if None in docs:
         docs = [b"null" if d is None else d for d in docs]

@@ -26,7 +26,7 @@ from ...errors import ExportkitError, TemplateError
 from ...pipeline import load_template, run_export
 from ...plugins import Registry, get_plugin_manager, load_registry
 from ...progress import Phase, format_duration
-from ...sources.muscle_db import Scrubber
+from ...sources.muscle_db_reader import Scrubber
 from ...template.load import parse_template, parse_toml
 from ...template.model import Template
 from .jobstore import (
