@@ -1660,6 +1660,25 @@ static PyObject *copy_value(char k, const unsigned char *p, int32_t size) {
     return NULL;
 }
 
+/* A column's last few short values (an integer, a float, a text), by their bytes: most
+ * values of a chunk repeat (the session, the question key, the scoring rule), and taking
+ * the object made for the same bytes saves making one per row. */
+#define COPY_SLOTS 4
+#define COPY_SLOT_BYTES 32
+typedef struct {
+    PyObject *value;
+    int32_t size;
+    unsigned char raw[COPY_SLOT_BYTES];
+} CopySlot;
+
+static void copy_slots_free(CopySlot *slots, Py_ssize_t nk, int *turn) {
+    if (slots) {
+        for (Py_ssize_t i = 0; i < nk * COPY_SLOTS; i++) Py_XDECREF(slots[i].value);
+        PyMem_Free(slots);
+    }
+    PyMem_Free(turn);
+}
+
 /* copy_columns(messages, kinds) -> list of lists | None: the messages of a binary COPY
  * (header to trailer, whole tuples in each) as one list per column. */
 static PyObject *copy_columns(PyObject *self, PyObject *args) {
@@ -1676,7 +1695,9 @@ static PyObject *copy_columns(PyObject *self, PyObject *args) {
     PyObject *seq = PySequence_Fast(messages, "copy_columns() takes a sequence");
     if (!seq) return NULL;
     PyObject *columns = PyList_New(nk);
-    if (!columns) goto fail;
+    CopySlot *slots = PyMem_Calloc(nk * COPY_SLOTS + 1, sizeof(CopySlot));
+    int *turn = PyMem_Calloc(nk + 1, sizeof(int));
+    if (!columns || !slots || !turn) goto fail;
     for (Py_ssize_t k = 0; k < nk; k++) {
         PyObject *column = PyList_New(0);
         if (!column) goto fail;
@@ -1726,7 +1747,26 @@ static PyObject *copy_columns(PyObject *self, PyObject *args) {
                     ok = 0;
                     break;
                 } else {
-                    value = copy_value(kinds[k], data + pos, size);
+                    int cached = size <= COPY_SLOT_BYTES && kinds[k] != 'b' && kinds[k] != 'z';
+                    CopySlot *slot = slots + k * COPY_SLOTS;
+                    value = NULL;
+                    for (int j = 0; cached && j < COPY_SLOTS; j++) {
+                        if (slot[j].value && slot[j].size == size &&
+                            memcmp(slot[j].raw, data + pos, size) == 0) {
+                            value = Py_NewRef(slot[j].value);
+                            break;
+                        }
+                    }
+                    if (!value) {
+                        value = copy_value(kinds[k], data + pos, size);
+                        if (value && cached) {
+                            CopySlot *put = slot + turn[k];
+                            turn[k] = (turn[k] + 1) % COPY_SLOTS;
+                            Py_XSETREF(put->value, Py_NewRef(value));
+                            put->size = size;
+                            memcpy(put->raw, data + pos, size);
+                        }
+                    }
                     pos += size;
                     if (!value) {
                         if (PyErr_Occurred()) {
@@ -1749,13 +1789,16 @@ static PyObject *copy_columns(PyObject *self, PyObject *args) {
         if (!ok || pos != len) goto refuse;
     }
     if (!ended) goto refuse;
+    copy_slots_free(slots, nk, turn);
     Py_DECREF(seq);
     return columns;
 refuse:
+    copy_slots_free(slots, nk, turn);
     Py_DECREF(seq);
     Py_DECREF(columns);
     Py_RETURN_NONE;
 fail:
+    copy_slots_free(slots, nk, turn);
     Py_DECREF(seq);
     Py_XDECREF(columns);
     return NULL;

@@ -145,20 +145,29 @@ class DbTrialResults:
                 raise
 
     def _columns(self, group: list[int]) -> list[list[Any]] | None:
-        """The group's columns read by a binary COPY (muscle_db_copy.py); None when that
-        reading does not take them (then rows are read)."""
+        """The group's columns read by a binary COPY with the native kernel
+        (muscle_db_copy.py); None when that reading does not take them (then rows are
+        read)."""
+        import psycopg
+
         from .muscle_db_copy import copy_columns, copy_kinds, copy_messages, copy_statement
 
+        if native_kernel() is None:  # (the Python parser is slower than psycopg's rows)
+            return None
         errors = self.errors("reading trial results") if self.errors else contextlib.nullcontext()
         with errors:
-            conn = self._connection()
-            if self._copy_kinds == "":
-                self._copy_kinds = copy_kinds(conn, self.select)
-            if self._copy_kinds is None:
-                return None
-            return copy_columns(
-                copy_messages(conn, copy_statement(self.select, group)), self._copy_kinds
-            )
+            try:
+                conn = self._connection()
+                if self._copy_kinds == "":
+                    self._copy_kinds = copy_kinds(conn, self.select)
+                if self._copy_kinds is None:
+                    return None
+                messages = copy_messages(conn, copy_statement(self.select, group))
+            except psycopg.Error as exc:  # (as _rows reports it)
+                if self.errors is None:
+                    raise StandDown(f"database: {exc}") from None
+                raise
+        return copy_columns(messages, self._copy_kinds)
 
     def work(self, task: tuple[list[int], float]) -> tuple[ResultColumns, ChunkMeta]:
         """Read, parse and check one group of sessions (in a worker); a group that the
