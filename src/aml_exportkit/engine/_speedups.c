@@ -10,7 +10,10 @@
  *   flatten(docs, max_depth, index_lists)
  *                         json_data texts flattened row-wise into columns of finished CSV
  *                         cells, like tabular.render.ColumnFlattener + value_cells;
- *   join_rows(parts, n)   columns of cells joined into CSV lines (CRLF), as UTF-8 bytes.
+ *   join_rows(parts, n)   columns of cells joined into CSV lines (CRLF), as UTF-8 bytes;
+ *   copy_columns(messages, kinds)
+ *                         the messages of PostgreSQL's binary COPY as one list per column
+ *                         (sources/muscle_db_copy.py).
  *
  * Anything the kernel is not sure to treat exactly as Python does (NaN, numbers that
  * overflow a double, lone surrogates, duplicate keys inside json_data, invalid UTF-8)
@@ -1646,6 +1649,223 @@ static PyObject *pkset_add(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(stop);
 bad:
     PyBuffer_Release(&view);
+/* -- copy_columns --------------------------------------------------------------------- */
+
+/* The Python reference is sources/muscle_db_copy.py (copy_columns_reference). */
+
+static const char COPY_SIGNATURE[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', '\xff', '\r', '\n', 0};
+
+static inline int64_t be_int(const unsigned char *p, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v = (v << 8) | p[i];
+    if (n < 8 && (v >> (8 * n - 1)) & 1) v |= ~(uint64_t)0 << (8 * n); /* sign */
+    return (int64_t)v;
+}
+
+/* Days since 1970-01-01 as a proleptic Gregorian date (the usual era arithmetic). */
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+/* A timestamptz (microseconds since 2000-01-01 UTC) as isoformat(timespec="microseconds")
+ * writes it in UTC; NULL without an error for a year outside 2..9998. */
+static PyObject *timestamp_text(int64_t us) {
+    const int64_t day_us = 86400000000LL;
+    if (us < -400000000000000000LL || us > 400000000000000000LL)
+        return NULL; /* (±12,000 years: beyond the years kept; the arithmetic stays in range) */
+    int64_t days = us / day_us, rem = us % day_us;
+    if (rem < 0) {
+        rem += day_us;
+        days--;
+    }
+    int64_t year;
+    int month, day;
+    civil_from_days(days + 10957, &year, &month, &day);
+    if (year < 2 || year > 9998) return NULL;
+    int64_t secs = rem / 1000000;
+    char out[40];
+    int len = snprintf(out, sizeof(out), "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00", (int)year,
+                       month, day, (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60),
+                       (int)(rem % 1000000));
+    return PyUnicode_FromStringAndSize(out, len);
+}
+
+/* One field of kind k as a Python value; NULL with no error set: not one taken. */
+static PyObject *copy_value(char k, const unsigned char *p, int32_t size) {
+    switch (k) {
+    case 'i':
+        if (size != 2 && size != 4 && size != 8) return NULL;
+        return PyLong_FromLongLong(be_int(p, size));
+    case 'f': {
+        if (size != 8) return NULL;
+        uint64_t bits = (uint64_t)be_int(p, 8);
+        double v;
+        memcpy(&v, &bits, 8);
+        return PyFloat_FromDouble(v);
+    }
+    case 't': {
+        PyObject *text = PyUnicode_DecodeUTF8((const char *)p, size, NULL);
+        if (!text && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) PyErr_Clear();
+        return text;
+    }
+    case 'b':
+        return PyBytes_FromStringAndSize((const char *)p, size);
+    case 'z':
+        if (size != 8) return NULL;
+        return timestamp_text(be_int(p, 8));
+    }
+    return NULL;
+}
+
+/* A column's last few short values (an integer, a float, a text), by their bytes: most
+ * values of a chunk repeat (the session, the question key, the scoring rule), and taking
+ * the object made for the same bytes saves making one per row. */
+#define COPY_SLOTS 4
+#define COPY_SLOT_BYTES 32
+typedef struct {
+    PyObject *value;
+    int32_t size;
+    unsigned char raw[COPY_SLOT_BYTES];
+} CopySlot;
+
+static void copy_slots_free(CopySlot *slots, Py_ssize_t nk, int *turn) {
+    if (slots) {
+        for (Py_ssize_t i = 0; i < nk * COPY_SLOTS; i++) Py_XDECREF(slots[i].value);
+        PyMem_Free(slots);
+    }
+    PyMem_Free(turn);
+}
+
+/* copy_columns(messages, kinds) -> list of lists | None: the messages of a binary COPY
+ * (header to trailer, whole tuples in each) as one list per column. */
+static PyObject *copy_columns(PyObject *self, PyObject *args) {
+    PyObject *messages;
+    const char *kinds;
+    Py_ssize_t nk;
+    if (!PyArg_ParseTuple(args, "Os#", &messages, &kinds, &nk)) return NULL;
+    for (Py_ssize_t k = 0; k < nk; k++) {
+        if (!strchr("iftbz", kinds[k]) || !kinds[k]) {
+            PyErr_Format(PyExc_ValueError, "copy_columns: no kind %c", kinds[k]);
+            return NULL;
+        }
+    }
+    PyObject *seq = PySequence_Fast(messages, "copy_columns() takes a sequence");
+    if (!seq) return NULL;
+    PyObject *columns = PyList_New(nk);
+    CopySlot *slots = PyMem_Calloc(nk * COPY_SLOTS + 1, sizeof(CopySlot));
+    int *turn = PyMem_Calloc(nk + 1, sizeof(int));
+    if (!columns || !slots || !turn) goto fail;
+    for (Py_ssize_t k = 0; k < nk; k++) {
+        PyObject *column = PyList_New(0);
+        if (!column) goto fail;
+        PyList_SET_ITEM(columns, k, column);
+    }
+    PyObject *const *items = PySequence_Fast_ITEMS(seq);
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    int ended = 0;
+    for (Py_ssize_t index = 0; index < count; index++) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(items[index], &view, PyBUF_SIMPLE) < 0) goto fail;
+        const unsigned char *data = view.buf;
+        Py_ssize_t len = view.len, pos = 0;
+        int ok = len > 0;
+        if (ok && index == 0) {
+            ok = len >= 19 && memcmp(data, COPY_SIGNATURE, 11) == 0;
+            int64_t extension = ok ? be_int(data + 15, 4) : -1;
+            ok = ok && extension >= 0;
+            pos = ok ? 19 + (Py_ssize_t)extension : 0;
+        }
+        while (ok && pos < len) {
+            if (ended || pos + 2 > len) {
+                ok = 0;
+                break;
+            }
+            int64_t fields = be_int(data + pos, 2);
+            pos += 2;
+            if (fields == -1) {
+                ended = 1;
+                continue;
+            }
+            if (fields != nk) {
+                ok = 0;
+                break;
+            }
+            for (Py_ssize_t k = 0; k < nk && ok; k++) {
+                if (pos + 4 > len) {
+                    ok = 0;
+                    break;
+                }
+                int32_t size = (int32_t)be_int(data + pos, 4);
+                pos += 4;
+                PyObject *value;
+                if (size == -1) {
+                    value = Py_NewRef(Py_None);
+                } else if (size < 0 || size > len - pos) {
+                    ok = 0;
+                    break;
+                } else {
+                    int cached = size <= COPY_SLOT_BYTES && kinds[k] != 'b' && kinds[k] != 'z';
+                    CopySlot *slot = slots + k * COPY_SLOTS;
+                    value = NULL;
+                    for (int j = 0; cached && j < COPY_SLOTS; j++) {
+                        if (slot[j].value && slot[j].size == size &&
+                            memcmp(slot[j].raw, data + pos, size) == 0) {
+                            value = Py_NewRef(slot[j].value);
+                            break;
+                        }
+                    }
+                    if (!value) {
+                        value = copy_value(kinds[k], data + pos, size);
+                        if (value && cached) {
+                            CopySlot *put = slot + turn[k];
+                            turn[k] = (turn[k] + 1) % COPY_SLOTS;
+                            Py_XSETREF(put->value, Py_NewRef(value));
+                            put->size = size;
+                            memcpy(put->raw, data + pos, size);
+                        }
+                    }
+                    pos += size;
+                    if (!value) {
+                        if (PyErr_Occurred()) {
+                            PyBuffer_Release(&view);
+                            goto fail;
+                        }
+                        ok = 0;
+                        break;
+                    }
+                }
+                int added = PyList_Append(PyList_GET_ITEM(columns, k), value);
+                Py_DECREF(value);
+                if (added < 0) {
+                    PyBuffer_Release(&view);
+                    goto fail;
+                }
+            }
+        }
+        PyBuffer_Release(&view);
+        if (!ok || pos != len) goto refuse;
+    }
+    if (!ended) goto refuse;
+    copy_slots_free(slots, nk, turn);
+    Py_DECREF(seq);
+    return columns;
+refuse:
+    copy_slots_free(slots, nk, turn);
+    Py_DECREF(seq);
+    Py_DECREF(columns);
+    Py_RETURN_NONE;
+fail:
+    copy_slots_free(slots, nk, turn);
+    Py_DECREF(seq);
+    Py_XDECREF(columns);
     return NULL;
 }
 
@@ -1666,6 +1886,8 @@ static PyMethodDef methods[] = {
      "join_rows(parts, n) -> bytes: columns of cells as CSV lines (CRLF), UTF-8."},
     {"pkset_add", pkset_add, METH_VARARGS,
      "pkset_add(pages, keys) -> int: int64 keys into a PkSet's pages; where it stopped, or -1."},
+    {"copy_columns", copy_columns, METH_VARARGS,
+     "copy_columns(messages, kinds) -> list | None: a binary COPY's messages as columns."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -95,6 +95,7 @@ class DbTrialResults:
         self.checks: Checks | None = None
         self.graph: RecordGraph | None = None
         self._worker_conn: Any = None
+        self._copy_kinds: str | None = ""  # ("": not asked yet; None: rows are read)
 
     def open(self, graph: RecordGraph) -> None:
         """Note the sessions (without a snapshot: take the graph's records)."""
@@ -170,6 +171,31 @@ class DbTrialResults:
                     raise StandDown(f"database: {exc}") from None
                 raise
 
+    def _columns(self, group: list[int]) -> list[list[Any]] | None:
+        """The group's columns read by a binary COPY with the native kernel
+        (muscle_db_copy.py); None when that reading does not take them (then rows are
+        read)."""
+        import psycopg
+
+        from .muscle_db_copy import copy_columns, copy_kinds, copy_messages, copy_statement
+
+        if native_kernel() is None:  # (the Python parser is slower than psycopg's rows)
+            return None
+        errors = self.errors("reading trial results") if self.errors else contextlib.nullcontext()
+        with errors:
+            try:
+                conn = self._connection()
+                if self._copy_kinds == "":
+                    self._copy_kinds = copy_kinds(conn, self.select)
+                if self._copy_kinds is None:
+                    return None
+                messages = copy_messages(conn, copy_statement(self.select, group))
+            except psycopg.Error as exc:  # (as _rows reports it)
+                if self.errors is None:
+                    raise StandDown(f"database: {exc}") from None
+                raise
+        return copy_columns(messages, self._copy_kinds)
+
     def work(self, task: Any) -> tuple[ResultColumns, ChunkMeta]:
         """Read, parse and check one group of sessions (in a worker); a group that the
         columnar checks refuse, or whose rows hold columns beyond MUSCLE's (each record's
@@ -178,15 +204,16 @@ class DbTrialResults:
             return self.fed.work(task)
         assert self.checks is not None
         group, position = task
-        rows = self._rows(group)
+        columns = self._columns(group)
         try:
-            if rows and len(rows[0]) > len(MUSCLE_COLUMNS) and self.records is not None:
-                raise StandDown("columns beyond MUSCLE's")
-            cols, meta = db_columns(rows, self.checks)
+            if columns is None:
+                cols, meta = db_columns(self._rows(group), self.checks)
+            else:
+                cols, meta = column_chunk(columns, self.checks, created_texts=True)
         except StandDown:
             if self.records is None:
                 raise
-            del rows
+            del columns
             return self.reference(task)
         meta["position"] = position
         return cols, meta
@@ -217,12 +244,30 @@ def db_columns(rows: list[Any], checks: Checks) -> tuple[ResultColumns, ChunkMet
     """Rows of ``result_result`` (the source's column order) as checked columns."""
     if not rows:
         return finish_columns([], [], [], [], [], {}, [], [], checks)
-    columns = list(zip(*rows, strict=True))
+    return column_chunk(list(zip(*rows, strict=True)), checks)
+
+
+def column_chunk(
+    columns: Sequence[Sequence[Any]], checks: Checks, *, created_texts: bool = False
+) -> tuple[ResultColumns, ChunkMeta]:
+    """The columns of ``result_result`` (the source's order) as checked columns.
+
+    :param created_texts: ``created_at`` holds the CSV's texts already (a binary COPY's
+        reading), not datetimes.
+    """
+    if not columns or not columns[0]:
+        return finish_columns([], [], [], [], [], {}, [], [], checks)
     if len(columns) > len(MUSCLE_COLUMNS):  # (the records' extra: the source's row maker)
         raise StandDown("columns beyond MUSCLE's")
     pks, sessions, participants, sections, created = columns[:5]
     kernel = native_kernel()
-    texts = kernel.utc_texts(created) if kernel is not None else None  # None: not all UTC
+    texts: Any = None
+    if created_texts:
+        if None in created:
+            raise StandDown("created_at: a value that is not a timestamp")
+        texts = created
+    elif kernel is not None:
+        texts = kernel.utc_texts(created)  # None: not all UTC
     if texts is None:
         if {type(d).__name__ for d in created} != {"datetime"}:
             raise StandDown("created_at: a value that is not a timestamp")
