@@ -37,6 +37,8 @@ class JsonlSink(BaseSink):
         # Only the temporary path: it is renamed into place once every sink has finished.
         self.file = self.context.temp_path().open("w", encoding="utf-8")
         self.rows = 0
+        # json.dumps(row, ensure_ascii=False), without a new encoder for every row
+        self.encode = json.JSONEncoder(ensure_ascii=False).encode
 
     def write_result_batch(self, batch: ResultBatch) -> None:
         # The engine's trial results, an Arrow record batch. What BaseSink does when this
@@ -51,7 +53,7 @@ class JsonlSink(BaseSink):
                    "given_response": r.given_response, "score": r.score}
             if self.context.options.with_json_data:
                 row["json_data"] = r.json_data
-            self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self.file.write(self.encode(row) + "\n")
         self.rows += len(batch)
 
     def finish(self) -> Sequence[OutputReport]:
