@@ -11,6 +11,8 @@
  *                         json_data texts flattened row-wise into columns of finished CSV
  *                         cells, like tabular.render.ColumnFlattener + value_cells;
  *   join_rows(parts, n)   columns of cells joined into CSV lines (CRLF), as UTF-8 bytes;
+ *   pkset_add(pages, keys)
+ *                         int64 keys into a PkSet's pages (graph.PkSet.add_each);
  *   copy_columns(messages, kinds)
  *                         the messages of PostgreSQL's binary COPY as one list per column
  *                         (sources/muscle_db_copy.py).
@@ -1649,6 +1651,9 @@ static PyObject *pkset_add(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(stop);
 bad:
     PyBuffer_Release(&view);
+    return NULL;
+}
+
 /* -- copy_columns --------------------------------------------------------------------- */
 
 /* The Python reference is sources/muscle_db_copy.py (copy_columns_reference). */
