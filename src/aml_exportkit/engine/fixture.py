@@ -20,8 +20,7 @@ _ENCODE_RESULT = make_fixture_encoder(RESULT)
 def results_text(cols: ResultColumns) -> bytes:
     """The chunk's ``results.json`` objects, joined by ``", "`` (UTF-8; empty for none).
 
-    An error (a value JSON cannot hold) makes the engine stand down; the plain path then
-    reports it, naming the sink's file.
+    :raises SinkError: for a value JSON cannot hold (NaN or Infinity), naming the member.
     """
     if not len(cols):
         return b""
