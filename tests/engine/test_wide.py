@@ -1,6 +1,8 @@
-"""The engine writes the wide table (csv-wide, wide Parquet) byte for byte as the plain
-path does: many chunks, sessions without results before, between and after them, JSON-text
-cells in one key and not in another, and arbitrary ``json_data`` (hypothesis)."""
+"""The engine writes the wide table (csv-wide, wide Parquet) byte for byte as the sink's
+own row builder (``tabular/wide.py``, the reference: the snapshot cases pin its bytes, and
+it writes the wide tables the engine does not render) writes it from the engine's batches:
+many chunks, sessions without results before, between and after them, JSON-text cells in
+one key and not in another, and arbitrary ``json_data`` (hypothesis)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ import generate
 from aml_exportkit import engine
 from aml_exportkit.engine import workers
 from aml_exportkit.sources import fixture_zip_chunks
+from aml_exportkit.tabular.sink import TableSink
 
-from .test_engine import _compare, _rewrite_results, _run
+from .test_engine import _rewrite_results, _run
 
 WIDE = """
 [[sinks]]
@@ -41,11 +44,30 @@ LAYOUTS = {
 }
 
 
+def _compare(
+    text: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, bytes]:
+    """The engine's files, and the same written by each table's row builder from the
+    engine's batches (no table handed to the engine): they must be the same."""
+    rendered = _run(text, source, tmp_path / "engine")
+    stats = dict(engine.LAST_RUN)
+    with monkeypatch.context() as patch:
+        patch.setattr(TableSink, "engine_table", lambda self: None)
+        built = _run(text, source, tmp_path / "builder")
+        assert engine.LAST_RUN["batch_sinks"] == text.count("[[sinks]]")
+    assert rendered.keys() == built.keys()
+    for name in built:
+        assert rendered[name] == built[name], name
+    engine.LAST_RUN.clear()
+    engine.LAST_RUN.update(stats)  # (what the engine's own run did)
+    return rendered
+
+
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_generated_zip_same_bytes(
     layout: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _compare(WIDE.format(extra=LAYOUTS[layout]), generated_zip, tmp_path, monkeypatch, used=True)
+    _compare(WIDE.format(extra=LAYOUTS[layout]), generated_zip, tmp_path, monkeypatch)
 
 
 #: Beside other tables, and with a filter (only finished sessions are rows).
@@ -62,7 +84,7 @@ def test_beside_other_tables_and_filtered(
     name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 50_000)
-    _compare(MIXED[name], generated_zip, tmp_path, monkeypatch, used=True)
+    _compare(MIXED[name], generated_zip, tmp_path, monkeypatch)
 
 
 def test_a_second_reading_sends_small_messages(
@@ -81,7 +103,7 @@ def test_a_second_reading_sends_small_messages(
 
     monkeypatch.setattr(workers._Workers, "map", spy)
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 30_000)
-    _compare(WIDE.format(extra=""), generated_zip, tmp_path, monkeypatch, used=True)
+    _compare(WIDE.format(extra=""), generated_zip, tmp_path, monkeypatch)
     assert engine.LAST_RUN["rerendered_chunks"] > 10
     assert max(sizes) < 2048
 
@@ -117,7 +139,7 @@ def test_many_chunks(
     source = tmp_path / "changed.zip"
     _rewrite_results(generated_zip, source, change)
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 30_000)
-    _compare(WIDE.format(extra=LAYOUTS[layout]), source, tmp_path, monkeypatch, used=True)
+    _compare(WIDE.format(extra=LAYOUTS[layout]), source, tmp_path, monkeypatch)
     assert engine.LAST_RUN["chunks"] > 10
 
 
@@ -131,9 +153,13 @@ def test_tables_the_engine_hands_batches(
 ) -> None:
     """Rows per participant, and times to the millisecond (which number a session's
     results by their cut times): the sink's own builder makes the table, fed the engine's
-    batches."""
-    _compare(WIDE.format(extra=extra), generated_zip, tmp_path, monkeypatch, used=True)
+    batches, the same in one chunk and in many."""
+    text = WIDE.format(extra=extra)
+    whole = _run(text, generated_zip, tmp_path / "whole")
     assert engine.LAST_RUN["batch_sinks"] >= 1
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 30_000)
+    assert _run(text, generated_zip, tmp_path / "cut") == whole
+    assert engine.LAST_RUN["chunks"] > 10
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +201,7 @@ def test_any_json_data_same_bytes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Whatever the results' ``json_data`` hold (nested, ragged, mixed types, big
-    integers), the engine's columnar wide rows are the plain path's rows."""
+    integers), the engine's columnar wide rows are the row builder's rows."""
     tmp_path = tmp_path_factory.mktemp("any")
     source = tmp_path / "any.zip"
 
@@ -186,11 +212,4 @@ def test_any_json_data_same_bytes(
     _rewrite_results(tiny_zip, source, change)
     extra = '[sinks.flatten]\nlists = "index"\n' if layout else ""
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 2_000)
-    text = WIDE.format(extra=extra)
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    plain = _run(text, source, tmp_path / "plain")
-    monkeypatch.setenv(engine.ENV_SWITCH, "1")
-    fast = _run(text, source, tmp_path / "fast")
-    # (a text only the plain path may judge sends the whole run there)
-    assert engine.LAST_RUN["used"] or "json_data" in engine.LAST_RUN["reason"], engine.LAST_RUN
-    assert fast == plain
+    _compare(WIDE.format(extra=extra), source, tmp_path, monkeypatch)
