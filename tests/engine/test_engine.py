@@ -24,6 +24,7 @@ from aml_exportkit.engine import native, workers
 from aml_exportkit.errors import ExportkitError
 from aml_exportkit.pipeline import registry_for, run_export
 from aml_exportkit.sources import fixture_zip_chunks, muscle_db_chunks
+from aml_exportkit.tabular.sink import TableSink
 from aml_exportkit.template.load import parse_template
 from conftest import REFERENCE, ROOT
 from snapshot import Source
@@ -116,6 +117,29 @@ def _small(
             monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", sample)
 
     return change
+
+
+def built_alike(
+    text: str,
+    source: Path | str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    blocks: tuple[str, ...] | None = None,
+) -> dict[str, bytes]:
+    """The engine's files, and the same written by each table's row builder from the
+    engine's batches (no table handed to the engine): they must be the same."""
+    rendered = _run(text, source, tmp_path / "engine", blocks)
+    stats = dict(engine.LAST_RUN)
+    with monkeypatch.context() as patch:
+        patch.setattr(TableSink, "engine_table", lambda self: None)
+        built = _run(text, source, tmp_path / "builder", blocks)
+        assert engine.LAST_RUN["batch_sinks"] == text.count("[[sinks]]")
+    assert rendered.keys() == built.keys()
+    for name in built:
+        assert rendered[name] == built[name], name
+    engine.LAST_RUN.clear()
+    engine.LAST_RUN.update(stats)  # (what the engine's own run did)
+    return rendered
 
 
 #: The snapshot cases of long tables and fixture zips, run again cut into many chunks.

@@ -18,9 +18,9 @@ import generate
 from aml_exportkit import engine
 from aml_exportkit.engine import workers
 from aml_exportkit.sources import fixture_zip_chunks
-from aml_exportkit.tabular.sink import TableSink
 
 from .test_engine import _rewrite_results, _run
+from .test_engine import built_alike as _compare
 
 WIDE = """
 [[sinks]]
@@ -42,25 +42,6 @@ LAYOUTS = {
     "json": 'result_json = "json"\n',
     "no-json": 'result_json = "omit"\n',
 }
-
-
-def _compare(
-    text: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, bytes]:
-    """The engine's files, and the same written by each table's row builder from the
-    engine's batches (no table handed to the engine): they must be the same."""
-    rendered = _run(text, source, tmp_path / "engine")
-    stats = dict(engine.LAST_RUN)
-    with monkeypatch.context() as patch:
-        patch.setattr(TableSink, "engine_table", lambda self: None)
-        built = _run(text, source, tmp_path / "builder")
-        assert engine.LAST_RUN["batch_sinks"] == text.count("[[sinks]]")
-    assert rendered.keys() == built.keys()
-    for name in built:
-        assert rendered[name] == built[name], name
-    engine.LAST_RUN.clear()
-    engine.LAST_RUN.update(stats)  # (what the engine's own run did)
-    return rendered
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
