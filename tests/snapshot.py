@@ -7,11 +7,11 @@ on one source (a reference zip, a block of a database, a generated block). Its s
 message"}`` when the run fails by design. The snapshots of one source live in one JSON file
 (sorted keys, one entry per case).
 
-A run that today's engine writes (:mod:`aml_exportkit.engine`: long tables only) runs on
-every lane of the current code (:data:`LANES`): the plain path (``EXPORTKIT_ENGINE=0``),
-the default (the engine with its native kernel) and the engine with its Python functions
-(``EXPORTKIT_NATIVE=0``); every lane must give the one recorded snapshot. Other runs take
-the plain path whatever the switches say, and run once, with the default environment.
+The snapshots were recorded from the plain path, the row-by-row path that the engine
+(:mod:`aml_exportkit.engine`) replaced; they are the contract of every export's one path
+now (decision 0035). Every case runs on each lane (:data:`LANES`): the default (the engine
+with its native kernel) and the engine with its Python functions, the kernel's reference
+(``EXPORTKIT_NATIVE=0``); every lane must give the one recorded snapshot.
 
 What a digest is taken over:
 
@@ -75,11 +75,10 @@ from aml_exportkit.watermark import decode_pks
 
 #: Set to ``1`` to record the snapshots instead of comparing with them.
 UPDATE_ENV = "EXPORTKIT_UPDATE_SNAPSHOTS"
-#: The switches of today's paths; set by the lanes, cleared otherwise.
-SWITCHES = ("EXPORTKIT_ENGINE", "EXPORTKIT_NATIVE")
+#: The switches the lanes set; cleared otherwise.
+SWITCHES = ("EXPORTKIT_NATIVE",)
 #: Every lane: the environment it runs in.
 LANES: dict[str, dict[str, str]] = {
-    "plain": {"EXPORTKIT_ENGINE": "0"},
     "default": {},
     "python-kernel": {"EXPORTKIT_NATIVE": "0"},
 }
@@ -99,22 +98,13 @@ class Run:
 
     :param name: the case's key in its source's snapshot file.
     :param template: a builtin template's name, or a template's TOML text.
-    :param bulk: today's engine writes this run (every sink a long table it renders):
-        it runs on every lane, and the lane must take it.
     :param to_arrow: instead of a template, :func:`aml_exportkit.to_arrow` of the source
         with this layout (``"long"`` or ``"wide"``); its snapshot is ``{"table": digest}``.
     """
 
     name: str
     template: str = ""
-    bulk: bool = False
     to_arrow: str | None = None
-
-    @property
-    def lanes(self) -> tuple[str, ...]:
-        """The lanes this run is compared on: every lane where today's engine applies;
-        elsewhere every lane is the plain path, and the default one stands for them."""
-        return tuple(LANES) if self.bulk else ("default",)
 
 
 @attrs.frozen
@@ -353,13 +343,6 @@ def lane(name: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _engine_took_it() -> bool:
-    """Whether the engine wrote the last run (not the plain path)."""
-    from aml_exportkit import engine
-
-    return bool(engine.LAST_RUN.get("used"))
-
-
 def export(
     run: Run,
     source: Source,
@@ -419,17 +402,13 @@ def _to_arrow(
 def export_on_lanes(
     run: Run, source: Source, workdir: Path, *, plugins: Sequence[object] = ()
 ) -> dict[str, str]:
-    """Run the case on each of its lanes; fail unless every lane wrote the same snapshot
-    (and unless the engine took a run it is meant to take)."""
+    """Run the case on each lane; fail unless every lane wrote the same snapshot."""
     seen: dict[str, dict[str, str]] = {}
-    for name in run.lanes:
+    for name in LANES:
         with lane(name):
             seen[name] = export(run, source, workdir / name, plugins=plugins)
-            took = _engine_took_it()
-        if run.bulk and name != "plain" and "error" not in seen[name]:
-            assert took, f"{source.name} {run.name}: the engine stood down on lane {name}"
         shutil.rmtree(workdir / name)
-    first, *others = run.lanes
+    first, *others = LANES
     for name in others:
         if seen[name] != seen[first]:
             pytest.fail(

@@ -33,3 +33,21 @@ def guide_sink() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def read_trial_pks(uri: str, selection: object) -> list[int]:
+    """The keys of the trial results the source's own reader gives for ``selection`` (an
+    :class:`aml_exportkit.selection.Selection`), record by record, in order: the reference
+    for which results a run exports."""
+    from aml_exportkit.pipeline import open_source
+
+    with open_source(uri) as source, source.read(selection) as graph:  # type: ignore[arg-type]
+        return [r.pk for batch in graph.trial_results() for r in batch]
+
+
+def csv_result_ids(path: Path) -> list[int]:
+    """The ``result_id`` column of a long CSV table, in order."""
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as fh:
+        return [int(row["result_id"]) for row in csv.DictReader(fh) if row["result_id"]]

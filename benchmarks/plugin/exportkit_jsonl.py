@@ -42,7 +42,7 @@ class JsonlSink(BaseSink):
 
     def write_result_batch(self, batch: ResultBatch) -> None:
         # The engine's trial results, an Arrow record batch. What BaseSink does when this
-        # method is left out: the row adapter hands write_results the plain path's rows.
+        # method is left out: the row adapter hands write_results the source's records.
         self.write_results(result_rows(batch))
 
     def write_results(self, batch: Sequence[Result]) -> None:

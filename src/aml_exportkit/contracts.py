@@ -245,8 +245,9 @@ class ResultBatch(Protocol):
 
 class Sink(Protocol):
     """A live sink for one run. The pipeline calls, in order: :meth:`begin` with the graph,
-    :meth:`write_profiles` for each batch of profile answers, :meth:`write_results` (or
-    :meth:`write_result_batch`, see there) for each batch of trial results, then
+    :meth:`write_profiles` for each batch of profile answers, :meth:`write_result_batch`
+    (or, for a sink without it, :meth:`write_results`; see there) for each batch of trial
+    results, then
     :meth:`finish`; or :meth:`abort` after a failure.
     """
 
@@ -262,10 +263,10 @@ class Sink(Protocol):
     def write_result_batch(self, batch: ResultBatch) -> None:
         """Take a batch of trial results as columns, ordered by (session, pk).
 
-        When the engine reads the trial results (``docs/performance.md``), a sink that is
-        not an :class:`EngineSink` gets them this way, one batch per chunk, in order, after
-        the profile answers; otherwise :meth:`write_results` gets them. A sink that does not
-        define this method (one written before it existed) gets the batches as rows through
+        Every sink whose table the engine does not write (``docs/performance.md``) gets
+        them this way, one batch per chunk, in order, after the profile answers. A sink
+        that does not define this method (one written before it existed) gets the batches
+        as rows, through :func:`hand_result_batch` (:meth:`write_results`) or
         :meth:`BaseSink.write_result_batch`'s adapter.
         """
 
@@ -294,7 +295,7 @@ class BaseSink:
     def write_result_batch(self, batch: ResultBatch) -> None:
         """Take trial results as columns. Unless overridden: the row adapter, which hands
         :meth:`write_results` the batch's rows as the
-        :class:`~aml_exportkit.records.Result` records the plain path reads (equal to
+        :class:`~aml_exportkit.records.Result` records the source's reader makes (equal to
         them, field by field), so that a sink written for rows works unchanged.
 
         :param batch: the trial results as columns (see :class:`ResultBatch`).
@@ -414,12 +415,12 @@ class EngineSink(Sink, Protocol):
     source's results in chunks: its own reader, ``RecordGraph.result_chunks``, or else its
     records cut between sessions); the run's other sinks then get the trial results as
     batches (:meth:`Sink.write_result_batch`). Bad input ends the run with the source's own
-    error (decision 0028); what the engine does not render makes it stand down before any
-    output is final, and the plain path runs instead.
+    error (decision 0028); the engine is every run's one path (decision 0035).
 
     The calls: :meth:`engine_table` after :meth:`Sink.begin` and the profile answers; then
-    either :meth:`engine_wrote` (the engine wrote the file) and :meth:`Sink.finish`, or the
-    plain :meth:`Sink.write_results` batches as usual.
+    either :meth:`engine_wrote` (the engine wrote the file) and :meth:`Sink.finish`, or (a
+    table the engine does not render) the trial results' batches, as for any other sink
+    (:meth:`Sink.write_result_batch`).
     """
 
     def engine_table(self) -> tuple[TableOptions | None, EngineFormat, Path] | None:

@@ -452,8 +452,7 @@ class RecordGraph:
         engine's reader of a source that offers no chunks of its own
         (:class:`~aml_exportkit.engine.from_records.RecordChunks`), which reads them once
         and gives back what it read with :meth:`give_trial_batches`, so that
-        :meth:`trial_results` still reads (and checks) every one of them if the engine
-        stands down.
+        :meth:`trial_results` still reads (and checks) every one of them afterwards.
 
         :raises RuntimeError: when the trial results were already read or taken.
         """

@@ -610,19 +610,18 @@ def drive(
                 sink.begin(graph)
         readers = [(c, s) for c, s in sinks if c.needs_profiles]
         profiles = _ProfileReader(graph, readers, observers)
-        # The engine takes every run with a sink (the source's raw results in chunks, or its
-        # records cut between sessions; docs/performance.md): it writes its tables itself,
-        # reads the profile answers in a thread while its workers run, and hands the other
-        # sinks the trial results as record batches as the chunks arrive (after the profile
-        # answers); bad input ends the run with the source's error. When it stands down
-        # (what it does not render) the profile answers come first, then every sink gets
-        # checked Result batches. The codebook's questions of the trial results come from
-        # the engine's chunks, after those of the profile answers (the plain path's order);
-        # the column statistics of the files the engine writes are counted by its workers.
+        # The engine reads every run's trial results (the source's raw results in chunks, or
+        # its records cut between sessions; docs/performance.md): it writes its tables
+        # itself, reads the profile answers in a thread while its workers run, and hands
+        # the other sinks the trial results as record batches as the chunks arrive (after
+        # the profile answers); bad input ends the run with the source's error. There is no
+        # other path (decision 0035). The codebook's questions of the trial results come
+        # from the engine's chunks, after those of the profile answers; the column
+        # statistics of the files the engine writes are counted by its workers.
         beside = None if profiles.started else profiles.read
         trial_questions = DataScan() if questions is not None else None
         with _naming_engine(sinks):
-            engine_wrote = engine.run(
+            engine.run(
                 graph,
                 sinks,
                 progress,
@@ -632,19 +631,8 @@ def drive(
                 feed=_feed,
                 counted=counted if questions is not None else None,
             )
-        if engine_wrote and questions is not None and trial_questions is not None:
+        if questions is not None and trial_questions is not None:
             questions.found.merge_questions(trial_questions)
-        if not engine_wrote:
-            profiles.read()
-            done = 0
-            for batch in graph.trial_results():
-                for observe in observers:
-                    observe(batch)
-                for context, sink in sinks:
-                    with _naming(context):
-                        sink.write_results(batch)
-                done += len(batch)
-                progress.update(done, graph.expected_trial_results)
         progress.phase("writing")
         reports: list[tuple[str, OutputReport]] = []
         for context, sink in sinks:

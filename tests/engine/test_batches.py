@@ -1,12 +1,13 @@
 """The engine beside sinks it does not write: they get each chunk's trial results as an
 Arrow record batch (``write_result_batch``), as rows through the adapter when they want
-rows, and the files are the plain path's, byte for byte."""
+rows: the very records the source's reader makes (the reference), and the tables are those
+of one chunk, byte for byte."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 import pytest
@@ -22,15 +23,18 @@ from aml_exportkit import (
     get_plugin_manager,
     hookimpl,
 )
+from aml_exportkit.contracts import SourceOptions
 from aml_exportkit.engine import batches, workers
 from aml_exportkit.errors import ExportkitError
 from aml_exportkit.graph import RecordGraph
 from aml_exportkit.pipeline import registry_for, run_export
 from aml_exportkit.records import Result
+from aml_exportkit.selection import Selection
 from aml_exportkit.sources import fixture_zip_chunks
+from aml_exportkit.sources.fixture_zip import FixtureZipSource
 from aml_exportkit.template.load import parse_template
 
-from .test_engine import BAD, _rewrite_results
+from .test_engine import BAD, BAD_ERRORS, _rewrite_results
 
 LONG = '[[sinks]]\ntype = "csv-long"\npath = "long.csv"\n'
 LINES = '[[sinks]]\ntype = "lines"\npath = "lines.txt"\n'
@@ -52,8 +56,8 @@ class _NoOptions:
 
 
 class ColumnsSink(BaseSink):
-    """Takes batches as columns (and rows on the plain path): one line per result, and
-    the batches' column names in ``seen``."""
+    """Takes batches as columns: one line per result, and the batches' column names in
+    ``seen``."""
 
     seen: ClassVar[list[tuple[str, ...]]] = []
     sizes: ClassVar[list[int]] = []
@@ -70,11 +74,6 @@ class ColumnsSink(BaseSink):
         ):
             self.file.write(f"{pk} {score}\n")
         self.rows += batch.num_rows
-
-    def write_results(self, batch: Sequence[Result]) -> None:
-        for result in batch:
-            self.file.write(f"{result.pk} {result.score}\n")
-        self.rows += len(batch)
 
     def finish(self) -> Sequence[OutputReport]:
         self.file.close()
@@ -132,23 +131,50 @@ def _many_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
 
 
-def test_other_sinks_get_batches_and_write_the_plain_paths_bytes(
+def _given(source: Path) -> dict[str, bytes]:
+    """What the plugin sinks must write: their lines for every trial result the source's
+    reader gives (the records a sink that takes rows is meant to get)."""
+    with FixtureZipSource(source, SourceOptions()) as src, src.read(Selection()) as graph:
+        results = [r for batch in graph.trial_results() for r in batch]
+    return {
+        "lines.txt": "".join(f"{r.pk}\n" for r in results).encode(),
+        "columns.txt": "".join(f"{r.pk} {r.score}\n" for r in results).encode(),
+        "bare.txt": "".join(
+            f"{r.pk} {r.created_at.isoformat()} {r.json_data}\n" for r in results
+        ).encode(),
+    }
+
+
+def _check(
+    got: dict[str, bytes], source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plugin sinks' files are :func:`_given`'s; the tables those of one chunk."""
+    given = _given(source)
+    for name, data in got.items():
+        if name in given:
+            assert data == given[name], name
+    with monkeypatch.context() as patch:
+        patch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 4 << 20)
+        whole = _run(MIXED, source, tmp_path / "whole")
+    assert whole.keys() == got.keys()
+    for name in whole:
+        if name not in given:
+            assert got[name] == whole[name], name
+
+
+def test_other_sinks_get_batches(
     generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
     ColumnsSink.seen.clear()
-    plain = _run(MIXED, generated_zip, tmp_path / "plain")
-    assert not ColumnsSink.seen  # the plain path hands rows
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
-    fast = _run(MIXED, generated_zip, tmp_path / "fast")
-    assert engine.LAST_RUN["used"] is True
+    got = _run(MIXED, generated_zip, tmp_path / "cut")
     assert engine.LAST_RUN["batch_sinks"] == 5
-    assert engine.LAST_RUN["chunks"] > 10
-    assert fast == plain
+    chunks = engine.LAST_RUN["chunks"]
+    assert chunks > 10
     # one batch per chunk, with the documented columns
     names = tuple(name for name, _ in engine.BATCH_COLUMNS)
-    assert ColumnsSink.seen == [names] * engine.LAST_RUN["chunks"]
-    assert plain["lines.txt"].count(b"\n") == engine.LAST_RUN["rows"]
+    assert ColumnsSink.seen == [names] * chunks
+    assert got["lines.txt"].count(b"\n") == engine.LAST_RUN["rows"]
+    _check(got, generated_zip, tmp_path, monkeypatch)
 
 
 def test_batches_without_a_spool_folder(
@@ -156,11 +182,9 @@ def test_batches_without_a_spool_folder(
 ) -> None:
     """The batches travel in the workers' messages when there is no spool folder."""
     monkeypatch.setattr(workers, "_spool_folder", lambda: None)
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    plain = _run(MIXED, generated_zip, tmp_path / "plain")
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
-    assert _run(MIXED, generated_zip, tmp_path / "fast") == plain
+    got = _run(MIXED, generated_zip, tmp_path / "cut")
     assert engine.LAST_RUN["chunks"] > 10
+    _check(got, generated_zip, tmp_path, monkeypatch)
 
 
 def test_a_chunks_batch_is_handed_in_slices(
@@ -169,46 +193,40 @@ def test_a_chunks_batch_is_handed_in_slices(
     """No sink gets more rows at once than ``BATCH_ROWS`` (a database chunk holds 200
     sessions), and the files are the same."""
     monkeypatch.setattr(batches, "BATCH_ROWS", 100)
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    plain = _run(MIXED, generated_zip, tmp_path / "plain")
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     ColumnsSink.sizes.clear()
-    assert _run(MIXED, generated_zip, tmp_path / "fast") == plain
+    got = _run(MIXED, generated_zip, tmp_path / "cut")
     assert max(ColumnsSink.sizes) == 100
     assert len(ColumnsSink.sizes) > engine.LAST_RUN["chunks"]
     assert sum(ColumnsSink.sizes) == engine.LAST_RUN["rows"]
+    _check(got, generated_zip, tmp_path, monkeypatch)
 
 
 def test_only_sinks_the_engine_does_not_write_take_the_engine(
-    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    generated_zip: Path, tmp_path: Path
 ) -> None:
     """A run without an engine sink is the engine's too: its sinks get the batches."""
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    plain = _run(LINES, generated_zip, tmp_path / "plain")
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
-    assert _run(LINES, generated_zip, tmp_path / "fast") == plain
-    assert engine.LAST_RUN["used"] is True
+    got = _run(LINES, generated_zip, tmp_path / "cut")
     assert engine.LAST_RUN["batch_sinks"] == 1
+    assert got == {"lines.txt": _given(generated_zip)["lines.txt"]}
 
 
 @pytest.mark.parametrize("what", sorted(BAD))
 def test_bad_data_beside_a_plugin_sink(
     what: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The plain path's error or bytes: a sink the engine does not write gets its batches
-    as the chunks arrive; bad input ends the run with the plain path's error (the engine
-    never stands down, so no sink is handed a result twice)."""
+    """The source's error or the files: a sink the engine does not write gets its batches
+    as the chunks arrive; bad input ends the run with the source's error, and no
+    temporary file is left."""
     broken = tmp_path / "broken.zip"
     _rewrite_results(generated_zip, broken, BAD[what])
-    outcome: list[Any] = []
-    for mode in ("0", "strict"):
-        monkeypatch.setenv(engine.ENV_SWITCH, mode)
-        out = tmp_path / mode
-        try:
-            outcome.append(_run(LONG + LINES, broken, out))
-        except ExportkitError as exc:
-            outcome.append((type(exc), str(exc).replace(str(out), "OUT")))
-        assert not list(out.glob(".*")), list(out.iterdir())
-    assert outcome[0] == outcome[1]
-    assert isinstance(outcome[0], dict) is (what in ("big integer in json", "extra field"))
-    assert engine.LAST_RUN["used"] is True
+    out = tmp_path / "out"
+    if what in BAD_ERRORS:
+        kind, message, _ = BAD_ERRORS[what]
+        with pytest.raises(ExportkitError) as caught:
+            _run(LONG + LINES, broken, out)
+        assert type(caught.value).__name__ == kind
+        assert str(caught.value).endswith(message.replace("{src}", str(broken)))
+    else:
+        got = _run(LONG + LINES, broken, out)
+        assert got["lines.txt"] == _given(broken)["lines.txt"]
+    assert not list(out.glob(".*")), list(out.iterdir())

@@ -6,8 +6,8 @@ a session with 1000 results or more (``1000-`` sorts between ``100-`` and ``101-
 The row builder (:class:`~aml_exportkit.tabular.muscle.ClassicBuilder`, written by the
 sink's :func:`~aml_exportkit.tabular.table.write_python_csv`) is the reference of MUSCLE's
 bytes: hypothesis holds the engine's renderer to it directly, chunk by chunk; the export
-tests run under ``EXPORTKIT_ENGINE=strict`` (a stand-down is an error) and compare with
-the text the row builder writes, given literally."""
+tests run whole exports in several chunks and compare with the text the row builder
+writes, given literally."""
 
 from __future__ import annotations
 
@@ -218,7 +218,7 @@ def test_the_renderer_writes_what_the_row_builder_writes(
     assert renderer.fixed == list(table.columns)
 
 
-# -- whole exports under EXPORTKIT_ENGINE=strict --------------------------------------------
+# -- whole exports, in several chunks ------------------------------------------------------
 
 
 def _zip(path: Path, sessions: list[dict[str, Any]], results: list[dict[str, Any]]) -> Path:
@@ -292,14 +292,12 @@ def _classic_wide(session_fields: list[str], result_fields: list[str], options: 
     )
 
 
-def _strict(text: str, source: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
+def _export(text: str, source: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
     """The table the engine writes (a stand-down is an error), from chunks of a session or
     two (so that sessions without results lie between them and every worker writes some)."""
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 200)
     monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 200)
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     files = _run(text, source, out)
-    assert engine.LAST_RUN["used"] is True, engine.LAST_RUN
     return files["w.csv"]
 
 
@@ -325,7 +323,7 @@ def test_a_common_column_that_starts_with_a_digit(
     text = _classic_wide(
         ["participant_id"], ["given_response"], ["session_data", "convert_session_json"]
     )
-    assert _strict(text, source, tmp_path / "out", monkeypatch) == (
+    assert _export(text, source, tmp_path / "out", monkeypatch) == (
         b"001-given_response,002-given_response,100,2x,=f,participant_id,zz\r\n"
         b"r1,r2,,a,=1,1,b\r\n"
         b"s1,,d,,,1,\r\n"
@@ -336,7 +334,7 @@ def test_a_common_column_that_starts_with_a_digit(
         'style = "muscle-classic"\n', 'style = "muscle-classic"\nformula_guard = true\n'
     )
     # (the names stay as they are: the sink's writer guards the cells only)
-    assert _strict(guarded, source, tmp_path / "guarded", monkeypatch) == (
+    assert _export(guarded, source, tmp_path / "guarded", monkeypatch) == (
         b"001-given_response,002-given_response,100,2x,=f,participant_id,zz\r\n"
         b"r1,r2,,a,'=1,1,b\r\n"
         b"s1,,d,,,1,\r\n"
@@ -359,14 +357,14 @@ def test_a_table_of_one_column_or_none(
     fields: list[str], expected: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = _zip(tmp_path / "block_x.zip", _SESSIONS, _RESULTS)
-    assert _strict(_classic_wide(fields, [], []), source, tmp_path / "out", monkeypatch) == expected
+    assert _export(_classic_wide(fields, [], []), source, tmp_path / "out", monkeypatch) == expected
 
 
 def test_one_prefixed_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """One result field and sessions of one result at most: one column."""
     source = _zip(tmp_path / "block_x.zip", _SESSIONS, [_RESULTS[0]])
     text = _classic_wide([], ["given_response"], [])
-    assert _strict(text, source, tmp_path / "out", monkeypatch) == (
+    assert _export(text, source, tmp_path / "out", monkeypatch) == (
         b'001-given_response\r\nr1\r\n""\r\n""\r\n'
     )
 
@@ -383,7 +381,7 @@ def test_a_session_with_1000_results(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ["given_response", "result_comment"],
         ["session_data", "convert_session_json"],
     )
-    got = _strict(text, source, tmp_path / "out", monkeypatch).decode("utf-8")
+    got = _export(text, source, tmp_path / "out", monkeypatch).decode("utf-8")
     assert engine.LAST_RUN["chunks"] >= 2
     header, first, second, third, end = got.split("\r\n")
     assert end == ""
@@ -412,7 +410,7 @@ def test_a_session_with_1000_results(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert rows[1]["102-given_response"] == ""
     assert rows[1]["100-z"] == "j"
     assert set(rows[2].values()) == {"", "2"}
-    # the row builder's bytes (recorded from the plain path, EXPORTKIT_ENGINE=0, before it went)
+    # the row builder's bytes (recorded from the plain path before it went)
     assert hashlib.sha256(got.encode("utf-8")).hexdigest() == (
         "3a32b868ff2e44e2aae7263d4904b251eea7a469e6ecaed0994afde6b421925c"
     )

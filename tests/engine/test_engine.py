@@ -1,5 +1,6 @@
-"""The engine writes byte for byte what the plain path writes, applies the
-same checks, and stands down (the plain path then reports) on anything unexpected."""
+"""The engine writes what the recorded snapshots say (the plain path's bytes, recorded
+before it went: decision 0035) however it cuts a run into chunks, applies the graph's
+checks, and reports bad input with the source's error."""
 
 from __future__ import annotations
 
@@ -17,13 +18,16 @@ from typing import Any
 import pytest
 
 import generate
+import snapshot_cases
 from aml_exportkit import engine
 from aml_exportkit.engine import native, workers
 from aml_exportkit.errors import ExportkitError
 from aml_exportkit.pipeline import registry_for, run_export
 from aml_exportkit.sources import fixture_zip_chunks, muscle_db_chunks
+from aml_exportkit.tabular.sink import TableSink
 from aml_exportkit.template.load import parse_template
 from conftest import REFERENCE, ROOT
+from snapshot import Source
 
 #: MUSCLE's dashboard zips (not the gzip-wrapped ones of ``manage.py exportblock``).
 MUSCLE_ZIPS = sorted(REFERENCE.glob("*/block_*.zip"))
@@ -82,34 +86,99 @@ def _run(
 
 
 def _compare(
-    text: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, used: bool
-) -> None:
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    plain = _run(text, source, tmp_path / "plain")
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict" if used else "1")
-    fast = _run(text, source, tmp_path / "fast")
-    assert engine.LAST_RUN["used"] is used, engine.LAST_RUN
-    assert fast.keys() == plain.keys()
-    for name in plain:
-        assert fast[name] == plain[name], name
+    text: str,
+    source: Path | str,
+    tmp_path: Path,
+    change: Callable[[], object],
+    blocks: tuple[str, ...] | None = None,
+) -> dict[str, bytes]:
+    """Run ``text`` on ``source`` as a run is made by default (one chunk for these small
+    sources, a sample that holds every column: what the snapshot cases pin), then again
+    after ``change()`` (many chunks, a short sample, no spool folder); the files must be
+    the same. Returns them."""
+    whole = _run(text, source, tmp_path / "whole", blocks)
+    assert engine.LAST_RUN["chunks"] <= 1, engine.LAST_RUN
+    change()
+    cut = _run(text, source, tmp_path / "cut", blocks)
+    assert cut.keys() == whole.keys()
+    for name in whole:
+        assert cut[name] == whole[name], name
+    return whole
 
 
-@pytest.mark.parametrize("name", sorted(TEMPLATES))
-def test_generated_zip_same_bytes(
-    name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _compare(TEMPLATES[name], generated_zip, tmp_path, monkeypatch, used=True)
+def _small(
+    monkeypatch: pytest.MonkeyPatch, chunk: int, sample: int | None = None
+) -> Callable[[], None]:
+    """A change for :func:`_compare`: the zip's chunks (and its sample) this small."""
+
+    def change() -> None:
+        monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", chunk)
+        if sample is not None:
+            monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", sample)
+
+    return change
 
 
-@pytest.mark.parametrize("name", ["bench", "defaults", "index", "fixture-long"])
+def built_alike(
+    text: str,
+    source: Path | str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    blocks: tuple[str, ...] | None = None,
+) -> dict[str, bytes]:
+    """The engine's files, and the same written by each table's row builder from the
+    engine's batches (no table handed to the engine): they must be the same."""
+    rendered = _run(text, source, tmp_path / "engine", blocks)
+    stats = dict(engine.LAST_RUN)
+    with monkeypatch.context() as patch:
+        patch.setattr(TableSink, "engine_table", lambda self: None)
+        built = _run(text, source, tmp_path / "builder", blocks)
+        assert engine.LAST_RUN["batch_sinks"] == text.count("[[sinks]]")
+    assert rendered.keys() == built.keys()
+    for name in built:
+        assert rendered[name] == built[name], name
+    engine.LAST_RUN.clear()
+    engine.LAST_RUN.update(stats)  # (what the engine's own run did)
+    return rendered
+
+
+#: The snapshot cases of long tables and fixture zips, run again cut into many chunks.
+CHUNKED_CASES = [
+    "long",
+    "long-result-json",
+    "long-flatten-options",
+    "long-every-field-no-json",
+    "fixture-json-long",
+]
+
+
+@pytest.mark.parametrize("case", CHUNKED_CASES)
+@pytest.mark.parametrize("seed", sorted(snapshot_cases.GENERATED))
 def test_small_chunks_and_a_short_sample(
-    name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    case: str,
+    seed: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Many chunks (cut at session boundaries), and a sample too small to hold every
-    column: the chunks that did not know a column are rendered again, Parquet rebuilt."""
-    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
-    monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 3_000)
-    _compare(TEMPLATES[name], generated_zip, tmp_path, monkeypatch, used=True)
+    column: the chunks that did not know a column are rendered again, Parquet rebuilt, and
+    the files are the recorded snapshot's."""
+    source = tmp_path_factory.mktemp(seed) / f"block_{generate.BLOCK_SLUG}.zip"
+    generate.write_zip(source, snapshot_cases.GENERATED[seed])
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 4_000)
+    monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 1_000)
+    snapshot_cases.check_case(case, Source.zip(seed, source), tmp_path / "out")
+    assert engine.LAST_RUN["chunks"] > 10
+
+
+@pytest.mark.parametrize("name", ["bench", "index", "depth", "include", "finished", "two-csv"])
+def test_small_chunks_of_other_options(
+    name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Options no snapshot case has: many chunks and a short sample give the files of one
+    chunk."""
+    _compare(TEMPLATES[name], generated_zip, tmp_path, _small(monkeypatch, 40_000, 3_000))
     assert engine.LAST_RUN["chunks"] > 10
 
 
@@ -133,29 +202,30 @@ def test_two_tables_rendered_again_each_with_its_own_columns(
 ) -> None:
     """A chunk rendered again for one table gets that table's final columns only: another
     table's columns made the engine stand down ("a chunk changed between two readings")."""
-    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 4_000)
-    monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 2_000)
-    _compare(TWO_TABLES, zip_path, tmp_path, monkeypatch, used=True)
+    _compare(TWO_TABLES, zip_path, tmp_path, _small(monkeypatch, 4_000, 2_000))
 
 
 @pytest.mark.parametrize("zip_path", MUSCLE_ZIPS, ids=lambda p: f"{p.parent.name}-{p.stem}")
-@pytest.mark.parametrize("name", ["bench", "defaults", "index"])
-def test_reference_zips_same_bytes(
-    name: str, zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("case", ["long", "long-flatten-options", "codebook"])
+def test_reference_zips_in_chunks(
+    case: str, zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """MUSCLE's zips cut into chunks write their recorded snapshots (the codebook's
+    questions and statistics merged in order)."""
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 20_000)
-    _compare(TEMPLATES[name], zip_path, tmp_path, monkeypatch, used=True)
+    source = Source.zip(snapshot_cases.zip_name(zip_path), zip_path)
+    snapshot_cases.check_case(case, source, tmp_path / "out")
 
 
 @pytest.mark.parametrize("name", ["bench", "defaults", "json"])
-def test_codebook_runs_take_the_engine(
+def test_codebook_runs_in_chunks(
     name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The codebook's questions come from the engine's chunks, merged in order, after the
-    profile answers': datapackage.json and codebook.md are the plain path's, byte for
+    profile answers': datapackage.json and codebook.md are those of one chunk, byte for
     byte (many chunks, so that merging matters)."""
-    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
-    _compare("codebook = true\n" + TEMPLATES[name], generated_zip, tmp_path, monkeypatch, used=True)
+    text = "codebook = true\n" + TEMPLATES[name]
+    _compare(text, generated_zip, tmp_path, _small(monkeypatch, 40_000))
     assert engine.LAST_RUN["chunks"] > 10
 
 
@@ -168,18 +238,10 @@ def _counted_in_the_workers(
 ) -> None:
     from aml_exportkit import codebook
 
-    # many chunks, and a sample too short to hold every column
-    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 4_000)
-    monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 2_000)
-    text = "codebook = true\n" + text
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    plain = _run(text, source, tmp_path / "plain")
     monkeypatch.setattr(codebook, "profile_csv", _no_read_back)
     monkeypatch.setattr(codebook, "profile_parquet", _no_read_back)
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
-    fast = _run(text, source, tmp_path / "fast")
-    assert engine.LAST_RUN["used"] is True, engine.LAST_RUN
-    assert fast == plain
+    # many chunks, and a sample too short to hold every column
+    _compare("codebook = true\n" + text, source, tmp_path, _small(monkeypatch, 4_000, 2_000))
 
 
 @pytest.mark.parametrize("name", ["bench", "defaults", "index", "json", "parquet-only", "two-csv"])
@@ -189,7 +251,8 @@ def test_codebook_statistics_counted_in_the_workers(
     """The engine's workers count the codebook's column statistics of the chunks they
     render; the parent merges them in order and reads no file it wrote back. Columns that
     only later chunks hold count as missing in the earlier ones; chunks rendered again and
-    Parquet files rebuilt give the read-back's bytes too."""
+    Parquet files rebuilt give the statistics of one chunk too (which the snapshot case
+    ``codebook`` pins)."""
     _counted_in_the_workers(TEMPLATES[name], generated_zip, tmp_path, monkeypatch)
     assert engine.LAST_RUN["chunks"] > 10
     # (the json column is one: no later chunk finds another)
@@ -223,10 +286,9 @@ def test_an_admin_page_job_takes_the_engine_for_its_codebook(
     )
     monkeypatch.setattr(codebook, "profile_csv", _no_read_back)
     monkeypatch.setattr(codebook, "profile_parquet", _no_read_back)
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     status = run_job(store, job_id, "export", str(generated_zip))
     assert status["state"] == "done", status
-    assert engine.LAST_RUN["used"] is True, engine.LAST_RUN
+    assert engine.LAST_RUN["rows"] > 0, engine.LAST_RUN
     with zipfile.ZipFile(store.folder(job_id) / "export.zip") as archive:
         assert {"datapackage.json", "codebook.md"} <= set(archive.namelist())
 
@@ -235,16 +297,16 @@ def test_an_admin_page_job_takes_the_engine_for_its_codebook(
 def test_codebook_of_reference_zips(
     zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 20_000)
-    _compare("codebook = true\n" + BENCH, zip_path, tmp_path, monkeypatch, used=True)
+    _compare("codebook = true\n" + BENCH, zip_path, tmp_path, _small(monkeypatch, 20_000))
 
 
 def test_other_styles_get_the_engines_batches(
     generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A table the engine does not render itself is written from its record batches."""
+    """A table the engine does not render itself is written from its record batches (the
+    snapshot case ``other-sinks`` pins such tables' bytes), the same in many chunks."""
     text = '[[sinks]]\ntype = "csv-long"\npath = "a.csv"\nprofile = "columns"\n'
-    _compare(text, generated_zip, tmp_path, monkeypatch, used=True)
+    _compare(text, generated_zip, tmp_path, _small(monkeypatch, 40_000))
     assert engine.LAST_RUN["batch_sinks"] == 1
 
 
@@ -286,34 +348,83 @@ BAD = {
 }
 
 
+#: The error of each bad input of :data:`BAD` (the graph's and the source's, as the plain
+#: path reported them before it went): class, message (``{src}`` the zip) and exit code.
+BAD_ERRORS = {
+    "duplicate pk": ("IntegrityError", "result 425: duplicate primary key", 5),
+    "session order": (
+        "SourceError",
+        "result 326: results are not ordered by (session, pk): this one (session 1) comes"
+        " after result 4817 (session 60)",
+        4,
+    ),
+    "unknown session": (
+        "IntegrityError",
+        "result 525: session 99999 not found in {src}: sessions.json",
+        5,
+    ),
+    "participant and session": (
+        "IntegrityError",
+        "result 525: a trial result needs a session and no participant; it has both",
+        5,
+    ),
+    "unknown section": (
+        "IntegrityError",
+        "result 525: section 99999 not found in {src}: sections.json (MUSCLE exports only the"
+        " sections of the playlists attached to the block now; set [source] missing_sections"
+        ' = "keep" to keep the reference)',
+        5,
+    ),
+    "bad timestamp": (
+        "SourceError",
+        "result 525: field 'created_at': expected an ISO 8601 timestamp, got"
+        " '2024-02-30T10:00:00.000Z'",
+        4,
+    ),
+    "long question key": (
+        "SourceError",
+        "result 525: field 'question_key' has 65 characters; MUSCLE's column holds at most 64",
+        4,
+    ),
+    "score text": ("SourceError", "result 525: field 'score': expected float, got a string", 4),
+}
+
+
 @pytest.mark.parametrize("chunk_bytes", [4 << 20, 20_000], ids=["one-chunk", "many-chunks"])
 @pytest.mark.parametrize("what", sorted(BAD))
-def test_bad_data_gives_the_plain_paths_result(
+def test_bad_data_gives_the_sources_error(
     what: str,
     chunk_bytes: int,
     generated_zip: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The engine takes the run and gives the plain path's error (type, text, record) or
-    output: the chunk at fault is read again record by record, what spans chunks (a
-    duplicate key, the order) is checked in the parent."""
-    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", chunk_bytes)
+    """The engine gives the source's error (type, text, record, exit code) or the output:
+    the chunk at fault is read again record by record, what spans chunks (a duplicate
+    key, the order) is checked in the parent. A value the table holds exactly (a big
+    integer) or does not show (a field beyond MUSCLE's) is no error."""
     broken = tmp_path / "broken.zip"
     _rewrite_results(generated_zip, broken, BAD[what])
-    outcome: list[Any] = []
-    for mode in ("0", "strict"):
-        monkeypatch.setenv(engine.ENV_SWITCH, mode)
-        try:
-            outcome.append(_run(BENCH, broken, tmp_path / mode))
-        except ExportkitError as exc:
-            outcome.append((type(exc), str(exc), exc.exit_code))
-    assert outcome[0] == outcome[1]
-    if what in ("big integer in json", "extra field"):
-        assert isinstance(outcome[0], dict), what
-    else:
-        assert isinstance(outcome[0], tuple), what
-    assert engine.LAST_RUN["used"] is True
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", chunk_bytes)
+    if what not in BAD_ERRORS:
+        files = _run(BENCH, broken, tmp_path / "out")
+        monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 4 << 20)
+        whole = _run(BENCH, generated_zip, tmp_path / "whole")
+        if what == "extra field":  # (the long table shows MUSCLE's fields only)
+            assert files == whole
+        else:
+            assert files["results.csv"] != whole["results.csv"]
+            assert b",12345678901234567890123," in files["results.csv"]
+        return
+    kind, message, code = BAD_ERRORS[what]
+    with pytest.raises(ExportkitError) as caught:
+        _run(BENCH, broken, tmp_path / "out")
+    error = caught.value
+    assert type(error).__name__ == kind
+    expected = f"{{src}}: results.json: {message}".replace("{src}", str(broken))
+    assert str(error) == expected
+    assert error.exit_code == code
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
 @pytest.mark.parametrize(
@@ -322,38 +433,39 @@ def test_bad_data_gives_the_plain_paths_result(
 def test_bad_data_in_a_fixture_zip_run(
     what: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """fixture-json on the engine: the plain path's error or bytes (the engine never stands
-    down; an error may come after its workers wrote part of results.json's text), and the
-    engine's temporary text is gone either way."""
+    """fixture-json on the engine: the source's error or the zip (an error may come after
+    its workers wrote part of results.json's text), and the engine's temporary text is
+    gone either way; the zip keeps a big integer and fields beyond MUSCLE's as they were."""
     change = BAD.get(what) or _set(200, "json_data", json.loads("[" * 300 + "]" * 300))
     broken = tmp_path / "broken.zip"
     _rewrite_results(generated_zip, broken, change)
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
-    outcome: list[Any] = []
-    for mode in ("0", "1"):
-        monkeypatch.setenv(engine.ENV_SWITCH, mode)
-        out = tmp_path / mode
-        try:
-            outcome.append(_run(FIXTURE, broken, out))
-        except ExportkitError as exc:
-            outcome.append((type(exc), str(exc)))
-        assert not list(out.glob(".*")), list(out.iterdir())
-    assert outcome[0] == outcome[1]
+    out = tmp_path / "out"
     if what in ("big integer in json", "extra field"):
-        assert isinstance(outcome[0], dict), what
+        files = _run(FIXTURE, broken, out)
+        with zipfile.ZipFile(io.BytesIO(files["export.zip"])) as zf:
+            written = json.loads(zf.read("results.json"))
+        with zipfile.ZipFile(broken) as zf:
+            given = json.loads(zf.read("results.json"))
+        assert written[200] == given[200]
     else:
-        assert isinstance(outcome[0], tuple), what
-    # the engine reports bad input itself, and keeps fields beyond MUSCLE's
-    assert engine.LAST_RUN["used"] is True, engine.LAST_RUN
+        with pytest.raises(ExportkitError) as caught:
+            _run(FIXTURE, broken, out)
+        if what in BAD_ERRORS:
+            kind, message, _ = BAD_ERRORS[what]
+            assert type(caught.value).__name__ == kind
+            assert str(caught.value).endswith(message.replace("{src}", str(broken)))
+        else:  # deeper than MUSCLE's reader goes
+            assert "result 525" in str(caught.value), caught.value
+    assert not list(out.glob(".*")), list(out.iterdir())
 
 
-def test_a_fixture_zip_of_the_engine_has_the_members_of_the_plain_path(
+def test_a_fixture_zip_of_many_chunks(
     generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Many chunks joined into one member: it parses, and holds every trial result once,
     in (session, pk) order; a dead run's text is swept like its temporary zip."""
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     # the text a run killed mid-way left beside its temporary zip goes with it
     stale = tmp_path / "out" / ".export.zip.exportkit-999999999-0badcafe.tmp.r"
     stale.parent.mkdir()
@@ -375,21 +487,18 @@ def test_a_trial_key_repeating_a_profile_key(
     generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The profile answers are read beside the engine (in a thread); their keys and the
-    trial results' meet only at the end, and a clash is the plain path's error, which the
-    engine raises itself."""
+    trial results' meet only at the end, and a clash is the graph's error (the trial
+    result, read after the profile answers, is the duplicate), which the engine raises."""
     with zipfile.ZipFile(generated_zip) as zf:
         profile_pk = json.loads(zf.read("profiles.json"))[0]["pk"]
     broken = tmp_path / "clash.zip"
     _rewrite_results(generated_zip, broken, _set(200, "pk", profile_pk))
-    messages = []
-    for mode in ("0", "strict"):
-        monkeypatch.setenv(engine.ENV_SWITCH, mode)
-        with pytest.raises(ExportkitError) as caught:
-            _run(BENCH, broken, tmp_path / mode)
-        messages.append((type(caught.value), str(caught.value)))
-    assert messages[0] == messages[1]
-    assert engine.LAST_RUN["used"] is True
-    assert f"result {profile_pk}: duplicate primary key" in messages[1][1]
+    with pytest.raises(ExportkitError) as caught:
+        _run(BENCH, broken, tmp_path / "out")
+    assert type(caught.value).__name__ == "IntegrityError"
+    assert str(caught.value) == (
+        f"{broken}: results.json: result {profile_pk}: duplicate primary key"
+    )
 
 
 def test_crc32_combine() -> None:
@@ -412,86 +521,64 @@ def test_corrupt_member_fails_its_crc(
     data[at] = ord("Q") if data[at] != ord("Q") else ord("R")
     broken = tmp_path / "crc.zip"
     broken.write_bytes(bytes(data))
-    messages = []
-    for mode in ("0", "strict"):
-        monkeypatch.setenv(engine.ENV_SWITCH, mode)
-        with pytest.raises(ExportkitError, match="CRC") as caught:
-            _run(BENCH, broken, tmp_path / mode)
-        messages.append((type(caught.value), str(caught.value)))
-    assert messages[0] == messages[1]
-    assert engine.LAST_RUN["used"] is True
+    with pytest.raises(ExportkitError, match="CRC") as caught:
+        _run(BENCH, broken, tmp_path / "out")
+    assert str(caught.value).startswith(f"{broken}: results.json: "), caught.value
 
 
 # -- the database source ----------------------------------------------------------------------
 
 
-def _compare_db(
-    text: str, dsn: str, block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    plain = _run(text, dsn, tmp_path / "plain", (block,))
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
-    fast = _run(text, dsn, tmp_path / "fast", (block,))
-    assert engine.LAST_RUN["used"] is True
-    assert fast == plain
-
-
 @pytest.mark.parametrize("name", ["bench", "defaults", "index", "finished", "parquet-only"])
-def test_database_same_bytes(
+def test_database_in_chunks(
     name: str,
     generated_db: tuple[str, dict[str, int]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 7)
-    _compare_db(TEMPLATES[name], generated_db[0], generate.BLOCK_SLUG, tmp_path, monkeypatch)
+    """A database's sessions in groups of 7: the files of one group."""
+
+    def change() -> None:
+        monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 7)
+
+    _compare(TEMPLATES[name], generated_db[0], tmp_path, change, (generate.BLOCK_SLUG,))
+    assert engine.LAST_RUN["chunks"] > 5
 
 
-@pytest.mark.parametrize("block", ["hooked-eurovision", "msi-questionnaire", "tafc-dvorak"])
-def test_reference_database_codebook(
-    block: str, muscle_head_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("case", ["long", "codebook"])
+@pytest.mark.parametrize("block", snapshot_cases.HEAD_BLOCKS)
+def test_reference_database_in_chunks(
+    case: str, block: str, muscle_head_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The codebook's questions from a database's chunks (jsonb texts) are the plain
-    path's."""
+    """MUSCLE HEAD's blocks read two sessions a chunk write their recorded snapshots (the
+    codebook's questions from the chunks' jsonb texts)."""
     monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 2)
-    text = "codebook = true\n" + TEMPLATES["defaults"]
-    _compare_db(text, muscle_head_db, block, tmp_path, monkeypatch)
-
-
-@pytest.mark.parametrize("block", ["hooked-eurovision", "msi-questionnaire", "tafc-dvorak"])
-def test_reference_database_same_bytes(
-    block: str, muscle_head_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 2)
-    _compare_db(TEMPLATES["defaults"], muscle_head_db, block, tmp_path, monkeypatch)
+    source = Source.database(f"db-head-{block}", muscle_head_db, block)
+    snapshot_cases.check_case(case, source, tmp_path / "out")
 
 
 @pytest.mark.parametrize("small", [False, True], ids=["sample", "chunks"])
-def test_a_column_clash_is_the_plain_paths_error(
+def test_a_column_clash_is_the_sinks_error(
     small: bool, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A rename onto a column the data also makes: the engine raises the plain path's
-    message, naming the sink that has the clash, whether the sample shows the clash or
-    only a worker's chunk (or the final columns) does."""
+    """A rename onto a column the data also makes: the engine raises the error of the
+    first sink that has the clash (the snapshot case ``long-rename-clash`` records its
+    wording), whether the sample shows the clash or only a worker's chunk (or the final
+    columns) does."""
     if small:  # the sample too short to hold both columns
         monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 4_000)
         monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 300)
     text = LONG_PARQUET.format(
         extra='[sinks.flatten]\nrename = { "result_json.value" = "result_json.view" }\n'
     )
-    messages = []
-    for mode in ("0", "strict"):
-        monkeypatch.setenv(engine.ENV_SWITCH, mode)
-        with pytest.raises(ExportkitError) as caught:
-            _run(text, generated_zip, tmp_path / mode)
-        messages.append(
-            (type(caught.value).__name__, str(caught.value).replace(str(tmp_path / mode), "OUT"))
-        )
-    assert messages[0] == messages[1]
-    assert messages[1][0] == "SinkError"
-    assert "two values would share the column" in messages[1][1]
-    assert engine.LAST_RUN["used"] is True
-    assert not list((tmp_path / "strict").glob("*.csv"))
+    out = tmp_path / "out"
+    with pytest.raises(ExportkitError) as caught:
+        _run(text, generated_zip, out)
+    assert type(caught.value).__name__ == "SinkError"
+    message = str(caught.value)
+    assert message.startswith(f"{out / 'a.csv'} (csv-long): two values would share the column")
+    assert "result_json.view" in message
+    assert not list(out.glob("*.csv"))
 
 
 @pytest.mark.parametrize("name", ["bench", "two-csv"])
@@ -505,7 +592,6 @@ def test_manifest_digests_of_the_lanes_files(
     if small:  # chunks rendered again with the final columns: the manifest hashes them
         monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
         monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 3_000)
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     registry = registry_for()
     template = parse_template(
         TEMPLATES[name], file="t.toml", folder=tmp_path, sinks=registry.sink_specs
@@ -524,8 +610,12 @@ def test_without_a_spool_folder(
 ) -> None:
     """No spool folder (or a full one): the chunks' text and Arrow bytes come in the
     workers' messages, and the files are the same."""
-    monkeypatch.setattr(workers, "_spool_folder", lambda: None)
-    _compare(TEMPLATES[name], generated_zip, tmp_path, monkeypatch, used=True)
+
+    def change() -> None:
+        _small(monkeypatch, 40_000)()
+        monkeypatch.setattr(workers, "_spool_folder", lambda: None)
+
+    _compare(TEMPLATES[name], generated_zip, tmp_path, change)
 
 
 def test_spool_folders_of_ended_runs_are_swept(tmp_path: Path) -> None:
@@ -558,25 +648,24 @@ def test_profiles_checked_in_one_go_when_no_sink_uses_them(
     generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The benchmark's table omits profile answers: they are checked by the native
-    kernel (not turned into records), and the run writes and counts what the plain path
-    does."""
+    kernel (not turned into records), and the run writes and counts what it does when
+    the graph reads them."""
     registry = registry_for()
     template = parse_template(
         "manifest = false\n" + BENCH, file="t.toml", folder=tmp_path, sinks=registry.sink_specs
     )
     reports = {}
-    for mode in ("0", "strict"):
-        monkeypatch.setenv(engine.ENV_SWITCH, mode)
-        reports[mode] = run_export(template, source=str(generated_zip), out_dir=tmp_path / mode)
-        if mode == "0":
-            assert "profiles" not in engine.LAST_RUN
+    reports["check"] = run_export(template, source=str(generated_zip), out_dir=tmp_path / "check")
     assert (engine.LAST_RUN.get("profiles") == "engine") is native.available()
+    monkeypatch.setattr(engine, "check_profiles", lambda graph: False)  # the graph reads them
+    reports["graph"] = run_export(template, source=str(generated_zip), out_dir=tmp_path / "graph")
+    assert "profiles" not in engine.LAST_RUN
     for name in ("results.csv", "results.parquet"):
-        assert (tmp_path / "strict" / name).read_bytes() == (tmp_path / "0" / name).read_bytes()
+        assert (tmp_path / "check" / name).read_bytes() == (tmp_path / "graph" / name).read_bytes()
     with zipfile.ZipFile(generated_zip) as z:
         answers = len(json.loads(z.read("profiles.json")))
-    assert reports["strict"].result_counts == reports["0"].result_counts
-    assert reports["strict"].result_counts["profile"] == answers
+    assert reports["check"].result_counts == reports["graph"].result_counts
+    assert reports["check"].result_counts["profile"] == answers
 
 
 @pytest.mark.parametrize(
@@ -594,7 +683,7 @@ def test_odd_profiles_go_through_the_graph(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Profile answers the engine's check does not take are read by the graph, which reports
-    (or accepts) them exactly as when the engine is off."""
+    (or accepts) them exactly as when nothing checks them in one go."""
     broken = tmp_path / "odd.zip"
     with zipfile.ZipFile(generated_zip) as src, zipfile.ZipFile(broken, "w") as dst:
         for info in src.infolist():
@@ -604,16 +693,18 @@ def test_odd_profiles_go_through_the_graph(
                 data = head + error.encode() + b", " + tail.split(b", ", 1)[1]
             dst.writestr(info, data)
     outcomes = []
-    for mode in ("0", "1"):
-        monkeypatch.setenv(engine.ENV_SWITCH, mode)
+    for mode in ("check", "graph"):
+        if mode == "graph":
+            monkeypatch.setattr(engine, "check_profiles", lambda graph: False)
         try:
             files = _run(BENCH, broken, tmp_path / mode)
             outcomes.append(("ok", files["results.csv"]))
         except ExportkitError as exc:
             outcomes.append(("error", str(exc).replace(str(tmp_path / mode), "OUT")))
-        if mode == "1" and native.available():
-            assert engine.LAST_RUN.get("profiles", "").startswith("plain path")
+        if mode == "check" and native.available():
+            assert engine.LAST_RUN.get("profiles", "").startswith("graph: ")
     assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == "error", outcomes[0]  # (an unknown participant; a NaN score)
 
 
 def _late_mixed(items: list[Any]) -> None:
@@ -636,15 +727,13 @@ def test_json_text_columns_found_after_the_sample(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A column that needs JSON text cells only in a late chunk: every chunk is rendered
-    again with JSON text there, byte for byte as the plain path writes it."""
+    again with JSON text there, byte for byte as one chunk whose sample saw it."""
     source = tmp_path / "late.zip"
     _rewrite_results(generated_zip, source, _late_mixed)
     monkeypatch.setenv("EXPORTKIT_NATIVE", native_on)
-    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
-    monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 3_000)
-    _compare(TEMPLATES[name], source, tmp_path, monkeypatch, used=True)
+    _compare(TEMPLATES[name], source, tmp_path, _small(monkeypatch, 40_000, 3_000))
     assert engine.LAST_RUN["rerendered_chunks"] == engine.LAST_RUN["chunks"]
-    written = b"".join(p.read_bytes() for p in (tmp_path / "plain").glob("*.csv"))
+    written = b"".join(p.read_bytes() for p in (tmp_path / "cut").glob("*.csv"))
     assert b'"""7"""' in written  # the text among numbers, as JSON text
     assert b",null," in written or b",null\r\n" in written
 
@@ -661,17 +750,15 @@ def test_whole_numbers_found_after_the_sample(
     native_on: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Integers among floats (found in a late chunk) leave the column numbers: no JSON
-    text, a double in Parquet, the same bytes as the plain path."""
+    text, a double in Parquet, the same bytes as one chunk whose sample saw them."""
     import pyarrow.parquet as pq
 
     source = tmp_path / "late.zip"
     _rewrite_results(generated_zip, source, _late_whole_numbers)
     monkeypatch.setenv("EXPORTKIT_NATIVE", native_on)
-    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 40_000)
-    monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 3_000)
-    _compare(TEMPLATES["defaults"], source, tmp_path, monkeypatch, used=True)
-    schema = pq.read_schema(tmp_path / "plain" / "a.parquet")
+    _compare(TEMPLATES["defaults"], source, tmp_path, _small(monkeypatch, 40_000, 3_000))
+    schema = pq.read_schema(tmp_path / "cut" / "a.parquet")
     assert str(schema.field("result_json.decision_time").type) == "double"
-    written = (tmp_path / "plain" / "a.csv").read_bytes()
+    written = (tmp_path / "cut" / "a.csv").read_bytes()
     assert b",2," in written or b",2\r\n" in written
     assert f",{2**53},".encode() in written or f",{2**53}\r\n".encode() in written

@@ -1,6 +1,8 @@
 """The engine takes the trial results of any source: a plugin's (records in memory) and
 several sources pooled into one graph, through the reader of records
-(:mod:`aml_exportkit.engine.from_records`), byte for byte as the plain path writes them."""
+(:mod:`aml_exportkit.engine.from_records`), byte for byte as the engine writes the same
+results read from their zip by the zip's own chunk reader (whose outputs the snapshot cases
+pin)."""
 
 from __future__ import annotations
 
@@ -72,7 +74,6 @@ path = "wide.csv"
 
 
 #: every case: no stand-down may reach the run (tests/engine/conftest.py)
-pytestmark = pytest.mark.usefixtures("no_stand_down")
 
 
 class BatchedSource(MemorySource):
@@ -134,6 +135,17 @@ def _run(source: MemorySource, out: Path, text: str = TEMPLATE) -> dict[str, byt
     return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
 
 
+def _from_zip(zip_path: Path, out: Path, text: str = TEMPLATE) -> dict[str, bytes]:
+    """What the same template writes from the zip the records came from."""
+    pm = get_plugin_manager(
+        load_entrypoints=False, plugins=[dummy_sink_module, _Plugin(), guide_sink()]
+    )
+    registry = registry_for(pm)
+    template = parse_template(text, file="t.toml", folder=out, sinks=registry.sink_specs)
+    run_export(template, source=str(zip_path), out_dir=out, plugin_manager=pm)
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
 def _outcome(source: MemorySource, out: Path, text: str = TEMPLATE) -> Any:
     try:
         return _run(source, out, text)
@@ -153,16 +165,13 @@ def _small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_plugin_source_goes_through_the_engine(
     records: tuple[dict[str, list[Any]], list[Result]],
+    generated_zip: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tables, results = records
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    plain = _run(BatchedSource(tables, results), tmp_path / "plain")
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     source = BatchedSource(tables, results)
-    assert _run(source, tmp_path / "engine") == plain
-    assert engine.LAST_RUN["used"] is True
+    zipped = _from_zip(generated_zip, tmp_path / "zip")
+    assert _run(source, tmp_path / "engine") == zipped
     assert engine.LAST_RUN["chunks"] > 5
     assert engine.LAST_RUN["rows"] == sum(source.given)
     assert sum(source.given) == sum(r.session is not None for r in results)
@@ -174,7 +183,6 @@ def test_one_worker_or_three_write_the_same(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tables, results = records
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     outputs = []
     for jobs in ("1", "3"):
         monkeypatch.setenv(engine.JOBS_ENV, jobs)
@@ -197,17 +205,18 @@ def test_fields_beyond_muscles_are_carried(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``Result.extra`` reaches the fixture zip and the sinks that take rows, as on the
-    plain path."""
+    """``Result.extra`` reaches the fixture zip and the sinks that take rows; the tables,
+    which show MUSCLE's fields only, are those of the results without it."""
     tables, results = records
-    results = _with_extra(results)
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    plain = _run(BatchedSource(tables, results), tmp_path / "plain")
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
-    assert _run(BatchedSource(tables, results), tmp_path / "engine") == plain
-    assert engine.LAST_RUN["used"] is True
+    got = _run(BatchedSource(tables, _with_extra(results)), tmp_path / "extra")
+    without = _run(BatchedSource(tables, results), tmp_path / "without")
     # (results.json is a stored member: its text is in the zip's bytes)
-    assert b'"reaction": {"ms": 3' in plain["export.zip"]
+    assert b'"reaction": {"ms": 3, "big": 1180591620717411303424}' in got["export.zip"]
+    assert b'"reaction"' not in without["export.zip"]
+    assert got["long.csv"] == without["long.csv"]
+    assert got["wide.csv"] == without["wide.csv"]
+    # (the guide's sink writes MUSCLE's fields only)
+    assert got["results.jsonl"] == without["results.jsonl"]
 
 
 def test_a_batch_carries_extra_and_gives_it_back() -> None:
@@ -238,43 +247,44 @@ def test_the_sources_error_and_records_pickle_cannot_take(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The source's error, met while the engine reads, ends the run as it is (the plain
-    path's outcome); records that pickle cannot take stay in the parent's memory, where
-    the workers find them, and the run writes what the plain path writes (the engine
-    carries the mapping as a JSON object)."""
+    """The source's error, met while the engine reads, ends the run as it is; records that
+    pickle cannot take stay in the parent's memory, where the workers find them, and the
+    run writes what it writes for the same value in a plain dict."""
     tables, results = records
     fail = SourceError("the source broke", file="memory:") if where == "source" else None
-    if where == "spill":  # a mapping pickle cannot take, halfway through
-        middle = results[len(results) // 2].pk
-        results = [
-            attrs.evolve(r, extra=MappingProxyType({"x": 1})) if r.pk == middle else r
-            for r in results
-        ]
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    first = BatchedSource(tables, results, fail=fail)
-    plain = _outcome(first, tmp_path / "plain", '[[sinks]]\ntype = "bare"\npath = "b.txt"\n')
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
-    second = BatchedSource(tables, results, fail=fail)
+    middle = results[len(results) // 2].pk
+
+    def with_extra(extra: Any) -> list[Result]:
+        return [attrs.evolve(r, extra=extra) if r.pk == middle else r for r in results]
+
     text = (
         '[[sinks]]\ntype = "bare"\npath = "b.txt"\n[[sinks]]\ntype = "csv-long"\npath = "l.csv"\n'
     )
-    got = _outcome(second, tmp_path / "engine", text)
-    assert engine.LAST_RUN["used"] is True
+    if where == "spill":  # a mapping pickle cannot take, halfway through
+        results = with_extra(MappingProxyType({"x": 1}))
+    source = BatchedSource(tables, results, fail=fail)
+    got = _outcome(source, tmp_path / "engine", text)
     if where == "source":
-        assert got == plain == "SourceError: memory:: the source broke"
+        assert got == "SourceError: memory:: the source broke"
+        trials = sum(r.session is not None for r in results)
+        # every batch before the failure read once
+        first_half = range(0, trials // 2, source.size)
+        assert source.given == [min(source.size, trials - start) for start in first_half]
     else:
-        assert got["b.txt"] == plain["b.txt"]
-    assert second.given == first.given  # every batch read once
+        expected = _run(BatchedSource(tables, with_extra({"x": 1})), tmp_path / "dict", text)
+        assert got == expected
+        trials = sum(r.session is not None for r in results)
+        assert sum(source.given) == trials  # every batch read once
 
 
-def test_bad_records_get_the_plain_paths_error(
+def test_bad_records_get_the_graphs_error(
     records: tuple[dict[str, list[Any]], list[Result]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Results out of order, an unknown session, a key held twice: the engine's reader
-    applies the graph's checks and raises the plain path's error, naming the record; a
-    text longer than MUSCLE's column, which the graph does not check, is written."""
+    applies the graph's checks and raises its error, naming the record; a text longer than
+    MUSCLE's column, which the graph does not check, is written."""
     tables, results = records
     trials = [i for i, r in enumerate(results) if r.session is not None]
     middle = trials[len(trials) // 2]
@@ -297,14 +307,20 @@ def test_bad_records_get_the_plain_paths_error(
             for i, r in enumerate(results)
         ],
     }
+    errors = {
+        "order": "SourceError: trial results: result 2570: results are not ordered by"
+        " (session, pk): this one (session 31) comes after result 2571 (session 31)",
+        "session": "IntegrityError: trial results: result 2571: session 999999 not found in"
+        " memory session",
+        "duplicate": "IntegrityError: trial results: result 325: duplicate primary key",
+    }
     for name, bad in cases.items():
-        monkeypatch.setenv(engine.ENV_SWITCH, "0")
-        plain = _outcome(BatchedSource(tables, bad), tmp_path / f"{name}-plain")
-        monkeypatch.setenv(engine.ENV_SWITCH, "strict")
-        got = _outcome(BatchedSource(tables, bad), tmp_path / f"{name}-engine")
-        assert engine.LAST_RUN["used"] is True, name
-        assert got == plain, name
-        assert isinstance(got, str) is (name != "too long"), name
+        got = _outcome(BatchedSource(tables, bad), tmp_path / name)
+        if name in errors:
+            assert got == errors[name], name
+        else:
+            assert isinstance(got, dict), got
+            assert b"k" * 200 in got["long.csv"]
 
 
 def test_the_profile_answers_error_comes_first(
@@ -312,9 +328,9 @@ def test_the_profile_answers_error_comes_first(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A bad profile answer and a bad trial result: the plain path reads the profile
-    answers first, and so does the engine before it reports the trial result's error
-    (which its reader meets before its workers start)."""
+    """A bad profile answer and a bad trial result: the profile answers are read first,
+    and their error comes before the trial result's (which the engine's reader meets
+    before its workers start)."""
     tables, results = records
     profiles = [i for i, r in enumerate(results) if r.session is None]
     trials = [i for i, r in enumerate(results) if r.session is not None]
@@ -326,12 +342,11 @@ def test_the_profile_answers_error_comes_first(
         else r
         for i, r in enumerate(results)
     ]
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    plain = _outcome(BatchedSource(tables, bad), tmp_path / "plain")
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     got = _outcome(BatchedSource(tables, bad), tmp_path / "engine")
-    assert got == plain
-    assert "participant 888888 not found" in got
+    assert got == (
+        "IntegrityError: profile results: result 1: participant 888888 not found in memory"
+        " participant"
+    )
 
 
 def test_pooled_sources_go_through_the_engine(
@@ -343,19 +358,17 @@ def test_pooled_sources_go_through_the_engine(
     ]
     text = TEMPLATE.replace('[[sinks]]\ntype = "bare"\npath = "bare.txt"\n\n', "")
     assert "bare" not in text
-    monkeypatch.setattr(from_records, "CHUNK_RESULTS", 20)
     outputs = []
-    for mode in ("0", "strict"):
-        monkeypatch.setenv(engine.ENV_SWITCH, mode)
+    for chunk in (1_000_000, 20):  # one chunk, then many: the same files
+        monkeypatch.setattr(from_records, "CHUNK_RESULTS", chunk)
         pm = get_plugin_manager(
             load_entrypoints=False, plugins=[dummy_sink_module, _Plugin(), guide_sink()]
         )
-        out = tmp_path / mode
+        out = tmp_path / str(chunk)
         registry = registry_for(pm)
         template = parse_template(text, file="t.toml", folder=out, sinks=registry.sink_specs)
         run_export(template, source=zips, out_dir=out, plugin_manager=pm)
         outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
-    assert engine.LAST_RUN["used"] is True
     assert engine.LAST_RUN["chunks"] > 1
     assert outputs[0] == outputs[1]
     assert len(outputs[0]) == 6
@@ -422,8 +435,8 @@ def _results(draw: st.DrawFn) -> list[Result]:
 @settings(max_examples=200, deadline=None)
 @given(_results())
 def test_records_to_columns_and_back(results: list[Result]) -> None:
-    """The records a source gives, made columns, are the records the plain path hands a
-    sink (:func:`~aml_exportkit.engine.batches.result_records`), and so is their batch."""
+    """The records a source gives, made columns, are the records a sink that takes rows
+    gets (:func:`~aml_exportkit.engine.batches.result_records`), and so is their batch."""
     checks = engine.Checks(
         sessions=frozenset({1, 2, 3}),
         excluded=frozenset(),
@@ -450,41 +463,36 @@ def test_a_database_pooled_with_zips_goes_through_the_engine(
         str(reference_dir / "head" / "block_hooked-eurovision.zip"),
     ]
     text = TEMPLATE.replace('[[sinks]]\ntype = "bare"\npath = "bare.txt"\n\n', "")
-    monkeypatch.setattr(from_records, "CHUNK_RESULTS", 20)
     outputs = []
-    for mode in ("0", "strict"):
-        monkeypatch.setenv(engine.ENV_SWITCH, mode)
+    for chunk in (1_000_000, 20):  # one chunk, then many: the same files
+        monkeypatch.setattr(from_records, "CHUNK_RESULTS", chunk)
         pm = get_plugin_manager(
             load_entrypoints=False, plugins=[dummy_sink_module, _Plugin(), guide_sink()]
         )
-        out = tmp_path / mode
+        out = tmp_path / str(chunk)
         registry = registry_for(pm)
         template = parse_template(text, file="t.toml", folder=out, sinks=registry.sink_specs)
         run_export(template, source=sources, blocks=["tafc-dvorak"], out_dir=out, plugin_manager=pm)
         outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
-    assert engine.LAST_RUN["used"] is True
     assert engine.LAST_RUN["chunks"] > 1
     assert outputs[0] == outputs[1]
 
 
 def test_a_plugin_sources_codebook_on_the_engine(
     records: tuple[dict[str, list[Any]], list[Result]],
+    generated_zip: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The codebook's questions come from the chunks, merged in order, as on the plain
-    path (which notes them from every record)."""
+    """The codebook's questions come from the chunks, merged in order: the codebook of
+    the same results read from their zip."""
     tables, results = records
     text = "codebook = true\n" + TEMPLATE.replace("manifest = false\n", "")
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    plain = _run(BatchedSource(tables, results), tmp_path / "plain", text)
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     got = _run(BatchedSource(tables, results), tmp_path / "engine", text)
-    assert engine.LAST_RUN["used"] is True
+    zipped = _from_zip(generated_zip, tmp_path / "zip", text)
     assert "codebook.md" in got
-    manifest = "manifest.json"  # it names the output folder, which differs
+    manifest = "manifest.json"  # it names the source and the output folder, which differ
     assert {k: v for k, v in got.items() if k != manifest} == {
-        k: v for k, v in plain.items() if k != manifest
+        k: v for k, v in zipped.items() if k != manifest
     }
 
 
@@ -537,7 +545,7 @@ def test_a_value_muscles_columns_cannot_hold_is_the_sources_error(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The engine takes the run (strict: no stand-down) and ends it with one line naming
+    """The engine takes the run and ends it with one line naming
     the source, the record and the field; nothing is written. (The plain path crashed on
     most of these, or wrote a value no reader of ours accepts.)"""
     tables, results = records
@@ -545,11 +553,9 @@ def test_a_value_muscles_columns_cannot_hold_is_the_sources_error(
     trials = [i for i, r in enumerate(results) if r.session is not None]
     middle = trials[len(trials) // 2]
     bad = [attrs.evolve(r, **change) if i == middle else r for i, r in enumerate(results)]
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     out = tmp_path / "out"
     with pytest.raises(SourceError) as caught:
         _run(BatchedSource(tables, bad), out)
-    assert engine.LAST_RUN["used"] is True
     pk = bad[middle].pk
     assert str(caught.value).startswith(f"trial results: result {pk}: {message}")
     assert "\n" not in str(caught.value)
@@ -575,9 +581,7 @@ def test_a_time_zone_is_written_with_its_offset_at_the_instant(
     zoned = [
         attrs.evolve(r, created_at=times[i]) if i in times else r for i, r in enumerate(results)
     ]
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     got = _run(BatchedSource(tables, zoned), tmp_path / "out")
-    assert engine.LAST_RUN["used"] is True
     long = got["long.csv"].decode()
     for text in ("2024-07-01T12:00:00.250000+02:00", "2024-01-01T12:00:00.000000+01:00"):
         assert long.count(f",{text},") == 1, text
@@ -602,10 +606,8 @@ def test_a_mapping_as_extra_is_carried(
         attrs.evolve(r, extra=MappingProxyType({"newer": [1, "a"]})) if i == middle else r
         for i, r in enumerate(results)
     ]
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     text = '[[sinks]]\ntype = "fixture-json"\npath = "export.zip"\n'
     _run(BatchedSource(tables, held), tmp_path / "out", text)
-    assert engine.LAST_RUN["used"] is True
     with zipfile.ZipFile(tmp_path / "out" / "export.zip") as zf:
         items = json.loads(zf.read("results.json"))
     (item,) = [item for item in items if item["pk"] == results[middle].pk]
@@ -626,10 +628,8 @@ def test_a_value_the_fixture_zip_cannot_hold_names_the_zip(
         attrs.evolve(r, json_data={"a": float("nan")}) if i == middle else r
         for i, r in enumerate(results)
     ]
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     out = tmp_path / "out"
     got = _outcome(BatchedSource(tables, bad), out)
-    assert engine.LAST_RUN["used"] is True
     assert got == (
         f"SinkError: {out}/export.zip: results.json (fixture-json): result {results[middle].pk}:"
         " Out of range float values are not JSON compliant; JSON cannot hold it"

@@ -1,4 +1,5 @@
-"""MUSCLE's CSV styles on the engine (decision 0027): the same bytes as the plain path, with
+"""MUSCLE's CSV styles on the engine (decision 0027): the same bytes as the sink's own row
+builder (``tabular/muscle.py``, the reference for MUSCLE's cells) fed the engine's batches, with
 sessions without trial results before, between and after the chunks, and every cell quoted
 by Python's csv writer."""
 
@@ -20,7 +21,7 @@ from aml_exportkit.engine.muscle import _MARK, csv_cells
 from aml_exportkit.plugins import get_plugin_manager, load_registry
 from aml_exportkit.sources import fixture_zip_chunks, muscle_db_chunks
 
-from .test_engine import _compare, _compare_db
+from .test_engine import built_alike
 
 SPECS = load_registry(get_plugin_manager(load_entrypoints=False)).template_specs
 BUILTINS = sorted(SPECS)
@@ -94,7 +95,7 @@ def test_builtin_templates_small_chunks(
     """Many chunks, sessions without results between them: the engine's bytes."""
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 20_000)
     monkeypatch.setattr(fixture_zip_chunks, "SAMPLE_BYTES", 3_000)
-    _compare(_builtin(name), gappy_zip, tmp_path, monkeypatch, used=True)
+    built_alike(_builtin(name), gappy_zip, tmp_path, monkeypatch)
     assert engine.LAST_RUN["chunks"] > 10
 
 
@@ -103,7 +104,7 @@ def test_options_on_muscle_styles(
     name: str, gappy_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 20_000)
-    _compare(VARIANTS[name], gappy_zip, tmp_path, monkeypatch, used=True)
+    built_alike(VARIANTS[name], gappy_zip, tmp_path, monkeypatch)
 
 
 def test_muscle_style_as_parquet_gets_batches(
@@ -115,7 +116,7 @@ def test_muscle_style_as_parquet_gets_batches(
         '\n[[sinks]]\ntype = "parquet"\npath = "{block}-classic.parquet"\n'
         'style = "muscle-classic"\n'
     )
-    _compare(text, gappy_zip, tmp_path, monkeypatch, used=True)
+    built_alike(text, gappy_zip, tmp_path, monkeypatch)
     assert engine.LAST_RUN["batch_sinks"] == 1
 
 
@@ -129,7 +130,7 @@ def test_database_small_chunks(
     monkeypatch.setattr(muscle_db_chunks, "CHUNK_SESSIONS", 2)
     for block in ("hooked-eurovision", "tafc-dvorak"):
         text = VARIANTS[name] if name in VARIANTS else _builtin(name)
-        _compare_db(text, muscle_head_db, block, tmp_path / block, monkeypatch)
+        built_alike(text, muscle_head_db, tmp_path / block, monkeypatch, (block,))
 
 
 def _written(rows: list[list[str]], line_end: str) -> str:

@@ -1,6 +1,8 @@
-"""The engine writes the wide table (csv-wide, wide Parquet) byte for byte as the plain
-path does: many chunks, sessions without results before, between and after them, JSON-text
-cells in one key and not in another, and arbitrary ``json_data`` (hypothesis)."""
+"""The engine writes the wide table (csv-wide, wide Parquet) byte for byte as the sink's
+own row builder (``tabular/wide.py``, the reference: the snapshot cases pin its bytes, and
+it writes the wide tables the engine does not render) writes it from the engine's batches:
+many chunks, sessions without results before, between and after them, JSON-text cells in
+one key and not in another, and arbitrary ``json_data`` (hypothesis)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from aml_exportkit.sources import fixture_zip_chunks
 from aml_exportkit.sources.fixture_zip import FixtureZipSource
 from aml_exportkit.tabular.options import CsvWideOptions
 
-from .test_engine import _compare, _rewrite_results, _run
+from .test_engine import _rewrite_results, _run
+from .test_engine import built_alike as _compare
 
 WIDE = """
 [[sinks]]
@@ -55,7 +58,7 @@ LAYOUTS = {
 def test_generated_zip_same_bytes(
     layout: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _compare(WIDE.format(extra=LAYOUTS[layout]), generated_zip, tmp_path, monkeypatch, used=True)
+    _compare(WIDE.format(extra=LAYOUTS[layout]), generated_zip, tmp_path, monkeypatch)
 
 
 #: Beside other tables, and with a filter (only finished sessions are rows).
@@ -72,7 +75,7 @@ def test_beside_other_tables_and_filtered(
     name: str, generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 50_000)
-    _compare(MIXED[name], generated_zip, tmp_path, monkeypatch, used=True)
+    _compare(MIXED[name], generated_zip, tmp_path, monkeypatch)
 
 
 def test_a_second_reading_sends_small_messages(
@@ -91,7 +94,7 @@ def test_a_second_reading_sends_small_messages(
 
     monkeypatch.setattr(workers._Workers, "map", spy)
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 30_000)
-    _compare(WIDE.format(extra=""), generated_zip, tmp_path, monkeypatch, used=True)
+    _compare(WIDE.format(extra=""), generated_zip, tmp_path, monkeypatch)
     assert engine.LAST_RUN["rerendered_chunks"] > 10
     assert max(sizes) < 2048
 
@@ -127,7 +130,7 @@ def test_many_chunks(
     source = tmp_path / "changed.zip"
     _rewrite_results(generated_zip, source, change)
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 30_000)
-    _compare(WIDE.format(extra=LAYOUTS[layout]), source, tmp_path, monkeypatch, used=True)
+    _compare(WIDE.format(extra=LAYOUTS[layout]), source, tmp_path, monkeypatch)
     assert engine.LAST_RUN["chunks"] > 10
 
 
@@ -141,9 +144,13 @@ def test_tables_the_engine_hands_batches(
 ) -> None:
     """Rows per participant, and times to the millisecond (which number a session's
     results by their cut times): the sink's own builder makes the table, fed the engine's
-    batches."""
-    _compare(WIDE.format(extra=extra), generated_zip, tmp_path, monkeypatch, used=True)
+    batches, the same in one chunk and in many."""
+    text = WIDE.format(extra=extra)
+    whole = _run(text, generated_zip, tmp_path / "whole")
     assert engine.LAST_RUN["batch_sinks"] >= 1
+    monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 30_000)
+    assert _run(text, generated_zip, tmp_path / "cut") == whole
+    assert engine.LAST_RUN["chunks"] > 10
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +192,7 @@ def test_any_json_data_same_bytes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Whatever the results' ``json_data`` hold (nested, ragged, mixed types, big
-    integers), the engine's columnar wide rows are the plain path's rows."""
+    integers), the engine's columnar wide rows are the row builder's rows."""
     tmp_path = tmp_path_factory.mktemp("any")
     source = tmp_path / "any.zip"
 
@@ -196,14 +203,7 @@ def test_any_json_data_same_bytes(
     _rewrite_results(tiny_zip, source, change)
     extra = '[sinks.flatten]\nlists = "index"\n' if layout else ""
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 2_000)
-    text = WIDE.format(extra=extra)
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    plain = _run(text, source, tmp_path / "plain")
-    monkeypatch.setenv(engine.ENV_SWITCH, "1")
-    fast = _run(text, source, tmp_path / "fast")
-    # (a text only the plain path may judge sends the whole run there)
-    assert engine.LAST_RUN["used"] or "json_data" in engine.LAST_RUN["reason"], engine.LAST_RUN
-    assert fast == plain
+    _compare(WIDE.format(extra=extra), source, tmp_path, monkeypatch)
 
 
 def test_a_json_column_with_a_result_fields_name_is_a_clash(
@@ -215,7 +215,6 @@ def test_a_json_column_with_a_result_fields_name_is_a_clash(
     text = WIDE.format(
         extra='[sinks.flatten]\nrename = { "result_json.decision_time" = "result_score" }\n'
     )
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     with pytest.raises(SinkError) as caught:
         _run(text, tiny_zip, tmp_path / "out")
     assert str(caught.value).endswith(
@@ -257,7 +256,6 @@ def test_a_chunk_that_changed_between_two_readings_is_the_sources_error(
 
     monkeypatch.setattr(WideRenderer, "survey", forgetful)
     monkeypatch.setattr(fixture_zip_chunks, "CHUNK_BYTES", 2_000)
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     with pytest.raises(SourceError) as caught:
         _run(WIDE.format(extra=""), tiny_zip, tmp_path / "out")
     error = caught.value

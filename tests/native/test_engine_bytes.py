@@ -1,5 +1,6 @@
-"""The engine gives the same bytes with the native kernel, without it (the engine in Python)
-and on the plain path; input the kernel refuses sends the run to the plain path."""
+"""The engine gives the same bytes with the native kernel and without it (the engine in
+Python), and they are the bytes of the sink's own row builder (``tabular/``) fed the
+engine's batches; a chunk the kernel refuses is read by the Python reference reading."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from aml_exportkit import engine
 from aml_exportkit.engine import native
 from aml_exportkit.pipeline import registry_for, run_export
+from aml_exportkit.tabular.sink import TableSink
 from aml_exportkit.template.load import parse_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,21 +35,26 @@ def _run(text: str, source: Path, out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
 
 
+def _built(text: str, source: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """The files of the tables' row builders, fed the engine's batches."""
+    with monkeypatch.context() as patch:
+        patch.setattr(TableSink, "engine_table", lambda self: None)
+        files = _run(text, source, out)
+        assert engine.LAST_RUN["batch_sinks"] == text.count("[[sinks]]")
+    return files
+
+
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
-def test_kernel_python_lane_and_plain_path_agree(
+def test_kernel_python_lane_and_row_builder_agree(
     name: str, small_generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     text = TEMPLATES[name]
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    plain = _run(text, small_generated_zip, tmp_path / "plain")
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
+    built = _built(text, small_generated_zip, tmp_path / "builder", monkeypatch)
     with_kernel = _run(text, small_generated_zip, tmp_path / "kernel")
-    assert engine.LAST_RUN["used"] is True
     monkeypatch.setenv(native.ENV_SWITCH, "0")
     without = _run(text, small_generated_zip, tmp_path / "python")
-    assert engine.LAST_RUN["used"] is True
-    assert with_kernel == plain
-    assert without == plain
+    assert with_kernel == built
+    assert without == built
 
 
 def test_refused_json_data_goes_to_the_reference_reading(
@@ -64,10 +71,6 @@ def test_refused_json_data_goes_to_the_reference_reading(
                 data = data.replace(b'"json_data": {', b'"json_data": {"dup": 1, "dup": 2, ', 1)
             dst.writestr(info, data)
     text = TEMPLATES["bench"]
-    monkeypatch.setenv(engine.ENV_SWITCH, "0")
-    plain = _run(text, broken, tmp_path / "plain")
-    monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     fast = _run(text, broken, tmp_path / "fast")
-    assert engine.LAST_RUN["used"] is True
-    assert fast == plain
-    assert b"result_json.dup" in plain["results.csv"].split(b"\r\n", 1)[0]
+    assert fast == _built(text, broken, tmp_path / "builder", monkeypatch)
+    assert b"result_json.dup" in fast["results.csv"].split(b"\r\n", 1)[0]

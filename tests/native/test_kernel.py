@@ -3,7 +3,8 @@
 Every function of the kernel has a Python counterpart that stays the reference: the
 column-wise flattener and cell formatting of ``tabular/render.py``, ``json.loads`` and
 ``repr``. These tests generate JSON and compare the two, and check that whatever the
-kernel cannot treat exactly as Python does is refused (the engine then stands down).
+kernel cannot treat exactly as Python does is refused (the engine then reads that chunk
+with the Python reference reading).
 """
 
 from __future__ import annotations

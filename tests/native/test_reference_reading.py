@@ -1,6 +1,6 @@
 """The three readings of a chunk of ``results.json`` agree: the native kernel's columns, the
 Python reference of the same columnar functions (``EXPORTKIT_NATIVE=0``) and the reference
-reading record by record (the plain path's reader and the graph's checks), on random
+reading record by record (the source's own reader and the graph's checks), on random
 chunks. A columnar reading may refuse a chunk (the worker then uses the reference reading);
 whatever it accepts, it reads as the reference does."""
 

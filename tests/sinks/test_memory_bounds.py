@@ -1,4 +1,4 @@
-"""The memory savings of the plain-path sinks change no output byte.
+"""The memory savings of the row builders' sinks change no output byte.
 
 Each saving works in slices or settles state early; these tests make the slices tiny (or
 feed the builders the way the graph does) and compare with the outputs of the defaults.

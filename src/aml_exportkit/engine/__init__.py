@@ -9,10 +9,10 @@ check each chunk into columns (:mod:`.chunks`), render the long table's rows for
 (:mod:`.batches`); the parent checks
 what spans chunks (:mod:`.spans`) and writes the outputs (:mod:`.workers`). Bad input
 ends the run with the source's own error (a chunk the columns refuse is read again record
-by record, :meth:`ResultChunks.reference`), a column clash with the sink's error; what the
-engine does not render makes it stand down (:class:`StandDown`) before any output is final,
-and the plain path runs.
-``docs/architecture.md`` and decisions 0024 and 0028 describe the layout.
+by record, :meth:`ResultChunks.reference`), a column clash with the sink's error. The engine
+is every export's one path (decision 0035): what it does not render (a :class:`StandDown`
+that reaches the run) is an internal error, raised before any output is final.
+``docs/architecture.md`` and decisions 0024, 0028 and 0035 describe the layout.
 
 This module is the engine's public interface: sources, sinks and the pipeline use the
 names below and nothing else of the package.
@@ -37,7 +37,6 @@ from .from_records import RecordChunks
 from .native import kernel as native_kernel
 from .spans import Spans
 from .workers import (
-    ENV_SWITCH,
     JOBS_ENV,
     LAST_RUN,
     ArrowTable,
@@ -51,7 +50,6 @@ from .workers import (
 
 __all__ = [
     "BATCH_COLUMNS",
-    "ENV_SWITCH",
     "JOBS_ENV",
     "LAST_RUN",
     "ArrowTable",

@@ -19,7 +19,7 @@
  *
  * Anything the kernel is not sure to treat exactly as Python does (NaN, numbers that
  * overflow a double, lone surrogates, duplicate keys inside json_data, invalid UTF-8)
- * raises ValueError; the engine then stands down and the plain path handles the input.
+ * raises ValueError; the engine then reads that chunk with the Python reference reading.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -80,9 +80,9 @@ typedef struct {
     Buf keys; /* keys of the objects being written (duplicate checks) */
 } Scan;
 
-/* Deeper JSON is refused here, so that the engine stands down and the plain path, which
- * refuses a json_data nested more than 252 levels (jsonstream.MAX_NESTING), judges it:
- * below that limit, so that the engine never accepts what the plain path refuses. */
+/* Deeper JSON is refused here, so that the Python reference reading, which refuses a
+ * json_data nested more than 252 levels (jsonstream.MAX_NESTING), judges it: below that
+ * limit, so that the kernel never accepts what the reference refuses. */
 #define MAX_NESTING 200
 /* jsonstream.MAX_INT_DIGITS: the longest integer Python reads */
 #define MAX_INT_DIGITS 4300
@@ -301,7 +301,7 @@ int aek_repr_double(double v, char *out);
 
 static int token_double(Scan *s, const unsigned char *tok, Py_ssize_t len, double *out) {
     /* 1e400 (Python: inf, which its JSON writer spells Infinity) and 1e-400 (0.0) are
-     * left to the plain path */
+     * left to the Python reference reading */
     if (aek_parse_double((const char *)tok, (const char *)tok + len, out) < 0 || !isfinite(*out))
         return fail(s, "a number beyond a double");
     return 0;
@@ -615,7 +615,7 @@ done:
 
 /* One fixture element into the columns: exactly the keys model ("result.result"), pk and
  * fields, fields exactly the given names (json_data kept as its text). Any other shape is
- * refused, and the engine leaves such a file to the plain path. */
+ * refused, and the engine reads such a chunk with the Python reference reading. */
 typedef struct {
     const char *text[64];
     Py_ssize_t len[64];

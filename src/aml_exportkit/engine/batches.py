@@ -5,7 +5,7 @@ batch (:func:`result_batch`, sent to the parent as IPC stream bytes); the parent
 batches, in order, to every sink of the run that is not an engine sink
 (:meth:`~aml_exportkit.contracts.Sink.write_result_batch`). A sink that wants rows gets
 them from :func:`batch_results`: the very :class:`~aml_exportkit.records.Result` records the
-plain path would hand it (:func:`result_records`, which the fixture zip's rendering uses
+source's reader makes (:func:`result_records`, which the fixture zip's rendering uses
 too: one conversion from columns to records).
 
 The batch's columns (:data:`BATCH_COLUMNS`): ``pk``, ``session`` and ``section`` (int64),
@@ -108,7 +108,7 @@ def json_values(cols: ResultColumns) -> list[Any]:
     """The chunk's ``json_data`` values (the kernel's texts parsed as the reader parses
     them, and checked for depth as ``finish_columns`` checks parsed values).
 
-    :raises StandDown: for a text the plain path must judge.
+    :raises StandDown: for a text the kernel's parser took and the reader's refuses.
     """
     if not cols.json_raw:
         return cols.json_data
@@ -131,17 +131,17 @@ def _json_values(texts: list[bytes]) -> list[Any]:
         else:
             data = list(map(orjson.loads, texts))
     except (ValueError, RecursionError):
-        raise StandDown("json_data: a text the plain path must judge") from None
+        raise StandDown("json_data: a text the reader's JSON parser refuses") from None
     if not nesting_ok(data, 1):
         raise StandDown("json_data nested too deeply")
     return data
 
 
 def result_records(cols: ResultColumns) -> list[Result]:
-    """A chunk's trial results as the records the plain path hands a sink."""
+    """A chunk's trial results as the records the source's reader makes."""
     fields = cols.fields
     # (created_at holds the CSV's text, ISO 8601 with the source's offset kept: it reads
-    # back as the datetime the plain path's reader made)
+    # back as the datetime the source's reader makes)
     records = [
         Result(
             pk=pk,
@@ -375,7 +375,7 @@ def result_batch(cols: ResultColumns) -> ArrowTable:
 
 
 #: The most rows of a batch handed to a sink: a chunk's batch is cut into slices (without a
-#: copy) so that a sink that takes rows holds no more records at once than on the plain path.
+#: copy) so that a sink that takes rows holds no more records at once than the graph's batches.
 BATCH_ROWS = 4096
 
 
@@ -407,7 +407,7 @@ def _columns(batch: ResultBatch) -> ResultColumns:
 
 def batch_results(batch: ResultBatch) -> list[Result]:
     """The batch's trial results as :class:`~aml_exportkit.records.Result` records, equal
-    to those the plain path reads: the row adapter of
+    to those the source's reader makes: the row adapter of
     :meth:`~aml_exportkit.contracts.BaseSink.write_result_batch`."""
     return result_records(_columns(batch))
 

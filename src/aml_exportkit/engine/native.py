@@ -4,7 +4,7 @@ The kernel parses a chunk of ``results.json`` and flattens ``json_data`` straigh
 finished CSV cells, the work that costs the engine most of its time in Python
 (``docs/performance.md``). The Python code it replaces stays the reference:
 ``tests/native`` checks that both give the same cells and types, and the engine with the
-kernel writes byte for byte what the plain path writes. ``EXPORTKIT_NATIVE=0`` switches the
+kernel writes byte for byte what the recorded snapshots hold. ``EXPORTKIT_NATIVE=0`` switches the
 kernel off; without a C compiler at install time it is simply absent.
 """
 

@@ -22,7 +22,7 @@ class Spans:
 
     :param disorder: the message when a chunk starts before the previous one ended.
     :param errors: the graph's checks whose errors a repeated key or a break in order
-        raise, naming the record as the plain path names it (None: :class:`StandDown`).
+        raise, naming the record as the graph names it (None: :class:`StandDown`).
     """
 
     def __init__(

@@ -87,7 +87,7 @@ class TableRenderer(Protocol):
         types: Mapping[str, set[type]],
         paths: Mapping[str, Any] | None = None,
     ) -> list[Column]:
-        """Every column of the table, as the plain path describes them."""
+        """Every column of the table, as the row builder describes them."""
 
     def table_rows(self, results: int) -> int:
         """The table's rows when the export has ``results`` trial results."""
@@ -132,7 +132,7 @@ class RendersAtOnce:
 def make_renderer(options: TableOptions, graph: RecordGraph) -> TableRenderer | str:
     """The renderer of a sink's table, or why the engine cannot render it.
 
-    :raises ValueError: for a column collision (the plain path reports it).
+    :raises ValueError: for a column collision (the run reports it as the sink's error).
     """
     from .render import ChunkRenderer, supports
     from .wide import WideRenderer, wide_layout

@@ -1,22 +1,21 @@
-"""The engine's run: long tables written straight from a source's raw trial results, on all cores.
+"""The engine's run: every export's tables written from a source's raw trial results, on all cores.
 
-The plain path turns every trial result into a :class:`~aml_exportkit.records.Result`,
-checks it in the graph, and lets each sink flatten and format it cell by cell. For the
-long table of our CSV (and the Parquet file of the same table) the engine does the same
-work a chunk at a time:
+The engine is the one path of every export (decision 0035). For the long table of our
+CSV (and the Parquet file of the same table) it works a chunk at a time:
 
 1. The source splits its trial results into chunks that never split a session: byte ranges
    of ``results.json`` cut at Django's ``}, {"model": `` separator (a zip,
    :mod:`~aml_exportkit.sources.fixture_zip_chunks`), or groups of sessions (a database, each
-   worker on the run's snapshot, :mod:`~aml_exportkit.sources.muscle_db_chunks`).
+   worker on the run's snapshot, :mod:`~aml_exportkit.sources.muscle_db_chunks`); any other
+   source's records are cut between sessions (:mod:`~aml_exportkit.engine.from_records`).
 2. Worker processes (forked, so they share the graph, pseudonymised participants included)
    parse a chunk, apply the graph's checks to every result (kind, foreign keys, duplicate
    keys, order: :mod:`~aml_exportkit.engine.chunks`), flatten ``json_data`` and render the chunk
    as our CSV text (:mod:`aml_exportkit.engine.render`; parsing, flattening and formatting
    run in the native kernel, :mod:`aml_exportkit.engine.native`, when it is built), which they
    also read into an Arrow table with pyarrow's CSV reader (the Parquet columns: the same
-   values, so the same file bytes as the plain path). Text and table go to the parent
-   through a spool file (``/dev/shm``), not the pipe.
+   values, so the same file bytes). Text and table go to the parent through a spool file
+   (``/dev/shm``), not the pipe.
 3. The parent takes the chunks in order, checks what spans chunks (keys unique across
    chunks, order across chunks, the zip member's CRC), appends the text to the CSV
    (``sendfile``) and hands the tables to a thread that encodes the Parquet row groups.
@@ -26,23 +25,21 @@ work a chunk at a time:
 A fixture-json sink takes part too: the workers also render each chunk's objects of the
 zip's ``results.json`` (:mod:`aml_exportkit.engine.fixture`, with the sink's own encoder),
 which the parent appends in order to the sink's temporary text file; the sink copies it
-into the member when it finishes.
+into the member when it finishes. Every other sink gets each chunk as a record batch.
 
 The header and the Parquet schema depend on every json path and type of the export. The
 engine starts with those of a sample; a chunk that finds more is rendered again at the end
 with the final columns and the outputs are rebuilt (rare: a sample of a few thousand
 results holds nearly every shape).
 
-Bad input does not make the engine stand down: a chunk the columns refuse is read again in
-its worker by the source's reference reading, which raises the plain path's error (sent to
-the parent whole and raised there), and what spans chunks raises the graph's errors
-(decision 0028). A column clash is the table's own error, raised as the plain path raises it
-(a ``SinkError`` naming the table's first sink, decision 0032). A worker that dies, or
-raises an exception that is no error of the data, ends the run with a :class:`WorkerError`
-(decision 0034). What the engine does not lay out (MUSCLE's wide layout) makes it stand
-down by raising :class:`StandDown` before any output is final; the plain path then runs.
-``EXPORTKIT_ENGINE=0`` turns the engine off, ``EXPORTKIT_ENGINE=strict`` makes a stand-down
-an error (for tests). ``docs/performance.md`` has the measurements.
+Bad input ends the run with the source's own error: a chunk the columns refuse is read
+again in its worker by the source's reference reading, which raises the error (sent to the
+parent whole and raised there), and what spans chunks raises the graph's errors (decision
+0028). A column clash is the table's own error (a ``SinkError`` naming the table's first
+sink, decision 0032). A worker that dies, or raises an exception that is no error of the
+data, ends the run with a :class:`WorkerError` (decision 0034). There is no other path to
+fall back to: a :class:`StandDown` that reaches the run is an internal error
+(``RuntimeError``), raised before any output is final. ``docs/performance.md`` has the measurements.
 """
 
 from __future__ import annotations
@@ -65,7 +62,7 @@ import traceback as traceback_module
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol, TypeAlias, TypeGuard, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeGuard, cast
 
 import attrs
 
@@ -89,8 +86,6 @@ if TYPE_CHECKING:
     from ..progress import Progress
     from ..scan import DataScan
     from ..sinks.parquet import ParquetSink
-
-ENV_SWITCH = "EXPORTKIT_ENGINE"
 
 
 class ArrowTable(Protocol):
@@ -124,7 +119,8 @@ JOBS_ENV = "EXPORTKIT_JOBS"
 #: Chunks a worker may have queued; the parent holds at most this many results per worker.
 IN_FLIGHT = 2
 
-#: What the last run did, for tests and ``docs/performance.md``: ``used`` and ``reason``.
+#: What the last run did, for tests and ``docs/performance.md``: its ``rows``, ``chunks``,
+#: ``batch_sinks``, where the time went (``cpu``), and the ``error`` that ended it, if any.
 LAST_RUN: dict[str, Any] = {}
 
 _UNSET: Any = object()
@@ -218,14 +214,6 @@ def jobs_setting(option: int | None = None, template: int | None = None) -> int:
     return usable_cpus()
 
 
-def _decline(reason: str) -> bool:
-    LAST_RUN.clear()
-    LAST_RUN.update(used=False, reason=reason)
-    if os.environ.get(ENV_SWITCH) == "strict":
-        raise RuntimeError(f"the engine stood down: {reason}")
-    return False
-
-
 # -- the entry point --------------------------------------------------------------------------
 
 
@@ -241,7 +229,7 @@ class _Output:
 class _TableError(Exception):
     """A table's own error (two values would share a column), met while the engine
     renders plan ``plan`` (in a worker or in the parent): reported as the error of the
-    plan's first sink, as the plain path reports it (the sink met first in the stream)."""
+    plan's first sink (the sink met first in the stream)."""
 
     def __init__(self, plan: int, message: str) -> None:
         super().__init__(plan, message)
@@ -283,38 +271,36 @@ def run(
     questions: DataScan | None = None,
     feed: Callable[[SinkContext, Sink, ResultBatch], None] | None = None,
     counted: Counted | None = None,
-) -> bool:
-    """Write every engine sink's table through the engine, if it can take this run, and
-    hand the trial results to the run's other sinks as record batches.
+) -> None:
+    """Read and check the run's trial results in chunks, write every engine sink's table,
+    and hand the trial results to the run's other sinks as record batches.
 
     :param jobs: worker processes at most (default: :func:`jobs_setting`'s); never more
         than there are chunks.
     :param questions: where to note the trial results' questions for the codebook
         (:func:`~aml_exportkit.engine.chunks.questions_of`, per chunk in the workers,
-        merged in order); complete only when the engine returns True.
+        merged in order); complete once the run returns.
     :param beside: work of the parent's that does not touch the trial results (reading the
         profile answers): run in a thread while the workers run, so that it costs no
         time of its own. The engine joins it before it returns or raises; its error, if
-        any, is raised in place of the engine's outcome. It does not run when the engine
-        stands down before its workers start.
+        any, is raised in place of the engine's outcome (and it is run first when the
+        run fails before its workers start, so that its error still comes first).
     :param feed: hands a batch to one of the sinks the engine does not write (default:
         :func:`~aml_exportkit.contracts.hand_result_batch`); called in the parent as each
         chunk arrives, in order, while the workers read the next ones (the profile answers,
-        read beside, are complete before the first batch). The engine takes every run
-        whose source offers chunks, with or without an engine sink, so no stand-down can
-        leave such a sink with part of the results; an error ends the run, and the
+        read beside, are complete before the first batch); an error ends the run, and the
         pipeline aborts every sink.
     :param counted: where to note the codebook's column statistics of every file the
         engine writes, by its path (:mod:`~aml_exportkit.engine.stats`: counted in the
-        workers, merged in order); complete only when the engine returns True.
-    :return: True when the engine wrote everything (the graph's trial results are then read
-        and counted); False when the plain path must run.
-    :raises SinkError: for a column clash, naming the table's first sink (after the profile
-        answers' error, if any, as on the plain path).
+        workers, merged in order); complete once the run returns.
+    :raises ExportkitError: the source's error for bad input (after the profile answers'
+        error, if any, which comes first).
+    :raises SinkError: for a column clash, naming the table's first sink.
+    :raises RuntimeError: when the engine meets what it cannot render (a
+        :class:`~aml_exportkit.engine.chunks.StandDown`): an internal error, never a
+        reason to read the run another way.
     """
     LAST_RUN.clear()
-    if os.environ.get(ENV_SWITCH) == "0":
-        return _decline(f"{ENV_SWITCH}=0")
     raw: ResultChunks[Any] | None = graph.result_chunks
     if raw is None:  # a source without a chunk reader of its own: its records, cut up
         raw = RecordChunks()
@@ -376,13 +362,12 @@ def run(
         questions,
         fixtures,
         deliver=deliver,
-        # (the run's own: nothing of a run that stands down reaches ``counted``)
+        # (the run's own: nothing of a run that fails reaches ``counted``)
         counted={} if counted is not None else None,
     )
-    used = _run(run, plans, fixtures, others)
-    if used and counted is not None and run.counted is not None:
+    _run(run, plans, fixtures, others)
+    if counted is not None and run.counted is not None:
         counted.update(run.counted)
-    return used
 
 
 def _run(
@@ -390,7 +375,7 @@ def _run(
     plans: list[tuple[tuple[object, ...], _Plan]],
     fixtures: list[_Output],
     others: list[tuple[SinkContext, Sink, str]],
-) -> bool:
+) -> None:
     frozen = gc.isenabled()
     gc.disable()
     try:
@@ -399,12 +384,12 @@ def _run(
         finally:
             run.close()
     except _BesideFailed as failed:
-        # (the profile answers' error: the plain path reads them first, so it comes first)
-        LAST_RUN.update(used=True, reason="", error=str(failed.error))
+        # (the profile answers' error: they are read first, so it comes first)
+        LAST_RUN.update(error=str(failed.error))
         raise failed.error from None
     except ExportkitError as exc:
-        # the source's bad input, found by the engine: the run ends with it, as it would
-        # on the plain path (after the profile answers' error, which comes first there)
+        # the source's bad input: the run ends with it (after the profile answers' error,
+        # which comes first)
         run.beside_first()
         if isinstance(exc, SinkError) and exc.path == MEMBER and fixtures:
             # (a chunk's results.json text, in a worker: named as the first such sink's
@@ -412,18 +397,21 @@ def _run(
             exc = SinkError(
                 exc.message, sink=exc.sink, path=f"{fixtures[0].context.target}: {MEMBER}"
             )
-            LAST_RUN.update(used=True, reason="", error=str(exc))
+            LAST_RUN.update(error=str(exc))
             raise exc from None
-        LAST_RUN.update(used=True, reason="", error=str(exc))
+        LAST_RUN.update(error=str(exc))
         raise
     except _TableError as exc:
-        # a column clash: the error of the table's first sink, as the plain path reports it
+        # a column clash: the error of the table's first sink (the one met first)
         run.beside_first()
         error = _sink_error(run.plans[exc.plan].outputs[0].context, exc.message)
-        LAST_RUN.update(used=True, reason="", error=str(error))
+        LAST_RUN.update(error=str(error))
         raise error from None
     except StandDown as exc:
-        return _decline(str(exc))
+        # What the engine does not render: there is no other path, so this is a fault of
+        # the engine's, reported loudly (no output is final yet).
+        LAST_RUN.update(error=f"the engine could not render this run: {exc}")
+        raise RuntimeError(f"the engine could not render this run: {exc}") from None
     except Exception:
         # (an error the source raised as it is, say: after the profile answers' error)
         run.beside_first()
@@ -438,34 +426,35 @@ def _run(
     for out in fixtures:
         out.sink.engine_wrote(rows)
     LAST_RUN.update(
-        used=True,
-        reason="",
         rows=rows,
         chunks=run.chunk_count,
         batch_sinks=len(others),
         **run.stats,
     )
-    return True
 
 
 def check_profiles(graph: RecordGraph) -> bool:
     """Check the profile answers in one go, when no sink uses them (the source's
     :attr:`~aml_exportkit.graph.RecordGraph.profile_check`, with the native kernel).
 
+    The profile answers' one reading is the graph's (record by record, as every sink that
+    uses them gets them, decision 0035); this check only saves that reading's time when
+    nothing uses them, as the native kernel saves the reference reading of a chunk.
+
     :return: True when every answer passed and the graph counts them as read; False when
-        the plain path must read them (it then reports whatever was wrong).
+        the graph must read them (it then reports whatever was wrong).
     """
     LAST_RUN.pop("profiles", None)
     check = graph.profile_check
-    if check is None or os.environ.get(ENV_SWITCH) == "0":
+    if check is None:
         return False
     try:
         keys, count, missing = check.check(graph)
     except StandDown as exc:
-        LAST_RUN["profiles"] = f"plain path: {exc}"
+        LAST_RUN["profiles"] = f"graph: {exc}"
         return False
     if not graph.settle_profile_results(keys, count, missing):
-        LAST_RUN["profiles"] = "plain path: a key of a profile answer is taken"
+        LAST_RUN["profiles"] = "graph: a key of a profile answer is taken"
         return False
     LAST_RUN["profiles"] = "engine"
     return True
@@ -617,7 +606,7 @@ class _Workers:
                 done[number] = (ok, value)
             while following in done:
                 # a failed chunk fails the run in its turn: an earlier chunk's error (read
-                # more slowly, record by record) comes first, as in the plain path's stream
+                # more slowly, record by record) comes first, as in the source's stream
                 ok, value = done.pop(following)
                 if not ok:
                     if isinstance(value, ExportkitError | _TableError | WorkerError):
@@ -1290,7 +1279,7 @@ class _Run:
             [
                 # (a table in MUSCLE's style, or a wide one, has rows the parent writes
                 # between chunks or lays out at the end: its files are read back, as a
-                # plain sink's are)
+                # row builder's are)
                 PlanStats(
                     csv=plain and any(o.format == "csv" for o in p.outputs),
                     parquet=plain and any(o.format == "parquet" for o in p.outputs),
@@ -1307,15 +1296,6 @@ class _Run:
         self.deliver = deliver
         #: chunks' batches (IPC stream bytes) held until the profile answers are done
         self.held: list[bytes] = []
-        #: a reader that may still stand down once batches were handed (the records of a
-        #: source without a chunk reader: the plain path would hand them again) holds
-        #: every batch until the last chunk is in, in a temporary file
-        self.hold_all: IO[bytes] | None = (
-            tempfile.TemporaryFile(prefix="exportkit-batches-")  # noqa: SIM115
-            if deliver is not None and isinstance(raw, RecordChunks)
-            else None
-        )
-        self.held_parts: list[int] = []
         self.want_batches = deliver is not None
         self.questions = questions
         self.raw = raw
@@ -1353,7 +1333,7 @@ class _Run:
         except StandDown:
             # the native kernel's columns do not take this chunk (a json_data deeper than
             # it flattens, say): the source reads it again without the kernel, record by
-            # record, which gives plain values or the plain path's error (this chunk only)
+            # record, which gives plain values or the source's error (this chunk only)
             del cols
             cols, meta = self.raw.reference(task)
             return self._chunk(cols, meta, again)
@@ -1552,7 +1532,7 @@ class _Run:
             self.beside_thread = _Beside(beside)
         # The trial results' keys; the graph's set gets them once the work beside (which
         # adds the profile answers' keys) is done, so that a key both hold is found as the
-        # plain path finds it (a trial result's key repeating a profile answer's).
+        # graph finds it (a trial result's key repeating a profile answer's).
         spans = Spans(errors=graph.result_checker("trial"))
         new_paths: list[dict[str, JsonPath]] = [{} for _ in self.plans]
         trim_heap()
@@ -1591,11 +1571,8 @@ class _Run:
                 self.fixtures.add(chunk.fixture)
             if self.deliver is not None and len(chunk.batch):
                 assert not _is_table(chunk.batch)  # (sent as bytes or spooled)
-                if self.hold_all is not None:
-                    self.held_parts.append(self.hold_all.write(_read(chunk.batch)))
-                else:
-                    self.held.append(_read(chunk.batch))
-                    self._hand_batches()
+                self.held.append(_read(chunk.batch))
+                self._hand_batches()
             if chunk.spool is not None:
                 chunk.spool.discard()
             if chunk.position:
@@ -1603,13 +1580,6 @@ class _Run:
             self.progress.update(rows, graph.expected_trial_results)
         if spans.crcs:
             raw.finish(spans.crcs)
-        if self.hold_all is not None:
-            self.hold_all.seek(0)
-            for size in self.held_parts:
-                self.held.append(self.hold_all.read(size))
-                self._hand_batches(final=True)
-            self.hold_all.close()
-            self.hold_all = None
         self._hand_batches(final=True)
         for state in self.states:
             if isinstance(state.renderer, MuscleRenderer):
@@ -1652,7 +1622,7 @@ class _Run:
 
     def _hand_batches(self, *, final: bool = False) -> bool:
         """Hand the held batches to the sinks the engine does not write, as soon as the
-        profile answers (read beside, and by a sink first, as on the plain path) are done,
+        profile answers (read beside, and by a sink first: the sink's order) are done,
         so that the sinks overlap the workers; True while some are still held."""
         thread = self.beside_thread
         if self.held and (final or thread is None or not thread.thread.is_alive()):
@@ -1943,9 +1913,6 @@ class _Run:
         if self.workers is not None:
             self.workers.close()
             self.workers = None
-        if self.hold_all is not None:
-            self.hold_all.close()
-            self.hold_all = None
         for state in self.states:
             state.close()
         if self.fixtures is not None:

@@ -261,16 +261,9 @@ class DuckdbSink(BaseSink):
             self._insert("profile_answers", [_result_row(r, r.participant) for r in part])
         self._counts["profile_answers"] += len(batch)
 
-    def write_results(self, batch: Sequence[Result]) -> None:
-        """Insert trial results."""
-        for start in range(0, len(batch), BATCH):
-            part = batch[start : start + BATCH]
-            self._insert("results", [_result_row(r, r.session) for r in part])
-        self._counts["results"] += len(batch)
-
     def write_result_batch(self, batch: ResultBatch) -> None:
         """Insert the engine's trial results column by column: the keys, texts and scores
-        as the batch holds them, ``created_at`` and ``json_data`` as :meth:`write_results`
+        as the batch holds them, ``created_at`` and ``json_data`` as :meth:`write_profiles`
         writes the records' (the same datetimes, the same JSON text), with no records
         made."""
         _, pa = _duckdb()

@@ -194,10 +194,6 @@ class FixtureJsonSink(BaseSink):
         """Append profile answers to profiles.json."""
         self._switch_to("profiles.json").write(batch)
 
-    def write_results(self, batch: Sequence[Result]) -> None:
-        """Append trial results to results.json."""
-        self._switch_to("results.json").write(batch)
-
     def engine_table(self) -> tuple[TableOptions | None, EngineFormat, Path] | None:
         """Where the engine writes ``results.json``'s objects (a temporary file)."""
         if self.engine_text is None:

@@ -97,7 +97,7 @@ class TableSink(BaseSink):
         if self.engine_format is None:
             return None
         if getattr(self.options, "partition_by", ()):
-            return None  # rows go to several files by partition: the plain path
+            return None  # rows go to several files by partition: the row builder's batches
         return self.options, self.engine_format, self.temp_path()
 
     def engine_wrote(self, rows: int, columns: Sequence[Column] = ()) -> None:
