@@ -5,7 +5,8 @@
     PYTHONPATH=benchmarks/plugin EXPORTKIT_PLUGINS=exportkit_jsonl exportkit run ...
 
 (``EXPORTKIT_PLUGINS`` registers importable modules as plugins, see ``aml_exportkit.plugins``),
-so that the cost of a third-party sink that takes rows is measured as such. Below this
+so that the cost of a third-party sink that takes rows (through the row adapter, in the
+engine's workers: ``encode_result_batch``) is measured as such. Below this
 docstring it is the guide's example, character for character (``tests/test_docs.py``
 checks it): that example is what the target is about.
 """

@@ -28,6 +28,12 @@ zip's ``results.json`` (:mod:`aml_exportkit.engine.fixture`, with the sink's own
 which the parent appends in order to the sink's temporary text file; the sink copies it
 into the member when it finishes.
 
+The run's other sinks get each chunk's trial results as Arrow record batches
+(:func:`~aml_exportkit.engine.batches.result_batch`, built in the workers), handed to them
+in the parent in order; a sink that encodes its batches itself
+(:class:`~aml_exportkit.contracts.EncodingSink`, decision 0040) has that done in the
+workers, on their copy of the sink, and the parent only writes the bytes in order.
+
 The header and the Parquet schema depend on every json path and type of the export. The
 engine starts with those of a sample; a chunk that finds more is rendered again at the end
 with the final columns and the outputs are rebuilt (rare: a sample of a few thousand
@@ -310,7 +316,9 @@ def run(
         read beside, are complete before the first batch). The engine takes every run
         whose source offers chunks, with or without an engine sink, so no stand-down can
         leave such a sink with part of the results; an error ends the run, and the
-        pipeline aborts every sink.
+        pipeline aborts every sink. (An :class:`~aml_exportkit.contracts.EncodingSink`
+        is not fed: its batches are encoded in the workers, and the parent hands it the
+        bytes, an OS error naming the sink.)
     :param counted: where to note the codebook's column statistics of every file the
         engine writes, by its path (:mod:`~aml_exportkit.engine.stats`: counted in the
         workers, merged in order); complete only when the engine returns True.
