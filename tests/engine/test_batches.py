@@ -279,11 +279,15 @@ def test_a_sink_encodes_its_batches_in_the_workers(
 
 
 def test_a_sinks_error_in_a_worker_ends_the_run_with_its_error(
-    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    generated_zip: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     """An exception of ``encode_result_batch`` (in a worker) ends the run with a one-line
     SinkError naming the sink and its file; the parent's sink is aborted, nothing is
-    written."""
+    written, and the other workers end quietly (no traceback of a reply the parent no
+    longer reads)."""
     text = LONG + '[[sinks]]\ntype = "encoded"\npath = "encoded.txt"\n'
     monkeypatch.setenv(engine.ENV_SWITCH, "strict")
     EncodedSink.made.clear()
@@ -308,3 +312,4 @@ def test_a_sinks_error_in_a_worker_ends_the_run_with_its_error(
     assert sink.aborted
     assert 0 < sink.rows < len(pks)  # (the chunks before it were written, then dropped)
     assert not out.exists() or not list(out.iterdir())
+    assert "Traceback" not in capfd.readouterr().err

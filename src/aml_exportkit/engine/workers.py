@@ -537,7 +537,12 @@ def _serve(
                 False,
                 WorkerError(f"a worker process failed: {type(exc).__name__}: {exc}", exc),
             )
-        conn.send(reply)
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            # the parent ended the run (an earlier chunk's error) and closed its end while
+            # this chunk was read: nothing is waiting for the reply, and no traceback is due
+            break
         del reply
         chunks += 1
         if chunks % 16 == 0:
