@@ -112,7 +112,7 @@ def test_the_plugin_guides_example_fits_on_a_screen_and_is_the_benchmarks_sink()
     guide = (DOCS / "plugin-guide.md").read_text(encoding="utf-8")
     example = guide.split(GUIDE_EXAMPLE, 1)[1].split("```", 1)[0]
     assert sum(1 for line in example.splitlines() if line.strip()) <= 45
-    assert "def write_result_batch" in example
+    assert "def encode_result_batch" in example
     assert "result_rows(batch)" in example
     module = GUIDE_SINK.read_text(encoding="utf-8")
     assert module.split('"""\n\n', 1)[1] == example
@@ -143,6 +143,7 @@ def test_the_plugin_guides_example_runs_beside_csv_long_on_the_engine(
         run_export(template, source=str(generated_zip), out_dir=out, plugin_manager=pm)
         written[chunk] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
     assert engine.LAST_RUN["batch_sinks"] == 1
+    assert engine.LAST_RUN["encoding_sinks"] == 1
     assert engine.LAST_RUN["chunks"] > 10
     assert written[40_000] == written[4 << 20]
     assert written[40_000]["out.jsonl"].count(b"\n") == engine.LAST_RUN["rows"]

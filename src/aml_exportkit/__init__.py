@@ -21,6 +21,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 from .contracts import (
     BaseSink,
+    EncodingSink,
     Inventory,
     OutputReport,
     Requirement,
@@ -54,6 +55,7 @@ from .selection import Filter, Selection
 __all__ = [
     "BaseSink",
     "DatabaseError",
+    "EncodingSink",
     "ExportReport",
     "ExportkitError",
     "Filter",

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeGuard
 
 import attrs
 
@@ -267,7 +267,8 @@ class Sink(Protocol):
         them this way, one batch per chunk, in order, after the profile answers. A sink
         that does not define this method (one written before it existed) gets the batches
         as rows, through :func:`hand_result_batch` (:meth:`write_results`) or
-        :meth:`BaseSink.write_result_batch`'s adapter.
+        :meth:`BaseSink.write_result_batch`'s adapter. A sink that encodes its batches
+        (an :class:`EncodingSink`) gets :meth:`EncodingSink.write_encoded` instead.
         """
 
     def finish(self) -> Sequence[OutputReport]:
@@ -277,8 +278,45 @@ class Sink(Protocol):
         """Close open files after a failure; the pipeline removes the temporary files."""
 
 
+class EncodingSink(Sink, Protocol):
+    """A sink whose per-batch work runs in the engine's worker processes: it turns each
+    batch of trial results into the bytes it writes (:meth:`encode_result_batch`), and the
+    main process only writes those bytes, in order (:meth:`write_encoded`). A sink has this
+    seam by defining both methods (:class:`BaseSink` defines neither); when the engine reads
+    the trial results, they replace :meth:`Sink.write_result_batch`. Without the engine
+    (``EXPORTKIT_ENGINE=0``, or a run it stands down for) :meth:`Sink.write_results` still
+    gets the rows.
+
+    The workers are forked after :meth:`Sink.begin`: each holds a copy of the sink as it was
+    then (profile answers it takes in the main process may come later). What
+    :meth:`encode_result_batch` changes on that copy is not seen by the main process, nor by
+    the other workers; an open file of the sink's must not be written there (the workers
+    end without flushing it).
+    """
+
+    def encode_result_batch(self, batch: ResultBatch) -> bytes:
+        """The bytes to write for ``batch`` (at most a few thousand trial results, ordered
+        by (session, pk)): called in a worker process. An exception ends the run with a
+        :class:`~aml_exportkit.errors.SinkError` naming the sink (the sink, in the main
+        process, gets :meth:`Sink.abort`)."""
+
+    def write_encoded(self, data: bytes, rows: int) -> None:
+        """Write what :meth:`encode_result_batch` returned for a batch of ``rows`` trial
+        results: called in the main process, batch after batch in (session, pk) order,
+        after the profile answers."""
+
+
+def encodes_batches(sink: Sink) -> TypeGuard[EncodingSink]:
+    """Whether ``sink`` defines :class:`EncodingSink`'s two methods."""
+    return callable(getattr(sink, "encode_result_batch", None)) and callable(
+        getattr(sink, "write_encoded", None)
+    )
+
+
 class BaseSink:
-    """A convenient base for sinks: every step does nothing until overridden."""
+    """A convenient base for sinks: every step does nothing until overridden. A subclass
+    that defines ``encode_result_batch`` and ``write_encoded`` is an :class:`EncodingSink`.
+    """
 
     def __init__(self, context: SinkContext) -> None:
         self.context = context

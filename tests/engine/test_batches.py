@@ -1,7 +1,8 @@
 """The engine beside sinks it does not write: they get each chunk's trial results as an
 Arrow record batch (``write_result_batch``), as rows through the adapter when they want
-rows: the very records the source's reader makes (the reference), and the tables are those
-of one chunk, byte for byte."""
+rows, or encode them in the workers (``encode_result_batch``): the very records the
+source's reader makes (the reference), and the tables are those of one chunk, byte for
+byte."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from aml_exportkit import (
 )
 from aml_exportkit.contracts import SourceOptions
 from aml_exportkit.engine import batches, workers
-from aml_exportkit.errors import ExportkitError
+from aml_exportkit.errors import ExportkitError, SinkError
 from aml_exportkit.graph import RecordGraph
 from aml_exportkit.pipeline import registry_for, run_export
 from aml_exportkit.records import Result
@@ -44,6 +45,7 @@ MIXED = (
     + LINES
     + '[[sinks]]\ntype = "columns"\npath = "columns.txt"\n'
     + '[[sinks]]\ntype = "bare"\npath = "bare.txt"\n'
+    + '[[sinks]]\ntype = "encoded"\npath = "encoded.txt"\n'
     + '[[sinks]]\ntype = "csv-wide"\npath = "wide.csv"\n[sinks.wide]\nrow_per = "participant"\n'
     + '[[sinks]]\ntype = "csv-long"\npath = "long-exploded.csv"\n[sinks.flatten]\n'
     + 'lists = "explode"\n'
@@ -107,12 +109,55 @@ class BareSink:
         self.file.close()
 
 
+class EncodedSink(BaseSink):
+    """Encodes its batches in the workers (an ``EncodingSink``): one line per result; the
+    sinks made are in ``made``. A result whose pk is ``fail_at`` makes it raise."""
+
+    made: ClassVar[list[EncodedSink]] = []
+    fail_at: ClassVar[int | None] = None
+
+    def begin(self, graph: RecordGraph) -> None:
+        self.file = self.context.temp_path().open("wb")
+        self.rows = 0
+        self.encoded_here = False
+        self.aborted = False
+        EncodedSink.made.append(self)
+
+    def encode_result_batch(self, batch: ResultBatch) -> bytes:
+        self.encoded_here = True  # (on a worker's copy: not seen by the parent's sink)
+        return self.encode(batch.column("pk").to_pylist(), batch.column("score").to_pylist())
+
+    def encode(self, pks: Sequence[int], scores: Sequence[float | None]) -> bytes:
+        if self.fail_at in pks:
+            raise ValueError(f"no line for result {self.fail_at}\n(a second line)")
+        return "".join(f"{pk} {s}\n" for pk, s in zip(pks, scores, strict=True)).encode()
+
+    def write_encoded(self, data: bytes, rows: int) -> None:
+        self.file.write(data)
+        self.rows += rows
+
+    def write_results(self, batch: Sequence[Result]) -> None:
+        self.write_encoded(self.encode([r.pk for r in batch], [r.score for r in batch]), len(batch))
+
+    def finish(self) -> Sequence[OutputReport]:
+        self.file.close()
+        return (OutputReport(path=self.context.target, rows=self.rows),)
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.file.close()
+
+
 class _Plugin:
     @hookimpl
     def exportkit_register_sinks(self) -> list[SinkSpec]:
         return [
             SinkSpec(name=name, description=name, options=_NoOptions, factory=factory)
-            for name, factory in (("columns", ColumnsSink), ("bare", BareSink))
+            for name, factory in (
+                ("columns", ColumnsSink),
+                ("bare", BareSink),
+                ("encoded", EncodedSink),
+            )
         ]
 
 
@@ -139,6 +184,7 @@ def _given(source: Path) -> dict[str, bytes]:
     return {
         "lines.txt": "".join(f"{r.pk}\n" for r in results).encode(),
         "columns.txt": "".join(f"{r.pk} {r.score}\n" for r in results).encode(),
+        "encoded.txt": "".join(f"{r.pk} {r.score}\n" for r in results).encode(),
         "bare.txt": "".join(
             f"{r.pk} {r.created_at.isoformat()} {r.json_data}\n" for r in results
         ).encode(),
@@ -167,7 +213,8 @@ def test_other_sinks_get_batches(
 ) -> None:
     ColumnsSink.seen.clear()
     got = _run(MIXED, generated_zip, tmp_path / "cut")
-    assert engine.LAST_RUN["batch_sinks"] == 5
+    assert engine.LAST_RUN["batch_sinks"] == 6
+    assert engine.LAST_RUN["encoding_sinks"] == 1
     chunks = engine.LAST_RUN["chunks"]
     assert chunks > 10
     # one batch per chunk, with the documented columns
@@ -230,3 +277,55 @@ def test_bad_data_beside_a_plugin_sink(
         got = _run(LONG + LINES, broken, out)
         assert got["lines.txt"] == _given(broken)["lines.txt"]
     assert not list(out.glob(".*")), list(out.iterdir())
+
+
+def test_a_sink_encodes_its_batches_in_the_workers(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``encode_result_batch`` runs in the workers (the parent's sink never runs it), the
+    parent writes the bytes in order and tells the sink their rows."""
+    text = LONG + '[[sinks]]\ntype = "encoded"\npath = "encoded.txt"\n'
+    EncodedSink.made.clear()
+    got = _run(text, generated_zip, tmp_path / "fast")
+    assert got["encoded.txt"] == _given(generated_zip)["encoded.txt"]
+    assert engine.LAST_RUN["encoding_sinks"] == 1
+    assert engine.LAST_RUN["chunks"] > 10
+    (sink,) = EncodedSink.made
+    assert not sink.encoded_here
+    assert sink.rows == engine.LAST_RUN["rows"] == got["encoded.txt"].count(b"\n")
+
+
+def test_a_sinks_error_in_a_worker_ends_the_run_with_its_error(
+    generated_zip: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """An exception of ``encode_result_batch`` (in a worker) ends the run with a one-line
+    SinkError naming the sink and its file; the parent's sink is aborted, nothing is
+    written, and the other workers end quietly (no traceback of a reply the parent no
+    longer reads)."""
+    text = LONG + '[[sinks]]\ntype = "encoded"\npath = "encoded.txt"\n'
+    EncodedSink.made.clear()
+    _run(text, generated_zip, tmp_path / "ok")
+    pks = [
+        int(line.split()[0]) for line in (tmp_path / "ok" / "encoded.txt").read_text().splitlines()
+    ]
+    monkeypatch.setattr(EncodedSink, "fail_at", pks[len(pks) // 2])  # (a chunk in the middle)
+    EncodedSink.made.clear()
+    out = tmp_path / "failed"
+    with pytest.raises(SinkError) as raised:
+        _run(text, generated_zip, out)
+    error = raised.value
+    assert error.sink == "encoded"
+    assert error.path == str(out / "encoded.txt")
+    assert error.message == (
+        f"cannot encode trial results: ValueError: no line for result {pks[len(pks) // 2]}"
+        " (a second line)"
+    )
+    assert "\n" not in str(error)
+    (sink,) = EncodedSink.made
+    assert sink.aborted
+    assert 0 < sink.rows < len(pks)  # (the chunks before it were written, then dropped)
+    assert not out.exists() or not list(out.iterdir())
+    assert "Traceback" not in capfd.readouterr().err

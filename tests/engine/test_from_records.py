@@ -173,6 +173,9 @@ def test_a_plugin_source_goes_through_the_engine(
     zipped = _from_zip(generated_zip, tmp_path / "zip")
     assert _run(source, tmp_path / "engine") == zipped
     assert engine.LAST_RUN["chunks"] > 5
+    # (the guide's sink encodes in the workers: its bytes are held with the batches until
+    # the last chunk is in, as a reader of records may still stand down)
+    assert engine.LAST_RUN["encoding_sinks"] == 1
     assert engine.LAST_RUN["rows"] == sum(source.given)
     assert sum(source.given) == sum(r.session is not None for r in results)
 

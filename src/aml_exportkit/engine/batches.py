@@ -387,6 +387,14 @@ def read_batches(data: bytes) -> Iterator[ResultBatch]:
             yield batch.slice(start, BATCH_ROWS)
 
 
+def table_batches(table: ArrowTable) -> Iterator[ResultBatch]:
+    """The record batches of one of :func:`result_batch`'s tables (in a worker), in slices
+    of at most :data:`BATCH_ROWS` rows, as :func:`read_batches` gives them."""
+    for batch in cast("Any", table).to_batches():
+        for start in range(0, batch.num_rows, BATCH_ROWS):
+            yield batch.slice(start, BATCH_ROWS)
+
+
 def _columns(batch: ResultBatch) -> ResultColumns:
     def column(name: str) -> list[Any]:
         return batch.column(name).to_pylist()

@@ -27,6 +27,12 @@ zip's ``results.json`` (:mod:`aml_exportkit.engine.fixture`, with the sink's own
 which the parent appends in order to the sink's temporary text file; the sink copies it
 into the member when it finishes. Every other sink gets each chunk as a record batch.
 
+The run's other sinks get each chunk's trial results as Arrow record batches
+(:func:`~aml_exportkit.engine.batches.result_batch`, built in the workers), handed to them
+in the parent in order; a sink that encodes its batches itself
+(:class:`~aml_exportkit.contracts.EncodingSink`, decision 0040) has that done in the
+workers, on their copy of the sink, and the parent only writes the bytes in order.
+
 The header and the Parquet schema depend on every json path and type of the export. The
 engine starts with those of a sample; a chunk that finds more is rendered again at the end
 with the final columns and the outputs are rebuilt (rare: a sample of a few thousand
@@ -68,7 +74,7 @@ import attrs
 
 from ..errors import ExportkitError, SinkError, TemplateError
 from ..tabular.table import Absent, Column, column_kind
-from .batches import read_batches, result_batch
+from .batches import read_batches, result_batch, table_batches
 from .chunks import ChunkMeta, ResultChunks, ResultColumns, StandDown, questions_of
 from .fixture import MEMBER, results_text
 from .from_records import RecordChunks
@@ -80,7 +86,14 @@ from .tables import TableRenderer, make_renderer, table_key
 
 if TYPE_CHECKING:
     from ..codebook import TableStats
-    from ..contracts import EngineFormat, EngineSink, ResultBatch, Sink, SinkContext
+    from ..contracts import (
+        EncodingSink,
+        EngineFormat,
+        EngineSink,
+        ResultBatch,
+        Sink,
+        SinkContext,
+    )
     from ..flatten import Path as JsonPath
     from ..graph import RecordGraph
     from ..progress import Progress
@@ -289,7 +302,9 @@ def run(
         :func:`~aml_exportkit.contracts.hand_result_batch`); called in the parent as each
         chunk arrives, in order, while the workers read the next ones (the profile answers,
         read beside, are complete before the first batch); an error ends the run, and the
-        pipeline aborts every sink.
+        pipeline aborts every sink. (An :class:`~aml_exportkit.contracts.EncodingSink`
+        is not fed: its batches are encoded in the workers, and the parent hands it the
+        bytes, an OS error naming the sink.)
     :param counted: where to note the codebook's column statistics of every file the
         engine writes, by its path (:mod:`~aml_exportkit.engine.stats`: counted in the
         workers, merged in order); complete once the run returns.
@@ -341,12 +356,21 @@ def run(
             plan = _Plan(renderer, [])
             plans.append((key, plan))
         plan.outputs.append(_Output(engine_sink, fmt, path, context))
+    from ..contracts import encodes_batches, hand_result_batch
+
+    # the sinks that encode their batches in the workers, and those handed the batches
+    encoders: list[tuple[SinkContext, EncodingSink]] = []
+    takers: list[tuple[SinkContext, Sink]] = []
+    for context, sink, _ in others:
+        if encodes_batches(sink):
+            encoders.append((context, sink))
+        else:
+            takers.append((context, sink))
     deliver = None
-    if others:
-        from ..contracts import hand_result_batch
+    if takers:
 
         def deliver(batch: ResultBatch) -> None:
-            for context, sink, _ in others:
+            for context, sink in takers:
                 if feed is None:
                     hand_result_batch(sink, batch)
                 else:
@@ -362,6 +386,7 @@ def run(
         questions,
         fixtures,
         deliver=deliver,
+        encoders=encoders,
         # (the run's own: nothing of a run that fails reaches ``counted``)
         counted={} if counted is not None else None,
     )
@@ -429,6 +454,7 @@ def _run(
         rows=rows,
         chunks=run.chunk_count,
         batch_sinks=len(others),
+        encoding_sinks=len(run.encoders),
         **run.stats,
     )
 
@@ -500,7 +526,12 @@ def _serve(
                 False,
                 WorkerError(f"a worker process failed: {type(exc).__name__}: {exc}", exc),
             )
-        conn.send(reply)
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            # the parent ended the run (an earlier chunk's error) and closed its end while
+            # this chunk was read: nothing is waiting for the reply, and no traceback is due
+            break
         del reply
         chunks += 1
         if chunks % 16 == 0:
@@ -680,6 +711,10 @@ class _Part:
 
 #: A chunk's text or Arrow bytes: in the message, or in a spool file.
 _Data = bytes | _Part
+#: What the parent hands the sinks it does not write for one chunk: the record batch's IPC
+#: stream bytes (b"" when no sink takes them), and per sink that encodes its batches, each
+#: batch's bytes and rows.
+_Handed: TypeAlias = tuple[bytes, list[list[tuple[bytes, int]]]]
 #: One plan's part of a chunk: column names, CSV text, the columns' types and json paths,
 #: the Arrow table.
 _Rendered: TypeAlias = tuple[
@@ -812,6 +847,8 @@ class _Chunk:
     batch: _Data | ArrowTable = b""
     #: per plan, the codebook's statistics of the chunk's text and table, when counted
     stats: list[PlanPart | None] | None = None
+    #: per sink that encodes its batches in the workers: each batch's bytes and rows
+    encoded: list[list[tuple[_Data, int]]] = attrs.field(factory=list)
 
 
 # -- the engine ---------------------------------------------------------------------------------
@@ -1271,6 +1308,7 @@ class _Run:
         fixtures: Sequence[_Output] = (),
         *,
         deliver: Callable[[ResultBatch], None] | None = None,
+        encoders: Sequence[tuple[SinkContext, EncodingSink]] = (),
         counted: Counted | None = None,
     ) -> None:
         self.graph = graph
@@ -1294,9 +1332,12 @@ class _Run:
         self.fixtures = _FixtureText([o.path for o in fixtures]) if fixtures else None
         #: hands a record batch to the sinks the engine does not write
         self.deliver = deliver
-        #: chunks' batches (IPC stream bytes) held until the profile answers are done
-        self.held: list[bytes] = []
-        self.want_batches = deliver is not None
+        #: the sinks the engine does not write that encode their batches in the workers
+        self.encoders = list(encoders)
+        #: chunks' batches (IPC stream bytes) and encoded batches, held until the profile
+        #: answers are done
+        self.held: list[_Handed] = []
+        self.want_batches = deliver is not None or bool(encoders)
         self.questions = questions
         self.raw = raw
         self.plans = plans
@@ -1407,9 +1448,13 @@ class _Run:
             # (once per chunk: not again when it is rendered anew)
             questions=questions_of(cols) if self.questions is not None and again is None else None,
             fixture=results_text(cols) if self.fixtures is not None and again is None else b"",
-            batch=result_batch(cols) if self.want_batches and again is None and len(cols) else b"",
             stats=stats,
         )
+        if self.want_batches and again is None and len(cols):
+            table = result_batch(cols)
+            chunk.encoded = [self._encode(context, sink, table) for context, sink in self.encoders]
+            if self.deliver is not None:
+                chunk.batch = table
         if not self._spool(chunk):
             # the Arrow tables as IPC stream bytes, in the message
             chunk.tables = [
@@ -1419,6 +1464,29 @@ class _Run:
             if _is_table(chunk.batch):
                 chunk.batch = _ipc_bytes(chunk.batch)
         return chunk
+
+    def _encode(
+        self, context: SinkContext, sink: EncodingSink, table: ArrowTable
+    ) -> list[tuple[_Data, int]]:
+        """(In a worker) a sink's bytes for a chunk's trial results, a batch at a time (the
+        batches the sink would be handed), with each batch's rows. Its exception is its
+        :class:`~aml_exportkit.errors.SinkError`, on one line."""
+        encoded: list[tuple[_Data, int]] = []
+        for batch in table_batches(table):
+            try:
+                data = sink.encode_result_batch(batch)
+            except SinkError:
+                raise
+            except Exception as exc:
+                message = " ".join(f"{type(exc).__name__}: {exc}".split())
+                raise _sink_error(context, f"cannot encode trial results: {message}") from None
+            if not isinstance(data, bytes):
+                raise _sink_error(
+                    context,
+                    f"encode_result_batch returned {type(data).__name__}, not bytes",
+                )
+            encoded.append((data, batch.num_rows))
+        return encoded
 
     def _spool(self, chunk: _Chunk) -> bool:
         """Move the chunk's text and Arrow tables (as IPC streams) into a spool file (in a
@@ -1430,6 +1498,7 @@ class _Run:
         tables = []
         fixture: _Data = b""
         batch: _Data = b""
+        encoded: list[list[tuple[_Data, int]]] = []
         fh: Any
         try:
             if _is_table(chunk.batch) or any(_is_table(arrow) for *_, arrow in chunk.tables):
@@ -1469,12 +1538,25 @@ class _Run:
                 if _is_table(chunk.batch):  # (a pyarrow file: its buffers go out without a copy)
                     _write_ipc(chunk.batch, fh)
                     batch = _Part(spool, offset, fh.tell() - offset)
+                    offset = fh.tell()
+                for parts in chunk.encoded:
+                    spooled: list[tuple[_Data, int]] = []
+                    for data, rows in parts:
+                        assert isinstance(data, bytes)
+                        if isinstance(fh, io.FileIO):
+                            _write_all(fh.fileno(), data)
+                        else:
+                            fh.write(data)
+                        spooled.append((_Part(spool, offset, len(data)), rows))
+                        offset += len(data)
+                    encoded.append(spooled)
         except OSError:
             spool.discard()
             return False
         chunk.tables = tables
         chunk.fixture = fixture
         chunk.batch = batch
+        chunk.encoded = encoded
         chunk.spool = spool
         return True
 
@@ -1537,7 +1619,8 @@ class _Run:
         new_paths: list[dict[str, JsonPath]] = [{} for _ in self.plans]
         trim_heap()
         payloads = [(task, None) for task in tasks]
-        for chunk in self.workers.map(payloads, self._hand_batches if self.deliver else None):
+        handing = self.deliver is not None or bool(self.encoders)
+        for chunk in self.workers.map(payloads, self._hand_batches if handing else None):
             self.chunk_count += 1
             if self.chunk_count % 32 == 0:
                 trim_heap()
@@ -1569,9 +1652,13 @@ class _Run:
                     counting.add(chunk.stats[index] if chunk.stats else None, chunk.rows)
             if self.fixtures is not None:
                 self.fixtures.add(chunk.fixture)
-            if self.deliver is not None and len(chunk.batch):
+            if handing and chunk.rows:
                 assert not _is_table(chunk.batch)  # (sent as bytes or spooled)
-                self.held.append(_read(chunk.batch))
+                handed: _Handed = (
+                    _read(chunk.batch),
+                    [[(_read(data), rows) for data, rows in parts] for parts in chunk.encoded],
+                )
+                self.held.append(handed)
                 self._hand_batches()
             if chunk.spool is not None:
                 chunk.spool.discard()
@@ -1627,10 +1714,20 @@ class _Run:
         thread = self.beside_thread
         if self.held and (final or thread is None or not thread.thread.is_alive()):
             self._join_beside()
-            assert self.deliver is not None
             while self.held:
-                for batch in read_batches(self.held.pop(0)):
-                    self.deliver(batch)
+                batch, encoded = self.held.pop(0)
+                if batch:
+                    assert self.deliver is not None
+                    for part in read_batches(batch):
+                        self.deliver(part)
+                for (context, sink), parts in zip(self.encoders, encoded, strict=True):
+                    for data, rows in parts:
+                        try:
+                            sink.write_encoded(data, rows)
+                        except OSError as exc:
+                            raise _sink_error(
+                                context, f"cannot write: {exc.strerror or exc}"
+                            ) from None
         return bool(self.held)
 
     def beside_first(self) -> None:
