@@ -133,7 +133,7 @@ def parse_array(body: bytes | bytearray | memoryview) -> list[Any]:
         except ValueError as exc:
             raise StandDown(f"malformed JSON: {exc}") from None
         if has_surrogate_escape(bytes(body)):
-            raise StandDown("a surrogate escape: the plain path judges the text")
+            raise StandDown("a surrogate escape: the reference reading judges the text")
     else:
         buf = bytearray(b"[")
         buf += body
