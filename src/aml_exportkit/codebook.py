@@ -10,8 +10,8 @@ Arrow table (:func:`csv_text_stats`, :func:`arrow_table_stats`) and the parent m
 chunks in order (:class:`TableStats`); the other outputs are read back once after the
 sinks finish, with the same counting functions. The questions of the exported results,
 with their texts and the choice labels found in json_data, come from the run itself: the
-profile answers as they are read, the trial results from the engine's chunks (or the plain
-path's batches), merged in order.
+profile answers as they are read, the trial results from the engine's chunks, merged in
+order.
 """
 
 from __future__ import annotations

@@ -283,9 +283,8 @@ class EncodingSink(Sink, Protocol):
     batch of trial results into the bytes it writes (:meth:`encode_result_batch`), and the
     main process only writes those bytes, in order (:meth:`write_encoded`). A sink has this
     seam by defining both methods (:class:`BaseSink` defines neither); when the engine reads
-    the trial results, they replace :meth:`Sink.write_result_batch`. Without the engine
-    (``EXPORTKIT_ENGINE=0``, or a run it stands down for) :meth:`Sink.write_results` still
-    gets the rows.
+    the trial results (every run: it is the one path, decision 0035), they replace
+    :meth:`Sink.write_result_batch`, and :meth:`Sink.write_results` is not called.
 
     The workers are forked after :meth:`Sink.begin`: each holds a copy of the sink as it was
     then (profile answers it takes in the main process may come later). What

@@ -471,8 +471,8 @@ class RecordGraph:
     def note_session_run(self, session: int, count: int, last: int) -> None:
         """Note that ``session``'s ``count`` trial results passed, the highest pk ``last``
         (for :attr:`open_session_results` and :attr:`block_result_tops`). Noting a session
-        again with the same numbers changes nothing (an engine run that stood down may have
-        noted some)."""
+        again with the same numbers changes nothing (the engine and the graph's own reading,
+        :meth:`trial_results`, each note the sessions they read)."""
         record = self._tables["session"].get(session)
         block = record.block if record is not None else None
         top = self.block_result_tops.get(block)

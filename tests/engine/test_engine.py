@@ -201,7 +201,8 @@ def test_two_tables_rendered_again_each_with_its_own_columns(
     zip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A chunk rendered again for one table gets that table's final columns only: another
-    table's columns made the engine stand down ("a chunk changed between two readings")."""
+    table's columns once made the engine stand down ("a chunk changed between two
+    readings")."""
     _compare(TWO_TABLES, zip_path, tmp_path, _small(monkeypatch, 4_000, 2_000))
 
 

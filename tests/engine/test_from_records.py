@@ -173,8 +173,8 @@ def test_a_plugin_source_goes_through_the_engine(
     zipped = _from_zip(generated_zip, tmp_path / "zip")
     assert _run(source, tmp_path / "engine") == zipped
     assert engine.LAST_RUN["chunks"] > 5
-    # (the guide's sink encodes in the workers: its bytes are held with the batches until
-    # the last chunk is in, as a reader of records may still stand down)
+    # (the guide's sink encodes in the workers, on a reader of records as on a zip: its
+    # bytes are handed to it with the chunks' batches, in order)
     assert engine.LAST_RUN["encoding_sinks"] == 1
     assert engine.LAST_RUN["rows"] == sum(source.given)
     assert sum(source.given) == sum(r.session is not None for r in results)
@@ -549,8 +549,9 @@ def test_a_value_muscles_columns_cannot_hold_is_the_sources_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The engine takes the run and ends it with one line naming
-    the source, the record and the field; nothing is written. (The plain path crashed on
-    most of these, or wrote a value no reader of ours accepts.)"""
+    the source, the record and the field; nothing is written. (The row-by-row path, removed
+    in decision 0035, crashed on most of these, or wrote a value no reader of ours
+    accepts.)"""
     tables, results = records
     change, message = UNFIT[what]
     trials = [i for i, r in enumerate(results) if r.session is not None]

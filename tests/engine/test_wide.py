@@ -210,8 +210,8 @@ def test_a_json_column_with_a_result_fields_name_is_a_clash(
     tiny_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A ``json_data`` column renamed to a result field's name is the table's clash, as in
-    the long table (the plain path's row builder wrote the json value over the field's,
-    so that one of the two was lost): no output."""
+    the long table (on the row-by-row path, removed in decision 0035, the row builder wrote
+    the json value over the field's, so that one of the two was lost): no output."""
     text = WIDE.format(
         extra='[sinks.flatten]\nrename = { "result_json.decision_time" = "result_score" }\n'
     )

@@ -271,8 +271,8 @@ static int read_number(Scan *s, const unsigned char **tok, Py_ssize_t *len, int 
     } else if (*p >= '1' && *p <= '9') {
         const unsigned char *first = p;
         while (p < end && *p >= '0' && *p <= '9') p++;
-        /* an integer Python cannot read (jsonstream.MAX_INT_DIGITS) is left to the plain
-         * path, which refuses it */
+        /* an integer Python cannot read (jsonstream.MAX_INT_DIGITS) is left to the
+         * source's reference reading, which refuses it */
         if (p - first > MAX_INT_DIGITS) return fail(s, "an integer too long");
     } else {
         return fail(s, "bad value");

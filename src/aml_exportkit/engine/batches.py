@@ -123,7 +123,7 @@ def _json_values(texts: list[bytes]) -> list[Any]:
     so no run of digits spans two texts), not one per text; then each text is parsed on its
     own (never as one array: a text that is not one value must fail alone).
 
-    :raises StandDown: for a text the plain path must judge.
+    :raises StandDown: for a text the source's reference reading must judge.
     """
     try:
         if wide_integers(b",".join(texts)):
@@ -344,7 +344,7 @@ def _json_text(value: Any) -> str:
 def _json_texts(cols: ResultColumns) -> list[str]:
     if not cols.json_raw:
         return [_json_text(v) for v in cols.json_data]
-    json_values(cols)  # stand down here, in the worker, not when the parent hands the rows
+    json_values(cols)  # refuse here, in the worker, not when the parent hands the rows
     try:
         return [t.decode() for t in cols.json_data]
     except UnicodeDecodeError:  # pragma: no cover - the kernel reads UTF-8 only

@@ -7,8 +7,9 @@ them to :func:`finish_columns`, which applies what :class:`~aml_exportkit.graph.
 checks for every result (types, foreign keys, duplicate keys, order, MUSCLE's column
 lengths) and puts the rows in output order. Anything it does not accept raises
 :class:`StandDown`, and the source reads that chunk again record by record
-(:meth:`ResultChunks.reference`), which gives the chunk's plain values or the plain path's
-error: the engine does not stand down for the source's data.
+(:meth:`ResultChunks.reference`), which gives the chunk's plain values or the source's
+error (its reader's, naming the file and the record): no input makes a :class:`StandDown`
+reach the run.
 
 A source offers its raw results to the engine as a :class:`ResultChunks` (and its profile
 answers as a :class:`ProfileCheck`); those protocols, :class:`ResultColumns`,
@@ -49,9 +50,10 @@ _CREATED = re.compile(
 
 
 class StandDown(Exception):
-    """The columns (or the kernel) cannot take this: inside a chunk's reading, the source's
-    reference reading takes the chunk; anywhere else the engine cannot take the run (the
-    plain path runs instead)."""
+    """The columns (or the kernel) cannot take this: inside a worker, this chunk must be read
+    by the source's reference reading (:meth:`ResultChunks.reference`); a profile check that
+    raises it leaves the answers to the graph's reading. One that reaches the run is an
+    internal error (``RuntimeError``), never a reason to read the run another way."""
 
 
 class ChunkMeta(TypedDict, total=False):
@@ -99,13 +101,14 @@ class ResultChunks(Protocol[TaskT]):
         """Read, parse and check one chunk (in a worker), with the native kernel where it
         takes the chunk; a chunk the columnar checks refuse is read by :meth:`reference`.
 
-        :raises SourceError: the plain path's error for the chunk's first bad record.
+        :raises SourceError: the source's error (its reader's) for the chunk's first bad
+            record.
         """
 
     def reference(self, task: TaskT) -> tuple[ResultColumns, ChunkMeta]:
-        """Read one chunk without the native kernel, record by record, with the plain
-        path's reader and the graph's checks (:class:`~aml_exportkit.graph.ResultChecker`):
-        its plain values (``json_raw`` false), or the plain path's error.
+        """Read one chunk without the native kernel, record by record, with the source's
+        reader and the graph's checks (:class:`~aml_exportkit.graph.ResultChecker`): its
+        plain values (``json_raw`` false), or the source's error.
 
         :raises SourceError: the error, naming the file (or table) and the record.
         :raises StandDown: only for what the columns cannot carry.
@@ -121,7 +124,8 @@ class ProfileCheck(Protocol):
     def check(self, graph: RecordGraph) -> tuple[PkSet, int, int]:
         """The answers' keys, their number and the number whose question is missing.
 
-        :raises StandDown: when the plain path must read them.
+        :raises StandDown: when the graph must read them, record by record
+            (:meth:`~aml_exportkit.graph.RecordGraph.profile_results`).
         """
 
 
@@ -151,8 +155,8 @@ def questions_of(cols: ResultColumns) -> DataScan:
 
 def json_value(text: bytes) -> Any:
     """A ``json_data`` text (one the native kernel read and checked) as its value: orjson's,
-    or the standard library's when an integer may exceed 64 bits (kept exact, as the plain
-    path's reader keeps it)."""
+    or the standard library's when an integer may exceed 64 bits (kept exact, as the source's
+    reader keeps it)."""
     if wide_integers(text):
         return json.loads(text, parse_float=finite_float)
     return orjson.loads(text)
@@ -342,7 +346,7 @@ def datetime_texts(values: Sequence[Any]) -> list[str]:
     instant.
 
     A time zone that is not a fixed offset (a ``zoneinfo`` zone) is written with its
-    offset at that instant (``utcoffset()``), as the plain path's ``isoformat`` wrote it;
+    offset at that instant (``utcoffset()``), as ``datetime.isoformat`` writes it;
     the value read back holds that offset, not the zone's name.
 
     :raises StandDown: for a value that is not a ``datetime``, or one without a UTC offset
@@ -404,7 +408,7 @@ def finish_columns(
     if not set(map(type, sections)) <= {int, type(None)}:
         raise StandDown("section: a value that is not an integer")
     if not raw_json and not nesting_ok(json_data, 1):
-        # the list adds one level, as a record's fields add two: the plain path judges
+        # the list adds one level, as a record's fields add two: the reference reading judges
         raise StandDown("json_data nested too deeply")
     edges = (sessions[0], sessions[-1])
     order, kept = ordered(sessions, pks, checks)

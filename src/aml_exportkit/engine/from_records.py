@@ -16,13 +16,12 @@ ends the run with the error the graph gives, at the place the graph would meet i
 MUSCLE's columns cannot hold is the source's error too, raised by the worker that meets it
 (:func:`~aml_exportkit.engine.batches.unfit_record`, decision 0034).
 
-The source's batches can be read once, and until the plain loop is gone the engine may
-still stand down for a table it does not lay out (MUSCLE's wide layout). So the reader
-takes them from the graph
-(:meth:`~aml_exportkit.graph.RecordGraph.take_trial_batches`) and gives back at once a
+The source's batches can be read once, and the graph keeps its own reading of them
+(:meth:`~aml_exportkit.graph.RecordGraph.trial_results`). So the reader takes them from the
+graph (:meth:`~aml_exportkit.graph.RecordGraph.take_trial_batches`) and gives back at once a
 replay of what it read (:meth:`~aml_exportkit.graph.RecordGraph.give_trial_batches`): the
-same records in the same batches. The plain path, if it runs, reads and checks them as it
-reads the source's.
+same records in the same batches, which a later reading of the graph's reads and checks as
+it reads the source's.
 """
 
 from __future__ import annotations

@@ -605,7 +605,8 @@ class _Workers:
             for as long as it returns True (work the parent holds back, to do as soon as it
             can).
 
-        :raises StandDown: when a worker stood down for a chunk.
+        :raises StandDown: when a chunk's work raised it in its worker (even after the
+            source's reference reading): the run makes it an internal error.
         :raises ExportkitError: the source's error for a chunk's bad input.
         :raises WorkerError: when a worker ended unexpectedly or its work raised another
             exception.

@@ -49,7 +49,7 @@ MemberOpener = Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
 
 #: Bytes of ``results.json`` per chunk.
 CHUNK_BYTES = 4 << 20
-#: Results per batch of :func:`owner_runs` (the plain path's batches).
+#: Results per batch of :func:`owner_runs` in a chunk's reference reading.
 RUN_BATCH = 4096
 #: Bytes of ``results.json`` sampled before the start (for the first header and schema).
 SAMPLE_BYTES = 1 << 20
@@ -120,7 +120,7 @@ def field_columns(
 
 
 def parse_array(body: bytes | bytearray | memoryview) -> list[Any]:
-    """The elements of ``[body]`` as the plain path's reader parses them."""
+    """The elements of ``[body]`` as the source's reader parses them."""
     if wide_integers(bytes(body)):
         # integers beyond 64 bits: the standard library keeps them exact (as jsonstream)
         try:
@@ -133,7 +133,7 @@ def parse_array(body: bytes | bytearray | memoryview) -> list[Any]:
         except ValueError as exc:
             raise StandDown(f"malformed JSON: {exc}") from None
         if has_surrogate_escape(bytes(body)):
-            raise StandDown("a surrogate escape: the plain path judges the text")
+            raise StandDown("a surrogate escape: the reference reading judges the text")
     else:
         buf = bytearray(b"[")
         buf += body
@@ -322,8 +322,9 @@ class ZipTrialResults:
     A chunk that the columnar reading refuses is read again by the reference reading
     (:func:`fixture_records`, :func:`owner_runs` and the graph's
     :class:`~aml_exportkit.graph.ResultChecker`, record by record): it either raises the
-    error the plain path raises, naming the file and the record, or gives the chunk's
-    columns. The engine never stands down for what the plain path accepts or refuses.
+    source's error, naming the file and the record, or gives the chunk's columns. Whatever
+    the source's reader accepts or refuses, no :class:`~aml_exportkit.engine.StandDown`
+    reaches the run.
 
     :param fd: a file descriptor of the zip (or of the inflated copy of a gzip-wrapped one).
     :param info: the member.
@@ -388,7 +389,7 @@ class ZipTrialResults:
 
     def _inflate(self, inflate: MemberOpener) -> None:
         """Inflate the member into a temporary file, as a stream (the zip's reader checks
-        its CRC-32 and reports a broken member as the plain path does)."""
+        its CRC-32 and reports a broken member as the source's reader does)."""
         copy = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         try:
             with inflate() as stream:
@@ -529,9 +530,9 @@ class ZipTrialResults:
         return fixture_columns(items, self.checks)
 
     def reference(self, task: tuple[int, int, int, int]) -> tuple[ResultColumns, ChunkMeta]:
-        """Read one chunk record by record, as the plain path reads the whole member.
+        """Read one chunk record by record, as the source's reader reads the whole member.
 
-        :raises SourceError: the plain path's error for the first record at fault in the
+        :raises SourceError: the source's error for the first record at fault in the
             chunk (an :class:`~aml_exportkit.errors.IntegrityError` for the graph's checks).
         """
         read_from, read_to, parse_from, parse_to = task
@@ -668,7 +669,9 @@ class ZipProfileAnswers:
     The member is read in pieces cut at Django's separator; each piece's answers are
     parsed into columns, their ``json_data`` parsed in full, and checked as the engine checks
     trial results, with the participants as owners. Anything unusual raises
-    :class:`~aml_exportkit.engine.StandDown` and the plain path reads the answers instead.
+    :class:`~aml_exportkit.engine.StandDown`, and the graph reads the answers record by
+    record instead (:meth:`~aml_exportkit.graph.RecordGraph.profile_results`), reporting
+    whatever is wrong.
 
     :param fd: a file descriptor of the zip.
     :param info: the member.

@@ -61,13 +61,13 @@ class DbTrialResults:
 
     A chunk that the columnar reading refuses is read again by :meth:`reference`, with the
     source's own row maker and the graph's checks, which give its plain values or the
-    plain path's error.
+    source's error (naming the row's record).
 
     :param uri: the source's URI (it stays in memory: the workers connect with it).
     :param conn: the source's connection, inside its snapshot transaction.
     :param select: the SELECT list of ``result_result r`` (the source's, json as UTF-8).
-    :param records: the plain path's reading of rows (the source's row maker): records, or
-        the source's error naming the row's record.
+    :param records: the source's reading of rows (its row maker): records, or the source's
+        error naming the row's record.
     :param errors: the source's context that turns a database error into its one-line
         error.
     :param snapshot: the id of the source transaction's exported snapshot (None: the server
@@ -220,7 +220,7 @@ class DbTrialResults:
 
     def reference(self, task: Any) -> tuple[ResultColumns, ChunkMeta]:
         """Read one group of sessions with the source's row maker and the graph's checks,
-        record by record: the plain path's values, or its error."""
+        record by record: the chunk's plain values, or the source's error."""
         from .fixture_zip_chunks import result_columns
 
         if self.fed is not None:
