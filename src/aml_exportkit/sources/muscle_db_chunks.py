@@ -306,7 +306,19 @@ def _json_column(docs: Sequence[Any]) -> tuple[list[Any], bool]:
 
 
 def _json_values(docs: Sequence[Any]) -> list[Any]:
-    """Parse the jsonb texts of a chunk at once (as the source's ``_loads`` parses each)."""
+    """Parse the jsonb texts of a chunk at once (as the source's ``_loads`` parses each).
+
+    :raises StandDown: for a value no record may hold (the source's ``UnfitValue``): the
+        chunk's reference reading then raises the source's error naming the record."""
+    from .muscle_db_reader import UnfitValue
+
+    try:
+        return _parse_json(docs)
+    except UnfitValue as exc:
+        raise StandDown(f"json_data: {exc}") from None
+
+
+def _parse_json(docs: Sequence[Any]) -> list[Any]:
     from .muscle_db_reader import _loads
 
     if None in docs:
