@@ -20,8 +20,9 @@ its own row count (one per trial, per session, …), not only for bench.py's tri
 Exit status: 0 when every run worked and every target is met, 2 when every run worked but
 a target is missed, 1 when a run failed or wrote the wrong rows.
 
-``memory`` runs every template once per size and records the peak RSS (GNU time's %M, the
-largest process of the tree) and the sum over the process tree sampled from /proc.
+``memory`` runs every template once per size, on the zip and on the database (not with
+``--no-db``), and records the peak RSS (GNU time's %M, the largest process of the tree) and
+the sum over the process tree sampled from /proc.
 
 ``model`` runs each workload on the zip with one and with two workers, once, and prints where
 the CPU seconds went (the parent before, beside and after the workers; each worker) and
@@ -331,36 +332,43 @@ def memory(args: argparse.Namespace) -> int:
         chosen = [w for w in chosen if w.matches(set(args.only.split(",")))]
     rows = []
     for sessions in args.sizes:
-        zip_path, _ = ensure_inputs(sessions, args.data, False)
+        zip_path, dsn = ensure_inputs(sessions, args.data, not args.no_db)
+        sources = [("zip", str(zip_path))] + ([("db", dsn)] if dsn else [])
         for w in chosen:
-            with tempfile.TemporaryDirectory(dir=args.data) as out:
-                rss_file = Path(out) / "rss"
-                cmd = [
-                    "/usr/bin/time", "-f", "%M", "-o", str(rss_file),
-                    PY, "-m", "aml_exportkit", "run", str(w.template), "--source", str(zip_path),
-                    "--block", BLOCK, "--out", str(Path(out) / "o"), "--quiet",
-                ]  # fmt: skip
-                start = time.perf_counter()
-                proc = subprocess.Popen(cmd, env={**os.environ, **w.env})
-                tree = 0
-                while proc.poll() is None:
-                    tree = max(tree, _tree_rss(proc.pid))
-                    time.sleep(0.05)
-                wall = time.perf_counter() - start
-                peak = int(rss_file.read_text().split()[-1]) if rss_file.exists() else 0
-                row = {
-                    "sessions": sessions,
-                    "workload": w.name,
-                    "template": w.template.name,
-                    "seconds": round(wall, 2),
-                    "peak_rss_mb": round(peak / 1024),
-                    "tree_rss_mb": round(tree / 1024),
-                    "rc": proc.returncode,
-                }
+            for kind, source in sources:
+                row = {"sessions": sessions, "workload": w.name, "source": kind}
+                row.update(_peak_rss(w, source, args.data))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     (args.results / "memory.json").write_text(json.dumps(rows, indent=1))
     return 0 if all(r["rc"] == 0 for r in rows) else 1
+
+
+def _peak_rss(w: Workload, source: str, data: Path) -> dict[str, Any]:
+    """One run of ``w`` on ``source`` (zip or DSN): GNU time's peak RSS (the largest
+    process) and the largest sum over the process tree sampled from /proc."""
+    with tempfile.TemporaryDirectory(dir=data) as out:
+        rss_file = Path(out) / "rss"
+        cmd = [
+            "/usr/bin/time", "-f", "%M", "-o", str(rss_file),
+            PY, "-m", "aml_exportkit", "run", str(w.template), "--source", source,
+            "--block", BLOCK, "--out", str(Path(out) / "o"), "--quiet",
+        ]  # fmt: skip
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env={**os.environ, **w.env})
+        tree = 0
+        while proc.poll() is None:
+            tree = max(tree, _tree_rss(proc.pid))
+            time.sleep(0.05)
+        wall = time.perf_counter() - start
+        peak = int(rss_file.read_text().split()[-1]) if rss_file.exists() else 0
+    return {
+        "template": w.template.name,
+        "seconds": round(wall, 2),
+        "peak_rss_mb": round(peak / 1024),
+        "tree_rss_mb": round(tree / 1024),
+        "rc": proc.returncode,
+    }
 
 
 # -- the per-core model -----------------------------------------------------------------------
@@ -397,7 +405,7 @@ def main() -> int:
                     type=lambda s: [int(x) for x in s.split(",")])  # fmt: skip
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--skip", default="", help="baselines to leave out, e.g. pandas")
-    ap.add_argument("--no-db", action="store_true", help="zip only")
+    ap.add_argument("--no-db", action="store_true", help="zip only (targets, memory)")
     ap.add_argument("--only", default="", help="these workloads only (names or templates)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per run (bench.py)")
     ap.add_argument("--data", type=Path, default=Path("/tmp/bench"))

@@ -15,7 +15,10 @@
  *                         int64 keys into a PkSet's pages (graph.PkSet.add_each);
  *   copy_columns(messages, kinds)
  *                         the messages of PostgreSQL's binary COPY as one list per column
- *                         (sources/muscle_db_copy.py).
+ *                         (sources/muscle_db_copy.py);
+ *   shift_offsets(group, delta)
+ *                         a Parquet footer's RowGroup (Thrift compact bytes) with every
+ *                         file offset moved by delta, like tabular.parquet_file.
  *
  * Anything the kernel is not sure to treat exactly as Python does (NaN, numbers that
  * overflow a double, lone surrogates, duplicate keys inside json_data, invalid UTF-8)
@@ -1874,6 +1877,157 @@ fail:
     return NULL;
 }
 
+/* -- Parquet footers: a row group's file offsets shifted --------------------------------- */
+
+/* A walk over Thrift compact protocol bytes (a Parquet RowGroup), copying them to out with
+ * every file offset (an i64 field of the ids below, when positive) plus delta. */
+typedef struct {
+    const unsigned char *p, *end, *copied;
+    Buf *out;
+    int64_t delta;
+} Walk;
+
+enum { LEVEL_NONE = -1, LEVEL_GROUP, LEVEL_CHUNK, LEVEL_META };
+/* Nesting deeper than this (lists, maps and structs) is refused; Parquet's has 4 levels. */
+#define MAX_DEPTH 64
+
+static int walk_varint(Walk *w, uint64_t *value) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && w->p < w->end; shift += 7) {
+        unsigned char b = *w->p++;
+        v |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80)) {
+            *value = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int walk_struct(Walk *w, int level, int depth);
+
+static int walk_value(Walk *w, int kind, int level, int depth) {
+    uint64_t n;
+    if (depth > MAX_DEPTH) return -1;
+    switch (kind) {
+    case 1: case 2: return 0; /* a field's bool is in its header */
+    case 3: if (w->p >= w->end) return -1; w->p++; return 0;
+    case 4: case 5: case 6: return walk_varint(w, &n);
+    case 7: if (w->end - w->p < 8) return -1; w->p += 8; return 0;
+    case 8:
+        if (walk_varint(w, &n) < 0 || (uint64_t)(w->end - w->p) < n) return -1;
+        w->p += n;
+        return 0;
+    case 9: case 10: {
+        if (w->p >= w->end) return -1;
+        unsigned char head = *w->p++;
+        uint64_t count = head >> 4;
+        int element = head & 0x0F;
+        if (count == 15 && walk_varint(w, &count) < 0) return -1;
+        if (element == 1 || element == 2) element = 3; /* list bools are bytes */
+        for (uint64_t i = 0; i < count; i++)
+            if (walk_value(w, element, level, depth + 1) < 0) return -1;
+        return 0;
+    }
+    case 11: {
+        if (walk_varint(w, &n) < 0) return -1;
+        if (!n) return 0;
+        if (w->p >= w->end) return -1;
+        int key = *w->p >> 4, value = *w->p & 0x0F;
+        w->p++;
+        if (key == 1 || key == 2) key = 3;
+        if (value == 1 || value == 2) value = 3;
+        for (uint64_t i = 0; i < n; i++)
+            if (walk_value(w, key, LEVEL_NONE, depth + 1) < 0 ||
+                walk_value(w, value, LEVEL_NONE, depth + 1) < 0)
+                return -1;
+        return 0;
+    }
+    case 12: return walk_struct(w, level, depth + 1);
+    }
+    return -1;
+}
+
+static int is_offset(int level, int64_t field) {
+    switch (level) {
+    case LEVEL_GROUP: return field == 5;                          /* RowGroup.file_offset */
+    case LEVEL_CHUNK: return field == 2 || field == 4 || field == 6; /* file, both indexes */
+    case LEVEL_META:  /* data, index and dictionary pages, bloom filter */
+        return field == 9 || field == 10 || field == 11 || field == 14;
+    }
+    return 0;
+}
+
+static int nested(int level, int64_t field) {
+    if (level == LEVEL_GROUP && field == 1) return LEVEL_CHUNK;   /* columns */
+    if (level == LEVEL_CHUNK && field == 3) return LEVEL_META;    /* meta_data */
+    return LEVEL_NONE;
+}
+
+static int walk_struct(Walk *w, int level, int depth) {
+    if (depth > MAX_DEPTH) return -1;
+    int64_t field = 0;
+    for (;;) {
+        if (w->p >= w->end) return -1;
+        unsigned char head = *w->p++;
+        if (!head) return 0;
+        int kind = head & 0x0F;
+        if (head >> 4) {
+            field += head >> 4;
+        } else {
+            uint64_t z;
+            if (walk_varint(w, &z) < 0) return -1;
+            field = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+        }
+        if (kind == 6 && is_offset(level, field)) {
+            const unsigned char *start = w->p;
+            uint64_t z;
+            if (walk_varint(w, &z) < 0) return -1;
+            int64_t v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+            if (v > 0) {
+                unsigned char tmp[10];
+                int len = 0;
+                uint64_t u = (uint64_t)v + (uint64_t)w->delta; /* wraps like Python's */
+                u = (u << 1) ^ (uint64_t)((int64_t)u >> 63);
+                while (u >= 0x80) {
+                    tmp[len++] = (unsigned char)(u & 0x7F) | 0x80;
+                    u >>= 7;
+                }
+                tmp[len++] = (unsigned char)u;
+                if (buf_put(w->out, (const char *)w->copied, start - w->copied) < 0 ||
+                    buf_put(w->out, (const char *)tmp, len) < 0)
+                    return -2;
+                w->copied = w->p;
+            }
+        } else if (walk_value(w, kind, nested(level, field), depth) < 0) {
+            return -1;
+        }
+    }
+}
+
+static PyObject *shift_offsets(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    long long delta;
+    if (!PyArg_ParseTuple(args, "y*L", &view, &delta)) return NULL;
+    Buf out = {NULL, 0, 0};
+    Walk w = {view.buf, (const unsigned char *)view.buf + view.len, view.buf, &out, delta};
+    int status = walk_struct(&w, LEVEL_GROUP, 0);
+    PyObject *result = NULL;
+    if (status == -1) {
+        PyErr_SetString(PyExc_ValueError, "not a Parquet row group (Thrift compact)");
+    } else if (status == 0) {
+        if (buf_put(&out, (const char *)w.copied, w.p - w.copied) == 0) {
+            if (w.p != w.end)
+                PyErr_SetString(PyExc_ValueError, "bytes after the Parquet row group");
+            else
+                result = PyBytes_FromStringAndSize(out.data, out.len);
+        }
+    }
+    PyMem_Free(out.data);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"parse_fixture", parse_fixture, METH_O,
      "parse_fixture(body) -> list: the elements of '[body]'; fields.json_data as raw bytes."},
@@ -1893,6 +2047,8 @@ static PyMethodDef methods[] = {
      "pkset_add(pages, keys) -> int: int64 keys into a PkSet's pages; where it stopped, or -1."},
     {"copy_columns", copy_columns, METH_VARARGS,
      "copy_columns(messages, kinds) -> list | None: a binary COPY's messages as columns."},
+    {"shift_offsets", shift_offsets, METH_VARARGS,
+     "shift_offsets(group, delta) -> bytes: a Parquet row group with its offsets + delta."},
     {NULL, NULL, 0, NULL},
 };
 

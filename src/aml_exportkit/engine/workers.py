@@ -1847,16 +1847,26 @@ class _Run:
             prefix="exportkit-again-", dir=self.spool_folder, delete=False
         ) as fh:
             pickle.dump((index, *again, schema), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        # Each chunk's second reading is taken as it comes, in order (the workers run a few
+        # chunks ahead): collected first, every chunk's text and Arrow table lay in the spool
+        # folder (memory, in /dev/shm) at once, and the parent's peak grew with the export.
         try:
-            fresh = dict(
-                zip(
-                    redo,
-                    self.workers.map([(tasks[i], fh.name) for i in redo]),
-                    strict=True,
-                )
-            )
+            fresh = self.workers.map([(tasks[i], fh.name) for i in redo])
+            self._write_again(state, index, final, set(redo), fresh, schema)
         finally:
             os.unlink(fh.name)
+
+    def _write_again(
+        self,
+        state: _PlanState,
+        index: int,
+        final: tuple[str, ...],
+        redo: set[int],
+        fresh: Iterator[_Chunk],
+        schema: object,
+    ) -> None:
+        """Write the plan's text anew: the chunks of ``redo`` from ``fresh`` (their second
+        readings, in order), the others from the old text."""
         old = state.text
         target, new = self._redo_file(state)
         # a deferred table's Parquet outputs take each chunk's rows as they come
@@ -1893,8 +1903,8 @@ class _Run:
             for i, (start, length) in enumerate(state.ranges):
                 text: _Data
                 size = 0
-                if i in fresh:
-                    chunk = fresh.pop(i)
+                if i in redo:
+                    chunk = next(fresh)
                     counts.append((chunk.stats[index] if chunk.stats else None, state.rows[i]))
                     gap = b""
                     if chunk.first is not None:
@@ -1906,7 +1916,7 @@ class _Run:
                     text = chunk.tables[index][1]
                     _put(new, text)
                     arrow = chunk.tables[index][4]
-                    assert not _is_table(arrow)  # (sent as bytes or spooled)
+                    assert arrow is None or isinstance(arrow, bytes | _Part)  # (not a table)
                     to_parquet(gap, arrow)
                     if chunk.spool is not None:
                         chunk.spool.discard()

@@ -28,6 +28,7 @@ from ..contracts import OutputReport, SinkContext, SinkSpec
 from ..hookspecs import hookimpl
 from ..tabular.arrow import PYARROW, RowConverter, arrow_schema
 from ..tabular.options import ParquetOptions
+from ..tabular.parquet_file import ParquetFile
 from ..tabular.sink import TableSink
 from ..tabular.table import Column, Table
 from ..template.recorded import recorded_text
@@ -103,12 +104,12 @@ class ParquetSink(TableSink):
         }
         return arrow_schema(pa, columns, metadata, timestamps)
 
-    def open_writer(self, path: Path, schema: Any) -> Any:
-        """A ``ParquetWriter`` for ``path`` with the sink's compression."""
-        _, pq = _pyarrow()
+    def open_writer(self, path: Path, schema: Any) -> ParquetFile:
+        """A writer of ``path`` with the sink's compression: one row group per
+        ``write_table``, the bytes of pyarrow's ``ParquetWriter`` in bounded memory."""
         options: ParquetOptions = self.options
         compression = None if options.compression == "none" else options.compression
-        return pq.ParquetWriter(str(path), schema, compression=compression)
+        return ParquetFile(path, schema, compression=compression)
 
     def finish(self) -> Sequence[OutputReport]:
         """Write the file, or with ``partition_by`` one part file per partition."""
