@@ -43,6 +43,7 @@ from ..records import Result, Session
 from ..tabular.muscle import DASHBOARD_COLUMNS, ClassicBuilder, DashboardBuilder, result_prefix
 from ..tabular.options import TableOptions
 from ..tabular.table import Column, WriterKind, guard_formula, line_end
+from . import native
 from .batches import result_records
 from .chunks import ResultColumns
 from .tables import RendersAtOnce
@@ -219,6 +220,38 @@ def csv_cells(values: Iterable[str], line_end: str) -> dict[str, str]:
     return cells
 
 
+#: Characters that may make the csv writer quote a cell: the delimiter, the quote, and any
+#: line end's (:func:`_specials` asks the writer which of them it quotes).
+_CANDIDATES = ',"\r\n'
+_SPECIALS: dict[str, str] = {}
+
+
+def _specials(line_end: str) -> str:
+    """The characters for which Python's csv writer quotes a cell, with ``line_end``: asked
+    of the writer itself (which of CR and LF it quotes depends on the line end, and on the
+    Python version), so that the kernel follows the writer."""
+    found = _SPECIALS.get(line_end)
+    if found is None:
+        candidates = _CANDIDATES + "".join(c for c in line_end if c not in _CANDIDATES)
+        quoted = csv_cells(list(candidates), line_end)
+        found = _SPECIALS[line_end] = "".join(c for c in candidates if quoted[c] != c)
+    return found
+
+
+def csv_quoted(values: list[str], line_end: str) -> list[str]:
+    """Each of ``values`` as Python's :mod:`csv` writes it in a row of two or more cells
+    (:func:`csv_cells`, the reference), one for each: by the native kernel's
+    ``csv_quote`` when it is built (a scan of each cell, not the writer's row per distinct
+    cell), else by the writer."""
+    speedups = native.kernel()
+    specials = _specials(line_end)
+    if speedups is not None and specials.isascii():
+        quoted: list[str] = speedups.csv_quote(values, specials)
+        return quoted
+    cells = csv_cells(values, line_end)
+    return list(map(cells.__getitem__, values))
+
+
 def _by_session(records: list[Result]) -> Iterable[tuple[int, list[Result]]]:
     """A chunk's records (in (session, pk) order) grouped by session."""
     start = 0
@@ -322,8 +355,8 @@ class ClassicRenderer(MuscleRenderer):
 
         A session's rows share every cell but a trial result's (its fields, the profile
         and the session json, often kilobytes): those are quoted once per session and
-        joined into each row as one piece; every cell is quoted by the csv writer
-        (:func:`csv_cells`)."""
+        joined into each row as one piece; every cell is quoted as the csv writer quotes
+        it (:func:`csv_quoted`)."""
         header = self.columns()
         if not len(chunk) or len(header) < 2:
             return super().render(chunk, dyn, names, json_names)
@@ -337,23 +370,29 @@ class ClassicRenderer(MuscleRenderer):
                 pieces[-1].append(name)
         shared = [c for run in pieces if run[0] not in own for c in run]
         result = [run[0] for run in pieces if run[0] in own]
-        sessions = list(self.session_rows(chunk))
+        # each session's cells from the builder's two parts (session_parts): a row is the
+        # shared cells overwritten by a result's, which has every result key
+        builder = self.builder
+        counts: list[int] = []
         values: list[str] = []
-        for rows in sessions:
-            first = rows[0]
-            values += [first.get(c, "") for c in shared]
-            for row in rows:
-                values += [row.get(c, "") for c in result]
+        for session, results in self.session_results(chunk):
+            base, each = builder.session_parts(session, results)
+            values += [base.get(c, "") for c in shared]
+            if each:
+                for cells_of in each:
+                    values += [cells_of[c] for c in result]
+            else:
+                values += [base.get(c, "") for c in result]
+            counts.append(len(each) or 1)
         if self.formula_guard:
             values = list(map(guard_formula, values))
-        quoted = csv_cells(values, self.line_end)
-        cells = list(map(quoted.__getitem__, values))
+        cells = csv_quoted(values, self.line_end)
         # a session's rows: one format whose fixed text is the shared cells, filled with
         # each result's cells ("%" doubled in the fixed text)
         lines: list[str] = []
         at = 0
         width = len(result)
-        for rows in sessions:
+        for count in counts:
             parts = []
             for run in pieces:
                 if run[0] in own:
@@ -363,11 +402,11 @@ class ClassicRenderer(MuscleRenderer):
                     at += len(run)
             form = ",".join(parts)
             if width:
-                end = at + width * len(rows)
+                end = at + width * count
                 lines += [form % tuple(cells[i : i + width]) for i in range(at, end, width)]
                 at = end
             else:
-                lines += [form % ()] * len(rows)
+                lines += [form % ()] * count
         lines.append("")
         return self.line_end.join(lines).encode("utf-8")
 
@@ -540,8 +579,7 @@ class ClassicWideRenderer(ClassicRenderer):
             values += [row.get(c, "") for c in right]
         if self.formula_guard:
             values = list(map(guard_formula, values))
-        quoted = csv_cells(values, self.line_end)
-        cells = [quoted[v] for v in values]
+        cells = csv_quoted(values, self.line_end)
         out: list[bytes] = []
         at = 0
         n_left, n_right = len(left), len(right)
