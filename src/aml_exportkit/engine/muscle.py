@@ -565,24 +565,48 @@ class ClassicWideRenderer(ClassicRenderer):
             return self._prefixed(count), len(self._keys)
         return sorted(set(self._middle).union(self._prefixed(count))), 1
 
-    def _encode(self, rows: list[tuple[dict[str, str], int]]) -> bytes:
-        """Each row (with its session's number of results) as :data:`_ROW`, its three
-        parts and the lengths of its middle's units."""
-        left, right = self._left, self._right
+    def _shape(self, count: int) -> tuple[int, int]:
+        """The number of middle cells of a row whose session has ``count`` results, and
+        the cells of each of its units (as :meth:`_middle_of`)."""
+        if not self._middle:
+            return count * len(self._keys), len(self._keys)
+        return len(self._middle_of(count)[0]), 1
+
+    def _row_cells(self, row: dict[str, str], count: int) -> list[str]:
+        """A row's cells (the builder's row, its session with ``count`` results): left,
+        middle, right."""
+        middle = self._middle_of(count)[0]
+        return [row.get(c, "") for c in itertools.chain(self._left, middle, self._right)]
+
+    def _part_cells(self, base: dict[str, str], each: list[dict[str, str]]) -> list[str]:
+        """The cells of the row the builder makes of ``base`` and ``each`` result's cells
+        (:meth:`~ClassicBuilder.session_parts`: each result's cells under its prefix),
+        without making its dict: only when no common key starts with a digit, so that the
+        prefixed keys are the result's alone and sort by prefix, then by key."""
+        assert not self._middle
+        keys = self._keys
+        cells = [base.get(c, "") for c in self._left]
+        for n in self._prefixes(len(each)):
+            values = each[n - 1]
+            cells += [values[k] for k in keys]
+        cells += [base.get(c, "") for c in self._right]
+        return cells
+
+    def _encode(self, rows: Iterable[tuple[list[str], int]]) -> bytes:
+        """Each row (its cells, :meth:`_row_cells`, with its session's number of results)
+        as :data:`_ROW`, its three parts and the lengths of its middle's units."""
         values: list[str] = []
         shapes: list[tuple[int, int, int]] = []
-        for row, count in rows:
-            middle, width = self._middle_of(count)
-            shapes.append((count, len(middle), width))
-            values += [row.get(c, "") for c in left]
-            values += [row.get(c, "") for c in middle]
-            values += [row.get(c, "") for c in right]
+        for cells_of, count in rows:
+            n_middle, width = self._shape(count)
+            shapes.append((count, n_middle, width))
+            values += cells_of
         if self.formula_guard:
             values = list(map(guard_formula, values))
         cells = csv_quoted(values, self.line_end)
         out: list[bytes] = []
         at = 0
-        n_left, n_right = len(left), len(right)
+        n_left, n_right = len(self._left), len(self._right)
         for count, n_middle, width in shapes:
             a = ",".join(cells[at : at + n_left]).encode("utf-8")
             at += n_left
@@ -624,10 +648,17 @@ class ClassicWideRenderer(ClassicRenderer):
         if not len(chunk):
             return b""
         builder = self.builder
-        rows = [
-            (builder.session_rows(session, results)[0], len(results))
-            for session, results in self.session_results(chunk)
-        ]
+        if self._middle:
+            rows = [
+                (self._row_cells(builder.session_rows(session, results)[0], n), n)
+                for session, results in self.session_results(chunk)
+                for n in (len(results),)
+            ]
+        else:  # (the common case: the builder's parts, not a dict per row)
+            rows = [
+                (self._part_cells(*builder.session_parts(session, results)), len(results))
+                for session, results in self.session_results(chunk)
+            ]
         self._most = max(count for _, count in rows)
         return self._encode(rows)
 
@@ -644,7 +675,11 @@ class ClassicWideRenderer(ClassicRenderer):
         lo, hi = span
         pks = self.pks
         builder, every = self.builder, self.sessions
-        rows = [(row, 0) for pk in pks[lo:hi] for row in builder.session_rows(every[pk], [])]
+        rows = [
+            (self._row_cells(row, 0), 0)
+            for pk in pks[lo:hi]
+            for row in builder.session_rows(every[pk], [])
+        ]
         return (self._encode(rows),) if rows else ()
 
     def header_middle(self, most: int) -> tuple[list[str], list[tuple[int, int]]]:
