@@ -321,6 +321,41 @@ def test_str_cells_is_the_python_quoting(values: list[str | None]) -> None:
     assert kernel.str_cells([*values, 1.5]) is None  # another type: the Python code decides
 
 
+#: Text for MUSCLE's cells: every character the csv writer may quote for, and wider ones
+#: (two- and four-byte characters change the string's kind in CPython).
+_CSV_TEXT = (
+    st.text(alphabet=st.sampled_from(["a", ",", '"', "\r", "\n", " ", "\x00", "\t", "é", "€", "𝄞"]))
+    | st.text()
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(_CSV_TEXT, max_size=8), line_end=st.sampled_from(["\r\n", "\n", "\r"]))
+def test_csv_quote_is_the_csv_writers_quoting(values: list[str], line_end: str) -> None:
+    """The kernel quotes each cell as Python's csv writer does (``csv_cells``, the
+    reference), and ``csv_quoted`` gives the same cells with the kernel switched off."""
+    from aml_exportkit.engine.muscle import _specials, csv_cells, csv_quoted
+
+    reference = csv_cells(values, line_end)
+    expected = [reference[v] for v in values]
+    assert kernel.csv_quote(values, _specials(line_end)) == expected
+    assert csv_quoted(values, line_end) == expected
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(native.ENV_SWITCH, "0")
+        assert csv_quoted(values, line_end) == expected
+
+
+def test_csv_quote_refuses_what_it_does_not_quote_like_the_writer() -> None:
+    """A cell that is not a string, a special that is not ASCII, or specials without the
+    quote are refused: the kernel never guesses."""
+    with pytest.raises(TypeError):
+        kernel.csv_quote(["a", 1], ',"')
+    with pytest.raises(ValueError, match="ASCII"):
+        kernel.csv_quote(["a"], ',"é')
+    with pytest.raises(ValueError, match="quote must be special"):
+        kernel.csv_quote(["a"], ",")
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.datetimes(timezones=st.just(__import__("datetime").timezone.utc)), max_size=5))
 def test_utc_texts_is_isoformat(values: list[Any]) -> None:
@@ -391,6 +426,7 @@ def test_no_memory_kept_between_calls() -> None:
         kernel.parse_columns(body, NAMES)
         kernel.join_rows([["a"] * 10, ["é"] * 10], 10)
         kernel.str_cells(["a,b", None, "", "c"])
+        kernel.csv_quote(["a,b", "", 'x"é', "c"], ',"\r\n')
         kernel.created_texts(["2024-07-22T10:26:50.911Z"])
         with contextlib.suppress(ValueError):
             kernel.flatten(bad, -1, False)

@@ -11,6 +11,8 @@
  *                         json_data texts flattened row-wise into columns of finished CSV
  *                         cells, like tabular.render.ColumnFlattener + value_cells;
  *   join_rows(parts, n)   columns of cells joined into CSV lines (CRLF), as UTF-8 bytes;
+ *   csv_quote(values, specials)
+ *                         strings quoted as Python's csv writer quotes a cell (MUSCLE's styles);
  *   pkset_add(pages, keys)
  *                         int64 keys into a PkSet's pages (graph.PkSet.add_each);
  *   copy_columns(messages, kinds)
@@ -2028,6 +2030,84 @@ static PyObject *shift_offsets(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* -- csv_quote ------------------------------------------------------------------------------ */
+
+/* Each string as Python's csv writer (QUOTE_MINIMAL, '"' doubled) writes it in a row of two
+ * or more cells: quoted when it holds one of the characters of `specials` (the delimiter,
+ * the quote and the line end's characters, as engine/muscle.py finds them by asking the
+ * writer), else the string itself. The writer stays the reference (tests/native). */
+static PyObject *csv_quote(PyObject *self, PyObject *args) {
+    PyObject *values, *specials;
+    if (!PyArg_ParseTuple(args, "O!U:csv_quote", &PyList_Type, &values, &specials)) return NULL;
+    unsigned char table[128] = {0};
+    Py_ssize_t ns = PyUnicode_GET_LENGTH(specials);
+    for (Py_ssize_t i = 0; i < ns; i++) {
+        Py_UCS4 c = PyUnicode_READ_CHAR(specials, i);
+        if (c >= 128) {
+            PyErr_SetString(PyExc_ValueError, "csv_quote() takes ASCII specials");
+            return NULL;
+        }
+        table[c] = 1;
+    }
+    if (!table['"']) {
+        PyErr_SetString(PyExc_ValueError, "csv_quote(): the quote must be special");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    PyObject *result = PyList_New(n);
+    if (!result) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(values, i), *cell;
+        if (!PyUnicode_Check(v)) {
+            PyErr_SetString(PyExc_TypeError, "csv_quote() takes a list of str");
+            Py_DECREF(result);
+            return NULL;
+        }
+        Py_ssize_t len = PyUnicode_GET_LENGTH(v), quotes = 0;
+        int kind = PyUnicode_KIND(v), special = 0;
+        const void *data = PyUnicode_DATA(v);
+        if (kind == PyUnicode_1BYTE_KIND) {
+            const unsigned char *d = data;
+            for (Py_ssize_t j = 0; j < len; j++) {
+                unsigned char c = d[j];
+                if (c < 128 && table[c]) {
+                    special = 1;
+                    quotes += c == '"';
+                }
+            }
+        } else {
+            for (Py_ssize_t j = 0; j < len; j++) {
+                Py_UCS4 c = PyUnicode_READ(kind, data, j);
+                if (c < 128 && table[c]) {
+                    special = 1;
+                    quotes += c == '"';
+                }
+            }
+        }
+        if (!special) {
+            cell = Py_NewRef(v);
+        } else {
+            cell = PyUnicode_New(len + 2 + quotes, PyUnicode_MAX_CHAR_VALUE(v));
+            if (!cell) {
+                Py_DECREF(result);
+                return NULL;
+            }
+            int okind = PyUnicode_KIND(cell);
+            void *out = PyUnicode_DATA(cell);
+            Py_ssize_t at = 0;
+            PyUnicode_WRITE(okind, out, at++, '"');
+            for (Py_ssize_t j = 0; j < len; j++) {
+                Py_UCS4 c = PyUnicode_READ(kind, data, j);
+                if (c == '"') PyUnicode_WRITE(okind, out, at++, '"');
+                PyUnicode_WRITE(okind, out, at++, c);
+            }
+            PyUnicode_WRITE(okind, out, at++, '"');
+        }
+        PyList_SET_ITEM(result, i, cell);
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"parse_fixture", parse_fixture, METH_O,
      "parse_fixture(body) -> list: the elements of '[body]'; fields.json_data as raw bytes."},
@@ -2043,6 +2123,8 @@ static PyMethodDef methods[] = {
      "created_texts(values) -> list | None: Django's UTC timestamps as our CSV writes them."},
     {"join_rows", join_rows, METH_VARARGS,
      "join_rows(parts, n) -> bytes: columns of cells as CSV lines (CRLF), UTF-8."},
+    {"csv_quote", csv_quote, METH_VARARGS,
+     "csv_quote(values, specials) -> list: strings as Python's csv writer writes a cell."},
     {"pkset_add", pkset_add, METH_VARARGS,
      "pkset_add(pages, keys) -> int: int64 keys into a PkSet's pages; where it stopped, or -1."},
     {"copy_columns", copy_columns, METH_VARARGS,

@@ -43,6 +43,7 @@ from ..records import Result, Session
 from ..tabular.muscle import DASHBOARD_COLUMNS, ClassicBuilder, DashboardBuilder, result_prefix
 from ..tabular.options import TableOptions
 from ..tabular.table import Column, WriterKind, guard_formula, line_end
+from . import native
 from .batches import result_records
 from .chunks import ResultColumns
 from .tables import RendersAtOnce
@@ -219,6 +220,38 @@ def csv_cells(values: Iterable[str], line_end: str) -> dict[str, str]:
     return cells
 
 
+#: Characters that may make the csv writer quote a cell: the delimiter, the quote, and any
+#: line end's (:func:`_specials` asks the writer which of them it quotes).
+_CANDIDATES = ',"\r\n'
+_SPECIALS: dict[str, str] = {}
+
+
+def _specials(line_end: str) -> str:
+    """The characters for which Python's csv writer quotes a cell, with ``line_end``: asked
+    of the writer itself (which of CR and LF it quotes depends on the line end, and on the
+    Python version), so that the kernel follows the writer."""
+    found = _SPECIALS.get(line_end)
+    if found is None:
+        candidates = _CANDIDATES + "".join(c for c in line_end if c not in _CANDIDATES)
+        quoted = csv_cells(list(candidates), line_end)
+        found = _SPECIALS[line_end] = "".join(c for c in candidates if quoted[c] != c)
+    return found
+
+
+def csv_quoted(values: list[str], line_end: str) -> list[str]:
+    """Each of ``values`` as Python's :mod:`csv` writes it in a row of two or more cells
+    (:func:`csv_cells`, the reference), one for each: by the native kernel's
+    ``csv_quote`` when it is built (a scan of each cell, not the writer's row per distinct
+    cell), else by the writer."""
+    speedups = native.kernel()
+    specials = _specials(line_end)
+    if speedups is not None and specials.isascii():
+        quoted: list[str] = speedups.csv_quote(values, specials)
+        return quoted
+    cells = csv_cells(values, line_end)
+    return list(map(cells.__getitem__, values))
+
+
 def _by_session(records: list[Result]) -> Iterable[tuple[int, list[Result]]]:
     """A chunk's records (in (session, pk) order) grouped by session."""
     start = 0
@@ -322,8 +355,8 @@ class ClassicRenderer(MuscleRenderer):
 
         A session's rows share every cell but a trial result's (its fields, the profile
         and the session json, often kilobytes): those are quoted once per session and
-        joined into each row as one piece; every cell is quoted by the csv writer
-        (:func:`csv_cells`)."""
+        joined into each row as one piece; every cell is quoted as the csv writer quotes
+        it (:func:`csv_quoted`)."""
         header = self.columns()
         if not len(chunk) or len(header) < 2:
             return super().render(chunk, dyn, names, json_names)
@@ -337,23 +370,29 @@ class ClassicRenderer(MuscleRenderer):
                 pieces[-1].append(name)
         shared = [c for run in pieces if run[0] not in own for c in run]
         result = [run[0] for run in pieces if run[0] in own]
-        sessions = list(self.session_rows(chunk))
+        # each session's cells from the builder's two parts (session_parts): a row is the
+        # shared cells overwritten by a result's, which has every result key
+        builder = self.builder
+        counts: list[int] = []
         values: list[str] = []
-        for rows in sessions:
-            first = rows[0]
-            values += [first.get(c, "") for c in shared]
-            for row in rows:
-                values += [row.get(c, "") for c in result]
+        for session, results in self.session_results(chunk):
+            base, each = builder.session_parts(session, results)
+            values += [base.get(c, "") for c in shared]
+            if each:
+                for cells_of in each:
+                    values += [cells_of[c] for c in result]
+            else:
+                values += [base.get(c, "") for c in result]
+            counts.append(len(each) or 1)
         if self.formula_guard:
             values = list(map(guard_formula, values))
-        quoted = csv_cells(values, self.line_end)
-        cells = list(map(quoted.__getitem__, values))
+        cells = csv_quoted(values, self.line_end)
         # a session's rows: one format whose fixed text is the shared cells, filled with
         # each result's cells ("%" doubled in the fixed text)
         lines: list[str] = []
         at = 0
         width = len(result)
-        for rows in sessions:
+        for count in counts:
             parts = []
             for run in pieces:
                 if run[0] in own:
@@ -363,11 +402,11 @@ class ClassicRenderer(MuscleRenderer):
                     at += len(run)
             form = ",".join(parts)
             if width:
-                end = at + width * len(rows)
+                end = at + width * count
                 lines += [form % tuple(cells[i : i + width]) for i in range(at, end, width)]
                 at = end
             else:
-                lines += [form % ()] * len(rows)
+                lines += [form % ()] * count
         lines.append("")
         return self.line_end.join(lines).encode("utf-8")
 
@@ -526,25 +565,48 @@ class ClassicWideRenderer(ClassicRenderer):
             return self._prefixed(count), len(self._keys)
         return sorted(set(self._middle).union(self._prefixed(count))), 1
 
-    def _encode(self, rows: list[tuple[dict[str, str], int]]) -> bytes:
-        """Each row (with its session's number of results) as :data:`_ROW`, its three
-        parts and the lengths of its middle's units."""
-        left, right = self._left, self._right
+    def _shape(self, count: int) -> tuple[int, int]:
+        """The number of middle cells of a row whose session has ``count`` results, and
+        the cells of each of its units (as :meth:`_middle_of`)."""
+        if not self._middle:
+            return count * len(self._keys), len(self._keys)
+        return len(self._middle_of(count)[0]), 1
+
+    def _row_cells(self, row: dict[str, str], count: int) -> list[str]:
+        """A row's cells (the builder's row, its session with ``count`` results): left,
+        middle, right."""
+        middle = self._middle_of(count)[0]
+        return [row.get(c, "") for c in itertools.chain(self._left, middle, self._right)]
+
+    def _part_cells(self, base: dict[str, str], each: list[dict[str, str]]) -> list[str]:
+        """The cells of the row the builder makes of ``base`` and ``each`` result's cells
+        (:meth:`~ClassicBuilder.session_parts`: each result's cells under its prefix),
+        without making its dict: only when no common key starts with a digit, so that the
+        prefixed keys are the result's alone and sort by prefix, then by key."""
+        assert not self._middle
+        keys = self._keys
+        cells = [base.get(c, "") for c in self._left]
+        for n in self._prefixes(len(each)):
+            values = each[n - 1]
+            cells += [values[k] for k in keys]
+        cells += [base.get(c, "") for c in self._right]
+        return cells
+
+    def _encode(self, rows: Iterable[tuple[list[str], int]]) -> bytes:
+        """Each row (its cells, :meth:`_row_cells`, with its session's number of results)
+        as :data:`_ROW`, its three parts and the lengths of its middle's units."""
         values: list[str] = []
         shapes: list[tuple[int, int, int]] = []
-        for row, count in rows:
-            middle, width = self._middle_of(count)
-            shapes.append((count, len(middle), width))
-            values += [row.get(c, "") for c in left]
-            values += [row.get(c, "") for c in middle]
-            values += [row.get(c, "") for c in right]
+        for cells_of, count in rows:
+            n_middle, width = self._shape(count)
+            shapes.append((count, n_middle, width))
+            values += cells_of
         if self.formula_guard:
             values = list(map(guard_formula, values))
-        quoted = csv_cells(values, self.line_end)
-        cells = [quoted[v] for v in values]
+        cells = csv_quoted(values, self.line_end)
         out: list[bytes] = []
         at = 0
-        n_left, n_right = len(left), len(right)
+        n_left, n_right = len(self._left), len(self._right)
         for count, n_middle, width in shapes:
             a = ",".join(cells[at : at + n_left]).encode("utf-8")
             at += n_left
@@ -586,10 +648,17 @@ class ClassicWideRenderer(ClassicRenderer):
         if not len(chunk):
             return b""
         builder = self.builder
-        rows = [
-            (builder.session_rows(session, results)[0], len(results))
-            for session, results in self.session_results(chunk)
-        ]
+        if self._middle:
+            rows = [
+                (self._row_cells(builder.session_rows(session, results)[0], n), n)
+                for session, results in self.session_results(chunk)
+                for n in (len(results),)
+            ]
+        else:  # (the common case: the builder's parts, not a dict per row)
+            rows = [
+                (self._part_cells(*builder.session_parts(session, results)), len(results))
+                for session, results in self.session_results(chunk)
+            ]
         self._most = max(count for _, count in rows)
         return self._encode(rows)
 
@@ -606,7 +675,11 @@ class ClassicWideRenderer(ClassicRenderer):
         lo, hi = span
         pks = self.pks
         builder, every = self.builder, self.sessions
-        rows = [(row, 0) for pk in pks[lo:hi] for row in builder.session_rows(every[pk], [])]
+        rows = [
+            (self._row_cells(row, 0), 0)
+            for pk in pks[lo:hi]
+            for row in builder.session_rows(every[pk], [])
+        ]
         return (self._encode(rows),) if rows else ()
 
     def header_middle(self, most: int) -> tuple[list[str], list[tuple[int, int]]]:

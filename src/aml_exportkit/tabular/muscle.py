@@ -34,6 +34,8 @@ def classic_text(value: Any, ms: bool = False) -> str:
     UTC for datetimes, else ``str()`` (so dicts and lists are Python repr).
 
     :param ms: times to the millisecond (``timestamps = "ms"``)."""
+    if type(value) is str:  # (most cells: str() would give the value itself)
+        return value
     if value is None:
         return ""
     if isinstance(value, datetime):
@@ -282,22 +284,33 @@ class ClassicBuilder:
         """The rows of one session and its trial results: one (wide, or a session without
         results), or one per result in (created_at, pk) order. The engine's workers call
         this per session (:mod:`aml_exportkit.engine.muscle`)."""
-        row = self.base_row(session)
-        ordered = sorted(results, key=lambda r: (self._time(r.created_at), r.pk))
+        row, cells = self.session_parts(session, results)
         if self.wide:
-            for n, result in enumerate(ordered, 1):
+            for n, values in enumerate(cells, 1):
                 prefix = result_prefix(n)
-                for key, value in self.result_values(result).items():
+                for key, value in values.items():
                     row[prefix + key] = value
             return [row]
-        if not ordered:
+        if not cells:
             return [row]
         rows = []
-        for result in ordered:
+        for values in cells:
             full = dict(row)
-            full.update(self.result_values(result))
+            full.update(values)
             rows.append(full)
         return rows
+
+    def session_parts(
+        self, session: Session, results: list[Result]
+    ) -> tuple[dict[str, str], list[dict[str, str]]]:
+        """A session's cells in the two parts its rows are made of (:meth:`session_rows`):
+        the cells every row has (:meth:`base_row`), and each trial result's cells
+        (:meth:`result_values`, every key of :meth:`result_keys`) in row order, (created_at,
+        pk). A long row is the first part overwritten by one result's cells (a session
+        without results: the first part alone); the engine's long renderer joins the
+        parts without making each row's dict."""
+        ordered = sorted(results, key=lambda r: (self._time(r.created_at), r.pk))
+        return self.base_row(session), [self.result_values(r) for r in ordered]
 
     def _session_rows(self, session: Session, results: list[Result]) -> None:
         for row in self.session_rows(session, results):
