@@ -32,8 +32,7 @@ import orjson
 
 from ..flatten import Flattener, Path
 from ..graph import RecordGraph
-from ..tabular.fields import block_groups, fixed_columns
-from ..tabular.long import EXACT, Joiner
+from ..tabular.long import EXACT, Joiner, long_fixed
 from ..tabular.options import TableOptions
 from ..tabular.table import (
     Absent,
@@ -41,9 +40,7 @@ from ..tabular.table import (
     Column,
     cell_text,
     cell_text_ms,
-    column_kind,
     json_cell,
-    json_types,
     needs_json_cells,
     quote_cell,
 )
@@ -408,19 +405,10 @@ class ChunkRenderer(RendersAtOnce):
         self.ms = options.timestamps == "ms"
         self._cell = cell_text_ms if self.ms else cell_text
         self.join = Joiner(options, graph, track_types=False)
-        cols = options.columns
-        self.head_columns = fixed_columns(
-            [*block_groups(cols), ("session", cols.session), ("participant", cols.participant)],
-            options.flatten,
-            self.join.registry,
+        self.head_columns, self.result_columns, self.tail_columns = long_fixed(
+            options, self.join.registry
         )
-        self.result_columns = fixed_columns(
-            [("result", cols.result)], options.flatten, self.join.registry
-        )
-        self.tail_columns = fixed_columns(
-            [("section", cols.section), ("song", cols.song)], options.flatten, self.join.registry
-        )
-        self.result_fields = cols.result
+        self.result_fields = options.columns.result
         flat = self.join.result_flat
         self.flatten = ColumnFlattener(flat) if flat is not None else None
         #: the columns whose cells are written as JSON text (set from the sample)
@@ -615,44 +603,20 @@ class ChunkRenderer(RendersAtOnce):
         self,
         names: Sequence[str],
         types: Mapping[str, set[type]],
-        paths: Mapping[str, Any] | None = None,
+        paths: Mapping[str, Path] | None = None,
     ) -> list[Column]:
-        """Every column of the table (:func:`kinds_of`)."""
-        return kinds_of(self, names, types, paths)
+        """Every column of the table, as the row builder describes them: the fixed ones,
+        then each flattened one by :meth:`~aml_exportkit.tabular.long.Joiner.flat_column`.
+
+        :param paths: each column's json path (as the workers found them)."""
+        paths = paths or {}
+        flat_column = self.join.flat_column
+        dynamic = [flat_column(n, set(types.get(n, ())), paths.get(n)) for n in names]
+        return [*self.fixed, *dynamic]
 
     def table_rows(self, results: int) -> int:
         """One row per trial result."""
         return results
-
-
-def kinds_of(
-    renderer: ChunkRenderer,
-    names: Sequence[str],
-    types: Mapping[str, set[type]],
-    paths: Mapping[str, Path] | None = None,
-) -> list[Column]:
-    """Every column of the table, as the plain path describes them: kinds, origins, JSON
-    types and whether the cells are JSON text.
-
-    :param paths: each column's json path (as the workers found them)."""
-    paths = paths or {}
-    owners = renderer.join.registry.owners
-    dynamic = []
-    for name in names:
-        seen = set(types.get(name, ()))
-        origin, path = owners.get(name, (None, None))
-        dynamic.append(
-            Column(
-                name,
-                column_kind(seen),
-                origin=origin,
-                path=path,
-                json_types=json_types(seen),
-                json_cells=needs_json_cells(seen),
-                json_path=paths.get(name),
-            )
-        )
-    return [*renderer.fixed, *dynamic]
 
 
 #: A function that makes a renderer's chunks from some input.

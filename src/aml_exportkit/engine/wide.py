@@ -37,7 +37,7 @@ from operator import add, is_not, itemgetter
 from typing import Any
 
 from ..errors import SourceError
-from ..flatten import FlattenError
+from ..flatten import FlattenError, Path
 from ..graph import RecordGraph
 from ..tabular.long import EXACT
 from ..tabular.options import TableOptions, WideOptions
@@ -45,15 +45,12 @@ from ..tabular.table import (
     Absent,
     BigInt,
     Column,
-    column_kind,
-    json_types,
-    needs_json_cells,
 )
 from ..tabular.wide import (
     KeyPart,
     column_order,
     key_widths,
-    plain_columns,
+    result_fixed,
     result_key,
     wide_columns,
 )
@@ -128,10 +125,7 @@ class WideRenderer:
         self.long = ChunkRenderer(options, graph)
         self.join = self.long.join
         self.flatten = self.long.flatten
-        cols = options.columns
-        self.result_fixed = plain_columns(
-            [("result", cols.result), ("section", cols.section), ("song", cols.song)], options
-        )
+        self.result_fixed = result_fixed(options)
         self.fixed_rank = {c.name: i for i, c in enumerate(self.result_fixed)}
         self.fixed_by_name = {c.name: c for c in self.result_fixed}
         self.separator = options.flatten.separator
@@ -229,13 +223,13 @@ class WideRenderer:
         self,
         names: Sequence[str],
         types: Mapping[str, set[type]],
-        paths: Mapping[str, object] | None = None,
+        paths: Mapping[str, Path] | None = None,
     ) -> list[Column]:
-        """Every column of the table, as the plain path describes them.
+        """Every column of the table, as the row builder describes them (the flattened
+        ones by :meth:`~aml_exportkit.tabular.long.Joiner.flat_column`).
 
         :raises FlattenError: when two columns would have the same name."""
         paths = paths or {}
-        owners = self.join.registry.owners
         items: list[tuple[Key, str]] = []
         keys: list[Key] = []
         for name in names:
@@ -247,21 +241,9 @@ class WideRenderer:
                 items.append((key, inner))
         wanted = {self.item(n): n for n in names}
 
-        def column_of(key: Key, name: str, fixed: Column | None) -> Column:
-            if fixed is not None:
-                return Column(name, fixed.kind)
+        def column_of(key: Key, name: str) -> Column:
             seen = set(types.get(wanted[(key, name)], ()))
-            origin, path = owners.get(name, (None, None))
-            json_path: Any = paths.get(name)
-            return Column(
-                name,
-                column_kind(seen),
-                origin=origin,
-                path=path,
-                json_types=json_types(seen),
-                json_cells=needs_json_cells(seen),
-                json_path=json_path,
-            )
+            return self.join.flat_column(name, seen, paths.get(name))
 
         return [
             *self.fixed,

@@ -124,6 +124,16 @@ def block_groups(columns: Any) -> list[tuple[str, Sequence[str]]]:
     return [("experiment", columns.experiment), ("block", columns.block)]
 
 
+def head_groups(columns: Any) -> list[tuple[str, Sequence[str]]]:
+    """The ``(origin, fields)`` groups of a session's cells, the head of its rows: its
+    block's (:func:`block_groups`), its own and its participant's."""
+    return [
+        *block_groups(columns),
+        ("session", columns.session),
+        ("participant", columns.participant),
+    ]
+
+
 def fixed_columns(
     groups: Sequence[tuple[str, Sequence[str]]],
     flatten: FlattenOptions,

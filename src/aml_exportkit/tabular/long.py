@@ -18,17 +18,16 @@ from typing import Any
 
 import attrs
 
-from ..flatten import ColumnRegistry, Flattener, FlattenOptions
+from ..flatten import ColumnRegistry, Flattener, FlattenOptions, Path
 from ..graph import RecordGraph
 from ..records import Block, Result, Session
-from .fields import block_groups, fixed_columns, tuple_getter
+from .fields import fixed_columns, head_groups, tuple_getter
 from .options import TableOptions
 from .spill import Spill
 from .table import (
     Absent,
     BigInt,
     Column,
-    Kind,
     Table,
     column_kind,
     json_cell,
@@ -124,19 +123,21 @@ class Joiner:
         found = [self.session_flat, self.profile_flat, self.score_flat, self.result_flat]
         return [f for f in found if f is not None]
 
-    def column(self, name: str, key: Any, rows: int, kind: Kind | None = None) -> Column:
-        """The column ``name`` of a table of ``rows`` rows, its values tracked under
-        ``key``: its kind, origin and JSON types, and whether its cells must be JSON text.
-
-        :param kind: the kind of a record field (its values are not tracked).
-        """
-        origin, path = self.registry.owners.get(name, (None, None))
-        if kind is not None:
-            return Column(name, kind, origin=origin, path=path)
+    def column(self, name: str, key: Any, rows: int) -> Column:
+        """The flattened column ``name`` of a table of ``rows`` rows, its values tracked
+        under ``key`` (:meth:`flat_column` of the types this joiner saw)."""
         json_path = next((f.paths[name] for f in self.flatteners() if name in f.paths), None)
         types = set(self.types.get(key, ()))
         if self.present.get(key, 0) < rows:
             types.add(Absent)
+        return self.flat_column(name, types, json_path)
+
+    def flat_column(self, name: str, types: set[type], json_path: Path | None) -> Column:
+        """The flattened column ``name`` whose values had ``types`` (:class:`Absent` among
+        them when some rows lack it): its kind, origin, JSON types and path, and whether
+        its cells must be JSON text. The one description of a flattened column, for the
+        row builders and the engine's renderers alike."""
+        origin, path = self.registry.owners.get(name, (None, None))
         spelt = types - {Absent} if origin in _ANSWER_ORIGINS else types
         return Column(
             name,
@@ -259,19 +260,7 @@ class LongBuilder:
         self.partition_by = tuple(partition_by)
         #: the partition values of rows without a session (profile answers)
         self._no_partition: tuple[Any, ...] = (None,) * len(self.partition_by)
-        cols = options.columns
-        self.fixed = fixed_columns(
-            [
-                *block_groups(cols),
-                ("session", cols.session),
-                ("participant", cols.participant),
-                ("result", cols.result),
-                ("section", cols.section),
-                ("song", cols.song),
-            ],
-            options.flatten,
-            self.join.registry,
-        )
+        self.fixed = [c for part in long_fixed(options, self.join.registry) for c in part]
         self.spill = Spill()
         self.want_trials = options.rows in ("trial", "both")
         self.want_profiles = options.rows in ("profile", "both")
@@ -445,6 +434,20 @@ class LongBuilder:
     def close(self) -> None:
         """Delete the spill (after a failure)."""
         self.spill.close()
+
+
+def long_fixed(
+    options: TableOptions, registry: ColumnRegistry
+) -> tuple[list[Column], list[Column], list[Column]]:
+    """The long table's fixed columns, claimed in ``registry``, in three parts: the head
+    (block, session, participant: alike on a session's rows), the result's fields, the
+    tail (section and song: alike on a section's rows)."""
+    cols = options.columns
+    return (
+        fixed_columns(head_groups(cols), options.flatten, registry),
+        fixed_columns([("result", cols.result)], options.flatten, registry),
+        fixed_columns([("section", cols.section), ("song", cols.song)], options.flatten, registry),
+    )
 
 
 def evolve_flatten(options: TableOptions, **changes: Any) -> TableOptions:

@@ -23,7 +23,7 @@ import attrs
 from ..flatten import FlattenError, escape_key
 from ..graph import RecordGraph
 from ..records import Result, Session
-from .fields import block_groups, cut_ms, fixed_columns
+from .fields import block_groups, cut_ms, fixed_columns, head_groups
 from .long import Joiner
 from .options import TableOptions, WideOptions
 from .spill import GroupSpill
@@ -68,21 +68,11 @@ class WideBuilder:
             )
             session_groups = [*block_groups(cols), ("session", cols.session)]
         else:
-            self.unit_fixed = fixed_columns(
-                [
-                    *block_groups(cols),
-                    ("session", cols.session),
-                    ("participant", cols.participant),
-                ],
-                options.flatten,
-                registry,
-            )
+            self.unit_fixed = fixed_columns(head_groups(cols), options.flatten, registry)
             session_groups = []
         # Keyed columns are claimed per key, so their names only need to be unique within one.
         self.session_fixed = plain_columns(session_groups, options)
-        self.result_fixed = plain_columns(
-            [("result", cols.result), ("section", cols.section), ("song", cols.song)], options
-        )
+        self.result_fixed = result_fixed(options)
         self.fixed_rank = {c.name: i for i, c in enumerate(self.session_fixed + self.result_fixed)}
         self.fixed_columns = {c.name: c for c in self.session_fixed + self.result_fixed}
         self.walker = SessionWalker(graph.sessions.values())
@@ -177,8 +167,8 @@ class WideBuilder:
         else:
             units = len(self.graph.sessions)
 
-        def column_of(key: tuple[KeyPart, ...], name: str, fixed: Column | None) -> Column:
-            return join.column(name, (key, name), units, fixed.kind if fixed else None)
+        def column_of(key: tuple[KeyPart, ...], name: str) -> Column:
+            return join.column(name, (key, name), units)
 
         columns = list(self.unit_fixed)
         columns += wide_columns(
@@ -274,13 +264,13 @@ def wide_columns(
     separator: str,
     key_by: str,
     fixed_columns: Mapping[str, Column],
-    column_of: Callable[[tuple[KeyPart, ...], str, Column | None], Column],
+    column_of: Callable[[tuple[KeyPart, ...], str], Column],
 ) -> list[Column]:
     """The keyed columns of a wide table, named ``<key><sep><column>``, in ``ordered``'s
     order (after the unit's fixed columns ``unit_fixed``).
 
-    :param column_of: a column's kind, origin and JSON types, given its key, its name
-        within the key and, for a result's fixed field, that field's column.
+    :param fixed_columns: the fixed fields a key holds (a session's, a result's), by name.
+    :param column_of: a flattened column, given its key and its name within the key.
     :raises FlattenError: when two columns would have the same name.
     """
     owners = {c.name: ("field", c.name) for c in unit_fixed}
@@ -296,9 +286,7 @@ def wide_columns(
             )
         owners[text] = ("key", name)
         fixed = fixed_columns.get(name) if key else None
-        column = column_of(key, name, fixed)
-        if fixed is not None:
-            column = attrs.evolve(column, origin=fixed.origin, path=fixed.path)
+        column = fixed if fixed is not None else column_of(key, name)
         if key:
             by = {"s": "session", "n": "number"}.get(key[-1][0], key_by)
             keytext = separator.join(part_text(p, widths, separator) for p in key)
@@ -314,6 +302,14 @@ def _part_order(part: KeyPart) -> tuple[int, int, str]:
     if kind == "n":
         return (1, value, "")
     return (2, 0, value)
+
+
+def result_fixed(options: TableOptions) -> list[Column]:
+    """The fixed columns under a result's key: its fields, its section's and its song's."""
+    cols = options.columns
+    return plain_columns(
+        [("result", cols.result), ("section", cols.section), ("song", cols.song)], options
+    )
 
 
 def plain_columns(
