@@ -96,7 +96,7 @@ def supports(options: TableOptions) -> str | None:
     if options.flatten.lists == "explode":
         return "lists = 'explode'"
     if getattr(options, "formula_guard", False):
-        return "formula_guard"  # the plain path's writer applies it
+        return "formula_guard"  # the row builder's writer applies it
     return None
 
 
@@ -579,7 +579,7 @@ class ChunkRenderer(RendersAtOnce):
         if field == "section":
             return int_cells(chunk.section)
         if field == "created_at":
-            if self.ms:  # (the texts read back as the plain path's datetimes)
+            if self.ms:  # (the texts read back as the source's datetimes)
                 return [cell_text_ms(datetime.fromisoformat(t)) for t in chunk.created_at]
             return list(chunk.created_at)
         values = chunk.fields[field]

@@ -82,7 +82,7 @@ def supports(options: TableOptions, wide: WideOptions) -> str | None:
     if wide.row_per != "session":
         return "wide rows per participant"
     if options.timestamps != "us":
-        # (the plain path numbers a session's results by times cut to milliseconds then)
+        # (the row builder numbers a session's results by times cut to milliseconds then)
         return f"a wide table with timestamps = {options.timestamps!r}"
     return None
 
@@ -289,7 +289,7 @@ class WideRenderer:
                 continue
             run = len(order)
             order.append(sessions[start])
-            # creation order, as the plain path numbers a session's results
+            # creation order, as the row builder numbers a session's results
             ranked = sorted(range(start, i), key=lambda j: (when[j], pks[j]))
             seen: dict[str, int] = {}
             for number, j in enumerate(ranked, 1):
@@ -311,7 +311,7 @@ class WideRenderer:
         self, chunk: ResultColumns, dyn: Mapping[str, list[Any] | Cells]
     ) -> tuple[tuple[str, ...], dict[str, set[type]]]:
         """The chunk's column ids and the types of their values (``Absent`` where some of
-        the chunk's sessions lack one), as the plain path tracks them."""
+        the chunk's sessions lack one), as the row builder tracks them."""
         keys, distinct, _, sessions = self._keys(chunk)
         rows = len(self._span(sessions))
         fixed = self.fixed_by_name
@@ -324,8 +324,8 @@ class WideRenderer:
         for name, values in dyn.items():
             if name in fixed:
                 # (the long renderer's flattener claims its names beside the result fields,
-                # so it meets this clash first; the plain path's row builder wrote the json
-                # value over the field's, which lost it)
+                # so it meets this clash first; the row-by-row path, removed in decision
+                # 0035, wrote the json value over the field's, which lost it)
                 raise FlattenError(
                     f"two values would share the column {name!r}: a result field and"
                     " result_json; change a prefix, the separator or a rename"
