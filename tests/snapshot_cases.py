@@ -20,7 +20,7 @@ RECORDED = Path(__file__).parent / "snapshots" / "recorded"
 
 #: The long tables, one table (one set of table options) per run, each as CSV and as
 #: Parquet.
-BULK = {
+LONG_TABLES = {
     "long": "",
     "long-result-json": 'result_json = "json"\n',
     "long-flatten-options": """
@@ -186,7 +186,7 @@ BUILTINS = sorted(load_registry(get_plugin_manager(load_entrypoints=False)).temp
 RUNS = [
     # every builtin template is written by the engine (decision 0027)
     *(Run(name, name) for name in BUILTINS),
-    *(Run(name, _long_tables(BULK[name], PARQUET_OPTIONS[name])) for name in BULK),
+    *(Run(name, _long_tables(LONG_TABLES[name], PARQUET_OPTIONS[name])) for name in LONG_TABLES),
     *(Run(name, text) for name, text in FIXTURE.items()),
     Run("csv-long-jsonl", GUIDE_SINK),
     *(Run(name, _wide_tables(text)) for name, text in WIDE.items()),
