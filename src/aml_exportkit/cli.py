@@ -98,6 +98,8 @@ def guarded(func: F) -> F:
         except Exception as exc:
             if _debug():
                 traceback.print_exc()
+                # (a worker's failure: its own traceback, from the worker process)
+                print(getattr(exc, "traceback", ""), end="", file=sys.stderr)
             _fail(
                 f"internal error ({type(exc).__name__}: {exc}); no output was written."
                 " Set EXPORTKIT_DEBUG=1 for a traceback and report it",

@@ -306,10 +306,18 @@ class EncodingSink(Sink, Protocol):
 
 
 def encodes_batches(sink: Sink) -> TypeGuard[EncodingSink]:
-    """Whether ``sink`` defines :class:`EncodingSink`'s two methods."""
-    return callable(getattr(sink, "encode_result_batch", None)) and callable(
-        getattr(sink, "write_encoded", None)
-    )
+    """Whether ``sink`` defines :class:`EncodingSink`'s two methods.
+
+    :raises ValueError: when it defines one of them only (a misspelt name, say): its
+        batches would otherwise go to ``write_result_batch`` and, in a sink that has none,
+        be dropped without a word.
+    """
+    names = ("encode_result_batch", "write_encoded")
+    defined = [name for name in names if callable(getattr(sink, name, None))]
+    if len(defined) == 1:
+        (missing,) = set(names) - set(defined)
+        raise ValueError(f"defines {defined[0]} but not {missing}; an encoding sink needs both")
+    return len(defined) == 2
 
 
 class BaseSink:

@@ -115,6 +115,8 @@ class EncodedSink(BaseSink):
 
     made: ClassVar[list[EncodedSink]] = []
     fail_at: ClassVar[int | None] = None
+    #: what write_encoded raises, if anything
+    write_fails: ClassVar[Exception | None] = None
 
     def begin(self, graph: RecordGraph) -> None:
         self.file = self.context.temp_path().open("wb")
@@ -133,6 +135,8 @@ class EncodedSink(BaseSink):
         return "".join(f"{pk} {s}\n" for pk, s in zip(pks, scores, strict=True)).encode()
 
     def write_encoded(self, data: bytes, rows: int) -> None:
+        if self.write_fails is not None:
+            raise self.write_fails
         self.file.write(data)
         self.rows += rows
 
@@ -148,6 +152,14 @@ class EncodedSink(BaseSink):
         self.file.close()
 
 
+class HalfSink(BaseSink):
+    """Defines half of an encoding sink (``write_encoded`` is missing): its batches would
+    go nowhere."""
+
+    def encode_result_batch(self, batch: ResultBatch) -> bytes:
+        return b""  # pragma: no cover - the run refuses the sink first
+
+
 class _Plugin:
     @hookimpl
     def exportkit_register_sinks(self) -> list[SinkSpec]:
@@ -157,6 +169,7 @@ class _Plugin:
                 ("columns", ColumnsSink),
                 ("bare", BareSink),
                 ("encoded", EncodedSink),
+                ("half", HalfSink),
             )
         ]
 
@@ -329,3 +342,33 @@ def test_a_sinks_error_in_a_worker_ends_the_run_with_its_error(
     assert 0 < sink.rows < len(pks)  # (the chunks before it were written, then dropped)
     assert not out.exists() or not list(out.iterdir())
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_half_an_encoding_sink_is_its_error(generated_zip: Path, tmp_path: Path) -> None:
+    """A sink with ``encode_result_batch`` but no ``write_encoded`` (a misspelt name) ends
+    the run with its error before anything is read, rather than losing its batches."""
+    out = tmp_path / "out"
+    with pytest.raises(SinkError) as raised:
+        _run(LONG + '[[sinks]]\ntype = "half"\npath = "half.txt"\n', generated_zip, out)
+    assert raised.value.sink == "half"
+    assert raised.value.message == (
+        "defines encode_result_batch but not write_encoded; an encoding sink needs both"
+    )
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_a_sinks_error_in_write_encoded_names_the_sink(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception of the sink's ``write_encoded`` (in the main process) is the sink's
+    one-line error, not an internal one; the sink is aborted and nothing is written."""
+    monkeypatch.setattr(EncodedSink, "write_fails", ValueError("no room\nfor it"))
+    EncodedSink.made.clear()
+    out = tmp_path / "out"
+    with pytest.raises(SinkError) as raised:
+        _run(LONG + '[[sinks]]\ntype = "encoded"\npath = "encoded.txt"\n', generated_zip, out)
+    assert raised.value.sink == "encoded"
+    assert raised.value.message == "cannot write: ValueError: no room for it"
+    (sink,) = EncodedSink.made
+    assert sink.aborted
+    assert not out.exists() or not list(out.iterdir())

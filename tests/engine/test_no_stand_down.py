@@ -367,7 +367,7 @@ def _failing_worker(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
             elif how == "exit":
                 os._exit(3)
-            raise ZeroDivisionError("a bug in a worker")
+            raise ZeroDivisionError("a bug\nin a worker")  # (two lines: the error keeps one)
         return work(self, task)
 
     monkeypatch.setattr(fixture_zip_chunks.ZipTrialResults, "work", failing)
@@ -409,6 +409,20 @@ def test_a_killed_worker_fails_the_command(
     assert result.stderr.count("\n") == 1, result.stderr
     assert WORKER_FAILS["signal"] in result.stderr
     assert not (tmp_path / "long.csv").exists()
+
+
+def test_a_failed_workers_traceback_under_exportkit_debug(
+    generated_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``EXPORTKIT_DEBUG=1``: the worker's own traceback is printed (where the bug is), not
+    only the main process's; without it, one line."""
+    _failing_worker(monkeypatch, "exception")
+    template = tmp_path / "t.toml"
+    template.write_text(f'manifest = false\n[source]\nuri = "{generated_zip}"\n' + LONG)
+    result = CliRunner(env={"EXPORTKIT_DEBUG": "1"}).invoke(cli, ["run", str(template)])
+    assert result.exit_code == EXIT_INTERNAL
+    assert "in failing" in result.stderr  # (the worker's frame)
+    assert WORKER_FAILS["exception"] in result.stderr
 
 
 # -- the database source ----------------------------------------------------------------------

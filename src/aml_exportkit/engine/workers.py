@@ -362,10 +362,13 @@ def run(
     encoders: list[tuple[SinkContext, EncodingSink]] = []
     takers: list[tuple[SinkContext, Sink]] = []
     for context, sink, _ in others:
-        if encodes_batches(sink):
-            encoders.append((context, sink))
-        else:
-            takers.append((context, sink))
+        try:
+            if encodes_batches(sink):
+                encoders.append((context, sink))
+                continue
+        except ValueError as exc:  # (half an encoding sink: its batches would be lost)
+            raise _sink_error(context, str(exc)) from None
+        takers.append((context, sink))
     deliver = None
     if takers:
 
@@ -524,7 +527,11 @@ def _serve(
             reply = (
                 number,
                 False,
-                WorkerError(f"a worker process failed: {type(exc).__name__}: {exc}", exc),
+                WorkerError(
+                    # (one line: a library's message may hold several)
+                    f"a worker process failed: {type(exc).__name__}: {' '.join(str(exc).split())}",
+                    exc,
+                ),
             )
         try:
             conn.send(reply)
@@ -1728,6 +1735,11 @@ class _Run:
                         except OSError as exc:
                             raise _sink_error(
                                 context, f"cannot write: {exc.strerror or exc}"
+                            ) from None
+                        except Exception as exc:  # (a plugin's own error: named as its)
+                            detail = " ".join(str(exc).split())
+                            raise _sink_error(
+                                context, f"cannot write: {type(exc).__name__}: {detail}"
                             ) from None
         return bool(self.held)
 
