@@ -467,14 +467,6 @@ class ChunkRenderer(RendersAtOnce):
             )
             return text
 
-    def prepare(self) -> None:
-        """Format every session's and section's cells now (before worker processes fork)."""
-        for pk in self.graph.sessions:
-            self.head(pk)
-        for pk in self.graph.sections:
-            self.tail(pk)
-        self.tail(None)
-
     def forget(self) -> None:
         """Drop the formatted sessions and sections (they are made again when needed)."""
         self._heads = {}

@@ -16,8 +16,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import attrs
-
 from ..flatten import ColumnRegistry, Flattener, FlattenOptions, Path
 from ..graph import RecordGraph
 from ..records import Block, Result, Session
@@ -448,8 +446,3 @@ def long_fixed(
         fixed_columns([("result", cols.result)], options.flatten, registry),
         fixed_columns([("section", cols.section), ("song", cols.song)], options.flatten, registry),
     )
-
-
-def evolve_flatten(options: TableOptions, **changes: Any) -> TableOptions:
-    """``options`` with some flatten rules changed."""
-    return attrs.evolve(options, flatten=attrs.evolve(options.flatten, **changes))

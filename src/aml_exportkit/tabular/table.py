@@ -193,10 +193,6 @@ def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _float(value: float) -> str:
-    return repr(value)
-
-
 def _datetime(value: datetime) -> str:
     return value.isoformat(timespec="microseconds")
 
